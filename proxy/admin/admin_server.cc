@@ -1,0 +1,92 @@
+#include "admin/admin_server.h"
+
+#include "core/log.h"
+#include "http/parser.h"
+#include "http/rewrite.h"
+#include "net/tcp_stream.h"
+
+namespace sluice {
+
+// One admin client connection; requests carry no body worth keeping (it is discarded).
+class AdminServer::Connection : public ListNode, private StreamHandler, private BodySink {
+ public:
+  Connection(AdminServer& server)
+      : server_(server),
+        stream_(server.ctx_.loop, server.ctx_.blocks, this),
+        parser_(HTTP_REQUEST, this) {
+    parser_.set_limits(16 * 1024);
+  }
+  int accept(uv_stream_t* s) {
+    int r = stream_.accept(s);
+    if (r == 0) stream_.read_start();
+    return r;
+  }
+  void close() {
+    if (closed_) return;
+    closed_ = true;
+    server_.connections_.remove(this);
+    stream_.close();
+  }
+
+ private:
+  void on_stream_read(const Slice& data) override {
+    Slice rest = data;
+    while (!closed_) {
+      ParseResult r = parser_.execute(rest);
+      rest = rest.sub(r.consumed, rest.len - r.consumed);
+      if (r.event == ParseEvent::kNeedMore) return;
+      if (r.event == ParseEvent::kError) {
+        respond(AdminResponse{parser_.error_status(), "text/plain", "bad request\n"}, true, false);
+        return;
+      }
+      if (r.event == ParseEvent::kMessageComplete) {
+        const MessageHead& req = parser_.head();
+        respond(server_.handler_(req), !req.keep_alive, req.method == HTTP_HEAD);
+      }
+    }
+  }
+  void respond(const AdminResponse& resp, bool close, bool head_only) {
+    BlockWriter w(server_.ctx_.blocks, resp.body.size() + 256);
+    write_simple_response(w, resp.status, resp.content_type, resp.body, close, head_only);
+    if (stream_.write(w.finish()) != 0 || close) {
+      stream_.shutdown();
+      closing_ = true;
+    }
+  }
+  void on_stream_eof() override { close(); }
+  void on_stream_error(int) override { close(); }
+  void on_stream_drained() override {}
+  void on_stream_closed() override { delete this; }
+  void on_body(const Slice&) override {}
+
+  AdminServer& server_;
+  TcpStream stream_;
+  HttpParser parser_;
+  bool closed_ = false;
+  bool closing_ = false;
+};
+
+AdminServer::AdminServer(LoopContext& ctx, Handler handler)
+    : ctx_(ctx), handler_(std::move(handler)) {}
+
+AdminServer::~AdminServer() {
+  close();
+}
+
+int AdminServer::start(int fd) {
+  listener_ = std::make_unique<Listener>(ctx_.loop, [this](uv_stream_t* s) {
+    auto* c = new Connection(*this);
+    connections_.push_back(c);
+    if (c->accept(s) != 0) c->close();
+  });
+  return listener_->open(fd, 128);
+}
+
+void AdminServer::close() {
+  if (closed_) return;
+  closed_ = true;
+  if (listener_) listener_->close(nullptr);
+  connections_.for_each([](Connection* c) { c->close(); });
+}
+
+}  // namespace sluice

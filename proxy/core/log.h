@@ -1,0 +1,23 @@
+#pragma once
+// Error and lifecycle log lines to stderr. One fprintf per line (stdio locks per call), so lines
+// from several workers never interleave. The structured access log comes with issue #6.
+#include <cstdio>
+
+namespace sluice {
+
+enum class LogLevel { kDebug, kInfo, kWarn, kError };
+
+void log_set_level(LogLevel level);
+bool log_enabled(LogLevel level);
+void log_line(LogLevel level, const char* fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#define SLUICE_LOG(level, ...)                                                \
+  do {                                                                        \
+    if (::sluice::log_enabled(level)) ::sluice::log_line(level, __VA_ARGS__); \
+  } while (0)
+#define LOG_DEBUG(...) SLUICE_LOG(::sluice::LogLevel::kDebug, __VA_ARGS__)
+#define LOG_INFO(...) SLUICE_LOG(::sluice::LogLevel::kInfo, __VA_ARGS__)
+#define LOG_WARN(...) SLUICE_LOG(::sluice::LogLevel::kWarn, __VA_ARGS__)
+#define LOG_ERROR(...) SLUICE_LOG(::sluice::LogLevel::kError, __VA_ARGS__)
+
+}  // namespace sluice

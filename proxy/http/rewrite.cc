@@ -1,0 +1,196 @@
+#include "http/rewrite.h"
+
+#include <llhttp.h>
+
+namespace sluice {
+
+namespace {
+
+bool is_fixed_hop_by_hop(std::string_view n) {
+  switch (n.size()) {
+    case 2:
+      return iequals(n, "te");
+    case 7:
+      return iequals(n, "upgrade");
+    case 10:
+      return iequals(n, "connection") || iequals(n, "keep-alive");
+    case 16:
+      return iequals(n, "proxy-connection");
+    case 17:
+      return iequals(n, "transfer-encoding");
+  }
+  return false;
+}
+
+}  // namespace
+
+bool is_hop_by_hop(const MessageHead& m, std::string_view name) {
+  if (is_fixed_hop_by_hop(name)) return true;
+  return m.has_token("connection", name);
+}
+
+void write_request_head(BlockWriter& w, const MessageHead& req, const RequestRewrite& rw) {
+  w.append(llhttp_method_name(static_cast<llhttp_method_t>(req.method)));
+  w.append(' ');
+  w.append(req.url());
+  w.append(" HTTP/1.1\r\n");
+  const bool has_connection = req.find("connection") != std::string_view::npos;
+  bool has_host = false;
+  size_t xff_count = 0;
+  for (size_t i = 0; i < req.header_count(); ++i) {
+    std::string_view n = req.name(i);
+    if (is_fixed_hop_by_hop(n) || (has_connection && req.has_token("connection", n))) continue;
+    // Framing is ours; Expect was answered by sluice; X-Forwarded-* are rewritten below.
+    if (iequals(n, "content-length") || iequals(n, "expect") || iequals(n, "x-forwarded-proto"))
+      continue;
+    if (iequals(n, "x-forwarded-for")) {
+      ++xff_count;
+      continue;
+    }
+    if (iequals(n, "host")) has_host = true;
+    w.append(n);
+    w.append(": ");
+    w.append(req.value(i));
+    w.append("\r\n");
+  }
+  if (!has_host && !rw.default_host.empty()) {
+    w.append("Host: ");
+    w.append(rw.default_host);
+    w.append("\r\n");
+  }
+  // One X-Forwarded-For line: the earlier hops in order, then this client.
+  w.append("X-Forwarded-For: ");
+  if (xff_count) {
+    for (size_t i = 0; i < req.header_count(); ++i) {
+      if (!iequals(req.name(i), "x-forwarded-for")) continue;
+      w.append(req.value(i));
+      w.append(", ");
+    }
+  }
+  w.append(rw.client_ip);
+  w.append("\r\nX-Forwarded-Proto: ");
+  w.append(rw.proto);
+  w.append("\r\n");
+  if (!rw.request_id.empty()) {
+    w.append("X-Request-Id: ");
+    w.append(rw.request_id);
+    w.append("\r\n");
+  }
+  if (rw.framing == Framing::kContentLength) {
+    w.append("Content-Length: ");
+    w.append_decimal(rw.content_length);
+    w.append("\r\n");
+  } else if (rw.framing == Framing::kChunked) {
+    w.append("Transfer-Encoding: chunked\r\n");
+  }
+  w.append("\r\n");
+}
+
+void write_response_head(BlockWriter& w, const MessageHead& resp, const ResponseRewrite& rw) {
+  w.append("HTTP/1.1 ");
+  w.append_decimal(static_cast<uint64_t>(resp.status));
+  w.append(' ');
+  std::string_view reason = resp.reason();
+  w.append(reason.empty() ? status_reason(resp.status) : reason);
+  w.append("\r\n");
+  const bool has_connection = resp.find("connection") != std::string_view::npos;
+  const bool upgrade = resp.status == 101;
+  for (size_t i = 0; i < resp.header_count(); ++i) {
+    std::string_view n = resp.name(i);
+    if (upgrade && (iequals(n, "upgrade") || iequals(n, "connection"))) {
+      // A switching-protocols response keeps its Upgrade/Connection pair.
+    } else if (is_fixed_hop_by_hop(n) || (has_connection && resp.has_token("connection", n))) {
+      continue;
+    }
+    if (rw.framing != Framing::kNone && iequals(n, "content-length")) continue;
+    w.append(n);
+    w.append(": ");
+    w.append(resp.value(i));
+    w.append("\r\n");
+  }
+  if (rw.framing == Framing::kContentLength) {
+    w.append("Content-Length: ");
+    w.append_decimal(rw.content_length);
+    w.append("\r\n");
+  } else if (rw.framing == Framing::kChunked) {
+    w.append("Transfer-Encoding: chunked\r\n");
+  }
+  if (!upgrade) {
+    if (rw.close) {
+      w.append("Connection: close\r\n");
+    } else if (rw.keep_alive_header) {
+      w.append("Connection: keep-alive\r\n");
+    }
+  }
+  w.append("\r\n");
+}
+
+void write_simple_response(BlockWriter& w, int status, std::string_view content_type,
+                           std::string_view body, bool close, bool head_only) {
+  w.append("HTTP/1.1 ");
+  w.append_decimal(static_cast<uint64_t>(status));
+  w.append(' ');
+  w.append(status_reason(status));
+  w.append("\r\n");
+  if (status >= 200) {
+    if (!content_type.empty()) {
+      w.append("Content-Type: ");
+      w.append(content_type);
+      w.append("\r\n");
+    }
+    w.append("Content-Length: ");
+    w.append_decimal(body.size());
+    w.append("\r\n");
+    if (close) w.append("Connection: close\r\n");
+  }
+  w.append("\r\n");
+  if (!head_only) w.append(body);
+}
+
+std::string_view status_reason(int status) {
+  switch (status) {
+    case 100:
+      return "Continue";
+    case 101:
+      return "Switching Protocols";
+    case 200:
+      return "OK";
+    case 201:
+      return "Created";
+    case 204:
+      return "No Content";
+    case 301:
+      return "Moved Permanently";
+    case 302:
+      return "Found";
+    case 304:
+      return "Not Modified";
+    case 400:
+      return "Bad Request";
+    case 403:
+      return "Forbidden";
+    case 404:
+      return "Not Found";
+    case 405:
+      return "Method Not Allowed";
+    case 408:
+      return "Request Timeout";
+    case 413:
+      return "Content Too Large";
+    case 431:
+      return "Request Header Fields Too Large";
+    case 500:
+      return "Internal Server Error";
+    case 501:
+      return "Not Implemented";
+    case 502:
+      return "Bad Gateway";
+    case 503:
+      return "Service Unavailable";
+    case 504:
+      return "Gateway Timeout";
+  }
+  return "Unknown";
+}
+
+}  // namespace sluice

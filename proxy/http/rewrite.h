@@ -1,0 +1,47 @@
+#pragma once
+// Head rewriting between the two sides of the proxy: hop-by-hop headers are dropped (RFC 9110
+// §7.6.1: Connection and every header it names, Keep-Alive, Proxy-Connection, TE,
+// Transfer-Encoding, Upgrade), framing is set by sluice, forwarding headers are added.
+#include <cstdint>
+#include <string_view>
+
+#include "core/block.h"
+#include "http/message.h"
+
+namespace sluice {
+
+enum class Framing : uint8_t {
+  kNone,           // no body (or a body the peer must not expect, e.g. a response to HEAD)
+  kContentLength,  // Content-Length: n
+  kChunked,        // Transfer-Encoding: chunked, re-encoded by sluice
+  kClose,          // body ends when the connection closes (responses to HTTP/1.0 clients)
+};
+
+struct RequestRewrite {
+  std::string_view client_ip;
+  std::string_view proto = "http";
+  std::string_view request_id;    // set when the request had none; empty = keep theirs
+  std::string_view default_host;  // Host for HTTP/1.0 requests that carry none
+  Framing framing = Framing::kNone;
+  uint64_t content_length = 0;
+};
+
+struct ResponseRewrite {
+  Framing framing = Framing::kNone;  // kNone keeps the upstream's Content-Length (HEAD, 304)
+  uint64_t content_length = 0;
+  bool close = false;              // Connection: close
+  bool keep_alive_header = false;  // Connection: keep-alive (kept-alive HTTP/1.0 client)
+};
+
+// True for headers never forwarded across the proxy, including those the message's Connection
+// header names.
+bool is_hop_by_hop(const MessageHead& m, std::string_view name);
+
+void write_request_head(BlockWriter& w, const MessageHead& req, const RequestRewrite& rw);
+void write_response_head(BlockWriter& w, const MessageHead& resp, const ResponseRewrite& rw);
+// A complete small response sluice answers itself (errors, 100 Continue, admin pages).
+void write_simple_response(BlockWriter& w, int status, std::string_view content_type,
+                           std::string_view body, bool close, bool head_only = false);
+std::string_view status_reason(int status);
+
+}  // namespace sluice

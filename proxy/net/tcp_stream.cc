@@ -1,0 +1,211 @@
+#include "net/tcp_stream.h"
+
+#include <arpa/inet.h>
+#include <sys/socket.h>
+
+#include <cerrno>
+
+#include "core/log.h"
+
+namespace sluice {
+
+struct TcpStream::WriteReq {
+  uv_write_t req;
+  TcpStream* stream;
+  size_t bytes;
+  // Keep the blocks alive until the kernel has the bytes. Small inline capacity covers
+  // head + body + chunk framing without a second allocation.
+  static constexpr size_t kInline = 4;
+  Slice inline_slices[kInline];
+  std::vector<Slice> more;
+};
+
+TcpStream::TcpStream(uv_loop_t* loop, BlockPool& pool, StreamHandler* handler)
+    : pool_(pool), handler_(handler) {
+  uv_tcp_init(loop, &tcp_);  // cannot fail for AF_UNSPEC
+  tcp_.data = this;
+  connect_req_.data = this;
+  shutdown_req_.data = this;
+}
+
+int TcpStream::accept(uv_stream_t* server) {
+  int r = uv_accept(server, reinterpret_cast<uv_stream_t*>(&tcp_));
+  if (r == 0) uv_tcp_nodelay(&tcp_, 1);
+  return r;
+}
+
+int TcpStream::connect(const sockaddr* addr) {
+  int r = uv_tcp_connect(&connect_req_, &tcp_, addr, &TcpStream::on_connect);
+  if (r == 0) uv_tcp_nodelay(&tcp_, 1);
+  return r;
+}
+
+void TcpStream::on_connect(uv_connect_t* req, int status) {
+  auto* self = static_cast<TcpStream*>(req->data);
+  if (status == UV_ECANCELED || self->closing_) return;
+  self->handler_->on_stream_connected(status);
+}
+
+void TcpStream::read_start() {
+  if (reading_ || closing_) return;
+  int r = uv_read_start(reinterpret_cast<uv_stream_t*>(&tcp_), &TcpStream::on_alloc,
+                        &TcpStream::on_read);
+  if (r == 0) reading_ = true;
+}
+
+void TcpStream::read_stop() {
+  if (!reading_) return;
+  uv_read_stop(reinterpret_cast<uv_stream_t*>(&tcp_));
+  reading_ = false;
+}
+
+void TcpStream::on_alloc(uv_handle_t* h, size_t, uv_buf_t* buf) {
+  auto* self = static_cast<TcpStream*>(h->data);
+  self->read_block_ = self->pool_.get();
+  buf->base = self->read_block_->data();
+  buf->len = self->read_block_->capacity;
+}
+
+void TcpStream::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
+  auto* self = static_cast<TcpStream*>(s->data);
+  BlockRef block = std::move(self->read_block_);
+  if (self->closing_) return;
+  if (nread > 0) {
+    Slice slice{std::move(block), buf->base, static_cast<size_t>(nread)};
+    self->handler_->on_stream_read(slice);
+  } else if (nread == UV_EOF) {
+    self->read_stop();
+    self->handler_->on_stream_eof();
+  } else if (nread < 0) {
+    self->read_stop();
+    self->handler_->on_stream_error(static_cast<int>(nread));
+  }
+}
+
+int TcpStream::write(const Slice* slices, size_t count) {
+  if (closing_ || shutdown_) return UV_EPIPE;
+  uv_buf_t stack_bufs[8];
+  std::vector<uv_buf_t> heap_bufs;
+  uv_buf_t* bufs = stack_bufs;
+  if (count > 8) {
+    heap_bufs.resize(count);
+    bufs = heap_bufs.data();
+  }
+  size_t total = 0;
+  size_t n = 0;
+  for (size_t i = 0; i < count; ++i) {
+    if (slices[i].len == 0) continue;
+    bufs[n++] =
+        uv_buf_init(const_cast<char*>(slices[i].data), static_cast<unsigned>(slices[i].len));
+    total += slices[i].len;
+  }
+  if (total == 0) return 0;
+
+  size_t written = 0;
+  if (queued_ == 0) {
+    int r = uv_try_write(reinterpret_cast<uv_stream_t*>(&tcp_), bufs, static_cast<unsigned>(n));
+    if (r >= 0) {
+      written = static_cast<size_t>(r);
+    } else if (r != UV_EAGAIN && r != UV_ENOSYS) {
+      return r;
+    }
+    if (written == total) return 0;
+  }
+
+  // Queue what the kernel did not take, keeping each slice's block alive.
+  auto* req = new WriteReq;
+  req->req.data = req;
+  req->stream = this;
+  req->bytes = total - written;
+  size_t skip = written;
+  size_t first = 0;
+  size_t kept = 0;
+  for (size_t i = 0; i < n; ++i) {
+    if (skip >= bufs[i].len) {
+      skip -= bufs[i].len;
+      ++first;
+      continue;
+    }
+    bufs[i].base += skip;
+    bufs[i].len -= skip;
+    skip = 0;
+    break;
+  }
+  for (size_t i = 0; i < count; ++i) {
+    if (slices[i].len == 0) continue;
+    if (kept < WriteReq::kInline) {
+      req->inline_slices[kept].block = slices[i].block;
+    } else {
+      req->more.push_back(Slice{slices[i].block, nullptr, 0});
+    }
+    ++kept;
+  }
+  int r = uv_write(&req->req, reinterpret_cast<uv_stream_t*>(&tcp_), bufs + first,
+                   static_cast<unsigned>(n - first), &TcpStream::on_write);
+  if (r != 0) {
+    delete req;
+    return r;
+  }
+  queued_ += req->bytes;
+  return 0;
+}
+
+void TcpStream::on_write(uv_write_t* req, int status) {
+  auto* w = static_cast<WriteReq*>(req->data);
+  TcpStream* self = w->stream;
+  self->queued_ -= w->bytes;
+  delete w;
+  if (self->closing_ || status == UV_ECANCELED) return;
+  if (status < 0) {
+    self->handler_->on_stream_error(status);
+    return;
+  }
+  if (self->queued_ <= kLowWatermark) self->handler_->on_stream_drained();
+}
+
+void TcpStream::shutdown() {
+  if (closing_ || shutdown_) return;
+  shutdown_ = true;
+  int r =
+      uv_shutdown(&shutdown_req_, reinterpret_cast<uv_stream_t*>(&tcp_), &TcpStream::on_shutdown);
+  if (r != 0) close();
+}
+
+void TcpStream::on_shutdown(uv_shutdown_t* req, int status) {
+  // Nothing to do: the owner keeps reading until EOF or its linger timer, then closes.
+}
+
+void TcpStream::close() {
+  if (closing_) return;
+  closing_ = true;
+  reading_ = false;
+  uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), &TcpStream::on_close);
+}
+
+void TcpStream::on_close(uv_handle_t* h) {
+  auto* self = static_cast<TcpStream*>(h->data);
+  self->handler_->on_stream_closed();
+}
+
+bool TcpStream::peek_clean() const {
+  uv_os_fd_t fd;
+  if (closing_ || uv_fileno(reinterpret_cast<const uv_handle_t*>(&tcp_), &fd) != 0) return false;
+  char c;
+  ssize_t r = ::recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+  return r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+}
+
+std::string TcpStream::peer_ip() const {
+  sockaddr_storage ss;
+  int len = sizeof ss;
+  if (uv_tcp_getpeername(&tcp_, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return "";
+  char ip[INET6_ADDRSTRLEN] = "";
+  if (ss.ss_family == AF_INET) {
+    uv_ip4_name(reinterpret_cast<sockaddr_in*>(&ss), ip, sizeof ip);
+  } else if (ss.ss_family == AF_INET6) {
+    uv_ip6_name(reinterpret_cast<sockaddr_in6*>(&ss), ip, sizeof ip);
+  }
+  return ip;
+}
+
+}  // namespace sluice

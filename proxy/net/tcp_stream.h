@@ -1,0 +1,85 @@
+#pragma once
+// TcpStream: the byte transport of one connection side. Owns one uv_tcp_t (and the embedded
+// connect and shutdown requests); it is a member of its connection object, which is freed only
+// after on_stream_closed(). Reads borrow a pool block per read and give it back when the
+// handler is done with the bytes; writes try the socket first (uv_try_write) and queue only the
+// remainder, holding block references until the write callback.
+//
+// A later TLS layer sits between this transport and the HTTP code and speaks the same
+// StreamHandler interface.
+#include <uv.h>
+
+#include <cstddef>
+#include <string>
+
+#include "core/block.h"
+
+namespace sluice {
+
+class StreamHandler {
+ public:
+  virtual void on_stream_connected(int status) {}
+  virtual void on_stream_read(const Slice& data) = 0;
+  virtual void on_stream_eof() = 0;
+  virtual void on_stream_error(int uv_status) = 0;
+  // Queued write bytes fell to the low watermark or below (called only from write callbacks).
+  virtual void on_stream_drained() {}
+  // The handle is closed; the owner may free itself once all its handles are closed.
+  virtual void on_stream_closed() = 0;
+
+ protected:
+  ~StreamHandler() = default;
+};
+
+class TcpStream {
+ public:
+  // Queued bytes above which the source feeding this stream stops reading; resumes at low.
+  static constexpr size_t kHighWatermark = 256 * 1024;
+  static constexpr size_t kLowWatermark = kHighWatermark / 2;
+
+  TcpStream(uv_loop_t* loop, BlockPool& pool, StreamHandler* handler);
+  TcpStream(const TcpStream&) = delete;
+  TcpStream& operator=(const TcpStream&) = delete;
+
+  int accept(uv_stream_t* server);
+  int connect(const sockaddr* addr);
+  void read_start();
+  void read_stop();
+  bool reading() const { return reading_; }
+  // Writes (or queues) the slices in order. Returns 0 or a uv error; on error nothing is queued
+  // and the caller should close.
+  int write(const Slice* slices, size_t count);
+  int write(const Slice& s) { return write(&s, 1); }
+  size_t queued() const { return queued_; }
+  bool above_high_watermark() const { return queued_ > kHighWatermark; }
+  // Sends FIN once every queued byte is written; reading continues (lingering close).
+  void shutdown();
+  // Idempotent. on_stream_closed() follows from the loop, never from inside close().
+  void close();
+  bool closing() const { return closing_; }
+  // Non-blocking check that an idle connection has neither unread bytes nor a pending EOF.
+  bool peek_clean() const;
+  std::string peer_ip() const;
+
+ private:
+  struct WriteReq;
+  static void on_alloc(uv_handle_t* h, size_t suggested, uv_buf_t* buf);
+  static void on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf);
+  static void on_write(uv_write_t* req, int status);
+  static void on_connect(uv_connect_t* req, int status);
+  static void on_shutdown(uv_shutdown_t* req, int status);
+  static void on_close(uv_handle_t* h);
+
+  uv_tcp_t tcp_;
+  uv_connect_t connect_req_;
+  uv_shutdown_t shutdown_req_;
+  BlockPool& pool_;
+  StreamHandler* handler_;
+  BlockRef read_block_;  // only between alloc_cb and read_cb
+  size_t queued_ = 0;
+  bool reading_ = false;
+  bool closing_ = false;
+  bool shutdown_ = false;
+};
+
+}  // namespace sluice

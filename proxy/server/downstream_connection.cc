@@ -1,0 +1,293 @@
+#include "server/downstream_connection.h"
+
+#include "core/log.h"
+#include "http/rewrite.h"
+#include "server/worker.h"
+
+namespace sluice {
+
+namespace {
+// Pipelined bytes held while a response is pending; beyond this, reading pauses.
+constexpr size_t kMaxHeldBytes = 64 * 1024;
+// How long a closing connection keeps reading (and discarding) after its response was
+// flushed and FIN sent, so a client's unread pipelined bytes do not turn into an RST that
+// could destroy the response in flight.
+constexpr Millis kLingerTimeout{2000};
+}  // namespace
+
+DownstreamConnection::DownstreamConnection(Worker& worker, UpstreamCluster& cluster)
+    : worker_(worker),
+      cluster_(cluster),
+      stream_(worker.ctx().loop, worker.ctx().blocks, this),
+      parser_(HTTP_REQUEST, this),
+      exchange_(*this) {
+  uv_timer_init(worker.ctx().loop, &timer_);
+  timer_.data = this;
+  parser_.set_limits(worker.config().limits.max_header_bytes);
+}
+
+LoopContext& DownstreamConnection::ctx() {
+  return worker_.ctx();
+}
+const Limits& DownstreamConnection::limits() const {
+  return worker_.config().limits;
+}
+
+int DownstreamConnection::accept(uv_stream_t* server) {
+  int r = stream_.accept(server);
+  if (r != 0) return r;
+  client_ip_ = stream_.peer_ip();
+  stream_.read_start();
+  arm_timer(limits().header_timeout);  // a new connection must send its first request in time
+  return 0;
+}
+
+void DownstreamConnection::arm_timer(Millis timeout) {
+  if (timeout.count() > 0) {
+    uv_timer_start(&timer_, &DownstreamConnection::on_timer, static_cast<uint64_t>(timeout.count()),
+                   0);
+  } else {
+    uv_timer_stop(&timer_);
+  }
+}
+
+void DownstreamConnection::on_timer(uv_timer_t* t) {
+  auto* self = static_cast<DownstreamConnection*>(t->data);
+  switch (self->state_) {
+    case State::kIdle:
+      LOG_DEBUG("client %s: idle timeout", self->client_ip_.c_str());
+      self->close();
+      break;
+    case State::kHead:
+      LOG_INFO("client %s: request head not received within the header timeout",
+               self->client_ip_.c_str());
+      self->close();
+      break;
+    case State::kClosing:
+      self->close();
+      break;
+    case State::kActive:
+    case State::kClosed:
+      break;
+  }
+}
+
+void DownstreamConnection::on_stream_read(const Slice& data) {
+  if (state_ == State::kClosing) return;  // lingering: discard
+  if (!held_.empty() || (state_ == State::kActive && request_done_)) {
+    hold(data);
+    return;
+  }
+  process(data);
+}
+
+void DownstreamConnection::hold(const Slice& s) {
+  if (s.len == 0) return;
+  held_.push_back(s);
+  held_bytes_ += s.len;
+  if (held_bytes_ > kMaxHeldBytes) block_reading(kPipelineFull);
+}
+
+void DownstreamConnection::process(Slice rest) {
+  in_process_ = true;
+  while (state_ < State::kClosing) {
+    if (state_ == State::kActive && request_done_) {
+      hold(rest);  // pipelined: waits until the current response is complete
+      break;
+    }
+    if (state_ == State::kIdle) {
+      if (rest.len == 0) break;
+      state_ = State::kHead;
+      arm_timer(limits().header_timeout);
+    }
+    ParseResult r = parser_.execute(rest);
+    rest = rest.sub(r.consumed, rest.len - r.consumed);
+    if (r.event == ParseEvent::kNeedMore) break;
+    if (r.event == ParseEvent::kError) {
+      parse_error();
+      break;
+    }
+    if (r.event == ParseEvent::kHead) {
+      start_request();
+    } else {
+      request_complete();
+    }
+  }
+  in_process_ = false;
+}
+
+void DownstreamConnection::start_request() {
+  state_ = State::kActive;
+  request_done_ = response_done_ = false;
+  uv_timer_stop(&timer_);
+  ctx().stats.downstream_requests_total.add();
+  exchange_.begin(parser_.head(), cluster_);
+}
+
+void DownstreamConnection::on_body(const Slice& data) {
+  exchange_.on_request_body(data);
+}
+
+void DownstreamConnection::request_complete() {
+  request_done_ = true;
+  exchange_.on_request_complete(parser_.trailers());
+  if (response_done_ && keep_alive_) next_request();
+}
+
+void DownstreamConnection::on_exchange_done(bool keep_alive) {
+  response_done_ = true;
+  keep_alive_ = keep_alive;
+  if (!keep_alive) {
+    close_after_flush();
+    return;
+  }
+  if (request_done_) next_request();
+  // Otherwise the rest of a bodiless request is parsed next; next_request() follows it.
+}
+
+void DownstreamConnection::next_request() {
+  state_ = State::kIdle;
+  request_done_ = response_done_ = false;
+  if (held_.empty()) {
+    if (peer_eof_) {
+      close_after_flush();
+      return;
+    }
+    parser_.release_memory();
+    arm_timer(limits().idle_timeout);
+    return;
+  }
+  // Pipelined requests are parsed on a later loop turn, never from inside the exchange's
+  // upstream callback that finished this response.
+  if (!in_process_ && !resume_scheduled_) {
+    resume_scheduled_ = true;
+    ctx().defer(&DownstreamConnection::resume_task, this);
+  }
+}
+
+void DownstreamConnection::resume_task(void* p) {
+  auto* self = static_cast<DownstreamConnection*>(p);
+  self->resume_scheduled_ = false;
+  if (self->state_ >= State::kClosing) return;
+  self->resume_held();
+}
+
+void DownstreamConnection::resume_held() {
+  std::vector<Slice> held;
+  held.swap(held_);
+  held_bytes_ = 0;
+  unblock_reading(kPipelineFull);
+  for (auto& s : held) {
+    if (state_ >= State::kClosing) break;
+    if (!held_.empty() || (state_ == State::kActive && request_done_)) {
+      hold(s);
+    } else {
+      process(s);
+    }
+  }
+  if (state_ == State::kIdle && held_.empty() && peer_eof_) close_after_flush();
+}
+
+void DownstreamConnection::parse_error() {
+  int status = parser_.error_status() ? parser_.error_status() : 400;
+  LOG_INFO("client %s: bad request (%d): %s", client_ip_.c_str(), status,
+           parser_.error_reason() ? parser_.error_reason() : "parse error");
+  if (exchange_.active()) {
+    exchange_.respond_error(status,
+                            parser_.error_reason() ? parser_.error_reason() : "bad request");
+    close_after_flush();
+    return;
+  }
+  BlockWriter w(ctx().blocks);
+  std::string body = std::to_string(status) + " " + std::string(status_reason(status)) + "\n";
+  write_simple_response(w, status, "text/plain", body, true);
+  stream_.write(w.finish());
+  ctx().stats.downstream_errors_total.add();
+  close_after_flush();
+}
+
+void DownstreamConnection::block_reading(ReadBlock reason) {
+  read_blocks_ |= reason;
+  stream_.read_stop();
+}
+
+void DownstreamConnection::unblock_reading(ReadBlock reason) {
+  if (!(read_blocks_ & reason)) return;
+  read_blocks_ &= static_cast<uint8_t>(~reason);
+  if (read_blocks_ == 0 && state_ < State::kClosing && !peer_eof_) stream_.read_start();
+}
+
+void DownstreamConnection::on_stream_eof() {
+  peer_eof_ = true;
+  if (state_ == State::kClosing) {
+    close();
+    return;
+  }
+  if (state_ == State::kActive && request_done_) return;  // the response still goes out
+  if (state_ == State::kIdle && held_.empty()) {
+    close();
+    return;
+  }
+  if (!held_.empty()) return;  // pipelined requests are still served
+  // EOF in the middle of a request head or body: nothing complete to answer.
+  close();
+}
+
+void DownstreamConnection::on_stream_error(int status) {
+  LOG_DEBUG("client %s: %s", client_ip_.c_str(), uv_strerror(status));
+  close();
+}
+
+void DownstreamConnection::on_stream_drained() {
+  if (state_ == State::kClosing) {
+    if (stream_.queued() == 0) arm_timer(kLingerTimeout);
+    return;
+  }
+  exchange_.on_downstream_drained();
+}
+
+void DownstreamConnection::close_after_flush() {
+  if (state_ >= State::kClosing) return;
+  state_ = State::kClosing;
+  exchange_.abort();
+  held_.clear();
+  held_bytes_ = 0;
+  read_blocks_ = 0;
+  if (peer_eof_ && stream_.queued() == 0) {
+    close();
+    return;
+  }
+  stream_.shutdown();  // FIN after the queued response bytes
+  if (!peer_eof_) stream_.read_start();
+  // Give a slow reader the idle timeout to take the queued bytes; once they are all written,
+  // the linger timeout applies (on_stream_drained).
+  arm_timer(stream_.queued() == 0 ? kLingerTimeout : limits().idle_timeout);
+}
+
+void DownstreamConnection::close() {
+  if (state_ == State::kClosed) return;
+  state_ = State::kClosed;
+  exchange_.abort();
+  held_.clear();
+  held_bytes_ = 0;
+  worker_.remove_connection(this);
+  uv_timer_stop(&timer_);
+  uv_close(reinterpret_cast<uv_handle_t*>(&timer_),
+           [](uv_handle_t* h) { static_cast<DownstreamConnection*>(h->data)->handle_closed(); });
+  stream_.close();
+}
+
+void DownstreamConnection::on_stream_closed() {
+  handle_closed();
+}
+
+void DownstreamConnection::handle_closed() {
+  // Deleted on a later turn, after any task this connection queued before it closed.
+  if (--open_handles_ == 0) ctx().defer(&DownstreamConnection::delete_task, this);
+}
+
+void DownstreamConnection::delete_task(void* p) {
+  delete static_cast<DownstreamConnection*>(p);
+}
+
+}  // namespace sluice

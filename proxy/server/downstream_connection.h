@@ -1,0 +1,91 @@
+#pragma once
+// DownstreamConnection: one client connection. Owns its TcpStream, one timer (header, idle or
+// linger timeout, by state), the HTTP_REQUEST parser and the Exchange that serves the current
+// request. Serves one request at a time: the parser pauses after each request until its
+// response is complete, and pipelined bytes wait (bounded) meanwhile. Owned by its Worker's
+// connection list; after close() it frees itself on a later loop turn, once its handles closed.
+#include <uv.h>
+
+#include <string>
+#include <vector>
+
+#include "core/config.h"
+#include "core/intrusive_list.h"
+#include "core/loop_context.h"
+#include "http/parser.h"
+#include "net/tcp_stream.h"
+#include "server/exchange.h"
+
+namespace sluice {
+
+class Worker;
+
+class DownstreamConnection : public ListNode, private StreamHandler, private BodySink {
+ public:
+  // Reasons reading is disabled; reading resumes when none is left.
+  enum ReadBlock : uint8_t { kBackpressure = 1, kPipelineFull = 2 };
+
+  DownstreamConnection(Worker& worker, UpstreamCluster& cluster);
+  int accept(uv_stream_t* server);
+  // Idempotent: aborts the exchange and closes the socket now.
+  void close();
+
+  // Exchange → downstream.
+  LoopContext& ctx();
+  const Limits& limits() const;
+  int write(const Slice* slices, size_t n) { return stream_.write(slices, n); }
+  int write(const Slice& s) { return stream_.write(s); }
+  bool above_high_watermark() const { return stream_.above_high_watermark(); }
+  void block_reading(ReadBlock reason);
+  void unblock_reading(ReadBlock reason);
+  // The response is complete (or sluice answered itself). keep_alive: the connection may serve
+  // another request once the current one is fully read.
+  void on_exchange_done(bool keep_alive);
+  const std::string& client_ip() const { return client_ip_; }
+  bool closing() const { return state_ >= State::kClosing; }
+
+ private:
+  enum class State : uint8_t { kIdle, kHead, kActive, kClosing, kClosed };
+
+  void on_stream_read(const Slice& data) override;
+  void on_stream_eof() override;
+  void on_stream_error(int status) override;
+  void on_stream_drained() override;
+  void on_stream_closed() override;
+  void on_body(const Slice& data) override;
+  static void on_timer(uv_timer_t* t);
+  static void resume_task(void* self);
+  static void delete_task(void* self);
+
+  void process(Slice input);
+  void hold(const Slice& s);
+  void resume_held();
+  void start_request();
+  void request_complete();
+  void next_request();
+  void parse_error();
+  void close_after_flush();
+  void arm_timer(Millis timeout);
+  void handle_closed();
+
+  Worker& worker_;
+  UpstreamCluster& cluster_;
+  TcpStream stream_;
+  uv_timer_t timer_;
+  HttpParser parser_;
+  Exchange exchange_;
+  std::string client_ip_;
+  std::vector<Slice> held_;  // pipelined bytes waiting for the current exchange to finish
+  size_t held_bytes_ = 0;
+  State state_ = State::kIdle;
+  uint8_t read_blocks_ = 0;
+  uint8_t open_handles_ = 2;
+  bool request_done_ = false;   // the parser finished the current request
+  bool response_done_ = false;  // the exchange finished the current response
+  bool keep_alive_ = false;
+  bool in_process_ = false;
+  bool resume_scheduled_ = false;
+  bool peer_eof_ = false;
+};
+
+}  // namespace sluice

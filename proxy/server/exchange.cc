@@ -1,0 +1,412 @@
+#include "server/exchange.h"
+
+#include <llhttp.h>
+
+#include "core/log.h"
+#include "server/downstream_connection.h"
+
+namespace sluice {
+
+namespace {
+
+// Body bytes kept after they were written upstream so an idempotent request can be retried
+// on a fresh connection if a reused one turns out stale.
+constexpr size_t kRetainLimit = 64 * 1024;
+const Slice kCrlf{BlockRef(), "\r\n", 2};
+const Slice kLastChunk{BlockRef(), "0\r\n\r\n", 5};
+const Slice k100Continue{BlockRef(), "HTTP/1.1 100 Continue\r\n\r\n", 25};
+
+bool is_idempotent(uint8_t method) {
+  switch (method) {
+    case HTTP_GET:
+    case HTTP_HEAD:
+    case HTTP_PUT:
+    case HTTP_DELETE:
+    case HTTP_OPTIONS:
+    case HTTP_TRACE:
+      return true;
+    default:
+      return false;
+  }
+}
+
+Slice chunk_header(BlockPool& pool, size_t len) {
+  BlockRef b = pool.get_small(20);
+  BlockWriter w(std::move(b));
+  w.append_hex(len);
+  w.append("\r\n");
+  return w.finish();
+}
+
+void make_request_id(LoopContext& ctx, char out[32]) {
+  static const char kHex[] = "0123456789abcdef";
+  uint64_t a = ctx.random(), b = ctx.random();
+  for (int i = 0; i < 16; ++i) {
+    out[i] = kHex[(a >> (i * 4)) & 15];
+    out[16 + i] = kHex[(b >> (i * 4)) & 15];
+  }
+}
+
+}  // namespace
+
+void Exchange::reset() {
+  cluster_ = nullptr;
+  pool_ = nullptr;
+  up_ = nullptr;
+  queued_ = false;
+  request_head_ = Slice();
+  request_framing_ = Framing::kNone;
+  method_ = 0;
+  head_request_ = idempotent_ = client_keep_alive_ = client_http10_ = false;
+  request_complete_ = request_end_written_ = false;
+  request_body_bytes_ = 0;
+  pending_.clear();
+  pending_bytes_ = 0;
+  retained_.clear();
+  retained_bytes_ = 0;
+  retain_ok_ = true;
+  wrote_any_ = conn_reused_ = retried_ = false;
+  request_trailers_ = Slice();
+  response_framing_ = Framing::kNone;
+  response_head_sent_ = close_after_ = active_ = false;
+  started_ms_ = 0;
+}
+
+void Exchange::begin(const MessageHead& req, UpstreamCluster& cluster) {
+  reset();
+  LoopContext& ctx = down_.ctx();
+  active_ = true;
+  cluster_ = &cluster;
+  started_ms_ = ctx.now_ms();
+  method_ = req.method;
+  head_request_ = req.method == HTTP_HEAD;
+  idempotent_ = is_idempotent(req.method);
+  retain_ok_ = idempotent_;
+  client_http10_ = req.http_major == 1 && req.http_minor == 0;
+  // Upgrades are not tunnelled yet: the request goes on without its Upgrade header, and the
+  // connection closes after the response since the client may think it switched protocols.
+  client_keep_alive_ = req.keep_alive && !req.upgrade;
+  if (req.chunked) {
+    request_framing_ = Framing::kChunked;
+  } else if (req.has_content_length) {
+    request_framing_ = Framing::kContentLength;
+  }
+  const Limits& limits = down_.limits();
+  if (limits.max_body_bytes && req.has_content_length &&
+      req.content_length > limits.max_body_bytes) {
+    respond_error(413, "request body over the limit");
+    return;
+  }
+  if (!client_http10_ && req.has_token("expect", "100-continue") &&
+      request_framing_ != Framing::kNone)
+    down_.write(k100Continue);
+
+  pool_ = &cluster.pick();
+  char id[32];
+  bool need_id = req.find("x-request-id") == std::string_view::npos;
+  if (need_id) make_request_id(ctx, id);
+  RequestRewrite rw;
+  rw.client_ip = down_.client_ip();
+  rw.request_id = need_id ? std::string_view(id, sizeof id) : std::string_view();
+  rw.default_host = pool_->name();
+  rw.framing = request_framing_;
+  rw.content_length = req.content_length;
+  BlockWriter w(ctx.blocks);
+  write_request_head(w, req, rw);
+  request_head_ = w.finish();
+  acquire(false);
+}
+
+void Exchange::acquire(bool fresh) {
+  UpstreamConnection* conn = nullptr;
+  PoolFailure failure;
+  switch (pool_->acquire(this, fresh, &conn, &failure)) {
+    case UpstreamPool::Acquire::kReady:
+      send_to(conn);
+      break;
+    case UpstreamPool::Acquire::kQueued:
+      queued_ = true;
+      break;
+    case UpstreamPool::Acquire::kFailed:
+      on_pool_failure(failure);
+      break;
+  }
+}
+
+void Exchange::on_pool_ready(UpstreamConnection* conn) {
+  queued_ = false;
+  send_to(conn);
+}
+
+void Exchange::on_pool_failure(PoolFailure f) {
+  queued_ = false;
+  respond_error(f == PoolFailure::kConnectRefused ? 502 : 503, pool_failure_name(f));
+}
+
+void Exchange::send_to(UpstreamConnection* conn) {
+  up_ = conn;
+  conn_reused_ = conn->requests() > 0;
+  wrote_any_ = false;
+  request_end_written_ = false;
+  conn->bind(this, head_request_,
+             static_cast<uint64_t>(cluster_->config().response_timeout.count()));
+  bool ok = up_->write(request_head_) == 0;
+  for (size_t i = 0; ok && i < retained_.size(); ++i) ok = write_body_upstream(retained_[i]);
+  if (!ok) {
+    // Nothing (or nothing complete) reached a connection that is already gone.
+    UpstreamConnection* c = up_;
+    up_ = nullptr;
+    c->close();
+    on_upstream_error(UpstreamError::kReset, false);
+    return;
+  }
+  wrote_any_ = true;
+  flush_pending();
+}
+
+bool Exchange::write_body_upstream(const Slice& data) {
+  if (request_framing_ == Framing::kChunked) {
+    Slice parts[3] = {chunk_header(down_.ctx().blocks, data.len), data, kCrlf};
+    return up_->write(parts, 3) == 0;
+  }
+  return up_->write(data) == 0;
+}
+
+bool Exchange::write_request_end() {
+  request_end_written_ = true;
+  if (request_framing_ != Framing::kChunked) return true;
+  return up_->write(request_trailers_.len ? request_trailers_ : kLastChunk) == 0;
+}
+
+void Exchange::flush_pending() {
+  if (!up_) return;
+  bool ok = true;
+  for (size_t i = 0; ok && i < pending_.size(); ++i) {
+    ok = write_body_upstream(pending_[i]);
+    if (retain_ok_) {
+      retained_.push_back(pending_[i]);
+      retained_bytes_ += pending_[i].len;
+    }
+  }
+  pending_.clear();
+  pending_bytes_ = 0;
+  if (ok && request_complete_ && !request_end_written_) ok = write_request_end();
+  if (!ok) {
+    UpstreamConnection* c = up_;
+    up_ = nullptr;
+    c->close();
+    on_upstream_error(UpstreamError::kReset, false);
+    return;
+  }
+  update_request_backpressure();
+}
+
+void Exchange::on_request_body(const Slice& data) {
+  if (!active_) return;
+  request_body_bytes_ += data.len;
+  uint64_t max = down_.limits().max_body_bytes;
+  if (max && request_body_bytes_ > max) {
+    respond_error(413, "request body over the limit");
+    return;
+  }
+  if (retain_ok_ && retained_bytes_ + pending_bytes_ + data.len > kRetainLimit) {
+    retain_ok_ = false;
+    retained_.clear();
+    retained_bytes_ = 0;
+  }
+  pending_.push_back(data);
+  pending_bytes_ += data.len;
+  if (up_) {
+    flush_pending();
+  } else {
+    update_request_backpressure();
+  }
+}
+
+void Exchange::on_request_complete(const MessageHead& trailers) {
+  if (!active_) return;
+  request_complete_ = true;
+  if (request_framing_ == Framing::kChunked && trailers.header_count()) {
+    BlockWriter w(down_.ctx().blocks);
+    w.append("0\r\n");
+    for (size_t i = 0; i < trailers.header_count(); ++i) {
+      w.append(trailers.name(i));
+      w.append(": ");
+      w.append(trailers.value(i));
+      w.append("\r\n");
+    }
+    w.append("\r\n");
+    request_trailers_ = w.finish();
+  }
+  if (up_) flush_pending();
+}
+
+void Exchange::update_request_backpressure() {
+  size_t upstream_queued = up_ ? up_->queued() : 0;
+  if (pending_bytes_ + upstream_queued > TcpStream::kHighWatermark) {
+    down_.block_reading(DownstreamConnection::kBackpressure);
+  } else if (pending_bytes_ + upstream_queued <= TcpStream::kLowWatermark) {
+    down_.unblock_reading(DownstreamConnection::kBackpressure);
+  }
+}
+
+void Exchange::on_upstream_drained() {
+  if (up_) update_request_backpressure();
+}
+
+void Exchange::on_upstream_head(const MessageHead& head) {
+  if (head.status == 100) return;  // sluice answered the client's Expect itself
+  if (head.status == 101) {
+    // sluice did not forward an Upgrade (tunnels come with WebSocket support), so this is a
+    // protocol error from the upstream.
+    UpstreamConnection* c = up_;
+    up_ = nullptr;
+    c->close();
+    respond_error(502, "unexpected 101 from upstream");
+    return;
+  }
+  BlockWriter w(down_.ctx().blocks);
+  if (head.status < 200) {  // other interim responses go to HTTP/1.1 clients as they are
+    if (client_http10_) return;
+    write_response_head(w, head, ResponseRewrite{});
+    down_.write(w.finish());
+    return;
+  }
+  ResponseRewrite rw;
+  if (head_request_ || head.status == 204 || head.status == 304) {
+    rw.framing = Framing::kNone;
+  } else if (head.has_content_length && !head.chunked) {
+    rw.framing = Framing::kContentLength;
+    rw.content_length = head.content_length;
+  } else {
+    rw.framing = client_http10_ ? Framing::kClose : Framing::kChunked;
+  }
+  bool body_done = request_complete_ || request_framing_ == Framing::kNone;
+  close_after_ = !client_keep_alive_ || rw.framing == Framing::kClose || !body_done;
+  rw.close = close_after_;
+  rw.keep_alive_header = client_http10_ && !close_after_;
+  response_framing_ = rw.framing;
+  write_response_head(w, head, rw);
+  response_head_sent_ = true;
+  if (down_.write(w.finish()) != 0) down_.close();
+}
+
+void Exchange::on_upstream_body(const Slice& data) {
+  if (!up_) return;
+  int r;
+  if (response_framing_ == Framing::kChunked) {
+    Slice parts[3] = {chunk_header(down_.ctx().blocks, data.len), data, kCrlf};
+    r = down_.write(parts, 3);
+  } else {
+    r = down_.write(data);
+  }
+  if (r != 0) {
+    down_.close();
+    return;
+  }
+  if (down_.above_high_watermark()) up_->pause_reading();
+}
+
+void Exchange::on_downstream_drained() {
+  if (up_) up_->resume_reading();
+}
+
+void Exchange::on_upstream_complete() {
+  if (response_framing_ == Framing::kChunked && down_.write(kLastChunk) != 0) {
+    down_.close();
+    return;
+  }
+  UpstreamConnection* c = up_;
+  up_ = nullptr;
+  down_.ctx().stats.upstream_requests_total.add();
+  // A connection whose request was not fully written cannot carry another request.
+  if (request_complete_ && request_end_written_ && pending_.empty()) {
+    pool_->release(c);
+  } else {
+    c->close();
+  }
+  finish(!close_after_);
+}
+
+bool Exchange::can_retry(UpstreamError e) const {
+  if (retried_ || !conn_reused_) return false;
+  if (e != UpstreamError::kClosed && e != UpstreamError::kReset) return false;
+  return !wrote_any_ || (idempotent_ && retain_ok_);
+}
+
+void Exchange::on_upstream_error(UpstreamError e, bool response_started) {
+  up_ = nullptr;
+  LoopContext& ctx = down_.ctx();
+  if (e == UpstreamError::kResponseTimeout) ctx.stats.upstream_timeouts.add();
+  if (response_head_sent_) {
+    // The body is cut: close the client connection so a truncated body never looks complete.
+    LOG_WARN("upstream %s: %s mid-response; closing client %s", pool_->name().c_str(),
+             upstream_error_name(e), down_.client_ip().c_str());
+    down_.close();
+    return;
+  }
+  if (!response_started && can_retry(e)) {
+    retried_ = true;
+    ctx.stats.upstream_retries_total.add();
+    LOG_DEBUG("upstream %s: stale pooled connection (%s), retrying on a fresh one",
+              pool_->name().c_str(), upstream_error_name(e));
+    acquire(true);
+    return;
+  }
+  respond_error(e == UpstreamError::kResponseTimeout ? 504 : 502, upstream_error_name(e));
+}
+
+void Exchange::respond_error(int status, const char* why) {
+  if (!active_) return;
+  if (response_head_sent_) {
+    down_.close();
+    return;
+  }
+  if (up_) {
+    UpstreamConnection* c = up_;
+    up_ = nullptr;
+    c->close();
+  }
+  if (queued_) {
+    pool_->cancel(this);
+    queued_ = false;
+  }
+  bool body_done = request_complete_ || request_framing_ == Framing::kNone;
+  close_after_ = !client_keep_alive_ || !body_done;
+  std::string body =
+      std::to_string(status) + " " + std::string(status_reason(status)) + ": " + why + "\n";
+  BlockWriter w(down_.ctx().blocks);
+  write_simple_response(w, status, "text/plain", body, close_after_, head_request_);
+  down_.write(w.finish());
+  down_.ctx().stats.downstream_errors_total.add();
+  LOG_WARN("%s from %s: %d %s", llhttp_method_name(static_cast<llhttp_method_t>(method_)),
+           down_.client_ip().c_str(), status, why);
+  finish(!close_after_);
+}
+
+void Exchange::finish(bool keep_alive) {
+  active_ = false;
+  pending_.clear();
+  retained_.clear();
+  request_head_ = Slice();
+  request_trailers_ = Slice();
+  down_.on_exchange_done(keep_alive);
+}
+
+void Exchange::abort() {
+  if (!active_) return;
+  active_ = false;
+  if (up_) {
+    UpstreamConnection* c = up_;
+    up_ = nullptr;
+    c->close();
+  }
+  if (queued_) {
+    pool_->cancel(this);
+    queued_ = false;
+  }
+  pending_.clear();
+  retained_.clear();
+}
+
+}  // namespace sluice

@@ -1,0 +1,95 @@
+#pragma once
+// Exchange: glues one downstream request to one upstream response. It is the only object that
+// knows both sides: it acquires an upstream connection from the pool, rewrites and forwards the
+// request head and body, relays the response with the right framing, wires the watermarks in
+// both directions, and decides retries. Embedded in (and owned by) its DownstreamConnection,
+// reused for each request on that connection.
+#include <cstdint>
+#include <vector>
+
+#include "core/block.h"
+#include "http/message.h"
+#include "http/rewrite.h"
+#include "upstream/upstream_cluster.h"
+
+namespace sluice {
+
+class DownstreamConnection;
+
+class Exchange : private UpstreamHandler, private PoolClient {
+ public:
+  explicit Exchange(DownstreamConnection& down) : down_(down) {}
+  Exchange(const Exchange&) = delete;
+  Exchange& operator=(const Exchange&) = delete;
+
+  // Downstream → exchange.
+  void begin(const MessageHead& req, UpstreamCluster& cluster);
+  void on_request_body(const Slice& data);
+  void on_request_complete(const MessageHead& trailers);
+  void on_downstream_drained();
+  // The downstream connection is going away: let go of the upstream side. Idempotent.
+  void abort();
+  // Sends an error response for a request sluice refuses itself (e.g. 413 after the head).
+  void respond_error(int status, const char* why);
+
+  bool active() const { return active_; }
+  bool response_started() const { return response_head_sent_; }
+  uint64_t request_body_bytes() const { return request_body_bytes_; }
+
+ private:
+  // UpstreamHandler
+  void on_upstream_head(const MessageHead& head) override;
+  void on_upstream_body(const Slice& data) override;
+  void on_upstream_complete() override;
+  void on_upstream_error(UpstreamError e, bool response_started) override;
+  void on_upstream_drained() override;
+  // PoolClient
+  void on_pool_ready(UpstreamConnection* conn) override;
+  void on_pool_failure(PoolFailure f) override;
+
+  void acquire(bool fresh);
+  void send_to(UpstreamConnection* conn);
+  bool write_body_upstream(const Slice& data);
+  bool write_request_end();
+  void flush_pending();
+  void update_request_backpressure();
+  bool can_retry(UpstreamError e) const;
+  void finish(bool keep_alive);
+  void reset();
+
+  DownstreamConnection& down_;
+  UpstreamCluster* cluster_ = nullptr;
+  UpstreamPool* pool_ = nullptr;
+  UpstreamConnection* up_ = nullptr;
+  bool queued_ = false;
+
+  // The request.
+  Slice request_head_;  // serialized for the upstream; kept for a retry
+  Framing request_framing_ = Framing::kNone;
+  uint8_t method_ = 0;
+  bool head_request_ = false;
+  bool idempotent_ = false;
+  bool client_keep_alive_ = false;
+  bool client_http10_ = false;
+  bool request_complete_ = false;
+  bool request_end_written_ = false;
+  uint64_t request_body_bytes_ = 0;
+  std::vector<Slice> pending_;  // body bytes not yet handed to the upstream connection
+  size_t pending_bytes_ = 0;
+  std::vector<Slice> retained_;  // body bytes written, kept for a retry while small
+  size_t retained_bytes_ = 0;
+  bool retain_ok_ = true;
+  bool wrote_any_ = false;
+  bool conn_reused_ = false;
+  bool retried_ = false;
+  Slice request_trailers_;
+
+  // The response.
+  Framing response_framing_ = Framing::kNone;
+  bool response_head_sent_ = false;
+  bool close_after_ = false;
+  bool active_ = false;
+  uint64_t started_ms_ = 0;
+};
+
+}  // namespace sluice

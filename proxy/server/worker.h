@@ -1,0 +1,71 @@
+#pragma once
+// Worker: one thread with its own uv_loop_t, its own SO_REUSEPORT listening socket per
+// listener, its own upstream pools and its client connections. Nothing on the request path is
+// shared with other workers. The main thread talks to it only through a mailbox (mutex +
+// uv_async_t) and reads its counters.
+#include <uv.h>
+
+#include <atomic>
+#include <future>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "core/config.h"
+#include "core/intrusive_list.h"
+#include "core/loop_context.h"
+#include "net/listener.h"
+#include "upstream/upstream_cluster.h"
+
+namespace sluice {
+
+class DownstreamConnection;
+
+struct WorkerSetup {
+  ConfigPtr config;
+  std::vector<std::shared_ptr<const ResolvedCluster>> clusters;  // by index of config->clusters
+  std::vector<int> listen_fds;  // one per config->listeners entry, owned by the worker
+};
+
+class Worker {
+ public:
+  Worker(unsigned index, WorkerSetup setup);
+  ~Worker();
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
+
+  // Starts the thread; the future resolves once it listens (empty string) or failed (why).
+  std::future<std::string> start();
+  // Asks the worker to stop (thread-safe), then join() waits for its loop to finish.
+  void request_stop();
+  void join();
+
+  // Worker-thread API.
+  LoopContext& ctx() { return *ctx_; }
+  const Config& config() const { return *setup_.config; }
+  void remove_connection(DownstreamConnection* c);
+  const WorkerStats& stats() const { return ctx_->stats; }
+  unsigned index() const { return index_; }
+
+ private:
+  void run(std::promise<std::string> ready);
+  void on_accept(uv_stream_t* server, size_t listener);
+  void stop_now();
+  static void on_mailbox(uv_async_t* a);
+
+  unsigned index_;
+  WorkerSetup setup_;
+  uv_loop_t loop_;
+  std::unique_ptr<LoopContext> ctx_;
+  uv_async_t mailbox_;
+  std::atomic<bool> stop_requested_{false};
+  std::vector<std::unique_ptr<Listener>> listeners_;
+  std::vector<size_t> listener_cluster_;  // cluster index for each listener
+  std::vector<std::unique_ptr<UpstreamCluster>> clusters_;
+  IntrusiveList<DownstreamConnection> connections_;
+  std::thread thread_;
+  bool stopping_ = false;
+};
+
+}  // namespace sluice

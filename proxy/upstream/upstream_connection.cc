@@ -1,0 +1,199 @@
+#include "upstream/upstream_connection.h"
+
+#include "core/log.h"
+#include "upstream/upstream_pool.h"
+
+namespace sluice {
+
+const char* upstream_error_name(UpstreamError e) {
+  switch (e) {
+    case UpstreamError::kConnectRefused:
+      return "connect failed";
+    case UpstreamError::kConnectTimeout:
+      return "connect timeout";
+    case UpstreamError::kReset:
+      return "connection reset";
+    case UpstreamError::kClosed:
+      return "upstream closed the connection";
+    case UpstreamError::kResponseTimeout:
+      return "response timeout";
+    case UpstreamError::kBadResponse:
+      return "malformed response";
+  }
+  return "?";
+}
+
+UpstreamConnection::UpstreamConnection(LoopContext& ctx, UpstreamPool* pool)
+    : ctx_(ctx), pool_(pool), stream_(ctx.loop, ctx.blocks, this), parser_(HTTP_RESPONSE, this) {
+  uv_timer_init(ctx.loop, &timer_);
+  timer_.data = this;
+}
+
+int UpstreamConnection::connect(const sockaddr* addr, uint64_t timeout_ms) {
+  int r = stream_.connect(addr);
+  if (r != 0) return r;
+  if (timeout_ms) uv_timer_start(&timer_, &UpstreamConnection::on_timer, timeout_ms, 0);
+  return 0;
+}
+
+void UpstreamConnection::on_stream_connected(int status) {
+  uv_timer_stop(&timer_);
+  if (status < 0) {
+    LOG_DEBUG("upstream connect failed: %s", uv_strerror(status));
+    fail(UpstreamError::kConnectRefused);
+    return;
+  }
+  stream_.read_start();  // also watches for the upstream closing it while idle
+  pool_->on_connected(this);
+}
+
+void UpstreamConnection::make_idle(uint64_t idle_timeout_ms) {
+  state_ = State::kIdle;
+  handler_ = nullptr;
+  parser_.release_memory();
+  stream_.read_start();
+  if (idle_timeout_ms) uv_timer_start(&timer_, &UpstreamConnection::on_timer, idle_timeout_ms, 0);
+}
+
+void UpstreamConnection::bind(UpstreamHandler* handler, bool head_request,
+                              uint64_t response_timeout_ms) {
+  state_ = State::kBusy;
+  handler_ = handler;
+  parser_.set_skip_body(head_request);
+  response_started_ = false;
+  awaiting_head_ = true;
+  reusable_ = false;
+  ++requests_;
+  stream_.read_start();
+  if (response_timeout_ms) {
+    uv_timer_start(&timer_, &UpstreamConnection::on_timer, response_timeout_ms, 0);
+  } else {
+    uv_timer_stop(&timer_);
+  }
+}
+
+void UpstreamConnection::on_timer(uv_timer_t* t) {
+  auto* self = static_cast<UpstreamConnection*>(t->data);
+  switch (self->state_) {
+    case State::kConnecting:
+      self->fail(UpstreamError::kConnectTimeout);
+      break;
+    case State::kBusy:
+      self->fail(UpstreamError::kResponseTimeout);
+      break;
+    case State::kIdle:
+      self->close();
+      break;
+    case State::kClosed:
+      break;
+  }
+}
+
+void UpstreamConnection::on_stream_read(const Slice& data) {
+  if (state_ != State::kBusy) {
+    // Bytes on an idle connection: the upstream is confused; never reuse it.
+    close();
+    return;
+  }
+  response_started_ = true;
+  Slice rest = data;
+  for (;;) {
+    ParseResult r = parser_.execute(rest);
+    rest = rest.sub(r.consumed, rest.len - r.consumed);
+    switch (r.event) {
+      case ParseEvent::kNeedMore:
+        return;
+      case ParseEvent::kError:
+        LOG_WARN("upstream sent a malformed response: %s", parser_.error_reason());
+        fail(UpstreamError::kBadResponse);
+        return;
+      case ParseEvent::kHead: {
+        const MessageHead& head = parser_.head();
+        if (head.status >= 200 || head.status == 101) {
+          awaiting_head_ = false;
+          uv_timer_stop(&timer_);
+        }
+        handler_->on_upstream_head(head);
+        if (state_ != State::kBusy) return;  // the handler closed this connection
+        break;
+      }
+      case ParseEvent::kMessageComplete: {
+        if (parser_.head().status < 200 && parser_.head().status != 101) break;  // interim
+        reusable_ = parser_.should_keep_alive() && rest.len == 0 && !parser_.upgrade();
+        UpstreamHandler* h = handler_;
+        handler_ = nullptr;
+        h->on_upstream_complete();
+        return;
+      }
+    }
+  }
+}
+
+void UpstreamConnection::on_body(const Slice& data) {
+  if (handler_) handler_->on_upstream_body(data);
+}
+
+void UpstreamConnection::on_stream_eof() {
+  if (state_ != State::kBusy) {
+    close();  // the upstream closed an idle pooled connection: it leaves the pool now
+    return;
+  }
+  if (parser_.in_message() && parser_.finish() == ParseEvent::kMessageComplete) {
+    reusable_ = false;  // a close-delimited body ended
+    UpstreamHandler* h = handler_;
+    handler_ = nullptr;
+    h->on_upstream_complete();
+    return;
+  }
+  fail(UpstreamError::kClosed);
+}
+
+void UpstreamConnection::on_stream_error(int status) {
+  LOG_DEBUG("upstream connection error: %s", uv_strerror(status));
+  if (state_ == State::kBusy) {
+    fail(UpstreamError::kReset);
+  } else if (state_ == State::kConnecting) {
+    fail(UpstreamError::kConnectRefused);
+  } else {
+    close();
+  }
+}
+
+void UpstreamConnection::on_stream_drained() {
+  if (state_ == State::kBusy && handler_) handler_->on_upstream_drained();
+}
+
+void UpstreamConnection::fail(UpstreamError e) {
+  State was = state_;
+  UpstreamHandler* h = handler_;
+  UpstreamPool* pool = pool_;
+  bool started = response_started_;
+  close();
+  if (was == State::kConnecting && pool) {
+    pool->on_connect_failed(e);
+  } else if (was == State::kBusy && h) {
+    h->on_upstream_error(e, started);
+  }
+}
+
+void UpstreamConnection::close() {
+  if (state_ == State::kClosed) return;
+  if (pool_) pool_->detach(this);
+  pool_ = nullptr;
+  handler_ = nullptr;
+  state_ = State::kClosed;
+  uv_timer_stop(&timer_);
+  uv_close(reinterpret_cast<uv_handle_t*>(&timer_),
+           [](uv_handle_t* h) { static_cast<UpstreamConnection*>(h->data)->handle_close_done(); });
+  stream_.close();
+}
+
+void UpstreamConnection::on_stream_closed() {
+  handle_close_done();
+}
+
+void UpstreamConnection::handle_close_done() {
+  if (--open_handles_ == 0) delete this;
+}
+
+}  // namespace sluice

@@ -1,0 +1,202 @@
+#include "upstream/upstream_pool.h"
+
+#include "core/log.h"
+
+namespace sluice {
+
+const char* pool_failure_name(PoolFailure f) {
+  switch (f) {
+    case PoolFailure::kConnectRefused:
+      return "upstream connect failed";
+    case PoolFailure::kConnectTimeout:
+      return "upstream connect timeout";
+    case PoolFailure::kQueueFull:
+      return "upstream pool queue full";
+    case PoolFailure::kQueueTimeout:
+      return "upstream pool queue timeout";
+  }
+  return "?";
+}
+
+UpstreamPool::UpstreamPool(LoopContext& ctx, const sockaddr_storage& address, std::string name,
+                           const ClusterConfig& config)
+    : ctx_(ctx), address_(address), name_(std::move(name)), config_(config) {
+  queue_timer_ = new uv_timer_t;
+  uv_timer_init(ctx.loop, queue_timer_);
+  queue_timer_->data = this;
+}
+
+UpstreamPool::~UpstreamPool() {
+  shutdown();
+}
+
+UpstreamPool::Acquire UpstreamPool::acquire(PoolClient* client, bool fresh,
+                                            UpstreamConnection** conn, PoolFailure* failure) {
+  if (!fresh) {
+    while (UpstreamConnection* c = idle_.pop_front()) {
+      if (c->still_clean()) {
+        c->state_ = UpstreamConnection::State::kBusy;
+        busy_.push_back(c);
+        *conn = c;
+        return Acquire::kReady;
+      }
+      // Closed by the upstream (or sent bytes) since it went idle, and the loop has not seen it
+      // yet: retire it and look at the next one.
+      c->close();
+    }
+  }
+  if (waiters_.size() >= config_.pool.queue_size) {
+    *failure = PoolFailure::kQueueFull;
+    return Acquire::kFailed;
+  }
+  client->queued_at_ms_ = ctx_.now_ms();
+  client->wants_fresh_ = fresh;
+  waiters_.push_back(client);
+  // One connection attempt per waiter, within max_connections.
+  if (connecting_.size() < waiters_.size() && open_count() < config_.pool.max_connections) {
+    if (!start_connection()) {
+      waiters_.remove(client);
+      *failure = PoolFailure::kConnectRefused;
+      return Acquire::kFailed;
+    }
+  }
+  arm_queue_timer();
+  return Acquire::kQueued;
+}
+
+void UpstreamPool::cancel(PoolClient* client) {
+  waiters_.remove(client);
+  if (waiters_.empty()) uv_timer_stop(queue_timer_);
+}
+
+bool UpstreamPool::start_connection() {
+  auto* c = new UpstreamConnection(ctx_, this);
+  int r = c->connect(reinterpret_cast<const sockaddr*>(&address_),
+                     static_cast<uint64_t>(config_.connect_timeout.count()));
+  connecting_.push_back(c);
+  if (r != 0) {
+    LOG_WARN("upstream %s: connect: %s", name_.c_str(), uv_strerror(r));
+    ctx_.stats.upstream_connect_failures.add();
+    c->close();
+    return false;
+  }
+  ++created_;
+  ctx_.stats.upstream_connections_created.add();
+  return true;
+}
+
+PoolClient* UpstreamPool::first_waiter(bool fresh_connection) {
+  if (fresh_connection) return waiters_.front();
+  PoolClient* found = nullptr;
+  waiters_.for_each([&](PoolClient* w) {
+    if (!found && !w->wants_fresh_) found = w;
+  });
+  return found;
+}
+
+void UpstreamPool::give(UpstreamConnection* conn, PoolClient* client) {
+  waiters_.remove(client);
+  if (waiters_.empty()) uv_timer_stop(queue_timer_);
+  conn->state_ = UpstreamConnection::State::kBusy;
+  busy_.push_back(conn);
+  client->on_pool_ready(conn);
+}
+
+void UpstreamPool::on_connected(UpstreamConnection* conn) {
+  connecting_.remove(conn);
+  if (PoolClient* w = first_waiter(true)) {
+    give(conn, w);
+    return;
+  }
+  idle_.push_front(conn);
+  conn->make_idle(static_cast<uint64_t>(config_.pool.idle_timeout.count()));
+}
+
+void UpstreamPool::on_connect_failed(UpstreamError e) {
+  ctx_.stats.upstream_connect_failures.add();
+  if (e == UpstreamError::kConnectTimeout) ctx_.stats.upstream_timeouts.add();
+  LOG_WARN("upstream %s: %s", name_.c_str(), upstream_error_name(e));
+  // Each waiter beyond the remaining attempts has lost its connection: fail the oldest.
+  if (waiters_.size() > connecting_.size()) {
+    PoolClient* w = waiters_.pop_front();
+    if (waiters_.empty()) uv_timer_stop(queue_timer_);
+    w->on_pool_failure(e == UpstreamError::kConnectTimeout ? PoolFailure::kConnectTimeout
+                                                           : PoolFailure::kConnectRefused);
+  }
+}
+
+void UpstreamPool::release(UpstreamConnection* conn) {
+  const auto& pool = config_.pool;
+  bool keep = !shut_down_ && conn->reusable() &&
+              (pool.max_requests_per_connection == 0 ||
+               conn->requests() < pool.max_requests_per_connection);
+  if (!keep) {
+    conn->close();
+    // A slot opened under max_connections: start a connection for a waiter that needs one.
+    if (waiters_.size() > connecting_.size() && open_count() < pool.max_connections)
+      start_connection();
+    return;
+  }
+  busy_.remove(conn);
+  if (PoolClient* w = first_waiter(false)) {
+    give(conn, w);
+    return;
+  }
+  if (idle_.size() >= pool.max_idle) {
+    conn->close();
+    return;
+  }
+  idle_.push_front(conn);
+  conn->make_idle(static_cast<uint64_t>(pool.idle_timeout.count()));
+}
+
+void UpstreamPool::detach(UpstreamConnection* conn) {
+  switch (conn->state()) {
+    case UpstreamConnection::State::kConnecting:
+      connecting_.remove(conn);
+      break;
+    case UpstreamConnection::State::kIdle:
+      idle_.remove(conn);
+      break;
+    case UpstreamConnection::State::kBusy:
+      busy_.remove(conn);
+      break;
+    case UpstreamConnection::State::kClosed:
+      break;
+  }
+}
+
+void UpstreamPool::arm_queue_timer() {
+  PoolClient* oldest = waiters_.front();
+  if (!oldest) return;
+  uint64_t deadline =
+      oldest->queued_at_ms_ + static_cast<uint64_t>(config_.pool.queue_timeout.count());
+  uint64_t now = ctx_.now_ms();
+  uv_timer_start(queue_timer_, &UpstreamPool::on_queue_timer, deadline > now ? deadline - now : 0,
+                 0);
+}
+
+void UpstreamPool::on_queue_timer(uv_timer_t* t) {
+  auto* self = static_cast<UpstreamPool*>(t->data);
+  uint64_t now = self->ctx_.now_ms();
+  uint64_t timeout = static_cast<uint64_t>(self->config_.pool.queue_timeout.count());
+  while (PoolClient* w = self->waiters_.front()) {
+    if (w->queued_at_ms_ + timeout > now) break;
+    self->waiters_.pop_front();
+    w->on_pool_failure(PoolFailure::kQueueTimeout);
+  }
+  self->arm_queue_timer();
+}
+
+void UpstreamPool::shutdown() {
+  if (shut_down_) return;
+  shut_down_ = true;
+  while (PoolClient* w = waiters_.pop_front()) w->on_pool_failure(PoolFailure::kConnectRefused);
+  for (auto* list : {&connecting_, &idle_, &busy_}) {
+    while (UpstreamConnection* c = list->front()) c->close();
+  }
+  uv_close(reinterpret_cast<uv_handle_t*>(queue_timer_),
+           [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
+}
+
+}  // namespace sluice

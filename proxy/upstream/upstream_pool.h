@@ -1,0 +1,85 @@
+#pragma once
+// UpstreamPool: keep-alive connections to one upstream address, per worker. An explicit state
+// machine: every open connection is on exactly one list — connecting, idle (LIFO, so a few
+// connections stay hot) or busy. Requests that find no idle connection wait in a bounded FIFO
+// queue with a deadline. The pool knows nothing of HTTP beyond "reusable or not".
+#include <netinet/in.h>
+#include <uv.h>
+
+#include <string>
+
+#include "core/config.h"
+#include "core/intrusive_list.h"
+#include "core/loop_context.h"
+#include "upstream/upstream_connection.h"
+
+namespace sluice {
+
+enum class PoolFailure : uint8_t { kConnectRefused, kConnectTimeout, kQueueFull, kQueueTimeout };
+const char* pool_failure_name(PoolFailure f);
+
+// Something waiting for a connection (an exchange). It is on the wait list while queued.
+class PoolClient : public ListNode {
+ public:
+  virtual void on_pool_ready(UpstreamConnection* conn) = 0;
+  virtual void on_pool_failure(PoolFailure f) = 0;
+
+ protected:
+  ~PoolClient() = default;
+
+ private:
+  friend class UpstreamPool;
+  uint64_t queued_at_ms_ = 0;
+  bool wants_fresh_ = false;
+};
+
+class UpstreamPool {
+ public:
+  UpstreamPool(LoopContext& ctx, const sockaddr_storage& address, std::string name,
+               const ClusterConfig& config);
+  ~UpstreamPool();
+  UpstreamPool(const UpstreamPool&) = delete;
+  UpstreamPool& operator=(const UpstreamPool&) = delete;
+
+  enum class Acquire : uint8_t { kReady, kQueued, kFailed };
+  // kReady: *conn is an idle connection, checked clean, now the caller's to bind. kQueued: the
+  // client gets on_pool_ready/on_pool_failure later. kFailed: *failure says why. `fresh` asks
+  // for a new connection (a retry after a stale one failed).
+  Acquire acquire(PoolClient* client, bool fresh, UpstreamConnection** conn, PoolFailure* failure);
+  void cancel(PoolClient* client);
+  // The exchange is done with a busy connection: kept idle if reusable, else closed.
+  void release(UpstreamConnection* conn);
+  // Closes every connection and the queue timer (worker stop). Waiters are failed.
+  void shutdown();
+
+  const std::string& name() const { return name_; }
+  size_t idle_count() const { return idle_.size(); }
+  size_t busy_count() const { return busy_.size(); }
+  size_t connecting_count() const { return connecting_.size(); }
+  size_t waiting_count() const { return waiters_.size(); }
+  uint64_t connections_created() const { return created_; }
+
+ private:
+  friend class UpstreamConnection;
+  size_t open_count() const { return idle_.size() + busy_.size() + connecting_.size(); }
+  bool start_connection();
+  void on_connected(UpstreamConnection* conn);
+  void on_connect_failed(UpstreamError e);
+  void detach(UpstreamConnection* conn);
+  void give(UpstreamConnection* conn, PoolClient* client);
+  PoolClient* first_waiter(bool fresh_connection);
+  void arm_queue_timer();
+  static void on_queue_timer(uv_timer_t* t);
+
+  LoopContext& ctx_;
+  sockaddr_storage address_;
+  std::string name_;
+  const ClusterConfig& config_;
+  IntrusiveList<UpstreamConnection> connecting_, idle_, busy_;
+  IntrusiveList<PoolClient> waiters_;
+  uv_timer_t* queue_timer_;  // heap-allocated: freed in its close callback, may outlive the pool
+  uint64_t created_ = 0;
+  bool shut_down_ = false;
+};
+
+}  // namespace sluice
