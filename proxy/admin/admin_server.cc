@@ -11,9 +11,7 @@ namespace sluice {
 class AdminServer::Connection : public ListNode, private StreamHandler, private BodySink {
  public:
   Connection(AdminServer& server)
-      : server_(server),
-        stream_(server.ctx_.loop, server.ctx_.blocks, this),
-        parser_(HTTP_REQUEST, this) {
+      : server_(server), stream_(server.ctx_, this), parser_(HTTP_REQUEST, this) {
     parser_.set_limits(16 * 1024);
   }
   int accept(uv_stream_t* s) {

@@ -47,8 +47,7 @@ void BlockPool::put(Block* b) {
   }
 }
 
-void BlockWriter::reserve(size_t n) {
-  if (block_->used + n <= block_->capacity) return;
+void BlockWriter::grow(size_t n) {
   size_t cap = block_->capacity;
   while (cap < block_->used + n) cap *= 2;
   BlockRef bigger = block_->pool->get(cap);

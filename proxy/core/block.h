@@ -112,7 +112,10 @@ class BlockWriter {
   }
 
  private:
-  void reserve(size_t n);
+  void reserve(size_t n) {
+    if (block_->used + n > block_->capacity) grow(n);
+  }
+  void grow(size_t n);
   BlockRef block_;
 };
 

@@ -29,7 +29,7 @@ bool parse_tail(std::string_view url, std::string_view prefix, uint64_t& out) {
 class DemoApp::Connection : public ListNode, private StreamHandler, private BodySink {
  public:
   explicit Connection(DemoApp& app)
-      : app_(app), stream_(app.ctx_.loop, app.ctx_.blocks, this), parser_(HTTP_REQUEST, this) {
+      : app_(app), stream_(app.ctx_, this), parser_(HTTP_REQUEST, this) {
     uv_timer_init(app.ctx_.loop, &timer_);
     timer_.data = this;
   }

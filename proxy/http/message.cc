@@ -36,8 +36,9 @@ void MessageHead::clear() {
 
 void MessageHead::release_memory() {
   clear();
-  std::string().swap(buf_);
-  std::vector<HeaderRef>().swap(headers_);
+  // Small storage is kept: allocating it again for every request costs more than it saves.
+  if (buf_.capacity() > kKeptBytes) std::string().swap(buf_);
+  if (headers_.capacity() * sizeof(HeaderRef) > kKeptBytes) std::vector<HeaderRef>().swap(headers_);
 }
 
 void MessageHead::append_url(std::string_view s) {

@@ -38,7 +38,10 @@ class MessageHead {
   size_t byte_size() const { return buf_.size(); }
 
   void clear();
-  void release_memory();  // clear and give back the storage (idle connections hold nothing)
+  // Clears, and gives back storage beyond kKeptBytes (a large head's memory is not kept by an
+  // idle connection).
+  void release_memory();
+  static constexpr size_t kKeptBytes = 1024;
 
   // Builders used by the parser glue.
   void append_url(std::string_view s);

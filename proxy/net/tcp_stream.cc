@@ -20,9 +20,9 @@ struct TcpStream::WriteReq {
   std::vector<Slice> more;
 };
 
-TcpStream::TcpStream(uv_loop_t* loop, BlockPool& pool, StreamHandler* handler)
-    : pool_(pool), handler_(handler) {
-  uv_tcp_init(loop, &tcp_);  // cannot fail for AF_UNSPEC
+TcpStream::TcpStream(LoopContext& ctx, StreamHandler* handler, bool cork)
+    : ctx_(ctx), handler_(handler), cork_enabled_(cork) {
+  uv_tcp_init(ctx.loop, &tcp_);  // cannot fail for AF_UNSPEC
   tcp_.data = this;
   connect_req_.data = this;
   shutdown_req_.data = this;
@@ -61,7 +61,7 @@ void TcpStream::read_stop() {
 
 void TcpStream::on_alloc(uv_handle_t* h, size_t, uv_buf_t* buf) {
   auto* self = static_cast<TcpStream*>(h->data);
-  self->read_block_ = self->pool_.get();
+  self->read_block_ = self->ctx_.blocks.get();
   buf->base = self->read_block_->data();
   buf->len = self->read_block_->capacity;
 }
@@ -84,6 +84,47 @@ void TcpStream::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
 
 int TcpStream::write(const Slice* slices, size_t count) {
   if (closing_ || shutdown_) return UV_EPIPE;
+  if (cork_enabled_) {
+    for (size_t i = 0; i < count; ++i) {
+      if (slices[i].len == 0) continue;
+      cork_.push_back(slices[i]);
+      corked_bytes_ += slices[i].len;
+    }
+    if (!flush_scheduled_ && corked_bytes_) {
+      flush_scheduled_ = true;
+      ctx_.defer(&TcpStream::flush_task, this);
+    }
+    return 0;
+  }
+  return write_now(slices, count);
+}
+
+void TcpStream::flush_task(void* p) {
+  auto* self = static_cast<TcpStream*>(p);
+  self->flush_scheduled_ = false;
+  self->flush();
+}
+
+void TcpStream::flush() {
+  if (cork_.empty()) return;
+  // A source may have stopped reading because of the corked bytes; if the kernel takes them
+  // now, no write callback will say so, so signal the drain here.
+  const bool was_high = above_high_watermark();
+  std::vector<Slice> out;
+  out.swap(cork_);
+  corked_bytes_ = 0;
+  if (closing_) return;
+  int r = write_now(out.data(), out.size());
+  out.clear();
+  if (cork_.empty()) cork_.swap(out);  // keep the vector's capacity for the next iteration
+  if (r != 0) {
+    handler_->on_stream_error(r);
+  } else if (was_high && queued_ <= kLowWatermark) {
+    handler_->on_stream_drained();
+  }
+}
+
+int TcpStream::write_now(const Slice* slices, size_t count) {
   uv_buf_t stack_bufs[8];
   std::vector<uv_buf_t> heap_bufs;
   uv_buf_t* bufs = stack_bufs;
@@ -165,6 +206,8 @@ void TcpStream::on_write(uv_write_t* req, int status) {
 
 void TcpStream::shutdown() {
   if (closing_ || shutdown_) return;
+  flush();
+  if (closing_) return;
   shutdown_ = true;
   int r =
       uv_shutdown(&shutdown_req_, reinterpret_cast<uv_stream_t*>(&tcp_), &TcpStream::on_shutdown);
@@ -179,6 +222,8 @@ void TcpStream::close() {
   if (closing_) return;
   closing_ = true;
   reading_ = false;
+  cork_.clear();
+  corked_bytes_ = 0;
   uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), &TcpStream::on_close);
 }
 

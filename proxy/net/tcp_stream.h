@@ -11,8 +11,10 @@
 
 #include <cstddef>
 #include <string>
+#include <vector>
 
 #include "core/block.h"
+#include "core/loop_context.h"
 
 namespace sluice {
 
@@ -37,7 +39,11 @@ class TcpStream {
   static constexpr size_t kHighWatermark = 256 * 1024;
   static constexpr size_t kLowWatermark = kHighWatermark / 2;
 
-  TcpStream(uv_loop_t* loop, BlockPool& pool, StreamHandler* handler);
+  // With `cork`, writes collect in a cork buffer that is flushed once at the end of the loop
+  // iteration (one syscall for a response head and body, or for several pipelined
+  // responses). The owner must then free itself through ctx.defer() after on_stream_closed(),
+  // so the flush task queued before the close runs first.
+  TcpStream(LoopContext& ctx, StreamHandler* handler, bool cork = false);
   TcpStream(const TcpStream&) = delete;
   TcpStream& operator=(const TcpStream&) = delete;
 
@@ -50,8 +56,14 @@ class TcpStream {
   // and the caller should close.
   int write(const Slice* slices, size_t count);
   int write(const Slice& s) { return write(&s, 1); }
-  size_t queued() const { return queued_; }
-  bool above_high_watermark() const { return queued_ > kHighWatermark; }
+  size_t queued() const { return queued_ + corked_bytes_; }
+  bool above_high_watermark() const { return queued() > kHighWatermark; }
+  // Writes the cork buffer now; true when nothing is left queued (the socket may be closed
+  // without losing bytes).
+  bool flush_now() {
+    flush();
+    return !closing_ && queued_ == 0;
+  }
   // Sends FIN once every queued byte is written; reading continues (lingering close).
   void shutdown();
   // Idempotent. on_stream_closed() follows from the loop, never from inside close().
@@ -69,17 +81,24 @@ class TcpStream {
   static void on_connect(uv_connect_t* req, int status);
   static void on_shutdown(uv_shutdown_t* req, int status);
   static void on_close(uv_handle_t* h);
+  static void flush_task(void* self);
+  int write_now(const Slice* slices, size_t count);
+  void flush();
 
   uv_tcp_t tcp_;
   uv_connect_t connect_req_;
   uv_shutdown_t shutdown_req_;
-  BlockPool& pool_;
+  LoopContext& ctx_;
   StreamHandler* handler_;
+  std::vector<Slice> cork_;
+  size_t corked_bytes_ = 0;
   BlockRef read_block_;  // only between alloc_cb and read_cb
   size_t queued_ = 0;
   bool reading_ = false;
   bool closing_ = false;
   bool shutdown_ = false;
+  bool cork_enabled_;
+  bool flush_scheduled_ = false;
 };
 
 }  // namespace sluice

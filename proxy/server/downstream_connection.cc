@@ -18,7 +18,7 @@ constexpr Millis kLingerTimeout{2000};
 DownstreamConnection::DownstreamConnection(Worker& worker, UpstreamCluster& cluster)
     : worker_(worker),
       cluster_(cluster),
-      stream_(worker.ctx().loop, worker.ctx().blocks, this),
+      stream_(worker.ctx(), this, /*cork=*/true),
       parser_(HTTP_REQUEST, this),
       exchange_(*this) {
   uv_timer_init(worker.ctx().loop, &timer_);
@@ -98,11 +98,19 @@ void DownstreamConnection::process(Slice rest) {
     if (state_ == State::kIdle) {
       if (rest.len == 0) break;
       state_ = State::kHead;
-      arm_timer(limits().header_timeout);
+      head_timer_armed_ = false;
     }
     ParseResult r = parser_.execute(rest);
+    if (state_ >= State::kClosing) break;  // a body callback ended the connection
     rest = rest.sub(r.consumed, rest.len - r.consumed);
-    if (r.event == ParseEvent::kNeedMore) break;
+    if (r.event == ParseEvent::kNeedMore) {
+      // Most heads arrive in one read; the header timer is armed only for one that did not.
+      if (state_ == State::kHead && !head_timer_armed_) {
+        head_timer_armed_ = true;
+        arm_timer(limits().header_timeout);
+      }
+      break;
+    }
     if (r.event == ParseEvent::kError) {
       parse_error();
       break;
@@ -119,7 +127,8 @@ void DownstreamConnection::process(Slice rest) {
 void DownstreamConnection::start_request() {
   state_ = State::kActive;
   request_done_ = response_done_ = false;
-  uv_timer_stop(&timer_);
+  // The idle/header timer may still be pending; in kActive its expiry is ignored (the upstream
+  // timeouts govern), and next_request() re-arms it. That saves a heap operation per request.
   ctx().stats.downstream_requests_total.add();
   exchange_.begin(parser_.head(), cluster_);
 }
@@ -138,7 +147,8 @@ void DownstreamConnection::on_exchange_done(bool keep_alive) {
   response_done_ = true;
   keep_alive_ = keep_alive;
   if (!keep_alive) {
-    close_after_flush();
+    // Linger only when the client may still send bytes sluice will not read.
+    close_after_flush(!request_done_ || !held_.empty());
     return;
   }
   if (request_done_) next_request();
@@ -150,7 +160,7 @@ void DownstreamConnection::next_request() {
   request_done_ = response_done_ = false;
   if (held_.empty()) {
     if (peer_eof_) {
-      close_after_flush();
+      close_after_flush(false);
       return;
     }
     parser_.release_memory();
@@ -185,7 +195,7 @@ void DownstreamConnection::resume_held() {
       process(s);
     }
   }
-  if (state_ == State::kIdle && held_.empty() && peer_eof_) close_after_flush();
+  if (state_ == State::kIdle && held_.empty() && peer_eof_) close_after_flush(false);
 }
 
 void DownstreamConnection::parse_error() {
@@ -195,7 +205,7 @@ void DownstreamConnection::parse_error() {
   if (exchange_.active()) {
     exchange_.respond_error(status,
                             parser_.error_reason() ? parser_.error_reason() : "bad request");
-    close_after_flush();
+    close_after_flush(true);
     return;
   }
   BlockWriter w(ctx().blocks);
@@ -203,7 +213,7 @@ void DownstreamConnection::parse_error() {
   write_simple_response(w, status, "text/plain", body, true);
   stream_.write(w.finish());
   ctx().stats.downstream_errors_total.add();
-  close_after_flush();
+  close_after_flush(true);
 }
 
 void DownstreamConnection::block_reading(ReadBlock reason) {
@@ -240,25 +250,37 @@ void DownstreamConnection::on_stream_error(int status) {
 
 void DownstreamConnection::on_stream_drained() {
   if (state_ == State::kClosing) {
-    if (stream_.queued() == 0) arm_timer(kLingerTimeout);
+    if (stream_.queued() != 0) return;
+    if (linger_) {
+      arm_timer(kLingerTimeout);
+    } else {
+      close();
+    }
     return;
   }
   exchange_.on_downstream_drained();
 }
 
-void DownstreamConnection::close_after_flush() {
+void DownstreamConnection::close_after_flush(bool linger) {
   if (state_ >= State::kClosing) return;
   state_ = State::kClosing;
+  linger_ = linger && !peer_eof_;
   exchange_.abort();
   held_.clear();
   held_bytes_ = 0;
   read_blocks_ = 0;
-  if (peer_eof_ && stream_.queued() == 0) {
-    close();
+  if (!linger_) {
+    // The request was read whole: close as soon as the response is written.
+    if (stream_.flush_now()) {
+      close();
+    } else {
+      stream_.read_stop();
+      arm_timer(limits().idle_timeout);  // a reader that stops reading is cut eventually
+    }
     return;
   }
   stream_.shutdown();  // FIN after the queued response bytes
-  if (!peer_eof_) stream_.read_start();
+  stream_.read_start();
   // Give a slow reader the idle timeout to take the queued bytes; once they are all written,
   // the linger timeout applies (on_stream_drained).
   arm_timer(stream_.queued() == 0 ? kLingerTimeout : limits().idle_timeout);

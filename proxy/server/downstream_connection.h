@@ -64,7 +64,7 @@ class DownstreamConnection : public ListNode, private StreamHandler, private Bod
   void request_complete();
   void next_request();
   void parse_error();
-  void close_after_flush();
+  void close_after_flush(bool linger);
   void arm_timer(Millis timeout);
   void handle_closed();
 
@@ -86,6 +86,8 @@ class DownstreamConnection : public ListNode, private StreamHandler, private Bod
   bool in_process_ = false;
   bool resume_scheduled_ = false;
   bool peer_eof_ = false;
+  bool linger_ = false;
+  bool head_timer_armed_ = false;  // kClosing: FIN sent, reading until EOF or the linger timeout
 };
 
 }  // namespace sluice

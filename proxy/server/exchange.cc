@@ -148,8 +148,7 @@ void Exchange::send_to(UpstreamConnection* conn) {
   conn_reused_ = conn->requests() > 0;
   wrote_any_ = false;
   request_end_written_ = false;
-  conn->bind(this, head_request_,
-             static_cast<uint64_t>(cluster_->config().response_timeout.count()));
+  conn->bind(this, head_request_);
   bool ok = up_->write(request_head_) == 0;
   for (size_t i = 0; ok && i < retained_.size(); ++i) ok = write_body_upstream(retained_[i]);
   if (!ok) {
@@ -174,6 +173,7 @@ bool Exchange::write_body_upstream(const Slice& data) {
 
 bool Exchange::write_request_end() {
   request_end_written_ = true;
+  up_->start_response_timer(static_cast<uint64_t>(cluster_->config().response_timeout.count()));
   if (request_framing_ != Framing::kChunked) return true;
   return up_->write(request_trailers_.len ? request_trailers_ : kLastChunk) == 0;
 }

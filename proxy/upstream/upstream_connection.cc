@@ -24,7 +24,7 @@ const char* upstream_error_name(UpstreamError e) {
 }
 
 UpstreamConnection::UpstreamConnection(LoopContext& ctx, UpstreamPool* pool)
-    : ctx_(ctx), pool_(pool), stream_(ctx.loop, ctx.blocks, this), parser_(HTTP_RESPONSE, this) {
+    : ctx_(ctx), pool_(pool), stream_(ctx, this, /*cork=*/true), parser_(HTTP_RESPONSE, this) {
   uv_timer_init(ctx.loop, &timer_);
   timer_.data = this;
 }
@@ -55,21 +55,22 @@ void UpstreamConnection::make_idle(uint64_t idle_timeout_ms) {
   if (idle_timeout_ms) uv_timer_start(&timer_, &UpstreamConnection::on_timer, idle_timeout_ms, 0);
 }
 
-void UpstreamConnection::bind(UpstreamHandler* handler, bool head_request,
-                              uint64_t response_timeout_ms) {
+void UpstreamConnection::bind(UpstreamHandler* handler, bool head_request) {
   state_ = State::kBusy;
   handler_ = handler;
   parser_.set_skip_body(head_request);
   response_started_ = false;
   awaiting_head_ = true;
+  response_timer_armed_ = false;  // a pending idle timer fires harmlessly (on_timer)
   reusable_ = false;
   ++requests_;
   stream_.read_start();
-  if (response_timeout_ms) {
-    uv_timer_start(&timer_, &UpstreamConnection::on_timer, response_timeout_ms, 0);
-  } else {
-    uv_timer_stop(&timer_);
-  }
+}
+
+void UpstreamConnection::start_response_timer(uint64_t timeout_ms) {
+  if (state_ != State::kBusy || !awaiting_head_ || !timeout_ms) return;
+  response_timer_armed_ = true;
+  uv_timer_start(&timer_, &UpstreamConnection::on_timer, timeout_ms, 0);
 }
 
 void UpstreamConnection::on_timer(uv_timer_t* t) {
@@ -79,7 +80,8 @@ void UpstreamConnection::on_timer(uv_timer_t* t) {
       self->fail(UpstreamError::kConnectTimeout);
       break;
     case State::kBusy:
-      self->fail(UpstreamError::kResponseTimeout);
+      if (self->awaiting_head_ && self->response_timer_armed_)
+        self->fail(UpstreamError::kResponseTimeout);
       break;
     case State::kIdle:
       self->close();
@@ -99,6 +101,8 @@ void UpstreamConnection::on_stream_read(const Slice& data) {
   Slice rest = data;
   for (;;) {
     ParseResult r = parser_.execute(rest);
+    // A body callback may have ended the exchange (the client went away) and closed us.
+    if (state_ != State::kBusy || !handler_) return;
     rest = rest.sub(r.consumed, rest.len - r.consumed);
     switch (r.event) {
       case ParseEvent::kNeedMore:
@@ -109,10 +113,9 @@ void UpstreamConnection::on_stream_read(const Slice& data) {
         return;
       case ParseEvent::kHead: {
         const MessageHead& head = parser_.head();
-        if (head.status >= 200 || head.status == 101) {
-          awaiting_head_ = false;
-          uv_timer_stop(&timer_);
-        }
+        // The response timer is not stopped here (a heap operation per request): when it
+        // fires after the head, on_timer ignores it.
+        if (head.status >= 200 || head.status == 101) awaiting_head_ = false;
         handler_->on_upstream_head(head);
         if (state_ != State::kBusy) return;  // the handler closed this connection
         break;
@@ -193,7 +196,10 @@ void UpstreamConnection::on_stream_closed() {
 }
 
 void UpstreamConnection::handle_close_done() {
-  if (--open_handles_ == 0) delete this;
+  // Freed on a later turn, after the cork flush task this connection may have queued.
+  if (--open_handles_ == 0) {
+    ctx_.defer([](void* p) { delete static_cast<UpstreamConnection*>(p); }, this);
+  }
 }
 
 }  // namespace sluice

@@ -52,7 +52,10 @@ class UpstreamConnection : public ListNode, private StreamHandler, private BodyS
   void make_idle(uint64_t idle_timeout_ms);
   bool still_clean() const { return stream_.peek_clean(); }
   // Exchange → connection.
-  void bind(UpstreamHandler* handler, bool head_request, uint64_t response_timeout_ms);
+  void bind(UpstreamHandler* handler, bool head_request);
+  // The whole request is written: the response head must come within the timeout (like
+  // Envoy's route timeout, it does not count the time a large upload takes).
+  void start_response_timer(uint64_t timeout_ms);
   int write(const Slice* slices, size_t n) { return stream_.write(slices, n); }
   int write(const Slice& s) { return stream_.write(s); }
   size_t queued() const { return stream_.queued(); }
@@ -94,6 +97,7 @@ class UpstreamConnection : public ListNode, private StreamHandler, private BodyS
   uint8_t open_handles_ = 2;
   bool response_started_ = false;
   bool awaiting_head_ = false;
+  bool response_timer_armed_ = false;
   bool reusable_ = false;
 };
 
