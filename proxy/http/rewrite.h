@@ -38,6 +38,8 @@ struct ResponseRewrite {
 bool is_hop_by_hop(const MessageHead& m, std::string_view name);
 
 void write_request_head(BlockWriter& w, const MessageHead& req, const RequestRewrite& rw);
+// An upper bound of write_request_head's output for typical requests (the writer grows if not).
+size_t request_head_estimate(const MessageHead& req);
 void write_response_head(BlockWriter& w, const MessageHead& resp, const ResponseRewrite& rw);
 // A complete small response sluice answers itself (errors, 100 Continue, admin pages).
 void write_simple_response(BlockWriter& w, int status, std::string_view content_type,

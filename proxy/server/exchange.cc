@@ -91,6 +91,20 @@ void Exchange::begin(const MessageHead& req, UpstreamCluster& cluster) {
   } else if (req.has_content_length) {
     request_framing_ = Framing::kContentLength;
   }
+  // RFC 9112 §3.2: an HTTP/1.1 request without exactly one Host header is refused.
+  if (!client_http10_) {
+    size_t host = req.find("host");
+    if (host == std::string_view::npos) {
+      respond_error(400, "HTTP/1.1 request without Host");
+      return;
+    }
+    for (size_t i = host + 1; i < req.header_count(); ++i) {
+      if (iequals(req.name(i), "host")) {
+        respond_error(400, "more than one Host header");
+        return;
+      }
+    }
+  }
   const Limits& limits = down_.limits();
   if (limits.max_body_bytes && req.has_content_length &&
       req.content_length > limits.max_body_bytes) {
@@ -111,7 +125,9 @@ void Exchange::begin(const MessageHead& req, UpstreamCluster& cluster) {
   rw.default_host = pool_->name();
   rw.framing = request_framing_;
   rw.content_length = req.content_length;
-  BlockWriter w(ctx.blocks);
+  // Sized to the head rather than a pool block: the serialized head stays with the exchange
+  // until the response starts (for a retry), which for a long poll can be a long time.
+  BlockWriter w(ctx.blocks.get_small(request_head_estimate(req)));
   write_request_head(w, req, rw);
   request_head_ = w.finish();
   acquire(false);
