@@ -52,7 +52,12 @@ void UpstreamConnection::make_idle(uint64_t idle_timeout_ms) {
   handler_ = nullptr;
   parser_.release_memory();
   stream_.read_start();
-  if (idle_timeout_ms) uv_timer_start(&timer_, &UpstreamConnection::on_timer, idle_timeout_ms, 0);
+  // 0 = no idle timeout: the connection stays until the upstream closes it.
+  if (idle_timeout_ms) {
+    uv_timer_start(&timer_, &UpstreamConnection::on_timer, idle_timeout_ms, 0);
+  } else {
+    uv_timer_stop(&timer_);
+  }
 }
 
 void UpstreamConnection::bind(UpstreamHandler* handler, bool head_request) {

@@ -32,6 +32,10 @@ UpstreamPool::~UpstreamPool() {
 
 UpstreamPool::Acquire UpstreamPool::acquire(PoolClient* client, bool fresh,
                                             UpstreamConnection** conn, PoolFailure* failure) {
+  if (shut_down_) {
+    *failure = PoolFailure::kConnectRefused;
+    return Acquire::kFailed;
+  }
   if (!fresh) {
     while (UpstreamConnection* c = idle_.pop_front()) {
       if (c->still_clean()) {
@@ -141,6 +145,16 @@ void UpstreamPool::release(UpstreamConnection* conn) {
   if (PoolClient* w = first_waiter(false)) {
     give(conn, w);
     return;
+  }
+  if (waiters_.size() > connecting_.size()) {
+    // Only waiters that need a fresh connection are left and one has no connect attempt.
+    if (open_count() + 1 >= pool.max_connections) {
+      // At the limit (counting this one): it makes room rather than idling while they wait.
+      conn->close();
+      start_connection();
+      return;
+    }
+    start_connection();
   }
   if (idle_.size() >= pool.max_idle) {
     conn->close();
