@@ -33,6 +33,10 @@ class AdminServer::Connection : public ListNode, private StreamHandler, private 
       ParseResult r = parser_.execute(rest);
       rest = rest.sub(r.consumed, rest.len - r.consumed);
       if (r.event == ParseEvent::kNeedMore) return;
+      if (r.event == ParseEvent::kUpgrade) {  // no protocol switches here
+        close();
+        return;
+      }
       if (r.event == ParseEvent::kError) {
         respond(AdminResponse{parser_.error_status(), "text/plain", "bad request\n"}, true, false);
         return;

@@ -43,6 +43,13 @@ struct Limits {
   Millis idle_timeout{75000};
 };
 
+struct DrainSettings {
+  Millis delay{5000};             // keep accepting (with Connection: close) this long
+  Millis budget{25000};           // from the signal to exit, at most
+  Millis ws_close_spread{10000};  // WebSocket 1001s spread over this window
+  Millis ws_close_timeout{3000};  // close handshake, per session
+};
+
 struct ListenerConfig {
   std::string name = "ingress";
   HostPort address{"0.0.0.0", 8080};
@@ -55,6 +62,8 @@ struct Config {
   std::vector<ListenerConfig> listeners;
   std::vector<ClusterConfig> clusters;
   Limits limits;
+  DrainSettings drain;
+  std::string admin_token;  // read from --admin-token-file; empty = loopback only
 
   const ClusterConfig* find_cluster(std::string_view name) const;
 };

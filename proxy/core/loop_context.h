@@ -38,6 +38,8 @@ struct WorkerStats {
   Counter upstream_retries_total;
   Counter upstream_connect_failures;
   Counter upstream_timeouts;
+  Counter websocket_sessions_active;
+  Counter websocket_closed[5];  // by TunnelEnd
 };
 
 class LoopContext {

@@ -73,6 +73,10 @@ class DemoApp::Connection : public ListNode, private StreamHandler, private Body
       ParseResult r = parser_.execute(rest);
       rest = rest.sub(r.consumed, rest.len - r.consumed);
       if (r.event == ParseEvent::kNeedMore) return;
+      if (r.event == ParseEvent::kUpgrade) {  // no protocol switches here
+        close();
+        return;
+      }
       if (r.event == ParseEvent::kError) {
         simple(parser_.error_status(), "bad request\n", true);
         return;

@@ -137,19 +137,20 @@ ParseResult HttpParser::execute(const Slice& input) {
     pending_complete_after_head_ = false;
     return {ParseEvent::kMessageComplete, 0};
   }
+  if (llhttp_get_errno(&parser_) == HPE_PAUSED_UPGRADE) return {ParseEvent::kUpgrade, 0};
   input_ = &input;
   head_event_pending_ = false;
   message_complete_ = false;
   llhttp_errno_t err = llhttp_execute(&parser_, input.data, input.len);
   input_ = nullptr;
   size_t consumed = input.len;
-  if (err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE) {
+  if (err == HPE_PAUSED) {
     consumed = static_cast<size_t>(llhttp_get_error_pos(&parser_) - input.data);
-    if (err == HPE_PAUSED) {
-      llhttp_resume(&parser_);
-    } else {
-      llhttp_resume_after_upgrade(&parser_);
-    }
+    llhttp_resume(&parser_);
+  } else if (err == HPE_PAUSED_UPGRADE) {
+    // Not resumed: what follows is tunnel data, never parsed as HTTP.
+    consumed = static_cast<size_t>(llhttp_get_error_pos(&parser_) - input.data);
+    if (!head_event_pending_ && !message_complete_) return {ParseEvent::kUpgrade, consumed};
   } else if (err != HPE_OK) {
     if (error_status_ == 0) {
       error_status_ = 400;

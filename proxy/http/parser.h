@@ -26,6 +26,7 @@ enum class ParseEvent {
   kHead,             // a head is complete (head()); resume to read its body
   kMessageComplete,  // the message (body, trailers) is complete; resume for the next one
   kError,            // malformed or over a limit: see error_status()/error_reason()
+  kUpgrade,          // after an upgrade: the bytes from here on are another protocol
 };
 
 struct ParseResult {

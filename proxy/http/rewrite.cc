@@ -53,6 +53,15 @@ void write_request_head(BlockWriter& w, const MessageHead& req, const RequestRew
     w.append(req.value(i));
     w.append("\r\n");
   }
+  if (rw.upgrade) {
+    for (size_t i = 0; i < req.header_count(); ++i) {
+      if (!iequals(req.name(i), "upgrade")) continue;
+      w.append("Upgrade: ");
+      w.append(req.value(i));
+      w.append("\r\n");
+    }
+    w.append("Connection: upgrade\r\n");
+  }
   if (!has_host && !rw.default_host.empty()) {
     w.append("Host: ");
     w.append(rw.default_host);

@@ -24,6 +24,7 @@ struct RequestRewrite {
   std::string_view default_host;  // Host for HTTP/1.0 requests that carry none
   Framing framing = Framing::kNone;
   uint64_t content_length = 0;
+  bool upgrade = false;  // forward the Upgrade header with Connection: upgrade
 };
 
 struct ResponseRewrite {

@@ -66,6 +66,9 @@ void DownstreamConnection::on_timer(uv_timer_t* t) {
     case State::kClosing:
       self->close();
       break;
+    case State::kTunnel:
+      self->tunnel_->force_close(TunnelEnd::kDrainForced);
+      break;
     case State::kActive:
     case State::kClosed:
       break;
@@ -73,6 +76,10 @@ void DownstreamConnection::on_timer(uv_timer_t* t) {
 }
 
 void DownstreamConnection::on_stream_read(const Slice& data) {
+  if (state_ == State::kTunnel) {
+    tunnel_->from_client(data);
+    return;
+  }
   if (state_ == State::kClosing) return;  // lingering: discard
   if (!held_.empty() || (state_ == State::kActive && request_done_)) {
     hold(data);
@@ -117,8 +124,11 @@ void DownstreamConnection::process(Slice rest) {
     }
     if (r.event == ParseEvent::kHead) {
       start_request();
-    } else {
+    } else if (r.event == ParseEvent::kMessageComplete) {
       request_complete();
+    } else {  // kUpgrade: the bytes after the head wait for the 101 (or the close)
+      hold(rest);
+      break;
     }
   }
   in_process_ = false;
@@ -229,6 +239,10 @@ void DownstreamConnection::unblock_reading(ReadBlock reason) {
 
 void DownstreamConnection::on_stream_eof() {
   peer_eof_ = true;
+  if (state_ == State::kTunnel) {
+    tunnel_->client_eof();
+    return;
+  }
   if (state_ == State::kClosing) {
     close();
     return;
@@ -248,7 +262,32 @@ void DownstreamConnection::on_stream_error(int status) {
   close();
 }
 
+void DownstreamConnection::start_tunnel(UpstreamConnection* up, const Slice& from_server,
+                                        bool websocket) {
+  state_ = State::kTunnel;
+  uv_timer_stop(&timer_);
+  tunnel_ = std::make_unique<Tunnel>(worker_, *this, up, websocket);
+  up->become_tunnel(tunnel_.get());
+  parser_.release_memory();
+  // The client may have sent bytes of the new protocol right after its request.
+  std::vector<Slice> held;
+  held.swap(held_);
+  held_bytes_ = 0;
+  read_blocks_ &= static_cast<uint8_t>(~kPipelineFull);
+  if (read_blocks_ == 0) stream_.read_start();
+  for (auto& s : held) tunnel_->from_client(s);
+  if (state_ == State::kTunnel) tunnel_->from_server(from_server);
+}
+
+void DownstreamConnection::arm_tunnel_timeout() {
+  arm_timer(worker_.config().drain.ws_close_timeout);
+}
+
 void DownstreamConnection::on_stream_drained() {
+  if (state_ == State::kTunnel) {
+    tunnel_->client_drained();
+    return;
+  }
   if (state_ == State::kClosing) {
     if (stream_.queued() != 0) return;
     if (linger_) {
@@ -290,6 +329,7 @@ void DownstreamConnection::close() {
   if (state_ == State::kClosed) return;
   state_ = State::kClosed;
   exchange_.abort();
+  if (tunnel_) tunnel_->close(TunnelEnd::kError);
   held_.clear();
   held_bytes_ = 0;
   worker_.remove_connection(this);

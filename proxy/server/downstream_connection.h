@@ -15,6 +15,7 @@
 #include "http/parser.h"
 #include "net/tcp_stream.h"
 #include "server/exchange.h"
+#include "tunnel/tunnel.h"
 
 namespace sluice {
 
@@ -42,10 +43,18 @@ class DownstreamConnection : public ListNode, private StreamHandler, private Bod
   // another request once the current one is fully read.
   void on_exchange_done(bool keep_alive);
   const std::string& client_ip() const { return client_ip_; }
+  // Exchange → downstream after a 101: both connections become a tunnel.
+  void start_tunnel(UpstreamConnection* up, const Slice& from_server, bool websocket);
+  // Tunnel → downstream.
+  void finish_tunnel() { close_after_flush(false); }
+  void arm_tunnel_timeout();
+  Tunnel* tunnel() { return tunnel_.get(); }
+  // Drain: an idle keep-alive connection closes now; others close after their response.
+  bool idle() const { return state_ == State::kIdle && held_.empty(); }
   bool closing() const { return state_ >= State::kClosing; }
 
  private:
-  enum class State : uint8_t { kIdle, kHead, kActive, kClosing, kClosed };
+  enum class State : uint8_t { kIdle, kHead, kActive, kTunnel, kClosing, kClosed };
 
   void on_stream_read(const Slice& data) override;
   void on_stream_eof() override;
@@ -74,6 +83,7 @@ class DownstreamConnection : public ListNode, private StreamHandler, private Bod
   uv_timer_t timer_;
   HttpParser parser_;
   Exchange exchange_;
+  std::unique_ptr<Tunnel> tunnel_;
   std::string client_ip_;
   std::vector<Slice> held_;  // pipelined bytes waiting for the current exchange to finish
   size_t held_bytes_ = 0;

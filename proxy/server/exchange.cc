@@ -58,6 +58,7 @@ void Exchange::reset() {
   request_framing_ = Framing::kNone;
   method_ = 0;
   head_request_ = idempotent_ = client_keep_alive_ = client_http10_ = false;
+  upgrade_ = websocket_ = false;
   request_complete_ = request_end_written_ = false;
   request_body_bytes_ = 0;
   pending_.clear();
@@ -83,8 +84,11 @@ void Exchange::begin(const MessageHead& req, UpstreamCluster& cluster) {
   idempotent_ = is_idempotent(req.method);
   retain_ok_ = idempotent_;
   client_http10_ = req.http_major == 1 && req.http_minor == 0;
-  // Upgrades are not tunnelled yet: the request goes on without its Upgrade header, and the
-  // connection closes after the response since the client may think it switched protocols.
+  // An upgrade request is forwarded with its Upgrade header; a 101 turns both connections into
+  // a tunnel, any other answer closes the client connection after it (the client may already
+  // have sent bytes of the new protocol).
+  upgrade_ = req.upgrade && req.find("upgrade") != std::string_view::npos;
+  websocket_ = upgrade_ && req.has_token("upgrade", "websocket");
   client_keep_alive_ = req.keep_alive && !req.upgrade;
   if (req.chunked) {
     request_framing_ = Framing::kChunked;
@@ -125,6 +129,7 @@ void Exchange::begin(const MessageHead& req, UpstreamCluster& cluster) {
   rw.default_host = pool_->name();
   rw.framing = request_framing_;
   rw.content_length = req.content_length;
+  rw.upgrade = upgrade_;
   // Sized to the head rather than a pool block: the serialized head stays with the exchange
   // until the response starts (for a retry), which for a long poll can be a long time.
   BlockWriter w(ctx.blocks.get_small(request_head_estimate(req)));
@@ -272,9 +277,15 @@ void Exchange::on_upstream_drained() {
 
 void Exchange::on_upstream_head(const MessageHead& head) {
   if (head.status == 100) return;  // sluice answered the client's Expect itself
+  if (head.status == 101 && upgrade_) {
+    BlockWriter w(down_.ctx().blocks);
+    write_response_head(w, head, ResponseRewrite{});
+    response_head_sent_ = true;
+    if (down_.write(w.finish()) != 0) down_.close();
+    return;  // on_upstream_upgraded follows once the head is complete
+  }
   if (head.status == 101) {
-    // sluice did not forward an Upgrade (tunnels come with WebSocket support), so this is a
-    // protocol error from the upstream.
+    // No upgrade was asked for: a protocol error from the upstream.
     UpstreamConnection* c = up_;
     up_ = nullptr;
     c->close();
@@ -321,6 +332,18 @@ void Exchange::on_upstream_body(const Slice& data) {
     return;
   }
   if (down_.above_high_watermark()) up_->pause_reading();
+}
+
+void Exchange::on_upstream_upgraded(const Slice& rest) {
+  UpstreamConnection* c = up_;
+  up_ = nullptr;
+  pool_->take_for_tunnel(c);
+  down_.ctx().stats.upstream_requests_total.add();
+  active_ = false;
+  pending_.clear();
+  retained_.clear();
+  request_head_ = Slice();
+  down_.start_tunnel(c, rest, websocket_);
 }
 
 void Exchange::on_downstream_drained() {

@@ -44,6 +44,7 @@ class Exchange : private UpstreamHandler, private PoolClient {
   void on_upstream_error(UpstreamError e, bool response_started) override;
   void on_upstream_drained() override;
   // PoolClient
+  void on_upstream_upgraded(const Slice& rest) override;
   void on_pool_ready(UpstreamConnection* conn) override;
   void on_pool_failure(PoolFailure f) override;
 
@@ -68,6 +69,8 @@ class Exchange : private UpstreamHandler, private PoolClient {
   Framing request_framing_ = Framing::kNone;
   uint8_t method_ = 0;
   bool head_request_ = false;
+  bool upgrade_ = false;    // the client asked to switch protocols
+  bool websocket_ = false;  // ...to WebSocket
   bool idempotent_ = false;
   bool client_keep_alive_ = false;
   bool client_http10_ = false;

@@ -4,6 +4,7 @@
 
 #include "core/log.h"
 #include "server/downstream_connection.h"
+#include "tunnel/tunnel.h"
 
 namespace sluice {
 
@@ -88,6 +89,18 @@ void Worker::remove_connection(DownstreamConnection* c) {
   if (!c->linked()) return;
   connections_.remove(c);
   ctx_->stats.downstream_connections_active.sub();
+}
+
+void Worker::add_tunnel(Tunnel* t) {
+  tunnels_.push_back(t);
+  ctx_->stats.websocket_sessions_active.add();
+}
+
+void Worker::remove_tunnel(Tunnel* t, TunnelEnd why) {
+  if (!t->linked()) return;
+  tunnels_.remove(t);
+  ctx_->stats.websocket_sessions_active.sub();
+  ctx_->stats.websocket_closed[static_cast<size_t>(why)].add();
 }
 
 void Worker::stop_now() {

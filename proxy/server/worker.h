@@ -21,6 +21,8 @@
 namespace sluice {
 
 class DownstreamConnection;
+class Tunnel;
+enum class TunnelEnd : uint8_t;
 
 struct WorkerSetup {
   ConfigPtr config;
@@ -45,6 +47,8 @@ class Worker {
   LoopContext& ctx() { return *ctx_; }
   const Config& config() const { return *setup_.config; }
   void remove_connection(DownstreamConnection* c);
+  void add_tunnel(Tunnel* t);
+  void remove_tunnel(Tunnel* t, TunnelEnd why);
   const WorkerStats& stats() const { return ctx_->stats; }
   unsigned index() const { return index_; }
 
@@ -64,6 +68,7 @@ class Worker {
   std::vector<size_t> listener_cluster_;  // cluster index for each listener
   std::vector<std::unique_ptr<UpstreamCluster>> clusters_;
   IntrusiveList<DownstreamConnection> connections_;
+  IntrusiveList<Tunnel> tunnels_;
   std::thread thread_;
   bool stopping_ = false;
 };

@@ -1,6 +1,7 @@
 #include "upstream/upstream_connection.h"
 
 #include "core/log.h"
+#include "tunnel/tunnel.h"
 #include "upstream/upstream_pool.h"
 
 namespace sluice {
@@ -89,6 +90,7 @@ void UpstreamConnection::on_timer(uv_timer_t* t) {
         self->fail(UpstreamError::kResponseTimeout);
       break;
     case State::kIdle:
+    case State::kTunnel:
       self->close();
       break;
     case State::kClosed:
@@ -97,6 +99,10 @@ void UpstreamConnection::on_timer(uv_timer_t* t) {
 }
 
 void UpstreamConnection::on_stream_read(const Slice& data) {
+  if (state_ == State::kTunnel) {
+    if (tunnel_) tunnel_->from_server(data);
+    return;
+  }
   if (state_ != State::kBusy) {
     // Bytes on an idle connection: the upstream is confused; never reuse it.
     close();
@@ -125,8 +131,17 @@ void UpstreamConnection::on_stream_read(const Slice& data) {
         if (state_ != State::kBusy) return;  // the handler closed this connection
         break;
       }
+      case ParseEvent::kUpgrade:
+        fail(UpstreamError::kBadResponse);
+        return;
       case ParseEvent::kMessageComplete: {
-        if (parser_.head().status < 200 && parser_.head().status != 101) break;  // interim
+        if (parser_.head().status == 101) {
+          UpstreamHandler* h = handler_;
+          handler_ = nullptr;
+          h->on_upstream_upgraded(rest);
+          return;
+        }
+        if (parser_.head().status < 200) break;  // interim
         reusable_ = parser_.should_keep_alive() && rest.len == 0 && !parser_.upgrade();
         UpstreamHandler* h = handler_;
         handler_ = nullptr;
@@ -142,6 +157,14 @@ void UpstreamConnection::on_body(const Slice& data) {
 }
 
 void UpstreamConnection::on_stream_eof() {
+  if (state_ == State::kTunnel) {
+    if (tunnel_) {
+      tunnel_->server_eof();
+    } else {
+      close();
+    }
+    return;
+  }
   if (state_ != State::kBusy) {
     close();  // the upstream closed an idle pooled connection: it leaves the pool now
     return;
@@ -158,7 +181,13 @@ void UpstreamConnection::on_stream_eof() {
 
 void UpstreamConnection::on_stream_error(int status) {
   LOG_DEBUG("upstream connection error: %s", uv_strerror(status));
-  if (state_ == State::kBusy) {
+  if (state_ == State::kTunnel) {
+    if (tunnel_) {
+      tunnel_->server_error();
+    } else {
+      close();
+    }
+  } else if (state_ == State::kBusy) {
     fail(UpstreamError::kReset);
   } else if (state_ == State::kConnecting) {
     fail(UpstreamError::kConnectRefused);
@@ -168,7 +197,37 @@ void UpstreamConnection::on_stream_error(int status) {
 }
 
 void UpstreamConnection::on_stream_drained() {
-  if (state_ == State::kBusy && handler_) handler_->on_upstream_drained();
+  if (state_ == State::kBusy && handler_) {
+    handler_->on_upstream_drained();
+  } else if (state_ == State::kTunnel) {
+    if (tunnel_) {
+      tunnel_->server_drained();
+    } else if (stream_.queued() == 0) {
+      close();  // end_tunnel() was waiting for the last bytes
+    }
+  }
+}
+
+void UpstreamConnection::become_tunnel(Tunnel* tunnel) {
+  state_ = State::kTunnel;
+  tunnel_ = tunnel;
+  handler_ = nullptr;
+  pool_ = nullptr;
+  uv_timer_stop(&timer_);
+  parser_.release_memory();
+  stream_.read_start();
+}
+
+void UpstreamConnection::end_tunnel() {
+  tunnel_ = nullptr;
+  if (state_ == State::kClosed) return;
+  if (stream_.flush_now()) {
+    close();
+    return;
+  }
+  stream_.read_stop();
+  // Bytes still queued: close once they are written, or after the linger time at most.
+  uv_timer_start(&timer_, &UpstreamConnection::on_timer, 2000, 0);
 }
 
 void UpstreamConnection::fail(UpstreamError e) {
@@ -189,6 +248,7 @@ void UpstreamConnection::close() {
   if (pool_) pool_->detach(this);
   pool_ = nullptr;
   handler_ = nullptr;
+  tunnel_ = nullptr;
   state_ = State::kClosed;
   uv_timer_stop(&timer_);
   uv_close(reinterpret_cast<uv_handle_t*>(&timer_),

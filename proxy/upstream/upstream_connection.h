@@ -15,6 +15,7 @@
 namespace sluice {
 
 class UpstreamPool;
+class Tunnel;
 
 enum class UpstreamError : uint8_t {
   kConnectRefused,   // connect failed (refused, unreachable): 502
@@ -36,6 +37,9 @@ class UpstreamHandler {
   // response byte had arrived.
   virtual void on_upstream_error(UpstreamError e, bool response_started) = 0;
   virtual void on_upstream_drained() = 0;
+  // A 101 response head completed: the connection now carries another protocol; `rest` holds
+  // the bytes that followed the head in the same read.
+  virtual void on_upstream_upgraded(const Slice& rest) = 0;
 
  protected:
   ~UpstreamHandler() = default;
@@ -43,7 +47,7 @@ class UpstreamHandler {
 
 class UpstreamConnection : public ListNode, private StreamHandler, private BodySink {
  public:
-  enum class State : uint8_t { kConnecting, kIdle, kBusy, kClosed };
+  enum class State : uint8_t { kConnecting, kIdle, kBusy, kTunnel, kClosed };
 
   UpstreamConnection(LoopContext& ctx, UpstreamPool* pool);
   int connect(const sockaddr* addr, uint64_t timeout_ms);
@@ -68,6 +72,14 @@ class UpstreamConnection : public ListNode, private StreamHandler, private BodyS
   bool reusable() const { return reusable_; }
   // Detaches from the pool and the handler; no callback follows. Idempotent.
   void close();
+  // After an upgrade (the pool has let go of it): bytes and events go to the tunnel.
+  void become_tunnel(Tunnel* tunnel);
+  // The tunnel is over: flush what is queued, then close.
+  void end_tunnel();
+  int shutdown_write() {
+    stream_.shutdown();
+    return 0;
+  }
 
   State state() const { return state_; }
   uint32_t requests() const { return requests_; }
@@ -89,6 +101,7 @@ class UpstreamConnection : public ListNode, private StreamHandler, private BodyS
   LoopContext& ctx_;
   UpstreamPool* pool_;
   UpstreamHandler* handler_ = nullptr;
+  Tunnel* tunnel_ = nullptr;
   TcpStream stream_;
   uv_timer_t timer_;
   HttpParser parser_;

@@ -164,6 +164,11 @@ void UpstreamPool::release(UpstreamConnection* conn) {
   conn->make_idle(static_cast<uint64_t>(pool.idle_timeout.count()));
 }
 
+void UpstreamPool::take_for_tunnel(UpstreamConnection* conn) {
+  busy_.remove(conn);
+  conn->pool_ = nullptr;
+}
+
 void UpstreamPool::detach(UpstreamConnection* conn) {
   switch (conn->state()) {
     case UpstreamConnection::State::kConnecting:
@@ -175,6 +180,7 @@ void UpstreamPool::detach(UpstreamConnection* conn) {
     case UpstreamConnection::State::kBusy:
       busy_.remove(conn);
       break;
+    case UpstreamConnection::State::kTunnel:
     case UpstreamConnection::State::kClosed:
       break;
   }

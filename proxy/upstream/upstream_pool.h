@@ -49,6 +49,8 @@ class UpstreamPool {
   void cancel(PoolClient* client);
   // The exchange is done with a busy connection: kept idle if reusable, else closed.
   void release(UpstreamConnection* conn);
+  // A busy connection that switched protocols leaves the pool for good (a tunnel owns it).
+  void take_for_tunnel(UpstreamConnection* conn);
   // Closes every connection and the queue timer (worker stop). Waiters are failed.
   void shutdown();
 

@@ -97,6 +97,7 @@ class TestClient final : public PoolClient, public UpstreamHandler {
     conn = nullptr;  // already closed by the connection
   }
   void on_upstream_drained() override {}
+  void on_upstream_upgraded(const Slice&) override { ADD_FAILURE() << "unexpected upgrade"; }
 
  private:
   void send(UpstreamConnection* c) {

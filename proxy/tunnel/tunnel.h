@@ -1,0 +1,73 @@
+#pragma once
+// Tunnel: what a client connection and its upstream connection become after a successful
+// Upgrade (101). Bytes pass both ways untouched with backpressure. For WebSocket sessions it
+// follows frame boundaries in both directions (WsFrameTracker) so that a drain can inject a
+// Close frame (1001) at a boundary on each side, answer the close handshake and swallow the
+// replies. Owned by its DownstreamConnection; owns the UpstreamConnection it was given (closes
+// it when the tunnel ends). Registered in its worker's session list while open.
+#include <cstdint>
+
+#include "core/block.h"
+#include "core/intrusive_list.h"
+#include "tunnel/ws_frame_tracker.h"
+
+namespace sluice {
+
+class DownstreamConnection;
+class UpstreamConnection;
+class Worker;
+
+// Why a session ended (the label of sluice_websocket_sessions_closed_total).
+enum class TunnelEnd : uint8_t { kClient, kUpstream, kDrainClose, kDrainForced, kError };
+const char* tunnel_end_name(TunnelEnd e);
+
+class Tunnel : public ListNode {
+ public:
+  Tunnel(Worker& worker, DownstreamConnection& down, UpstreamConnection* up, bool websocket);
+  ~Tunnel();
+  Tunnel(const Tunnel&) = delete;
+  Tunnel& operator=(const Tunnel&) = delete;
+
+  // From the client connection.
+  void from_client(const Slice& data);
+  void client_eof();
+  void client_drained();
+  // From the upstream connection.
+  void from_server(const Slice& data);
+  void server_eof();
+  void server_error();
+  void server_drained();
+
+  // Drain: send 1001 both ways at frame boundaries and run the close handshake. Opaque tunnels
+  // are shut down instead. Idempotent.
+  void drain_close();
+  // The close handshake did not finish in time, or the budget ran out.
+  void force_close(TunnelEnd why);
+  // Closes the upstream side and unregisters (the client side is closed by its owner).
+  void close(TunnelEnd why);
+  bool websocket() const { return websocket_; }
+  bool closing_handshake() const { return drain_started_; }
+
+ private:
+  void forward(const Slice& data, bool to_server);
+  void inject_close(bool to_server);
+  void maybe_finish();
+  void end(TunnelEnd why);
+
+  Worker& worker_;
+  DownstreamConnection& down_;
+  UpstreamConnection* up_;
+  WsFrameTracker c2s_{WsFrameTracker::Direction::kClientToServer};
+  WsFrameTracker s2c_{WsFrameTracker::Direction::kServerToClient};
+  bool websocket_;
+  bool closed_ = false;
+  bool client_eof_ = false;
+  bool server_eof_ = false;
+  bool drain_started_ = false;
+  bool close_sent_to_client_ = false;
+  bool close_sent_to_server_ = false;
+  bool client_replied_ = false;  // the client's Close arrived after sluice's
+  bool server_replied_ = false;
+};
+
+}  // namespace sluice
