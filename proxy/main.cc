@@ -23,6 +23,9 @@ struct Flags {
   unsigned pool_max_idle = 64, pool_max_requests = 0, pool_max_connections = 1024;
   unsigned pool_queue_size = 1024;
   std::string pool_idle_timeout = "4s", pool_queue_timeout = "5s";
+  std::string drain_delay = "5s", drain_budget = "25s";
+  std::string ws_close_spread = "10s", ws_close_timeout = "3s";
+  std::string admin_token_file;
 };
 
 // Adds --name bound to `target`, also read from SLUICE_NAME (flags win over the environment).
@@ -52,6 +55,14 @@ void add_proxy_flags(CLI::App& app, Flags& f) {
   flag(app, "pool-max-connections", f.pool_max_connections, "upstream connections per worker");
   flag(app, "pool-queue-size", f.pool_queue_size, "requests waiting for an upstream connection");
   flag(app, "pool-queue-timeout", f.pool_queue_timeout, "wait for an upstream connection (503)");
+  flag(app, "drain-delay", f.drain_delay,
+       "on SIGTERM keep accepting this long (Connection: close) while endpoints propagate");
+  flag(app, "drain-budget", f.drain_budget,
+       "from SIGTERM to exit at most; the rest is force-closed");
+  flag(app, "ws-close-spread", f.ws_close_spread, "WebSocket 1001 closes spread over this window");
+  flag(app, "ws-close-timeout", f.ws_close_timeout, "WebSocket close handshake timeout");
+  flag(app, "admin-token-file", f.admin_token_file,
+       "token allowing non-loopback clients to call /drain (header X-Sluice-Admin-Token)");
 }
 
 [[noreturn]] void bad(const std::string& what, const std::string& value, const char* expected) {
@@ -101,6 +112,23 @@ ConfigPtr build_config(const Flags& f) {
   c->limits.idle_timeout = duration("idle-timeout", f.idle_timeout);
   c->limits.max_header_bytes = size("max-header-bytes", f.max_header_bytes);
   c->limits.max_body_bytes = size("max-body-bytes", f.max_body_bytes);
+  c->drain.delay = duration("drain-delay", f.drain_delay);
+  c->drain.budget = duration("drain-budget", f.drain_budget);
+  c->drain.ws_close_spread = duration("ws-close-spread", f.ws_close_spread);
+  c->drain.ws_close_timeout = duration("ws-close-timeout", f.ws_close_timeout);
+  if (c->drain.delay + c->drain.ws_close_spread > c->drain.budget)
+    fprintf(stderr, "sluice: warning: drain delay + WebSocket close spread exceed the budget\n");
+  if (!f.admin_token_file.empty()) {
+    FILE* tf = fopen(f.admin_token_file.c_str(), "r");
+    if (!tf) bad("admin-token-file", f.admin_token_file, "a readable file");
+    char buf[512];
+    size_t n = fread(buf, 1, sizeof buf - 1, tf);
+    fclose(tf);
+    std::string token(buf, n);
+    while (!token.empty() && isspace(static_cast<unsigned char>(token.back()))) token.pop_back();
+    if (token.empty()) bad("admin-token-file", f.admin_token_file, "a file holding a token");
+    c->admin_token = token;
+  }
   return c;
 }
 
@@ -113,6 +141,7 @@ int main(int argc, char** argv) {
   add_proxy_flags(app, flags);
 
   Flags demo_flags;
+  demo_flags.drain_delay = "0s";  // nothing routes to a local demo: no propagation to wait for
   auto* demo = app.add_subcommand("demo", "run sluice in front of its built-in demo app");
   add_proxy_flags(*demo, demo_flags);
 
@@ -120,8 +149,17 @@ int main(int argc, char** argv) {
   auto* demo_app = app.add_subcommand("demo-app", "run only the demo app (an upstream for tests)");
   demo_app->add_option("--listen", demo_app_listen, "address to listen on")->capture_default_str();
 
+  std::string drain_admin = "127.0.0.1:9901";
+  bool drain_wait = false;
+  auto* drain = app.add_subcommand("drain", "start a drain through the admin API");
+  drain->add_option("--admin", drain_admin, "the admin listener of the sluice to drain")
+      ->envname("SLUICE_ADMIN")
+      ->capture_default_str();
+  drain->add_flag("--wait", drain_wait, "wait until the drain has finished, showing progress");
+
   CLI11_PARSE(app, argc, argv);
 
+  if (*drain) return run_drain_command(address("admin", drain_admin), drain_wait);
   if (*demo_app) return run_demo_app(address("listen", demo_app_listen));
   if (*demo) {
     Server server(build_config(demo_flags), ServerOptions{.demo = true});

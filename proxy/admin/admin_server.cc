@@ -16,18 +16,30 @@ class AdminServer::Connection : public ListNode, private StreamHandler, private 
   }
   int accept(uv_stream_t* s) {
     int r = stream_.accept(s);
-    if (r == 0) stream_.read_start();
+    if (r == 0) {
+      client_ip_ = stream_.peer_ip();
+      stream_.read_start();
+    }
     return r;
+  }
+  static bool is_loopback(std::string_view ip) {
+    return ip.substr(0, 4) == "127." || ip == "::1" || ip.substr(0, 11) == "::ffff:127.";
   }
   void close() {
     if (closed_) return;
     closed_ = true;
     server_.connections_.remove(this);
+    std::erase(server_.deferred_, this);
     stream_.close();
+  }
+  void answer_deferred(const AdminResponse& resp) {
+    waiting_ = false;
+    respond(resp, true, false);
   }
 
  private:
   void on_stream_read(const Slice& data) override {
+    if (waiting_) return;  // one request at a time; a deferred one is still open
     Slice rest = data;
     while (!closed_) {
       ParseResult r = parser_.execute(rest);
@@ -43,7 +55,15 @@ class AdminServer::Connection : public ListNode, private StreamHandler, private 
       }
       if (r.event == ParseEvent::kMessageComplete) {
         const MessageHead& req = parser_.head();
-        respond(server_.handler_(req), !req.keep_alive, req.method == HTTP_HEAD);
+        std::string_view url = req.url();
+        AdminRequest ar{req, url.substr(0, url.find('?')), client_ip_, is_loopback(client_ip_)};
+        AdminResponse resp = server_.handler_(ar);
+        if (resp.deferred) {
+          waiting_ = true;
+          server_.deferred_.push_back(this);
+          return;
+        }
+        respond(resp, !req.keep_alive, req.method == HTTP_HEAD);
       }
     }
   }
@@ -64,9 +84,16 @@ class AdminServer::Connection : public ListNode, private StreamHandler, private 
   AdminServer& server_;
   TcpStream stream_;
   HttpParser parser_;
+  std::string client_ip_;
   bool closed_ = false;
   bool closing_ = false;
+  bool waiting_ = false;
 };
+
+std::string_view AdminRequest::header(std::string_view name) const {
+  size_t i = head.find(name);
+  return i == std::string_view::npos ? std::string_view() : head.value(i);
+}
 
 AdminServer::AdminServer(LoopContext& ctx, Handler handler)
     : ctx_(ctx), handler_(std::move(handler)) {}
@@ -82,6 +109,12 @@ int AdminServer::start(int fd) {
     if (c->accept(s) != 0) c->close();
   });
   return listener_->open(fd, 128);
+}
+
+void AdminServer::complete_deferred(const AdminResponse& response) {
+  std::vector<Connection*> waiting;
+  waiting.swap(deferred_);
+  for (Connection* c : waiting) c->answer_deferred(response);
 }
 
 void AdminServer::close() {

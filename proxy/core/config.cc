@@ -96,3 +96,23 @@ std::string format_duration(Millis d) {
 }
 
 }  // namespace sluice
+
+#include "core/drain_state.h"
+
+namespace sluice {
+const char* drain_phase_name(DrainPhase p) {
+  switch (p) {
+    case DrainPhase::kServing:
+      return "serving";
+    case DrainPhase::kDelay:
+      return "delay";
+    case DrainPhase::kDraining:
+      return "draining";
+    case DrainPhase::kForced:
+      return "forced";
+    case DrainPhase::kDone:
+      return "done";
+  }
+  return "?";
+}
+}  // namespace sluice

@@ -39,6 +39,8 @@ struct WorkerStats {
   Counter upstream_connect_failures;
   Counter upstream_timeouts;
   Counter websocket_sessions_active;
+  Counter exchanges_active;  // requests between their head and the end of their response
+  Counter drain_forced_closes;
   Counter websocket_closed[5];  // by TunnelEnd
 };
 

@@ -1,6 +1,7 @@
 #include "net/listener.h"
 
 #include <arpa/inet.h>
+#include <linux/filter.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -73,6 +74,38 @@ void Listener::on_connection(uv_stream_t* server, int status) {
     return;
   }
   self->on_accept_(server);
+}
+
+bool Listener::refuse_new_connections() {
+  uv_os_fd_t fd;
+  if (closing_ || uv_fileno(reinterpret_cast<uv_handle_t*>(&tcp_), &fd) != 0) return false;
+  // The filter sees TCP segments from the TCP header on; byte 13 holds the flags. Drop a
+  // segment whose SYN is set and ACK is not (a new handshake); accept everything else.
+  static sock_filter code[] = {
+      BPF_STMT(BPF_LD | BPF_B | BPF_ABS, 13),          BPF_STMT(BPF_ALU | BPF_AND | BPF_K, 0x12),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0x02, 0, 1), BPF_STMT(BPF_RET | BPF_K, 0),
+      BPF_STMT(BPF_RET | BPF_K, 0xffffffff),
+  };
+  sock_fprog prog{static_cast<unsigned short>(sizeof code / sizeof code[0]), code};
+  if (::setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof prog) != 0) {
+    LOG_WARN("listener: cannot refuse new connections before closing: %s", strerror(errno));
+    return false;
+  }
+  return true;
+}
+
+void Listener::accept_queued(const std::function<void(int fd)>& take) {
+  uv_os_fd_t fd;
+  if (closing_ || uv_fileno(reinterpret_cast<uv_handle_t*>(&tcp_), &fd) != 0) return;
+  for (;;) {
+    int c = ::accept4(fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (c < 0) {
+      if (errno == EINTR) continue;
+      if (errno != EAGAIN && errno != EWOULDBLOCK) LOG_WARN("accept: %s", strerror(errno));
+      return;
+    }
+    take(c);
+  }
 }
 
 void Listener::close(std::function<void()> on_closed) {

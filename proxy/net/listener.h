@@ -26,6 +26,13 @@ class Listener {
   Listener& operator=(const Listener&) = delete;
 
   int open(int fd, int backlog = 4096);
+  // Stops new handshakes on this socket (a socket filter drops bare SYNs) while handshakes
+  // already under way complete, so that a later close resets nothing. Returns false if the
+  // kernel refused the filter.
+  bool refuse_new_connections();
+  // Accepts every connection already waiting in the kernel's queue (closing a SO_REUSEPORT
+  // socket would reset them) and hands each descriptor to `take`.
+  void accept_queued(const std::function<void(int fd)>& take);
   void close(std::function<void()> on_closed);
   bool closing() const { return closing_; }
 

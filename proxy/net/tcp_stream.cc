@@ -34,6 +34,12 @@ int TcpStream::accept(uv_stream_t* server) {
   return r;
 }
 
+int TcpStream::open(int fd) {
+  int r = uv_tcp_open(&tcp_, fd);
+  if (r == 0) uv_tcp_nodelay(&tcp_, 1);
+  return r;
+}
+
 int TcpStream::connect(const sockaddr* addr) {
   int r = uv_tcp_connect(&connect_req_, &tcp_, addr, &TcpStream::on_connect);
   if (r == 0) uv_tcp_nodelay(&tcp_, 1);
@@ -107,9 +113,10 @@ void TcpStream::flush_task(void* p) {
 
 void TcpStream::flush() {
   if (cork_.empty()) return;
-  // A source may have stopped reading because of the corked bytes; if the kernel takes them
-  // now, no write callback will say so, so signal the drain here.
-  const bool was_high = above_high_watermark();
+  // A source may be waiting for the queue to fall to the low watermark (it stopped above the
+  // high one, and a write callback may have come while these bytes were corked). If the kernel
+  // takes them now, no write callback will say so: signal the drain here.
+  const bool was_above_low = queued() > kLowWatermark;
   std::vector<Slice> out;
   out.swap(cork_);
   corked_bytes_ = 0;
@@ -119,7 +126,7 @@ void TcpStream::flush() {
   if (cork_.empty()) cork_.swap(out);  // keep the vector's capacity for the next iteration
   if (r != 0) {
     handler_->on_stream_error(r);
-  } else if (was_high && queued_ <= kLowWatermark) {
+  } else if (was_above_low && queued_ <= kLowWatermark) {
     handler_->on_stream_drained();
   }
 }

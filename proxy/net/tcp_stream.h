@@ -48,6 +48,7 @@ class TcpStream {
   TcpStream& operator=(const TcpStream&) = delete;
 
   int accept(uv_stream_t* server);
+  int open(int fd);  // an accepted descriptor
   int connect(const sockaddr* addr);
   void read_start();
   void read_stop();

@@ -33,6 +33,19 @@ const Limits& DownstreamConnection::limits() const {
   return worker_.config().limits;
 }
 
+bool DownstreamConnection::draining() const {
+  return worker_.drain().draining();
+}
+
+int DownstreamConnection::adopt(int fd) {
+  int r = stream_.open(fd);
+  if (r != 0) return r;
+  client_ip_ = stream_.peer_ip();
+  stream_.read_start();
+  arm_timer(limits().header_timeout);
+  return 0;
+}
+
 int DownstreamConnection::accept(uv_stream_t* server) {
   int r = stream_.accept(server);
   if (r != 0) return r;
@@ -136,6 +149,7 @@ void DownstreamConnection::process(Slice rest) {
 
 void DownstreamConnection::start_request() {
   state_ = State::kActive;
+  ++served_;
   request_done_ = response_done_ = false;
   // The idle/header timer may still be pending; in kActive its expiry is ignored (the upstream
   // timeouts govern), and next_request() re-arms it. That saves a heap operation per request.
@@ -168,6 +182,10 @@ void DownstreamConnection::on_exchange_done(bool keep_alive) {
 void DownstreamConnection::next_request() {
   state_ = State::kIdle;
   request_done_ = response_done_ = false;
+  if (worker_.drain().get() >= DrainPhase::kDraining) {
+    close_after_flush(!held_.empty());  // no new requests once the drain closes listeners
+    return;
+  }
   if (held_.empty()) {
     if (peer_eof_) {
       close_after_flush(false);

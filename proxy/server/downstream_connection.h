@@ -28,6 +28,7 @@ class DownstreamConnection : public ListNode, private StreamHandler, private Bod
 
   DownstreamConnection(Worker& worker, UpstreamCluster& cluster);
   int accept(uv_stream_t* server);
+  int adopt(int fd);  // a descriptor accepted outside libuv (drain of the accept queue)
   // Idempotent: aborts the exchange and closes the socket now.
   void close();
 
@@ -49,8 +50,14 @@ class DownstreamConnection : public ListNode, private StreamHandler, private Bod
   void finish_tunnel() { close_after_flush(false); }
   void arm_tunnel_timeout();
   Tunnel* tunnel() { return tunnel_.get(); }
-  // Drain: an idle keep-alive connection closes now; others close after their response.
-  bool idle() const { return state_ == State::kIdle && held_.empty(); }
+  // Drain: a keep-alive connection between requests, with no next request already waiting in
+  // its socket, closes now; others close after their response. A connection that has not sent
+  // its first request yet is not idle: it is served (with Connection: close).
+  bool idle_keep_alive() const {
+    return state_ == State::kIdle && held_.empty() && served_ > 0 && stream_.peek_clean();
+  }
+  Exchange& exchange() { return exchange_; }
+  bool draining() const;
   bool closing() const { return state_ >= State::kClosing; }
 
  private:
@@ -88,6 +95,7 @@ class DownstreamConnection : public ListNode, private StreamHandler, private Bod
   std::vector<Slice> held_;  // pipelined bytes waiting for the current exchange to finish
   size_t held_bytes_ = 0;
   State state_ = State::kIdle;
+  uint32_t served_ = 0;  // requests started on this connection
   uint8_t read_blocks_ = 0;
   uint8_t open_handles_ = 2;
   bool request_done_ = false;   // the parser finished the current request

@@ -70,6 +70,8 @@ void Exchange::reset() {
   request_trailers_ = Slice();
   response_framing_ = Framing::kNone;
   response_head_sent_ = close_after_ = active_ = false;
+  event_stream_ = end_at_event_ = mid_event_ = false;
+  newlines_ = 0;
   started_ms_ = 0;
 }
 
@@ -77,6 +79,7 @@ void Exchange::begin(const MessageHead& req, UpstreamCluster& cluster) {
   reset();
   LoopContext& ctx = down_.ctx();
   active_ = true;
+  ctx.stats.exchanges_active.add();
   cluster_ = &cluster;
   started_ms_ = ctx.now_ms();
   method_ = req.method;
@@ -309,7 +312,11 @@ void Exchange::on_upstream_head(const MessageHead& head) {
     rw.framing = client_http10_ ? Framing::kClose : Framing::kChunked;
   }
   bool body_done = request_complete_ || request_framing_ == Framing::kNone;
-  close_after_ = !client_keep_alive_ || rw.framing == Framing::kClose || !body_done;
+  close_after_ =
+      !client_keep_alive_ || rw.framing == Framing::kClose || !body_done || down_.draining();
+  size_t ct = head.find("content-type");
+  event_stream_ = ct != std::string_view::npos && head.value(ct).size() >= 17 &&
+                  iequals(head.value(ct).substr(0, 17), "text/event-stream");
   rw.close = close_after_;
   rw.keep_alive_header = client_http10_ && !close_after_;
   response_framing_ = rw.framing;
@@ -318,8 +325,8 @@ void Exchange::on_upstream_head(const MessageHead& head) {
   if (down_.write(w.finish()) != 0) down_.close();
 }
 
-void Exchange::on_upstream_body(const Slice& data) {
-  if (!up_) return;
+void Exchange::write_response_body(const Slice& data) {
+  if (data.len == 0) return;
   int r;
   if (response_framing_ == Framing::kChunked) {
     Slice parts[3] = {chunk_header(down_.ctx().blocks, data.len), data, kCrlf};
@@ -327,11 +334,55 @@ void Exchange::on_upstream_body(const Slice& data) {
   } else {
     r = down_.write(data);
   }
-  if (r != 0) {
+  if (r != 0) down_.close();
+}
+
+void Exchange::on_upstream_body(const Slice& data) {
+  if (!up_) return;
+  if (event_stream_) return relay_event_stream(data);
+  write_response_body(data);
+  if (up_ && down_.above_high_watermark()) up_->pause_reading();
+}
+
+// Follows event boundaries (a blank line: two line ends, CR ignored) so that a drain can end
+// the stream between two events.
+void Exchange::relay_event_stream(const Slice& data) {
+  for (size_t i = 0; i < data.len; ++i) {
+    char c = data.data[i];
+    if (c == '\n') {
+      if (++newlines_ >= 2) mid_event_ = false;
+    } else if (c != '\r') {
+      newlines_ = 0;
+      mid_event_ = true;
+    }
+    if (end_at_event_ && !mid_event_ && newlines_ >= 2) {
+      write_response_body(data.sub(0, i + 1));
+      if (active_) end_event_stream();
+      return;
+    }
+  }
+  write_response_body(data);
+  if (up_ && down_.above_high_watermark()) up_->pause_reading();
+}
+
+void Exchange::drain_event_stream() {
+  if (!active_ || !event_stream_ || !response_head_sent_) return;
+  if (response_framing_ != Framing::kChunked && response_framing_ != Framing::kClose) return;
+  end_at_event_ = true;
+  if (!mid_event_) end_event_stream();
+}
+
+void Exchange::end_event_stream() {
+  if (response_framing_ == Framing::kChunked && down_.write(kLastChunk) != 0) {
     down_.close();
     return;
   }
-  if (down_.above_high_watermark()) up_->pause_reading();
+  if (up_) {
+    UpstreamConnection* c = up_;
+    up_ = nullptr;
+    c->close();  // its response is unfinished: never reused
+  }
+  finish(false);
 }
 
 void Exchange::on_upstream_upgraded(const Slice& rest) {
@@ -339,7 +390,7 @@ void Exchange::on_upstream_upgraded(const Slice& rest) {
   up_ = nullptr;
   pool_->take_for_tunnel(c);
   down_.ctx().stats.upstream_requests_total.add();
-  active_ = false;
+  deactivate();
   pending_.clear();
   retained_.clear();
   request_head_ = Slice();
@@ -411,7 +462,7 @@ void Exchange::respond_error(int status, const char* why) {
     queued_ = false;
   }
   bool body_done = request_complete_ || request_framing_ == Framing::kNone;
-  close_after_ = !client_keep_alive_ || !body_done;
+  close_after_ = !client_keep_alive_ || !body_done || down_.draining();
   std::string body =
       std::to_string(status) + " " + std::string(status_reason(status)) + ": " + why + "\n";
   BlockWriter w(down_.ctx().blocks);
@@ -423,8 +474,14 @@ void Exchange::respond_error(int status, const char* why) {
   finish(!close_after_);
 }
 
-void Exchange::finish(bool keep_alive) {
+void Exchange::deactivate() {
+  if (!active_) return;
   active_ = false;
+  down_.ctx().stats.exchanges_active.sub();
+}
+
+void Exchange::finish(bool keep_alive) {
+  deactivate();
   pending_.clear();
   retained_.clear();
   request_head_ = Slice();
@@ -434,7 +491,7 @@ void Exchange::finish(bool keep_alive) {
 
 void Exchange::abort() {
   if (!active_) return;
-  active_ = false;
+  deactivate();
   if (up_) {
     UpstreamConnection* c = up_;
     up_ = nullptr;

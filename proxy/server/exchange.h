@@ -32,6 +32,10 @@ class Exchange : private UpstreamHandler, private PoolClient {
   // Sends an error response for a request sluice refuses itself (e.g. 413 after the head).
   void respond_error(int status, const char* why);
 
+  // Drain: a text/event-stream response ends at its next event boundary (a blank line) with
+  // the terminating chunk, so EventSource clients reconnect elsewhere.
+  void drain_event_stream();
+
   bool active() const { return active_; }
   bool response_started() const { return response_head_sent_; }
   uint64_t request_body_bytes() const { return request_body_bytes_; }
@@ -57,6 +61,10 @@ class Exchange : private UpstreamHandler, private PoolClient {
   bool can_retry(UpstreamError e) const;
   void finish(bool keep_alive);
   void reset();
+  void deactivate();
+  void end_event_stream();
+  void relay_event_stream(const Slice& data);
+  void write_response_body(const Slice& data);
 
   DownstreamConnection& down_;
   UpstreamCluster* cluster_ = nullptr;
@@ -91,6 +99,10 @@ class Exchange : private UpstreamHandler, private PoolClient {
   Framing response_framing_ = Framing::kNone;
   bool response_head_sent_ = false;
   bool close_after_ = false;
+  bool event_stream_ = false;  // the response is text/event-stream
+  bool end_at_event_ = false;  // drain: end it at the next event boundary
+  bool mid_event_ = false;     // bytes of an event were relayed since the last blank line
+  uint8_t newlines_ = 0;       // consecutive line ends seen (CR ignored)
   bool active_ = false;
   uint64_t started_ms_ = 0;
 };

@@ -14,6 +14,7 @@
 #include "demo/demo_app.h"
 #include "http/message.h"
 #include "net/listener.h"
+#include "server/drain_coordinator.h"
 #include "server/worker.h"
 
 namespace sluice {
@@ -99,6 +100,8 @@ struct Server::State {
   std::vector<std::unique_ptr<Worker>> workers;
   std::vector<std::unique_ptr<SignalWatch>> signals;
   std::unique_ptr<DemoThread> demo;
+  std::unique_ptr<DrainCoordinator> drain;
+  std::unique_ptr<uv_timer_t> exit_timer;
   int exit_code = 0;
   bool stopping = false;
 };
@@ -166,9 +169,11 @@ int Server::run() {
   st.ctx = std::make_unique<LoopContext>(&st.loop, 7);
   st.ctx->start_deferred();
 
+  auto drain_state = std::make_shared<DrainState>();
   std::vector<std::future<std::string>> ready;
   for (unsigned w = 0; w < workers; ++w) {
-    st.workers.push_back(std::make_unique<Worker>(w, WorkerSetup{config_, clusters, fds[w]}));
+    st.workers.push_back(
+        std::make_unique<Worker>(w, WorkerSetup{config_, clusters, fds[w], drain_state}));
     ready.push_back(st.workers.back()->start());
   }
   bool ok = true;
@@ -180,35 +185,59 @@ int Server::run() {
     }
   }
 
-  st.admin = std::make_unique<AdminServer>(*st.ctx, [this](const MessageHead& req) {
-    std::string_view path = req.url().substr(0, req.url().find('?'));
-    if (path == "/healthz") return AdminResponse{200, "text/plain", "ok\n"};
-    if (path == "/readyz") {
-      if (state_->stopping) return AdminResponse{503, "text/plain", "stopping\n"};
-      return AdminResponse{200, "text/plain", "ready\n"};
-    }
-    return AdminResponse{404, "text/plain", "not found\n"};
-  });
+  st.drain = std::make_unique<DrainCoordinator>(
+      &st.loop, config_->drain, drain_state,
+      DrainCoordinator::Hooks{
+          [this] {
+            DrainCounts c;
+            for (auto& w : state_->workers) {
+              const WorkerStats& ws = w->stats();
+              c.connections += ws.downstream_connections_active.get();
+              c.in_flight += ws.exchanges_active.get();
+              c.websockets += ws.websocket_sessions_active.get();
+              c.forced += ws.drain_forced_closes.get();
+            }
+            return c;
+          },
+          [this] {
+            for (auto& w : state_->workers) w->notify_drain();
+          },
+          [this](int status) {
+            State& s = *state_;
+            s.exit_code = status;
+            s.admin->complete_deferred(
+                AdminResponse{200, "application/json", s.drain->status_json()});
+            // Let the /drain/wait answers leave before the loop winds down.
+            s.exit_timer = std::make_unique<uv_timer_t>();
+            uv_timer_init(&s.loop, s.exit_timer.get());
+            s.exit_timer->data = this;
+            uv_timer_start(
+                s.exit_timer.get(),
+                [](uv_timer_t* t) { static_cast<Server*>(t->data)->stop_now(); }, 50, 0);
+          }});
+
+  st.admin = std::make_unique<AdminServer>(
+      *st.ctx, [this](const AdminRequest& req) { return admin_request(req); });
   if (int r = st.admin->start(admin_fd); r != 0) {
     fprintf(stderr, "sluice: admin %s: %s\n", config_->admin.str().c_str(), uv_strerror(r));
     ok = false;
   }
 
-  auto stop = [this](int signum) {
-    State& s = *state_;
-    if (s.stopping) return;
-    s.stopping = true;
-    LOG_INFO("received %s, stopping", strsignal(signum));
-    for (auto& w : s.workers) w->request_stop();
-    s.admin->close();
-    for (auto& sig : s.signals) uv_close(reinterpret_cast<uv_handle_t*>(&sig->handle), nullptr);
-    s.ctx->stop_deferred();
-  };
   for (int signum : {SIGTERM, SIGINT}) {
     auto sw = std::make_unique<SignalWatch>();
     uv_signal_init(&st.loop, &sw->handle);
     sw->handle.data = sw.get();
-    sw->fn = stop;
+    sw->fn = [this](int signum) {
+      State& s = *state_;
+      if (s.drain->phase() == DrainPhase::kServing) {
+        s.drain->start(strsignal(signum));
+        return;
+      }
+      // A second signal during a drain: stop at once.
+      LOG_WARN("%s during the drain: stopping now", strsignal(signum));
+      s.exit_code = 2;
+      stop_now();
+    };
     uv_signal_start(
         &sw->handle,
         [](uv_signal_t* h, int signum) { static_cast<SignalWatch*>(h->data)->fn(signum); }, signum);
@@ -217,8 +246,8 @@ int Server::run() {
   signal(SIGPIPE, SIG_IGN);
 
   if (!ok) {
-    stop(SIGTERM);
     st.exit_code = 1;
+    stop_now();
   } else {
     std::string listeners;
     for (auto& l : config_->listeners)
@@ -235,11 +264,61 @@ int Server::run() {
   for (auto& w : st.workers) w->join();
   st.workers.clear();
   st.admin.reset();
+  st.drain.reset();
   uv_run(&st.loop, UV_RUN_DEFAULT);
   if (uv_loop_close(&st.loop) != 0) LOG_ERROR("main loop closed with handles still open");
   if (st.demo) st.demo->stop();
   LOG_INFO("stopped");
   return st.exit_code;
+}
+
+AdminResponse Server::admin_request(const AdminRequest& req) {
+  State& s = *state_;
+  std::string_view path = req.path;
+  if (path == "/healthz") return AdminResponse{200, "text/plain", "ok\n"};
+  if (path == "/readyz") {
+    if (s.drain->phase() != DrainPhase::kServing)
+      return AdminResponse{503, "text/plain", "draining\n"};
+    return AdminResponse{200, "text/plain", "ready\n"};
+  }
+  if (path == "/drain" || path == "/drain/wait") {
+    const bool get = req.head.method == HTTP_GET || req.head.method == HTTP_HEAD;
+    if (path == "/drain" && get)
+      return AdminResponse{200, "application/json", s.drain->status_json()};
+    if (path == "/drain" && req.head.method != HTTP_POST)
+      return AdminResponse{405, "text/plain", "use GET or POST\n"};
+    if (path == "/drain/wait" && !get) return AdminResponse{405, "text/plain", "use GET\n"};
+    // Starting a drain changes the pod's state: loopback, or the admin token.
+    const std::string& token = config_->admin_token;
+    if (!req.from_loopback && (token.empty() || req.header("x-sluice-admin-token") != token)) {
+      LOG_WARN("admin: refused %s from %.*s (not loopback, no valid token)",
+               std::string(path).c_str(), static_cast<int>(req.client_ip.size()),
+               req.client_ip.data());
+      return AdminResponse{403, "text/plain", "forbidden: loopback or admin token required\n"};
+    }
+    bool was_serving = s.drain->phase() == DrainPhase::kServing;
+    s.drain->start(path == "/drain" ? "admin POST /drain" : "admin GET /drain/wait");
+    if (path == "/drain")
+      return AdminResponse{was_serving ? 202 : 200, "application/json", s.drain->status_json()};
+    if (s.drain->finished()) return AdminResponse{200, "application/json", s.drain->status_json()};
+    AdminResponse r;
+    r.deferred = true;
+    return r;
+  }
+  return AdminResponse{404, "text/plain", "not found\n"};
+}
+
+void Server::stop_now() {
+  State& s = *state_;
+  if (s.stopping) return;
+  s.stopping = true;
+  for (auto& w : s.workers) w->request_stop();
+  s.admin->complete_deferred(AdminResponse{503, "text/plain", "stopping\n"});
+  s.admin->close();
+  s.drain->close();
+  for (auto& sig : s.signals) uv_close(reinterpret_cast<uv_handle_t*>(&sig->handle), nullptr);
+  if (s.exit_timer) uv_close(reinterpret_cast<uv_handle_t*>(s.exit_timer.get()), nullptr);
+  s.ctx->stop_deferred();
 }
 
 int run_demo_app(const HostPort& listen) {

@@ -16,6 +16,9 @@ struct ServerOptions {
   bool demo = false;  // run the built-in demo app as the upstream
 };
 
+struct AdminRequest;
+struct AdminResponse;
+
 class Server {
  public:
   Server(ConfigPtr config, ServerOptions options);
@@ -25,10 +28,16 @@ class Server {
 
  private:
   struct State;
+  AdminResponse admin_request(const AdminRequest& req);
+  void stop_now();
   ConfigPtr config_;
   ServerOptions options_;
   std::unique_ptr<State> state_;
 };
+
+// `sluice drain`: POST /drain to a running sluice; with `wait`, follow it to the end. Returns
+// 0 when it drained, 2 when connections had to be forced, 1 on errors.
+int run_drain_command(const HostPort& admin, bool wait);
 
 // `sluice demo-app`: only the demo app, on the calling thread, until SIGTERM/SIGINT.
 int run_demo_app(const HostPort& listen);

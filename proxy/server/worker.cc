@@ -8,6 +8,12 @@
 
 namespace sluice {
 
+namespace {
+// Handshakes already under way when the listeners stop taking new ones complete within a
+// few round trips; then the queue is taken and the sockets close.
+constexpr uint64_t kHandshakeGraceMs = 100;
+}  // namespace
+
 Worker::Worker(unsigned index, WorkerSetup setup) : index_(index), setup_(std::move(setup)) {}
 
 Worker::~Worker() {
@@ -25,6 +31,10 @@ std::future<std::string> Worker::start() {
 
 void Worker::request_stop() {
   stop_requested_.store(true);
+  uv_async_send(&mailbox_);
+}
+
+void Worker::notify_drain() {
   uv_async_send(&mailbox_);
 }
 
@@ -71,7 +81,99 @@ void Worker::run(std::promise<std::string> ready) {
 
 void Worker::on_mailbox(uv_async_t* a) {
   auto* self = static_cast<Worker*>(a->data);
-  if (self->stop_requested_.load()) self->stop_now();
+  if (self->stop_requested_.load()) {
+    self->stop_now();
+    return;
+  }
+  DrainPhase p = self->setup_.drain->get();
+  while (!self->stopping_ && self->seen_phase_ < p && self->seen_phase_ < DrainPhase::kDone) {
+    self->seen_phase_ = static_cast<DrainPhase>(static_cast<uint8_t>(self->seen_phase_) + 1);
+    self->apply_drain_phase(self->seen_phase_);
+  }
+}
+
+void Worker::apply_drain_phase(DrainPhase p) {
+  if (p == DrainPhase::kDraining) {
+    // New handshakes are refused from now on; those under way get a short grace to complete
+    // and be accepted, and what is queued then is served before the sockets close.
+    for (auto& l : listeners_) l->refuse_new_connections();
+    listener_timer_ = new uv_timer_t;
+    uv_timer_init(&loop_, listener_timer_);
+    listener_timer_->data = this;
+    uv_timer_start(
+        listener_timer_, [](uv_timer_t* t) { static_cast<Worker*>(t->data)->close_listeners(); },
+        kHandshakeGraceMs, 0);
+    connections_.for_each([](DownstreamConnection* c) {
+      if (c->idle_keep_alive()) {
+        c->close();
+      } else if (c->exchange().active()) {
+        c->exchange().drain_event_stream();
+      }
+    });
+    start_ws_spread();
+  } else if (p == DrainPhase::kForced) {
+    if (spread_timer_) uv_timer_stop(spread_timer_);
+    for (auto* list : {&tunnels_, &draining_tunnels_}) {
+      while (Tunnel* t = list->front()) {
+        ctx_->stats.drain_forced_closes.add();
+        t->force_close(TunnelEnd::kDrainForced);
+      }
+    }
+    connections_.for_each([this](DownstreamConnection* c) {
+      ctx_->stats.drain_forced_closes.add();
+      c->close();
+    });
+  }
+}
+
+void Worker::close_listeners() {
+  for (size_t i = 0; i < listeners_.size(); ++i) {
+    listeners_[i]->accept_queued([this, i](int fd) {
+      auto* c = new DownstreamConnection(*this, *clusters_[listener_cluster_[i]]);
+      connections_.push_back(c);
+      ctx_->stats.downstream_connections_total.add();
+      ctx_->stats.downstream_connections_active.add();
+      if (int r = c->adopt(fd); r != 0) {
+        LOG_WARN("accept: %s", uv_strerror(r));
+        c->close();
+      }
+    });
+    listeners_[i]->close(nullptr);
+  }
+}
+
+void Worker::start_ws_spread() {
+  spread_total_ = tunnels_.size();
+  spread_done_ = 0;
+  spread_start_ms_ = ctx_->now_ms();
+  if (!spread_timer_) {
+    spread_timer_ = new uv_timer_t;
+    uv_timer_init(&loop_, spread_timer_);
+    spread_timer_->data = this;
+  }
+  uint64_t window = static_cast<uint64_t>(config().drain.ws_close_spread.count());
+  uint64_t tick = spread_total_ ? window / spread_total_ : 50;
+  tick = tick < 1 ? 1 : (tick > 50 ? 50 : tick);
+  uv_timer_start(spread_timer_, &Worker::on_spread_tick, 0, tick);
+}
+
+// Session i of n gets its 1001 at i * window / n: evenly spread, so clients do not all
+// reconnect at once. Sessions that end on their own simply leave the list.
+void Worker::on_spread_tick(uv_timer_t* t) {
+  auto* self = static_cast<Worker*>(t->data);
+  uint64_t window = static_cast<uint64_t>(self->config().drain.ws_close_spread.count());
+  uint64_t elapsed = self->ctx_->now_ms() - self->spread_start_ms_;
+  size_t due = self->tunnels_.size() + self->spread_done_;  // everything, once the window is over
+  if (elapsed < window && self->spread_total_)
+    due = static_cast<size_t>(elapsed * self->spread_total_ / window) + 1;
+  while (self->spread_done_ < due) {
+    Tunnel* tunnel = self->tunnels_.pop_front();
+    if (!tunnel) break;
+    self->draining_tunnels_.push_back(tunnel);
+    ++self->spread_done_;
+    tunnel->drain_close();
+  }
+  if (self->tunnels_.empty() && elapsed >= window) uv_timer_stop(t);
 }
 
 void Worker::on_accept(uv_stream_t* server, size_t listener) {
@@ -98,7 +200,11 @@ void Worker::add_tunnel(Tunnel* t) {
 
 void Worker::remove_tunnel(Tunnel* t, TunnelEnd why) {
   if (!t->linked()) return;
-  tunnels_.remove(t);
+  if (t->closing_handshake()) {
+    draining_tunnels_.remove(t);
+  } else {
+    tunnels_.remove(t);
+  }
   ctx_->stats.websocket_sessions_active.sub();
   ctx_->stats.websocket_closed[static_cast<size_t>(why)].add();
 }
@@ -109,6 +215,12 @@ void Worker::stop_now() {
   for (auto& l : listeners_) l->close(nullptr);
   connections_.for_each([](DownstreamConnection* c) { c->close(); });
   for (auto& c : clusters_) c->shutdown();
+  for (uv_timer_t** t : {&spread_timer_, &listener_timer_}) {
+    if (!*t) continue;
+    uv_close(reinterpret_cast<uv_handle_t*>(*t),
+             [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
+    *t = nullptr;
+  }
   uv_close(reinterpret_cast<uv_handle_t*>(&mailbox_), nullptr);
 }
 

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "core/config.h"
+#include "core/drain_state.h"
 #include "core/intrusive_list.h"
 #include "core/loop_context.h"
 #include "net/listener.h"
@@ -28,6 +29,7 @@ struct WorkerSetup {
   ConfigPtr config;
   std::vector<std::shared_ptr<const ResolvedCluster>> clusters;  // by index of config->clusters
   std::vector<int> listen_fds;  // one per config->listeners entry, owned by the worker
+  std::shared_ptr<DrainState> drain;
 };
 
 class Worker {
@@ -41,6 +43,8 @@ class Worker {
   std::future<std::string> start();
   // Asks the worker to stop (thread-safe), then join() waits for its loop to finish.
   void request_stop();
+  // The drain phase changed (thread-safe): the worker acts on it on its own loop.
+  void notify_drain();
   void join();
 
   // Worker-thread API.
@@ -51,11 +55,16 @@ class Worker {
   void remove_tunnel(Tunnel* t, TunnelEnd why);
   const WorkerStats& stats() const { return ctx_->stats; }
   unsigned index() const { return index_; }
+  const DrainState& drain() const { return *setup_.drain; }
 
  private:
   void run(std::promise<std::string> ready);
   void on_accept(uv_stream_t* server, size_t listener);
   void stop_now();
+  void apply_drain_phase(DrainPhase p);
+  void start_ws_spread();
+  void close_listeners();
+  static void on_spread_tick(uv_timer_t* t);
   static void on_mailbox(uv_async_t* a);
 
   unsigned index_;
@@ -68,7 +77,14 @@ class Worker {
   std::vector<size_t> listener_cluster_;  // cluster index for each listener
   std::vector<std::unique_ptr<UpstreamCluster>> clusters_;
   IntrusiveList<DownstreamConnection> connections_;
-  IntrusiveList<Tunnel> tunnels_;
+  IntrusiveList<Tunnel> tunnels_;           // sessions not yet told to go away
+  IntrusiveList<Tunnel> draining_tunnels_;  // told (1001 sent or pending), handshake under way
+  DrainPhase seen_phase_ = DrainPhase::kServing;
+  uv_timer_t* spread_timer_ = nullptr;    // freed in its close callback
+  uv_timer_t* listener_timer_ = nullptr;  // closes the listeners after the handshake grace
+  uint64_t spread_start_ms_ = 0;
+  size_t spread_total_ = 0;
+  size_t spread_done_ = 0;
   std::thread thread_;
   bool stopping_ = false;
 };

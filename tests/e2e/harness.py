@@ -85,6 +85,16 @@ def wait_port(port, timeout=10.0):
 # Processes
 
 
+def _die_with_parent():
+    """In the child before exec: SIGTERM it when the test process dies (even by SIGKILL, e.g.
+    a ctest timeout), so no peer outlives the test run."""
+    try:
+        import ctypes
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except Exception:
+        pass
+
+
 class Proc:
     """A child process whose stdout and stderr lines are collected by background threads."""
 
@@ -96,7 +106,8 @@ class Proc:
         # Its own process group, so that clean-up can reach children it forks (nginx workers).
         self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, env=env if env is not None else CLEAN_ENV,
-                                     cwd=cwd or HERE, start_new_session=True)
+                                     cwd=cwd or HERE, start_new_session=True,
+                                     preexec_fn=_die_with_parent)
         self.pid = self.proc.pid
         self._threads = [threading.Thread(target=self._pump, args=(s, n), daemon=True)
                          for s, n in ((self.proc.stdout, "out"), (self.proc.stderr, "err"))]
@@ -199,6 +210,10 @@ class Sluice(Proc):
             argv.append(subcommand)
         if defaults:
             argv += ["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"]
+            # Tests stop sluice with SIGTERM, which starts a drain: without a delay it is quick.
+            # Tests of the drain pass their own.
+            if subcommand in (None, "demo") and "--drain-delay" not in args:
+                argv += ["--drain-delay", "0s"]
         if workers is not None:
             argv += ["--workers", str(workers)]
         if upstream is not None:

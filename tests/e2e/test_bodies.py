@@ -7,7 +7,7 @@ import os
 import time
 import unittest
 
-from harness import (E2ETestCase, MiB, RawClient, curl, curl_status, http, pattern_bytes,
+from harness import (E2ETestCase, MiB, RawClient, curl, curl_status, pattern_bytes,
                      request_bytes)
 
 BIG = 200 * MiB
@@ -226,7 +226,7 @@ class BodiesTest(E2ETestCase):
     def test_large_download_aiohttp_bounded_memory(self):
         up = self.start_aiohttp()
         s = self.start_sluice(upstream=up.port)
-        c = RawClient(s.port, timeout=60)
+        c = RawClient(s.port, timeout=30)
         c.send(request_bytes("GET", "/bytes/%d" % BIG))
         r = c.read_response(keep_body=False)
         self.assertEqual((r.status, r.body_len), (200, BIG))
@@ -237,7 +237,7 @@ class BodiesTest(E2ETestCase):
         ng = self.start_nginx(files={"big.bin": BIG})
         s = self.start_sluice(upstream=ng.port)
         cp = curl("-o", "/dev/null", "-w", "%{http_code} %{size_download}",
-                  s.url("/files/big.bin"), timeout=60)
+                  s.url("/files/big.bin"), timeout=30)
         self.assertEqual((cp.returncode, cp.stdout.decode()), (0, "200 %d" % BIG), cp.stderr)
         self.assertMemoryBounded(s, MEM_LIMIT)
 
@@ -246,7 +246,7 @@ class BodiesTest(E2ETestCase):
         s = self.start_sluice(upstream=up.port)
         path = self.write_file(size=BIG)
         code, body, rc = curl_status(s.url("/discard"), "-X", "POST", "-T", path,
-                                     "-H", "Expect:", timeout=60)
+                                     "-H", "Expect:", timeout=30)
         self.assertEqual((rc, code), (0, 200))
         self.assertEqual(json.loads(body)["received"], BIG)
         self.assertMemoryBounded(s, MEM_LIMIT)
@@ -258,7 +258,7 @@ class BodiesTest(E2ETestCase):
         path = self.write_file(size=n)
         code, body, rc = curl_status(s.url("/discard"), "-X", "POST", "-T", path,
                                      "-H", "Transfer-Encoding: chunked", "-H", "Expect:",
-                                     timeout=60)
+                                     timeout=30)
         self.assertEqual((rc, code), (0, 200))
         self.assertEqual(json.loads(body)["received"], n)
         self.assertMemoryBounded(s, MEM_LIMIT)
@@ -266,7 +266,7 @@ class BodiesTest(E2ETestCase):
     def test_slow_reader_bounded_memory(self):
         up = self.start_aiohttp()
         s = self.start_sluice(upstream=up.port)
-        c = RawClient(s.port, timeout=60, rcvbuf=65536)
+        c = RawClient(s.port, timeout=30, rcvbuf=65536)
         c.send(request_bytes("GET", "/bytes/%d" % BIG))
         state = {"since_pause": 0, "bursts": 0, "max_rss": 0}
 
@@ -293,7 +293,7 @@ class BodiesTest(E2ETestCase):
         path = self.write_file(size=n)
         # The upstream reads ~1 MiB per 15 ms (about 60 MB/s); curl sends as fast as it can.
         code, body, rc = curl_status(s.url("/discard?ms_per_mib=15"), "-X", "POST", "-T", path,
-                                     "-H", "Expect:", timeout=60)
+                                     "-H", "Expect:", timeout=30)
         self.assertEqual((rc, code), (0, 200))
         self.assertEqual(json.loads(body)["received"], n)
         self.assertMemoryBounded(s, MEM_LIMIT)

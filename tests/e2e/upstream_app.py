@@ -26,7 +26,6 @@ import argparse
 import asyncio
 import hashlib
 import itertools
-import json
 import sys
 
 from aiohttp import web
