@@ -24,8 +24,6 @@ TcpStream::TcpStream(LoopContext& ctx, StreamHandler* handler, bool cork)
     : ctx_(ctx), handler_(handler), cork_enabled_(cork) {
   uv_tcp_init(ctx.loop, &tcp_);  // cannot fail for AF_UNSPEC
   tcp_.data = this;
-  connect_req_.data = this;
-  shutdown_req_.data = this;
 }
 
 int TcpStream::accept(uv_stream_t* server) {
@@ -41,13 +39,20 @@ int TcpStream::open(int fd) {
 }
 
 int TcpStream::connect(const sockaddr* addr) {
-  int r = uv_tcp_connect(&connect_req_, &tcp_, addr, &TcpStream::on_connect);
-  if (r == 0) uv_tcp_nodelay(&tcp_, 1);
-  return r;
+  auto* req = new uv_connect_t;
+  req->data = this;
+  int r = uv_tcp_connect(req, &tcp_, addr, &TcpStream::on_connect);
+  if (r != 0) {
+    delete req;
+    return r;
+  }
+  uv_tcp_nodelay(&tcp_, 1);
+  return 0;
 }
 
 void TcpStream::on_connect(uv_connect_t* req, int status) {
   auto* self = static_cast<TcpStream*>(req->data);
+  delete req;  // always called, before the close callback, even when cancelled
   if (status == UV_ECANCELED || self->closing_) return;
   self->handler_->on_stream_connected(status);
 }
@@ -216,13 +221,18 @@ void TcpStream::shutdown() {
   flush();
   if (closing_) return;
   shutdown_ = true;
-  int r =
-      uv_shutdown(&shutdown_req_, reinterpret_cast<uv_stream_t*>(&tcp_), &TcpStream::on_shutdown);
-  if (r != 0) close();
+  auto* req = new uv_shutdown_t;
+  req->data = this;
+  int r = uv_shutdown(req, reinterpret_cast<uv_stream_t*>(&tcp_), &TcpStream::on_shutdown);
+  if (r != 0) {
+    delete req;
+    close();
+  }
 }
 
 void TcpStream::on_shutdown(uv_shutdown_t* req, int status) {
-  // Nothing to do: the owner keeps reading until EOF or its linger timer, then closes.
+  // Nothing else to do: the owner keeps reading until EOF or its linger timer, then closes.
+  delete req;
 }
 
 void TcpStream::close() {

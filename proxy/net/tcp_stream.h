@@ -1,9 +1,10 @@
 #pragma once
-// TcpStream: the byte transport of one connection side. Owns one uv_tcp_t (and the embedded
-// connect and shutdown requests); it is a member of its connection object, which is freed only
-// after on_stream_closed(). Reads borrow a pool block per read and give it back when the
-// handler is done with the bytes; writes try the socket first (uv_try_write) and queue only the
-// remainder, holding block references until the write callback.
+// TcpStream: the byte transport of one connection side. Owns one uv_tcp_t (and, while they
+// run, a connect or shutdown request, allocated on demand so an idle stream is small); it is a
+// member of its connection object, which is freed only after on_stream_closed(). Reads borrow a
+// pool block per read and give it back when the handler is done with the bytes; writes try the
+// socket first (uv_try_write) and queue only the remainder, holding block references until the
+// write callback.
 //
 // A later TLS layer sits between this transport and the HTTP code and speaks the same
 // StreamHandler interface.
@@ -87,8 +88,6 @@ class TcpStream {
   void flush();
 
   uv_tcp_t tcp_;
-  uv_connect_t connect_req_;
-  uv_shutdown_t shutdown_req_;
   LoopContext& ctx_;
   StreamHandler* handler_;
   std::vector<Slice> cork_;

@@ -19,11 +19,10 @@ DownstreamConnection::DownstreamConnection(Worker& worker, UpstreamCluster& clus
     : worker_(worker),
       cluster_(cluster),
       stream_(worker.ctx(), this, /*cork=*/true),
-      parser_(HTTP_REQUEST, this),
-      exchange_(*this) {
+      http_(std::make_unique<HttpState>(*this, static_cast<BodySink*>(this))) {
   uv_timer_init(worker.ctx().loop, &timer_);
   timer_.data = this;
-  parser_.set_limits(worker.config().limits.max_header_bytes);
+  http_->parser.set_limits(worker.config().limits.max_header_bytes);
 }
 
 LoopContext& DownstreamConnection::ctx() {
@@ -94,7 +93,7 @@ void DownstreamConnection::on_stream_read(const Slice& data) {
     return;
   }
   if (state_ == State::kClosing) return;  // lingering: discard
-  if (!held_.empty() || (state_ == State::kActive && request_done_)) {
+  if (!http_->held.empty() || (state_ == State::kActive && request_done_)) {
     hold(data);
     return;
   }
@@ -103,9 +102,9 @@ void DownstreamConnection::on_stream_read(const Slice& data) {
 
 void DownstreamConnection::hold(const Slice& s) {
   if (s.len == 0) return;
-  held_.push_back(s);
-  held_bytes_ += s.len;
-  if (held_bytes_ > kMaxHeldBytes) block_reading(kPipelineFull);
+  http_->held.push_back(s);
+  http_->held_bytes += s.len;
+  if (http_->held_bytes > kMaxHeldBytes) block_reading(kPipelineFull);
 }
 
 void DownstreamConnection::process(Slice rest) {
@@ -120,7 +119,7 @@ void DownstreamConnection::process(Slice rest) {
       state_ = State::kHead;
       head_timer_armed_ = false;
     }
-    ParseResult r = parser_.execute(rest);
+    ParseResult r = http_->parser.execute(rest);
     if (state_ >= State::kClosing) break;  // a body callback ended the connection
     rest = rest.sub(r.consumed, rest.len - r.consumed);
     if (r.event == ParseEvent::kNeedMore) {
@@ -154,16 +153,16 @@ void DownstreamConnection::start_request() {
   // The idle/header timer may still be pending; in kActive its expiry is ignored (the upstream
   // timeouts govern), and next_request() re-arms it. That saves a heap operation per request.
   ctx().stats.downstream_requests_total.add();
-  exchange_.begin(parser_.head(), cluster_);
+  http_->exchange.begin(http_->parser.head(), cluster_);
 }
 
 void DownstreamConnection::on_body(const Slice& data) {
-  exchange_.on_request_body(data);
+  http_->exchange.on_request_body(data);
 }
 
 void DownstreamConnection::request_complete() {
   request_done_ = true;
-  exchange_.on_request_complete(parser_.trailers());
+  http_->exchange.on_request_complete(http_->parser.trailers());
   if (response_done_ && keep_alive_) next_request();
 }
 
@@ -172,7 +171,7 @@ void DownstreamConnection::on_exchange_done(bool keep_alive) {
   keep_alive_ = keep_alive;
   if (!keep_alive) {
     // Linger only when the client may still send bytes sluice will not read.
-    close_after_flush(!request_done_ || !held_.empty());
+    close_after_flush(!request_done_ || !http_->held.empty());
     return;
   }
   if (request_done_) next_request();
@@ -183,15 +182,15 @@ void DownstreamConnection::next_request() {
   state_ = State::kIdle;
   request_done_ = response_done_ = false;
   if (worker_.drain().get() >= DrainPhase::kDraining) {
-    close_after_flush(!held_.empty());  // no new requests once the drain closes listeners
+    close_after_flush(!http_->held.empty());  // no new requests once the drain closes listeners
     return;
   }
-  if (held_.empty()) {
+  if (http_->held.empty()) {
     if (peer_eof_) {
       close_after_flush(false);
       return;
     }
-    parser_.release_memory();
+    http_->parser.release_memory();
     arm_timer(limits().idle_timeout);
     return;
   }
@@ -206,33 +205,33 @@ void DownstreamConnection::next_request() {
 void DownstreamConnection::resume_task(void* p) {
   auto* self = static_cast<DownstreamConnection*>(p);
   self->resume_scheduled_ = false;
-  if (self->state_ >= State::kClosing) return;
+  if (self->state_ >= State::kTunnel || !self->http_) return;
   self->resume_held();
 }
 
 void DownstreamConnection::resume_held() {
   std::vector<Slice> held;
-  held.swap(held_);
-  held_bytes_ = 0;
+  held.swap(http_->held);
+  http_->held_bytes = 0;
   unblock_reading(kPipelineFull);
   for (auto& s : held) {
     if (state_ >= State::kClosing) break;
-    if (!held_.empty() || (state_ == State::kActive && request_done_)) {
+    if (!http_->held.empty() || (state_ == State::kActive && request_done_)) {
       hold(s);
     } else {
       process(s);
     }
   }
-  if (state_ == State::kIdle && held_.empty() && peer_eof_) close_after_flush(false);
+  if (state_ == State::kIdle && http_->held.empty() && peer_eof_) close_after_flush(false);
 }
 
 void DownstreamConnection::parse_error() {
-  int status = parser_.error_status() ? parser_.error_status() : 400;
+  int status = http_->parser.error_status() ? http_->parser.error_status() : 400;
   LOG_INFO("client %s: bad request (%d): %s", client_ip_.c_str(), status,
-           parser_.error_reason() ? parser_.error_reason() : "parse error");
-  if (exchange_.active()) {
-    exchange_.respond_error(status,
-                            parser_.error_reason() ? parser_.error_reason() : "bad request");
+           http_->parser.error_reason() ? http_->parser.error_reason() : "parse error");
+  if (http_->exchange.active()) {
+    http_->exchange.respond_error(
+        status, http_->parser.error_reason() ? http_->parser.error_reason() : "bad request");
     close_after_flush(true);
     return;
   }
@@ -266,11 +265,11 @@ void DownstreamConnection::on_stream_eof() {
     return;
   }
   if (state_ == State::kActive && request_done_) return;  // the response still goes out
-  if (state_ == State::kIdle && held_.empty()) {
+  if (state_ == State::kIdle && http_->held.empty()) {
     close();
     return;
   }
-  if (!held_.empty()) return;  // pipelined requests are still served
+  if (!http_->held.empty()) return;  // pipelined requests are still served
   // EOF in the middle of a request head or body: nothing complete to answer.
   close();
 }
@@ -286,11 +285,12 @@ void DownstreamConnection::start_tunnel(UpstreamConnection* up, const Slice& fro
   uv_timer_stop(&timer_);
   tunnel_ = std::make_unique<Tunnel>(worker_, *this, up, websocket);
   up->become_tunnel(tunnel_.get());
-  parser_.release_memory();
   // The client may have sent bytes of the new protocol right after its request.
   std::vector<Slice> held;
-  held.swap(held_);
-  held_bytes_ = 0;
+  held.swap(http_->held);
+  // HTTP is over on this connection. The exchange that called us is still on the stack, so
+  // its state is freed on a later loop turn.
+  ctx().defer([](void* p) { delete static_cast<HttpState*>(p); }, http_.release());
   read_blocks_ &= static_cast<uint8_t>(~kPipelineFull);
   if (read_blocks_ == 0) stream_.read_start();
   for (auto& s : held) tunnel_->from_client(s);
@@ -315,16 +315,18 @@ void DownstreamConnection::on_stream_drained() {
     }
     return;
   }
-  exchange_.on_downstream_drained();
+  http_->exchange.on_downstream_drained();
 }
 
 void DownstreamConnection::close_after_flush(bool linger) {
   if (state_ >= State::kClosing) return;
   state_ = State::kClosing;
   linger_ = linger && !peer_eof_;
-  exchange_.abort();
-  held_.clear();
-  held_bytes_ = 0;
+  if (http_) {
+    http_->exchange.abort();
+    http_->held.clear();
+    http_->held_bytes = 0;
+  }
   read_blocks_ = 0;
   if (!linger_) {
     // The request was read whole: close as soon as the response is written.
@@ -346,10 +348,12 @@ void DownstreamConnection::close_after_flush(bool linger) {
 void DownstreamConnection::close() {
   if (state_ == State::kClosed) return;
   state_ = State::kClosed;
-  exchange_.abort();
+  if (http_) {
+    http_->exchange.abort();
+    http_->held.clear();
+    http_->held_bytes = 0;
+  }
   if (tunnel_) tunnel_->close(TunnelEnd::kError);
-  held_.clear();
-  held_bytes_ = 0;
   worker_.remove_connection(this);
   uv_timer_stop(&timer_);
   uv_close(reinterpret_cast<uv_handle_t*>(&timer_),

@@ -54,9 +54,10 @@ class DownstreamConnection : public ListNode, private StreamHandler, private Bod
   // its socket, closes now; others close after their response. A connection that has not sent
   // its first request yet is not idle: it is served (with Connection: close).
   bool idle_keep_alive() const {
-    return state_ == State::kIdle && held_.empty() && served_ > 0 && stream_.peek_clean();
+    return state_ == State::kIdle && http_ && http_->held.empty() && served_ > 0 &&
+           stream_.peek_clean();
   }
-  Exchange& exchange() { return exchange_; }
+  Exchange* exchange() { return http_ ? &http_->exchange : nullptr; }
   bool draining() const;
   bool closing() const { return state_ >= State::kClosing; }
 
@@ -84,16 +85,24 @@ class DownstreamConnection : public ListNode, private StreamHandler, private Bod
   void arm_timer(Millis timeout);
   void handle_closed();
 
+  // Everything only HTTP needs; freed when the connection becomes a tunnel, so an idle
+  // WebSocket session does not carry it.
+  struct HttpState {
+    HttpState(DownstreamConnection& down, BodySink* sink)
+        : parser(HTTP_REQUEST, sink), exchange(down) {}
+    HttpParser parser;
+    Exchange exchange;
+    std::vector<Slice> held;  // pipelined bytes waiting for the current exchange to finish
+    size_t held_bytes = 0;
+  };
+
   Worker& worker_;
   UpstreamCluster& cluster_;
   TcpStream stream_;
   uv_timer_t timer_;
-  HttpParser parser_;
-  Exchange exchange_;
+  std::unique_ptr<HttpState> http_;
   std::unique_ptr<Tunnel> tunnel_;
   std::string client_ip_;
-  std::vector<Slice> held_;  // pipelined bytes waiting for the current exchange to finish
-  size_t held_bytes_ = 0;
   State state_ = State::kIdle;
   uint32_t served_ = 0;  // requests started on this connection
   uint8_t read_blocks_ = 0;

@@ -106,8 +106,8 @@ void Worker::apply_drain_phase(DrainPhase p) {
     connections_.for_each([](DownstreamConnection* c) {
       if (c->idle_keep_alive()) {
         c->close();
-      } else if (c->exchange().active()) {
-        c->exchange().drain_event_stream();
+      } else if (Exchange* e = c->exchange(); e && e->active()) {
+        e->drain_event_stream();
       }
     });
     start_ws_spread();

@@ -25,7 +25,10 @@ const char* upstream_error_name(UpstreamError e) {
 }
 
 UpstreamConnection::UpstreamConnection(LoopContext& ctx, UpstreamPool* pool)
-    : ctx_(ctx), pool_(pool), stream_(ctx, this, /*cork=*/true), parser_(HTTP_RESPONSE, this) {
+    : ctx_(ctx),
+      pool_(pool),
+      stream_(ctx, this, /*cork=*/true),
+      parser_(new HttpParser(HTTP_RESPONSE, static_cast<BodySink*>(this))) {
   uv_timer_init(ctx.loop, &timer_);
   timer_.data = this;
 }
@@ -51,7 +54,7 @@ void UpstreamConnection::on_stream_connected(int status) {
 void UpstreamConnection::make_idle(uint64_t idle_timeout_ms) {
   state_ = State::kIdle;
   handler_ = nullptr;
-  parser_.release_memory();
+  parser_->release_memory();
   stream_.read_start();
   // 0 = no idle timeout: the connection stays until the upstream closes it.
   if (idle_timeout_ms) {
@@ -64,7 +67,7 @@ void UpstreamConnection::make_idle(uint64_t idle_timeout_ms) {
 void UpstreamConnection::bind(UpstreamHandler* handler, bool head_request) {
   state_ = State::kBusy;
   handler_ = handler;
-  parser_.set_skip_body(head_request);
+  parser_->set_skip_body(head_request);
   response_started_ = false;
   awaiting_head_ = true;
   response_timer_armed_ = false;  // a pending idle timer fires harmlessly (on_timer)
@@ -111,7 +114,7 @@ void UpstreamConnection::on_stream_read(const Slice& data) {
   response_started_ = true;
   Slice rest = data;
   for (;;) {
-    ParseResult r = parser_.execute(rest);
+    ParseResult r = parser_->execute(rest);
     // A body callback may have ended the exchange (the client went away) and closed us.
     if (state_ != State::kBusy || !handler_) return;
     rest = rest.sub(r.consumed, rest.len - r.consumed);
@@ -119,11 +122,11 @@ void UpstreamConnection::on_stream_read(const Slice& data) {
       case ParseEvent::kNeedMore:
         return;
       case ParseEvent::kError:
-        LOG_WARN("upstream sent a malformed response: %s", parser_.error_reason());
+        LOG_WARN("upstream sent a malformed response: %s", parser_->error_reason());
         fail(UpstreamError::kBadResponse);
         return;
       case ParseEvent::kHead: {
-        const MessageHead& head = parser_.head();
+        const MessageHead& head = parser_->head();
         // The response timer is not stopped here (a heap operation per request): when it
         // fires after the head, on_timer ignores it.
         if (head.status >= 200 || head.status == 101) awaiting_head_ = false;
@@ -135,14 +138,14 @@ void UpstreamConnection::on_stream_read(const Slice& data) {
         fail(UpstreamError::kBadResponse);
         return;
       case ParseEvent::kMessageComplete: {
-        if (parser_.head().status == 101) {
+        if (parser_->head().status == 101) {
           UpstreamHandler* h = handler_;
           handler_ = nullptr;
           h->on_upstream_upgraded(rest);
           return;
         }
-        if (parser_.head().status < 200) break;  // interim
-        reusable_ = parser_.should_keep_alive() && rest.len == 0 && !parser_.upgrade();
+        if (parser_->head().status < 200) break;  // interim
+        reusable_ = parser_->should_keep_alive() && rest.len == 0 && !parser_->upgrade();
         UpstreamHandler* h = handler_;
         handler_ = nullptr;
         h->on_upstream_complete();
@@ -169,7 +172,7 @@ void UpstreamConnection::on_stream_eof() {
     close();  // the upstream closed an idle pooled connection: it leaves the pool now
     return;
   }
-  if (parser_.in_message() && parser_.finish() == ParseEvent::kMessageComplete) {
+  if (parser_->in_message() && parser_->finish() == ParseEvent::kMessageComplete) {
     reusable_ = false;  // a close-delimited body ended
     UpstreamHandler* h = handler_;
     handler_ = nullptr;
@@ -214,7 +217,9 @@ void UpstreamConnection::become_tunnel(Tunnel* tunnel) {
   handler_ = nullptr;
   pool_ = nullptr;
   uv_timer_stop(&timer_);
-  parser_.release_memory();
+  // The HTTP parser is not needed any more; it is on the stack of the read callback that got
+  // here, so it is freed on a later loop turn.
+  ctx_.defer([](void* p) { delete static_cast<HttpParser*>(p); }, parser_.release());
   stream_.read_start();
 }
 

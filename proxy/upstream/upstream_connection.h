@@ -6,6 +6,7 @@
 #include <uv.h>
 
 #include <cstdint>
+#include <memory>
 
 #include "core/intrusive_list.h"
 #include "core/loop_context.h"
@@ -104,7 +105,7 @@ class UpstreamConnection : public ListNode, private StreamHandler, private BodyS
   Tunnel* tunnel_ = nullptr;
   TcpStream stream_;
   uv_timer_t timer_;
-  HttpParser parser_;
+  std::unique_ptr<HttpParser> parser_;  // freed when the connection becomes a tunnel
   State state_ = State::kConnecting;
   uint32_t requests_ = 0;
   uint8_t open_handles_ = 2;
