@@ -128,7 +128,7 @@ void TcpStream::flush() {
   if (closing_) return;
   int r = write_now(out.data(), out.size());
   out.clear();
-  if (cork_.empty()) cork_.swap(out);  // keep the vector's capacity for the next iteration
+  if (cork_.empty() && !compact_) cork_.swap(out);  // keep the capacity for the next turn
   if (r != 0) {
     handler_->on_stream_error(r);
   } else if (was_above_low && queued_ <= kLowWatermark) {

@@ -54,6 +54,8 @@ class TcpStream {
   void read_start();
   void read_stop();
   bool reading() const { return reading_; }
+  // Mostly idle streams (tunnels) give the cork buffer's memory back after each flush.
+  void set_compact(bool compact) { compact_ = compact; }
   // Writes (or queues) the slices in order. Returns 0 or a uv error; on error nothing is queued
   // and the caller should close.
   int write(const Slice* slices, size_t count);
@@ -99,6 +101,7 @@ class TcpStream {
   bool shutdown_ = false;
   bool cork_enabled_;
   bool flush_scheduled_ = false;
+  bool compact_ = false;
 };
 
 }  // namespace sluice

@@ -19,9 +19,8 @@ DownstreamConnection::DownstreamConnection(Worker& worker, UpstreamCluster& clus
     : worker_(worker),
       cluster_(cluster),
       stream_(worker.ctx(), this, /*cork=*/true),
+      timer_(worker.ctx().loop),
       http_(std::make_unique<HttpState>(*this, static_cast<BodySink*>(this))) {
-  uv_timer_init(worker.ctx().loop, &timer_);
-  timer_.data = this;
   http_->parser.set_limits(worker.config().limits.max_header_bytes);
 }
 
@@ -56,10 +55,9 @@ int DownstreamConnection::accept(uv_stream_t* server) {
 
 void DownstreamConnection::arm_timer(Millis timeout) {
   if (timeout.count() > 0) {
-    uv_timer_start(&timer_, &DownstreamConnection::on_timer, static_cast<uint64_t>(timeout.count()),
-                   0);
+    timer_.start(this, &DownstreamConnection::on_timer, static_cast<uint64_t>(timeout.count()));
   } else {
-    uv_timer_stop(&timer_);
+    timer_.stop();
   }
 }
 
@@ -282,8 +280,9 @@ void DownstreamConnection::on_stream_error(int status) {
 void DownstreamConnection::start_tunnel(UpstreamConnection* up, const Slice& from_server,
                                         bool websocket) {
   state_ = State::kTunnel;
-  uv_timer_stop(&timer_);
+  timer_.release();  // an idle session needs none; a drain makes one for its close timeout
   tunnel_ = std::make_unique<Tunnel>(worker_, *this, up, websocket);
+  stream_.set_compact(true);
   up->become_tunnel(tunnel_.get());
   // The client may have sent bytes of the new protocol right after its request.
   std::vector<Slice> held;
@@ -355,19 +354,13 @@ void DownstreamConnection::close() {
   }
   if (tunnel_) tunnel_->close(TunnelEnd::kError);
   worker_.remove_connection(this);
-  uv_timer_stop(&timer_);
-  uv_close(reinterpret_cast<uv_handle_t*>(&timer_),
-           [](uv_handle_t* h) { static_cast<DownstreamConnection*>(h->data)->handle_closed(); });
+  timer_.release();
   stream_.close();
 }
 
 void DownstreamConnection::on_stream_closed() {
-  handle_closed();
-}
-
-void DownstreamConnection::handle_closed() {
   // Deleted on a later turn, after any task this connection queued before it closed.
-  if (--open_handles_ == 0) ctx().defer(&DownstreamConnection::delete_task, this);
+  ctx().defer(&DownstreamConnection::delete_task, this);
 }
 
 void DownstreamConnection::delete_task(void* p) {

@@ -12,6 +12,7 @@
 #include "core/config.h"
 #include "core/intrusive_list.h"
 #include "core/loop_context.h"
+#include "core/on_demand_timer.h"
 #include "http/parser.h"
 #include "net/tcp_stream.h"
 #include "server/exchange.h"
@@ -83,7 +84,6 @@ class DownstreamConnection : public ListNode, private StreamHandler, private Bod
   void parse_error();
   void close_after_flush(bool linger);
   void arm_timer(Millis timeout);
-  void handle_closed();
 
   // Everything only HTTP needs; freed when the connection becomes a tunnel, so an idle
   // WebSocket session does not carry it.
@@ -99,14 +99,13 @@ class DownstreamConnection : public ListNode, private StreamHandler, private Bod
   Worker& worker_;
   UpstreamCluster& cluster_;
   TcpStream stream_;
-  uv_timer_t timer_;
+  OnDemandTimer timer_;
   std::unique_ptr<HttpState> http_;
   std::unique_ptr<Tunnel> tunnel_;
   std::string client_ip_;
   State state_ = State::kIdle;
   uint32_t served_ = 0;  // requests started on this connection
   uint8_t read_blocks_ = 0;
-  uint8_t open_handles_ = 2;
   bool request_done_ = false;   // the parser finished the current request
   bool response_done_ = false;  // the exchange finished the current response
   bool keep_alive_ = false;

@@ -48,7 +48,6 @@ WsFrameTracker::Result WsFrameTracker::parse_header() {
   opcode_ = opcode;
   closing_frame_ = opcode == 8;
   payload_left_ = len;
-  ++frames_;
   return Result::kOk;
 }
 

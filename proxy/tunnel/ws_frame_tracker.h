@@ -33,7 +33,6 @@ class WsFrameTracker {
   // Inside a fragmented data message (a frame with FIN = 0 was seen and its final one not yet).
   bool in_fragmented_message() const { return in_message_; }
   const char* error() const { return error_; }
-  uint64_t frames() const { return frames_; }
 
  private:
   Result parse_header();
@@ -50,7 +49,6 @@ class WsFrameTracker {
   bool close_completed_ = false;
   bool in_message_ = false;
   bool closing_frame_ = false;  // the frame whose payload is being followed is a Close
-  uint64_t frames_ = 0;
   const char* error_ = nullptr;
 };
 

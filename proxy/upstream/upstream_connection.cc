@@ -28,20 +28,18 @@ UpstreamConnection::UpstreamConnection(LoopContext& ctx, UpstreamPool* pool)
     : ctx_(ctx),
       pool_(pool),
       stream_(ctx, this, /*cork=*/true),
-      parser_(new HttpParser(HTTP_RESPONSE, static_cast<BodySink*>(this))) {
-  uv_timer_init(ctx.loop, &timer_);
-  timer_.data = this;
-}
+      timer_(ctx.loop),
+      parser_(new HttpParser(HTTP_RESPONSE, static_cast<BodySink*>(this))) {}
 
 int UpstreamConnection::connect(const sockaddr* addr, uint64_t timeout_ms) {
   int r = stream_.connect(addr);
   if (r != 0) return r;
-  if (timeout_ms) uv_timer_start(&timer_, &UpstreamConnection::on_timer, timeout_ms, 0);
+  if (timeout_ms) timer_.start(this, &UpstreamConnection::on_timer, timeout_ms);
   return 0;
 }
 
 void UpstreamConnection::on_stream_connected(int status) {
-  uv_timer_stop(&timer_);
+  timer_.stop();
   if (status < 0) {
     LOG_DEBUG("upstream connect failed: %s", uv_strerror(status));
     fail(UpstreamError::kConnectRefused);
@@ -58,9 +56,9 @@ void UpstreamConnection::make_idle(uint64_t idle_timeout_ms) {
   stream_.read_start();
   // 0 = no idle timeout: the connection stays until the upstream closes it.
   if (idle_timeout_ms) {
-    uv_timer_start(&timer_, &UpstreamConnection::on_timer, idle_timeout_ms, 0);
+    timer_.start(this, &UpstreamConnection::on_timer, idle_timeout_ms);
   } else {
-    uv_timer_stop(&timer_);
+    timer_.stop();
   }
 }
 
@@ -79,7 +77,7 @@ void UpstreamConnection::bind(UpstreamHandler* handler, bool head_request) {
 void UpstreamConnection::start_response_timer(uint64_t timeout_ms) {
   if (state_ != State::kBusy || !awaiting_head_ || !timeout_ms) return;
   response_timer_armed_ = true;
-  uv_timer_start(&timer_, &UpstreamConnection::on_timer, timeout_ms, 0);
+  timer_.start(this, &UpstreamConnection::on_timer, timeout_ms);
 }
 
 void UpstreamConnection::on_timer(uv_timer_t* t) {
@@ -216,10 +214,11 @@ void UpstreamConnection::become_tunnel(Tunnel* tunnel) {
   tunnel_ = tunnel;
   handler_ = nullptr;
   pool_ = nullptr;
-  uv_timer_stop(&timer_);
+  timer_.release();  // an idle session needs no timer
   // The HTTP parser is not needed any more; it is on the stack of the read callback that got
   // here, so it is freed on a later loop turn.
   ctx_.defer([](void* p) { delete static_cast<HttpParser*>(p); }, parser_.release());
+  stream_.set_compact(true);
   stream_.read_start();
 }
 
@@ -232,7 +231,7 @@ void UpstreamConnection::end_tunnel() {
   }
   stream_.read_stop();
   // Bytes still queued: close once they are written, or after the linger time at most.
-  uv_timer_start(&timer_, &UpstreamConnection::on_timer, 2000, 0);
+  timer_.start(this, &UpstreamConnection::on_timer, 2000);
 }
 
 void UpstreamConnection::fail(UpstreamError e) {
@@ -255,21 +254,13 @@ void UpstreamConnection::close() {
   handler_ = nullptr;
   tunnel_ = nullptr;
   state_ = State::kClosed;
-  uv_timer_stop(&timer_);
-  uv_close(reinterpret_cast<uv_handle_t*>(&timer_),
-           [](uv_handle_t* h) { static_cast<UpstreamConnection*>(h->data)->handle_close_done(); });
+  timer_.release();
   stream_.close();
 }
 
 void UpstreamConnection::on_stream_closed() {
-  handle_close_done();
-}
-
-void UpstreamConnection::handle_close_done() {
   // Freed on a later turn, after the cork flush task this connection may have queued.
-  if (--open_handles_ == 0) {
-    ctx_.defer([](void* p) { delete static_cast<UpstreamConnection*>(p); }, this);
-  }
+  ctx_.defer([](void* p) { delete static_cast<UpstreamConnection*>(p); }, this);
 }
 
 }  // namespace sluice

@@ -10,6 +10,7 @@
 
 #include "core/intrusive_list.h"
 #include "core/loop_context.h"
+#include "core/on_demand_timer.h"
 #include "http/parser.h"
 #include "net/tcp_stream.h"
 
@@ -97,18 +98,17 @@ class UpstreamConnection : public ListNode, private StreamHandler, private BodyS
   void on_body(const Slice& data) override;
   static void on_timer(uv_timer_t* t);
   void fail(UpstreamError e);
-  void handle_close_done();
 
   LoopContext& ctx_;
   UpstreamPool* pool_;
   UpstreamHandler* handler_ = nullptr;
   Tunnel* tunnel_ = nullptr;
   TcpStream stream_;
-  uv_timer_t timer_;
+  OnDemandTimer timer_;
   std::unique_ptr<HttpParser> parser_;  // freed when the connection becomes a tunnel
   State state_ = State::kConnecting;
   uint32_t requests_ = 0;
-  uint8_t open_handles_ = 2;
+
   bool response_started_ = false;
   bool awaiting_head_ = false;
   bool response_timer_armed_ = false;
