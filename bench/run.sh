@@ -1,0 +1,520 @@
+#!/usr/bin/env bash
+# bench/run.sh: wrk against the upstream directly, sluice, nginx and HAProxy (one worker each,
+# pinned to one core; upstream and wrk pinned to the other), runs alternated and repeated.
+# Reports req/s, p50/p99 latency, each proxy's CPU time per request (utime+stime of all its
+# processes and threads from /proc, divided by the requests wrk completed) and, for the
+# Connection: close scenario, upstream connections opened per 1,000 requests.
+#
+# Run from anywhere after `make build`:  bench/run.sh   (knobs: see bench/README.md)
+set -euo pipefail
+
+SCRIPT=$(readlink -f "${BASH_SOURCE[0]}")
+# Everything runs in a private network namespace (loopback only) when possible: its TCP
+# counters (/proc/net/snmp) then count only this benchmark's connections, and nothing else on
+# the machine can take our ports.
+if [[ ${NETNS:-1} == 1 && -z ${SLUICE_BENCH_IN_NETNS:-} ]]; then
+  if unshare -n true 2>/dev/null; then
+    export SLUICE_BENCH_IN_NETNS=1
+    exec unshare -n -- bash "$SCRIPT" "$@"
+  fi
+  echo "bench: cannot create a network namespace (needs root); TCP counters are system-wide" >&2
+fi
+if [[ -n ${SLUICE_BENCH_IN_NETNS:-} ]]; then
+  ip link set lo up
+fi
+
+cd "$(dirname "$SCRIPT")/.."   # repo root: relative paths below are from here
+
+DURATION=${DURATION:-10s}          # each measured wrk run
+REPEATS=${REPEATS:-3}              # rounds of (upstream, sluice, nginx, haproxy)
+CONNS=${CONNS:-64}                 # wrk -c
+THREADS=${THREADS:-1}              # wrk -t
+SLUICE=${SLUICE:-build/sluice}
+WARMUP=${WARMUP:-1s}               # unmeasured wrk run just before each measured one ("0" = none)
+TARGETS=${TARGETS:-"upstream sluice nginx haproxy"}
+SCENARIOS=${SCENARIOS:-"keepalive close"}
+UPSTREAM=${UPSTREAM:-demo-app}     # demo-app (sluice demo-app) | nginx (static, harness debugging)
+PROXY_CPU=${PROXY_CPU:-0}          # core for the proxy under test
+CLIENT_CPU=${CLIENT_CPU:-1}        # core for wrk and the upstream
+PAUSE=${PAUSE:-1}                  # seconds of rest between runs
+MAX_OTHER_LOAD=${MAX_OTHER_LOAD:-5}  # % of the proxy core used by anything else: above, the run is redone
+RETRIES=${RETRIES:-1}              # how many times such a run is redone (the last attempt is kept)
+OUT_DIR=${OUT_DIR:-bench/out}
+PATH_REQ=${PATH_REQ:-/}            # request path
+
+die() { echo "bench: $*" >&2; exit 1; }
+log() { echo "bench: $*" >&2; }
+
+for tool in wrk taskset ss curl awk; do
+  command -v "$tool" >/dev/null || die "missing $tool (make deps)"
+done
+[[ " $TARGETS " == *" nginx "* || $UPSTREAM == nginx ]] && { command -v nginx >/dev/null || die "missing nginx"; }
+[[ " $TARGETS " == *" haproxy "* ]] && { command -v haproxy >/dev/null || die "missing haproxy"; }
+if [[ $UPSTREAM == demo-app || " $TARGETS " == *" sluice "* ]]; then
+  [[ -x $SLUICE ]] || die "$SLUICE not found: run 'make build' first (or set SLUICE=path)"
+fi
+[[ $(nproc --all) -ge 2 ]] || die "needs at least 2 cores"
+
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+if awk -v l="${LOAD_BEFORE%% *}" 'BEGIN { exit !(l > 0.5) }'; then
+  log "warning: load average is $LOAD_BEFORE: something else is running; figures will be noisy"
+fi
+
+STAMP=$(date +%Y%m%d-%H%M%S)
+RUN_DIR="$OUT_DIR/run-$STAMP"
+mkdir -p "$RUN_DIR"
+RUN_DIR=$(cd "$RUN_DIR" && pwd)
+RAW="$RUN_DIR/raw.tsv"
+printf 'scenario\trepeat\ttarget\trequests\trps\tp50_ms\tp99_ms\tnon2xx\tsock_errors\tproxy_cpu_s\tproxy_cpu_us_req\tproxy_cpu_pct\tupstream_cpu_us_req\ttcp_active_opens\tup_connects\tup_connects_per_1k\ttcp_retrans\tlisten_drops\tother_on_proxy_core_pct\tsteal_pct\n' >"$RAW"
+
+# ---------------------------------------------------------------- process bookkeeping
+PIDS=()
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM
+  local pid
+  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for _ in $(seq 50); do
+    local alive=0
+    for pid in "${PIDS[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+    [[ $alive == 0 ]] && break
+    sleep 0.1
+  done
+  for pid in "${PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# start NAME CPU CMD...: start CMD pinned to CPU (taskset execs, so $! is the program's pid).
+start() {
+  local name=$1 cpu=$2; shift 2
+  echo "$*" >"$RUN_DIR/$name.cmd"
+  taskset -c "$cpu" "$@" >"$RUN_DIR/$name.log" 2>&1 &
+  PIDS+=("$!")
+  LAST_PID=$!
+}
+
+USED_PORTS=" "
+# A free TCP port below the ephemeral range (so wrk's and the proxies' source ports never collide).
+free_port() {
+  local p
+  for _ in $(seq 500); do
+    p=$((20000 + RANDOM % 12000))
+    [[ $USED_PORTS == *" $p "* ]] && continue
+    if [[ -z $(ss -Htan "( sport = :$p or dport = :$p )") ]]; then
+      USED_PORTS+="$p "
+      echo "$p"
+      return
+    fi
+  done
+  die "no free port found"
+}
+
+# wait_ready NAME PID PORT: until GET PATH_REQ answers 200 (max 10 s).
+wait_ready() {
+  local name=$1 pid=$2 port=$3
+  for _ in $(seq 100); do
+    kill -0 "$pid" 2>/dev/null || { cat "$RUN_DIR/$name.log" >&2; die "$name exited during start-up"; }
+    if curl -fsS -o /dev/null --max-time 1 "http://127.0.0.1:$port$PATH_REQ" 2>/dev/null; then return; fi
+    sleep 0.1
+  done
+  cat "$RUN_DIR/$name.log" >&2
+  die "$name not answering on 127.0.0.1:$port"
+}
+
+# instance_pids PID: PID and all its descendants (nginx master + worker, etc.).
+instance_pids() {
+  ps -e -o pid=,ppid= | awk -v root="$1" '
+    { parent[$1] = $2; pids[NR] = $1 }
+    END {
+      keep[root] = 1; changed = 1
+      while (changed) { changed = 0
+        for (i in pids) { p = pids[i]; if (!(p in keep) && (parent[p] in keep)) { keep[p] = 1; changed = 1 } } }
+      for (p in keep) print p
+    }'
+}
+
+# cpu_ticks PID: utime+stime (clock ticks) of PID and its descendants. /proc/PID/stat of a
+# process already sums all its threads (live and exited).
+cpu_ticks() {
+  local total=0 p line rest
+  local -a f
+  for p in $(instance_pids "$1"); do
+    line=$(cat "/proc/$p/stat" 2>/dev/null) || continue
+    rest=${line##*) }            # fields from 3 (state) on; comm may contain spaces
+    read -r -a f <<<"$rest"
+    total=$((total + f[11] + f[12]))   # fields 14 (utime) and 15 (stime)
+  done
+  echo "$total"
+}
+CLK_TCK=$(getconf CLK_TCK)
+
+# core_ticks N: "busy total steal" clock ticks of core N from /proc/stat (busy = user + nice +
+# system + irq + softirq; total includes idle and iowait).
+core_ticks() {
+  awk -v c="cpu$1" '$1 == c { printf "%d %d %d\n", $2 + $3 + $4 + $7 + $8, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9, $9 }' /proc/stat
+}
+
+# tcp_counters: "ActiveOpens RetransSegs ListenDrops" from /proc/net/{snmp,netstat} (per
+# network namespace).
+tcp_counters() {
+  awk '
+    $1 == "Tcp:" || $1 == "TcpExt:" {
+      if (!(($1) in hdr)) { hdr[$1] = 1; for (i = 2; i <= NF; i++) name[$1, i] = $i; next }
+      for (i = 2; i <= NF; i++) v[$1 name[$1, i]] = $i
+    }
+    END { printf "%d %d %d\n", v["Tcp:ActiveOpens"], v["Tcp:RetransSegs"], v["TcpExt:ListenDrops"] }
+  ' /proc/net/snmp /proc/net/netstat
+}
+
+# ---------------------------------------------------------------- configs
+NGINX_KEEPALIVE_REQUESTS=1000000   # nginx's default (1000) would recycle connections mid-run
+NGINX_UPSTREAM_KEEPALIVE=${NGINX_UPSTREAM_KEEPALIVE:-64}   # 0: no pool (checks the conn counter)
+
+write_nginx_proxy_conf() {   # dir listen_port upstream_port
+  local dir=$1 port=$2 up=$3
+  mkdir -p "$dir/tmp"
+  cat >"$dir/nginx.conf" <<EOF
+worker_processes 1;
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $dir/tmp/body;
+  proxy_temp_path $dir/tmp/proxy;
+  fastcgi_temp_path $dir/tmp/fastcgi;
+  uwsgi_temp_path $dir/tmp/uwsgi;
+  scgi_temp_path $dir/tmp/scgi;
+  keepalive_requests $NGINX_KEEPALIVE_REQUESTS;
+  upstream backend {
+    server 127.0.0.1:$up;
+    $([[ $NGINX_UPSTREAM_KEEPALIVE != 0 ]] && echo "keepalive $NGINX_UPSTREAM_KEEPALIVE;")
+    keepalive_requests $NGINX_KEEPALIVE_REQUESTS;
+  }
+  server {
+    listen 127.0.0.1:$port;
+    location / {
+      proxy_pass http://backend;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }
+  }
+}
+EOF
+}
+
+write_nginx_static_conf() {   # dir listen_port (harness debugging upstream, UPSTREAM=nginx)
+  local dir=$1 port=$2
+  mkdir -p "$dir/tmp"
+  cat >"$dir/nginx.conf" <<EOF
+worker_processes 1;
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $dir/tmp/body;
+  proxy_temp_path $dir/tmp/proxy;
+  fastcgi_temp_path $dir/tmp/fastcgi;
+  uwsgi_temp_path $dir/tmp/uwsgi;
+  scgi_temp_path $dir/tmp/scgi;
+  keepalive_requests $NGINX_KEEPALIVE_REQUESTS;
+  default_type text/plain;
+  server {
+    listen 127.0.0.1:$port;
+    location / { return 200 "Hello from the sluice demo app\n"; }
+  }
+}
+EOF
+}
+
+write_haproxy_cfg() {   # file listen_port upstream_port
+  cat >"$1" <<EOF
+global
+  nbthread 1
+  maxconn 4096
+
+defaults
+  mode http
+  option http-keep-alive
+  http-reuse always
+  timeout connect 2s
+  timeout client 75s
+  timeout server 30s
+  timeout http-request 10s
+  timeout http-keep-alive 75s
+
+frontend fe
+  bind 127.0.0.1:$2
+  default_backend be
+
+backend be
+  server up1 127.0.0.1:$3
+EOF
+}
+
+# ---------------------------------------------------------------- start everything
+UP_PORT=$(free_port)
+case $UPSTREAM in
+  demo-app) start upstream "$CLIENT_CPU" "$SLUICE" demo-app --listen "127.0.0.1:$UP_PORT" ;;
+  nginx)
+    write_nginx_static_conf "$RUN_DIR/upstream-nginx" "$UP_PORT"
+    start upstream "$CLIENT_CPU" nginx -p "$RUN_DIR/upstream-nginx" -c "$RUN_DIR/upstream-nginx/nginx.conf" -g 'daemon off;' ;;
+  *) die "UPSTREAM must be demo-app or nginx" ;;
+esac
+UP_PID=$LAST_PID
+wait_ready upstream "$UP_PID" "$UP_PORT"
+
+declare -A PORT PID
+PORT[upstream]=$UP_PORT
+PID[upstream]=$UP_PID
+for t in $TARGETS; do
+  case $t in
+    upstream) ;;
+    sluice)
+      PORT[sluice]=$(free_port)
+      start sluice "$PROXY_CPU" "$SLUICE" --workers 1 --listen "127.0.0.1:${PORT[sluice]}" \
+        --upstream "127.0.0.1:$UP_PORT" --admin 127.0.0.1:0
+      PID[sluice]=$LAST_PID ;;
+    nginx)
+      PORT[nginx]=$(free_port)
+      write_nginx_proxy_conf "$RUN_DIR/nginx" "${PORT[nginx]}" "$UP_PORT"
+      start nginx "$PROXY_CPU" nginx -p "$RUN_DIR/nginx" -c "$RUN_DIR/nginx/nginx.conf" -g 'daemon off;'
+      PID[nginx]=$LAST_PID ;;
+    haproxy)
+      PORT[haproxy]=$(free_port)
+      write_haproxy_cfg "$RUN_DIR/haproxy.cfg" "${PORT[haproxy]}" "$UP_PORT"
+      start haproxy "$PROXY_CPU" haproxy -db -f "$RUN_DIR/haproxy.cfg"
+      PID[haproxy]=$LAST_PID ;;
+    *) die "unknown target '$t' (upstream sluice nginx haproxy)" ;;
+  esac
+done
+for t in $TARGETS; do
+  [[ $t == upstream ]] && continue
+  wait_ready "$t" "${PID[$t]}" "${PORT[$t]}"
+done
+{
+  for t in upstream $TARGETS; do
+    for p in $(instance_pids "${PID[$t]}"); do
+      echo "$t pid $p ($(cat "/proc/$p/comm")): $(taskset -pc "$p" | sed 's/.*: //') cores"
+    done
+  done
+} | sort -u >"$RUN_DIR/pinning.txt"
+log "upstream ($UPSTREAM) on :$UP_PORT; targets: $(for t in $TARGETS; do printf '%s:%s ' "$t" "${PORT[$t]}"; done)"
+log "output in $RUN_DIR"
+
+# ---------------------------------------------------------------- one wrk run
+# parse_wrk FILE: prints "requests rps p50_ms p99_ms non2xx sock_errors"
+parse_wrk() {
+  awk '
+    function ms(v) {
+      if (v ~ /us$/) return substr(v, 1, length(v) - 2) / 1000
+      if (v ~ /ms$/) return substr(v, 1, length(v) - 2) + 0
+      if (v ~ /m$/)  return substr(v, 1, length(v) - 1) * 60000
+      if (v ~ /s$/)  return substr(v, 1, length(v) - 1) * 1000
+      return v + 0
+    }
+    /requests in/            { req = $1 }
+    /^Requests\/sec:/        { rps = $2 }
+    $1 == "50%"              { p50 = ms($2) }
+    $1 == "99%"              { p99 = ms($2) }
+    /Non-2xx or 3xx/         { non2xx = $NF }
+    /Socket errors:/         { gsub(",", ""); err = $4 + $6 + $8 + $10 }
+    END { printf "%d %.2f %.3f %.3f %d %d\n", req, rps, p50, p99, non2xx, err }
+  ' "$1"
+}
+
+# run_one SCENARIO REPEAT TARGET [warmup]
+run_one() {
+  local scen=$1 rep=$2 t=$3 warm=${4:-}
+  local dur=$DURATION
+  [[ -n $warm ]] && dur=$WARMUP
+  local -a hdr=()
+  [[ $scen == close ]] && hdr=(-H 'Connection: close')
+  local url="http://127.0.0.1:${PORT[$t]}$PATH_REQ"
+  local base="$RUN_DIR/$scen-$t-r$rep"
+  [[ -n $warm ]] && base="$RUN_DIR/$scen-$t-warmup"
+  local opens0 retr0 drops0 cpu0 upcpu0 opens1 retr1 drops1 cpu1 upcpu1
+  read -r opens0 retr0 drops0 < <(tcp_counters)
+  local busy0 total0 steal0 busy1 total1 steal1
+  read -r busy0 total0 steal0 < <(core_ticks "$PROXY_CPU")
+  cpu0=0
+  [[ $t != upstream ]] && cpu0=$(cpu_ticks "${PID[$t]}")
+  upcpu0=$(cpu_ticks "$UP_PID")
+  local t0 t1
+  t0=$(date +%s%N)
+  taskset -c "$CLIENT_CPU" wrk -t "$THREADS" -c "$CONNS" -d "$dur" --latency "${hdr[@]}" "$url" >"$base.wrk" 2>&1 \
+    || { cat "$base.wrk" >&2; die "wrk failed against $t"; }
+  t1=$(date +%s%N)
+  cpu1=0
+  [[ $t != upstream ]] && cpu1=$(cpu_ticks "${PID[$t]}")
+  upcpu1=$(cpu_ticks "$UP_PID")
+  read -r busy1 total1 steal1 < <(core_ticks "$PROXY_CPU")
+  read -r opens1 retr1 drops1 < <(tcp_counters)
+  local who
+  for who in "$t" upstream; do
+    if ! kill -0 "${PID[$who]}" 2>/dev/null; then
+      tail -n 20 "$RUN_DIR/$who.log" >&2
+      die "$who died during the run against $t (log: $RUN_DIR/$who.log)"
+    fi
+  done
+  [[ -n $warm ]] && return
+
+  local req rps p50 p99 non2xx errs
+  read -r req rps p50 p99 non2xx errs < <(parse_wrk "$base.wrk")
+  [[ $req -gt 0 ]] || { cat "$base.wrk" >&2; die "no requests completed against $t"; }
+  local secs
+  secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", (b - a) / 1e9 }')   # wall time of the wrk run
+
+  local proxy_cpu_s="-" proxy_us="-" proxy_pct="-" up_us up_connects per1k
+  up_us=$(awk -v a="$upcpu0" -v b="$upcpu1" -v hz="$CLK_TCK" -v n="$req" 'BEGIN { printf "%.2f", (b - a) / hz * 1e6 / n }')
+  if [[ $t != upstream ]]; then
+    read -r proxy_cpu_s proxy_us proxy_pct < <(awk -v a="$cpu0" -v b="$cpu1" -v hz="$CLK_TCK" -v n="$req" -v s="$secs" \
+      'BEGIN { c = (b - a) / hz; printf "%.2f %.2f %.1f\n", c, c * 1e6 / n, 100 * c / s }')
+  fi
+  # Upstream connections opened = TCP active opens during the run (connect() calls in this
+  # network namespace) minus wrk's own connects: one probe connect at start-up (wrk 4.1 checks
+  # the address first), CONNS connections, plus one per completed request when each request has
+  # its own connection, plus one per socket error. Against the upstream directly this leaves
+  # wrk's residual (0 when nothing failed), i.e. the method's noise floor.
+  local wrk_connects=$((1 + CONNS + errs))
+  [[ $scen == close ]] && wrk_connects=$((wrk_connects + req))
+  up_connects=$((opens1 - opens0 - wrk_connects))
+  per1k=$(awk -v u="$up_connects" -v n="$req" 'BEGIN { printf "%.2f", u * 1000 / n }')
+  # Anything else that ran on the proxy's core during the run (should be ~0), and the time the
+  # hypervisor took from it.
+  local other_pct steal_pct
+  read -r other_pct steal_pct < <(awk -v b="$((busy1 - busy0))" -v t="$((total1 - total0))" -v p="$((cpu1 - cpu0))" \
+    -v st="$((steal1 - steal0))" 'BEGIN { if (t <= 0) t = 1; o = 100 * (b - p) / t; if (o < 0) o = 0; printf "%.1f %.1f\n", o, 100 * st / t }')
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$scen" "$rep" "$t" "$req" "$rps" "$p50" "$p99" \
+    "$non2xx" "$errs" "$proxy_cpu_s" "$proxy_us" "$proxy_pct" "$up_us" "$((opens1 - opens0))" "$up_connects" "$per1k" "$((retr1 - retr0))" "$((drops1 - drops0))" "$other_pct" "$steal_pct" >"$RUN_DIR/last-row.tsv"
+  LAST_OTHER=$other_pct
+  log "$(printf '%-9s r%s %-8s %9s req/s  p50 %7s ms  p99 %7s ms  cpu %6s us/req (%s%%)  upstream connects %s (%s/1k)  non2xx %s  errors %s  retrans %s  listen drops %s  other load on proxy core %s%%  steal %s%%' \
+    "$scen" "$rep" "$t" "$rps" "$p50" "$p99" "$proxy_us" "$proxy_pct" "$up_connects" "$per1k" "$non2xx" "$errs" \
+    "$((retr1 - retr0))" "$((drops1 - drops0))" "$other_pct" "$steal_pct")"
+}
+
+# ---------------------------------------------------------------- the runs
+# measure SCENARIO REPEAT TARGET: a warm-up and one run, redone (up to RETRIES times) when something else
+# used the proxy's core; rejected attempts are kept in rejected.tsv.
+measure() {
+  local attempt
+  for attempt in $(seq 0 "$RETRIES"); do
+    # Warm up first, so every measured run starts with the proxy's pool in its steady state
+    # (a proxy's previous run was long enough ago for pool idle timeouts to have fired).
+    [[ $WARMUP != 0 ]] && run_one "$1" "$2" "$3" warmup
+    run_one "$@"
+    if awk -v o="$LAST_OTHER" -v m="$MAX_OTHER_LOAD" 'BEGIN { exit !(o <= m) }' || [[ $attempt == "$RETRIES" ]]; then
+      break
+    fi
+    log "  other load on the proxy core was $LAST_OTHER% (> $MAX_OTHER_LOAD%): redoing this run"
+    cat "$RUN_DIR/last-row.tsv" >>"$RUN_DIR/rejected.tsv"
+    sleep 2
+  done
+  cat "$RUN_DIR/last-row.tsv" >>"$RAW"
+}
+
+for scen in $SCENARIOS; do
+  [[ $scen == keepalive || $scen == close ]] || die "unknown scenario '$scen' (keepalive close)"
+  for rep in $(seq "$REPEATS"); do
+    for t in $TARGETS; do measure "$scen" "$rep" "$t"; sleep "$PAUSE"; done
+  done
+done
+rm -f "$RUN_DIR/last-row.tsv"
+
+# ---------------------------------------------------------------- report
+# Which sluice: its --version, and the repository state when the binary was built from this
+# checkout (SLUICE=SOME/OTHER/PATH may have been built from anything: say so).
+sluice_desc="sluice (not run)"
+if [[ " $TARGETS " == *" sluice "* || $UPSTREAM == demo-app ]]; then
+  sluice_desc="$("$SLUICE" --version 2>/dev/null | head -n 1)"
+  if [[ $(readlink -f "$SLUICE") == "$PWD"/* ]]; then
+    sluice_desc+=" at $(git rev-parse --short HEAD 2>/dev/null || echo "no commit")"
+    [[ -n $(git status --porcelain -- proxy CMakeLists.txt 2>/dev/null) ]] && sluice_desc+=" (+ uncommitted changes)"
+  else
+    sluice_desc+=" ($SLUICE, built outside this checkout)"
+  fi
+fi
+REPORT="$RUN_DIR/results.md"
+{
+  cmd="DURATION=$DURATION REPEATS=$REPEATS CONNS=$CONNS THREADS=$THREADS WARMUP=$WARMUP"
+  [[ $SLUICE != build/sluice ]] && cmd+=" SLUICE=$SLUICE"
+  [[ $UPSTREAM != demo-app ]] && cmd+=" UPSTREAM=$UPSTREAM"
+  [[ $TARGETS != "upstream sluice nginx haproxy" ]] && cmd+=" TARGETS='$TARGETS'"
+  [[ $SCENARIOS != "keepalive close" ]] && cmd+=" SCENARIOS='$SCENARIOS'"
+  [[ $PATH_REQ != / ]] && cmd+=" PATH_REQ=$PATH_REQ"
+  echo "Command: \`$cmd bench/run.sh\`"
+  echo "($(date -u '+%Y-%m-%d %H:%M UTC'); $sluice_desc; $(nproc --all) cores, $(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo);" \
+    "kernel $(uname -r); $(nginx -v 2>&1 | sed 's/.*: //'); HAProxy $(haproxy -v | awk 'NR == 1 { print $3 }'); wrk $THREADS thread(s), $CONNS connections;" \
+    "medians of $REPEATS runs of $DURATION; load average before the run: $LOAD_BEFORE)"
+  echo
+  awk -F'\t' -v targets="$TARGETS" -v scenarios="$SCENARIOS" '
+    function median(key,   n, i, j, a, t, v) {
+      n = cnt[key]; if (n == 0) return "-"
+      for (i = 1; i <= n; i++) a[i] = vals[key, i]
+      for (i = 2; i <= n; i++) { v = a[i]; j = i - 1; while (j > 0 && a[j] + 0 > v + 0) { a[j + 1] = a[j]; j-- } a[j + 1] = v }
+      return (n % 2) ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+    }
+    function add(key, v) { if (v == "-" || v == "") return; vals[key, ++cnt[key]] = v }
+    function fmt(v, d) { return (v == "-") ? "–" : sprintf("%." d "f", v) }
+    function ratio(a, b) { return (a == "-" || b == "-" || b + 0 == 0) ? "–" : sprintf("%.2f×", a / b) }
+    NR == 1 { next }
+    { s = $1; t = $3
+      add(s SUBSEP t SUBSEP "rps", $5); add(s SUBSEP t SUBSEP "p50", $6); add(s SUBSEP t SUBSEP "p99", $7)
+      add(s SUBSEP t SUBSEP "cpu", $11); add(s SUBSEP t SUBSEP "pct", $12); add(s SUBSEP t SUBSEP "upcpu", $13)
+      add(s SUBSEP t SUBSEP "per1k", $16); add(s SUBSEP t SUBSEP "other", $19)
+      bad[s SUBSEP t] += $8 + $9; reqs[s SUBSEP t] += $4 }
+    END {
+      ns = split(scenarios, S, " "); nt = split(targets, T, " ")
+      title["keepalive"] = "Scenario 1: keep-alive small GETs"
+      title["close"] = "Scenario 2: a new client connection per request (wrk -H \"Connection: close\")"
+      for (i = 1; i <= ns; i++) {
+        s = S[i]
+        print "### " title[s]; print ""
+        print "| target | req/s | p50 ms | p99 ms | proxy CPU µs/req | proxy CPU % of core | upstream CPU µs/req | upstream conns opened /1k req | non-2xx + socket errors | other load on proxy core % |"
+        print "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        for (j = 1; j <= nt; j++) {
+          t = T[j]; k = s SUBSEP t
+          name = (t == "upstream") ? "upstream (direct, no proxy)" : t
+          line = sprintf("| %s | %s | %s | %s | %s | %s | %s", name, fmt(median(k SUBSEP "rps"), 0), fmt(median(k SUBSEP "p50"), 3),
+            fmt(median(k SUBSEP "p99"), 3), fmt(median(k SUBSEP "cpu"), 1), fmt(median(k SUBSEP "pct"), 0), fmt(median(k SUBSEP "upcpu"), 1))
+          v = fmt(median(k SUBSEP "per1k"), 2)
+          line = line " | " ((t == "upstream") ? "(" v ")" : v)
+          print line sprintf(" | %d of %d | %s |", bad[k], reqs[k], fmt(median(k SUBSEP "other"), 1))
+        }
+        print ""
+        if ((s SUBSEP "sluice" SUBSEP "rps") in cnt) {
+          hdr = "| ratio |"; sep = "|---|"; r1 = "| CPU µs/req |"; r2 = "| req/s |"; r3 = "| p99 |"; any = 0
+          for (j = 1; j <= nt; j++) {
+            p = T[j]; if (p != "nginx" && p != "haproxy") continue
+            any = 1; hdr = hdr " sluice/" p " |"; sep = sep "---:|"
+            r1 = r1 " " ratio(median(s SUBSEP "sluice" SUBSEP "cpu"), median(s SUBSEP p SUBSEP "cpu")) " |"
+            r2 = r2 " " ratio(median(s SUBSEP "sluice" SUBSEP "rps"), median(s SUBSEP p SUBSEP "rps")) " |"
+            r3 = r3 " " ratio(median(s SUBSEP "sluice" SUBSEP "p99"), median(s SUBSEP p SUBSEP "p99")) " |"
+          }
+          if (any) { print hdr; print sep; print r1; print r2; print r3; print "" }
+        }
+      }
+      print "Medians per target. CPU: utime+stime of all the proxy'"'"'s processes/threads (/proc/PID/stat) over"
+      print "the run ÷ requests completed. Upstream conns opened: TCP active opens in the benchmark'"'"'s"
+      print "network namespace minus wrk'"'"'s own connects; the value in parentheses (no proxy) is the"
+      print "method'"'"'s noise floor. Other load on proxy core: busy time of that core (/proc/stat) not"
+      print "spent by the proxy; more than a few % means something else ran there and the row is suspect"
+      print "(such runs are redone RETRIES times; see rejected.tsv)."
+      print ""
+    }' "$RAW"
+  echo "<details><summary>All runs</summary>"
+  echo
+  echo "| scenario | round | target | requests | req/s | p50 ms | p99 ms | non-2xx | socket errors | proxy CPU s | proxy CPU µs/req | proxy CPU % | upstream CPU µs/req | TCP active opens | upstream conns opened | per 1k req | TCP retransmits | listen drops | other load on proxy core % | steal % |"
+  echo "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+  awk -F'\t' 'NR > 1 { line = "|"; for (i = 1; i <= NF; i++) line = line " " $i " |"; print line }' "$RAW"
+  echo
+  echo "</details>"
+} >"$REPORT"
+cp "$REPORT" "$OUT_DIR/latest.md"
+echo
+cat "$REPORT"
+log "report: $REPORT (also $OUT_DIR/latest.md); raw data: $RAW"
