@@ -129,14 +129,7 @@ void Worker::apply_drain_phase(DrainPhase p) {
 void Worker::close_listeners() {
   for (size_t i = 0; i < listeners_.size(); ++i) {
     listeners_[i]->accept_queued([this, i](int fd) {
-      auto* c = new DownstreamConnection(*this, *clusters_[listener_cluster_[i]]);
-      connections_.push_back(c);
-      ctx_->stats.downstream_connections_total.add();
-      ctx_->stats.downstream_connections_active.add();
-      if (int r = c->adopt(fd); r != 0) {
-        LOG_WARN("accept: %s", uv_strerror(r));
-        c->close();
-      }
+      add_connection(i, [fd](DownstreamConnection* c) { return c->adopt(fd); });
     });
     listeners_[i]->close(nullptr);
   }
@@ -177,11 +170,16 @@ void Worker::on_spread_tick(uv_timer_t* t) {
 }
 
 void Worker::on_accept(uv_stream_t* server, size_t listener) {
+  add_connection(listener, [server](DownstreamConnection* c) { return c->accept(server); });
+}
+
+void Worker::add_connection(size_t listener,
+                            const std::function<int(DownstreamConnection*)>& open) {
   auto* c = new DownstreamConnection(*this, *clusters_[listener_cluster_[listener]]);
   connections_.push_back(c);
   ctx_->stats.downstream_connections_total.add();
   ctx_->stats.downstream_connections_active.add();
-  if (int r = c->accept(server); r != 0) {
+  if (int r = open(c); r != 0) {
     LOG_WARN("accept: %s", uv_strerror(r));
     c->close();
   }

@@ -6,6 +6,7 @@
 #include <uv.h>
 
 #include <atomic>
+#include <functional>
 #include <future>
 #include <memory>
 #include <mutex>
@@ -60,6 +61,8 @@ class Worker {
  private:
   void run(std::promise<std::string> ready);
   void on_accept(uv_stream_t* server, size_t listener);
+  // A new client connection of `listener`, opened by `open` (accept or adopt a descriptor).
+  void add_connection(size_t listener, const std::function<int(DownstreamConnection*)>& open);
   void stop_now();
   void apply_drain_phase(DrainPhase p);
   void start_ws_spread();
