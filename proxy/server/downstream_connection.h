@@ -1,9 +1,10 @@
 #pragma once
-// DownstreamConnection: one client connection. Owns its TcpStream, one timer (header, idle or
-// linger timeout, by state), the HTTP_REQUEST parser and the Exchange that serves the current
-// request. Serves one request at a time: the parser pauses after each request until its
+// DownstreamConnection: one client connection. Owns its TcpStream, an on-demand timer (header,
+// idle, linger or WebSocket close timeout, by state) and, while it speaks HTTP, the
+// HTTP_REQUEST parser and the Exchange that serves the current request; after a 101 it owns the
+// Tunnel instead. Serves one request at a time: the parser pauses after each request until its
 // response is complete, and pipelined bytes wait (bounded) meanwhile. Owned by its Worker's
-// connection list; after close() it frees itself on a later loop turn, once its handles closed.
+// connection list; after close() it frees itself on a later loop turn, once its socket closed.
 #include <uv.h>
 
 #include <string>

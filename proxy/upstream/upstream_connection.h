@@ -1,8 +1,8 @@
 #pragma once
 // UpstreamConnection: one HTTP/1.1 client connection to an upstream endpoint. Owns its
-// TcpStream, one timer (connect, response-head or idle timeout, by state) and an
-// HTTP_RESPONSE parser. Owned by its UpstreamPool while open; after close() it is detached
-// from the pool and frees itself once both handles have closed.
+// TcpStream, an on-demand timer (connect, response-head or idle timeout, by state) and an
+// HTTP_RESPONSE parser. Owned by its UpstreamPool while open, or by a Tunnel after a 101; after
+// close() it is detached and frees itself on a later loop turn, once its socket closed.
 #include <uv.h>
 
 #include <cstdint>
