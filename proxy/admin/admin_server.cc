@@ -8,7 +8,7 @@
 namespace sluice {
 
 // One admin client connection; requests carry no body worth keeping (it is discarded).
-class AdminServer::Connection : public ListNode, private StreamHandler, private BodySink {
+class AdminServer::Connection final : public ListNode, private StreamHandler, private BodySink {
  public:
   Connection(AdminServer& server)
       : server_(server), stream_(server.ctx_, this), parser_(HTTP_REQUEST, this) {

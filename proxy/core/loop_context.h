@@ -49,6 +49,9 @@ class LoopContext {
   explicit LoopContext(uv_loop_t* loop, uint64_t seed) : loop(loop), rng_(seed | 1) {}
   uv_loop_t* loop;
   BlockPool blocks;
+  // The block of the read in progress, between a stream's alloc_cb and read_cb. libuv runs
+  // the two back to back for one stream, so one slot per loop serves every stream.
+  BlockRef read_block;
   WorkerStats stats;
 
   uint64_t random() {  // xorshift64*: request ids, load-balancing choices

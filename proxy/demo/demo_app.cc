@@ -26,7 +26,7 @@ bool parse_tail(std::string_view url, std::string_view prefix, uint64_t& out) {
 }
 }  // namespace
 
-class DemoApp::Connection : public ListNode, private StreamHandler, private BodySink {
+class DemoApp::Connection final : public ListNode, private StreamHandler, private BodySink {
  public:
   explicit Connection(DemoApp& app)
       : app_(app), stream_(app.ctx_, this), parser_(HTTP_REQUEST, this) {

@@ -72,14 +72,14 @@ void TcpStream::read_stop() {
 
 void TcpStream::on_alloc(uv_handle_t* h, size_t, uv_buf_t* buf) {
   auto* self = static_cast<TcpStream*>(h->data);
-  self->read_block_ = self->ctx_.blocks.get();
-  buf->base = self->read_block_->data();
-  buf->len = self->read_block_->capacity;
+  self->ctx_.read_block = self->ctx_.blocks.get();
+  buf->base = self->ctx_.read_block->data();
+  buf->len = self->ctx_.read_block->capacity;
 }
 
 void TcpStream::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
   auto* self = static_cast<TcpStream*>(s->data);
-  BlockRef block = std::move(self->read_block_);
+  BlockRef block = std::move(self->ctx_.read_block);
   if (self->closing_) return;
   if (nread > 0) {
     Slice slice{std::move(block), buf->base, static_cast<size_t>(nread)};
@@ -99,7 +99,7 @@ int TcpStream::write(const Slice* slices, size_t count) {
     for (size_t i = 0; i < count; ++i) {
       if (slices[i].len == 0) continue;
       cork_.push_back(slices[i]);
-      corked_bytes_ += slices[i].len;
+      corked_bytes_ += static_cast<uint32_t>(slices[i].len);
     }
     if (!flush_scheduled_ && corked_bytes_) {
       flush_scheduled_ = true;

@@ -54,6 +54,7 @@ class TcpStream {
   void read_start();
   void read_stop();
   bool reading() const { return reading_; }
+  LoopContext& context() const { return ctx_; }
   // Mostly idle streams (tunnels) give the cork buffer's memory back after each flush.
   void set_compact(bool compact) { compact_ = compact; }
   // Writes (or queues) the slices in order. Returns 0 or a uv error; on error nothing is queued
@@ -93,9 +94,8 @@ class TcpStream {
   LoopContext& ctx_;
   StreamHandler* handler_;
   std::vector<Slice> cork_;
-  size_t corked_bytes_ = 0;
-  BlockRef read_block_;  // only between alloc_cb and read_cb
   size_t queued_ = 0;
+  uint32_t corked_bytes_ = 0;  // bounded by the watermarks, far below 4 GiB
   bool reading_ = false;
   bool closing_ = false;
   bool shutdown_ = false;

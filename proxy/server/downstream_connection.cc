@@ -17,10 +17,9 @@ constexpr Millis kLingerTimeout{2000};
 
 DownstreamConnection::DownstreamConnection(Worker& worker, UpstreamCluster& cluster)
     : worker_(worker),
-      cluster_(cluster),
       stream_(worker.ctx(), this, /*cork=*/true),
       timer_(worker.ctx().loop),
-      http_(std::make_unique<HttpState>(*this, static_cast<BodySink*>(this))) {
+      http_(std::make_unique<HttpState>(*this, static_cast<BodySink*>(this), cluster)) {
   http_->parser.set_limits(worker.config().limits.max_header_bytes);
 }
 
@@ -38,7 +37,7 @@ bool DownstreamConnection::draining() const {
 int DownstreamConnection::adopt(int fd) {
   int r = stream_.open(fd);
   if (r != 0) return r;
-  client_ip_ = stream_.peer_ip();
+  http_->client_ip = stream_.peer_ip();
   stream_.read_start();
   arm_timer(limits().header_timeout);
   return 0;
@@ -47,7 +46,7 @@ int DownstreamConnection::adopt(int fd) {
 int DownstreamConnection::accept(uv_stream_t* server) {
   int r = stream_.accept(server);
   if (r != 0) return r;
-  client_ip_ = stream_.peer_ip();
+  http_->client_ip = stream_.peer_ip();
   stream_.read_start();
   arm_timer(limits().header_timeout);  // a new connection must send its first request in time
   return 0;
@@ -65,12 +64,12 @@ void DownstreamConnection::on_timer(uv_timer_t* t) {
   auto* self = static_cast<DownstreamConnection*>(t->data);
   switch (self->state_) {
     case State::kIdle:
-      LOG_DEBUG("client %s: idle timeout", self->client_ip_.c_str());
+      LOG_DEBUG("client %s: idle timeout", std::string(self->client_ip()).c_str());
       self->close();
       break;
     case State::kHead:
       LOG_INFO("client %s: request head not received within the header timeout",
-               self->client_ip_.c_str());
+               std::string(self->client_ip()).c_str());
       self->close();
       break;
     case State::kClosing:
@@ -151,7 +150,7 @@ void DownstreamConnection::start_request() {
   // The idle/header timer may still be pending; in kActive its expiry is ignored (the upstream
   // timeouts govern), and next_request() re-arms it. That saves a heap operation per request.
   ctx().stats.downstream_requests_total.add();
-  http_->exchange.begin(http_->parser.head(), cluster_);
+  http_->exchange.begin(http_->parser.head(), http_->cluster);
 }
 
 void DownstreamConnection::on_body(const Slice& data) {
@@ -225,7 +224,7 @@ void DownstreamConnection::resume_held() {
 
 void DownstreamConnection::parse_error() {
   int status = http_->parser.error_status() ? http_->parser.error_status() : 400;
-  LOG_INFO("client %s: bad request (%d): %s", client_ip_.c_str(), status,
+  LOG_INFO("client %s: bad request (%d): %s", std::string(client_ip()).c_str(), status,
            http_->parser.error_reason() ? http_->parser.error_reason() : "parse error");
   if (http_->exchange.active()) {
     http_->exchange.respond_error(
@@ -273,7 +272,7 @@ void DownstreamConnection::on_stream_eof() {
 }
 
 void DownstreamConnection::on_stream_error(int status) {
-  LOG_DEBUG("client %s: %s", client_ip_.c_str(), uv_strerror(status));
+  LOG_DEBUG("client %s: %s", std::string(client_ip()).c_str(), uv_strerror(status));
   close();
 }
 
@@ -281,7 +280,7 @@ void DownstreamConnection::start_tunnel(UpstreamConnection* up, const Slice& fro
                                         bool websocket) {
   state_ = State::kTunnel;
   timer_.release();  // an idle session needs none; a drain makes one for its close timeout
-  tunnel_ = std::make_unique<Tunnel>(worker_, *this, up, websocket);
+  tunnel_ = std::make_unique<Tunnel>(*this, up, websocket);
   stream_.set_compact(true);
   up->become_tunnel(tunnel_.get());
   // The client may have sent bytes of the new protocol right after its request.

@@ -23,7 +23,7 @@ namespace sluice {
 
 class Worker;
 
-class DownstreamConnection : public ListNode, private StreamHandler, private BodySink {
+class DownstreamConnection final : public ListNode, private StreamHandler, private BodySink {
  public:
   // Reasons reading is disabled; reading resumes when none is left.
   enum ReadBlock : uint8_t { kBackpressure = 1, kPipelineFull = 2 };
@@ -45,7 +45,13 @@ class DownstreamConnection : public ListNode, private StreamHandler, private Bod
   // The response is complete (or sluice answered itself). keep_alive: the connection may serve
   // another request once the current one is fully read.
   void on_exchange_done(bool keep_alive);
-  const std::string& client_ip() const { return client_ip_; }
+  // The client's address as sent in X-Forwarded-For (HTTP only: kept with the HTTP state).
+  std::string_view client_ip() const {
+    return http_ ? std::string_view(http_->client_ip) : std::string_view();
+  }
+  // Asks the socket; for the rare log line of a tunnel.
+  std::string peer_ip() const { return stream_.peer_ip(); }
+  Worker& worker() { return worker_; }
   // Exchange → downstream after a 101: both connections become a tunnel.
   void start_tunnel(UpstreamConnection* up, const Slice& from_server, bool websocket);
   // Tunnel → downstream.
@@ -89,21 +95,21 @@ class DownstreamConnection : public ListNode, private StreamHandler, private Bod
   // Everything only HTTP needs; freed when the connection becomes a tunnel, so an idle
   // WebSocket session does not carry it.
   struct HttpState {
-    HttpState(DownstreamConnection& down, BodySink* sink)
-        : parser(HTTP_REQUEST, sink), exchange(down) {}
+    HttpState(DownstreamConnection& down, BodySink* sink, UpstreamCluster& cluster)
+        : parser(HTTP_REQUEST, sink), exchange(down), cluster(cluster) {}
     HttpParser parser;
     Exchange exchange;
+    UpstreamCluster& cluster;
+    std::string client_ip;
     std::vector<Slice> held;  // pipelined bytes waiting for the current exchange to finish
     size_t held_bytes = 0;
   };
 
   Worker& worker_;
-  UpstreamCluster& cluster_;
   TcpStream stream_;
   OnDemandTimer timer_;
   std::unique_ptr<HttpState> http_;
   std::unique_ptr<Tunnel> tunnel_;
-  std::string client_ip_;
   State state_ = State::kIdle;
   uint32_t served_ = 0;  // requests started on this connection
   uint8_t read_blocks_ = 0;

@@ -431,7 +431,7 @@ void Exchange::on_upstream_error(UpstreamError e, bool response_started) {
   if (response_head_sent_) {
     // The body is cut: close the client connection so a truncated body never looks complete.
     LOG_WARN("upstream %s: %s mid-response; closing client %s", pool_->name().c_str(),
-             upstream_error_name(e), down_.client_ip().c_str());
+             upstream_error_name(e), std::string(down_.client_ip()).c_str());
     down_.close();
     return;
   }
@@ -470,7 +470,7 @@ void Exchange::respond_error(int status, const char* why) {
   down_.write(w.finish());
   down_.ctx().stats.downstream_errors_total.add();
   LOG_WARN("%s from %s: %d %s", llhttp_method_name(static_cast<llhttp_method_t>(method_)),
-           down_.client_ip().c_str(), status, why);
+           std::string(down_.client_ip()).c_str(), status, why);
   finish(!close_after_);
 }
 

@@ -25,9 +25,9 @@ const char* tunnel_end_name(TunnelEnd e) {
   return "?";
 }
 
-Tunnel::Tunnel(Worker& worker, DownstreamConnection& down, UpstreamConnection* up, bool websocket)
-    : worker_(worker), down_(down), up_(up), websocket_(websocket) {
-  worker_.add_tunnel(this);
+Tunnel::Tunnel(DownstreamConnection& down, UpstreamConnection* up, bool websocket)
+    : down_(down), up_(up), websocket_(websocket) {
+  down_.worker().add_tunnel(this);
 }
 
 Tunnel::~Tunnel() {
@@ -52,7 +52,7 @@ void Tunnel::from_client(const Slice& data) {
   while (off < data.len && !closed_) {
     size_t n = 0;
     if (c2s_.feed(data.data + off, data.len - off, &n) != WsFrameTracker::Result::kOk) {
-      LOG_INFO("websocket from client %s: %s", down_.client_ip().c_str(), c2s_.error());
+      LOG_INFO("websocket from client %s: %s", down_.peer_ip().c_str(), c2s_.error());
       return end(TunnelEnd::kError);
     }
     if (!close_sent_to_server_) {
@@ -160,8 +160,7 @@ void Tunnel::server_drained() {
 
 void Tunnel::force_close(TunnelEnd why) {
   if (closed_) return;
-  LOG_INFO("websocket session of %s: close handshake unfinished, closing",
-           down_.client_ip().c_str());
+  LOG_INFO("websocket session of %s: close handshake unfinished, closing", down_.peer_ip().c_str());
   end(why);
 }
 
@@ -174,7 +173,7 @@ void Tunnel::end(TunnelEnd why) {
 void Tunnel::close(TunnelEnd why) {
   if (closed_) return;
   closed_ = true;
-  worker_.remove_tunnel(this, why);
+  down_.worker().remove_tunnel(this, why);
   if (up_) {
     up_->end_tunnel();  // flushes what is queued for the upstream, then closes
     up_ = nullptr;

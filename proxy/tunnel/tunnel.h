@@ -23,7 +23,7 @@ const char* tunnel_end_name(TunnelEnd e);
 
 class Tunnel : public ListNode {
  public:
-  Tunnel(Worker& worker, DownstreamConnection& down, UpstreamConnection* up, bool websocket);
+  Tunnel(DownstreamConnection& down, UpstreamConnection* up, bool websocket);
   ~Tunnel();
   Tunnel(const Tunnel&) = delete;
   Tunnel& operator=(const Tunnel&) = delete;
@@ -54,7 +54,6 @@ class Tunnel : public ListNode {
   void maybe_finish();
   void end(TunnelEnd why);
 
-  Worker& worker_;
   DownstreamConnection& down_;
   UpstreamConnection* up_;
   WsFrameTracker c2s_{WsFrameTracker::Direction::kClientToServer};

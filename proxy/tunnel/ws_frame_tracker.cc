@@ -16,6 +16,21 @@ size_t header_size(const uint8_t* h) {
 }
 }  // namespace
 
+const char* WsFrameTracker::error() const {
+  static const char* const kMessages[] = {
+      "no error",
+      "reserved opcode",
+      "masked frame from the server",
+      "unmasked frame from the client",
+      "frame length with the high bit set",
+      "fragmented control frame",
+      "control frame longer than 125 bytes",
+      "continuation frame outside a message",
+      "new data message inside a fragmented one",
+  };
+  return kMessages[error_];
+}
+
 WsFrameTracker::Result WsFrameTracker::parse_header() {
   const uint8_t b0 = header_[0], b1 = header_[1];
   const bool fin = b0 & 0x80;
@@ -23,26 +38,26 @@ WsFrameTracker::Result WsFrameTracker::parse_header() {
   const bool masked = b1 & 0x80;
   // RSV bits belong to extensions negotiated end to end (permessage-deflate sets RSV1), so
   // they are not checked here.
-  if ((opcode >= 3 && opcode <= 7) || opcode >= 11) return fail("reserved opcode");
+  if ((opcode >= 3 && opcode <= 7) || opcode >= 11) return fail(kReservedOpcode);
   const bool control = opcode >= 8;
   if (masked != (direction_ == Direction::kClientToServer))
-    return fail(masked ? "masked frame from the server" : "unmasked frame from the client");
+    return fail(masked ? kMaskedFromServer : kUnmaskedFromClient);
   uint64_t len = b1 & 0x7f;
   if (len == 126) {
     len = (uint64_t(header_[2]) << 8) | header_[3];
   } else if (len == 127) {
     len = 0;
     for (int i = 0; i < 8; ++i) len = (len << 8) | header_[2 + i];
-    if (len >> 63) return fail("frame length with the high bit set");
+    if (len >> 63) return fail(kHugeLength);
   }
   if (control) {
-    if (!fin) return fail("fragmented control frame");
-    if (len > 125) return fail("control frame longer than 125 bytes");
+    if (!fin) return fail(kFragmentedControl);
+    if (len > 125) return fail(kLongControl);
   } else if (opcode == 0) {
-    if (!in_message_) return fail("continuation frame outside a message");
+    if (!in_message_) return fail(kStrayContinuation);
     if (fin) in_message_ = false;
   } else {
-    if (in_message_) return fail("new data message inside a fragmented one");
+    if (in_message_) return fail(kInterleavedMessage);
     if (!fin) in_message_ = true;
   }
   opcode_ = opcode;

@@ -32,12 +32,23 @@ class WsFrameTracker {
   bool close_completed() const { return close_completed_; }
   // Inside a fragmented data message (a frame with FIN = 0 was seen and its final one not yet).
   bool in_fragmented_message() const { return in_message_; }
-  const char* error() const { return error_; }
+  const char* error() const;
 
  private:
   Result parse_header();
-  Result fail(const char* why) {
-    error_ = why;
+  enum Error : uint8_t {
+    kNoError,
+    kReservedOpcode,
+    kMaskedFromServer,
+    kUnmaskedFromClient,
+    kHugeLength,
+    kFragmentedControl,
+    kLongControl,
+    kStrayContinuation,
+    kInterleavedMessage,
+  };
+  Result fail(Error e) {
+    error_ = e;
     return Result::kProtocolError;
   }
 
@@ -49,7 +60,7 @@ class WsFrameTracker {
   bool close_completed_ = false;
   bool in_message_ = false;
   bool closing_frame_ = false;  // the frame whose payload is being followed is a Close
-  const char* error_ = nullptr;
+  Error error_ = kNoError;      // a code, not a pointer: the tracker is part of every session
 };
 
 // Writes a Close frame with `code` and `reason` into out (≤ 2 + 4 + 2 + 123 bytes); masked

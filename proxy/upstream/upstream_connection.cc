@@ -25,8 +25,7 @@ const char* upstream_error_name(UpstreamError e) {
 }
 
 UpstreamConnection::UpstreamConnection(LoopContext& ctx, UpstreamPool* pool)
-    : ctx_(ctx),
-      pool_(pool),
+    : pool_(pool),
       stream_(ctx, this, /*cork=*/true),
       timer_(ctx.loop),
       parser_(new HttpParser(HTTP_RESPONSE, static_cast<BodySink*>(this))) {}
@@ -217,7 +216,7 @@ void UpstreamConnection::become_tunnel(Tunnel* tunnel) {
   timer_.release();  // an idle session needs no timer
   // The HTTP parser is not needed any more; it is on the stack of the read callback that got
   // here, so it is freed on a later loop turn.
-  ctx_.defer([](void* p) { delete static_cast<HttpParser*>(p); }, parser_.release());
+  stream_.context().defer([](void* p) { delete static_cast<HttpParser*>(p); }, parser_.release());
   stream_.set_compact(true);
   stream_.read_start();
 }
@@ -260,7 +259,7 @@ void UpstreamConnection::close() {
 
 void UpstreamConnection::on_stream_closed() {
   // Freed on a later turn, after the cork flush task this connection may have queued.
-  ctx_.defer([](void* p) { delete static_cast<UpstreamConnection*>(p); }, this);
+  stream_.context().defer([](void* p) { delete static_cast<UpstreamConnection*>(p); }, this);
 }
 
 }  // namespace sluice

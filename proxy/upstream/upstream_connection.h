@@ -47,7 +47,7 @@ class UpstreamHandler {
   ~UpstreamHandler() = default;
 };
 
-class UpstreamConnection : public ListNode, private StreamHandler, private BodySink {
+class UpstreamConnection final : public ListNode, private StreamHandler, private BodySink {
  public:
   enum class State : uint8_t { kConnecting, kIdle, kBusy, kTunnel, kClosed };
 
@@ -99,7 +99,6 @@ class UpstreamConnection : public ListNode, private StreamHandler, private BodyS
   static void on_timer(uv_timer_t* t);
   void fail(UpstreamError e);
 
-  LoopContext& ctx_;
   UpstreamPool* pool_;
   UpstreamHandler* handler_ = nullptr;
   Tunnel* tunnel_ = nullptr;
