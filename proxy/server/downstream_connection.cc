@@ -79,6 +79,23 @@ void DownstreamConnection::on_timer(uv_timer_t* t) {
       self->tunnel_->force_close(TunnelEnd::kDrainForced);
       break;
     case State::kActive:
+      // Waiting for the response is the upstream timeouts' business; a request body that
+      // stops arriving is the client's, unless sluice itself stopped reading (backpressure).
+      if (!self->request_done_ && self->body_timer_) {
+        const uint64_t timeout = static_cast<uint64_t>(self->limits().idle_timeout.count());
+        const uint64_t quiet = self->ctx().now_ms() - self->body_at_;
+        if (self->read_blocks_ & kBackpressure) {
+          self->arm_timer(self->limits().idle_timeout);
+        } else if (quiet < timeout) {
+          self->arm_timer(Millis(timeout - quiet));  // bytes came since: time from the last ones
+        } else {
+          LOG_INFO("client %s: request body stalled for %s; closing",
+                   std::string(self->client_ip()).c_str(),
+                   format_duration(self->limits().idle_timeout).c_str());
+          self->close();
+        }
+      }
+      break;
     case State::kClosed:
       break;
   }
@@ -147,13 +164,21 @@ void DownstreamConnection::start_request() {
   state_ = State::kActive;
   ++served_;
   request_done_ = response_done_ = false;
-  // The idle/header timer may still be pending; in kActive its expiry is ignored (the upstream
-  // timeouts govern), and next_request() re-arms it. That saves a heap operation per request.
+  // A bodiless request leaves the idle/header timer pending: in kActive its expiry is ignored
+  // (the upstream timeouts govern) and next_request() re-arms it, a heap operation saved per
+  // request. A request with a body must keep sending it: the idle timeout bounds each pause.
+  const MessageHead& head = http_->parser.head();
+  body_timer_ = head.chunked || head.content_length > 0;
+  if (body_timer_) {
+    body_at_ = ctx().now_ms();
+    arm_timer(limits().idle_timeout);
+  }
   ctx().stats.downstream_requests_total.add();
   http_->exchange.begin(http_->parser.head(), http_->cluster);
 }
 
 void DownstreamConnection::on_body(const Slice& data) {
+  body_at_ = ctx().now_ms();  // the timer re-arms itself from this when it fires
   http_->exchange.on_request_body(data);
 }
 

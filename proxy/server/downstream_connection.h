@@ -120,7 +120,10 @@ class DownstreamConnection final : public ListNode, private StreamHandler, priva
   bool resume_scheduled_ = false;
   bool peer_eof_ = false;
   bool linger_ = false;
-  bool head_timer_armed_ = false;  // kClosing: FIN sent, reading until EOF or the linger timeout
+  bool head_timer_armed_ = false;
+  bool body_timer_ = false;  // the current request has a body: its pauses are timed
+  uint64_t body_at_ = 0;  // when body bytes last arrived  // kClosing: FIN sent, reading until EOF
+                          // or the linger timeout
 };
 
 }  // namespace sluice

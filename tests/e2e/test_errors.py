@@ -248,6 +248,33 @@ class ErrorsTest(E2ETestCase):
         c.close()
         self.assertEqual(up.stats()["requests"], 1)  # only this /stats request
 
+    def test_stalled_request_body_is_cut_at_the_idle_timeout(self):
+        up = self.start_aiohttp()
+        s = self.start_sluice("--idle-timeout", "800ms", upstream=up.port)
+        c = RawClient(s.port)
+        t0 = time.monotonic()
+        c.send(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n" + b"x" * 10)
+        self.assertTrue(c.closed_within(5), "a stalled body held the connection")
+        elapsed = time.monotonic() - t0
+        self.assertGreater(elapsed, 0.6)
+        self.assertLess(elapsed, 3.0)
+        c.close()
+        self.assertTrue(any("request body stalled" in l for l in stderr_lines(s)),
+                        "no log line for the stalled body")
+
+    def test_slow_steady_upload_is_not_cut(self):
+        up = self.start_aiohttp()
+        s = self.start_sluice("--idle-timeout", "800ms", upstream=up.port)
+        c = RawClient(s.port, timeout=10)
+        c.send(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 12\r\n\r\n")
+        for _ in range(6):  # 2.4 s in all, never a pause as long as the idle timeout
+            time.sleep(0.4)
+            c.send(b"ab")
+        r = c.read_response()
+        self.assertEqual(r.status, 200)
+        self.assertEqual(r.json()["body_len"], 12)
+        c.close()
+
     def test_header_timeout_cuts_slowloris(self):
         up = self.start_aiohttp()
         s = self.start_sluice("--header-timeout", "500ms", upstream=up.port)
