@@ -325,5 +325,78 @@ class WebSocketTest(E2ETestCase):
             self.assertEqual((r.status, r.body), (200, b"hello from ws_upstream\n"), i)
 
 
+class OpaqueUpgradeUpstream:
+    """A raw TCP upstream that answers any Upgrade request with 101 and then echoes bytes
+    upper-cased: a protocol that is not WebSocket, so sluice must tunnel it opaquely."""
+
+    def __init__(self, test):
+        import threading
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.requests = []
+        self.closed_by_peer = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+        test.addCleanup(self.sock.close)
+
+    def _serve(self):
+        try:
+            conn, _ = self.sock.accept()
+        except OSError:
+            return
+        with conn:
+            head = b""
+            while b"\r\n\r\n" not in head:
+                chunk = conn.recv(4096)
+                if not chunk:
+                    return
+                head += chunk
+            head, _, rest = head.partition(b"\r\n\r\n")
+            self.requests.append(head.decode("latin-1"))
+            conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: shout/1\r\n"
+                         b"Connection: Upgrade\r\n\r\n")
+            if rest:
+                conn.sendall(rest.upper())
+            while True:
+                data = conn.recv(65536)
+                if not data:
+                    self.closed_by_peer.set()
+                    return
+                conn.sendall(data.upper())
+
+
+class OpaqueTunnelTest(E2ETestCase):
+    def test_non_websocket_upgrade_becomes_an_opaque_tunnel(self):
+        up = OpaqueUpgradeUpstream(self)
+        s = self.start_sluice(upstream=up.port)
+        c = RawClient(s.port, timeout=5)
+        # Early bytes of the new protocol in the same write as the head.
+        c.send(b"GET /shout HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\n"
+               b"Upgrade: shout/1\r\n\r\nearly-")
+        got = b""
+        while b"\r\n\r\n" not in got:
+            got += c.sock.recv(4096)
+        head, _, rest = got.partition(b"\r\n\r\n")
+        self.assertTrue(head.startswith(b"HTTP/1.1 101"), head)
+        self.assertIn(b"upgrade: shout/1", head.lower())
+        self.assertIn(b"connection: upgrade", head.lower())
+        # The upstream saw the Upgrade request with its Upgrade header kept.
+        self.assertIn("upgrade: shout/1", up.requests[0].lower())
+        self.assertIn("connection: upgrade", up.requests[0].lower())
+        payload = bytes(range(256)) * 512  # 128 KiB of arbitrary bytes, not frames
+        c.send(payload)
+        want = b"EARLY-" + payload.upper()
+        while len(rest) < len(want):
+            chunk = c.sock.recv(65536)
+            self.assertTrue(chunk, "tunnel closed early")
+            rest += chunk
+        self.assertEqual(rest, want)
+        # Closing the client side ends the tunnel on the upstream side too.
+        c.close()
+        self.assertTrue(up.closed_by_peer.wait(3), "the upstream side of the tunnel stayed open")
+
+
 if __name__ == "__main__":
     unittest.main()
