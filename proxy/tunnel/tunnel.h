@@ -45,7 +45,6 @@ class Tunnel : public ListNode {
   void force_close(TunnelEnd why);
   // Closes the upstream side and unregisters (the client side is closed by its owner).
   void close(TunnelEnd why);
-  bool websocket() const { return websocket_; }
   bool closing_handshake() const { return drain_started_; }
 
  private:

@@ -30,8 +30,6 @@ class WsFrameTracker {
   bool at_boundary() const { return header_len_ == 0 && payload_left_ == 0; }
   // The last frame that ended was a Close frame (cleared by the next frame's header).
   bool close_completed() const { return close_completed_; }
-  // Inside a fragmented data message (a frame with FIN = 0 was seen and its final one not yet).
-  bool in_fragmented_message() const { return in_message_; }
   const char* error() const;
 
  private:

@@ -78,10 +78,6 @@ class UpstreamConnection final : public ListNode, private StreamHandler, private
   void become_tunnel(Tunnel* tunnel);
   // The tunnel is over: flush what is queued, then close.
   void end_tunnel();
-  int shutdown_write() {
-    stream_.shutdown();
-    return 0;
-  }
 
   State state() const { return state_; }
   uint32_t requests() const { return requests_; }
