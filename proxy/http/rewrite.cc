@@ -22,24 +22,50 @@ bool is_fixed_hop_by_hop(std::string_view n) {
   return false;
 }
 
-}  // namespace
+// The header names a message's Connection header lists (RFC 9110 §7.6.1), collected once per
+// head so each header is checked against a short list instead of re-reading every header.
+class ConnectionTokens {
+ public:
+  explicit ConnectionTokens(const MessageHead& m) : m_(m) {
+    for (size_t i = 0; i < m.header_count(); ++i) {
+      if (!iequals(m.name(i), "connection")) continue;
+      for_each_token(m.value(i), [&](std::string_view t) {
+        if (is_fixed_hop_by_hop(t) || iequals(t, "close")) return;  // dropped anyway
+        if (n_ < kMax) {
+          tokens_[n_++] = t;
+        } else {
+          overflow_ = true;
+        }
+      });
+    }
+  }
+  bool contains(std::string_view name) const {
+    for (size_t i = 0; i < n_; ++i)
+      if (iequals(tokens_[i], name)) return true;
+    return overflow_ && m_.has_token("connection", name);  // a pathological list: slow path
+  }
 
-bool is_hop_by_hop(const MessageHead& m, std::string_view name) {
-  if (is_fixed_hop_by_hop(name)) return true;
-  return m.has_token("connection", name);
-}
+ private:
+  static constexpr size_t kMax = 16;
+  const MessageHead& m_;
+  std::string_view tokens_[kMax];
+  size_t n_ = 0;
+  bool overflow_ = false;
+};
+
+}  // namespace
 
 void write_request_head(BlockWriter& w, const MessageHead& req, const RequestRewrite& rw) {
   w.append(llhttp_method_name(static_cast<llhttp_method_t>(req.method)));
   w.append(' ');
   w.append(req.url());
   w.append(" HTTP/1.1\r\n");
-  const bool has_connection = req.find("connection") != std::string_view::npos;
+  const ConnectionTokens named(req);
   bool has_host = false;
   size_t xff_count = 0;
   for (size_t i = 0; i < req.header_count(); ++i) {
     std::string_view n = req.name(i);
-    if (is_fixed_hop_by_hop(n) || (has_connection && req.has_token("connection", n))) continue;
+    if (is_fixed_hop_by_hop(n) || named.contains(n)) continue;
     // Framing is ours; Expect was answered by sluice; X-Forwarded-* are rewritten below.
     if (iequals(n, "content-length") || iequals(n, "expect") || iequals(n, "x-forwarded-proto"))
       continue;
@@ -108,13 +134,13 @@ void write_response_head(BlockWriter& w, const MessageHead& resp, const Response
   std::string_view reason = resp.reason();
   w.append(reason.empty() ? status_reason(resp.status) : reason);
   w.append("\r\n");
-  const bool has_connection = resp.find("connection") != std::string_view::npos;
+  const ConnectionTokens named(resp);
   const bool upgrade = resp.status == 101;
   for (size_t i = 0; i < resp.header_count(); ++i) {
     std::string_view n = resp.name(i);
     if (upgrade && (iequals(n, "upgrade") || iequals(n, "connection"))) {
       // A switching-protocols response keeps its Upgrade/Connection pair.
-    } else if (is_fixed_hop_by_hop(n) || (has_connection && resp.has_token("connection", n))) {
+    } else if (is_fixed_hop_by_hop(n) || named.contains(n)) {
       continue;
     }
     if (rw.framing != Framing::kNone && iequals(n, "content-length")) continue;

@@ -34,10 +34,6 @@ struct ResponseRewrite {
   bool keep_alive_header = false;  // Connection: keep-alive (kept-alive HTTP/1.0 client)
 };
 
-// True for headers never forwarded across the proxy, including those the message's Connection
-// header names.
-bool is_hop_by_hop(const MessageHead& m, std::string_view name);
-
 void write_request_head(BlockWriter& w, const MessageHead& req, const RequestRewrite& rw);
 // An upper bound of write_request_head's output for typical requests (the writer grows if not).
 size_t request_head_estimate(const MessageHead& req);
