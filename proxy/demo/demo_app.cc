@@ -15,8 +15,6 @@ const char* fill_bytes() {
   static const std::string fill(kFill, 'x');
   return fill.data();
 }
-const Slice kCrlf{BlockRef(), "\r\n", 2};
-const Slice kLastChunk{BlockRef(), "0\r\n\r\n", 5};
 
 bool parse_tail(std::string_view url, std::string_view prefix, uint64_t& out) {
   if (url.substr(0, prefix.size()) != prefix) return false;
@@ -140,10 +138,7 @@ class DemoApp::Connection final : public ListNode, private StreamHandler, privat
   void on_body(const Slice& data) override {
     if (!echo_) return;
     if (echo_chunked_) {
-      BlockWriter w(app_.ctx_.blocks.get_small(20));
-      w.append_hex(data.len);
-      w.append("\r\n");
-      Slice parts[3] = {w.finish(), data, kCrlf};
+      Slice parts[3] = {chunk_header(app_.ctx_.blocks, data.len), data, kChunkEnd};
       if (stream_.write(parts, 3) != 0) close();
     } else {
       write(data);

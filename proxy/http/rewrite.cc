@@ -2,6 +2,8 @@
 
 #include <llhttp.h>
 
+#include <string>
+
 namespace sluice {
 
 namespace {
@@ -186,6 +188,29 @@ void write_simple_response(BlockWriter& w, int status, std::string_view content_
   }
   w.append("\r\n");
   if (!head_only) w.append(body);
+}
+
+void write_error_response(BlockWriter& w, int status, std::string_view why, bool close,
+                          bool head_only) {
+  std::string body = std::to_string(status);
+  body += ' ';
+  body += status_reason(status);
+  if (!why.empty()) {
+    body += ": ";
+    body += why;
+  }
+  body += '\n';
+  write_simple_response(w, status, "text/plain", body, close, head_only);
+}
+
+const Slice kChunkEnd{BlockRef(), "\r\n", 2};
+const Slice kLastChunk{BlockRef(), "0\r\n\r\n", 5};
+
+Slice chunk_header(BlockPool& pool, size_t len) {
+  BlockWriter w(pool.get_small(20));
+  w.append_hex(len);
+  w.append("\r\n");
+  return w.finish();
 }
 
 std::string_view status_reason(int status) {

@@ -42,5 +42,14 @@ void write_response_head(BlockWriter& w, const MessageHead& resp, const Response
 void write_simple_response(BlockWriter& w, int status, std::string_view content_type,
                            std::string_view body, bool close, bool head_only = false);
 std::string_view status_reason(int status);
+// The error responses sluice answers itself: text/plain "<code> <reason>: <why>".
+void write_error_response(BlockWriter& w, int status, std::string_view why, bool close,
+                          bool head_only = false);
+
+// Chunked framing (RFC 9112 §7.1) of bytes sluice re-frames: "<hex size>\r\n" + data + "\r\n",
+// ended by the last chunk. The constants are static storage (no block).
+Slice chunk_header(BlockPool& pool, size_t len);
+extern const Slice kChunkEnd;   // "\r\n" after a chunk's data
+extern const Slice kLastChunk;  // "0\r\n\r\n"
 
 }  // namespace sluice

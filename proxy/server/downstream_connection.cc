@@ -258,8 +258,7 @@ void DownstreamConnection::parse_error() {
     return;
   }
   BlockWriter w(ctx().blocks);
-  std::string body = std::to_string(status) + " " + std::string(status_reason(status)) + "\n";
-  write_simple_response(w, status, "text/plain", body, true);
+  write_error_response(w, status, {}, true);
   stream_.write(w.finish());
   ctx().stats.downstream_errors_total.add();
   close_after_flush(true);

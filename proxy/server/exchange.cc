@@ -12,8 +12,6 @@ namespace {
 // Body bytes kept after they were written upstream so an idempotent request can be retried
 // on a fresh connection if a reused one turns out stale.
 constexpr size_t kRetainLimit = 64 * 1024;
-const Slice kCrlf{BlockRef(), "\r\n", 2};
-const Slice kLastChunk{BlockRef(), "0\r\n\r\n", 5};
 const Slice k100Continue{BlockRef(), "HTTP/1.1 100 Continue\r\n\r\n", 25};
 
 bool is_idempotent(uint8_t method) {
@@ -28,14 +26,6 @@ bool is_idempotent(uint8_t method) {
     default:
       return false;
   }
-}
-
-Slice chunk_header(BlockPool& pool, size_t len) {
-  BlockRef b = pool.get_small(20);
-  BlockWriter w(std::move(b));
-  w.append_hex(len);
-  w.append("\r\n");
-  return w.finish();
 }
 
 void make_request_id(LoopContext& ctx, char out[32]) {
@@ -177,9 +167,7 @@ void Exchange::send_to(UpstreamConnection* conn) {
   for (size_t i = 0; ok && i < retained_.size(); ++i) ok = write_body_upstream(retained_[i]);
   if (!ok) {
     // Nothing (or nothing complete) reached a connection that is already gone.
-    UpstreamConnection* c = up_;
-    up_ = nullptr;
-    c->close();
+    drop_upstream();
     on_upstream_error(UpstreamError::kReset, false);
     return;
   }
@@ -189,7 +177,7 @@ void Exchange::send_to(UpstreamConnection* conn) {
 
 bool Exchange::write_body_upstream(const Slice& data) {
   if (request_framing_ == Framing::kChunked) {
-    Slice parts[3] = {chunk_header(down_.ctx().blocks, data.len), data, kCrlf};
+    Slice parts[3] = {chunk_header(down_.ctx().blocks, data.len), data, kChunkEnd};
     return up_->write(parts, 3) == 0;
   }
   return up_->write(data) == 0;
@@ -216,9 +204,7 @@ void Exchange::flush_pending() {
   pending_bytes_ = 0;
   if (ok && request_complete_ && !request_end_written_) ok = write_request_end();
   if (!ok) {
-    UpstreamConnection* c = up_;
-    up_ = nullptr;
-    c->close();
+    drop_upstream();
     on_upstream_error(UpstreamError::kReset, false);
     return;
   }
@@ -289,9 +275,7 @@ void Exchange::on_upstream_head(const MessageHead& head) {
   }
   if (head.status == 101) {
     // No upgrade was asked for: a protocol error from the upstream.
-    UpstreamConnection* c = up_;
-    up_ = nullptr;
-    c->close();
+    drop_upstream();
     respond_error(502, "unexpected 101 from upstream");
     return;
   }
@@ -329,7 +313,7 @@ void Exchange::write_response_body(const Slice& data) {
   if (data.len == 0) return;
   int r;
   if (response_framing_ == Framing::kChunked) {
-    Slice parts[3] = {chunk_header(down_.ctx().blocks, data.len), data, kCrlf};
+    Slice parts[3] = {chunk_header(down_.ctx().blocks, data.len), data, kChunkEnd};
     r = down_.write(parts, 3);
   } else {
     r = down_.write(data);
@@ -377,11 +361,7 @@ void Exchange::end_event_stream() {
     down_.close();
     return;
   }
-  if (up_) {
-    UpstreamConnection* c = up_;
-    up_ = nullptr;
-    c->close();  // its response is unfinished: never reused
-  }
+  drop_upstream();  // its response is unfinished: never reused
   finish(false);
 }
 
@@ -452,26 +432,30 @@ void Exchange::respond_error(int status, const char* why) {
     down_.close();
     return;
   }
-  if (up_) {
-    UpstreamConnection* c = up_;
-    up_ = nullptr;
-    c->close();
-  }
-  if (queued_) {
-    pool_->cancel(this);
-    queued_ = false;
-  }
+  drop_upstream();
+  leave_queue();
   bool body_done = request_complete_ || request_framing_ == Framing::kNone;
   close_after_ = !client_keep_alive_ || !body_done || down_.draining();
-  std::string body =
-      std::to_string(status) + " " + std::string(status_reason(status)) + ": " + why + "\n";
   BlockWriter w(down_.ctx().blocks);
-  write_simple_response(w, status, "text/plain", body, close_after_, head_request_);
+  write_error_response(w, status, why, close_after_, head_request_);
   down_.write(w.finish());
   down_.ctx().stats.downstream_errors_total.add();
   LOG_WARN("%s from %s: %d %s", llhttp_method_name(static_cast<llhttp_method_t>(method_)),
            std::string(down_.client_ip()).c_str(), status, why);
   finish(!close_after_);
+}
+
+void Exchange::drop_upstream() {
+  if (!up_) return;
+  UpstreamConnection* c = up_;
+  up_ = nullptr;
+  c->close();
+}
+
+void Exchange::leave_queue() {
+  if (!queued_) return;
+  pool_->cancel(this);
+  queued_ = false;
 }
 
 void Exchange::deactivate() {
@@ -492,15 +476,8 @@ void Exchange::finish(bool keep_alive) {
 void Exchange::abort() {
   if (!active_) return;
   deactivate();
-  if (up_) {
-    UpstreamConnection* c = up_;
-    up_ = nullptr;
-    c->close();
-  }
-  if (queued_) {
-    pool_->cancel(this);
-    queued_ = false;
-  }
+  drop_upstream();
+  leave_queue();
   pending_.clear();
   retained_.clear();
 }

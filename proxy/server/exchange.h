@@ -62,6 +62,8 @@ class Exchange : private UpstreamHandler, private PoolClient {
   void finish(bool keep_alive);
   void reset();
   void deactivate();
+  void drop_upstream();  // closes the bound upstream connection, if any (never reused)
+  void leave_queue();    // stops waiting for a pooled connection, if waiting
   void end_event_stream();
   void relay_event_stream(const Slice& data);
   void write_response_body(const Slice& data);
