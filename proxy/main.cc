@@ -91,10 +91,11 @@ HostPort address(const std::string& name, const std::string& v) {
 
 ConfigPtr build_config(const Flags& f) {
   auto c = std::make_shared<Config>();
-  c->admin = address("admin", f.admin);
+  c->admin.address = address("admin", f.admin);
   c->workers = f.workers;
   ListenerConfig l;
   l.address = address("listen", f.listen);
+  l.routes.push_back(RouteConfig{.cluster = "app"});
   c->listeners.push_back(l);
   ClusterConfig cl;
   cl.endpoints.push_back(address("upstream", f.upstream));

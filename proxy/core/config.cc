@@ -10,9 +10,18 @@ std::string HostPort::str() const {
 }
 
 const ClusterConfig* Config::find_cluster(std::string_view name) const {
-  for (const auto& c : clusters)
-    if (c.name == name) return &c;
-  return nullptr;
+  int i = cluster_index(name);
+  return i < 0 ? nullptr : &clusters[static_cast<size_t>(i)];
+}
+
+int Config::cluster_index(std::string_view name) const {
+  for (size_t i = 0; i < clusters.size(); ++i)
+    if (clusters[i].name == name) return static_cast<int>(i);
+  return -1;
+}
+
+const char* load_balancing_name(LoadBalancing lb) {
+  return lb == LoadBalancing::kLeastRequest ? "least_request" : "round_robin";
 }
 
 namespace {

@@ -9,6 +9,8 @@
 #include <string_view>
 #include <vector>
 
+#include "core/log.h"
+
 namespace sluice {
 
 using Millis = std::chrono::milliseconds;
@@ -17,6 +19,7 @@ struct HostPort {
   std::string host;
   uint16_t port = 0;
   std::string str() const;
+  bool operator==(const HostPort&) const = default;
 };
 
 struct PoolSettings {
@@ -26,14 +29,32 @@ struct PoolSettings {
   uint32_t max_connections = 1024;
   uint32_t queue_size = 1024;
   Millis queue_timeout{5000};
+  bool operator==(const PoolSettings&) const = default;
+};
+
+enum class LoadBalancing : uint8_t { kRoundRobin, kLeastRequest };
+const char* load_balancing_name(LoadBalancing lb);
+
+// Passive outlier detection: an address with `consecutive_failures` connect failures in a row
+// is skipped for `base_ejection`, doubling on each ejection in a row, at most `max_ejection`.
+struct OutlierSettings {
+  uint32_t consecutive_failures = 3;  // 0 = off
+  Millis base_ejection{1000};
+  Millis max_ejection{30000};
+  bool operator==(const OutlierSettings&) const = default;
 };
 
 struct ClusterConfig {
   std::string name = "app";
-  std::vector<HostPort> endpoints;
+  std::vector<HostPort> endpoints;  // IP literals or DNS names
+  LoadBalancing load_balancing = LoadBalancing::kRoundRobin;
   Millis connect_timeout{2000};
   Millis response_timeout{30000};
+  Millis dns_refresh{30000};  // DNS names are re-resolved this often
   PoolSettings pool;
+  OutlierSettings outlier;
+  bool readiness = false;  // /readyz fails while no endpoint of this cluster is reachable (#6)
+  bool operator==(const ClusterConfig&) const = default;
 };
 
 struct Limits {
@@ -41,6 +62,7 @@ struct Limits {
   uint64_t max_body_bytes = 0;  // 0 = no limit
   Millis header_timeout{10000};
   Millis idle_timeout{75000};
+  bool operator==(const Limits&) const = default;
 };
 
 struct DrainSettings {
@@ -48,27 +70,65 @@ struct DrainSettings {
   Millis budget{25000};           // from the signal to exit, at most
   Millis ws_close_spread{10000};  // WebSocket 1001s spread over this window
   Millis ws_close_timeout{3000};  // close handshake, per session
+  bool operator==(const DrainSettings&) const = default;
+};
+
+// A route matches when both its host and its prefix match (an empty one matches anything).
+// host: exact name ("api.example.com") or a wildcard ("*.example.com", which matches any name
+// ending in ".example.com"), compared without the port and case-insensitively.
+struct RouteConfig {
+  std::string host;
+  std::string prefix;
+  std::string cluster;
+  bool operator==(const RouteConfig&) const = default;
 };
 
 struct ListenerConfig {
   std::string name = "ingress";
   HostPort address{"0.0.0.0", 8080};
-  std::string cluster = "app";
+  std::vector<RouteConfig> routes;  // first match wins; none matching -> 404
+  bool drain = true;  // false: left open through a drain until the final stop (e.g. egress)
+  bool operator==(const ListenerConfig&) const = default;
+};
+
+struct AdminSettings {
+  HostPort address{"127.0.0.1", 9901};
+  std::string token_file;  // token allowing non-loopback clients; empty = loopback only
+  bool operator==(const AdminSettings&) const = default;
+};
+
+enum class LogFormat : uint8_t { kText, kJson };
+
+struct LogSettings {
+  LogFormat format = LogFormat::kText;
+  LogLevel level = LogLevel::kInfo;
+  bool access = true;  // one line per request (access log, issue #6)
+  bool operator==(const LogSettings&) const = default;
 };
 
 struct Config {
-  HostPort admin{"127.0.0.1", 9901};
+  AdminSettings admin;
   unsigned workers = 0;  // 0 = number of cores
   std::vector<ListenerConfig> listeners;
   std::vector<ClusterConfig> clusters;
   Limits limits;
   DrainSettings drain;
-  std::string admin_token;  // read from --admin-token-file; empty = loopback only
+  LogSettings log;
+  std::string admin_token;  // read from admin.token_file at load; never printed
 
   const ClusterConfig* find_cluster(std::string_view name) const;
+  int cluster_index(std::string_view name) const;  // -1 when absent
 };
 
 using ConfigPtr = std::shared_ptr<const Config>;
+
+// The outcome of reading a configuration (file, environment, flags). `errors` are complete
+// lines an operator can act on ("FILE:LINE:COL: message"); config is null when there are any.
+struct ConfigLoad {
+  std::shared_ptr<Config> config;
+  std::vector<std::string> errors;
+  std::vector<std::string> warnings;
+};
 
 // Value parsers shared by flags and (later) the config file. Each returns nullopt on bad input.
 std::optional<Millis> parse_duration(std::string_view s);     // "250ms", "2s", "1m", "1h"

@@ -157,12 +157,12 @@ int Server::run() {
     }
     l.address = addr;
   }
-  int admin_fd = open_listen_socket(config->admin, false, error);
+  int admin_fd = open_listen_socket(config->admin.address, false, error);
   if (admin_fd < 0) {
     fprintf(stderr, "sluice: admin: %s\n", error.c_str());
     return 1;
   }
-  config->admin.port = static_cast<uint16_t>(bound_port(admin_fd));
+  config->admin.address.port = static_cast<uint16_t>(bound_port(admin_fd));
   config_ = config;
 
   uv_loop_init(&st.loop);
@@ -219,7 +219,7 @@ int Server::run() {
   st.admin = std::make_unique<AdminServer>(
       *st.ctx, [this](const AdminRequest& req) { return admin_request(req); });
   if (int r = st.admin->start(admin_fd); r != 0) {
-    fprintf(stderr, "sluice: admin %s: %s\n", config_->admin.str().c_str(), uv_strerror(r));
+    fprintf(stderr, "sluice: admin %s: %s\n", config_->admin.address.str().c_str(), uv_strerror(r));
     ok = false;
   }
 
@@ -256,7 +256,7 @@ int Server::run() {
     for (auto& c : config_->clusters)
       for (auto& e : c.endpoints) upstreams += (upstreams.empty() ? "" : ", ") + e.str();
     fprintf(stderr, "sluice: listening on %s (%u workers), upstream %s, admin %s\n",
-            listeners.c_str(), workers, upstreams.c_str(), config_->admin.str().c_str());
+            listeners.c_str(), workers, upstreams.c_str(), config_->admin.address.str().c_str());
     fflush(stderr);
   }
 

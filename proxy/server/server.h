@@ -4,6 +4,7 @@
 // signals into loop events and runs the shutdown order.
 #include <uv.h>
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -14,6 +15,9 @@ namespace sluice {
 
 struct ServerOptions {
   bool demo = false;  // run the built-in demo app as the upstream
+  // Reads the configuration again (SIGHUP, POST /reload): the file, then the same environment
+  // and flag overrides as at start. Empty when there is no file to re-read.
+  std::function<ConfigLoad()> reload;
 };
 
 struct AdminRequest;

@@ -57,7 +57,7 @@ void Worker::run(std::promise<std::string> ready) {
   for (size_t i = 0; i < cfg.listeners.size(); ++i) {
     size_t cluster = 0;
     for (size_t c = 0; c < cfg.clusters.size(); ++c)
-      if (cfg.clusters[c].name == cfg.listeners[i].cluster) cluster = c;
+      if (cfg.clusters[c].name == cfg.listeners[i].routes.at(0).cluster) cluster = c;
     listener_cluster_.push_back(cluster);
     auto l = std::make_unique<Listener>(&loop_, [this, i](uv_stream_t* s) { on_accept(s, i); });
     int r = l->open(setup_.listen_fds[i]);
