@@ -31,12 +31,14 @@ class Counter {
 struct WorkerStats {
   Counter downstream_connections_total;
   Counter downstream_connections_active;
+  Counter drain_exempt_connections;  // active ones on `drain: false` listeners
   Counter downstream_requests_total;
   Counter downstream_errors_total;  // responses sluice generated with a 4xx/5xx
   Counter upstream_connections_created;
   Counter upstream_requests_total;
   Counter upstream_retries_total;
   Counter upstream_connect_failures;
+  Counter upstream_ejections;  // outlier detection took an address out of rotation
   Counter upstream_timeouts;
   Counter websocket_sessions_active;
   Counter exchanges_active;  // requests between their head and the end of their response

@@ -60,7 +60,12 @@ class ConnectionTokens {
 void write_request_head(BlockWriter& w, const MessageHead& req, const RequestRewrite& rw) {
   w.append(llhttp_method_name(static_cast<llhttp_method_t>(req.method)));
   w.append(' ');
-  w.append(req.url());
+  if (rw.target.empty()) {
+    w.append(req.url());
+  } else {
+    if (rw.target.front() != '/' && rw.target != "*") w.append('/');
+    w.append(rw.target);
+  }
   w.append(" HTTP/1.1\r\n");
   const ConnectionTokens named(req);
   bool has_host = false;
@@ -75,7 +80,10 @@ void write_request_head(BlockWriter& w, const MessageHead& req, const RequestRew
       ++xff_count;
       continue;
     }
-    if (iequals(n, "host")) has_host = true;
+    if (iequals(n, "host")) {
+      if (!rw.host.empty()) continue;  // written below from the target
+      has_host = true;
+    }
     w.append(n);
     w.append(": ");
     w.append(req.value(i));
@@ -90,7 +98,11 @@ void write_request_head(BlockWriter& w, const MessageHead& req, const RequestRew
     }
     w.append("Connection: upgrade\r\n");
   }
-  if (!has_host && !rw.default_host.empty()) {
+  if (!rw.host.empty()) {
+    w.append("Host: ");
+    w.append(rw.host);
+    w.append("\r\n");
+  } else if (!has_host && !rw.default_host.empty()) {
     w.append("Host: ");
     w.append(rw.default_host);
     w.append("\r\n");

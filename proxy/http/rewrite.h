@@ -22,6 +22,8 @@ struct RequestRewrite {
   std::string_view proto = "http";
   std::string_view request_id;    // set when the request had none; empty = keep theirs
   std::string_view default_host;  // Host for HTTP/1.0 requests that carry none
+  std::string_view target;        // replaces the request target when set (absolute-form)
+  std::string_view host;          // replaces every Host header when set (absolute-form)
   Framing framing = Framing::kNone;
   uint64_t content_length = 0;
   bool upgrade = false;  // forward the Upgrade header with Connection: upgrade

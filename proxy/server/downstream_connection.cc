@@ -15,11 +15,13 @@ constexpr size_t kMaxHeldBytes = 64 * 1024;
 constexpr Millis kLingerTimeout{2000};
 }  // namespace
 
-DownstreamConnection::DownstreamConnection(Worker& worker, UpstreamCluster& cluster)
+DownstreamConnection::DownstreamConnection(Worker& worker, uint16_t listener)
     : worker_(worker),
       stream_(worker.ctx(), this, /*cork=*/true),
       timer_(worker.ctx().loop),
-      http_(std::make_unique<HttpState>(*this, static_cast<BodySink*>(this), cluster)) {
+      http_(std::make_unique<HttpState>(*this, static_cast<BodySink*>(this))),
+      listener_(listener),
+      drain_exempt_(!worker.config().listeners[listener].drain) {
   http_->parser.set_limits(worker.config().limits.max_header_bytes);
 }
 
@@ -31,7 +33,7 @@ const Limits& DownstreamConnection::limits() const {
 }
 
 bool DownstreamConnection::draining() const {
-  return worker_.drain().draining();
+  return worker_.drain().draining() && !drain_exempt();
 }
 
 int DownstreamConnection::adopt(int fd) {
@@ -174,7 +176,7 @@ void DownstreamConnection::start_request() {
     arm_timer(limits().idle_timeout);
   }
   ctx().stats.downstream_requests_total.add();
-  http_->exchange.begin(http_->parser.head(), http_->cluster);
+  http_->exchange.begin(http_->parser.head());
 }
 
 void DownstreamConnection::on_body(const Slice& data) {

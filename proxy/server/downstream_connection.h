@@ -28,7 +28,7 @@ class DownstreamConnection final : public ListNode, private StreamHandler, priva
   // Reasons reading is disabled; reading resumes when none is left.
   enum ReadBlock : uint8_t { kBackpressure = 1, kPipelineFull = 2 };
 
-  DownstreamConnection(Worker& worker, UpstreamCluster& cluster);
+  DownstreamConnection(Worker& worker, uint16_t listener);
   int accept(uv_stream_t* server);
   int adopt(int fd);  // a descriptor accepted outside libuv (drain of the accept queue)
   // Idempotent: aborts the exchange and closes the socket now.
@@ -52,6 +52,9 @@ class DownstreamConnection final : public ListNode, private StreamHandler, priva
   // Asks the socket; for the rare log line of a tunnel.
   std::string peer_ip() const { return stream_.peer_ip(); }
   Worker& worker() { return worker_; }
+  uint16_t listener() const { return listener_; }
+  // Accepted by a listener with `drain: false` (egress): a drain leaves it alone until the end.
+  bool drain_exempt() const { return drain_exempt_; }
   // Exchange → downstream after a 101: both connections become a tunnel.
   void start_tunnel(UpstreamConnection* up, const Slice& from_server, bool websocket);
   // Tunnel → downstream.
@@ -95,11 +98,10 @@ class DownstreamConnection final : public ListNode, private StreamHandler, priva
   // Everything only HTTP needs; freed when the connection becomes a tunnel, so an idle
   // WebSocket session does not carry it.
   struct HttpState {
-    HttpState(DownstreamConnection& down, BodySink* sink, UpstreamCluster& cluster)
-        : parser(HTTP_REQUEST, sink), exchange(down), cluster(cluster) {}
+    HttpState(DownstreamConnection& down, BodySink* sink)
+        : parser(HTTP_REQUEST, sink), exchange(down) {}
     HttpParser parser;
     Exchange exchange;
-    UpstreamCluster& cluster;
     std::string client_ip;
     std::vector<Slice> held;  // pipelined bytes waiting for the current exchange to finish
     size_t held_bytes = 0;
@@ -112,6 +114,8 @@ class DownstreamConnection final : public ListNode, private StreamHandler, priva
   std::unique_ptr<Tunnel> tunnel_;
   State state_ = State::kIdle;
   uint32_t served_ = 0;  // requests started on this connection
+  uint16_t listener_;    // index into the config's listeners
+  bool drain_exempt_;    // its listener had `drain: false` when it was accepted
   uint8_t read_blocks_ = 0;
   bool request_done_ = false;   // the parser finished the current request
   bool response_done_ = false;  // the exchange finished the current response

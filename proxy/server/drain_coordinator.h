@@ -33,6 +33,10 @@ class DrainCoordinator {
   DrainCoordinator(uv_loop_t* loop, const DrainSettings& settings,
                    std::shared_ptr<DrainState> state, Hooks hooks);
   ~DrainCoordinator();
+  // A reload's new settings; they apply unless a drain has already started.
+  void update_settings(const DrainSettings& settings) {
+    if (phase() == DrainPhase::kServing) settings_ = settings;
+  }
 
   // Starts the drain (idempotent); `why` is logged.
   void start(const std::string& why);

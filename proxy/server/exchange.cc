@@ -3,7 +3,9 @@
 #include <llhttp.h>
 
 #include "core/log.h"
+#include "http/router.h"
 #include "server/downstream_connection.h"
+#include "server/worker.h"
 
 namespace sluice {
 
@@ -39,9 +41,21 @@ void make_request_id(LoopContext& ctx, char out[32]) {
 
 }  // namespace
 
+void Exchange::use_cluster(UpstreamCluster* c) {
+  if (cluster_) cluster_->remove_user();
+  cluster_ = c;
+  if (c) c->add_user();
+}
+
+void Exchange::use_pool(UpstreamPool* p) {
+  if (pool_) pool_->remove_user();
+  pool_ = p;
+  if (p) p->add_user();
+}
+
 void Exchange::reset() {
-  cluster_ = nullptr;
-  pool_ = nullptr;
+  use_cluster(nullptr);
+  use_pool(nullptr);
   up_ = nullptr;
   queued_ = false;
   request_head_ = Slice();
@@ -57,6 +71,7 @@ void Exchange::reset() {
   retained_bytes_ = 0;
   retain_ok_ = true;
   wrote_any_ = conn_reused_ = retried_ = false;
+  connect_retries_ = 0;
   request_trailers_ = Slice();
   response_framing_ = Framing::kNone;
   response_head_sent_ = close_after_ = active_ = false;
@@ -65,12 +80,11 @@ void Exchange::reset() {
   started_ms_ = 0;
 }
 
-void Exchange::begin(const MessageHead& req, UpstreamCluster& cluster) {
+void Exchange::begin(const MessageHead& req) {
   reset();
   LoopContext& ctx = down_.ctx();
   active_ = true;
   ctx.stats.exchanges_active.add();
-  cluster_ = &cluster;
   started_ms_ = ctx.now_ms();
   method_ = req.method;
   head_request_ = req.method == HTTP_HEAD;
@@ -108,18 +122,50 @@ void Exchange::begin(const MessageHead& req, UpstreamCluster& cluster) {
     respond_error(413, "request body over the limit");
     return;
   }
+  // Route on the target's host (absolute-form, what HTTP_PROXY clients send) or the Host
+  // header, and the path.
+  RequestTarget target;
+  if (!split_request_target(req.url(), target)) {
+    respond_error(400, "request target not supported (only origin-form and http:// absolute-form)");
+    return;
+  }
+  std::string_view host;
+  if (target.absolute) {
+    host = target.authority;
+  } else if (size_t h = req.find("host"); h != std::string_view::npos) {
+    host = req.value(h);
+  }
+  static thread_local std::string host_buf;
+  host = host_without_port(host, host_buf);
+  UpstreamCluster* cluster = down_.worker().route(down_.listener(), host, target.path);
+  if (!cluster) {
+    std::string why = "no route for host '" + std::string(host) + "' and path '" +
+                      std::string(target.path.substr(0, 256)) + "'";
+    respond_error(404, why.c_str());
+    return;
+  }
+  use_cluster(cluster);
+  use_pool(cluster->pick());
+  if (!pool_) {
+    respond_error(503, "cluster has no address yet (its endpoints did not resolve)");
+    return;
+  }
   if (!client_http10_ && req.has_token("expect", "100-continue") &&
       request_framing_ != Framing::kNone)
     down_.write(k100Continue);
 
-  pool_ = &cluster.pick();
   char id[32];
   bool need_id = req.find("x-request-id") == std::string_view::npos;
   if (need_id) make_request_id(ctx, id);
   RequestRewrite rw;
   rw.client_ip = down_.client_ip();
   rw.request_id = need_id ? std::string_view(id, sizeof id) : std::string_view();
-  rw.default_host = pool_->name();
+  rw.default_host = pool_->host();
+  if (target.absolute) {
+    // Forwarded in origin-form with the target's authority as Host (RFC 9112 §3.2.2).
+    rw.target = target.path;
+    rw.host = target.authority;
+  }
   rw.framing = request_framing_;
   rw.content_length = req.content_length;
   rw.upgrade = upgrade_;
@@ -154,6 +200,20 @@ void Exchange::on_pool_ready(UpstreamConnection* conn) {
 
 void Exchange::on_pool_failure(PoolFailure f) {
   queued_ = false;
+  // A failed connect sent nothing: try another address of the cluster (at most two more).
+  bool connect_failed = f == PoolFailure::kConnectRefused || f == PoolFailure::kConnectTimeout;
+  if (connect_failed && connect_retries_ < 2 && cluster_->address_count() > 1) {
+    UpstreamPool* next = cluster_->pick(pool_);
+    if (next && next != pool_) {
+      ++connect_retries_;
+      down_.ctx().stats.upstream_retries_total.add();
+      LOG_DEBUG("upstream %s: %s, trying %s", pool_->name().c_str(), pool_failure_name(f),
+                next->name().c_str());
+      use_pool(next);
+      acquire(retried_);
+      return;
+    }
+  }
   respond_error(f == PoolFailure::kConnectRefused ? 502 : 503, pool_failure_name(f));
 }
 
@@ -462,6 +522,8 @@ void Exchange::deactivate() {
   if (!active_) return;
   active_ = false;
   down_.ctx().stats.exchanges_active.sub();
+  use_pool(nullptr);
+  use_cluster(nullptr);
 }
 
 void Exchange::finish(bool keep_alive) {

@@ -23,7 +23,8 @@ class Exchange : private UpstreamHandler, private PoolClient {
   Exchange& operator=(const Exchange&) = delete;
 
   // Downstream → exchange.
-  void begin(const MessageHead& req, UpstreamCluster& cluster);
+  // Routes the request (404 when no route matches) and starts it.
+  void begin(const MessageHead& req);
   void on_request_body(const Slice& data);
   void on_request_complete(const MessageHead& trailers);
   void on_downstream_drained();
@@ -53,6 +54,9 @@ class Exchange : private UpstreamHandler, private PoolClient {
   void on_pool_failure(PoolFailure f) override;
 
   void acquire(bool fresh);
+  // The cluster and pool this exchange uses, held (add_user) until it is done.
+  void use_cluster(UpstreamCluster* c);
+  void use_pool(UpstreamPool* p);
   void send_to(UpstreamConnection* conn);
   bool write_body_upstream(const Slice& data);
   bool write_request_end();
@@ -95,6 +99,7 @@ class Exchange : private UpstreamHandler, private PoolClient {
   bool wrote_any_ = false;
   bool conn_reused_ = false;
   bool retried_ = false;
+  uint8_t connect_retries_ = 0;  // other addresses tried after a failed connect
   Slice request_trailers_;
 
   // The response.

@@ -4,11 +4,14 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <future>
+#include <map>
 #include <thread>
 
+#include <nlohmann/json.hpp>
 #include "admin/admin_server.h"
 #include "core/log.h"
 #include "demo/demo_app.h"
@@ -16,38 +19,15 @@
 #include "net/listener.h"
 #include "server/drain_coordinator.h"
 #include "server/worker.h"
+#include "upstream/resolver.h"
 
 namespace sluice {
 
 namespace {
 
-// Blocking resolution, done once at start-up before any loop runs.
-bool resolve(const ClusterConfig& cluster, ResolvedCluster& out, std::string& error) {
-  out.config = cluster;
-  for (const HostPort& ep : cluster.endpoints) {
-    addrinfo hints{};
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    addrinfo* res = nullptr;
-    std::string port = std::to_string(ep.port);
-    int r = getaddrinfo(ep.host.c_str(), port.c_str(), &hints, &res);
-    if (r != 0) {
-      error = "cluster " + cluster.name + ": cannot resolve " + ep.host + ": " + gai_strerror(r);
-      return false;
-    }
-    // The first address of each endpoint (DNS re-resolution and all addresses come with #4).
-    sockaddr_storage ss{};
-    std::memcpy(&ss, res->ai_addr, res->ai_addrlen);
-    out.addresses.push_back(ss);
-    out.address_names.push_back(ep.str());
-    freeaddrinfo(res);
-  }
-  if (out.addresses.empty()) {
-    error = "cluster " + cluster.name + ": no endpoints";
-    return false;
-  }
-  return true;
-}
+// How long start-up (and a reload) waits for the first DNS answers of new clusters; a cluster
+// still unresolved after it answers 503 until its lookup succeeds.
+constexpr uint64_t kFirstResolutionWaitMs = 5000;
 
 struct SignalWatch {
   uv_signal_t handle;
@@ -93,6 +73,13 @@ class DemoThread {
 
 }  // namespace
 
+// One resolver per cluster of the running configuration, by name. `live` resolvers pass
+// address changes to the workers; those of a pending reload do not yet.
+struct ResolverEntry {
+  std::unique_ptr<ClusterResolver> resolver;
+  bool live = false;
+};
+
 struct Server::State {
   uv_loop_t loop;
   std::unique_ptr<LoopContext> ctx;
@@ -102,6 +89,19 @@ struct Server::State {
   std::unique_ptr<DemoThread> demo;
   std::unique_ptr<DrainCoordinator> drain;
   std::unique_ptr<uv_timer_t> exit_timer;
+  ResolverMap resolvers;
+  // A reload waiting for the first DNS answers of its new clusters.
+  struct PendingReload {
+    ConfigPtr config;
+    ResolverMap resolvers;  // the whole next set (null: kept from the running one)
+    uint64_t started_ms = 0;
+  };
+  std::unique_ptr<PendingReload> pending;
+  std::unique_ptr<uv_timer_t> pending_timer;
+  HostPort admin_configured;  // as the file said, before port 0 was resolved
+  std::vector<HostPort> listeners_configured;
+  uint64_t reloads_ok = 0, reloads_failed = 0;
+  bool starting_resolvers = false;  // a reload is starting its resolvers: do not apply yet
   int exit_code = 0;
   bool stopping = false;
 };
@@ -131,15 +131,8 @@ int Server::run() {
     st.demo->start();
   }
 
-  std::vector<std::shared_ptr<const ResolvedCluster>> clusters;
-  for (const auto& c : config->clusters) {
-    auto rc = std::make_shared<ResolvedCluster>();
-    if (!resolve(c, *rc, error)) {
-      fprintf(stderr, "sluice: %s\n", error.c_str());
-      return 1;
-    }
-    clusters.push_back(std::move(rc));
-  }
+  st.admin_configured = config->admin.address;
+  for (auto& l : config->listeners) st.listeners_configured.push_back(l.address);
 
   // Listening sockets: one per listener per worker (SO_REUSEPORT). Port 0 takes the port the
   // first socket got, so every worker listens on the same one.
@@ -169,11 +162,25 @@ int Server::run() {
   st.ctx = std::make_unique<LoopContext>(&st.loop, 7);
   st.ctx->start_deferred();
 
+  // Resolve every cluster before the workers start (DNS on libuv's thread pool).
+  for (const auto& c : config->clusters) st.resolvers[c.name] = make_resolver(c);
+  for (auto& [name, r] : st.resolvers) {
+    r->live = true;
+    r->resolver->start();
+  }
+  wait_first_resolution(st.resolvers);
+  std::vector<AddressList> addresses;
+  for (const auto& c : config->clusters) {
+    const AddressList& a = st.resolvers[c.name]->resolver->addresses();
+    if (a.empty()) LOG_WARN("cluster %s: no address yet; 503 until it resolves", c.name.c_str());
+    addresses.push_back(a);
+  }
+
   auto drain_state = std::make_shared<DrainState>();
   std::vector<std::future<std::string>> ready;
   for (unsigned w = 0; w < workers; ++w) {
     st.workers.push_back(
-        std::make_unique<Worker>(w, WorkerSetup{config_, clusters, fds[w], drain_state}));
+        std::make_unique<Worker>(w, WorkerSetup{config_, addresses, fds[w], drain_state}));
     ready.push_back(st.workers.back()->start());
   }
   bool ok = true;
@@ -192,7 +199,10 @@ int Server::run() {
             DrainCounts c;
             for (auto& w : state_->workers) {
               const WorkerStats& ws = w->stats();
-              c.connections += ws.downstream_connections_active.get();
+              // Connections of `drain: false` listeners stay until the end; their requests
+              // in flight still count.
+              c.connections +=
+                  ws.downstream_connections_active.get() - ws.drain_exempt_connections.get();
               c.in_flight += ws.exchanges_active.get();
               c.websockets += ws.websocket_sessions_active.get();
               c.forced += ws.drain_forced_closes.get();
@@ -223,6 +233,16 @@ int Server::run() {
     ok = false;
   }
 
+  {
+    auto sw = std::make_unique<SignalWatch>();
+    uv_signal_init(&st.loop, &sw->handle);
+    sw->handle.data = sw.get();
+    sw->fn = [this](int) { reload("SIGHUP"); };
+    uv_signal_start(
+        &sw->handle,
+        [](uv_signal_t* h, int signum) { static_cast<SignalWatch*>(h->data)->fn(signum); }, SIGHUP);
+    st.signals.push_back(std::move(sw));
+  }
   for (int signum : {SIGTERM, SIGINT}) {
     auto sw = std::make_unique<SignalWatch>();
     uv_signal_init(&st.loop, &sw->handle);
@@ -263,6 +283,8 @@ int Server::run() {
   uv_run(&st.loop, UV_RUN_DEFAULT);
   for (auto& w : st.workers) w->join();
   st.workers.clear();
+  st.resolvers.clear();
+  st.pending.reset();
   st.admin.reset();
   st.drain.reset();
   uv_run(&st.loop, UV_RUN_DEFAULT);
@@ -289,13 +311,7 @@ AdminResponse Server::admin_request(const AdminRequest& req) {
       return AdminResponse{405, "text/plain", "use GET or POST\n"};
     if (path == "/drain/wait" && !get) return AdminResponse{405, "text/plain", "use GET\n"};
     // Starting a drain changes the pod's state: loopback, or the admin token.
-    const std::string& token = config_->admin_token;
-    if (!req.from_loopback && (token.empty() || req.header("x-sluice-admin-token") != token)) {
-      LOG_WARN("admin: refused %s from %.*s (not loopback, no valid token)",
-               std::string(path).c_str(), static_cast<int>(req.client_ip.size()),
-               req.client_ip.data());
-      return AdminResponse{403, "text/plain", "forbidden: loopback or admin token required\n"};
-    }
+    if (!allowed_to_change(req)) return forbidden();
     bool was_serving = s.drain->phase() == DrainPhase::kServing;
     s.drain->start(path == "/drain" ? "admin POST /drain" : "admin GET /drain/wait");
     if (path == "/drain")
@@ -305,7 +321,216 @@ AdminResponse Server::admin_request(const AdminRequest& req) {
     r.deferred = true;
     return r;
   }
+  if (path == "/reload") {
+    if (req.head.method != HTTP_POST) return AdminResponse{405, "text/plain", "use POST\n"};
+    if (!allowed_to_change(req)) return forbidden();
+    ReloadResult r = reload("admin POST /reload");
+    nlohmann::json j;
+    j["result"] = r.result;
+    j["errors"] = r.errors;
+    j["warnings"] = r.warnings;
+    int status = r.result == "applied"   ? 200
+                 : r.result == "pending" ? 202
+                 : r.result == "invalid" ? 400
+                                         : 409;
+    return AdminResponse{status, "application/json", j.dump(2) + "\n"};
+  }
   return AdminResponse{404, "text/plain", "not found\n"};
+}
+
+bool Server::allowed_to_change(const AdminRequest& req) const {
+  const std::string& token = config_->admin_token;
+  if (req.from_loopback || (!token.empty() && req.header("x-sluice-admin-token") == token))
+    return true;
+  LOG_WARN("admin: refused %.*s from %.*s (not loopback, no valid token)",
+           static_cast<int>(req.path.size()), req.path.data(),
+           static_cast<int>(req.client_ip.size()), req.client_ip.data());
+  return false;
+}
+
+AdminResponse Server::forbidden() {
+  return AdminResponse{403, "text/plain", "forbidden: loopback or admin token required\n"};
+}
+
+std::unique_ptr<ResolverEntry> Server::make_resolver(const ClusterConfig& c) {
+  auto entry = std::make_unique<ResolverEntry>();
+  ResolverEntry* e = entry.get();
+  std::string name = c.name;
+  entry->resolver = std::make_unique<ClusterResolver>(
+      &state_->loop, c, [this, e, name](const AddressList& addresses) {
+        if (e->live) {
+          for (auto& w : state_->workers)
+            w->post([name, addresses](Worker& wk) { wk.set_addresses(name, addresses); });
+        } else {
+          check_pending_reload();
+        }
+      });
+  return entry;
+}
+
+void Server::wait_first_resolution(const ResolverMap& resolvers) {
+  State& st = *state_;
+  uint64_t deadline = uv_now(&st.loop) + kFirstResolutionWaitMs;
+  auto done = [&] {
+    for (auto& [name, r] : resolvers)
+      if (!r->resolver->first_round_done()) return false;
+    return true;
+  };
+  uv_timer_t tick;
+  uv_timer_init(&st.loop, &tick);
+  while (!done() && uv_now(&st.loop) < deadline) {
+    uv_timer_start(
+        &tick, [](uv_timer_t*) {}, 50, 0);
+    uv_run(&st.loop, UV_RUN_ONCE);
+  }
+  uv_close(reinterpret_cast<uv_handle_t*>(&tick), nullptr);
+  uv_run(&st.loop, UV_RUN_NOWAIT);
+}
+
+// Restart-only settings keep their running values (and are reported); everything else comes
+// from the new file.
+ConfigPtr Server::reconcile(std::shared_ptr<Config> next, std::vector<std::string>& notes) {
+  State& s = *state_;
+  const Config& cur = *config_;
+  if (next->workers != 0 && next->workers != cur.workers)
+    notes.push_back("workers: " + std::to_string(next->workers) +
+                    " needs a restart; running with " + std::to_string(cur.workers));
+  next->workers = cur.workers;
+  if (!(next->admin.address == s.admin_configured))
+    notes.push_back("admin.address: " + next->admin.address.str() +
+                    " needs a restart; the admin listener stays on " + cur.admin.address.str());
+  next->admin.address = cur.admin.address;
+  std::vector<ListenerConfig> listeners;
+  for (size_t i = 0; i < cur.listeners.size(); ++i) {
+    ListenerConfig l = cur.listeners[i];
+    auto it = std::find_if(next->listeners.begin(), next->listeners.end(),
+                           [&](const ListenerConfig& n) { return n.name == l.name; });
+    if (it == next->listeners.end()) {
+      notes.push_back("listener " + l.name +
+                      ": removed from the file; it keeps listening until a restart");
+    } else {
+      if (!(it->address == s.listeners_configured[i]))
+        notes.push_back("listener " + l.name + ": address " + it->address.str() +
+                        " needs a restart; it stays on " + l.address.str());
+      l.routes = it->routes;
+      l.drain = it->drain;
+    }
+    for (const RouteConfig& r : l.routes)
+      if (next->cluster_index(r.cluster) < 0)
+        notes.push_back("listener " + l.name + ": route to cluster " + r.cluster +
+                        ", which the new file removed, answers 404");
+    listeners.push_back(std::move(l));
+  }
+  for (const ListenerConfig& n : next->listeners) {
+    bool known = std::any_of(cur.listeners.begin(), cur.listeners.end(),
+                             [&](const ListenerConfig& l) { return l.name == n.name; });
+    if (!known) notes.push_back("listener " + n.name + ": new listeners need a restart");
+  }
+  next->listeners = std::move(listeners);
+  return next;
+}
+
+Server::ReloadResult Server::reload(const char* why) {
+  State& s = *state_;
+  ReloadResult result;
+  if (!options_.reload) {
+    result.result = "unavailable";
+    result.errors.push_back("sluice was started without --config: there is no file to re-read");
+    LOG_WARN("reload (%s): %s", why, result.errors[0].c_str());
+    return result;
+  }
+  if (s.drain->phase() != DrainPhase::kServing) {
+    result.result = "unavailable";
+    result.errors.push_back("draining: the configuration no longer changes");
+    LOG_WARN("reload (%s): %s", why, result.errors[0].c_str());
+    return result;
+  }
+  ConfigLoad load = options_.reload();
+  if (!load.config) {
+    ++s.reloads_failed;
+    result.result = "invalid";
+    result.errors = load.errors;
+    LOG_ERROR("reload (%s) rejected, the running configuration stays:", why);
+    for (const std::string& e : load.errors) LOG_ERROR("  %s", e.c_str());
+    return result;
+  }
+  result.warnings = load.warnings;
+  ConfigPtr next = reconcile(load.config, result.warnings);
+  for (const std::string& w : result.warnings) LOG_WARN("reload: %s", w.c_str());
+
+  // Resolvers: unchanged endpoints keep theirs (and its addresses); others start looking up.
+  auto pending = std::make_unique<State::PendingReload>();
+  pending->config = next;
+  pending->started_ms = uv_now(&s.loop);
+  if (s.pending) {  // superseded before it applied
+    for (auto& [name, r] : s.pending->resolvers)
+      if (!r->live) r->resolver->close();
+  }
+  s.pending = std::move(pending);
+  for (const ClusterConfig& c : next->clusters) {
+    auto it = s.resolvers.find(c.name);
+    bool same = it != s.resolvers.end() &&
+                it->second->resolver->config().endpoints == c.endpoints &&
+                it->second->resolver->config().dns_refresh == c.dns_refresh;
+    s.pending->resolvers[c.name] = same ? nullptr : make_resolver(c);
+  }
+  LOG_INFO("reload (%s): configuration accepted", why);
+  s.starting_resolvers = true;
+  for (auto& [name, r] : s.pending->resolvers)
+    if (r) r->resolver->start();
+  s.starting_resolvers = false;
+  if (check_pending_reload()) {
+    result.result = "applied";
+  } else {
+    result.result = "pending";
+    result.warnings.push_back("waiting for the first DNS answers of new clusters");
+    if (!s.pending_timer) {
+      s.pending_timer = std::make_unique<uv_timer_t>();
+      uv_timer_init(&s.loop, s.pending_timer.get());
+      s.pending_timer->data = this;
+    }
+    uv_timer_start(
+        s.pending_timer.get(),
+        [](uv_timer_t* t) { static_cast<Server*>(t->data)->apply_pending_reload(); },
+        kFirstResolutionWaitMs, 0);
+  }
+  return result;
+}
+
+bool Server::check_pending_reload() {
+  State& s = *state_;
+  if (!s.pending || s.starting_resolvers) return false;
+  for (auto& [name, r] : s.pending->resolvers)
+    if (r && !r->resolver->first_round_done()) return false;
+  apply_pending_reload();
+  return true;
+}
+
+void Server::apply_pending_reload() {
+  State& s = *state_;
+  if (!s.pending) return;
+  std::unique_ptr<State::PendingReload> p = std::move(s.pending);
+  if (s.pending_timer) uv_timer_stop(s.pending_timer.get());
+  std::map<std::string, std::unique_ptr<ResolverEntry>> next;
+  std::vector<AddressList> addresses;
+  for (const ClusterConfig& c : p->config->clusters) {
+    auto& entry = p->resolvers[c.name];
+    if (!entry) entry = std::move(s.resolvers[c.name]);  // kept from the running set
+    entry->live = true;
+    addresses.push_back(entry->resolver->addresses());
+    next[c.name] = std::move(entry);
+  }
+  for (auto& [name, r] : s.resolvers)
+    if (r) r->resolver->close();
+  s.resolvers = std::move(next);
+  config_ = p->config;
+  log_set_level(config_->log.level);
+  s.drain->update_settings(config_->drain);
+  for (auto& w : s.workers)
+    w->post([cfg = config_, addresses](Worker& wk) { wk.apply_config(cfg, addresses); });
+  ++s.reloads_ok;
+  LOG_INFO("reload: applied (%zu listeners, %zu clusters)", config_->listeners.size(),
+           config_->clusters.size());
 }
 
 void Server::stop_now() {
@@ -318,6 +543,10 @@ void Server::stop_now() {
   s.drain->close();
   for (auto& sig : s.signals) uv_close(reinterpret_cast<uv_handle_t*>(&sig->handle), nullptr);
   if (s.exit_timer) uv_close(reinterpret_cast<uv_handle_t*>(s.exit_timer.get()), nullptr);
+  if (s.pending_timer) uv_close(reinterpret_cast<uv_handle_t*>(s.pending_timer.get()), nullptr);
+  for (auto& [name, r] : s.resolvers) r->resolver->close();
+  if (s.pending)
+    for (auto& [name, r] : s.pending->resolvers) r->resolver->close();
   s.ctx->stop_deferred();
 }
 

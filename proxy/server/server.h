@@ -5,6 +5,7 @@
 #include <uv.h>
 
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -22,6 +23,8 @@ struct ServerOptions {
 
 struct AdminRequest;
 struct AdminResponse;
+struct ResolverEntry;
+using ResolverMap = std::map<std::string, std::unique_ptr<ResolverEntry>>;
 
 class Server {
  public:
@@ -32,8 +35,21 @@ class Server {
 
  private:
   struct State;
+  struct ReloadResult {
+    std::string result;  // applied, pending (waiting for DNS), invalid, unavailable
+    std::vector<std::string> errors, warnings;
+  };
   AdminResponse admin_request(const AdminRequest& req);
+  bool allowed_to_change(const AdminRequest& req) const;
+  static AdminResponse forbidden();
   void stop_now();
+  // Re-reads the configuration; a valid one applies to new requests on every worker.
+  ReloadResult reload(const char* why);
+  ConfigPtr reconcile(std::shared_ptr<Config> next, std::vector<std::string>& notes);
+  std::unique_ptr<ResolverEntry> make_resolver(const ClusterConfig& c);
+  void wait_first_resolution(const ResolverMap& resolvers);
+  bool check_pending_reload();
+  void apply_pending_reload();
   ConfigPtr config_;
   ServerOptions options_;
   std::unique_ptr<State> state_;

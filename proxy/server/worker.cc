@@ -12,9 +12,17 @@ namespace {
 // Handshakes already under way when the listeners stop taking new ones complete within a
 // few round trips; then the queue is taken and the sockets close.
 constexpr uint64_t kHandshakeGraceMs = 100;
+
+constexpr uint64_t kSweepIntervalMs = 1000;
+
+// An aliasing pointer: the cluster's settings, keeping their whole snapshot alive.
+std::shared_ptr<const ClusterConfig> cluster_config(const ConfigPtr& config, size_t i) {
+  return std::shared_ptr<const ClusterConfig>(config, &config->clusters[i]);
+}
 }  // namespace
 
-Worker::Worker(unsigned index, WorkerSetup setup) : index_(index), setup_(std::move(setup)) {}
+Worker::Worker(unsigned index, WorkerSetup setup)
+    : index_(index), setup_(std::move(setup)), config_(setup_.config) {}
 
 Worker::~Worker() {
   join();
@@ -38,6 +46,81 @@ void Worker::notify_drain() {
   uv_async_send(&mailbox_);
 }
 
+void Worker::post(std::function<void(Worker&)> task) {
+  {
+    std::lock_guard<std::mutex> lock(tasks_mutex_);
+    tasks_.push_back(std::move(task));
+  }
+  uv_async_send(&mailbox_);
+}
+
+UpstreamCluster* Worker::route(size_t listener, std::string_view host, std::string_view path) {
+  int i = routers_[listener].match(host, path);
+  return i < 0 ? nullptr : clusters_[static_cast<size_t>(i)].get();
+}
+
+void Worker::apply_config(ConfigPtr config, const std::vector<AddressList>& addresses) {
+  if (stopping_) return;
+  std::vector<std::unique_ptr<UpstreamCluster>> next;
+  for (size_t i = 0; i < config->clusters.size(); ++i) {
+    const ClusterConfig& want = config->clusters[i];
+    std::unique_ptr<UpstreamCluster> kept;
+    for (auto& c : clusters_) {
+      if (c && c->config() == want) {
+        kept = std::move(c);  // same settings: its pools and connections carry on
+        break;
+      }
+    }
+    if (!kept) {
+      kept = std::make_unique<UpstreamCluster>(*ctx_, cluster_config(config, i));
+      kept->set_addresses(addresses[i]);
+    }
+    next.push_back(std::move(kept));
+  }
+  for (auto& c : clusters_) {
+    if (!c) continue;
+    c->retire();  // requests under way finish on it; then the sweep deletes it
+    retired_clusters_.push_back(std::move(c));
+  }
+  clusters_ = std::move(next);
+  config_ = std::move(config);
+  routers_.clear();
+  for (const ListenerConfig& l : config_->listeners) routers_.emplace_back(l.routes, *config_);
+  sweep();
+}
+
+void Worker::set_addresses(const std::string& cluster, const AddressList& addresses) {
+  if (stopping_) return;
+  int i = config_->cluster_index(cluster);
+  if (i < 0) return;
+  clusters_[static_cast<size_t>(i)]->set_addresses(addresses);
+  sweep();
+}
+
+void Worker::sweep() {
+  std::erase_if(retired_clusters_,
+                [](const std::unique_ptr<UpstreamCluster>& c) { return c->sweep(); });
+  bool pending = !retired_clusters_.empty();
+  for (auto& c : clusters_) {
+    c->sweep();
+    if (c->has_retired_pools()) pending = true;
+  }
+  if (pending) arm_sweep();
+}
+
+void Worker::arm_sweep() {
+  if (stopping_) return;
+  if (!sweep_timer_) {
+    sweep_timer_ = new uv_timer_t;
+    uv_timer_init(&loop_, sweep_timer_);
+    sweep_timer_->data = this;
+  }
+  if (uv_is_active(reinterpret_cast<uv_handle_t*>(sweep_timer_))) return;
+  uv_timer_start(
+      sweep_timer_, [](uv_timer_t* t) { static_cast<Worker*>(t->data)->sweep(); }, kSweepIntervalMs,
+      0);
+}
+
 void Worker::join() {
   if (thread_.joinable()) thread_.join();
 }
@@ -50,15 +133,15 @@ void Worker::run(std::promise<std::string> ready) {
   uv_async_init(&loop_, &mailbox_, &Worker::on_mailbox);
   mailbox_.data = this;
 
-  const Config& cfg = *setup_.config;
-  for (size_t i = 0; i < setup_.clusters.size(); ++i)
-    clusters_.push_back(std::make_unique<UpstreamCluster>(*ctx_, setup_.clusters[i]));
+  const Config& cfg = *config_;
+  for (size_t i = 0; i < cfg.clusters.size(); ++i) {
+    clusters_.push_back(std::make_unique<UpstreamCluster>(*ctx_, cluster_config(config_, i)));
+    clusters_.back()->set_addresses(setup_.addresses[i]);
+  }
+  setup_.addresses.clear();
+  for (const ListenerConfig& l : cfg.listeners) routers_.emplace_back(l.routes, cfg);
   std::string error;
   for (size_t i = 0; i < cfg.listeners.size(); ++i) {
-    size_t cluster = 0;
-    for (size_t c = 0; c < cfg.clusters.size(); ++c)
-      if (cfg.clusters[c].name == cfg.listeners[i].routes.at(0).cluster) cluster = c;
-    listener_cluster_.push_back(cluster);
     auto l = std::make_unique<Listener>(&loop_, [this, i](uv_stream_t* s) { on_accept(s, i); });
     int r = l->open(setup_.listen_fds[i]);
     setup_.listen_fds[i] = -1;  // the listener owns it now
@@ -73,6 +156,7 @@ void Worker::run(std::promise<std::string> ready) {
   uv_run(&loop_, UV_RUN_DEFAULT);
   // Every connection and pool is closed and deleted; close the deferred-task handles too.
   clusters_.clear();
+  retired_clusters_.clear();
   ctx_->stop_deferred();
   uv_run(&loop_, UV_RUN_DEFAULT);
   int r = uv_loop_close(&loop_);
@@ -85,6 +169,12 @@ void Worker::on_mailbox(uv_async_t* a) {
     self->stop_now();
     return;
   }
+  std::vector<std::function<void(Worker&)>> tasks;
+  {
+    std::lock_guard<std::mutex> lock(self->tasks_mutex_);
+    tasks.swap(self->tasks_);
+  }
+  for (auto& task : tasks) task(*self);
   DrainPhase p = self->setup_.drain->get();
   while (!self->stopping_ && self->seen_phase_ < p && self->seen_phase_ < DrainPhase::kDone) {
     self->seen_phase_ = static_cast<DrainPhase>(static_cast<uint8_t>(self->seen_phase_) + 1);
@@ -96,7 +186,8 @@ void Worker::apply_drain_phase(DrainPhase p) {
   if (p == DrainPhase::kDraining) {
     // New handshakes are refused from now on; those under way get a short grace to complete
     // and be accepted, and what is queued then is served before the sockets close.
-    for (auto& l : listeners_) l->refuse_new_connections();
+    for (size_t i = 0; i < listeners_.size(); ++i)
+      if (config().listeners[i].drain) listeners_[i]->refuse_new_connections();
     listener_timer_ = new uv_timer_t;
     uv_timer_init(&loop_, listener_timer_);
     listener_timer_->data = this;
@@ -104,6 +195,7 @@ void Worker::apply_drain_phase(DrainPhase p) {
         listener_timer_, [](uv_timer_t* t) { static_cast<Worker*>(t->data)->close_listeners(); },
         kHandshakeGraceMs, 0);
     connections_.for_each([](DownstreamConnection* c) {
+      if (c->drain_exempt()) return;
       if (c->idle_keep_alive()) {
         c->close();
       } else if (Exchange* e = c->exchange(); e && e->active()) {
@@ -113,7 +205,7 @@ void Worker::apply_drain_phase(DrainPhase p) {
     start_ws_spread();
   } else if (p == DrainPhase::kForced) {
     if (spread_timer_) uv_timer_stop(spread_timer_);
-    for (auto* list : {&tunnels_, &draining_tunnels_}) {
+    for (auto* list : {&tunnels_, &draining_tunnels_, &exempt_tunnels_}) {
       while (Tunnel* t = list->front()) {
         ctx_->stats.drain_forced_closes.add();
         t->force_close(TunnelEnd::kDrainForced);
@@ -128,6 +220,7 @@ void Worker::apply_drain_phase(DrainPhase p) {
 
 void Worker::close_listeners() {
   for (size_t i = 0; i < listeners_.size(); ++i) {
+    if (!config().listeners[i].drain) continue;  // open until the final stop
     listeners_[i]->accept_queued([this, i](int fd) {
       add_connection(i, [fd](DownstreamConnection* c) { return c->adopt(fd); });
     });
@@ -175,10 +268,11 @@ void Worker::on_accept(uv_stream_t* server, size_t listener) {
 
 void Worker::add_connection(size_t listener,
                             const std::function<int(DownstreamConnection*)>& open) {
-  auto* c = new DownstreamConnection(*this, *clusters_[listener_cluster_[listener]]);
+  auto* c = new DownstreamConnection(*this, static_cast<uint16_t>(listener));
   connections_.push_back(c);
   ctx_->stats.downstream_connections_total.add();
   ctx_->stats.downstream_connections_active.add();
+  if (c->drain_exempt()) ctx_->stats.drain_exempt_connections.add();
   if (int r = open(c); r != 0) {
     LOG_WARN("accept: %s", uv_strerror(r));
     c->close();
@@ -189,10 +283,11 @@ void Worker::remove_connection(DownstreamConnection* c) {
   if (!c->linked()) return;
   connections_.remove(c);
   ctx_->stats.downstream_connections_active.sub();
+  if (c->drain_exempt()) ctx_->stats.drain_exempt_connections.sub();
 }
 
-void Worker::add_tunnel(Tunnel* t) {
-  tunnels_.push_back(t);
+void Worker::add_tunnel(Tunnel* t, bool drain_exempt) {
+  (drain_exempt ? exempt_tunnels_ : tunnels_).push_back(t);
   ctx_->stats.websocket_sessions_active.add();
 }
 
@@ -200,6 +295,8 @@ void Worker::remove_tunnel(Tunnel* t, TunnelEnd why) {
   if (!t->linked()) return;
   if (t->closing_handshake()) {
     draining_tunnels_.remove(t);
+  } else if (t->drain_exempt()) {
+    exempt_tunnels_.remove(t);
   } else {
     tunnels_.remove(t);
   }
@@ -213,7 +310,8 @@ void Worker::stop_now() {
   for (auto& l : listeners_) l->close(nullptr);
   connections_.for_each([](DownstreamConnection* c) { c->close(); });
   for (auto& c : clusters_) c->shutdown();
-  for (uv_timer_t** t : {&spread_timer_, &listener_timer_}) {
+  for (auto& c : retired_clusters_) c->shutdown();
+  for (uv_timer_t** t : {&spread_timer_, &listener_timer_, &sweep_timer_}) {
     if (!*t) continue;
     uv_close(reinterpret_cast<uv_handle_t*>(*t),
              [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });

@@ -17,6 +17,7 @@
 #include "core/drain_state.h"
 #include "core/intrusive_list.h"
 #include "core/loop_context.h"
+#include "http/router.h"
 #include "net/listener.h"
 #include "upstream/upstream_cluster.h"
 
@@ -28,8 +29,8 @@ enum class TunnelEnd : uint8_t;
 
 struct WorkerSetup {
   ConfigPtr config;
-  std::vector<std::shared_ptr<const ResolvedCluster>> clusters;  // by index of config->clusters
-  std::vector<int> listen_fds;  // one per config->listeners entry, owned by the worker
+  std::vector<AddressList> addresses;  // by index of config->clusters
+  std::vector<int> listen_fds;         // one per config->listeners entry, owned by the worker
   std::shared_ptr<DrainState> drain;
 };
 
@@ -47,12 +48,24 @@ class Worker {
   // The drain phase changed (thread-safe): the worker acts on it on its own loop.
   void notify_drain();
   void join();
+  // Runs `task` on the worker's loop (thread-safe), in the order posted. Dropped if the worker
+  // has stopped.
+  void post(std::function<void(Worker&)> task);
+
+  // Tasks the main thread posts.
+  // A reloaded configuration (same listeners, in the same order): routes and clusters change
+  // for new requests; clusters whose settings did not change keep their pools.
+  void apply_config(ConfigPtr config, const std::vector<AddressList>& addresses);
+  // The resolver's new addresses for a cluster of the current configuration.
+  void set_addresses(const std::string& cluster, const AddressList& addresses);
 
   // Worker-thread API.
   LoopContext& ctx() { return *ctx_; }
-  const Config& config() const { return *setup_.config; }
+  const Config& config() const { return *config_; }
+  // The cluster for a request on `listener`, or nullptr (404). `host` is lower-case, no port.
+  UpstreamCluster* route(size_t listener, std::string_view host, std::string_view path);
   void remove_connection(DownstreamConnection* c);
-  void add_tunnel(Tunnel* t);
+  void add_tunnel(Tunnel* t, bool drain_exempt);
   void remove_tunnel(Tunnel* t, TunnelEnd why);
   const WorkerStats& stats() const { return ctx_->stats; }
   unsigned index() const { return index_; }
@@ -69,6 +82,9 @@ class Worker {
   void close_listeners();
   static void on_spread_tick(uv_timer_t* t);
   static void on_mailbox(uv_async_t* a);
+  // Deletes retired clusters and pools nobody uses any more (every second while any exist).
+  void sweep();
+  void arm_sweep();
 
   unsigned index_;
   WorkerSetup setup_;
@@ -77,11 +93,17 @@ class Worker {
   uv_async_t mailbox_;
   std::atomic<bool> stop_requested_{false};
   std::vector<std::unique_ptr<Listener>> listeners_;
-  std::vector<size_t> listener_cluster_;  // cluster index for each listener
-  std::vector<std::unique_ptr<UpstreamCluster>> clusters_;
+  ConfigPtr config_;             // the current snapshot (replaced by a reload)
+  std::vector<Router> routers_;  // one per listener, for config_
+  std::vector<std::unique_ptr<UpstreamCluster>> clusters_;  // by index of config_->clusters
+  std::vector<std::unique_ptr<UpstreamCluster>> retired_clusters_;
+  uv_timer_t* sweep_timer_ = nullptr;  // freed in its close callback
+  std::mutex tasks_mutex_;
+  std::vector<std::function<void(Worker&)>> tasks_;
   IntrusiveList<DownstreamConnection> connections_;
   IntrusiveList<Tunnel> tunnels_;           // sessions not yet told to go away
   IntrusiveList<Tunnel> draining_tunnels_;  // told (1001 sent or pending), handshake under way
+  IntrusiveList<Tunnel> exempt_tunnels_;    // on drain: false listeners, closed at the stop
   DrainPhase seen_phase_ = DrainPhase::kServing;
   uv_timer_t* spread_timer_ = nullptr;    // freed in its close callback
   uv_timer_t* listener_timer_ = nullptr;  // closes the listeners after the handshake grace

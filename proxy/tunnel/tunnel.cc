@@ -27,7 +27,7 @@ const char* tunnel_end_name(TunnelEnd e) {
 
 Tunnel::Tunnel(DownstreamConnection& down, UpstreamConnection* up, bool websocket)
     : down_(down), up_(up), websocket_(websocket) {
-  down_.worker().add_tunnel(this);
+  down_.worker().add_tunnel(this, down_.drain_exempt());
 }
 
 Tunnel::~Tunnel() {
@@ -178,6 +178,10 @@ void Tunnel::close(TunnelEnd why) {
     up_->end_tunnel();  // flushes what is queued for the upstream, then closes
     up_ = nullptr;
   }
+}
+
+bool Tunnel::drain_exempt() const {
+  return down_.drain_exempt();
 }
 
 }  // namespace sluice

@@ -46,6 +46,7 @@ class Tunnel : public ListNode {
   // Closes the upstream side and unregisters (the client side is closed by its owner).
   void close(TunnelEnd why);
   bool closing_handshake() const { return drain_started_; }
+  bool drain_exempt() const;
 
  private:
   void forward(const Slice& data, bool to_server);

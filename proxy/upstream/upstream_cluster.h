@@ -1,9 +1,12 @@
 #pragma once
-// UpstreamCluster: one worker's view of a configured cluster — a pool per resolved endpoint
-// address and the load-balancing choice between them. Owned by the Worker.
+// UpstreamCluster: one worker's view of a configured cluster — a pool per resolved address,
+// the load-balancing choice between them and passive outlier detection (in the pools). Owned
+// by the Worker; exchanges that use it hold a reference (add_user) until they are done, so a
+// cluster a reload removed stays alive for the requests that started on it.
 #include <netinet/in.h>
 
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "core/config.h"
@@ -11,25 +14,59 @@
 
 namespace sluice {
 
-struct ResolvedCluster {
-  ClusterConfig config;
-  std::vector<sockaddr_storage> addresses;
-  std::vector<std::string> address_names;  // "host:port" of each address, for logs
+// One address of a cluster's endpoints, as the resolver found it.
+struct UpstreamAddress {
+  sockaddr_storage address{};
+  std::string endpoint;  // the configured endpoint: "api.example.com:443"
+  std::string name;      // for logs: "api.example.com:443 (93.184.216.34)", or the endpoint
+  bool same_address(const UpstreamAddress& o) const;
 };
+using AddressList = std::vector<UpstreamAddress>;
 
 class UpstreamCluster {
  public:
-  UpstreamCluster(LoopContext& ctx, std::shared_ptr<const ResolvedCluster> resolved);
-  const ClusterConfig& config() const { return resolved_->config; }
-  // Round robin over the endpoints' pools.
-  UpstreamPool& pick();
-  void shutdown();
+  // `config` must outlive the cluster (an aliasing pointer into the Config snapshot).
+  UpstreamCluster(LoopContext& ctx, std::shared_ptr<const ClusterConfig> config);
+  ~UpstreamCluster();
+  UpstreamCluster(const UpstreamCluster&) = delete;
+  UpstreamCluster& operator=(const UpstreamCluster&) = delete;
+
+  const ClusterConfig& config() const { return *config_; }
+  // The resolver's latest addresses: pools of addresses still present are kept (with their
+  // connections), new addresses get pools, pools of vanished ones retire.
+  void set_addresses(const AddressList& addresses);
+  // The pool for a request, by the configured load balancing. Ejected pools are skipped while
+  // others remain; `exclude` (the pool a connect just failed on) is skipped when another
+  // exists. nullptr when the cluster has no address (DNS has not answered yet).
+  UpstreamPool* pick(const UpstreamPool* exclude = nullptr);
+  size_t address_count() const { return pools_.size(); }
   const std::vector<std::unique_ptr<UpstreamPool>>& pools() const { return pools_; }
 
+  // A reload removed (or changed) it: every pool retires.
+  void retire();
+  bool retired() const { return retired_; }
+  // Deletes retired pools that are empty; true when nothing is left at all (and no user).
+  bool sweep();
+  bool has_retired_pools() const { return !retired_pools_.empty(); }
+  void add_user() { ++users_; }
+  void remove_user() { --users_; }
+  // Closes everything (worker stop).
+  void shutdown();
+
  private:
-  std::shared_ptr<const ResolvedCluster> resolved_;
+  UpstreamPool* pick_round_robin(const UpstreamPool* exclude, uint64_t now);
+  UpstreamPool* pick_least_request(const UpstreamPool* exclude, uint64_t now);
+  // When every candidate is ejected: the one whose ejection ends first (better than failing).
+  UpstreamPool* least_ejected(const UpstreamPool* exclude);
+
+  LoopContext& ctx_;
+  std::shared_ptr<const ClusterConfig> config_;
   std::vector<std::unique_ptr<UpstreamPool>> pools_;
+  std::vector<std::unique_ptr<UpstreamPool>> retired_pools_;
+  std::vector<UpstreamPool*> candidates_;  // scratch for pick_least_request
   size_t next_ = 0;
+  uint32_t users_ = 0;
+  bool retired_ = false;
 };
 
 }  // namespace sluice

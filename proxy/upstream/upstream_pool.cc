@@ -1,5 +1,7 @@
 #include "upstream/upstream_pool.h"
 
+#include <algorithm>
+
 #include "core/log.h"
 
 namespace sluice {
@@ -18,9 +20,13 @@ const char* pool_failure_name(PoolFailure f) {
   return "?";
 }
 
-UpstreamPool::UpstreamPool(LoopContext& ctx, const sockaddr_storage& address, std::string name,
-                           const ClusterConfig& config)
-    : ctx_(ctx), address_(address), name_(std::move(name)), config_(config) {
+UpstreamPool::UpstreamPool(LoopContext& ctx, const sockaddr_storage& address, std::string host,
+                           std::string name, const ClusterConfig& config)
+    : ctx_(ctx),
+      address_(address),
+      host_(std::move(host)),
+      name_(std::move(name)),
+      config_(config) {
   queue_timer_ = new uv_timer_t;
   uv_timer_init(ctx.loop, queue_timer_);
   queue_timer_->data = this;
@@ -82,6 +88,7 @@ bool UpstreamPool::start_connection() {
     LOG_WARN("upstream %s: connect: %s", name_.c_str(), uv_strerror(r));
     ctx_.stats.upstream_connect_failures.add();
     c->close();
+    note_connect_failure();
     return false;
   }
   ++created_;
@@ -108,8 +115,16 @@ void UpstreamPool::give(UpstreamConnection* conn, PoolClient* client) {
 
 void UpstreamPool::on_connected(UpstreamConnection* conn) {
   connecting_.remove(conn);
+  if (ejections_) LOG_INFO("upstream %s: connected again, back in rotation", name_.c_str());
+  consecutive_failures_ = 0;
+  ejections_ = 0;
+  ejected_until_ms_ = 0;
   if (PoolClient* w = first_waiter(true)) {
     give(conn, w);
+    return;
+  }
+  if (retired_) {
+    conn->close();
     return;
   }
   idle_.push_front(conn);
@@ -120,6 +135,7 @@ void UpstreamPool::on_connect_failed(UpstreamError e) {
   ctx_.stats.upstream_connect_failures.add();
   if (e == UpstreamError::kConnectTimeout) ctx_.stats.upstream_timeouts.add();
   LOG_WARN("upstream %s: %s", name_.c_str(), upstream_error_name(e));
+  note_connect_failure();
   // Each waiter beyond the remaining attempts has lost its connection: fail the oldest.
   if (waiters_.size() > connecting_.size()) {
     PoolClient* w = waiters_.pop_front();
@@ -129,8 +145,37 @@ void UpstreamPool::on_connect_failed(UpstreamError e) {
   }
 }
 
+void UpstreamPool::note_connect_failure() {
+  const OutlierSettings& o = config_.outlier;
+  if (o.consecutive_failures == 0 || ++consecutive_failures_ < o.consecutive_failures) return;
+  // Ejected: skipped for a backoff that doubles with each ejection in a row. When it ends, one
+  // more failure ejects it again (a single probe), one success brings it back for good.
+  ++ejections_;
+  consecutive_failures_ = o.consecutive_failures - 1;
+  uint64_t backoff = static_cast<uint64_t>(o.base_ejection.count());
+  for (uint32_t i = 1; i < ejections_ && backoff < static_cast<uint64_t>(o.max_ejection.count());
+       ++i)
+    backoff *= 2;
+  backoff = std::min(backoff, static_cast<uint64_t>(o.max_ejection.count()));
+  ejected_until_ms_ = ctx_.now_ms() + backoff;
+  ctx_.stats.upstream_ejections.add();
+  LOG_WARN("upstream %s: ejected for %s after %u connect failures in a row", name_.c_str(),
+           format_duration(Millis(static_cast<int64_t>(backoff))).c_str(), o.consecutive_failures);
+}
+
+void UpstreamPool::retire() {
+  if (retired_) return;
+  retired_ = true;
+  while (UpstreamConnection* c = idle_.front()) c->close();
+}
+
 void UpstreamPool::release(UpstreamConnection* conn) {
   const auto& pool = config_.pool;
+  if (retired_ && !first_waiter(false)) {
+    conn->close();
+    if (waiters_.size() > connecting_.size()) start_connection();  // waiters wanting a fresh one
+    return;
+  }
   bool keep = !shut_down_ && conn->reusable() &&
               (pool.max_requests_per_connection == 0 ||
                conn->requests() < pool.max_requests_per_connection);

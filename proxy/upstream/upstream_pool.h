@@ -35,8 +35,10 @@ class PoolClient : public ListNode {
 
 class UpstreamPool {
  public:
-  UpstreamPool(LoopContext& ctx, const sockaddr_storage& address, std::string name,
-               const ClusterConfig& config);
+  // `host` is the endpoint as configured ("api.example.com:443"), `name` adds the address
+  // for logs when they differ.
+  UpstreamPool(LoopContext& ctx, const sockaddr_storage& address, std::string host,
+               std::string name, const ClusterConfig& config);
   ~UpstreamPool();
   UpstreamPool(const UpstreamPool&) = delete;
   UpstreamPool& operator=(const UpstreamPool&) = delete;
@@ -53,6 +55,24 @@ class UpstreamPool {
   void take_for_tunnel(UpstreamConnection* conn);
   // Closes every connection and the queue timer (worker stop). Waiters are failed.
   void shutdown();
+  // The address left the cluster (DNS change, reload): idle connections close now, busy ones
+  // after their exchange (serving the waiters first); no new connections for new clients.
+  void retire();
+  bool retired() const { return retired_; }
+  // Nothing left: no connection, no waiter and no exchange holding it; may be deleted.
+  bool empty() const { return open_count() == 0 && waiters_.empty() && users_ == 0; }
+
+  // Exchanges that chose this pool hold it until they are done (retired pools wait for them).
+  void add_user() { ++users_; }
+  void remove_user() { --users_; }
+
+  // Passive outlier detection: skipped by load balancing while ejected.
+  bool ejected(uint64_t now_ms) const { return now_ms < ejected_until_ms_; }
+  uint64_t ejected_until_ms() const { return ejected_until_ms_; }
+  // Requests on it now: busy, connecting and waiting (least-request balancing).
+  size_t load() const { return busy_.size() + connecting_.size() + waiters_.size(); }
+  const sockaddr_storage& address() const { return address_; }
+  const std::string& host() const { return host_; }
 
   const std::string& name() const { return name_; }
   size_t idle_count() const { return idle_.size(); }
@@ -67,6 +87,7 @@ class UpstreamPool {
   bool start_connection();
   void on_connected(UpstreamConnection* conn);
   void on_connect_failed(UpstreamError e);
+  void note_connect_failure();
   void detach(UpstreamConnection* conn);
   void give(UpstreamConnection* conn, PoolClient* client);
   PoolClient* first_waiter(bool fresh_connection);
@@ -75,13 +96,19 @@ class UpstreamPool {
 
   LoopContext& ctx_;
   sockaddr_storage address_;
+  std::string host_;
   std::string name_;
   const ClusterConfig& config_;
   IntrusiveList<UpstreamConnection> connecting_, idle_, busy_;
   IntrusiveList<PoolClient> waiters_;
   uv_timer_t* queue_timer_;  // heap-allocated: freed in its close callback, may outlive the pool
   uint64_t created_ = 0;
+  uint64_t ejected_until_ms_ = 0;
+  uint32_t consecutive_failures_ = 0;
+  uint32_t ejections_ = 0;  // in a row; reset by a successful connect
+  uint32_t users_ = 0;
   bool shut_down_ = false;
+  bool retired_ = false;
 };
 
 }  // namespace sluice

@@ -158,7 +158,7 @@ class UpstreamPoolTest : public ::testing::Test {
 
   void make_pool(const PoolSettings& settings = PoolSettings()) {
     config_.pool = settings;
-    pool_ = std::make_unique<UpstreamPool>(ctx_, address_, "test", config_);
+    pool_ = std::make_unique<UpstreamPool>(ctx_, address_, "test", "test", config_);
   }
 
   TestClient& client() {
