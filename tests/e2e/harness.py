@@ -198,8 +198,9 @@ class Proc:
             pass
 
 
-LISTEN_RX = (r"sluice: listening on 127\.0\.0\.1:(\d+) \((\d+) workers?\), upstream (\S+), "
-             r"admin 127\.0\.0\.1:(\d+)")
+# The first listener's port; further listeners follow it, comma-separated.
+LISTEN_RX = (r"sluice: listening on 127\.0\.0\.1:(\d+)(?:, \S+)* \((\d+) workers?\), "
+             r"upstream (.*), admin 127\.0\.0\.1:(\d+)")
 
 
 class Sluice(Proc):
@@ -238,8 +239,12 @@ class Sluice(Proc):
 class AioUpstream(Proc):
     """upstream_app.py (aiohttp) in a subprocess."""
 
-    def __init__(self, keepalive_timeout=None, idle_close=None):
-        argv = [PYTHON, os.path.join(HERE, "upstream_app.py"), "--port", "0"]
+    def __init__(self, keepalive_timeout=None, idle_close=None, name=None, host=None, port=0):
+        argv = [PYTHON, os.path.join(HERE, "upstream_app.py"), "--port", str(port)]
+        if name is not None:
+            argv += ["--name", name]
+        if host is not None:
+            argv += ["--host", host]
         if keepalive_timeout is not None:
             argv += ["--keepalive-timeout", str(keepalive_timeout)]
         if idle_close is not None:
@@ -720,8 +725,9 @@ class E2ETestCase(unittest.TestCase):
     def start_proc(self, name, argv):
         return self._track(Proc(name, argv))
 
-    def start_aiohttp(self, keepalive_timeout=None, idle_close=None):
-        return self._track(AioUpstream(keepalive_timeout, idle_close))
+    def start_aiohttp(self, keepalive_timeout=None, idle_close=None, name=None, host=None,
+                      port=0):
+        return self._track(AioUpstream(keepalive_timeout, idle_close, name, host, port))
 
     def start_fault(self, mode):
         return self._track(FaultUpstream(mode))

@@ -17,7 +17,8 @@ Endpoints:
   GET  /sleep/MS         200 "slept MS\n" after MS milliseconds
   ANY  /status/N         status N (204/304 without a body)
   ANY  /conn             JSON {"conn": id, "conn_requests": k} for the TCP connection
-  Every response carries X-Upstream-Conn (connection id) and X-Upstream-Conn-Requests.
+  Every response carries X-Upstream-Conn (connection id) and X-Upstream-Conn-Requests, and
+  X-Upstream-Name when started with --name NAME.
   GET  /stats            JSON {"accepted": n, "open": m, "requests": r} (counts the /stats
                          request itself in requests)
   POST /stats/reset      resets the counters
@@ -32,6 +33,7 @@ from aiohttp import web
 
 STATE = {"accepted": 0, "open": 0, "requests": 0}
 CONN_IDS = {}  # RequestHandler -> [id, requests on it, idle-close timer, transport]
+NAME = None  # --name: sent as X-Upstream-Name, to tell upstreams apart
 IDLE_CLOSE = None  # seconds: close a connection idle that long (precise, unlike aiohttp's)
 _next_id = itertools.count(1)
 PATTERN = bytes(range(256)) * 256  # 64 KiB
@@ -171,6 +173,8 @@ async def tag_response(request, response):
     if info is not None:
         response.headers["X-Upstream-Conn"] = str(info[0])
         response.headers["X-Upstream-Conn-Requests"] = str(info[1])
+    if NAME is not None:
+        response.headers["X-Upstream-Name"] = NAME
 
 
 def make_app():
@@ -189,7 +193,7 @@ def make_app():
     return app
 
 
-async def serve(port, keepalive_timeout):
+async def serve(port, keepalive_timeout, host="127.0.0.1"):
     # Header limits well above sluice's 64 KiB default, so sluice's own limits are tested.
     runner = web.AppRunner(make_app(), keepalive_timeout=keepalive_timeout, access_log=None,
                            max_line_size=1 << 20, max_field_size=1 << 20)
@@ -215,7 +219,7 @@ async def serve(port, keepalive_timeout):
     loop = asyncio.get_running_loop()
     server.connection_made = made
     server.connection_lost = lost
-    srv = await loop.create_server(server, "127.0.0.1", port, backlog=1024)
+    srv = await loop.create_server(server, host, port, backlog=1024)
     print("PORT %d" % srv.sockets[0].getsockname()[1], flush=True)
     await asyncio.Event().wait()
 
@@ -226,11 +230,14 @@ def main():
     ap.add_argument("--keepalive-timeout", type=float, default=75.0)
     ap.add_argument("--idle-close", type=float, default=None,
                     help="close a connection after this many idle seconds (precise)")
+    ap.add_argument("--name", default=None, help="sent as X-Upstream-Name on every response")
+    ap.add_argument("--host", default="127.0.0.1", help="address to listen on")
     args = ap.parse_args()
-    global IDLE_CLOSE
+    global IDLE_CLOSE, NAME
     IDLE_CLOSE = args.idle_close
+    NAME = args.name
     try:
-        asyncio.run(serve(args.port, args.keepalive_timeout))
+        asyncio.run(serve(args.port, args.keepalive_timeout, args.host))
     except KeyboardInterrupt:
         pass
     return 0
