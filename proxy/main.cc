@@ -1,68 +1,121 @@
-// sluice: command line. Flags (and their SLUICE_* environment variables) build the effective
-// configuration; the Server runs it.
+// sluice: command line. The effective configuration is the built-in defaults, then the YAML file
+// of --config, then the SLUICE_* variables and flags the user gave; the Server runs it.
 #include <CLI/CLI.hpp>
 
+#include <algorithm>
 #include <cstdio>
+#include <map>
+#include <optional>
 #include <string>
+#include <vector>
 
+#include "config/config_file.h"
 #include "core/config.h"
+#include "core/log.h"
 #include "server/server.h"
 
 namespace {
 
 using namespace sluice;
 
-struct Flags {
-  std::string listen = "0.0.0.0:8080";
-  std::string upstream = "127.0.0.1:4000";
-  std::string admin = "127.0.0.1:9901";
-  unsigned workers = 0;
-  std::string connect_timeout = "2s", response_timeout = "30s";
-  std::string header_timeout = "10s", idle_timeout = "75s";
-  std::string max_header_bytes = "64KiB", max_body_bytes = "0";
-  unsigned pool_max_idle = 64, pool_max_requests = 0, pool_max_connections = 1024;
-  unsigned pool_queue_size = 1024;
-  std::string pool_idle_timeout = "4s", pool_queue_timeout = "5s";
-  std::string drain_delay = "5s", drain_budget = "25s";
-  std::string ws_close_spread = "10s", ws_close_timeout = "3s";
-  std::string admin_token_file;
+// The options of a command that runs the proxy: the main command and `demo`.
+struct ProxyCommand {
+  CLI::App* app = nullptr;
+  std::string config_file;
+  bool print_config = false;
+  std::map<std::string, std::string> values;  // flag name -> value, filled by CLI11
+  std::vector<std::pair<const OverrideFlag*, CLI::Option*>> options;
 };
 
-// Adds --name bound to `target`, also read from SLUICE_NAME (flags win over the environment).
-template <typename T>
-CLI::Option* flag(CLI::App& app, const std::string& name, T& target, const std::string& help) {
-  std::string env = "SLUICE_" + name;
-  for (auto& ch : env) ch = ch == '-' ? '_' : static_cast<char>(toupper(ch));
-  return app.add_option("--" + name, target, help)->envname(env)->capture_default_str();
+void add_proxy_flags(CLI::App& app, ProxyCommand& cmd, bool demo) {
+  cmd.app = &app;
+  app.add_option("--config", cmd.config_file,
+                 "YAML configuration file; the environment and flags override it")
+      ->type_name("FILE")
+      ->envname("SLUICE_CONFIG");
+  app.add_flag("--print-config", cmd.print_config,
+               "print the effective configuration (file, environment, flags) as YAML and exit");
+  for (const OverrideFlag& f : override_flags()) {
+    std::string name = f.name;
+    // Bound to a string and parsed by the loader, so that a flag and the file accept the same
+    // text. The default is only shown: a flag not given never overrides the file.
+    auto* opt = app.add_option("--" + name, cmd.values[name], f.help)
+                    ->envname(override_env_name(name))
+                    ->type_name(f.value_name);
+    std::string shown = demo && name == "drain-delay" ? "0s" : f.default_value;
+    if (!shown.empty()) opt->default_str(shown);
+    cmd.options.emplace_back(&f, opt);
+  }
 }
 
-void add_proxy_flags(CLI::App& app, Flags& f) {
-  flag(app, "listen", f.listen, "address to accept clients on (HOST:PORT)");
-  flag(app, "upstream", f.upstream, "the app behind sluice (HOST:PORT)");
-  flag(app, "admin", f.admin, "admin listener: health, readiness (HOST:PORT)");
-  flag(app, "workers", f.workers, "worker threads (0 = number of cores)");
-  flag(app, "connect-timeout", f.connect_timeout, "upstream connect timeout (503 when exceeded)");
-  flag(app, "response-timeout", f.response_timeout, "wait for the upstream's response head (504)");
-  flag(app, "header-timeout", f.header_timeout, "time a client has to send a request head");
-  flag(app, "idle-timeout", f.idle_timeout, "idle keep-alive client connections are closed after");
-  flag(app, "max-header-bytes", f.max_header_bytes, "request head limit (431 beyond)");
-  flag(app, "max-body-bytes", f.max_body_bytes, "request body limit, 0 = none (413 beyond)");
-  flag(app, "pool-max-idle", f.pool_max_idle, "idle upstream connections kept per worker");
-  flag(app, "pool-idle-timeout", f.pool_idle_timeout,
-       "idle upstream connections are closed after (keep below the app's keep-alive timeout)");
-  flag(app, "pool-max-requests", f.pool_max_requests,
-       "requests per upstream connection, 0 = no limit");
-  flag(app, "pool-max-connections", f.pool_max_connections, "upstream connections per worker");
-  flag(app, "pool-queue-size", f.pool_queue_size, "requests waiting for an upstream connection");
-  flag(app, "pool-queue-timeout", f.pool_queue_timeout, "wait for an upstream connection (503)");
-  flag(app, "drain-delay", f.drain_delay,
-       "on SIGTERM keep accepting this long (Connection: close) while endpoints propagate");
-  flag(app, "drain-budget", f.drain_budget,
-       "from SIGTERM to exit at most; the rest is force-closed");
-  flag(app, "ws-close-spread", f.ws_close_spread, "WebSocket 1001 closes spread over this window");
-  flag(app, "ws-close-timeout", f.ws_close_timeout, "WebSocket close handshake timeout");
-  flag(app, "admin-token-file", f.admin_token_file,
-       "token allowing non-loopback clients to call /drain (header X-Sluice-Admin-Token)");
+// The flags and variables the user actually gave: environment first, then flags (which win).
+std::vector<ConfigOverride> collect_overrides(const ProxyCommand& cmd) {
+  const auto& on_command_line = cmd.app->parse_order();
+  std::vector<ConfigOverride> from_env, from_flags;
+  for (const auto& [flag, opt] : cmd.options) {
+    if (opt->count() == 0) continue;
+    bool given =
+        std::find(on_command_line.begin(), on_command_line.end(), opt) != on_command_line.end();
+    ConfigOverride o{flag->name, cmd.values.at(flag->name), given ? "" : opt->get_envname()};
+    (given ? from_flags : from_env).push_back(std::move(o));
+  }
+  from_env.insert(from_env.end(), from_flags.begin(), from_flags.end());
+  return from_env;
+}
+
+void print_lines(const std::vector<std::string>& lines) {
+  for (const auto& l : lines) fprintf(stderr, "%s\n", l.c_str());
+}
+
+int run_proxy(const ProxyCommand& cmd, bool demo) {
+  Config defaults = default_config();
+  if (demo) defaults.drain.delay = Millis(0);  // nothing routes to a local demo: no propagation
+  std::optional<std::string> file;
+  if (!cmd.config_file.empty()) file = cmd.config_file;
+  std::vector<ConfigOverride> overrides = collect_overrides(cmd);
+
+  ConfigLoad load = load_config(file ? &*file : nullptr, overrides, defaults);
+  if (!load.config) {
+    print_lines(load.errors);
+    print_lines(load.warnings);
+    fprintf(stderr, "sluice: %zu error%s in the configuration; not starting\n", load.errors.size(),
+            load.errors.size() == 1 ? "" : "s");
+    return 1;
+  }
+  print_lines(load.warnings);
+  if (cmd.print_config) {
+    fputs(dump_config_yaml(*load.config).c_str(), stdout);
+    return 0;
+  }
+  log_set_level(load.config->log.level);
+
+  ServerOptions options{.demo = demo};
+  if (file) {
+    // SIGHUP and POST /reload read the file again; the same environment and flags still win.
+    options.reload = [file = *file, overrides, defaults] {
+      return load_config(&file, overrides, defaults);
+    };
+  }
+  Server server(load.config, std::move(options));
+  return server.run();
+}
+
+int check_config(const std::vector<std::string>& files) {
+  int status = 0;
+  for (const auto& file : files) {
+    ConfigLoad load = load_config(&file, {});
+    print_lines(load.errors);
+    print_lines(load.warnings);
+    if (load.config) {
+      printf("%s: ok\n", file.c_str());
+      fflush(stdout);
+    } else {
+      fprintf(stderr, "%s: %zu error%s\n", file.c_str(), load.errors.size(),
+              load.errors.size() == 1 ? "" : "s");
+      status = 1;
+    }
+  }
+  return status;
 }
 
 [[noreturn]] void bad(const std::string& what, const std::string& value, const char* expected) {
@@ -71,66 +124,10 @@ void add_proxy_flags(CLI::App& app, Flags& f) {
   exit(1);
 }
 
-Millis duration(const std::string& name, const std::string& v) {
-  auto d = parse_duration(v);
-  if (!d) bad(name, v, "a duration such as 250ms, 2s, 1m");
-  return *d;
-}
-
-uint64_t size(const std::string& name, const std::string& v) {
-  auto s = parse_size(v);
-  if (!s) bad(name, v, "a size such as 512, 64KiB, 1MiB");
-  return *s;
-}
-
 HostPort address(const std::string& name, const std::string& v) {
   auto a = parse_host_port(v);
   if (!a) bad(name, v, "HOST:PORT");
   return *a;
-}
-
-ConfigPtr build_config(const Flags& f) {
-  auto c = std::make_shared<Config>();
-  c->admin.address = address("admin", f.admin);
-  c->workers = f.workers;
-  ListenerConfig l;
-  l.address = address("listen", f.listen);
-  l.routes.push_back(RouteConfig{.cluster = "app"});
-  c->listeners.push_back(l);
-  ClusterConfig cl;
-  cl.endpoints.push_back(address("upstream", f.upstream));
-  cl.connect_timeout = duration("connect-timeout", f.connect_timeout);
-  cl.response_timeout = duration("response-timeout", f.response_timeout);
-  cl.pool.max_idle = f.pool_max_idle;
-  cl.pool.idle_timeout = duration("pool-idle-timeout", f.pool_idle_timeout);
-  cl.pool.max_requests_per_connection = f.pool_max_requests;
-  cl.pool.max_connections = f.pool_max_connections;
-  if (cl.pool.max_connections == 0) bad("pool-max-connections", "0", "at least 1");
-  cl.pool.queue_size = f.pool_queue_size;
-  cl.pool.queue_timeout = duration("pool-queue-timeout", f.pool_queue_timeout);
-  c->clusters.push_back(cl);
-  c->limits.header_timeout = duration("header-timeout", f.header_timeout);
-  c->limits.idle_timeout = duration("idle-timeout", f.idle_timeout);
-  c->limits.max_header_bytes = size("max-header-bytes", f.max_header_bytes);
-  c->limits.max_body_bytes = size("max-body-bytes", f.max_body_bytes);
-  c->drain.delay = duration("drain-delay", f.drain_delay);
-  c->drain.budget = duration("drain-budget", f.drain_budget);
-  c->drain.ws_close_spread = duration("ws-close-spread", f.ws_close_spread);
-  c->drain.ws_close_timeout = duration("ws-close-timeout", f.ws_close_timeout);
-  if (c->drain.delay + c->drain.ws_close_spread > c->drain.budget)
-    fprintf(stderr, "sluice: warning: drain delay + WebSocket close spread exceed the budget\n");
-  if (!f.admin_token_file.empty()) {
-    FILE* tf = fopen(f.admin_token_file.c_str(), "r");
-    if (!tf) bad("admin-token-file", f.admin_token_file, "a readable file");
-    char buf[512];
-    size_t n = fread(buf, 1, sizeof buf - 1, tf);
-    fclose(tf);
-    std::string token(buf, n);
-    while (!token.empty() && isspace(static_cast<unsigned char>(token.back()))) token.pop_back();
-    if (token.empty()) bad("admin-token-file", f.admin_token_file, "a file holding a token");
-    c->admin_token = token;
-  }
-  return c;
 }
 
 }  // namespace
@@ -138,13 +135,21 @@ ConfigPtr build_config(const Flags& f) {
 int main(int argc, char** argv) {
   CLI::App app{"sluice: a sidecar HTTP/1.1 proxy that makes deploys lossless"};
   app.set_version_flag("--version", std::string("sluice ") + SLUICE_VERSION);
-  Flags flags;
-  add_proxy_flags(app, flags);
+  ProxyCommand proxy;
+  add_proxy_flags(app, proxy, false);
 
-  Flags demo_flags;
-  demo_flags.drain_delay = "0s";  // nothing routes to a local demo: no propagation to wait for
+  ProxyCommand demo_cmd;
   auto* demo = app.add_subcommand("demo", "run sluice in front of its built-in demo app");
-  add_proxy_flags(*demo, demo_flags);
+  add_proxy_flags(*demo, demo_cmd, true);
+
+  std::vector<std::string> check_files;
+  auto* check =
+      app.add_subcommand("check-config",
+                         "validate configuration files without starting anything: every problem "
+                         "as FILE:LINE:COL: message, exit 1 if there is any");
+  check->add_option("FILE", check_files, "configuration files")
+      ->envname("SLUICE_CONFIG")
+      ->required();
 
   std::string demo_app_listen = "127.0.0.1:4000";
   auto* demo_app = app.add_subcommand("demo-app", "run only the demo app (an upstream for tests)");
@@ -158,14 +163,12 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   drain->add_flag("--wait", drain_wait, "wait until the drain has finished, showing progress");
 
+  app.require_subcommand(0, 1);
   CLI11_PARSE(app, argc, argv);
 
+  if (*check) return check_config(check_files);
   if (*drain) return run_drain_command(address("admin", drain_admin), drain_wait);
   if (*demo_app) return run_demo_app(address("listen", demo_app_listen));
-  if (*demo) {
-    Server server(build_config(demo_flags), ServerOptions{.demo = true});
-    return server.run();
-  }
-  Server server(build_config(flags), ServerOptions{});
-  return server.run();
+  if (*demo) return run_proxy(demo_cmd, true);
+  return run_proxy(proxy, false);
 }

@@ -118,6 +118,7 @@ struct Config {
 
   const ClusterConfig* find_cluster(std::string_view name) const;
   int cluster_index(std::string_view name) const;  // -1 when absent
+  bool operator==(const Config&) const = default;
 };
 
 using ConfigPtr = std::shared_ptr<const Config>;

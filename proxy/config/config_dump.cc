@@ -1,0 +1,130 @@
+// The effective configuration written back in the file's own shape: as YAML for --print-config
+// (loadable again) and as JSON for the admin API. One builder makes both, so they never differ.
+#include <yaml-cpp/yaml.h>
+
+#include "config/config_file.h"
+#include "config/setting_values.h"
+
+namespace sluice {
+namespace {
+
+template <typename Json>
+Json build(const Config& c) {
+  Json j = Json::object();
+  j["admin"] = Json::object();
+  j["admin"]["address"] = c.admin.address.str();
+  j["admin"]["token_file"] = c.admin.token_file;  // the token itself is never shown
+  j["workers"] = c.workers;
+
+  j["listeners"] = Json::array();
+  for (const auto& l : c.listeners) {
+    Json lj = Json::object();
+    lj["name"] = l.name;
+    lj["address"] = l.address.str();
+    lj["drain"] = l.drain;
+    lj["routes"] = Json::array();
+    for (const auto& r : l.routes) {
+      Json rj = Json::object();
+      if (!r.host.empty()) rj["host"] = r.host;  // absent = any host, any path
+      if (!r.prefix.empty()) rj["prefix"] = r.prefix;
+      rj["cluster"] = r.cluster;
+      lj["routes"].push_back(std::move(rj));
+    }
+    j["listeners"].push_back(std::move(lj));
+  }
+
+  j["clusters"] = Json::array();
+  for (const auto& cl : c.clusters) {
+    Json cj = Json::object();
+    cj["name"] = cl.name;
+    cj["endpoints"] = Json::array();
+    for (const auto& e : cl.endpoints) cj["endpoints"].push_back(e.str());
+    cj["load_balancing"] = load_balancing_name(cl.load_balancing);
+    cj["connect_timeout"] = format_duration(cl.connect_timeout);
+    cj["response_timeout"] = format_duration(cl.response_timeout);
+    cj["dns_refresh"] = format_duration(cl.dns_refresh);
+    cj["readiness"] = cl.readiness;
+    Json pool = Json::object();
+    pool["max_idle"] = cl.pool.max_idle;
+    pool["idle_timeout"] = format_duration(cl.pool.idle_timeout);
+    pool["max_requests_per_connection"] = cl.pool.max_requests_per_connection;
+    pool["max_connections"] = cl.pool.max_connections;
+    pool["queue_size"] = cl.pool.queue_size;
+    pool["queue_timeout"] = format_duration(cl.pool.queue_timeout);
+    cj["pool"] = std::move(pool);
+    Json outlier = Json::object();
+    outlier["consecutive_failures"] = cl.outlier.consecutive_failures;
+    outlier["base_ejection"] = format_duration(cl.outlier.base_ejection);
+    outlier["max_ejection"] = format_duration(cl.outlier.max_ejection);
+    cj["outlier"] = std::move(outlier);
+    j["clusters"].push_back(std::move(cj));
+  }
+
+  Json limits = Json::object();
+  limits["max_header_bytes"] = format_size(c.limits.max_header_bytes);
+  limits["max_body_bytes"] = format_size(c.limits.max_body_bytes);
+  limits["header_timeout"] = format_duration(c.limits.header_timeout);
+  limits["idle_timeout"] = format_duration(c.limits.idle_timeout);
+  j["limits"] = std::move(limits);
+
+  Json drain = Json::object();
+  drain["delay"] = format_duration(c.drain.delay);
+  drain["budget"] = format_duration(c.drain.budget);
+  drain["ws_close_spread"] = format_duration(c.drain.ws_close_spread);
+  drain["ws_close_timeout"] = format_duration(c.drain.ws_close_timeout);
+  j["drain"] = std::move(drain);
+
+  Json log = Json::object();
+  log["format"] = log_format_name(c.log.format);
+  log["level"] = log_level_name(c.log.level);
+  log["access"] = c.log.access;
+  j["log"] = std::move(log);
+  return j;
+}
+
+bool all_scalars(const nlohmann::ordered_json& j) {
+  for (const auto& v : j)
+    if (v.is_structured()) return false;
+  return true;
+}
+
+// Lists of plain values and maps of plain values inside lists (routes) are written on one line.
+void emit(YAML::Emitter& out, const nlohmann::ordered_json& j, bool in_list) {
+  if (j.is_object()) {
+    if (in_list && all_scalars(j)) out << YAML::Flow;
+    out << YAML::BeginMap;
+    for (const auto& [key, value] : j.items()) {
+      out << YAML::Key << key << YAML::Value;
+      emit(out, value, false);
+    }
+    out << YAML::EndMap;
+  } else if (j.is_array()) {
+    if (all_scalars(j)) out << YAML::Flow;
+    out << YAML::BeginSeq;
+    for (const auto& v : j) emit(out, v, true);
+    out << YAML::EndSeq;
+  } else if (j.is_boolean()) {
+    out << j.get<bool>();
+  } else if (j.is_number_unsigned()) {
+    out << j.get<uint64_t>();
+  } else if (j.is_number_integer()) {
+    out << j.get<int64_t>();
+  } else {
+    out << j.get<std::string>();
+  }
+}
+
+}  // namespace
+
+std::string dump_config_yaml(const Config& config) {
+  YAML::Emitter out;
+  emit(out, build<nlohmann::ordered_json>(config), false);
+  return "# sluice: the effective configuration (defaults, file, environment and flags)\n" +
+         std::string(out.c_str()) + "\n";
+}
+
+nlohmann::json config_to_json(const Config& config) {
+  return build<nlohmann::json>(config);
+}
+
+}  // namespace sluice

@@ -1,0 +1,200 @@
+// Checks across settings, once the file and the overrides are applied: names are unique, no two
+// listeners share an address, every route leads to a cluster, every cluster has endpoints.
+#include <arpa/inet.h>
+
+#include <string>
+#include <vector>
+
+#include "config/config_marks.h"
+
+namespace sluice {
+namespace {
+
+std::string at_line(const Where& w) {
+  if (w.in_file()) return ", line " + std::to_string(w.line);
+  if (!w.flag.empty()) return ", " + w.flag;
+  return "";
+}
+
+// The canonical text of an IP literal, so that "::1" and "0:0::1" compare equal.
+std::string canonical_ip(const std::string& host) {
+  unsigned char buf[sizeof(in6_addr)];
+  char out[INET6_ADDRSTRLEN];
+  for (int family : {AF_INET, AF_INET6})
+    if (inet_pton(family, host.c_str(), buf) == 1 && inet_ntop(family, buf, out, sizeof out))
+      return out;
+  return host;
+}
+
+bool is_wildcard(const std::string& canonical) {
+  return canonical == "0.0.0.0" || canonical == "::";
+}
+
+// A socket sluice binds: a listener or the admin listener.
+struct Bound {
+  std::string what;  // "listener 'ingress'"
+  HostPort address;
+  Where where;
+};
+
+bool overlaps(const Bound& a, const Bound& b) {
+  if (a.address.port == 0 || a.address.port != b.address.port) return false;  // 0: a free port
+  std::string ha = canonical_ip(a.address.host), hb = canonical_ip(b.address.host);
+  return ha == hb || is_wildcard(ha) || is_wildcard(hb);
+}
+
+std::string listener_path(const Config& c, const ConfigMarks& m, size_t i) {
+  if (m.listener[i].name.ok) return "listeners[" + c.listeners[i].name + "]";
+  return "listeners[" + std::to_string(i) + "]";
+}
+
+std::string cluster_path(const Config& c, const ConfigMarks& m, size_t i) {
+  if (m.cluster[i].name.ok) return "clusters[" + c.clusters[i].name + "]";
+  return "clusters[" + std::to_string(i) + "]";
+}
+
+void check_listeners(const Config& c, const ConfigMarks& m, Diagnostics& diag) {
+  if (c.listeners.empty() && m.listeners_ok)
+    diag.error(m.listeners,
+               "listeners: at least one listener is needed, such as "
+               "{name: ingress, address: 0.0.0.0:8080, cluster: app}");
+
+  for (size_t i = 0; i < c.listeners.size(); ++i) {
+    if (!m.listener[i].name.ok) continue;
+    for (size_t j = 0; j < i; ++j) {
+      if (m.listener[j].name.ok && c.listeners[j].name == c.listeners[i].name) {
+        diag.error(m.listener[i].name.where,
+                   "listeners: the name '" + c.listeners[i].name +
+                       "' is already used by another listener (" +
+                       (m.listener[j].name.where.in_file()
+                            ? "line " + std::to_string(m.listener[j].name.where.line)
+                            : std::string("the default")) +
+                       "); listener names must be unique");
+        break;
+      }
+    }
+  }
+
+  std::vector<Bound> bound;
+  if (m.admin_address.ok)
+    bound.push_back(Bound{"the admin listener", c.admin.address, m.admin_address.where});
+  for (size_t i = 0; i < c.listeners.size(); ++i) {
+    if (!m.listener[i].address.ok) continue;
+    Bound b{"listener '" + c.listeners[i].name + "'", c.listeners[i].address,
+            m.listener[i].address.where};
+    for (const auto& other : bound) {
+      if (!overlaps(other, b)) continue;
+      diag.error(b.where, listener_path(c, m, i) + ".address: " + b.address.str() + " overlaps " +
+                              other.what + " (" + other.address.str() + at_line(other.where) +
+                              "): each listener needs its own port, and 0.0.0.0 or [::] take "
+                              "the port on every address");
+      break;
+    }
+    bound.push_back(std::move(b));
+  }
+}
+
+void check_routes(const Config& c, const ConfigMarks& m, Diagnostics& diag) {
+  std::vector<std::string> cluster_names;
+  for (const auto& cl : c.clusters) cluster_names.push_back(cl.name);
+  const bool check_targets = m.all_cluster_names_ok && m.clusters_ok;
+
+  for (size_t i = 0; i < c.listeners.size(); ++i) {
+    const ListenerConfig& l = c.listeners[i];
+    const ListenerMarks& lm = m.listener[i];
+    std::string path = listener_path(c, m, i);
+    if (l.routes.empty() && lm.routes_ok)
+      diag.error(lm.routes, path +
+                                ": no routes: add 'cluster: NAME' to send everything to one "
+                                "cluster, or 'routes: [{prefix: /, cluster: NAME}]'");
+    for (size_t r = 0; r < l.routes.size(); ++r) {
+      const RouteMarks& rm = lm.route[r];
+      if (!check_targets || !rm.cluster.ok || c.find_cluster(l.routes[r].cluster)) continue;
+      const std::string& target = l.routes[r].cluster;
+      if (!m.listeners_from_file && m.clusters_from_file) {
+        diag.error(m.clusters, "the file has no 'listeners', so the default listener '" + l.name +
+                                   "' (" + l.address.str() + ") sends everything to cluster '" +
+                                   target +
+                                   "', which the file does not define: add 'listeners' "
+                                   "or name a cluster '" +
+                                   target + "'");
+        continue;
+      }
+      std::string hint = did_you_mean(target, cluster_names);
+      if (hint.empty())
+        hint = cluster_names.empty() ? " (no cluster is defined)"
+                                     : " (the clusters are " + quoted_list(cluster_names) + ")";
+      diag.error(rm.cluster.where, path + ".routes[" + std::to_string(r) + "]: no cluster named '" +
+                                       target + "'" + hint);
+    }
+  }
+}
+
+void check_clusters(const Config& c, const ConfigMarks& m, Diagnostics& diag) {
+  if (c.clusters.empty() && m.clusters_ok)
+    diag.error(m.clusters,
+               "clusters: at least one cluster is needed, such as "
+               "{name: app, endpoints: [127.0.0.1:4000]}");
+  for (size_t i = 0; i < c.clusters.size(); ++i) {
+    const ClusterConfig& cl = c.clusters[i];
+    const ClusterMarks& cm = m.cluster[i];
+    std::string path = cluster_path(c, m, i);
+    if (cm.name.ok) {
+      for (size_t j = 0; j < i; ++j) {
+        if (!m.cluster[j].name.ok || c.clusters[j].name != cl.name) continue;
+        diag.error(cm.name.where, "clusters: the name '" + cl.name +
+                                      "' is already used by another cluster (" +
+                                      (m.cluster[j].name.where.in_file()
+                                           ? "line " + std::to_string(m.cluster[j].name.where.line)
+                                           : std::string("the default")) +
+                                      "); cluster names must be unique");
+        break;
+      }
+    }
+    if (cl.endpoints.empty() && cm.endpoints_ok)
+      diag.error(cm.endpoints, path +
+                                   ": no endpoints: add 'endpoints: [HOST:PORT, ...]' (IP "
+                                   "addresses or DNS names)");
+    if (cl.outlier.base_ejection > cl.outlier.max_ejection)
+      diag.error(cm.outlier, path + ".outlier: base_ejection (" +
+                                 format_duration(cl.outlier.base_ejection) +
+                                 ") is longer than max_ejection (" +
+                                 format_duration(cl.outlier.max_ejection) + ")");
+  }
+}
+
+void warn(const Config& c, const ConfigMarks& m, Diagnostics& diag) {
+  bool routes_known = m.listeners_ok;
+  for (const auto& lm : m.listener) {
+    routes_known = routes_known && lm.routes_ok;
+    for (const auto& rm : lm.route) routes_known = routes_known && rm.cluster.ok;
+  }
+  if (routes_known) {
+    for (size_t i = 0; i < c.clusters.size(); ++i) {
+      bool used = false;
+      for (const auto& l : c.listeners)
+        for (const auto& r : l.routes) used = used || r.cluster == c.clusters[i].name;
+      if (!used && m.cluster[i].name.ok)
+        diag.warning(m.cluster[i].name.where,
+                     "no route uses cluster '" + c.clusters[i].name + "': it gets no requests");
+    }
+  }
+  const DrainSettings& d = c.drain;
+  if (d.delay + d.ws_close_spread > d.budget)
+    diag.warning(m.drain, "drain: delay (" + format_duration(d.delay) + ") + ws_close_spread (" +
+                              format_duration(d.ws_close_spread) + ") exceed the budget (" +
+                              format_duration(d.budget) +
+                              "): WebSocket sessions still open at the budget are cut without "
+                              "a close frame");
+}
+
+}  // namespace
+
+void validate_config(const Config& config, const ConfigMarks& marks, Diagnostics& diag) {
+  check_listeners(config, marks, diag);
+  check_clusters(config, marks, diag);
+  check_routes(config, marks, diag);
+  warn(config, marks, diag);
+}
+
+}  // namespace sluice

@@ -1,0 +1,557 @@
+// Reads a parsed YAML document into a Config: every key, every type and every value is checked
+// here and each problem is reported at its node; checks across settings are in validate.cc.
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "config/config_marks.h"
+#include "config/setting_values.h"
+
+namespace sluice {
+namespace {
+
+Where where_of(const YAML::Node& node) {
+  YAML::Mark m = node.Mark();
+  if (m.is_null()) return Where{};
+  return Where{m.line + 1, m.column + 1, {}};
+}
+
+std::string describe(const YAML::Node& node) {
+  switch (node.Type()) {
+    case YAML::NodeType::Scalar:
+      return "'" + node.Scalar() + "'";
+    case YAML::NodeType::Sequence:
+      return "a list";
+    case YAML::NodeType::Map:
+      return "a map";
+    default:
+      return "nothing";
+  }
+}
+
+// One key of a map and its value. `path` names the setting in messages: "clusters[app].pool".
+struct Field {
+  std::string path;
+  YAML::Node key;
+  YAML::Node value;
+
+  // The value's position; for an empty value, the key's (yaml-cpp puts a null after the key).
+  Where where() const {
+    Where w = value.IsNull() ? Where{} : where_of(value);
+    return w.in_file() ? w : where_of(key);
+  }
+};
+
+// Keys that belong to a nested section, for "'delay' belongs under 'drain'" hints.
+struct Section {
+  std::string name;
+  std::vector<std::string> keys;
+};
+
+// The entries of one YAML map by key. Unknown and repeated keys are reported as it is built.
+class Fields {
+ public:
+  Fields(const YAML::Node& map, const std::string& path, const std::vector<std::string>& known,
+         Diagnostics& diag, const std::vector<Section>& sections = {}) {
+    for (auto it = map.begin(); it != map.end(); ++it) {
+      const YAML::Node& key = it->first;
+      if (!key.IsScalar()) {
+        diag.error(where_of(key), "keys must be plain names, not " + describe(key) + in(path));
+        continue;
+      }
+      const std::string& name = key.Scalar();
+      bool is_known = false;
+      for (const auto& k : known) is_known = is_known || k == name;
+      if (!is_known) {
+        diag.error(where_of(key), "unknown key '" + name + "'" + in(path) +
+                                      unknown_hint(name, path, known, sections));
+        continue;
+      }
+      if (const Field* first = get(name)) {
+        Where w = where_of(first->key);
+        diag.error(where_of(key), "'" + name + "' is given twice" + in(path) + " (first at line " +
+                                      std::to_string(w.line) + "); remove one");
+        continue;
+      }
+      fields_.push_back(Field{path.empty() ? name : path + "." + name, key, it->second});
+    }
+  }
+
+  const Field* get(std::string_view key) const {
+    for (const auto& f : fields_)
+      if (f.key.Scalar() == key) return &f;
+    return nullptr;
+  }
+
+ private:
+  static std::string in(const std::string& path) {
+    return path.empty() ? " at the top level" : " in " + path;
+  }
+
+  static std::string unknown_hint(const std::string& name, const std::string& path,
+                                  const std::vector<std::string>& known,
+                                  const std::vector<Section>& sections) {
+    std::string hint = did_you_mean(name, known);
+    if (!hint.empty()) return hint;
+    for (const auto& s : sections)
+      for (const auto& k : s.keys)
+        if (k == name)
+          return " ('" + name + "' belongs under '" + s.name +
+                 "': " + (path.empty() ? "" : path + ".") + s.name + "." + name + ")";
+    return " (expected one of " + quoted_list(known) + ")";
+  }
+
+  std::vector<Field> fields_;
+};
+
+const std::vector<std::string> kRootKeys{"admin",  "workers", "listeners", "clusters",
+                                         "limits", "drain",   "log"};
+const std::vector<std::string> kAdminKeys{"address", "token_file"};
+const std::vector<std::string> kListenerKeys{"name", "address", "routes", "cluster", "drain"};
+const std::vector<std::string> kRouteKeys{"host", "prefix", "cluster"};
+const std::vector<std::string> kClusterKeys{
+    "name",        "endpoints", "load_balancing", "connect_timeout", "response_timeout",
+    "dns_refresh", "pool",      "outlier",        "readiness"};
+const std::vector<std::string> kPoolKeys{
+    "max_idle",        "idle_timeout", "max_requests_per_connection",
+    "max_connections", "queue_size",   "queue_timeout"};
+const std::vector<std::string> kOutlierKeys{"consecutive_failures", "base_ejection",
+                                            "max_ejection"};
+const std::vector<std::string> kLimitsKeys{"max_header_bytes", "max_body_bytes", "header_timeout",
+                                           "idle_timeout"};
+const std::vector<std::string> kDrainKeys{"delay", "budget", "ws_close_spread", "ws_close_timeout"};
+const std::vector<std::string> kLogKeys{"format", "level", "access"};
+
+class YamlReader {
+ public:
+  YamlReader(Config& config, ConfigMarks& marks, Diagnostics& diag)
+      : config_(config), marks_(marks), diag_(diag) {}
+
+  void read(const YAML::Node& root) {
+    if (root.IsNull()) return;  // an empty file: every default
+    if (!root.IsMap()) {
+      Where w = where_of(root);
+      if (!w.in_file()) w = Where{1, 1, {}};
+      diag_.error(w, "expected a map of settings (" + quoted_list(kRootKeys) +
+                         ") at the top, got " + describe(root));
+      return;
+    }
+    Fields f(
+        root, "", kRootKeys, diag_,
+        {{"admin", kAdminKeys}, {"limits", kLimitsKeys}, {"drain", kDrainKeys}, {"log", kLogKeys}});
+    if (auto* admin = map_field(f, "admin")) read_admin(*admin);
+    if (auto* w = f.get("workers")) {
+      uint32_t workers = config_.workers;
+      if (number(*w, workers, 0, UINT32_MAX)) {
+        if (workers > kMaxWorkers)
+          diag_.error(w->where(), "workers: " + std::to_string(workers) + " is too many (at most " +
+                                      std::to_string(kMaxWorkers) + "; 0 = one per core)");
+        else
+          config_.workers = workers;
+      }
+    }
+    if (auto* l = f.get("listeners")) read_listeners(*l);
+    if (auto* c = f.get("clusters")) read_clusters(*c);
+    if (auto* limits = map_field(f, "limits")) read_limits(*limits);
+    if (auto* drain = map_field(f, "drain")) read_drain(*drain);
+    if (auto* log = map_field(f, "log")) read_log(*log);
+  }
+
+ private:
+  // ---- types ----
+
+  bool expect(const Field& f, bool ok, const char* expected) {
+    if (!ok)
+      diag_.error(f.where(), f.path + ": expected " + expected + ", got " + describe(f.value));
+    return ok;
+  }
+
+  // The field when it is a map (an empty value counts as an empty map: every default).
+  const Field* map_field(const Fields& f, std::string_view key) {
+    const Field* field = f.get(key);
+    if (!field) return nullptr;
+    if (!expect(*field, field->value.IsMap() || field->value.IsNull(), "a map")) return nullptr;
+    return field;
+  }
+
+  bool scalar(const Field& f, std::string& out, const char* expected) {
+    if (!expect(f, f.value.IsScalar(), expected)) return false;
+    out = f.value.Scalar();
+    return true;
+  }
+
+  bool invalid(const Field& f, const std::string& text, const std::string& expected,
+               const std::string& hint = "") {
+    diag_.error(f.where(),
+                f.path + ": invalid value '" + text + "' (expected " + expected + ")" + hint);
+    return false;
+  }
+
+  // ---- values ----
+
+  bool number(const Field& f, uint32_t& out, uint32_t min, uint32_t max) {
+    std::string s;
+    std::string expected =
+        "a whole number from " + std::to_string(min) + " to " + std::to_string(max);
+    if (!scalar(f, s, expected.c_str())) return false;
+    auto v = parse_whole_number(s);
+    if (!v || *v > max) return invalid(f, s, expected);
+    if (*v < min) return invalid(f, s, expected);
+    out = static_cast<uint32_t>(*v);
+    return true;
+  }
+
+  bool duration(const Fields& fields, std::string_view key, Millis& out) {
+    const Field* f = fields.get(key);
+    std::string s;
+    if (!f || !scalar(*f, s, kExpectedDuration)) return f == nullptr;
+    auto d = parse_duration(s);
+    if (!d) return invalid(*f, s, kExpectedDuration);
+    out = *d;
+    return true;
+  }
+
+  void size(const Fields& fields, std::string_view key, uint64_t& out) {
+    const Field* f = fields.get(key);
+    std::string s;
+    if (!f || !scalar(*f, s, kExpectedSize)) return;
+    auto v = parse_size(s);
+    if (!v) {
+      invalid(*f, s, kExpectedSize);
+      return;
+    }
+    out = *v;
+  }
+
+  void count(const Fields& fields, std::string_view key, uint32_t& out, uint32_t min = 0) {
+    if (const Field* f = fields.get(key)) number(*f, out, min, UINT32_MAX);
+  }
+
+  void boolean(const Fields& fields, std::string_view key, bool& out) {
+    const Field* f = fields.get(key);
+    std::string s;
+    if (!f || !scalar(*f, s, kExpectedBool)) return;
+    auto b = parse_bool(s);
+    if (!b) {
+      invalid(*f, s, kExpectedBool);
+      return;
+    }
+    out = *b;
+  }
+
+  template <typename T>
+  void enumeration(const Fields& fields, std::string_view key, T& out,
+                   std::optional<T> (*parse)(std::string_view),
+                   const std::vector<std::string>& names) {
+    const Field* f = fields.get(key);
+    std::string s;
+    std::string expected = "one of " + quoted_list(names);
+    if (!f || !scalar(*f, s, expected.c_str())) return;
+    auto v = parse(s);
+    if (!v) {
+      std::string hint;
+      if (std::string best = closest_match(s, names); !best.empty())
+        hint = "; did you mean '" + best + "'?";
+      diag_.error(f->where(),
+                  f->path + ": invalid value '" + s + "' (expected " + expected + hint + ")");
+      return;
+    }
+    out = *v;
+  }
+
+  // `listen`: an address to bind (IP literal, port 0 allowed); else an upstream endpoint.
+  bool address(const Field& f, HostPort& out, bool listen) {
+    std::string s;
+    const char* expected = listen ? kExpectedListenAddress : kExpectedEndpoint;
+    if (!scalar(f, s, expected)) return false;
+    auto hp = parse_host_port(s);
+    if (!hp) return invalid(f, s, expected);
+    if (listen && !is_ip_literal(hp->host))
+      return invalid(f, s, expected, ": a listening socket binds to an IP address, not a name");
+    if (!listen && hp->port == 0)
+      return invalid(f, s, expected, ": port 0 is only for listeners (pick a free port)");
+    auto checked = listen ? parse_listen_address(s) : parse_endpoint(s);
+    if (!checked) return invalid(f, s, expected);
+    out = *checked;
+    return true;
+  }
+
+  bool name(const Field& f, std::string& out) {
+    std::string s;
+    if (!scalar(f, s, kExpectedName)) return false;
+    if (!is_valid_name(s)) return invalid(f, s, kExpectedName);
+    out = s;
+    return true;
+  }
+
+  // ---- sections ----
+
+  void read_admin(const Field& section) {
+    Fields f(section.value, section.path, kAdminKeys, diag_);
+    if (const Field* a = f.get("address")) {
+      marks_.admin_address.where = a->where();
+      marks_.admin_address.ok = address(*a, config_.admin.address, true);
+    }
+    if (const Field* t = f.get("token_file")) {
+      marks_.token_file = t->where();
+      std::string s;
+      if (scalar(*t, s, "a file name (the file holds the admin token)"))
+        config_.admin.token_file = s;
+    }
+  }
+
+  void read_listeners(const Field& f) {
+    marks_.listeners = where_of(f.key);
+    marks_.listeners_from_file = true;
+    config_.listeners.clear();
+    marks_.listener.clear();
+    if (f.value.IsNull()) return;
+    if (!expect(f, f.value.IsSequence(), "a list of listeners")) {
+      marks_.listeners_ok = false;
+      return;
+    }
+    for (size_t i = 0; i < f.value.size(); ++i) {
+      const YAML::Node& node = f.value[i];
+      std::string path = element_path("listeners", i, node);
+      if (!node.IsMap()) {
+        diag_.error(where_of(node),
+                    path + ": expected a map (name, address, routes), got " + describe(node));
+        marks_.listeners_ok = false;
+        continue;
+      }
+      ListenerConfig l;
+      ListenerMarks m;
+      read_listener(node, path, l, m);
+      config_.listeners.push_back(std::move(l));
+      marks_.listener.push_back(std::move(m));
+    }
+  }
+
+  void read_listener(const YAML::Node& node, const std::string& path, ListenerConfig& l,
+                     ListenerMarks& m) {
+    m.self = where_of(node);
+    Fields f(node, path, kListenerKeys, diag_);
+    if (const Field* n = f.get("name")) {
+      m.name.where = n->where();
+      m.name.ok = name(*n, l.name);
+    } else {
+      diag_.error(m.self, path + ": a listener needs a 'name'");
+      m.name = MarkedValue{m.self, false};
+    }
+    if (const Field* a = f.get("address")) {
+      m.address.where = a->where();
+      m.address.ok = address(*a, l.address, true);
+    } else {
+      m.address.where = m.self;  // the default address, 0.0.0.0:8080
+    }
+    boolean(f, "drain", l.drain);
+
+    const Field* routes = f.get("routes");
+    const Field* shorthand = f.get("cluster");
+    if (routes && shorthand)
+      diag_.error(where_of(shorthand->key),
+                  path +
+                      ": give either 'cluster' (a shorthand for one catch-all route) or "
+                      "'routes', not both");
+    if (routes) {
+      m.routes = where_of(routes->key);
+      read_routes(*routes, l, m);
+    } else if (shorthand) {
+      m.routes = where_of(shorthand->key);
+      RouteConfig r;
+      RouteMarks rm{where_of(shorthand->key), {shorthand->where(), true}};
+      rm.cluster.ok = name(*shorthand, r.cluster);
+      l.routes.push_back(std::move(r));
+      m.route.push_back(std::move(rm));
+    } else {
+      m.routes = m.self;
+    }
+  }
+
+  void read_routes(const Field& f, ListenerConfig& l, ListenerMarks& m) {
+    if (f.value.IsNull()) return;
+    if (!expect(f, f.value.IsSequence(), "a list of routes")) {
+      m.routes_ok = false;
+      return;
+    }
+    for (size_t i = 0; i < f.value.size(); ++i) {
+      const YAML::Node& node = f.value[i];
+      std::string path = f.path + "[" + std::to_string(i) + "]";
+      if (!node.IsMap()) {
+        diag_.error(where_of(node), path +
+                                        ": expected a map such as {prefix: /api, cluster: api}, "
+                                        "got " +
+                                        describe(node));
+        m.routes_ok = false;
+        continue;
+      }
+      RouteConfig r;
+      RouteMarks rm{where_of(node), {where_of(node), false}};
+      Fields rf(node, path, kRouteKeys, diag_);
+      if (const Field* h = rf.get("host")) {
+        std::string s;
+        if (scalar(*h, s, kExpectedHostPattern)) {
+          if (s == "*")
+            invalid(*h, s, kExpectedHostPattern, ": leave 'host' out to match any host");
+          else if (s.find(':') != std::string::npos)
+            invalid(*h, s, kExpectedHostPattern, ": the port is ignored when matching");
+          else if (!is_valid_host_pattern(s))
+            invalid(*h, s, kExpectedHostPattern);
+          else
+            r.host = s;
+        }
+      }
+      if (const Field* p = rf.get("prefix")) {
+        std::string s;
+        if (scalar(*p, s, kExpectedPrefix)) {
+          if (!is_valid_prefix(s))
+            invalid(*p, s, kExpectedPrefix);
+          else
+            r.prefix = s;
+        }
+      }
+      if (const Field* c = rf.get("cluster")) {
+        rm.cluster.where = c->where();
+        rm.cluster.ok = name(*c, r.cluster);
+      } else {
+        diag_.error(rm.self, path + ": a route needs a 'cluster' to send its requests to");
+      }
+      l.routes.push_back(std::move(r));
+      m.route.push_back(std::move(rm));
+    }
+  }
+
+  void read_clusters(const Field& f) {
+    marks_.clusters = where_of(f.key);
+    marks_.clusters_from_file = true;
+    config_.clusters.clear();
+    marks_.cluster.clear();
+    if (f.value.IsNull()) return;
+    if (!expect(f, f.value.IsSequence(), "a list of clusters")) {
+      marks_.clusters_ok = false;
+      marks_.all_cluster_names_ok = false;
+      return;
+    }
+    for (size_t i = 0; i < f.value.size(); ++i) {
+      const YAML::Node& node = f.value[i];
+      std::string path = element_path("clusters", i, node);
+      if (!node.IsMap()) {
+        diag_.error(where_of(node),
+                    path + ": expected a map (name, endpoints, ...), got " + describe(node));
+        marks_.clusters_ok = false;
+        marks_.all_cluster_names_ok = false;
+        continue;
+      }
+      ClusterConfig c;
+      ClusterMarks m;
+      read_cluster(node, path, c, m);
+      if (!m.name.ok) marks_.all_cluster_names_ok = false;
+      config_.clusters.push_back(std::move(c));
+      marks_.cluster.push_back(std::move(m));
+    }
+  }
+
+  void read_cluster(const YAML::Node& node, const std::string& path, ClusterConfig& c,
+                    ClusterMarks& m) {
+    m.self = where_of(node);
+    Fields f(node, path, kClusterKeys, diag_, {{"pool", kPoolKeys}, {"outlier", kOutlierKeys}});
+    if (const Field* n = f.get("name")) {
+      m.name.where = n->where();
+      m.name.ok = name(*n, c.name);
+    } else {
+      diag_.error(m.self, path + ": a cluster needs a 'name'");
+      m.name = MarkedValue{m.self, false};
+    }
+    c.endpoints.clear();
+    if (const Field* e = f.get("endpoints")) {
+      m.endpoints = where_of(e->key);
+      if (e->value.IsSequence()) {
+        for (size_t i = 0; i < e->value.size(); ++i) {
+          Field item{e->path + "[" + std::to_string(i) + "]", e->key, e->value[i]};
+          HostPort hp;
+          if (address(item, hp, false))
+            c.endpoints.push_back(hp);
+          else
+            m.endpoints_ok = false;
+        }
+      } else if (!e->value.IsNull()) {
+        expect(*e, false, "a list of HOST:PORT such as [127.0.0.1:4000]");
+        m.endpoints_ok = false;
+      }
+    } else {
+      m.endpoints = m.self;
+    }
+    enumeration(f, "load_balancing", c.load_balancing, parse_load_balancing,
+                load_balancing_names());
+    duration(f, "connect_timeout", c.connect_timeout);
+    duration(f, "response_timeout", c.response_timeout);
+    if (const Field* d = f.get("dns_refresh");
+        d && duration(f, "dns_refresh", c.dns_refresh) && c.dns_refresh.count() == 0)
+      diag_.error(d->where(), d->path + ": must be above 0 (DNS names are re-resolved this often)");
+    boolean(f, "readiness", c.readiness);
+    if (const Field* p = map_field(f, "pool")) {
+      Fields pf(p->value, p->path, kPoolKeys, diag_);
+      count(pf, "max_idle", c.pool.max_idle);
+      duration(pf, "idle_timeout", c.pool.idle_timeout);
+      count(pf, "max_requests_per_connection", c.pool.max_requests_per_connection);
+      count(pf, "max_connections", c.pool.max_connections, 1);
+      count(pf, "queue_size", c.pool.queue_size);
+      duration(pf, "queue_timeout", c.pool.queue_timeout);
+    }
+    if (const Field* o = map_field(f, "outlier")) {
+      m.outlier = where_of(o->key);
+      Fields of(o->value, o->path, kOutlierKeys, diag_);
+      count(of, "consecutive_failures", c.outlier.consecutive_failures);
+      duration(of, "base_ejection", c.outlier.base_ejection);
+      duration(of, "max_ejection", c.outlier.max_ejection);
+    }
+  }
+
+  void read_limits(const Field& section) {
+    Fields f(section.value, section.path, kLimitsKeys, diag_);
+    size(f, "max_header_bytes", config_.limits.max_header_bytes);
+    size(f, "max_body_bytes", config_.limits.max_body_bytes);
+    duration(f, "header_timeout", config_.limits.header_timeout);
+    duration(f, "idle_timeout", config_.limits.idle_timeout);
+  }
+
+  void read_drain(const Field& section) {
+    marks_.drain = where_of(section.key);
+    Fields f(section.value, section.path, kDrainKeys, diag_);
+    duration(f, "delay", config_.drain.delay);
+    duration(f, "budget", config_.drain.budget);
+    duration(f, "ws_close_spread", config_.drain.ws_close_spread);
+    duration(f, "ws_close_timeout", config_.drain.ws_close_timeout);
+  }
+
+  void read_log(const Field& section) {
+    Fields f(section.value, section.path, kLogKeys, diag_);
+    enumeration(f, "format", config_.log.format, parse_log_format, log_format_names());
+    enumeration(f, "level", config_.log.level, parse_log_level, log_level_names());
+    boolean(f, "access", config_.log.access);
+  }
+
+  // "listeners[ingress]" when the element has a usable name, else "listeners[0]".
+  static std::string element_path(const char* list, size_t i, const YAML::Node& node) {
+    if (node.IsMap()) {
+      const YAML::Node n = node["name"];
+      if (n.IsScalar() && is_valid_name(n.Scalar()))
+        return std::string(list) + "[" + n.Scalar() + "]";
+    }
+    return std::string(list) + "[" + std::to_string(i) + "]";
+  }
+
+  Config& config_;
+  ConfigMarks& marks_;
+  Diagnostics& diag_;
+};
+
+}  // namespace
+
+void read_config_yaml(const YAML::Node& root, Config& config, ConfigMarks& marks,
+                      Diagnostics& diag) {
+  YamlReader(config, marks, diag).read(root);
+}
+
+}  // namespace sluice
