@@ -55,7 +55,8 @@ class Fields {
   Fields(const YAML::Node& map, const std::string& path, const std::vector<std::string>& known,
          Diagnostics& diag, const std::vector<Section>& sections = {}) {
     for (auto it = map.begin(); it != map.end(); ++it) {
-      const YAML::Node& key = it->first;
+      // A copy: yaml-cpp iterators hand out references to a temporary pair.
+      const YAML::Node key = it->first;
       if (!key.IsScalar()) {
         diag.error(where_of(key), "keys must be plain names, not " + describe(key) + in(path));
         continue;

@@ -1,0 +1,407 @@
+#!/usr/bin/python3
+"""Routes, clusters and reload from a configuration file: prefix and host routes to aiohttp
+upstreams, absolute-form (HTTP_PROXY) requests, round robin and least-request, passive outlier
+detection, a response timeout, a DNS name as an endpoint, SIGHUP and POST /reload (a route
+switch under a kept-alive client, an invalid file, pools kept, requests in flight), and a
+`drain: false` listener."""
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+import unittest
+
+from harness import (CURL_BIN, E2ETestCase, RawClient, free_port, http, request_bytes,
+                     run_parallel, stderr_lines)
+
+
+def name_of(r):
+    return r.header("X-Upstream-Name")
+
+
+def cluster_yaml(name, ports, extra=""):
+    endpoints = ", ".join("127.0.0.1:%d" % p if isinstance(p, int) else p for p in ports)
+    return ("  - name: %s\n    endpoints: [%s]\n%s" % (name, endpoints, extra))
+
+
+class RoutingTest(E2ETestCase):
+
+    def write_config(self, text, path=None):
+        if path is None:
+            path = os.path.join(self.make_tmpdir(), "sluice.yaml")
+        with open(path + ".tmp", "w") as f:
+            f.write(text)
+        os.replace(path + ".tmp", path)  # as a ConfigMap update does: never half a file
+        return path
+
+    def base(self, listeners, clusters, extra=""):
+        return ("admin: {address: 127.0.0.1:0}\nworkers: 1\ndrain: {delay: 0s, budget: 10s}\n"
+                "listeners:\n%sclusters:\n%s%s" % (listeners, clusters, extra))
+
+    def start_with(self, config_path, workers=None):
+        return self.start_sluice("--config", config_path, defaults=False, workers=workers)
+
+    def reload(self, s, before=None):
+        """SIGHUP, then waits for the reload's outcome line; returns the new stderr lines."""
+        n = len(stderr_lines(s)) if before is None else before
+        os.kill(s.pid, signal.SIGHUP)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            new = stderr_lines(s)[n:]
+            if any("reload: applied" in l or "rejected" in l for l in new):
+                return new
+            time.sleep(0.02)
+        self.fail("no reload outcome logged:\n" + s.log())
+
+    def admin_post(self, s, path):
+        c = RawClient(s.admin_port)
+        c.send(request_bytes("POST", path, [("Connection", "close"), ("Content-Length", "0")]))
+        r = c.read_response()
+        c.close()
+        return r
+
+    # ---- routes -----------------------------------------------------------------------------
+
+    def test_prefix_and_host_routes_pick_the_cluster(self):
+        api = self.start_aiohttp(name="api")
+        app = self.start_aiohttp(name="app")
+        office = self.start_aiohttp(name="backoffice")
+        cfg = self.write_config(self.base(
+            "  - name: ingress\n    address: 127.0.0.1:0\n    routes:\n"
+            "      - {prefix: /api, cluster: api}\n"
+            "      - {host: admin.example.com, cluster: backoffice}\n"
+            "      - {host: '*.example.com', prefix: /, cluster: app}\n",
+            cluster_yaml("api", [api.port]) + cluster_yaml("backoffice", [office.port]) +
+            cluster_yaml("app", [app.port])))
+        s = self.start_with(cfg)
+
+        def get(path, host):
+            return http(s.port, "GET", path, headers=[("Host", host)])
+
+        self.assertEqual(name_of(get("/api/users", "www.example.com")), "api")
+        self.assertEqual(name_of(get("/api", "admin.example.com")), "api")  # first match wins
+        self.assertEqual(name_of(get("/", "admin.example.com")), "backoffice")
+        self.assertEqual(name_of(get("/", "ADMIN.Example.com:8080")), "backoffice")
+        self.assertEqual(name_of(get("/echo", "www.example.com")), "app")
+        self.assertEqual(name_of(get("/echo", "a.b.example.com")), "app")
+        r = get("/", "example.org")
+        self.assertEqual(r.status, 404)
+        self.assertIn(b"no route for host 'example.org'", r.body)
+        self.assertEqual(get("/", "example.com").status, 404)  # *.example.com needs a label
+        # The upstream sees the request as sent, with its own Host.
+        body = get("/echo?q=1", "www.example.com").json()
+        self.assertEqual(body["path"], "/echo")
+        self.assertIn(["Host", "www.example.com"], body["headers"])
+
+    def test_absolute_form_routes_by_target_host_and_is_no_open_proxy(self):
+        stripe = self.start_aiohttp(name="stripe")
+        google = self.start_aiohttp(name="google")
+        cfg = self.write_config(self.base(
+            "  - name: egress\n    address: 127.0.0.1:0\n    drain: false\n    routes:\n"
+            "      - {host: api.stripe.test, cluster: stripe}\n"
+            "      - {host: '*.googleapis.test', cluster: google}\n",
+            cluster_yaml("stripe", [stripe.port]) + cluster_yaml("google", [google.port])))
+        s = self.start_with(cfg)
+        c = RawClient(s.port)
+        c.send(b"GET http://api.stripe.test:8080/echo?x=1 HTTP/1.1\r\nHost: wrong.test\r\n\r\n")
+        r = c.read_response()
+        self.assertEqual(name_of(r), "stripe")
+        body = r.json()
+        self.assertEqual(body["path"], "/echo")
+        self.assertEqual(body["query"], "x=1")
+        hosts = [v for k, v in body["headers"] if k.lower() == "host"]
+        self.assertEqual(hosts, ["api.stripe.test:8080"])  # the target's authority, once
+        # The same connection, a client using HTTP_PROXY: curl -x.
+        c.send(b"GET http://storage.googleapis.test/echo HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.assertEqual(name_of(c.read_response()), "google")
+        c.close()
+        cp = subprocess.run([CURL_BIN, "-sS", "--max-time", "10", "-x",
+                             "http://127.0.0.1:%d" % s.port, "http://api.stripe.test/echo"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=20)
+        self.assertEqual(cp.returncode, 0, cp.stderr)
+        self.assertEqual(json.loads(cp.stdout)["path"], "/echo")
+        # Anything else is refused, never forwarded anywhere.
+        for target in (b"http://example.com/", b"http://127.0.0.1:%d/" % stripe.port):
+            c = RawClient(s.port)
+            c.send(b"GET " + target + b" HTTP/1.1\r\nHost: api.stripe.test\r\n\r\n")
+            r = c.read_response()
+            self.assertEqual(r.status, 404, target)
+            c.close()
+        r = http(s.port, "GET", "/", headers=[("Host", "example.com")])
+        self.assertEqual(r.status, 404)
+        c = RawClient(s.port)
+        c.send(b"GET https://api.stripe.test/ HTTP/1.1\r\nHost: api.stripe.test\r\n\r\n")
+        self.assertEqual(c.read_response().status, 400)
+        c.close()
+
+    # ---- load balancing and endpoints ---------------------------------------------------------
+
+    def test_round_robin_reaches_every_endpoint_in_turn(self):
+        a = self.start_aiohttp(name="a")
+        b = self.start_aiohttp(name="b")
+        cfg = self.write_config(self.base(
+            "  - name: ingress\n    address: 127.0.0.1:0\n    cluster: app\n",
+            cluster_yaml("app", [a.port, b.port], "    load_balancing: round_robin\n")))
+        s = self.start_with(cfg)
+        names = [name_of(http(s.port, "GET", "/")) for _ in range(20)]
+        self.assertEqual(names.count("a"), 10, names)
+        self.assertEqual(names.count("b"), 10, names)
+        self.assertTrue(all(names[i] != names[i + 1] for i in range(19)), names)
+
+    def test_least_request_prefers_the_less_busy_endpoint(self):
+        a = self.start_aiohttp(name="a")
+        b = self.start_aiohttp(name="b")
+        cfg = self.write_config(self.base(
+            "  - name: ingress\n    address: 127.0.0.1:0\n    cluster: app\n",
+            cluster_yaml("app", [a.port, b.port], "    load_balancing: least_request\n")))
+        s = self.start_with(cfg)
+        # Eight slow requests at once: with two choices each lands on the less loaded address,
+        # so neither endpoint gets them all.
+        results = run_parallel([lambda: http(s.port, "GET", "/sleep/600")] * 8, start_gap=0.03)
+        names = [name_of(r) for r in results]
+        self.assertEqual([r.status for r in results], [200] * 8)
+        self.assertGreaterEqual(names.count("a"), 2, names)
+        self.assertGreaterEqual(names.count("b"), 2, names)
+
+    def test_dead_endpoint_is_ejected_and_no_request_fails(self):
+        live = self.start_aiohttp(name="live")
+        dead = free_port()  # nothing listens there: connections are refused
+        cfg = self.write_config(self.base(
+            "  - name: ingress\n    address: 127.0.0.1:0\n    cluster: app\n",
+            cluster_yaml("app", [dead, live.port],
+                         "    outlier: {consecutive_failures: 2, base_ejection: 30s}\n")))
+        s = self.start_with(cfg)
+        for i in range(30):
+            r = http(s.port, "GET", "/")
+            self.assertEqual((r.status, name_of(r)), (200, "live"), "request %d" % i)
+        log = s.log()
+        self.assertIn("ejected for 30s after 2 connect failures", log)
+        # Ejected after two refusals: later requests do not try it any more.
+        self.assertEqual(log.count("upstream 127.0.0.1:%d: connect failed" % dead), 2, log)
+
+    def test_ejected_endpoint_comes_back_on_its_own(self):
+        live = self.start_aiohttp(name="live")
+        port = free_port()
+        cfg = self.write_config(self.base(
+            "  - name: ingress\n    address: 127.0.0.1:0\n    cluster: app\n",
+            cluster_yaml("app", [port, live.port],
+                         "    outlier: {consecutive_failures: 1, base_ejection: 300ms}\n")))
+        s = self.start_with(cfg)
+        for _ in range(4):
+            self.assertEqual(http(s.port, "GET", "/").status, 200)
+        self.assertIn("ejected for 300ms", s.log())
+        back = self.start_aiohttp(name="back", port=port)
+        time.sleep(0.5)
+        names = {name_of(http(s.port, "GET", "/")) for _ in range(6)}
+        self.assertEqual(names, {"live", "back"})
+        self.assertIn("connected again, back in rotation", s.log())
+        del back
+
+    def test_dns_name_as_endpoint(self):
+        up = self.start_aiohttp(name="app")
+        cfg = self.write_config(self.base(
+            "  - name: ingress\n    address: 127.0.0.1:0\n    cluster: app\n",
+            cluster_yaml("app", ["localhost:%d" % up.port], "    dns_refresh: 1s\n")))
+        s = self.start_with(cfg)
+        # localhost may also resolve to ::1, where nothing listens: a refused connect tries the
+        # other address, so no request fails.
+        for i in range(20):
+            r = http(s.port, "GET", "/echo")
+            self.assertEqual((r.status, name_of(r)), (200, "app"), "request %d" % i)
+        # Re-resolution every second keeps the same addresses and the same pooled connection.
+        c = RawClient(s.port)
+        c.send(request_bytes("GET", "/conn"))
+        first = c.read_response().json()["conn"]
+        time.sleep(2.2)
+        c.send(request_bytes("GET", "/conn"))
+        self.assertEqual(c.read_response().json()["conn"], first)
+        c.close()
+
+    def test_unresolvable_name_answers_503_and_keeps_running(self):
+        cfg = self.write_config(self.base(
+            "  - name: ingress\n    address: 127.0.0.1:0\n    cluster: app\n",
+            cluster_yaml("app", ["no-such-host.invalid:80"], "    dns_refresh: 1s\n")))
+        s = self.start_with(cfg)
+        r = http(s.port, "GET", "/")
+        self.assertEqual(r.status, 503)
+        self.assertIn(b"did not resolve", r.body)
+        self.assertIn("DNS lookup of no-such-host.invalid failed", s.log())
+
+    def test_response_timeout_gives_504(self):
+        up = self.start_aiohttp(name="app")
+        cfg = self.write_config(self.base(
+            "  - name: ingress\n    address: 127.0.0.1:0\n    cluster: app\n",
+            cluster_yaml("app", [up.port], "    response_timeout: 300ms\n")))
+        s = self.start_with(cfg)
+        t0 = time.monotonic()
+        r = http(s.port, "GET", "/sleep/3000")
+        self.assertEqual(r.status, 504)
+        self.assertLess(time.monotonic() - t0, 2.5)
+        self.assertEqual(http(s.port, "GET", "/sleep/10").status, 200)
+
+    # ---- reload -------------------------------------------------------------------------------
+
+    def two_cluster_config(self, a, b, target, extra_cluster=""):
+        return self.base(
+            "  - name: ingress\n    address: 127.0.0.1:0\n    routes:\n"
+            "      - {prefix: /, cluster: %s}\n" % target,
+            cluster_yaml("a", [a.port]) + cluster_yaml("b", [b.port]) + extra_cluster)
+
+    def test_sighup_switches_a_route_under_a_kept_alive_client(self):
+        a = self.start_aiohttp(name="a")
+        b = self.start_aiohttp(name="b")
+        cfg = self.write_config(self.two_cluster_config(a, b, "a"))
+        s = self.start_with(cfg)
+        c = RawClient(s.port)
+        c.send(request_bytes("GET", "/"))
+        self.assertEqual(name_of(c.read_response()), "a")
+        self.write_config(self.two_cluster_config(a, b, "b"), cfg)
+        self.reload(s)
+        for _ in range(3):  # the same client connection, now routed to b
+            c.send(request_bytes("GET", "/"))
+            self.assertEqual(name_of(c.read_response()), "b")
+        self.assertTrue(c.is_open())
+        c.close()
+
+    def test_reload_keeps_the_pool_of_an_unchanged_cluster(self):
+        a = self.start_aiohttp(name="a")
+        b = self.start_aiohttp(name="b")
+        cfg = self.write_config(self.two_cluster_config(a, b, "a"))
+        s = self.start_with(cfg)
+        before = http(s.port, "GET", "/conn").json()["conn"]
+        # Cluster a is untouched; b changes (a pool setting) and a cluster is added.
+        self.write_config(self.base(
+            "  - name: ingress\n    address: 127.0.0.1:0\n    routes:\n"
+            "      - {prefix: /b, cluster: b}\n      - {prefix: /, cluster: a}\n",
+            cluster_yaml("a", [a.port]) +
+            cluster_yaml("b", [b.port], "    pool: {max_idle: 8}\n") +
+            cluster_yaml("c", [b.port])), cfg)
+        self.reload(s)
+        self.assertEqual(http(s.port, "GET", "/conn").json()["conn"], before)
+        self.assertEqual(a.stats()["accepted"], 1 + 1)  # + the /stats connection
+
+    def test_request_in_flight_finishes_on_a_cluster_the_reload_removed(self):
+        a = self.start_aiohttp(name="a")
+        b = self.start_aiohttp(name="b")
+        cfg = self.write_config(self.two_cluster_config(a, b, "a"))
+        s = self.start_with(cfg)
+        c = RawClient(s.port)
+        c.send(request_bytes("GET", "/sleep/1500"))
+        time.sleep(0.3)
+        self.write_config(self.base(
+            "  - name: ingress\n    address: 127.0.0.1:0\n    cluster: b\n",
+            cluster_yaml("b", [b.port])), cfg)
+        self.reload(s)
+        self.assertEqual(name_of(http(s.port, "GET", "/")), "b")
+        r = c.read_response()
+        self.assertEqual((r.status, name_of(r), r.body), (200, "a", b"slept 1500\n"))
+        c.close()
+        # Its connection to a closes once the request is done (the cluster is gone).
+        deadline = time.monotonic() + 3
+        while a.stats()["open"] > 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.assertEqual(a.stats()["open"], 1)  # only the /stats connection
+
+    def test_invalid_reload_is_rejected_and_the_proxy_keeps_serving(self):
+        a = self.start_aiohttp(name="a")
+        b = self.start_aiohttp(name="b")
+        cfg = self.write_config(self.two_cluster_config(a, b, "a"))
+        s = self.start_with(cfg)
+        c = RawClient(s.port)
+        c.send(request_bytes("GET", "/"))
+        self.assertEqual(name_of(c.read_response()), "a")
+        self.write_config(self.base(
+            "  - name: ingress\n    address: 127.0.0.1:0\n    routes:\n"
+            "      - {prefix: /, cluster: nowhere}\n",
+            cluster_yaml("a", [a.port], "    connect_timeout: soon\n")), cfg)
+        new = self.reload(s)
+        text = "\n".join(new)
+        self.assertIn("rejected", text)
+        self.assertRegex(text, r"%s:\d+:\d+: .*nowhere" % os.path.basename(cfg))
+        self.assertRegex(text, r"%s:\d+:\d+: .*soon" % os.path.basename(cfg))
+        c.send(request_bytes("GET", "/"))
+        self.assertEqual(name_of(c.read_response()), "a")
+        c.close()
+        # The admin API says the same, with the errors as JSON.
+        r = self.admin_post(s, "/reload")
+        self.assertEqual(r.status, 400)
+        body = r.json()
+        self.assertEqual(body["result"], "invalid")
+        self.assertEqual(len(body["errors"]), 2, body)
+        # Fixed file: POST /reload applies it.
+        self.write_config(self.two_cluster_config(a, b, "b"), cfg)
+        r = self.admin_post(s, "/reload")
+        self.assertEqual((r.status, r.json()["result"]), (200, "applied"))
+        self.assertEqual(name_of(http(s.port, "GET", "/")), "b")
+
+    def test_restart_only_changes_are_reported(self):
+        a = self.start_aiohttp(name="a")
+        b = self.start_aiohttp(name="b")
+        port = free_port()
+        text = self.two_cluster_config(a, b, "a").replace("127.0.0.1:0\n    routes",
+                                                          "127.0.0.1:%d\n    routes" % port)
+        cfg = self.write_config(text)
+        s = self.start_with(cfg)
+        other = free_port()
+        self.write_config(text.replace(":%d\n" % port, ":%d\n" % other)
+                          .replace("workers: 1", "workers: 3").replace("cluster: a}", "cluster: b}"),
+                          cfg)
+        r = self.admin_post(s, "/reload")
+        self.assertEqual(r.status, 200)
+        warnings = "\n".join(r.json()["warnings"])
+        self.assertIn("workers: 3 needs a restart", warnings)
+        self.assertIn("listener ingress: address 127.0.0.1:%d needs a restart" % other, warnings)
+        self.assertEqual(name_of(http(s.port, "GET", "/")), "b")  # the rest applied
+        self.assertEqual(s.port, port)
+
+    def test_reload_without_a_file_is_refused(self):
+        up = self.start_aiohttp()
+        s = self.start_sluice(upstream=up.port)
+        r = self.admin_post(s, "/reload")
+        self.assertEqual(r.status, 409)
+        self.assertIn("without --config", r.json()["errors"][0])
+        os.kill(s.pid, signal.SIGHUP)  # logged, and nothing else happens
+        time.sleep(0.2)
+        self.assertEqual(http(s.port, "GET", "/").status, 200)
+
+    # ---- drain: false -------------------------------------------------------------------------
+
+    def test_drain_false_listener_stays_open_through_a_drain(self):
+        app = self.start_aiohttp(name="app")
+        api = self.start_aiohttp(name="api")
+        egress_port = free_port()
+        cfg = self.write_config(
+            "admin: {address: 127.0.0.1:0}\nworkers: 1\ndrain: {delay: 0s, budget: 10s}\n"
+            "listeners:\n"
+            "  - {name: ingress, address: 127.0.0.1:0, cluster: app}\n"
+            "  - {name: egress, address: 127.0.0.1:%d, drain: false, cluster: api}\n"
+            "clusters:\n%s%s" % (egress_port, cluster_yaml("app", [app.port]),
+                                 cluster_yaml("api", [api.port])))
+        s = self.start_with(cfg)
+        kept = RawClient(egress_port)  # the app's pooled egress connection
+        kept.send(request_bytes("GET", "/"))
+        self.assertEqual(name_of(kept.read_response()), "api")
+        slow = RawClient(s.port)  # keeps the drain going for a while
+        slow.send(request_bytes("GET", "/sleep/1500"))
+        time.sleep(0.2)
+        r = self.admin_post(s, "/drain")
+        self.assertEqual(r.status, 202)
+        time.sleep(0.4)
+        with self.assertRaises(OSError):  # ingress is closed...
+            socket.create_connection(("127.0.0.1", s.port), timeout=1).recv(1)
+        # ...egress still takes new connections, and the kept one keeps working, kept alive.
+        r = http(egress_port, "GET", "/")
+        self.assertEqual((r.status, name_of(r)), (200, "api"))
+        kept.send(request_bytes("GET", "/"))
+        r = kept.read_response()
+        self.assertEqual(r.status, 200)
+        self.assertFalse(r.has_header("Connection") and r.header("Connection") == "close")
+        self.assertEqual(slow.read_response().status, 200)
+        # The drain ends when ingress is done; the egress connection does not hold it up.
+        self.assertEqual(s.proc.wait(timeout=5), 0)
+        self.procs.remove(s)  # it exited on its own: no SIGTERM at clean-up
+
+
+if __name__ == "__main__":
+    unittest.main()
