@@ -9,42 +9,9 @@
 #include <vector>
 
 #include "core/block.h"
+#include "core/stats.h"
 
 namespace sluice {
-
-// A counter with one writer (its worker) and lock-free readers: relaxed load + store compile to
-// a plain add, no locked instruction on the hot path.
-class Counter {
- public:
-  void add(uint64_t n = 1) {
-    v_.store(v_.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
-  }
-  void sub(uint64_t n = 1) {
-    v_.store(v_.load(std::memory_order_relaxed) - n, std::memory_order_relaxed);
-  }
-  uint64_t get() const { return v_.load(std::memory_order_relaxed); }
-
- private:
-  std::atomic<uint64_t> v_{0};
-};
-
-struct WorkerStats {
-  Counter downstream_connections_total;
-  Counter downstream_connections_active;
-  Counter drain_exempt_connections;  // active ones on `drain: false` listeners
-  Counter downstream_requests_total;
-  Counter downstream_errors_total;  // responses sluice generated with a 4xx/5xx
-  Counter upstream_connections_created;
-  Counter upstream_requests_total;
-  Counter upstream_retries_total;
-  Counter upstream_connect_failures;
-  Counter upstream_ejections;  // outlier detection took an address out of rotation
-  Counter upstream_timeouts;
-  Counter websocket_sessions_active;
-  Counter exchanges_active;  // requests between their head and the end of their response
-  Counter drain_forced_closes;
-  Counter websocket_closed[5];  // by TunnelEnd
-};
 
 class LoopContext {
  public:

@@ -175,7 +175,6 @@ void DownstreamConnection::start_request() {
     body_at_ = ctx().now_ms();
     arm_timer(limits().idle_timeout);
   }
-  ctx().stats.downstream_requests_total.add();
   http_->exchange.begin(http_->parser.head());
 }
 
@@ -262,7 +261,8 @@ void DownstreamConnection::parse_error() {
   BlockWriter w(ctx().blocks);
   write_error_response(w, status, {}, true);
   stream_.write(w.finish());
-  ctx().stats.downstream_errors_total.add();
+  ctx().stats.sluice_errors.add();
+  worker_.listener_stats(listener_).requests[status_class(status)].add();
   close_after_flush(true);
 }
 

@@ -77,7 +77,9 @@ void Exchange::reset() {
   response_head_sent_ = close_after_ = active_ = false;
   event_stream_ = end_at_event_ = mid_event_ = false;
   newlines_ = 0;
+  status_ = 0;
   started_ms_ = 0;
+  started_ns_ = upstream_ns_ = 0;
 }
 
 void Exchange::begin(const MessageHead& req) {
@@ -86,6 +88,7 @@ void Exchange::begin(const MessageHead& req) {
   active_ = true;
   ctx.stats.exchanges_active.add();
   started_ms_ = ctx.now_ms();
+  started_ns_ = uv_hrtime();
   method_ = req.method;
   head_request_ = req.method == HTTP_HEAD;
   idempotent_ = is_idempotent(req.method);
@@ -206,7 +209,7 @@ void Exchange::on_pool_failure(PoolFailure f) {
     UpstreamPool* next = cluster_->pick(pool_);
     if (next && next != pool_) {
       ++connect_retries_;
-      down_.ctx().stats.upstream_retries_total.add();
+      cluster_->stats().retries.add();
       LOG_DEBUG("upstream %s: %s, trying %s", pool_->name().c_str(), pool_failure_name(f),
                 next->name().c_str());
       use_pool(next);
@@ -219,6 +222,7 @@ void Exchange::on_pool_failure(PoolFailure f) {
 
 void Exchange::send_to(UpstreamConnection* conn) {
   up_ = conn;
+  upstream_ns_ = uv_hrtime();
   conn_reused_ = conn->requests() > 0;
   wrote_any_ = false;
   request_end_written_ = false;
@@ -327,6 +331,8 @@ void Exchange::on_upstream_drained() {
 void Exchange::on_upstream_head(const MessageHead& head) {
   if (head.status == 100) return;  // sluice answered the client's Expect itself
   if (head.status == 101 && upgrade_) {
+    status_ = 101;
+    cluster_->stats().requests[0].add();
     BlockWriter w(down_.ctx().blocks);
     write_response_head(w, head, ResponseRewrite{});
     response_head_sent_ = true;
@@ -346,6 +352,8 @@ void Exchange::on_upstream_head(const MessageHead& head) {
     down_.write(w.finish());
     return;
   }
+  status_ = head.status;
+  cluster_->stats().requests[status_class(head.status)].add();
   ResponseRewrite rw;
   if (head_request_ || head.status == 204 || head.status == 304) {
     rw.framing = Framing::kNone;
@@ -429,7 +437,7 @@ void Exchange::on_upstream_upgraded(const Slice& rest) {
   UpstreamConnection* c = up_;
   up_ = nullptr;
   pool_->take_for_tunnel(c);
-  down_.ctx().stats.upstream_requests_total.add();
+  cluster_->stats().duration.observe_us((uv_hrtime() - upstream_ns_) / 1000);
   deactivate();
   pending_.clear();
   retained_.clear();
@@ -448,7 +456,7 @@ void Exchange::on_upstream_complete() {
   }
   UpstreamConnection* c = up_;
   up_ = nullptr;
-  down_.ctx().stats.upstream_requests_total.add();
+  cluster_->stats().duration.observe_us((uv_hrtime() - upstream_ns_) / 1000);
   // A connection whose request was not fully written cannot carry another request.
   if (request_complete_ && request_end_written_ && pending_.empty()) {
     pool_->release(c);
@@ -466,8 +474,7 @@ bool Exchange::can_retry(UpstreamError e) const {
 
 void Exchange::on_upstream_error(UpstreamError e, bool response_started) {
   up_ = nullptr;
-  LoopContext& ctx = down_.ctx();
-  if (e == UpstreamError::kResponseTimeout) ctx.stats.upstream_timeouts.add();
+  if (e == UpstreamError::kResponseTimeout) cluster_->stats().timeouts.add();
   if (response_head_sent_) {
     // The body is cut: close the client connection so a truncated body never looks complete.
     LOG_WARN("upstream %s: %s mid-response; closing client %s", pool_->name().c_str(),
@@ -477,7 +484,7 @@ void Exchange::on_upstream_error(UpstreamError e, bool response_started) {
   }
   if (!response_started && can_retry(e)) {
     retried_ = true;
-    ctx.stats.upstream_retries_total.add();
+    cluster_->stats().retries.add();
     LOG_DEBUG("upstream %s: stale pooled connection (%s), retrying on a fresh one",
               pool_->name().c_str(), upstream_error_name(e));
     acquire(true);
@@ -498,8 +505,9 @@ void Exchange::respond_error(int status, const char* why) {
   close_after_ = !client_keep_alive_ || !body_done || down_.draining();
   BlockWriter w(down_.ctx().blocks);
   write_error_response(w, status, why, close_after_, head_request_);
+  status_ = status;
   down_.write(w.finish());
-  down_.ctx().stats.downstream_errors_total.add();
+  down_.ctx().stats.sluice_errors.add();
   LOG_WARN("%s from %s: %d %s", llhttp_method_name(static_cast<llhttp_method_t>(method_)),
            std::string(down_.client_ip()).c_str(), status, why);
   finish(!close_after_);
@@ -522,6 +530,11 @@ void Exchange::deactivate() {
   if (!active_) return;
   active_ = false;
   down_.ctx().stats.exchanges_active.sub();
+  if (status_) {  // requests that got a response (not those whose client went away first)
+    ListenerStats& ls = down_.worker().listener_stats(down_.listener());
+    ls.requests[status_class(status_)].add();
+    ls.duration.observe_us((uv_hrtime() - started_ns_) / 1000);
+  }
   use_pool(nullptr);
   use_cluster(nullptr);
 }

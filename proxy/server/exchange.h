@@ -111,7 +111,10 @@ class Exchange : private UpstreamHandler, private PoolClient {
   bool mid_event_ = false;     // bytes of an event were relayed since the last blank line
   uint8_t newlines_ = 0;       // consecutive line ends seen (CR ignored)
   bool active_ = false;
+  int status_ = 0;  // of the response sent to the client (0: none yet)
   uint64_t started_ms_ = 0;
+  uint64_t started_ns_ = 0;   // head received (uv_hrtime)
+  uint64_t upstream_ns_ = 0;  // request handed to the upstream connection
 };
 
 }  // namespace sluice

@@ -101,6 +101,8 @@ struct Server::State {
   HostPort admin_configured;  // as the file said, before port 0 was resolved
   std::vector<HostPort> listeners_configured;
   uint64_t reloads_ok = 0, reloads_failed = 0;
+  std::unique_ptr<ShardSet<ListenerStats>> listener_stats;
+  std::unique_ptr<ShardSet<ClusterStats>> cluster_stats;
   bool starting_resolvers = false;  // a reload is starting its resolvers: do not apply yet
   int exit_code = 0;
   bool stopping = false;
@@ -176,11 +178,14 @@ int Server::run() {
     addresses.push_back(a);
   }
 
+  st.listener_stats = std::make_unique<ShardSet<ListenerStats>>(workers);
+  st.cluster_stats = std::make_unique<ShardSet<ClusterStats>>(workers);
   auto drain_state = std::make_shared<DrainState>();
   std::vector<std::future<std::string>> ready;
   for (unsigned w = 0; w < workers; ++w) {
-    st.workers.push_back(
-        std::make_unique<Worker>(w, WorkerSetup{config_, addresses, fds[w], drain_state}));
+    st.workers.push_back(std::make_unique<Worker>(
+        w, WorkerSetup{config_, addresses, cluster_stats_for(*config_, w),
+                       listener_stats_for(*config_, w), fds[w], drain_state}));
     ready.push_back(st.workers.back()->start());
   }
   bool ok = true;
@@ -336,6 +341,20 @@ AdminResponse Server::admin_request(const AdminRequest& req) {
     return AdminResponse{status, "application/json", j.dump(2) + "\n"};
   }
   return AdminResponse{404, "text/plain", "not found\n"};
+}
+
+std::vector<ClusterStats*> Server::cluster_stats_for(const Config& c, unsigned worker) {
+  std::vector<ClusterStats*> v;
+  for (const ClusterConfig& cl : c.clusters)
+    v.push_back(state_->cluster_stats->get(cl.name, worker));
+  return v;
+}
+
+std::vector<ListenerStats*> Server::listener_stats_for(const Config& c, unsigned worker) {
+  std::vector<ListenerStats*> v;
+  for (const ListenerConfig& l : c.listeners)
+    v.push_back(state_->listener_stats->get(l.name, worker));
+  return v;
 }
 
 bool Server::allowed_to_change(const AdminRequest& req) const {
@@ -526,8 +545,10 @@ void Server::apply_pending_reload() {
   config_ = p->config;
   log_set_level(config_->log.level);
   s.drain->update_settings(config_->drain);
-  for (auto& w : s.workers)
-    w->post([cfg = config_, addresses](Worker& wk) { wk.apply_config(cfg, addresses); });
+  for (auto& w : s.workers) {
+    w->post([cfg = config_, addresses, stats = cluster_stats_for(*config_, w->index())](
+                Worker& wk) { wk.apply_config(cfg, addresses, stats); });
+  }
   ++s.reloads_ok;
   LOG_INFO("reload: applied (%zu listeners, %zu clusters)", config_->listeners.size(),
            config_->clusters.size());

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "core/config.h"
+#include "core/stats.h"
 
 namespace sluice {
 
@@ -49,6 +50,9 @@ class Server {
   std::unique_ptr<ResolverEntry> make_resolver(const ClusterConfig& c);
   void wait_first_resolution(const ResolverMap& resolvers);
   bool check_pending_reload();
+  // This worker's stats shards for the configuration's clusters / listeners, by index.
+  std::vector<ClusterStats*> cluster_stats_for(const Config& c, unsigned worker);
+  std::vector<ListenerStats*> listener_stats_for(const Config& c, unsigned worker);
   void apply_pending_reload();
   ConfigPtr config_;
   ServerOptions options_;

@@ -59,7 +59,8 @@ UpstreamCluster* Worker::route(size_t listener, std::string_view host, std::stri
   return i < 0 ? nullptr : clusters_[static_cast<size_t>(i)].get();
 }
 
-void Worker::apply_config(ConfigPtr config, const std::vector<AddressList>& addresses) {
+void Worker::apply_config(ConfigPtr config, const std::vector<AddressList>& addresses,
+                          const std::vector<ClusterStats*>& stats) {
   if (stopping_) return;
   std::vector<std::unique_ptr<UpstreamCluster>> next;
   for (size_t i = 0; i < config->clusters.size(); ++i) {
@@ -72,7 +73,7 @@ void Worker::apply_config(ConfigPtr config, const std::vector<AddressList>& addr
       }
     }
     if (!kept) {
-      kept = std::make_unique<UpstreamCluster>(*ctx_, cluster_config(config, i));
+      kept = std::make_unique<UpstreamCluster>(*ctx_, cluster_config(config, i), *stats[i]);
       kept->set_addresses(addresses[i]);
     }
     next.push_back(std::move(kept));
@@ -135,7 +136,8 @@ void Worker::run(std::promise<std::string> ready) {
 
   const Config& cfg = *config_;
   for (size_t i = 0; i < cfg.clusters.size(); ++i) {
-    clusters_.push_back(std::make_unique<UpstreamCluster>(*ctx_, cluster_config(config_, i)));
+    clusters_.push_back(std::make_unique<UpstreamCluster>(*ctx_, cluster_config(config_, i),
+                                                          *setup_.cluster_stats[i]));
     clusters_.back()->set_addresses(setup_.addresses[i]);
   }
   setup_.addresses.clear();
@@ -270,8 +272,10 @@ void Worker::add_connection(size_t listener,
                             const std::function<int(DownstreamConnection*)>& open) {
   auto* c = new DownstreamConnection(*this, static_cast<uint16_t>(listener));
   connections_.push_back(c);
-  ctx_->stats.downstream_connections_total.add();
   ctx_->stats.downstream_connections_active.add();
+  ListenerStats& ls = listener_stats(listener);
+  ls.connections_total.add();
+  ls.connections_active.add();
   if (c->drain_exempt()) ctx_->stats.drain_exempt_connections.add();
   if (int r = open(c); r != 0) {
     LOG_WARN("accept: %s", uv_strerror(r));
@@ -283,12 +287,14 @@ void Worker::remove_connection(DownstreamConnection* c) {
   if (!c->linked()) return;
   connections_.remove(c);
   ctx_->stats.downstream_connections_active.sub();
+  listener_stats(c->listener()).connections_active.sub();
   if (c->drain_exempt()) ctx_->stats.drain_exempt_connections.sub();
 }
 
 void Worker::add_tunnel(Tunnel* t, bool drain_exempt) {
   (drain_exempt ? exempt_tunnels_ : tunnels_).push_back(t);
   ctx_->stats.websocket_sessions_active.add();
+  listener_stats(t->listener()).websocket_sessions_active.add();
 }
 
 void Worker::remove_tunnel(Tunnel* t, TunnelEnd why) {
@@ -301,7 +307,9 @@ void Worker::remove_tunnel(Tunnel* t, TunnelEnd why) {
     tunnels_.remove(t);
   }
   ctx_->stats.websocket_sessions_active.sub();
-  ctx_->stats.websocket_closed[static_cast<size_t>(why)].add();
+  ListenerStats& ls = listener_stats(t->listener());
+  ls.websocket_sessions_active.sub();
+  ls.websocket_closed[static_cast<size_t>(why)].add();
 }
 
 void Worker::stop_now() {

@@ -29,8 +29,10 @@ enum class TunnelEnd : uint8_t;
 
 struct WorkerSetup {
   ConfigPtr config;
-  std::vector<AddressList> addresses;  // by index of config->clusters
-  std::vector<int> listen_fds;         // one per config->listeners entry, owned by the worker
+  std::vector<AddressList> addresses;          // by index of config->clusters
+  std::vector<ClusterStats*> cluster_stats;    // this worker's shards, by cluster index
+  std::vector<ListenerStats*> listener_stats;  // this worker's shards, by listener index
+  std::vector<int> listen_fds;  // one per config->listeners entry, owned by the worker
   std::shared_ptr<DrainState> drain;
 };
 
@@ -55,7 +57,8 @@ class Worker {
   // Tasks the main thread posts.
   // A reloaded configuration (same listeners, in the same order): routes and clusters change
   // for new requests; clusters whose settings did not change keep their pools.
-  void apply_config(ConfigPtr config, const std::vector<AddressList>& addresses);
+  void apply_config(ConfigPtr config, const std::vector<AddressList>& addresses,
+                    const std::vector<ClusterStats*>& stats);
   // The resolver's new addresses for a cluster of the current configuration.
   void set_addresses(const std::string& cluster, const AddressList& addresses);
 
@@ -68,6 +71,7 @@ class Worker {
   void add_tunnel(Tunnel* t, bool drain_exempt);
   void remove_tunnel(Tunnel* t, TunnelEnd why);
   const WorkerStats& stats() const { return ctx_->stats; }
+  ListenerStats& listener_stats(size_t listener) { return *setup_.listener_stats[listener]; }
   unsigned index() const { return index_; }
   const DrainState& drain() const { return *setup_.drain; }
 

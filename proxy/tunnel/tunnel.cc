@@ -180,6 +180,10 @@ void Tunnel::close(TunnelEnd why) {
   }
 }
 
+size_t Tunnel::listener() const {
+  return down_.listener();
+}
+
 bool Tunnel::drain_exempt() const {
   return down_.drain_exempt();
 }

@@ -47,6 +47,7 @@ class Tunnel : public ListNode {
   void close(TunnelEnd why);
   bool closing_handshake() const { return drain_started_; }
   bool drain_exempt() const;
+  size_t listener() const;
 
  private:
   void forward(const Slice& data, bool to_server);

@@ -18,8 +18,9 @@ bool UpstreamAddress::same_address(const UpstreamAddress& o) const {
          a.sin6_scope_id == b.sin6_scope_id;
 }
 
-UpstreamCluster::UpstreamCluster(LoopContext& ctx, std::shared_ptr<const ClusterConfig> config)
-    : ctx_(ctx), config_(std::move(config)) {}
+UpstreamCluster::UpstreamCluster(LoopContext& ctx, std::shared_ptr<const ClusterConfig> config,
+                                 ClusterStats& stats)
+    : ctx_(ctx), config_(std::move(config)), stats_(stats) {}
 
 UpstreamCluster::~UpstreamCluster() {
   shutdown();
@@ -38,7 +39,8 @@ void UpstreamCluster::set_addresses(const AddressList& addresses) {
         break;
       }
     }
-    if (!pool) pool = std::make_unique<UpstreamPool>(ctx_, a.address, a.endpoint, a.name, *config_);
+    if (!pool)
+      pool = std::make_unique<UpstreamPool>(ctx_, a.address, a.endpoint, a.name, *config_, stats_);
     kept.push_back(std::move(pool));
   }
   for (auto& p : pools_) {

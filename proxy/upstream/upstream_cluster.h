@@ -26,12 +26,14 @@ using AddressList = std::vector<UpstreamAddress>;
 class UpstreamCluster {
  public:
   // `config` must outlive the cluster (an aliasing pointer into the Config snapshot).
-  UpstreamCluster(LoopContext& ctx, std::shared_ptr<const ClusterConfig> config);
+  UpstreamCluster(LoopContext& ctx, std::shared_ptr<const ClusterConfig> config,
+                  ClusterStats& stats);
   ~UpstreamCluster();
   UpstreamCluster(const UpstreamCluster&) = delete;
   UpstreamCluster& operator=(const UpstreamCluster&) = delete;
 
   const ClusterConfig& config() const { return *config_; }
+  ClusterStats& stats() { return stats_; }
   // The resolver's latest addresses: pools of addresses still present are kept (with their
   // connections), new addresses get pools, pools of vanished ones retire.
   void set_addresses(const AddressList& addresses);
@@ -61,6 +63,7 @@ class UpstreamCluster {
 
   LoopContext& ctx_;
   std::shared_ptr<const ClusterConfig> config_;
+  ClusterStats& stats_;
   std::vector<std::unique_ptr<UpstreamPool>> pools_;
   std::vector<std::unique_ptr<UpstreamPool>> retired_pools_;
   std::vector<UpstreamPool*> candidates_;  // scratch for pick_least_request

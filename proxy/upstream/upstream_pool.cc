@@ -21,12 +21,13 @@ const char* pool_failure_name(PoolFailure f) {
 }
 
 UpstreamPool::UpstreamPool(LoopContext& ctx, const sockaddr_storage& address, std::string host,
-                           std::string name, const ClusterConfig& config)
+                           std::string name, const ClusterConfig& config, ClusterStats& stats)
     : ctx_(ctx),
       address_(address),
       host_(std::move(host)),
       name_(std::move(name)),
-      config_(config) {
+      config_(config),
+      stats_(stats) {
   queue_timer_ = new uv_timer_t;
   uv_timer_init(ctx.loop, queue_timer_);
   queue_timer_->data = this;
@@ -38,6 +39,7 @@ UpstreamPool::~UpstreamPool() {
 
 UpstreamPool::Acquire UpstreamPool::acquire(PoolClient* client, bool fresh,
                                             UpstreamConnection** conn, PoolFailure* failure) {
+  GaugeSync sync{*this};
   if (shut_down_) {
     *failure = PoolFailure::kConnectRefused;
     return Acquire::kFailed;
@@ -75,6 +77,7 @@ UpstreamPool::Acquire UpstreamPool::acquire(PoolClient* client, bool fresh,
 }
 
 void UpstreamPool::cancel(PoolClient* client) {
+  GaugeSync sync{*this};
   waiters_.remove(client);
   if (waiters_.empty()) uv_timer_stop(queue_timer_);
 }
@@ -86,13 +89,13 @@ bool UpstreamPool::start_connection() {
   connecting_.push_back(c);
   if (r != 0) {
     LOG_WARN("upstream %s: connect: %s", name_.c_str(), uv_strerror(r));
-    ctx_.stats.upstream_connect_failures.add();
+    stats_.connect_failures.add();
     c->close();
     note_connect_failure();
     return false;
   }
   ++created_;
-  ctx_.stats.upstream_connections_created.add();
+  stats_.connections_created.add();
   return true;
 }
 
@@ -114,6 +117,7 @@ void UpstreamPool::give(UpstreamConnection* conn, PoolClient* client) {
 }
 
 void UpstreamPool::on_connected(UpstreamConnection* conn) {
+  GaugeSync sync{*this};
   connecting_.remove(conn);
   if (ejections_) LOG_INFO("upstream %s: connected again, back in rotation", name_.c_str());
   consecutive_failures_ = 0;
@@ -132,8 +136,9 @@ void UpstreamPool::on_connected(UpstreamConnection* conn) {
 }
 
 void UpstreamPool::on_connect_failed(UpstreamError e) {
-  ctx_.stats.upstream_connect_failures.add();
-  if (e == UpstreamError::kConnectTimeout) ctx_.stats.upstream_timeouts.add();
+  GaugeSync sync{*this};
+  stats_.connect_failures.add();
+  if (e == UpstreamError::kConnectTimeout) stats_.timeouts.add();
   LOG_WARN("upstream %s: %s", name_.c_str(), upstream_error_name(e));
   note_connect_failure();
   // Each waiter beyond the remaining attempts has lost its connection: fail the oldest.
@@ -158,18 +163,20 @@ void UpstreamPool::note_connect_failure() {
     backoff *= 2;
   backoff = std::min(backoff, static_cast<uint64_t>(o.max_ejection.count()));
   ejected_until_ms_ = ctx_.now_ms() + backoff;
-  ctx_.stats.upstream_ejections.add();
+  stats_.ejections.add();
   LOG_WARN("upstream %s: ejected for %s after %u connect failures in a row", name_.c_str(),
            format_duration(Millis(static_cast<int64_t>(backoff))).c_str(), o.consecutive_failures);
 }
 
 void UpstreamPool::retire() {
+  GaugeSync sync{*this};
   if (retired_) return;
   retired_ = true;
   while (UpstreamConnection* c = idle_.front()) c->close();
 }
 
 void UpstreamPool::release(UpstreamConnection* conn) {
+  GaugeSync sync{*this};
   const auto& pool = config_.pool;
   if (retired_ && !first_waiter(false)) {
     conn->close();
@@ -210,11 +217,13 @@ void UpstreamPool::release(UpstreamConnection* conn) {
 }
 
 void UpstreamPool::take_for_tunnel(UpstreamConnection* conn) {
+  GaugeSync sync{*this};
   busy_.remove(conn);
   conn->pool_ = nullptr;
 }
 
 void UpstreamPool::detach(UpstreamConnection* conn) {
+  GaugeSync sync{*this};
   switch (conn->state()) {
     case UpstreamConnection::State::kConnecting:
       connecting_.remove(conn);
@@ -228,6 +237,25 @@ void UpstreamPool::detach(UpstreamConnection* conn) {
     case UpstreamConnection::State::kTunnel:
     case UpstreamConnection::State::kClosed:
       break;
+  }
+}
+
+void UpstreamPool::sync_gauges() {
+  if (idle_.size() != reported_idle_) {
+    if (idle_.size() > reported_idle_) {
+      stats_.idle_connections.add(idle_.size() - reported_idle_);
+    } else {
+      stats_.idle_connections.sub(reported_idle_ - idle_.size());
+    }
+    reported_idle_ = idle_.size();
+  }
+  if (busy_.size() != reported_busy_) {
+    if (busy_.size() > reported_busy_) {
+      stats_.active_connections.add(busy_.size() - reported_busy_);
+    } else {
+      stats_.active_connections.sub(reported_busy_ - busy_.size());
+    }
+    reported_busy_ = busy_.size();
   }
 }
 
@@ -254,6 +282,7 @@ void UpstreamPool::on_queue_timer(uv_timer_t* t) {
 }
 
 void UpstreamPool::shutdown() {
+  GaugeSync sync{*this};
   if (shut_down_) return;
   shut_down_ = true;
   while (PoolClient* w = waiters_.pop_front()) w->on_pool_failure(PoolFailure::kConnectRefused);

@@ -38,7 +38,7 @@ class UpstreamPool {
   // `host` is the endpoint as configured ("api.example.com:443"), `name` adds the address
   // for logs when they differ.
   UpstreamPool(LoopContext& ctx, const sockaddr_storage& address, std::string host,
-               std::string name, const ClusterConfig& config);
+               std::string name, const ClusterConfig& config, ClusterStats& stats);
   ~UpstreamPool();
   UpstreamPool(const UpstreamPool&) = delete;
   UpstreamPool& operator=(const UpstreamPool&) = delete;
@@ -92,6 +92,12 @@ class UpstreamPool {
   void give(UpstreamConnection* conn, PoolClient* client);
   PoolClient* first_waiter(bool fresh_connection);
   void arm_queue_timer();
+  // Brings the cluster's idle/active gauges up to date with this pool's lists (by delta).
+  void sync_gauges();
+  struct GaugeSync {
+    UpstreamPool& pool;
+    ~GaugeSync() { pool.sync_gauges(); }
+  };
   static void on_queue_timer(uv_timer_t* t);
 
   LoopContext& ctx_;
@@ -99,6 +105,8 @@ class UpstreamPool {
   std::string host_;
   std::string name_;
   const ClusterConfig& config_;
+  ClusterStats& stats_;
+  size_t reported_idle_ = 0, reported_busy_ = 0;
   IntrusiveList<UpstreamConnection> connecting_, idle_, busy_;
   IntrusiveList<PoolClient> waiters_;
   uv_timer_t* queue_timer_;  // heap-allocated: freed in its close callback, may outlive the pool

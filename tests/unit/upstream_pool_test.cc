@@ -158,7 +158,7 @@ class UpstreamPoolTest : public ::testing::Test {
 
   void make_pool(const PoolSettings& settings = PoolSettings()) {
     config_.pool = settings;
-    pool_ = std::make_unique<UpstreamPool>(ctx_, address_, "test", "test", config_);
+    pool_ = std::make_unique<UpstreamPool>(ctx_, address_, "test", "test", config_, stats_);
   }
 
   TestClient& client() {
@@ -199,6 +199,7 @@ class UpstreamPoolTest : public ::testing::Test {
   std::unique_ptr<DemoApp> demo_;
   sockaddr_storage address_{};
   ClusterConfig config_;
+  ClusterStats stats_;
   std::unique_ptr<UpstreamPool> pool_;
   std::vector<std::unique_ptr<TestClient>> clients_;  // outlive the pool's shutdown callbacks
 };
@@ -426,7 +427,7 @@ TEST_F(UpstreamPoolTest, ConnectRefusedFailsWaiter) {
   EXPECT_EQ(a.failures[0], PoolFailure::kConnectRefused);
   EXPECT_EQ(a.ready_calls, 0);
   EXPECT_EQ(pool_->connections_created(), 1u);
-  EXPECT_EQ(ctx_.stats.upstream_connect_failures.get(), 1u);
+  EXPECT_EQ(stats_.connect_failures.get(), 1u);
   EXPECT_EQ(pool_->connecting_count(), 0u);
   EXPECT_EQ(pool_->idle_count(), 0u);
   EXPECT_EQ(pool_->busy_count(), 0u);
