@@ -91,6 +91,7 @@ struct WorkerStats {
   Counter exchanges_active;  // requests between their head and the end of their response
   Counter drain_forced_closes;
   Counter sluice_errors;                  // responses sluice answered itself with a 4xx/5xx
+  Counter access_log_dropped;             // lines the access log could not take
   std::atomic<uint64_t> heartbeat_ms{0};  // the worker loop's clock, updated by a timer
 };
 

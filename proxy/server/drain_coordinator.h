@@ -33,6 +33,12 @@ class DrainCoordinator {
   DrainCoordinator(uv_loop_t* loop, const DrainSettings& settings,
                    std::shared_ptr<DrainState> state, Hooks hooks);
   ~DrainCoordinator();
+  // Seconds since the drain started (all of it once finished); 0 while serving.
+  double elapsed_seconds() const {
+    if (!started_ms_) return 0;
+    return static_cast<double>((finished_ms_ ? finished_ms_ : uv_now(loop_)) - started_ms_) /
+           1000.0;
+  }
   // A reload's new settings; they apply unless a drain has already started.
   void update_settings(const DrainSettings& settings) {
     if (phase() == DrainPhase::kServing) settings_ = settings;

@@ -13,12 +13,16 @@
 
 #include <nlohmann/json.hpp>
 #include "admin/admin_server.h"
+#include "admin/status_page.h"
+#include "config/config_file.h"
 #include "core/log.h"
 #include "demo/demo_app.h"
 #include "http/message.h"
+#include "metrics/metrics.h"
 #include "net/listener.h"
 #include "server/drain_coordinator.h"
 #include "server/worker.h"
+#include "upstream/readiness_probe.h"
 #include "upstream/resolver.h"
 
 namespace sluice {
@@ -28,6 +32,10 @@ namespace {
 // How long start-up (and a reload) waits for the first DNS answers of new clusters; a cluster
 // still unresolved after it answers 503 until its lookup succeeds.
 constexpr uint64_t kFirstResolutionWaitMs = 5000;
+// /healthz fails when a worker's loop has not run its 250 ms heartbeat for this long.
+constexpr uint64_t kHealthStaleMs = 2000;
+// The local app behind a `readiness: true` cluster is probed (TCP connect) this often.
+constexpr uint64_t kReadinessIntervalMs = 1000;
 
 struct SignalWatch {
   uv_signal_t handle;
@@ -100,7 +108,9 @@ struct Server::State {
   std::unique_ptr<uv_timer_t> pending_timer;
   HostPort admin_configured;  // as the file said, before port 0 was resolved
   std::vector<HostPort> listeners_configured;
-  uint64_t reloads_ok = 0, reloads_failed = 0;
+  std::unique_ptr<Metrics> metrics;
+  std::map<std::string, std::unique_ptr<ReadinessProbe>> probes;  // readiness: true clusters
+  uint64_t started_ms = 0;
   std::unique_ptr<ShardSet<ListenerStats>> listener_stats;
   std::unique_ptr<ShardSet<ClusterStats>> cluster_stats;
   bool starting_resolvers = false;  // a reload is starting its resolvers: do not apply yet
@@ -197,6 +207,29 @@ int Server::run() {
     }
   }
 
+  st.started_ms = uv_now(&st.loop);
+  st.metrics = std::make_unique<Metrics>([this](StatsTotals& t, ServerFigures& f) {
+    State& s = *state_;
+    t = sum_stats(*s.listener_stats, *s.cluster_stats);
+    // The running configuration's listeners and clusters first, in its order.
+    auto order = [](auto& items, const auto& names) {
+      std::stable_partition(items.begin(), items.end(), [&](const auto& it) {
+        return std::any_of(names.begin(), names.end(),
+                           [&](const auto& n) { return n.name == it.name; });
+      });
+    };
+    order(t.listeners, config_->listeners);
+    order(t.clusters, config_->clusters);
+    f.workers = static_cast<unsigned>(s.workers.size());
+    f.uptime_seconds = static_cast<double>(uv_now(&s.loop) - s.started_ms) / 1000.0;
+    f.draining = s.drain->phase() != DrainPhase::kServing;
+    f.drain_duration_seconds = s.drain->elapsed_seconds();
+    for (auto& w : s.workers) {
+      f.drain_forced_closes += w->stats().drain_forced_closes.get();
+      f.access_log_dropped += w->stats().access_log_dropped.get();
+    }
+  });
+  refresh_probes();
   st.drain = std::make_unique<DrainCoordinator>(
       &st.loop, config_->drain, drain_state,
       DrainCoordinator::Hooks{
@@ -289,6 +322,7 @@ int Server::run() {
   for (auto& w : st.workers) w->join();
   st.workers.clear();
   st.resolvers.clear();
+  st.probes.clear();
   st.pending.reset();
   st.admin.reset();
   st.drain.reset();
@@ -302,12 +336,39 @@ int Server::run() {
 AdminResponse Server::admin_request(const AdminRequest& req) {
   State& s = *state_;
   std::string_view path = req.path;
-  if (path == "/healthz") return AdminResponse{200, "text/plain", "ok\n"};
+  const bool get = req.head.method == HTTP_GET || req.head.method == HTTP_HEAD;
+  if (path == "/healthz") {
+    // Every worker loop must have run its heartbeat timer recently.
+    uint64_t now = uv_hrtime() / 1000000;
+    for (auto& w : s.workers) {
+      uint64_t beat = w->stats().heartbeat_ms.load(std::memory_order_relaxed);
+      if (now > beat + kHealthStaleMs)
+        return AdminResponse{503, "text/plain",
+                             "worker " + std::to_string(w->index()) + " has not run for " +
+                                 std::to_string(now - beat) + " ms\n"};
+    }
+    return AdminResponse{200, "text/plain", "ok\n"};
+  }
   if (path == "/readyz") {
     if (s.drain->phase() != DrainPhase::kServing)
       return AdminResponse{503, "text/plain", "draining\n"};
+    for (auto& [name, probe] : s.probes)
+      if (!probe->ready()) return AdminResponse{503, "text/plain", probe->reason() + "\n"};
     return AdminResponse{200, "text/plain", "ready\n"};
   }
+  if (path == "/metrics" && get)
+    return AdminResponse{200, "text/plain; version=0.0.4; charset=utf-8", s.metrics->render_text()};
+  if (path == "/stats" && get) {
+    nlohmann::json j = s.metrics->render_json(*config_);
+    j["drain"] = nlohmann::json::parse(s.drain->status_json());
+    nlohmann::json ready = nlohmann::json::object();
+    for (auto& [name, probe] : s.probes) ready[name] = probe->ready();
+    j["readiness"] = ready;
+    return AdminResponse{200, "application/json", j.dump(2) + "\n"};
+  }
+  if (path == "/config" && get)
+    return AdminResponse{200, "application/json", config_to_json(*config_).dump(2) + "\n"};
+  if (path == "/" && get) return AdminResponse{200, "text/html; charset=utf-8", status_page_html()};
   if (path == "/drain" || path == "/drain/wait") {
     const bool get = req.head.method == HTTP_GET || req.head.method == HTTP_HEAD;
     if (path == "/drain" && get)
@@ -357,6 +418,29 @@ std::vector<ListenerStats*> Server::listener_stats_for(const Config& c, unsigned
   return v;
 }
 
+void Server::refresh_probes() {
+  State& s = *state_;
+  std::map<std::string, std::unique_ptr<ReadinessProbe>> next;
+  for (const ClusterConfig& c : config_->clusters) {
+    if (!c.readiness) continue;
+    auto it = s.probes.find(c.name);
+    std::unique_ptr<ReadinessProbe> p;
+    if (it != s.probes.end()) {
+      p = std::move(it->second);
+    } else {
+      p = std::make_unique<ReadinessProbe>(&s.loop, c.name, kReadinessIntervalMs,
+                                           static_cast<uint64_t>(c.connect_timeout.count()));
+    }
+    auto r = s.resolvers.find(c.name);
+    p->set_addresses(r != s.resolvers.end() ? r->second->resolver->addresses() : AddressList{});
+    if (it == s.probes.end()) p->start();
+    next[c.name] = std::move(p);
+  }
+  for (auto& [name, p] : s.probes)
+    if (p) p->close();
+  s.probes = std::move(next);
+}
+
 bool Server::allowed_to_change(const AdminRequest& req) const {
   const std::string& token = config_->admin_token;
   if (req.from_loopback || (!token.empty() && req.header("x-sluice-admin-token") == token))
@@ -380,6 +464,8 @@ std::unique_ptr<ResolverEntry> Server::make_resolver(const ClusterConfig& c) {
         if (e->live) {
           for (auto& w : state_->workers)
             w->post([name, addresses](Worker& wk) { wk.set_addresses(name, addresses); });
+          if (auto it = state_->probes.find(name); it != state_->probes.end())
+            it->second->set_addresses(addresses);
         } else {
           check_pending_reload();
         }
@@ -466,7 +552,7 @@ Server::ReloadResult Server::reload(const char* why) {
   }
   ConfigLoad load = options_.reload();
   if (!load.config) {
-    ++s.reloads_failed;
+    s.metrics->count_reload(false);
     result.result = "invalid";
     result.errors = load.errors;
     LOG_ERROR("reload (%s) rejected, the running configuration stays:", why);
@@ -549,7 +635,8 @@ void Server::apply_pending_reload() {
     w->post([cfg = config_, addresses, stats = cluster_stats_for(*config_, w->index())](
                 Worker& wk) { wk.apply_config(cfg, addresses, stats); });
   }
-  ++s.reloads_ok;
+  refresh_probes();
+  s.metrics->count_reload(true);
   LOG_INFO("reload: applied (%zu listeners, %zu clusters)", config_->listeners.size(),
            config_->clusters.size());
 }
@@ -566,6 +653,7 @@ void Server::stop_now() {
   if (s.exit_timer) uv_close(reinterpret_cast<uv_handle_t*>(s.exit_timer.get()), nullptr);
   if (s.pending_timer) uv_close(reinterpret_cast<uv_handle_t*>(s.pending_timer.get()), nullptr);
   for (auto& [name, r] : s.resolvers) r->resolver->close();
+  for (auto& [name, p] : s.probes) p->close();
   if (s.pending)
     for (auto& [name, r] : s.pending->resolvers) r->resolver->close();
   s.ctx->stop_deferred();

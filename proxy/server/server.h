@@ -54,6 +54,8 @@ class Server {
   std::vector<ClusterStats*> cluster_stats_for(const Config& c, unsigned worker);
   std::vector<ListenerStats*> listener_stats_for(const Config& c, unsigned worker);
   void apply_pending_reload();
+  // Readiness probes for the running configuration's `readiness: true` clusters.
+  void refresh_probes();
   ConfigPtr config_;
   ServerOptions options_;
   std::unique_ptr<State> state_;

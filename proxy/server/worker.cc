@@ -14,6 +14,7 @@ namespace {
 constexpr uint64_t kHandshakeGraceMs = 100;
 
 constexpr uint64_t kSweepIntervalMs = 1000;
+constexpr uint64_t kHeartbeatMs = 250;
 
 // An aliasing pointer: the cluster's settings, keeping their whole snapshot alive.
 std::shared_ptr<const ClusterConfig> cluster_config(const ConfigPtr& config, size_t i) {
@@ -132,6 +133,15 @@ void Worker::run(std::promise<std::string> ready) {
       &loop_, 0x9E3779B97F4A7C15ull * (index_ + 1) ^ static_cast<uint64_t>(uv_hrtime()));
   ctx_->start_deferred();
   uv_async_init(&loop_, &mailbox_, &Worker::on_mailbox);
+  uv_timer_init(&loop_, &heartbeat_);
+  heartbeat_.data = this;
+  ctx_->stats.heartbeat_ms.store(uv_hrtime() / 1000000);
+  uv_timer_start(
+      &heartbeat_,
+      [](uv_timer_t* t) {
+        static_cast<Worker*>(t->data)->ctx_->stats.heartbeat_ms.store(uv_hrtime() / 1000000);
+      },
+      kHeartbeatMs, kHeartbeatMs);
   mailbox_.data = this;
 
   const Config& cfg = *config_;
@@ -326,6 +336,7 @@ void Worker::stop_now() {
     *t = nullptr;
   }
   uv_close(reinterpret_cast<uv_handle_t*>(&mailbox_), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&heartbeat_), nullptr);
 }
 
 }  // namespace sluice

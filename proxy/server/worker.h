@@ -102,6 +102,7 @@ class Worker {
   std::vector<std::unique_ptr<UpstreamCluster>> clusters_;  // by index of config_->clusters
   std::vector<std::unique_ptr<UpstreamCluster>> retired_clusters_;
   uv_timer_t* sweep_timer_ = nullptr;  // freed in its close callback
+  uv_timer_t heartbeat_;               // stores the loop's time for /healthz; closed by stop_now
   std::mutex tasks_mutex_;
   std::vector<std::function<void(Worker&)>> tasks_;
   IntrusiveList<DownstreamConnection> connections_;

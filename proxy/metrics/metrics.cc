@@ -1,0 +1,385 @@
+#include "metrics/metrics.h"
+
+#include <dirent.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <prometheus/text_serializer.h>
+#include <cstdio>
+#include <cstring>
+#include <limits>
+
+namespace sluice {
+
+using prometheus::ClientMetric;
+using prometheus::MetricFamily;
+using prometheus::MetricType;
+
+uint64_t HistogramTotals::count() const {
+  uint64_t n = 0;
+  for (uint64_t b : buckets) n += b;
+  return n;
+}
+
+void HistogramTotals::add(const Histogram& h) {
+  for (size_t i = 0; i <= kDurationBucketCount; ++i) buckets[i] += h.bucket(i);
+  sum_us += h.sum_us();
+}
+
+double HistogramTotals::quantile(double q) const {
+  uint64_t total = count();
+  if (total == 0) return 0;
+  uint64_t want = static_cast<uint64_t>(q * static_cast<double>(total) + 0.5);
+  if (want == 0) want = 1;
+  uint64_t seen = 0;
+  for (size_t i = 0; i < kDurationBucketCount; ++i) {
+    seen += buckets[i];
+    if (seen >= want) return kDurationBuckets[i];
+  }
+  return kDurationBuckets[kDurationBucketCount - 1];  // beyond the last bound
+}
+
+StatsTotals sum_stats(const ShardSet<ListenerStats>& listeners,
+                      const ShardSet<ClusterStats>& clusters) {
+  StatsTotals t;
+  for (const auto& e : listeners.entries()) {
+    StatsTotals::Listener l;
+    l.name = e->name;
+    for (const auto& s : e->shards) {
+      for (size_t i = 0; i < 5; ++i) l.requests[i] += s->requests[i].get();
+      l.duration.add(s->duration);
+      l.connections_active += s->connections_active.get();
+      l.connections_total += s->connections_total.get();
+      l.websocket_sessions_active += s->websocket_sessions_active.get();
+      for (size_t i = 0; i < 5; ++i) l.websocket_closed[i] += s->websocket_closed[i].get();
+    }
+    t.listeners.push_back(std::move(l));
+  }
+  for (const auto& e : clusters.entries()) {
+    StatsTotals::Cluster c;
+    c.name = e->name;
+    for (const auto& s : e->shards) {
+      for (size_t i = 0; i < 5; ++i) c.requests[i] += s->requests[i].get();
+      c.duration.add(s->duration);
+      c.connections_created += s->connections_created.get();
+      c.idle_connections += s->idle_connections.get();
+      c.active_connections += s->active_connections.get();
+      c.retries += s->retries.get();
+      c.connect_failures += s->connect_failures.get();
+      c.timeouts += s->timeouts.get();
+      c.ejections += s->ejections.get();
+    }
+    t.clusters.push_back(std::move(c));
+  }
+  return t;
+}
+
+ProcessStats read_process_stats() {
+  ProcessStats p;
+  rusage ru{};
+  if (getrusage(RUSAGE_SELF, &ru) == 0) {
+    p.cpu_seconds = static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+                    static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+  }
+  long page = sysconf(_SC_PAGESIZE);
+  if (FILE* f = fopen("/proc/self/statm", "r")) {
+    unsigned long size = 0, resident = 0;
+    if (fscanf(f, "%lu %lu", &size, &resident) == 2) {
+      p.virtual_bytes = static_cast<uint64_t>(size) * static_cast<uint64_t>(page);
+      p.resident_bytes = static_cast<uint64_t>(resident) * static_cast<uint64_t>(page);
+    }
+    fclose(f);
+  }
+  if (DIR* d = opendir("/proc/self/fd")) {
+    while (dirent* ent = readdir(d))
+      if (ent->d_name[0] != '.') ++p.open_fds;
+    closedir(d);
+    if (p.open_fds) --p.open_fds;  // the directory's own descriptor
+  }
+  rlimit rl{};
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0) p.max_fds = rl.rlim_cur;
+  // Start time: field 22 of /proc/self/stat (clock ticks after boot) + the boot time.
+  if (FILE* f = fopen("/proc/self/stat", "r")) {
+    char buf[1024];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    const char* after = strrchr(buf, ')');  // the command name may hold spaces
+    unsigned long long start_ticks = 0;
+    if (after && sscanf(after + 2,
+                        "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d "
+                        "%*d %*d %llu",
+                        &start_ticks) == 1) {
+      if (FILE* s = fopen("/proc/stat", "r")) {
+        char line[256];
+        unsigned long long btime = 0;
+        while (fgets(line, sizeof line, s))
+          if (sscanf(line, "btime %llu", &btime) == 1) break;
+        fclose(s);
+        p.start_time_seconds =
+            static_cast<double>(btime) +
+            static_cast<double>(start_ticks) / static_cast<double>(sysconf(_SC_CLK_TCK));
+      }
+    }
+  }
+  return p;
+}
+
+namespace {
+
+MetricFamily family(const char* name, const char* help, MetricType type) {
+  MetricFamily f;
+  f.name = name;
+  f.help = help;
+  f.type = type;
+  return f;
+}
+
+ClientMetric value_metric(MetricType type, double v, std::vector<ClientMetric::Label> labels = {}) {
+  ClientMetric m;
+  m.label = std::move(labels);
+  if (type == MetricType::Counter) {
+    m.counter.value = v;
+  } else {
+    m.gauge.value = v;
+  }
+  return m;
+}
+
+ClientMetric histogram_metric(const HistogramTotals& h, std::vector<ClientMetric::Label> labels) {
+  ClientMetric m;
+  m.label = std::move(labels);
+  uint64_t cumulative = 0;
+  for (size_t i = 0; i < kDurationBucketCount; ++i) {
+    cumulative += h.buckets[i];
+    m.histogram.bucket.push_back({cumulative, kDurationBuckets[i]});
+  }
+  cumulative += h.buckets[kDurationBucketCount];
+  m.histogram.bucket.push_back({cumulative, std::numeric_limits<double>::infinity()});
+  m.histogram.sample_count = cumulative;
+  m.histogram.sample_sum = static_cast<double>(h.sum_us) / 1e6;
+  return m;
+}
+
+// Adds one family with a value per listener or cluster.
+template <typename Item, typename Get>
+void per_item(std::vector<MetricFamily>& out, const std::vector<Item>& items, const char* label,
+              const char* name, const char* help, MetricType type, Get get) {
+  MetricFamily f = family(name, help, type);
+  for (const Item& it : items)
+    f.metric.push_back(value_metric(type, static_cast<double>(get(it)), {{label, it.name}}));
+  out.push_back(std::move(f));
+}
+
+template <typename Item>
+void by_code(std::vector<MetricFamily>& out, const std::vector<Item>& items, const char* label,
+             const char* name, const char* help) {
+  MetricFamily f = family(name, help, MetricType::Counter);
+  for (const Item& it : items)
+    for (size_t c = 0; c < 5; ++c)
+      f.metric.push_back(value_metric(MetricType::Counter, static_cast<double>(it.requests[c]),
+                                      {{label, it.name}, {"code", kStatusClasses[c]}}));
+  out.push_back(std::move(f));
+}
+
+template <typename Item>
+void durations(std::vector<MetricFamily>& out, const std::vector<Item>& items, const char* label,
+               const char* name, const char* help) {
+  MetricFamily f = family(name, help, MetricType::Histogram);
+  for (const Item& it : items)
+    f.metric.push_back(histogram_metric(it.duration, {{label, it.name}}));
+  out.push_back(std::move(f));
+}
+
+}  // namespace
+
+Metrics::Metrics(Snapshot snapshot)
+    : snapshot_(std::move(snapshot)), registry_(std::make_shared<prometheus::Registry>()) {
+  auto& reloads = prometheus::BuildCounter()
+                      .Name("sluice_config_reloads_total")
+                      .Help("Configuration reloads (SIGHUP, POST /reload) by result")
+                      .Register(*registry_);
+  reload_ok_ = &reloads.Add({{"result", "success"}});
+  reload_failed_ = &reloads.Add({{"result", "failure"}});
+  prometheus::BuildGauge()
+      .Name("sluice_build_info")
+      .Help("Always 1; the version of this sluice as a label")
+      .Register(*registry_)
+      .Add({{"version", SLUICE_VERSION}})
+      .Set(1);
+}
+
+std::vector<MetricFamily> Metrics::Collect() const {
+  StatsTotals t;
+  ServerFigures s;
+  snapshot_(t, s);
+  std::vector<MetricFamily> out;
+  const auto& L = t.listeners;
+  const auto& C = t.clusters;
+  using T = MetricType;
+  using Li = StatsTotals::Listener;
+  using Cl = StatsTotals::Cluster;
+
+  by_code(out, L, "listener", "sluice_downstream_requests_total",
+          "Requests answered to clients, by status class");
+  durations(out, L, "listener", "sluice_downstream_request_duration_seconds",
+            "From a request's head to the end of its response");
+  per_item(out, L, "listener", "sluice_downstream_connections_active", "Open client connections",
+           T::Gauge, [](const Li& l) { return l.connections_active; });
+  per_item(out, L, "listener", "sluice_downstream_connections_total", "Client connections accepted",
+           T::Counter, [](const Li& l) { return l.connections_total; });
+  per_item(out, L, "listener", "sluice_websocket_sessions_active",
+           "Upgraded sessions (WebSocket and other upgrades) open now", T::Gauge,
+           [](const Li& l) { return l.websocket_sessions_active; });
+  {
+    MetricFamily f = family("sluice_websocket_sessions_closed_total",
+                            "Upgraded sessions closed, by reason", T::Counter);
+    for (const Li& l : L)
+      for (size_t r = 0; r < 5; ++r)
+        f.metric.push_back(
+            value_metric(T::Counter, static_cast<double>(l.websocket_closed[r]),
+                         {{"listener", l.name}, {"reason", kWebSocketCloseReasons[r]}}));
+    out.push_back(std::move(f));
+  }
+
+  by_code(out, C, "cluster", "sluice_upstream_requests_total",
+          "Responses from upstreams, by status class");
+  durations(out, C, "cluster", "sluice_upstream_request_duration_seconds",
+            "From a request handed to an upstream connection to the end of its response");
+  per_item(out, C, "cluster", "sluice_upstream_connections_created_total",
+           "Upstream connections opened", T::Counter,
+           [](const Cl& c) { return c.connections_created; });
+  per_item(out, C, "cluster", "sluice_upstream_pool_idle_connections",
+           "Pooled upstream connections waiting for a request", T::Gauge,
+           [](const Cl& c) { return c.idle_connections; });
+  per_item(out, C, "cluster", "sluice_upstream_pool_active_connections",
+           "Upstream connections carrying a request", T::Gauge,
+           [](const Cl& c) { return c.active_connections; });
+  per_item(out, C, "cluster", "sluice_upstream_request_retries_total",
+           "Requests sent again: on a fresh connection after a stale pooled one, or to another "
+           "address after a failed connect",
+           T::Counter, [](const Cl& c) { return c.retries; });
+  per_item(out, C, "cluster", "sluice_upstream_connect_failures_total",
+           "Upstream connects refused, failed or timed out", T::Counter,
+           [](const Cl& c) { return c.connect_failures; });
+  per_item(out, C, "cluster", "sluice_upstream_timeouts_total",
+           "Upstream connect and response timeouts", T::Counter,
+           [](const Cl& c) { return c.timeouts; });
+  per_item(out, C, "cluster", "sluice_upstream_ejections_total",
+           "Addresses taken out of rotation by outlier detection", T::Counter,
+           [](const Cl& c) { return c.ejections; });
+
+  auto single = [&](const char* name, const char* help, T type, double v) {
+    MetricFamily f = family(name, help, type);
+    f.metric.push_back(value_metric(type, v));
+    out.push_back(std::move(f));
+  };
+  single("sluice_draining", "1 from the start of a drain (SIGTERM, POST /drain) to exit", T::Gauge,
+         s.draining ? 1 : 0);
+  single("sluice_drain_duration_seconds", "Time since the drain started (0 when serving)", T::Gauge,
+         s.drain_duration_seconds);
+  single("sluice_drain_forced_closes_total",
+         "Connections closed at the drain budget because they had not finished", T::Counter,
+         static_cast<double>(s.drain_forced_closes));
+  single("sluice_access_log_dropped_total",
+         "Access log lines dropped because the log could not keep up", T::Counter,
+         static_cast<double>(s.access_log_dropped));
+  single("sluice_workers", "Worker threads", T::Gauge, s.workers);
+
+  ProcessStats p = read_process_stats();
+  single("process_cpu_seconds_total", "Total user and system CPU time spent in seconds", T::Counter,
+         p.cpu_seconds);
+  single("process_resident_memory_bytes", "Resident memory size in bytes", T::Gauge,
+         static_cast<double>(p.resident_bytes));
+  single("process_virtual_memory_bytes", "Virtual memory size in bytes", T::Gauge,
+         static_cast<double>(p.virtual_bytes));
+  single("process_open_fds", "Number of open file descriptors", T::Gauge,
+         static_cast<double>(p.open_fds));
+  single("process_max_fds", "Maximum number of open file descriptors", T::Gauge,
+         static_cast<double>(p.max_fds));
+  single("process_start_time_seconds", "Start time of the process since the Unix epoch", T::Gauge,
+         p.start_time_seconds);
+
+  for (MetricFamily& f : registry_->Collect()) out.push_back(std::move(f));
+  return out;
+}
+
+std::string Metrics::render_text() const {
+  return prometheus::TextSerializer().Serialize(Collect());
+}
+
+nlohmann::json Metrics::render_json(const Config& config) const {
+  StatsTotals t;
+  ServerFigures s;
+  snapshot_(t, s);
+  using nlohmann::json;
+  auto codes = [](const uint64_t(&r)[5]) {
+    json j = json::object();
+    for (size_t c = 0; c < 5; ++c) j[kStatusClasses[c]] = r[c];
+    return j;
+  };
+  auto latency = [](const HistogramTotals& h) {
+    uint64_t n = h.count();
+    return json{
+        {"count", n},
+        {"mean_ms", n ? static_cast<double>(h.sum_us) / 1000.0 / static_cast<double>(n) : 0.0},
+        {"p50_ms_at_most", h.quantile(0.5) * 1000},
+        {"p99_ms_at_most", h.quantile(0.99) * 1000}};
+  };
+  json j;
+  j["version"] = SLUICE_VERSION;
+  j["workers"] = s.workers;
+  j["uptime_s"] = s.uptime_seconds;
+  j["draining"] = s.draining;
+  j["drain_duration_s"] = s.drain_duration_seconds;
+  j["drain_forced_closes"] = s.drain_forced_closes;
+  j["access_log_dropped"] = s.access_log_dropped;
+  j["reloads"] = {{"success", reloads(true)}, {"failure", reloads(false)}};
+  ProcessStats p = read_process_stats();
+  j["process"] = {{"cpu_seconds", p.cpu_seconds},
+                  {"resident_bytes", p.resident_bytes},
+                  {"open_fds", p.open_fds}};
+  j["listeners"] = json::array();
+  for (const auto& l : t.listeners) {
+    json x;
+    x["name"] = l.name;
+    for (const ListenerConfig& lc : config.listeners)
+      if (lc.name == l.name) x["address"] = lc.address.str();
+    x["configured"] = x.contains("address");
+    x["requests"] = codes(l.requests);
+    x["latency"] = latency(l.duration);
+    x["connections_active"] = l.connections_active;
+    x["connections_total"] = l.connections_total;
+    x["websocket_sessions_active"] = l.websocket_sessions_active;
+    json closed = json::object();
+    for (size_t r = 0; r < 5; ++r) closed[kWebSocketCloseReasons[r]] = l.websocket_closed[r];
+    x["websocket_sessions_closed"] = closed;
+    j["listeners"].push_back(std::move(x));
+  }
+  j["clusters"] = json::array();
+  for (const auto& c : t.clusters) {
+    json x;
+    x["name"] = c.name;
+    const ClusterConfig* cc = config.find_cluster(c.name);
+    x["configured"] = cc != nullptr;
+    if (cc) {
+      json eps = json::array();
+      for (const HostPort& e : cc->endpoints) eps.push_back(e.str());
+      x["endpoints"] = eps;
+      x["load_balancing"] = load_balancing_name(cc->load_balancing);
+    }
+    x["requests"] = codes(c.requests);
+    x["latency"] = latency(c.duration);
+    x["connections_created"] = c.connections_created;
+    x["pool_idle"] = c.idle_connections;
+    x["pool_active"] = c.active_connections;
+    x["retries"] = c.retries;
+    x["connect_failures"] = c.connect_failures;
+    x["timeouts"] = c.timeouts;
+    x["ejections"] = c.ejections;
+    j["clusters"].push_back(std::move(x));
+  }
+  return j;
+}
+
+}  // namespace sluice

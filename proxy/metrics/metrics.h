@@ -1,0 +1,96 @@
+#pragma once
+// Metrics: the workers' shards summed on the main thread when /metrics or /stats is asked for,
+// exposed through prometheus-cpp (a Collectable; the text format by its TextSerializer) and
+// as JSON. Nothing here runs on a worker: workers only increment their shards.
+#include <prometheus/collectable.h>
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
+#include <prometheus/gauge.h>
+#include <prometheus/registry.h>
+
+#include <functional>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "core/config.h"
+#include "core/stats.h"
+
+namespace sluice {
+
+struct HistogramTotals {
+  uint64_t buckets[kDurationBucketCount + 1] = {};  // per bucket, not cumulative
+  uint64_t sum_us = 0;
+  uint64_t count() const;
+  void add(const Histogram& h);
+  // The value below which `q` of the samples fall (bucket upper bound; 0 when empty).
+  double quantile(double q) const;
+};
+
+// Sums of every shard, by listener and cluster name (those of the running configuration
+// first, in its order; then any a reload removed).
+struct StatsTotals {
+  struct Listener {
+    std::string name;
+    uint64_t requests[5] = {};
+    HistogramTotals duration;
+    uint64_t connections_active = 0, connections_total = 0;
+    uint64_t websocket_sessions_active = 0;
+    uint64_t websocket_closed[5] = {};
+  };
+  struct Cluster {
+    std::string name;
+    uint64_t requests[5] = {};
+    HistogramTotals duration;
+    uint64_t connections_created = 0, idle_connections = 0, active_connections = 0;
+    uint64_t retries = 0, connect_failures = 0, timeouts = 0, ejections = 0;
+  };
+  std::vector<Listener> listeners;
+  std::vector<Cluster> clusters;
+};
+StatsTotals sum_stats(const ShardSet<ListenerStats>& listeners,
+                      const ShardSet<ClusterStats>& clusters);
+
+// Process figures from /proc and getrusage.
+struct ProcessStats {
+  double cpu_seconds = 0;
+  uint64_t resident_bytes = 0, virtual_bytes = 0;
+  uint64_t open_fds = 0, max_fds = 0;
+  double start_time_seconds = 0;
+};
+ProcessStats read_process_stats();
+
+// What the main thread knows beyond the shards.
+struct ServerFigures {
+  bool draining = false;
+  double drain_duration_seconds = 0;  // so far, or in all once done
+  uint64_t drain_forced_closes = 0;
+  uint64_t access_log_dropped = 0;
+  unsigned workers = 0;
+  double uptime_seconds = 0;
+};
+
+class Metrics final : public prometheus::Collectable {
+ public:
+  using Snapshot = std::function<void(StatsTotals&, ServerFigures&)>;
+  explicit Metrics(Snapshot snapshot);
+  // Counted by the main thread on each reload.
+  void count_reload(bool ok) { (ok ? reload_ok_ : reload_failed_)->Increment(); }
+  uint64_t reloads(bool ok) const {
+    return static_cast<uint64_t>((ok ? reload_ok_ : reload_failed_)->Value());
+  }
+  // The text exposition format (version 0.0.4).
+  std::string render_text() const;
+  // /stats: the same numbers as JSON, plus the configuration's view (addresses, endpoints).
+  nlohmann::json render_json(const Config& config) const;
+  std::vector<prometheus::MetricFamily> Collect() const override;
+
+ private:
+  Snapshot snapshot_;
+  std::shared_ptr<prometheus::Registry> registry_;  // main-thread metrics: reloads, build info
+  prometheus::Counter* reload_ok_;
+  prometheus::Counter* reload_failed_;
+};
+
+}  // namespace sluice
