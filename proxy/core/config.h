@@ -97,8 +97,6 @@ struct AdminSettings {
   bool operator==(const AdminSettings&) const = default;
 };
 
-enum class LogFormat : uint8_t { kText, kJson };
-
 struct LogSettings {
   LogFormat format = LogFormat::kText;
   LogLevel level = LogLevel::kInfo;

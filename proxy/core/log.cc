@@ -8,6 +8,7 @@ namespace sluice {
 
 namespace {
 std::atomic<int> g_level{static_cast<int>(LogLevel::kInfo)};
+std::atomic<bool> g_json{false};
 const char* level_name(LogLevel l) {
   switch (l) {
     case LogLevel::kDebug:
@@ -26,6 +27,27 @@ const char* level_name(LogLevel l) {
 void log_set_level(LogLevel level) {
   g_level.store(static_cast<int>(level));
 }
+void log_set_format(LogFormat format) {
+  g_json.store(format == LogFormat::kJson);
+}
+
+void json_escape(std::string& out, std::string_view s) {
+  static const char kHex[] = "0123456789abcdef";
+  for (char c : s) {
+    auto u = static_cast<unsigned char>(c);
+    if (c == '"' || c == '\\') {
+      out.push_back('\\');
+      out.push_back(c);
+    } else if (u < 0x20 || u == 0x7f) {
+      out.append("\\u00");
+      out.push_back(kHex[u >> 4]);
+      out.push_back(kHex[u & 15]);
+    } else {
+      out.push_back(c);
+    }
+  }
+}
+
 bool log_enabled(LogLevel level) {
   return static_cast<int>(level) >= g_level.load(std::memory_order_relaxed);
 }
@@ -40,8 +62,21 @@ void log_line(LogLevel level, const char* fmt, ...) {
   clock_gettime(CLOCK_REALTIME, &ts);
   tm t;
   gmtime_r(&ts.tv_sec, &t);
-  fprintf(stderr, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s %s\n", t.tm_year + 1900, t.tm_mon + 1,
-          t.tm_mday, t.tm_hour, t.tm_min, t.tm_sec, ts.tv_nsec / 1000000, level_name(level), msg);
+  char when[32];
+  snprintf(when, sizeof when, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", t.tm_year + 1900,
+           t.tm_mon + 1, t.tm_mday, t.tm_hour, t.tm_min, t.tm_sec, ts.tv_nsec / 1000000);
+  if (g_json.load(std::memory_order_relaxed)) {
+    std::string line = "{\"time\":\"";
+    line += when;
+    line += "\",\"level\":\"";
+    line += level_name(level);
+    line += "\",\"msg\":\"";
+    json_escape(line, msg);
+    line += "\"}\n";
+    fputs(line.c_str(), stderr);
+    return;
+  }
+  fprintf(stderr, "%s %s %s\n", when, level_name(level), msg);
 }
 
 }  // namespace sluice

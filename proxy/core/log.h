@@ -1,13 +1,21 @@
 #pragma once
 // Error and lifecycle log lines to stderr. One fprintf per line (stdio locks per call), so lines
 // from several workers never interleave. The structured access log comes with issue #6.
+#include <cstdint>
 #include <cstdio>
+#include <string>
+#include <string_view>
 
 namespace sluice {
 
 enum class LogLevel { kDebug, kInfo, kWarn, kError };
+enum class LogFormat : uint8_t { kText, kJson };
 
 void log_set_level(LogLevel level);
+// kJson: one JSON object per line ({"time", "level", "msg"}), for log collectors.
+void log_set_format(LogFormat format);
+// Appends `s` to `out` as the inside of a JSON string (quotes, backslashes, control bytes).
+void json_escape(std::string& out, std::string_view s);
 bool log_enabled(LogLevel level);
 void log_line(LogLevel level, const char* fmt, ...) __attribute__((format(printf, 2, 3)));
 

@@ -78,6 +78,8 @@ void Exchange::reset() {
   event_stream_ = end_at_event_ = mid_event_ = false;
   newlines_ = 0;
   status_ = 0;
+  response_bytes_ = 0;
+  upstream_us_ = 0;
   started_ms_ = 0;
   started_ns_ = upstream_ns_ = 0;
 }
@@ -85,6 +87,14 @@ void Exchange::reset() {
 void Exchange::begin(const MessageHead& req) {
   reset();
   LoopContext& ctx = down_.ctx();
+  if (down_.worker().access_log()) {
+    if (!log_) log_ = std::make_unique<LogFields>();
+    log_->target.clear();
+    log_->host.clear();
+    log_->request_id.clear();
+  } else {
+    log_.reset();
+  }
   active_ = true;
   ctx.stats.exchanges_active.add();
   started_ms_ = ctx.now_ms();
@@ -140,6 +150,10 @@ void Exchange::begin(const MessageHead& req) {
   }
   static thread_local std::string host_buf;
   host = host_without_port(host, host_buf);
+  if (log_) {
+    log_->target.assign(target.absolute ? target.path : req.url());
+    log_->host.assign(host);
+  }
   UpstreamCluster* cluster = down_.worker().route(down_.listener(), host, target.path);
   if (!cluster) {
     std::string why = "no route for host '" + std::string(host) + "' and path '" +
@@ -158,8 +172,10 @@ void Exchange::begin(const MessageHead& req) {
     down_.write(k100Continue);
 
   char id[32];
-  bool need_id = req.find("x-request-id") == std::string_view::npos;
+  size_t rid = req.find("x-request-id");
+  bool need_id = rid == std::string_view::npos;
   if (need_id) make_request_id(ctx, id);
+  if (log_) log_->request_id.assign(need_id ? std::string_view(id, sizeof id) : req.value(rid));
   RequestRewrite rw;
   rw.client_ip = down_.client_ip();
   rw.request_id = need_id ? std::string_view(id, sizeof id) : std::string_view();
@@ -336,7 +352,9 @@ void Exchange::on_upstream_head(const MessageHead& head) {
     BlockWriter w(down_.ctx().blocks);
     write_response_head(w, head, ResponseRewrite{});
     response_head_sent_ = true;
-    if (down_.write(w.finish()) != 0) down_.close();
+    Slice out = w.finish();
+    response_bytes_ += out.len;
+    if (down_.write(out) != 0) down_.close();
     return;  // on_upstream_upgraded follows once the head is complete
   }
   if (head.status == 101) {
@@ -374,11 +392,14 @@ void Exchange::on_upstream_head(const MessageHead& head) {
   response_framing_ = rw.framing;
   write_response_head(w, head, rw);
   response_head_sent_ = true;
-  if (down_.write(w.finish()) != 0) down_.close();
+  Slice out = w.finish();
+  response_bytes_ += out.len;
+  if (down_.write(out) != 0) down_.close();
 }
 
 void Exchange::write_response_body(const Slice& data) {
   if (data.len == 0) return;
+  response_bytes_ += data.len;
   int r;
   if (response_framing_ == Framing::kChunked) {
     Slice parts[3] = {chunk_header(down_.ctx().blocks, data.len), data, kChunkEnd};
@@ -437,7 +458,8 @@ void Exchange::on_upstream_upgraded(const Slice& rest) {
   UpstreamConnection* c = up_;
   up_ = nullptr;
   pool_->take_for_tunnel(c);
-  cluster_->stats().duration.observe_us((uv_hrtime() - upstream_ns_) / 1000);
+  upstream_us_ = (uv_hrtime() - upstream_ns_) / 1000;
+  cluster_->stats().duration.observe_us(upstream_us_);
   deactivate();
   pending_.clear();
   retained_.clear();
@@ -456,7 +478,8 @@ void Exchange::on_upstream_complete() {
   }
   UpstreamConnection* c = up_;
   up_ = nullptr;
-  cluster_->stats().duration.observe_us((uv_hrtime() - upstream_ns_) / 1000);
+  upstream_us_ = (uv_hrtime() - upstream_ns_) / 1000;
+  cluster_->stats().duration.observe_us(upstream_us_);
   // A connection whose request was not fully written cannot carry another request.
   if (request_complete_ && request_end_written_ && pending_.empty()) {
     pool_->release(c);
@@ -506,11 +529,36 @@ void Exchange::respond_error(int status, const char* why) {
   BlockWriter w(down_.ctx().blocks);
   write_error_response(w, status, why, close_after_, head_request_);
   status_ = status;
-  down_.write(w.finish());
+  Slice out = w.finish();
+  response_bytes_ += out.len;
+  down_.write(out);
   down_.ctx().stats.sluice_errors.add();
   LOG_WARN("%s from %s: %d %s", llhttp_method_name(static_cast<llhttp_method_t>(method_)),
            std::string(down_.client_ip()).c_str(), status, why);
   finish(!close_after_);
+}
+
+// A request without a response (status 0) is one whose client went away first.
+void Exchange::write_access_log(uint64_t duration_us) {
+  AccessLog* log = down_.worker().access_log();
+  if (!log) return;
+  const Config& cfg = down_.worker().config();
+  AccessLogEntry e;
+  e.listener = cfg.listeners[down_.listener()].name;
+  e.client = down_.client_ip();
+  e.method = llhttp_method_name(static_cast<llhttp_method_t>(method_));
+  e.target = log_->target;
+  e.host = log_->host;
+  e.status = status_;
+  e.bytes_in = request_body_bytes_;
+  e.bytes_out = response_bytes_;
+  e.duration_us = duration_us;
+  e.upstream_us = upstream_us_;
+  if (cluster_) e.cluster = cluster_->config().name;
+  if (pool_ && upstream_ns_) e.upstream = pool_->name();
+  e.reused = conn_reused_;
+  e.request_id = log_->request_id;
+  log->append(e, cfg.log.format, down_.worker().colour_log());
 }
 
 void Exchange::drop_upstream() {
@@ -530,11 +578,13 @@ void Exchange::deactivate() {
   if (!active_) return;
   active_ = false;
   down_.ctx().stats.exchanges_active.sub();
+  uint64_t duration_us = (uv_hrtime() - started_ns_) / 1000;
   if (status_) {  // requests that got a response (not those whose client went away first)
     ListenerStats& ls = down_.worker().listener_stats(down_.listener());
     ls.requests[status_class(status_)].add();
-    ls.duration.observe_us((uv_hrtime() - started_ns_) / 1000);
+    ls.duration.observe_us(duration_us);
   }
+  if (log_) write_access_log(duration_us);
   use_pool(nullptr);
   use_cluster(nullptr);
 }

@@ -5,6 +5,8 @@
 // both directions, and decides retries. Embedded in (and owned by) its DownstreamConnection,
 // reused for each request on that connection.
 #include <cstdint>
+#include <memory>
+#include <string>
 #include <vector>
 
 #include "core/block.h"
@@ -71,6 +73,7 @@ class Exchange : private UpstreamHandler, private PoolClient {
   void end_event_stream();
   void relay_event_stream(const Slice& data);
   void write_response_body(const Slice& data);
+  void write_access_log(uint64_t duration_us);
 
   DownstreamConnection& down_;
   UpstreamCluster* cluster_ = nullptr;
@@ -115,6 +118,13 @@ class Exchange : private UpstreamHandler, private PoolClient {
   uint64_t started_ms_ = 0;
   uint64_t started_ns_ = 0;   // head received (uv_hrtime)
   uint64_t upstream_ns_ = 0;  // request handed to the upstream connection
+  uint64_t upstream_us_ = 0;  // upstream request to response complete
+  uint64_t response_bytes_ = 0;
+  // What the access log line needs beyond the above, copied at begin (only while it is on).
+  struct LogFields {
+    std::string target, host, request_id;
+  };
+  std::unique_ptr<LogFields> log_;
 };
 
 }  // namespace sluice

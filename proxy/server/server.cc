@@ -109,6 +109,7 @@ struct Server::State {
   HostPort admin_configured;  // as the file said, before port 0 was resolved
   std::vector<HostPort> listeners_configured;
   std::unique_ptr<Metrics> metrics;
+  std::unique_ptr<AccessLogSink> access_sink;                     // outlives the workers
   std::map<std::string, std::unique_ptr<ReadinessProbe>> probes;  // readiness: true clusters
   uint64_t started_ms = 0;
   std::unique_ptr<ShardSet<ListenerStats>> listener_stats;
@@ -191,11 +192,16 @@ int Server::run() {
   st.listener_stats = std::make_unique<ShardSet<ListenerStats>>(workers);
   st.cluster_stats = std::make_unique<ShardSet<ClusterStats>>(workers);
   auto drain_state = std::make_shared<DrainState>();
+  st.access_sink = std::make_unique<AccessLogSink>(STDOUT_FILENO);
+  const bool colour = isatty(STDOUT_FILENO) == 1;
+  log_set_level(config_->log.level);
+  log_set_format(config_->log.format);
   std::vector<std::future<std::string>> ready;
   for (unsigned w = 0; w < workers; ++w) {
     st.workers.push_back(std::make_unique<Worker>(
         w, WorkerSetup{config_, addresses, cluster_stats_for(*config_, w),
-                       listener_stats_for(*config_, w), fds[w], drain_state}));
+                       listener_stats_for(*config_, w), st.access_sink.get(), colour, fds[w],
+                       drain_state}));
     ready.push_back(st.workers.back()->start());
   }
   bool ok = true;
@@ -321,6 +327,7 @@ int Server::run() {
   uv_run(&st.loop, UV_RUN_DEFAULT);
   for (auto& w : st.workers) w->join();
   st.workers.clear();
+  st.access_sink.reset();  // writes what the workers left
   st.resolvers.clear();
   st.probes.clear();
   st.pending.reset();
@@ -630,6 +637,7 @@ void Server::apply_pending_reload() {
   s.resolvers = std::move(next);
   config_ = p->config;
   log_set_level(config_->log.level);
+  log_set_format(config_->log.format);
   s.drain->update_settings(config_->drain);
   for (auto& w : s.workers) {
     w->post([cfg = config_, addresses, stats = cluster_stats_for(*config_, w->index())](

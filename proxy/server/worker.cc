@@ -132,6 +132,8 @@ void Worker::run(std::promise<std::string> ready) {
   ctx_ = std::make_unique<LoopContext>(
       &loop_, 0x9E3779B97F4A7C15ull * (index_ + 1) ^ static_cast<uint64_t>(uv_hrtime()));
   ctx_->start_deferred();
+  access_log_ =
+      std::make_unique<AccessLog>(*ctx_, setup_.access_sink, ctx_->stats.access_log_dropped);
   uv_async_init(&loop_, &mailbox_, &Worker::on_mailbox);
   uv_timer_init(&loop_, &heartbeat_);
   heartbeat_.data = this;
@@ -171,6 +173,7 @@ void Worker::run(std::promise<std::string> ready) {
   retired_clusters_.clear();
   ctx_->stop_deferred();
   uv_run(&loop_, UV_RUN_DEFAULT);
+  access_log_->flush();
   int r = uv_loop_close(&loop_);
   if (r != 0) LOG_ERROR("worker %u: loop closed with handles still open", index_);
 }

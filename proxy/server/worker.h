@@ -13,6 +13,7 @@
 #include <thread>
 #include <vector>
 
+#include "core/access_log.h"
 #include "core/config.h"
 #include "core/drain_state.h"
 #include "core/intrusive_list.h"
@@ -32,6 +33,8 @@ struct WorkerSetup {
   std::vector<AddressList> addresses;          // by index of config->clusters
   std::vector<ClusterStats*> cluster_stats;    // this worker's shards, by cluster index
   std::vector<ListenerStats*> listener_stats;  // this worker's shards, by listener index
+  AccessLogSink* access_sink = nullptr;        // shared by all workers; outlives them
+  bool colour_log = false;                     // stdout is a terminal: colour the text access log
   std::vector<int> listen_fds;  // one per config->listeners entry, owned by the worker
   std::shared_ptr<DrainState> drain;
 };
@@ -72,6 +75,9 @@ class Worker {
   void remove_tunnel(Tunnel* t, TunnelEnd why);
   const WorkerStats& stats() const { return ctx_->stats; }
   ListenerStats& listener_stats(size_t listener) { return *setup_.listener_stats[listener]; }
+  // The worker's access log while `log.access` is on, else null.
+  AccessLog* access_log() { return config_->log.access ? access_log_.get() : nullptr; }
+  bool colour_log() const { return setup_.colour_log; }
   unsigned index() const { return index_; }
   const DrainState& drain() const { return *setup_.drain; }
 
@@ -94,6 +100,7 @@ class Worker {
   WorkerSetup setup_;
   uv_loop_t loop_;
   std::unique_ptr<LoopContext> ctx_;
+  std::unique_ptr<AccessLog> access_log_;  // destroyed after the loop has closed
   uv_async_t mailbox_;
   std::atomic<bool> stop_requested_{false};
   std::vector<std::unique_ptr<Listener>> listeners_;
