@@ -97,7 +97,9 @@ void check_listeners(const Config& c, const ConfigMarks& m, Diagnostics& diag) {
 void check_routes(const Config& c, const ConfigMarks& m, Diagnostics& diag) {
   std::vector<std::string> cluster_names;
   for (const auto& cl : c.clusters) cluster_names.push_back(cl.name);
-  const bool check_targets = m.all_cluster_names_ok && m.clusters_ok;
+  // Against a complete list only: a cluster whose name was invalid, or no clusters at all,
+  // has been reported already.
+  const bool check_targets = m.all_cluster_names_ok && m.clusters_ok && !c.clusters.empty();
 
   for (size_t i = 0; i < c.listeners.size(); ++i) {
     const ListenerConfig& l = c.listeners[i];

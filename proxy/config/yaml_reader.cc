@@ -181,10 +181,11 @@ class YamlReader {
     return true;
   }
 
+  // "{path}: invalid value 'x'{reason} (expected ...)"; a reason starts with ": ".
   bool invalid(const Field& f, const std::string& text, const std::string& expected,
-               const std::string& hint = "") {
-    diag_.error(f.where(),
-                f.path + ": invalid value '" + text + "' (expected " + expected + ")" + hint);
+               const std::string& reason = "") {
+    diag_.error(f.where(), f.path + ": invalid value '" + text + "'" + reason + " (expected " +
+                               expected + ")");
     return false;
   }
 
@@ -535,8 +536,8 @@ class YamlReader {
   // "listeners[ingress]" when the element has a usable name, else "listeners[0]".
   static std::string element_path(const char* list, size_t i, const YAML::Node& node) {
     if (node.IsMap()) {
-      const YAML::Node n = node["name"];
-      if (n.IsScalar() && is_valid_name(n.Scalar()))
+      const YAML::Node n = node["name"];  // a const lookup: never adds the key
+      if (n.IsDefined() && n.IsScalar() && is_valid_name(n.Scalar()))
         return std::string(list) + "[" + n.Scalar() + "]";
     }
     return std::string(list) + "[" + std::to_string(i) + "]";
