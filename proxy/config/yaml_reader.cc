@@ -141,16 +141,7 @@ class YamlReader {
         root, "", kRootKeys, diag_,
         {{"admin", kAdminKeys}, {"limits", kLimitsKeys}, {"drain", kDrainKeys}, {"log", kLogKeys}});
     if (auto* admin = map_field(f, "admin")) read_admin(*admin);
-    if (auto* w = f.get("workers")) {
-      uint32_t workers = config_.workers;
-      if (number(*w, workers, 0, UINT32_MAX)) {
-        if (workers > kMaxWorkers)
-          diag_.error(w->where(), "workers: " + std::to_string(workers) + " is too many (at most " +
-                                      std::to_string(kMaxWorkers) + "; 0 = one per core)");
-        else
-          config_.workers = workers;
-      }
-    }
+    if (auto* w = f.get("workers")) number(*w, config_.workers, 0, kMaxWorkers);
     if (auto* l = f.get("listeners")) read_listeners(*l);
     if (auto* c = f.get("clusters")) read_clusters(*c);
     if (auto* limits = map_field(f, "limits")) read_limits(*limits);
