@@ -171,6 +171,9 @@ void warn(const Config& c, const ConfigMarks& m, Diagnostics& diag) {
     routes_known = routes_known && lm.routes_ok;
     for (const auto& rm : lm.route) routes_known = routes_known && rm.cluster.ok;
   }
+  // A route to a missing cluster is an error already; "unused" would be noise beside it.
+  for (const auto& l : c.listeners)
+    for (const auto& r : l.routes) routes_known = routes_known && c.find_cluster(r.cluster);
   if (routes_known) {
     for (size_t i = 0; i < c.clusters.size(); ++i) {
       bool used = false;

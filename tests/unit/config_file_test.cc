@@ -435,6 +435,13 @@ TEST(ConfigFile, Warnings) {
       "t.yaml:7:1: warning: drain: delay (10s) + ws_close_spread (10s) exceed the budget (15s): "
       "WebSocket sessions still open at the budget are cut without a close frame"};
   EXPECT_EQ(r.warnings, expected);
+
+  // Beside a route to a missing cluster, "unused" would only be noise.
+  ConfigLoad typo = load(
+      "listeners: [{name: in, cluster: ap}]\n"
+      "clusters: [{name: app, endpoints: [127.0.0.1:4000]}]\n");
+  EXPECT_EQ(typo.errors.size(), 1u) << joined(typo.errors);
+  EXPECT_TRUE(typo.warnings.empty()) << joined(typo.warnings);
 }
 
 TEST(ConfigFile, RoundTripThroughDump) {
