@@ -55,7 +55,9 @@ class Fields {
   Fields(const YAML::Node& map, const std::string& path, const std::vector<std::string>& known,
          Diagnostics& diag, const std::vector<Section>& sections = {}) {
     for (auto it = map.begin(); it != map.end(); ++it) {
-      const YAML::Node& key = it->first;
+      // Copies: yaml-cpp's iterator hands out a temporary pair, a reference would dangle.
+      const YAML::Node key = it->first;
+      const YAML::Node value = it->second;
       if (!key.IsScalar()) {
         diag.error(where_of(key), "keys must be plain names, not " + describe(key) + in(path));
         continue;
@@ -74,7 +76,7 @@ class Fields {
                                       std::to_string(w.line) + "); remove one");
         continue;
       }
-      fields_.push_back(Field{path.empty() ? name : path + "." + name, key, it->second});
+      fields_.push_back(Field{path.empty() ? name : path + "." + name, key, value});
     }
   }
 
