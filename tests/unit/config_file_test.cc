@@ -550,6 +550,56 @@ TEST(ConfigOverrides, WinOverTheFile) {
   EXPECT_EQ(later.config->workers, 6u);
 }
 
+TEST(ConfigOverrides, EveryFlagSetsItsSetting) {
+  const std::string two_clusters =
+      "listeners: [{name: in, address: 127.0.0.1:8080, cluster: a},"
+      " {name: out, address: 127.0.0.1:8081, cluster: b}]\n"
+      "clusters: [{name: a, endpoints: [127.0.0.1:1]}, {name: b, endpoints: [127.0.0.1:2]}]\n";
+  TempFile token("t0k3n\n");
+  ConfigLoad r = expect_ok(two_clusters, {{"listen", "[::1]:0", ""},
+                                          {"upstream", "app:81", ""},
+                                          {"admin", "127.0.0.2:0", ""},
+                                          {"workers", "1024", ""},
+                                          {"connect-timeout", "101ms", ""},
+                                          {"response-timeout", "102ms", ""},
+                                          {"header-timeout", "103ms", ""},
+                                          {"idle-timeout", "104ms", ""},
+                                          {"max-header-bytes", "2KiB", ""},
+                                          {"max-body-bytes", "3MiB", ""},
+                                          {"pool-max-idle", "5", ""},
+                                          {"pool-idle-timeout", "105ms", ""},
+                                          {"pool-max-requests", "6", ""},
+                                          {"pool-max-connections", "7", ""},
+                                          {"pool-queue-size", "8", ""},
+                                          {"pool-queue-timeout", "106ms", ""},
+                                          {"drain-delay", "107ms", ""},
+                                          {"drain-budget", "108ms", ""},
+                                          {"ws-close-spread", "1ms", ""},
+                                          {"ws-close-timeout", "110ms", ""},
+                                          {"admin-token-file", token.path(), ""},
+                                          {"log-format", "json", ""},
+                                          {"log-level", "error", ""},
+                                          {"access-log", "false", ""}});
+  ASSERT_TRUE(r.config);
+  const Config& c = *r.config;
+  EXPECT_EQ(c.listeners[0].address, (HostPort{"::1", 0}));
+  EXPECT_EQ(c.listeners[1].address, (HostPort{"127.0.0.1", 8081}));
+  EXPECT_EQ(c.clusters[0].endpoints, (std::vector<HostPort>{{"app", 81}}));
+  EXPECT_EQ(c.clusters[1].endpoints, (std::vector<HostPort>{{"127.0.0.1", 2}}));
+  EXPECT_EQ(c.admin.address, (HostPort{"127.0.0.2", 0}));
+  EXPECT_EQ(c.workers, 1024u);
+  for (const auto& cl : c.clusters) {
+    EXPECT_EQ(cl.connect_timeout, Millis(101));
+    EXPECT_EQ(cl.response_timeout, Millis(102));
+    EXPECT_EQ(cl.pool, (PoolSettings{5, Millis(105), 6, 7, 8, Millis(106)}));
+  }
+  EXPECT_EQ(c.limits, (Limits{2048, 3 << 20, Millis(103), Millis(104)}));
+  EXPECT_EQ(c.drain, (DrainSettings{Millis(107), Millis(108), Millis(1), Millis(110)}));
+  EXPECT_EQ(c.admin.token_file, token.path());
+  EXPECT_EQ(c.admin_token, "t0k3n");
+  EXPECT_EQ(c.log, (LogSettings{LogFormat::kJson, LogLevel::kError, false}));
+}
+
 TEST(ConfigOverrides, DefaultsOfTheCaller) {
   Config demo = default_config();
   demo.drain.delay = Millis(0);
