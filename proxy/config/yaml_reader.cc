@@ -190,8 +190,7 @@ class YamlReader {
         "a whole number from " + std::to_string(min) + " to " + std::to_string(max);
     if (!scalar(f, s, expected.c_str())) return false;
     auto v = parse_whole_number(s);
-    if (!v || *v > max) return invalid(f, s, expected);
-    if (*v < min) return invalid(f, s, expected);
+    if (!v || *v < min || *v > max) return invalid(f, s, expected);
     out = static_cast<uint32_t>(*v);
     return true;
   }
@@ -306,7 +305,7 @@ class YamlReader {
       return;
     }
     for (size_t i = 0; i < f.value.size(); ++i) {
-      const YAML::Node& node = f.value[i];
+      const YAML::Node node = f.value[i];
       std::string path = element_path("listeners", i, node);
       if (!node.IsMap()) {
         diag_.error(where_of(node),
@@ -370,7 +369,7 @@ class YamlReader {
       return;
     }
     for (size_t i = 0; i < f.value.size(); ++i) {
-      const YAML::Node& node = f.value[i];
+      const YAML::Node node = f.value[i];
       std::string path = f.path + "[" + std::to_string(i) + "]";
       if (!node.IsMap()) {
         diag_.error(where_of(node), path +
@@ -428,7 +427,7 @@ class YamlReader {
       return;
     }
     for (size_t i = 0; i < f.value.size(); ++i) {
-      const YAML::Node& node = f.value[i];
+      const YAML::Node node = f.value[i];
       std::string path = element_path("clusters", i, node);
       if (!node.IsMap()) {
         diag_.error(where_of(node),
