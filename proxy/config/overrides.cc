@@ -57,20 +57,35 @@ std::optional<uint32_t> whole(const std::string& v, uint32_t min, uint32_t max,
   return static_cast<uint32_t>(*n);
 }
 
-// A duration setting of every cluster.
-#define CLUSTER_DURATION(member)                                                                \
-  [](Config& c, const std::string& v, std::string& e) {                                         \
-    Millis d;                                                                                   \
-    return set_duration(d, v, e) && each_cluster(c, [&](ClusterConfig& cl) { cl.member = d; }); \
-  }
-// A count setting of every cluster's pool.
-#define POOL_COUNT(member, min)                                                   \
-  [](Config& c, const std::string& v, std::string& e) {                           \
-    auto n = whole(v, min, UINT32_MAX, e);                                        \
-    return n && each_cluster(c, [&](ClusterConfig& cl) { cl.pool.member = *n; }); \
-  }
-#define GLOBAL_DURATION(member) \
-  [](Config& c, const std::string& v, std::string& e) { return set_duration(c.member, v, e); }
+// Appliers for the common shapes, by member pointer: a duration of every cluster, a count of
+// every cluster's pool, a duration of one section of the configuration.
+template <Millis ClusterConfig::*member>
+bool cluster_duration(Config& c, const std::string& v, std::string& e) {
+  Millis d;
+  return set_duration(d, v, e) && each_cluster(c, [&](ClusterConfig& cl) { cl.*member = d; });
+}
+
+template <Millis PoolSettings::*member>
+bool pool_duration(Config& c, const std::string& v, std::string& e) {
+  Millis d;
+  return set_duration(d, v, e) && each_cluster(c, [&](ClusterConfig& cl) { cl.pool.*member = d; });
+}
+
+template <uint32_t PoolSettings::*member, uint32_t min>
+bool pool_count(Config& c, const std::string& v, std::string& e) {
+  auto n = whole(v, min, UINT32_MAX, e);
+  return n && each_cluster(c, [&](ClusterConfig& cl) { cl.pool.*member = *n; });
+}
+
+template <auto section, auto member>
+bool section_duration(Config& c, const std::string& v, std::string& e) {
+  return set_duration(c.*section.*member, v, e);
+}
+
+template <auto section, auto member>
+bool section_size(Config& c, const std::string& v, std::string& e) {
+  return set_size(c.*section.*member, v, e);
+}
 
 const std::vector<FlagRule>& rules() {
   static const std::vector<FlagRule> table{
@@ -112,80 +127,68 @@ const std::vector<FlagRule>& rules() {
       {{"connect-timeout", "DUR", "clusters[*].connect_timeout", "2s",
         "upstream connect timeout (503 when exceeded), every cluster"},
        Marked::kNone,
-       CLUSTER_DURATION(connect_timeout)},
+       cluster_duration<&ClusterConfig::connect_timeout>},
       {{"response-timeout", "DUR", "clusters[*].response_timeout", "30s",
         "wait for the upstream's response head (504), every cluster"},
        Marked::kNone,
-       CLUSTER_DURATION(response_timeout)},
+       cluster_duration<&ClusterConfig::response_timeout>},
       {{"header-timeout", "DUR", "limits.header_timeout", "10s",
         "time a client has to send a request head"},
        Marked::kNone,
-       GLOBAL_DURATION(limits.header_timeout)},
+       section_duration<&Config::limits, &Limits::header_timeout>},
       {{"idle-timeout", "DUR", "limits.idle_timeout", "75s",
         "idle keep-alive client connections are closed after"},
        Marked::kNone,
-       GLOBAL_DURATION(limits.idle_timeout)},
+       section_duration<&Config::limits, &Limits::idle_timeout>},
       {{"max-header-bytes", "SIZE", "limits.max_header_bytes", "64KiB",
         "request head limit (431 beyond)"},
        Marked::kNone,
-       [](Config& c, const std::string& v, std::string& e) {
-         return set_size(c.limits.max_header_bytes, v, e);
-       }},
+       section_size<&Config::limits, &Limits::max_header_bytes>},
       {{"max-body-bytes", "SIZE", "limits.max_body_bytes", "0",
         "request body limit, 0 = none (413 beyond)"},
        Marked::kNone,
-       [](Config& c, const std::string& v, std::string& e) {
-         return set_size(c.limits.max_body_bytes, v, e);
-       }},
+       section_size<&Config::limits, &Limits::max_body_bytes>},
       {{"pool-max-idle", "N", "clusters[*].pool.max_idle", "64",
         "idle upstream connections kept per worker, every cluster"},
        Marked::kNone,
-       POOL_COUNT(max_idle, 0)},
+       pool_count<&PoolSettings::max_idle, 0>},
       {{"pool-idle-timeout", "DUR", "clusters[*].pool.idle_timeout", "4s",
         "idle upstream connections are closed after (keep below the app's keep-alive timeout), "
         "every cluster"},
        Marked::kNone,
-       [](Config& c, const std::string& v, std::string& e) {
-         Millis d;
-         return set_duration(d, v, e) &&
-                each_cluster(c, [&](ClusterConfig& cl) { cl.pool.idle_timeout = d; });
-       }},
+       pool_duration<&PoolSettings::idle_timeout>},
       {{"pool-max-requests", "N", "clusters[*].pool.max_requests_per_connection", "0",
         "requests per upstream connection, 0 = no limit, every cluster"},
        Marked::kNone,
-       POOL_COUNT(max_requests_per_connection, 0)},
+       pool_count<&PoolSettings::max_requests_per_connection, 0>},
       {{"pool-max-connections", "N", "clusters[*].pool.max_connections", "1024",
         "upstream connections per worker, every cluster"},
        Marked::kNone,
-       POOL_COUNT(max_connections, 1)},
+       pool_count<&PoolSettings::max_connections, 1>},
       {{"pool-queue-size", "N", "clusters[*].pool.queue_size", "1024",
         "requests waiting for an upstream connection, every cluster"},
        Marked::kNone,
-       POOL_COUNT(queue_size, 0)},
+       pool_count<&PoolSettings::queue_size, 0>},
       {{"pool-queue-timeout", "DUR", "clusters[*].pool.queue_timeout", "5s",
         "wait for an upstream connection (503), every cluster"},
        Marked::kNone,
-       [](Config& c, const std::string& v, std::string& e) {
-         Millis d;
-         return set_duration(d, v, e) &&
-                each_cluster(c, [&](ClusterConfig& cl) { cl.pool.queue_timeout = d; });
-       }},
+       pool_duration<&PoolSettings::queue_timeout>},
       {{"drain-delay", "DUR", "drain.delay", "5s",
         "on SIGTERM keep accepting this long (Connection: close) while endpoints propagate"},
        Marked::kDrain,
-       GLOBAL_DURATION(drain.delay)},
+       section_duration<&Config::drain, &DrainSettings::delay>},
       {{"drain-budget", "DUR", "drain.budget", "25s",
         "from SIGTERM to exit at most; the rest is force-closed"},
        Marked::kDrain,
-       GLOBAL_DURATION(drain.budget)},
+       section_duration<&Config::drain, &DrainSettings::budget>},
       {{"ws-close-spread", "DUR", "drain.ws_close_spread", "10s",
         "WebSocket 1001 closes spread over this window"},
        Marked::kDrain,
-       GLOBAL_DURATION(drain.ws_close_spread)},
+       section_duration<&Config::drain, &DrainSettings::ws_close_spread>},
       {{"ws-close-timeout", "DUR", "drain.ws_close_timeout", "3s",
         "WebSocket close handshake timeout"},
        Marked::kNone,
-       GLOBAL_DURATION(drain.ws_close_timeout)},
+       section_duration<&Config::drain, &DrainSettings::ws_close_timeout>},
       {{"admin-token-file", "FILE", "admin.token_file", "",
         "token allowing non-loopback clients to call /drain (header X-Sluice-Admin-Token)"},
        Marked::kTokenFile,
@@ -222,10 +225,6 @@ const std::vector<FlagRule>& rules() {
   };
   return table;
 }
-
-#undef CLUSTER_DURATION
-#undef POOL_COUNT
-#undef GLOBAL_DURATION
 
 }  // namespace
 

@@ -97,7 +97,9 @@ void check_listeners(const Config& c, const ConfigMarks& m, Diagnostics& diag) {
 void check_routes(const Config& c, const ConfigMarks& m, Diagnostics& diag) {
   std::vector<std::string> cluster_names;
   for (const auto& cl : c.clusters) cluster_names.push_back(cl.name);
-  const bool check_targets = m.all_cluster_names_ok && m.clusters_ok;
+  // Against a complete list only: a cluster whose name was invalid, or no clusters at all,
+  // has been reported already.
+  const bool check_targets = m.all_cluster_names_ok && m.clusters_ok && !c.clusters.empty();
 
   for (size_t i = 0; i < c.listeners.size(); ++i) {
     const ListenerConfig& l = c.listeners[i];
@@ -169,6 +171,9 @@ void warn(const Config& c, const ConfigMarks& m, Diagnostics& diag) {
     routes_known = routes_known && lm.routes_ok;
     for (const auto& rm : lm.route) routes_known = routes_known && rm.cluster.ok;
   }
+  // A route to a missing cluster is an error already; "unused" would be noise beside it.
+  for (const auto& l : c.listeners)
+    for (const auto& r : l.routes) routes_known = routes_known && c.find_cluster(r.cluster);
   if (routes_known) {
     for (size_t i = 0; i < c.clusters.size(); ++i) {
       bool used = false;

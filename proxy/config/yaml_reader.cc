@@ -55,8 +55,9 @@ class Fields {
   Fields(const YAML::Node& map, const std::string& path, const std::vector<std::string>& known,
          Diagnostics& diag, const std::vector<Section>& sections = {}) {
     for (auto it = map.begin(); it != map.end(); ++it) {
-      // A copy: yaml-cpp iterators hand out references to a temporary pair.
+      // Copies: yaml-cpp's iterator hands out a temporary pair, a reference would dangle.
       const YAML::Node key = it->first;
+      const YAML::Node value = it->second;
       if (!key.IsScalar()) {
         diag.error(where_of(key), "keys must be plain names, not " + describe(key) + in(path));
         continue;
@@ -75,7 +76,7 @@ class Fields {
                                       std::to_string(w.line) + "); remove one");
         continue;
       }
-      fields_.push_back(Field{path.empty() ? name : path + "." + name, key, it->second});
+      fields_.push_back(Field{path.empty() ? name : path + "." + name, key, value});
     }
   }
 
@@ -142,16 +143,7 @@ class YamlReader {
         root, "", kRootKeys, diag_,
         {{"admin", kAdminKeys}, {"limits", kLimitsKeys}, {"drain", kDrainKeys}, {"log", kLogKeys}});
     if (auto* admin = map_field(f, "admin")) read_admin(*admin);
-    if (auto* w = f.get("workers")) {
-      uint32_t workers = config_.workers;
-      if (number(*w, workers, 0, UINT32_MAX)) {
-        if (workers > kMaxWorkers)
-          diag_.error(w->where(), "workers: " + std::to_string(workers) + " is too many (at most " +
-                                      std::to_string(kMaxWorkers) + "; 0 = one per core)");
-        else
-          config_.workers = workers;
-      }
-    }
+    if (auto* w = f.get("workers")) number(*w, config_.workers, 0, kMaxWorkers);
     if (auto* l = f.get("listeners")) read_listeners(*l);
     if (auto* c = f.get("clusters")) read_clusters(*c);
     if (auto* limits = map_field(f, "limits")) read_limits(*limits);
@@ -182,10 +174,11 @@ class YamlReader {
     return true;
   }
 
+  // "{path}: invalid value 'x'{reason} (expected ...)"; a reason starts with ": ".
   bool invalid(const Field& f, const std::string& text, const std::string& expected,
-               const std::string& hint = "") {
-    diag_.error(f.where(),
-                f.path + ": invalid value '" + text + "' (expected " + expected + ")" + hint);
+               const std::string& reason = "") {
+    diag_.error(f.where(), f.path + ": invalid value '" + text + "'" + reason + " (expected " +
+                               expected + ")");
     return false;
   }
 
@@ -197,8 +190,7 @@ class YamlReader {
         "a whole number from " + std::to_string(min) + " to " + std::to_string(max);
     if (!scalar(f, s, expected.c_str())) return false;
     auto v = parse_whole_number(s);
-    if (!v || *v > max) return invalid(f, s, expected);
-    if (*v < min) return invalid(f, s, expected);
+    if (!v || *v < min || *v > max) return invalid(f, s, expected);
     out = static_cast<uint32_t>(*v);
     return true;
   }
@@ -313,7 +305,7 @@ class YamlReader {
       return;
     }
     for (size_t i = 0; i < f.value.size(); ++i) {
-      const YAML::Node& node = f.value[i];
+      const YAML::Node node = f.value[i];
       std::string path = element_path("listeners", i, node);
       if (!node.IsMap()) {
         diag_.error(where_of(node),
@@ -377,7 +369,7 @@ class YamlReader {
       return;
     }
     for (size_t i = 0; i < f.value.size(); ++i) {
-      const YAML::Node& node = f.value[i];
+      const YAML::Node node = f.value[i];
       std::string path = f.path + "[" + std::to_string(i) + "]";
       if (!node.IsMap()) {
         diag_.error(where_of(node), path +
@@ -435,7 +427,7 @@ class YamlReader {
       return;
     }
     for (size_t i = 0; i < f.value.size(); ++i) {
-      const YAML::Node& node = f.value[i];
+      const YAML::Node node = f.value[i];
       std::string path = element_path("clusters", i, node);
       if (!node.IsMap()) {
         diag_.error(where_of(node),
@@ -536,8 +528,8 @@ class YamlReader {
   // "listeners[ingress]" when the element has a usable name, else "listeners[0]".
   static std::string element_path(const char* list, size_t i, const YAML::Node& node) {
     if (node.IsMap()) {
-      const YAML::Node n = node["name"];
-      if (n.IsScalar() && is_valid_name(n.Scalar()))
+      const YAML::Node n = node["name"];  // a const lookup: never adds the key
+      if (n.IsDefined() && n.IsScalar() && is_valid_name(n.Scalar()))
         return std::string(list) + "[" + n.Scalar() + "]";
     }
     return std::string(list) + "[" + std::to_string(i) + "]";
