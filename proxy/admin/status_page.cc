@@ -158,6 +158,7 @@ const PHASE_NOTES = {
 };
 
 const samples = new Map();  // rate key -> [{t, n}], t in sluice's uptime seconds
+const sampled = new Set();  // the rate keys of the current answer; others are forgotten
 let polls = 0;
 let failingSince = null;
 let failures = 0;
@@ -199,6 +200,7 @@ function upper(latency, key) {
 // Requests per second over the last RATE_WINDOW_S seconds of sluice's own clock; null until
 // two samples exist. A counter going back (a restart, a listener re-created) starts afresh.
 function rate(key, t, n) {
+  sampled.add(key);
   let h = samples.get(key);
   if (!h) samples.set(key, h = []);
   const last = h[h.length - 1];
@@ -352,8 +354,10 @@ function render(s) {
   set(document, 'workers', num(s.workers));
   set(document, 'uptime', t, duration(t));
   renderDrain(s.drain);
+  sampled.clear();
   renderListeners(Array.isArray(s.listeners) ? s.listeners : [], t);
   renderClusters(Array.isArray(s.clusters) ? s.clusters : [], readiness, t);
+  for (const key of Array.from(samples.keys())) if (!sampled.has(key)) samples.delete(key);
   const p = s.process || {};
   set(document, 'cpu-seconds', num(p.cpu_seconds), num(p.cpu_seconds).toFixed(2) + ' s');
   set(document, 'resident-bytes', num(p.resident_bytes), bytes(p.resident_bytes));
@@ -381,14 +385,25 @@ function offline(reason) {
   document.title = 'sluice · not answering';
 }
 
+// One request at a time, at most one a second. A failure to get /stats is shown on the page;
+// a failure to show what was got is a bug of this page and is left to reach the console.
 async function poll() {
   const started = Date.now();
-  const abort = new AbortController();
-  const timer = setTimeout(() => abort.abort(), TIMEOUT_MS);
   try {
-    const r = await fetch('stats', {cache: 'no-store', signal: abort.signal});
-    if (!r.ok) throw new Error('/stats answered HTTP ' + r.status);
-    const s = await r.json();
+    let s;
+    const abort = new AbortController();
+    const timer = setTimeout(() => abort.abort(), TIMEOUT_MS);
+    try {
+      const r = await fetch('stats', {cache: 'no-store', signal: abort.signal});
+      if (!r.ok) throw new Error('/stats answered HTTP ' + r.status);
+      s = await r.json();
+    } catch (e) {
+      offline(e && e.name === 'AbortError' ? 'no answer within ' + TIMEOUT_MS / 1000 + ' s'
+              : (e && e.message) || String(e));
+      return;
+    } finally {
+      clearTimeout(timer);
+    }
     render(s);
     failures = 0;
     failingSince = null;
@@ -397,11 +412,7 @@ async function poll() {
     $('updated').textContent = clock(new Date());
     polls += 1;
     document.body.dataset.polls = String(polls);
-  } catch (e) {
-    offline(e && e.name === 'AbortError' ? 'no answer within ' + TIMEOUT_MS / 1000 + ' s'
-            : (e && e.message) || String(e));
   } finally {
-    clearTimeout(timer);
     setTimeout(poll, Math.max(0, POLL_MS - (Date.now() - started)));
   }
 }

@@ -22,7 +22,8 @@ import unittest
 
 import websockets
 
-from harness import (CLEAN_ENV, E2ETestCase, Proc, RawClient, http, request_bytes)
+from harness import (CLEAN_ENV, E2ETestCase, Proc, RawClient, free_port, http, request_bytes)
+from ws_upstream import WsUpstream, raw_ws_handshake, read_ws_frame, ws_frame
 
 CHROMIUM = "/usr/bin/chromium"
 
@@ -233,6 +234,33 @@ class Chromium(Proc):
         super().kill()
 
 
+# Two listeners; a local app that answers (readiness: true), one that does not (readiness:
+# true, nothing listening) and an egress cluster that does not either (no readiness).
+CONFIG = """admin: {{address: 127.0.0.1:0}}
+workers: 1
+drain: {{delay: 0s, budget: 10s}}
+listeners:
+  - name: ingress
+    address: 127.0.0.1:0
+    routes:
+      - {{prefix: /local, cluster: local}}
+      - {{prefix: /, cluster: app}}
+  - name: egress
+    address: 127.0.0.1:0
+    drain: false
+    cluster: payments
+clusters:
+  - name: app
+    endpoints: [127.0.0.1:{app}]
+    readiness: true
+  - name: local
+    endpoints: [127.0.0.1:{closed}]
+    readiness: true
+  - name: payments
+    endpoints: [127.0.0.1:{closed}]
+"""
+
+
 def value(cell):
     return float(cell["value"])
 
@@ -314,15 +342,17 @@ class StatusPageTest(E2ETestCase):
         self.assertAlmostEqual(value(cluster["error-rate"]), 1 / 7, places=6)
         self.assertEqual(cluster["error-rate"]["text"], "14.3%")
         self.assertGreaterEqual(value(cluster["connections-created"]), 1)
-        self.assertEqual(cluster["readiness"]["text"], "not checked")
         self.assertIn("127.0.0.1:%d" % s.port, snap["text"])
         self.assertIn("app", snap["text"])
         head = snap["header"]
         stats = self.stats(s)
+        readiness = stats["readiness"].get("app")
+        self.assertEqual(cluster["readiness"]["text"], {True: "ready", False: "not ready",
+                                                        None: "not checked"}[readiness])
         self.assertEqual(head["version"]["text"], stats["version"])
         self.assertEqual(head["workers"]["text"], "2")
         self.assertEqual(head["state"]["text"], "serving")
-        self.assertEqual(head["ready"]["text"], "yes")
+        self.assertEqual(head["ready"]["text"], "yes" if readiness in (True, None) else "no (app)")
         self.assertEqual(snap["state"], "serving")
         self.assertIsNone(snap["drain"])
         self.assertIsNone(snap["offline"])
@@ -364,6 +394,48 @@ class StatusPageTest(E2ETestCase):
                             ("timeouts", "timeouts"), ("ejections", "ejections")):
             self.assertEqual(value(row[metric]), jc[key], metric)
         self.assertEqual(value(row["requests-5xx"]), jc["requests"]["5xx"])
+        self.assertNoConsoleProblems(page)
+
+    def test_listeners_clusters_readiness_and_websocket_sessions(self):
+        ws_up = self._track(WsUpstream())
+        closed_port = free_port()  # nothing listens there
+        cfg = os.path.join(self.make_tmpdir(), "sluice.yaml")
+        with open(cfg, "w") as f:
+            f.write(CONFIG.format(app=ws_up.port, closed=closed_port))
+        s = self.start_sluice("--config", cfg, defaults=False, workers=None)
+        egress = [l["address"] for l in self.stats(s)["listeners"] if l["name"] == "egress"][0]
+        egress_port = int(egress.rsplit(":", 1)[1])
+        self.assertEqual(http(s.port, "GET", "/").status, 200)
+        self.assertEqual(http(egress_port, "GET", "/charge").status, 502)
+        ws, _ = raw_ws_handshake(s.port)
+        ws.send(ws_frame(0x1, b"hello"))
+        self.assertEqual(read_ws_frame(ws)[3], b"hello")
+
+        page = self.open_page(s)
+        snap = self.wait_page(page, "both listeners, three clusters, readiness and a session",
+                              lambda p: (
+                                  value(p["listeners"]["ingress"]["ws-active"]) == 1 and
+                                  p["clusters"]["app"]["readiness"]["text"] == "ready" and
+                                  value(p["clusters"]["payments"]["connect-failures"]) >= 1))
+        self.assertEqual(list(snap["listeners"]), ["ingress", "egress"])
+        self.assertEqual(list(snap["clusters"]), ["app", "local", "payments"])
+        self.assertEqual(snap["listeners"]["egress"]["address"]["text"], egress)
+        self.assertEqual(snap["listeners"]["egress"]["requests-5xx"]["text"], "1")
+        self.assertEqual(snap["clusters"]["local"]["readiness"]["text"], "not ready")
+        self.assertEqual(snap["clusters"]["payments"]["readiness"]["text"], "not checked")
+        self.assertEqual(snap["header"]["ready"]["text"], "no (local)")
+        self.assertEqual(snap["clusters"]["payments"]["endpoints"]["text"],
+                         "127.0.0.1:%d" % closed_port)
+        self.assertEqual(value(snap["listeners"]["ingress"]["ws-closed"]), 0)
+
+        # The client goes away: the page moves the session to "closed", by reason. (No Close
+        # handshake: after one, sluice counts the side whose TCP connection ends first, which
+        # is a race between the two peers.)
+        ws.close()
+        snap = self.wait_page(page, "the session closed by the client", lambda p: (
+            value(p["listeners"]["ingress"]["ws-active"]) == 0 and
+            value(p["listeners"]["ingress"]["ws-closed"]) == 1))
+        self.assertEqual(snap["listeners"]["ingress"]["ws-closed"]["text"], "1 (client 1)")
         self.assertNoConsoleProblems(page)
 
     def test_drain_progress_then_not_answering_then_back(self):
