@@ -319,8 +319,15 @@ int Server::run() {
     std::string upstreams;
     for (auto& c : config_->clusters)
       for (auto& e : c.endpoints) upstreams += (upstreams.empty() ? "" : ", ") + e.str();
-    fprintf(stderr, "sluice: listening on %s (%u workers), upstream %s, admin %s\n",
-            listeners.c_str(), workers, upstreams.c_str(), config_->admin.address.str().c_str());
+    // Whatever the log level: tools (and the tests) wait for this line.
+    if (config_->log.format == LogFormat::kJson) {
+      log_line(LogLevel::kInfo, "sluice: listening on %s (%u workers), upstream %s, admin %s",
+               listeners.c_str(), workers, upstreams.c_str(),
+               config_->admin.address.str().c_str());
+    } else {
+      fprintf(stderr, "sluice: listening on %s (%u workers), upstream %s, admin %s\n",
+              listeners.c_str(), workers, upstreams.c_str(), config_->admin.address.str().c_str());
+    }
     fflush(stderr);
   }
 

@@ -1,0 +1,418 @@
+#!/usr/bin/python3
+"""Observability: /metrics (promtool, counters that move with requests, retries, timeouts,
+connect failures, WebSocket closes by reason, pool gauges, reloads), /stats, /config,
+/healthz and /readyz semantics (drain, a readiness cluster's app going away, an egress
+cluster that never affects readiness), and the access log (JSON fields, text, off, and
+dropping rather than blocking when stdout is not read)."""
+import json
+import os
+import re
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+import unittest
+
+from harness import (CLEAN_ENV, SLUICE_BIN, E2ETestCase, RawClient, free_port, http,
+                     request_bytes, stderr_lines)
+from ws_upstream import WsUpstream, close_payload, raw_ws_handshake, read_ws_frame, ws_frame
+
+PROMTOOL = "/usr/bin/promtool"
+SAMPLE_RX = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (\S+)$')
+
+
+def parse_metrics(text):
+    """{(name, frozenset(labels.items())): value} of a text exposition."""
+    out = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        m = SAMPLE_RX.match(line)
+        assert m, "unparsable sample line: %r" % line
+        labels = {}
+        if m.group(2):
+            for kv in re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', m.group(2)):
+                labels[kv[0]] = kv[1]
+        out[(m.group(1), frozenset(labels.items()))] = float(m.group(3))
+    return out
+
+
+class ObservabilityTest(E2ETestCase):
+
+    def write_config(self, text):
+        path = os.path.join(self.make_tmpdir(), "sluice.yaml")
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+
+    def admin(self, s, method, path, body=None):
+        c = RawClient(s.admin_port)
+        headers = [("Connection", "close")]
+        if method == "POST" and body is None:
+            headers.append(("Content-Length", "0"))
+        c.send(request_bytes(method, path, headers, body))
+        r = c.read_response(method=method)
+        c.close()
+        return r
+
+    def metrics(self, s):
+        r = self.admin(s, "GET", "/metrics")
+        self.assertEqual(r.status, 200)
+        self.assertTrue(r.header("Content-Type").startswith("text/plain; version=0.0.4"))
+        return parse_metrics(r.body.decode())
+
+    def value(self, m, name, **labels):
+        key = (name, frozenset(labels.items()))
+        self.assertIn(key, m, "no sample %s%r" % (name, labels))
+        return m[key]
+
+    def wait_value(self, s, pred, timeout=3.0):
+        deadline = time.monotonic() + timeout
+        while True:
+            m = self.metrics(s)
+            if pred(m) or time.monotonic() > deadline:
+                return m
+            time.sleep(0.05)
+
+    # ---- /metrics ---------------------------------------------------------------------------
+
+    def test_promtool_accepts_the_metrics(self):
+        up = self.start_aiohttp()
+        s = self.start_sluice(upstream=up.port)
+        for _ in range(3):
+            http(s.port, "GET", "/")
+        text = self.admin(s, "GET", "/metrics").body
+        cp = subprocess.run([PROMTOOL, "check", "metrics"], input=text, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, timeout=30)
+        self.assertEqual((cp.returncode, cp.stdout), (0, b""), cp.stdout.decode())
+        for family in ("sluice_downstream_requests_total", "sluice_upstream_requests_total",
+                       "sluice_downstream_request_duration_seconds",
+                       "sluice_upstream_request_duration_seconds",
+                       "sluice_downstream_connections_active",
+                       "sluice_downstream_connections_total",
+                       "sluice_upstream_connections_created_total",
+                       "sluice_upstream_pool_idle_connections",
+                       "sluice_upstream_pool_active_connections",
+                       "sluice_upstream_request_retries_total",
+                       "sluice_upstream_connect_failures_total", "sluice_upstream_timeouts_total",
+                       "sluice_websocket_sessions_active", "sluice_websocket_sessions_closed_total",
+                       "sluice_draining", "sluice_drain_duration_seconds",
+                       "sluice_drain_forced_closes_total", "sluice_config_reloads_total",
+                       "sluice_build_info", "process_resident_memory_bytes", "process_open_fds",
+                       "process_cpu_seconds_total", "sluice_access_log_dropped_total"):
+            self.assertIn(b"# TYPE " + family.encode() + b" ", text, family)
+
+    def test_request_counters_histograms_and_pool_gauges_move(self):
+        up = self.start_aiohttp()
+        s = self.start_sluice(upstream=up.port, workers=2)
+        c = RawClient(s.port)
+        for _ in range(5):
+            c.send(request_bytes("GET", "/"))
+            self.assertEqual(c.read_response().status, 200)
+        for _ in range(2):
+            c.send(request_bytes("GET", "/status/503"))
+            self.assertEqual(c.read_response().status, 503)
+        c.send(request_bytes("GET", "/status/404"))
+        c.read_response()
+        m = self.metrics(s)
+        v = lambda name, **kw: self.value(m, name, **kw)
+        self.assertEqual(v("sluice_downstream_requests_total", listener="ingress", code="2xx"), 5)
+        self.assertEqual(v("sluice_downstream_requests_total", listener="ingress", code="5xx"), 2)
+        self.assertEqual(v("sluice_downstream_requests_total", listener="ingress", code="4xx"), 1)
+        self.assertEqual(v("sluice_upstream_requests_total", cluster="app", code="2xx"), 5)
+        self.assertEqual(v("sluice_upstream_requests_total", cluster="app", code="5xx"), 2)
+        self.assertEqual(v("sluice_downstream_request_duration_seconds_count", listener="ingress"),
+                         8)
+        self.assertEqual(v("sluice_downstream_request_duration_seconds_bucket", listener="ingress",
+                           le="+Inf"), 8)
+        self.assertEqual(v("sluice_upstream_request_duration_seconds_count", cluster="app"), 8)
+        self.assertGreater(v("sluice_downstream_request_duration_seconds_sum", listener="ingress"), 0)
+        self.assertEqual(v("sluice_downstream_connections_active", listener="ingress"), 1)
+        self.assertEqual(v("sluice_downstream_connections_total", listener="ingress"), 1)
+        self.assertEqual(v("sluice_upstream_connections_created_total", cluster="app"), 1)
+        self.assertEqual(v("sluice_upstream_pool_idle_connections", cluster="app"), 1)
+        self.assertEqual(v("sluice_upstream_pool_active_connections", cluster="app"), 0)
+        # A slow request in flight shows as an active upstream connection.
+        c.send(request_bytes("GET", "/sleep/800"))
+        m = self.wait_value(s, lambda m: m.get(("sluice_upstream_pool_active_connections",
+                                                frozenset({"cluster": "app"}.items()))) == 1)
+        self.assertEqual(self.value(m, "sluice_upstream_pool_active_connections", cluster="app"),
+                         1)
+        self.assertEqual(self.value(m, "sluice_upstream_pool_idle_connections", cluster="app"), 0)
+        c.read_response()
+        c.close()
+        m = self.wait_value(s, lambda m: m.get(("sluice_downstream_connections_active",
+                                                frozenset({"listener": "ingress"}.items()))) == 0)
+        self.assertEqual(self.value(m, "sluice_downstream_connections_active", listener="ingress"),
+                         0)
+
+    def test_retries_connect_failures_ejections_and_timeouts_are_counted(self):
+        live = self.start_aiohttp()
+        dead = free_port()
+        cfg = self.write_config(
+            "admin: {address: 127.0.0.1:0}\nworkers: 1\ndrain: {delay: 0s}\n"
+            "listeners:\n  - {name: ingress, address: 127.0.0.1:0, cluster: app}\n"
+            "clusters:\n  - name: app\n    endpoints: [127.0.0.1:%d, 127.0.0.1:%d]\n"
+            "    response_timeout: 300ms\n"
+            "    outlier: {consecutive_failures: 2, base_ejection: 30s}\n" % (dead, live.port))
+        s = self.start_sluice("--config", cfg, defaults=False, workers=None)
+        for _ in range(6):
+            self.assertEqual(http(s.port, "GET", "/").status, 200)
+        self.assertEqual(http(s.port, "GET", "/sleep/2000").status, 504)
+        m = self.metrics(s)
+        self.assertEqual(self.value(m, "sluice_upstream_connect_failures_total", cluster="app"), 2)
+        self.assertEqual(self.value(m, "sluice_upstream_request_retries_total", cluster="app"), 2)
+        self.assertEqual(self.value(m, "sluice_upstream_ejections_total", cluster="app"), 1)
+        self.assertEqual(self.value(m, "sluice_upstream_timeouts_total", cluster="app"), 1)
+        self.assertEqual(self.value(m, "sluice_downstream_requests_total", listener="ingress",
+                                    code="5xx"), 1)
+        # The same figures in /stats.
+        st = json.loads(self.admin(s, "GET", "/stats").body)
+        app = [c for c in st["clusters"] if c["name"] == "app"][0]
+        self.assertEqual((app["connect_failures"], app["retries"], app["ejections"],
+                          app["timeouts"]), (2, 2, 1, 1))
+        self.assertEqual(app["requests"]["2xx"], 6)
+        self.assertEqual(app["endpoints"], ["127.0.0.1:%d" % dead, "127.0.0.1:%d" % live.port])
+        ing = st["listeners"][0]
+        self.assertEqual(ing["requests"]["2xx"], 6)
+        self.assertEqual(ing["latency"]["count"], 7)
+        self.assertFalse(st["draining"])
+
+    def test_websocket_closes_are_counted_by_reason(self):
+        up = self._track(WsUpstream())
+        s = self.start_sluice("--ws-close-spread", "0s", "--drain-delay", "0s",
+                              upstream=up.port, defaults=True)
+        # A client that closes.
+        c, _ = raw_ws_handshake(s.port)
+        m = self.wait_value(s, lambda m: m.get(("sluice_websocket_sessions_active",
+                                                frozenset({"listener": "ingress"}.items()))) == 1)
+        self.assertEqual(self.value(m, "sluice_websocket_sessions_active", listener="ingress"), 1)
+        c.close()  # the client goes away (its TCP connection ends first)
+        m = self.wait_value(s, lambda m: m.get(("sluice_websocket_sessions_closed_total",
+                                                frozenset({"listener": "ingress",
+                                                           "reason": "client"}.items()))) == 1)
+        self.assertEqual(self.value(m, "sluice_websocket_sessions_closed_total",
+                                    listener="ingress", reason="client"), 1)
+        self.assertEqual(self.value(m, "sluice_websocket_sessions_active", listener="ingress"), 0)
+        # A session closed by the drain with 1001; the client answers the close.
+        c, _ = raw_ws_handshake(s.port)
+        time.sleep(0.1)
+        r = self.admin(s, "POST", "/drain")
+        self.assertEqual(r.status, 202)
+        m = self.metrics(s)
+        self.assertEqual(self.value(m, "sluice_draining"), 1)
+        _, op, _, payload = read_ws_frame(c)
+        self.assertEqual((op, payload[:2]), (0x8, b"\x03\xe9"))
+        c.send(ws_frame(0x8, close_payload(1001)))
+        s.proc.wait(timeout=10)
+        self.procs.remove(s)
+        self.assertEqual(s.proc.returncode, 0)
+        self.assertIn("drain done", s.log())
+
+    def test_reloads_are_counted_by_result(self):
+        up = self.start_aiohttp()
+        good = ("admin: {address: 127.0.0.1:0}\nworkers: 1\ndrain: {delay: 0s}\n"
+                "listeners:\n  - {name: ingress, address: 127.0.0.1:0, cluster: app}\n"
+                "clusters:\n  - {name: app, endpoints: [127.0.0.1:%d]}\n" % up.port)
+        cfg = self.write_config(good)
+        s = self.start_sluice("--config", cfg, defaults=False, workers=None)
+        self.assertEqual(self.admin(s, "POST", "/reload").status, 200)
+        with open(cfg, "w") as f:
+            f.write(good.replace("cluster: app", "cluster: nope"))
+        self.assertEqual(self.admin(s, "POST", "/reload").status, 400)
+        m = self.metrics(s)
+        self.assertEqual(self.value(m, "sluice_config_reloads_total", result="success"), 1)
+        self.assertEqual(self.value(m, "sluice_config_reloads_total", result="failure"), 1)
+
+    # ---- health, readiness, config ------------------------------------------------------------
+
+    def test_readiness_follows_the_app_but_never_an_egress_cluster(self):
+        app = self.start_aiohttp()
+        app_port = app.port
+        dead_api = free_port()
+        cfg = self.write_config(
+            "admin: {address: 127.0.0.1:0}\nworkers: 1\ndrain: {delay: 0s}\n"
+            "listeners:\n  - {name: ingress, address: 127.0.0.1:0, cluster: app}\n"
+            "  - {name: egress, address: 127.0.0.1:0, cluster: api, drain: false}\n"
+            "clusters:\n  - {name: app, endpoints: [127.0.0.1:%d], readiness: true}\n"
+            "  - {name: api, endpoints: [127.0.0.1:%d]}\n" % (app_port, dead_api))
+        s = self.start_sluice("--config", cfg, defaults=False, workers=None)
+        deadline = time.monotonic() + 3
+        while self.admin(s, "GET", "/readyz").status != 200 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.assertEqual(self.admin(s, "GET", "/readyz").status, 200)  # api is down: no matter
+        self.assertEqual(self.admin(s, "GET", "/healthz").status, 200)
+        app.kill()
+        self.procs.remove(app)
+        deadline = time.monotonic() + 4
+        r = self.admin(s, "GET", "/readyz")
+        while r.status != 503 and time.monotonic() < deadline:
+            time.sleep(0.05)
+            r = self.admin(s, "GET", "/readyz")
+        self.assertEqual(r.status, 503)
+        self.assertIn(b"cluster app: 127.0.0.1:%d" % app_port, r.body)
+        self.assertEqual(self.admin(s, "GET", "/healthz").status, 200)  # alive, just not ready
+        back = self.start_aiohttp(port=app_port)
+        deadline = time.monotonic() + 4
+        while self.admin(s, "GET", "/readyz").status != 200 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.assertEqual(self.admin(s, "GET", "/readyz").status, 200)
+        st = json.loads(self.admin(s, "GET", "/stats").body)
+        self.assertEqual(st["readiness"], {"app": True})
+        del back
+
+    def test_readyz_fails_while_draining_and_unknown_paths_are_404(self):
+        up = self.start_aiohttp()
+        s = self.start_sluice("--drain-delay", "2s", upstream=up.port)
+        self.assertEqual(self.admin(s, "GET", "/readyz").status, 200)
+        self.assertEqual(self.admin(s, "GET", "/nope").status, 404)
+        self.assertEqual(self.admin(s, "POST", "/metrics").status, 404)
+        self.admin(s, "POST", "/drain")
+        r = self.admin(s, "GET", "/readyz")
+        self.assertEqual((r.status, r.body), (503, b"draining\n"))
+        self.assertEqual(self.admin(s, "GET", "/healthz").status, 200)
+        time.sleep(0.1)
+        m = self.metrics(s)
+        self.assertEqual(self.value(m, "sluice_draining"), 1)
+        self.assertGreater(self.value(m, "sluice_drain_duration_seconds"), 0)
+        self.assertEqual(s.proc.wait(timeout=10), 0)  # the drain ends on its own
+        self.procs.remove(s)
+
+    def test_config_endpoint_shows_the_effective_config_without_the_token(self):
+        up = self.start_aiohttp()
+        d = self.make_tmpdir()
+        token = os.path.join(d, "token")
+        with open(token, "w") as f:
+            f.write("s3cret-token-value\n")
+        s = self.start_sluice("--admin-token-file", token, "--pool-max-idle", "7",
+                              upstream=up.port)
+        r = self.admin(s, "GET", "/config")
+        self.assertEqual(r.status, 200)
+        self.assertNotIn(b"s3cret", r.body)
+        cfg = r.json()
+        self.assertEqual(cfg["clusters"][0]["pool"]["max_idle"], 7)
+        self.assertEqual(cfg["clusters"][0]["endpoints"], ["127.0.0.1:%d" % up.port])
+        self.assertEqual(cfg["admin"]["token_file"], token)
+
+    # ---- access log -------------------------------------------------------------------------
+
+    def access_lines(self, s, n, timeout=3.0):
+        deadline = time.monotonic() + timeout
+        while True:
+            lines = [l for t, l in list(s.lines) if t == "out"]
+            if len(lines) >= n or time.monotonic() > deadline:
+                return lines
+            time.sleep(0.02)
+
+    def test_access_log_json_has_every_field(self):
+        up = self.start_aiohttp()
+        cfg = self.write_config(
+            "admin: {address: 127.0.0.1:0}\nworkers: 1\ndrain: {delay: 0s}\n"
+            "log: {format: json, access: true}\n"
+            "listeners:\n  - {name: ingress, address: 127.0.0.1:0, cluster: app}\n"
+            "clusters:\n  - {name: app, endpoints: [127.0.0.1:%d]}\n" % up.port)
+        s = self.start_sluice("--config", cfg, defaults=False, workers=None)
+        c = RawClient(s.port)
+        c.send(request_bytes("POST", "/echo?a=\"b\"", [("X-Request-Id", "req-42")], b"x" * 100))
+        r1 = c.read_response()
+        c.send(request_bytes("GET", "/status/503", host="Api.Example"))
+        c.read_response()
+        c.close()
+        http(s.port, "GET", "/nowhere", headers=[("Host", "h")])
+        lines = self.access_lines(s, 3)
+        self.assertEqual(len(lines), 3, lines)
+        a, b, nf = [json.loads(l) for l in lines]
+        self.assertEqual(set(a), {"time", "listener", "client", "method", "path", "host", "status",
+                                  "bytes_in", "bytes_out", "duration_ms", "upstream_duration_ms",
+                                  "cluster", "upstream", "reused", "request_id"})
+        self.assertRegex(a["time"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+        self.assertEqual((a["listener"], a["client"], a["method"], a["path"], a["host"]),
+                         ("ingress", "127.0.0.1", "POST", '/echo?a="b"', "test.local"))
+        self.assertEqual((a["status"], a["bytes_in"], a["cluster"], a["upstream"], a["reused"],
+                          a["request_id"]),
+                         (200, 100, "app", "127.0.0.1:%d" % up.port, False, "req-42"))
+        self.assertGreater(a["bytes_out"], len(r1.body))  # the body and the head
+        self.assertGreater(a["duration_ms"], 0)
+        self.assertGreaterEqual(a["duration_ms"], a["upstream_duration_ms"])
+        self.assertEqual((b["status"], b["host"], b["reused"]), (503, "api.example", True))
+        self.assertRegex(b["request_id"], r"^[0-9a-f]{32}$")  # sluice made one
+        self.assertEqual((nf["status"], nf["path"], nf["cluster"], nf["reused"]),
+                         (404, "/nowhere", "app", True))
+        # Lifecycle lines on stderr are JSON too (after the start-up line).
+        errs = [l for l in stderr_lines(s) if l.startswith("{")]
+        self.assertTrue(errs)
+        for l in errs:
+            self.assertEqual(set(json.loads(l)), {"time", "level", "msg"})
+
+    def test_access_log_text_and_off(self):
+        up = self.start_aiohttp()
+        s = self.start_sluice(upstream=up.port)
+        http(s.port, "GET", "/echo")
+        line = self.access_lines(s, 1)[0]
+        self.assertRegex(line, r'^\S+Z ingress 127\.0\.0\.1 "GET test\.local/echo" 200 in=0 '
+                               r'out=\d+ [\d.]+ms upstream=[\d.]+ms app 127\.0\.0\.1:%d new '
+                               r'id=[0-9a-f]{32}$' % up.port)
+        off = self.start_sluice("--access-log", "false", upstream=up.port)
+        for _ in range(3):
+            http(off.port, "GET", "/")
+        time.sleep(0.2)
+        self.assertEqual([l for t, l in list(off.lines) if t == "out"], [])
+
+    def test_access_log_drops_lines_rather_than_blocking_requests(self):
+        up = self.start_aiohttp()
+        d = self.make_tmpdir()
+        fifo = os.path.join(d, "stdout")
+        os.mkfifo(fifo)
+        # The test holds the FIFO's read end but does not read: stdout fills at 64 KiB, the
+        # access log's queue behind it at 4 MiB, and from then on lines are dropped.
+        reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+        out = os.open(fifo, os.O_WRONLY)
+        admin_port = free_port()
+        proc = subprocess.Popen(
+            [SLUICE_BIN, "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:%d" % admin_port,
+             "--workers", "1", "--drain-delay", "0s", "--upstream", "127.0.0.1:%d" % up.port],
+            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.PIPE, env=CLEAN_ENV)
+        os.close(out)
+        drained = []
+        try:
+            line = proc.stderr.readline().decode()
+            port = int(re.search(r"listening on 127\.0\.0\.1:(\d+)", line).group(1))
+            c = RawClient(port)
+            long_path = "/echo?" + "p" * 3000
+            t0 = time.monotonic()
+            n = 2500  # ~7.5 MB of log lines
+            for i in range(n):
+                c.send(request_bytes("GET", long_path))
+                r = c.read_response(keep_body=False)
+                self.assertEqual(r.status, 200, "request %d" % i)
+            elapsed = time.monotonic() - t0
+            c.close()
+            s = type("S", (), {"admin_port": admin_port})
+            m = self.metrics(s)
+            dropped = self.value(m, "sluice_access_log_dropped_total")
+            self.assertGreater(dropped, 0)
+            self.assertLess(dropped, n)
+            self.assertLess(elapsed, 60)
+        finally:
+            # Read everything so the writer thread can finish, then stop sluice.
+            def drain():
+                os.set_blocking(reader, True)
+                while True:
+                    chunk = os.read(reader, 1 << 16)
+                    if not chunk:
+                        break
+                    drained.append(len(chunk))
+            t = threading.Thread(target=drain, daemon=True)
+            t.start()
+            proc.send_signal(signal.SIGTERM)
+            rc = proc.wait(timeout=15)
+            t.join(10)
+            os.close(reader)
+            proc.stderr.close()
+        self.assertEqual(rc, 0)
+        self.assertGreater(sum(drained), 4 << 20)  # what was queued was written in the end
+
+
+if __name__ == "__main__":
+    unittest.main()
