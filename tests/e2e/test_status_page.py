@@ -2,9 +2,16 @@
 """The status page on the admin listener (GET /), rendered by Debian's headless Chromium and
 driven over the DevTools protocol: it shows live numbers from /stats (the 2xx count the test
 sent, the listener's address, the cluster, its 5xx share), updates itself as more requests go
-through, shows a drain with its progress bar and what is left, says when sluice stops
-answering, keeps retrying, and recovers when sluice is back. No console errors, warnings or
-uncaught exceptions while sluice answers.
+through, shows several listeners and clusters with readiness per cluster and WebSocket
+sessions, shows a drain with its progress bar and what is left, says when sluice stops
+answering, keeps retrying, and recovers when sluice is back.
+
+Console check: Runtime and Log events are enabled on the tab before it navigates, and every
+console call (Runtime.consoleAPICalled, any level), uncaught exception or unhandled rejection
+(Runtime.exceptionThrown) and browser log entry at warning or error level (Log.entryAdded:
+failed loads, CSP, deprecations) counts. None is allowed while sluice answers; once it has
+exited, only Chromium's own failed loads of /stats are, and there must be some, which shows
+that the capture works.
 
 Chromium comes from `make deps` (Debian package chromium); this test fails, never skips,
 without it.
@@ -194,10 +201,6 @@ class Chromium(Proc):
     ephemeral loopback port (read from its 'DevTools listening on' line)."""
 
     def __init__(self, profile):
-        if not os.access(CHROMIUM, os.X_OK):
-            raise AssertionError(
-                "%s is missing: the status page test renders the page in Debian's headless "
-                "Chromium. `make deps` installs it (Debian package chromium)." % CHROMIUM)
         argv = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
                 "--no-first-run", "--no-default-browser-check", "--disable-background-networking",
                 "--disable-component-update", "--disable-sync", "--disable-extensions",
@@ -268,6 +271,9 @@ def value(cell):
 class StatusPageTest(E2ETestCase):
 
     def setUp(self):
+        if not os.access(CHROMIUM, os.X_OK):
+            self.fail("%s is missing: this test renders the status page in Debian's headless "
+                      "Chromium. `make deps` installs it (Debian package chromium)." % CHROMIUM)
         super().setUp()
         self._exits_itself = []
 
