@@ -275,10 +275,25 @@ for t in $TARGETS; do
   case $t in
     upstream) ;;
     sluice)
+      # As deployed: metrics counted, one JSON access log line per request (to a file here).
       PORT[sluice]=$(free_port)
       start sluice "$PROXY_CPU" "$SLUICE" --workers 1 --listen "127.0.0.1:${PORT[sluice]}" \
-        --upstream "127.0.0.1:$UP_PORT" --admin 127.0.0.1:0
+        --upstream "127.0.0.1:$UP_PORT" --admin 127.0.0.1:0 --log-format json
       PID[sluice]=$LAST_PID ;;
+    sluice-quiet)
+      # The same binary without the access log (metrics cannot be turned off at run time).
+      PORT[$t]=$(free_port)
+      start "$t" "$PROXY_CPU" "$SLUICE" --workers 1 --listen "127.0.0.1:${PORT[$t]}" \
+        --upstream "127.0.0.1:$UP_PORT" --admin 127.0.0.1:0 --access-log false
+      PID[$t]=$LAST_PID ;;
+    sluice-base)
+      # Another build given by SLUICE_BASE (e.g. the commit before metrics and access log),
+      # with the flags it knows.
+      [[ -x ${SLUICE_BASE:-} ]] || die "sluice-base needs SLUICE_BASE=path/to/sluice"
+      PORT[$t]=$(free_port)
+      start "$t" "$PROXY_CPU" "$SLUICE_BASE" --workers 1 --listen "127.0.0.1:${PORT[$t]}" \
+        --upstream "127.0.0.1:$UP_PORT" --admin 127.0.0.1:0
+      PID[$t]=$LAST_PID ;;
     nginx)
       PORT[nginx]=$(free_port)
       write_nginx_proxy_conf "$RUN_DIR/nginx" "${PORT[nginx]}" "$UP_PORT"
@@ -289,7 +304,7 @@ for t in $TARGETS; do
       write_haproxy_cfg "$RUN_DIR/haproxy.cfg" "${PORT[haproxy]}" "$UP_PORT"
       start haproxy "$PROXY_CPU" haproxy -db -f "$RUN_DIR/haproxy.cfg"
       PID[haproxy]=$LAST_PID ;;
-    *) die "unknown target '$t' (upstream sluice nginx haproxy)" ;;
+    *) die "unknown target '$t' (upstream sluice sluice-quiet sluice-base nginx haproxy)" ;;
   esac
 done
 for t in $TARGETS; do
@@ -442,6 +457,7 @@ REPORT="$RUN_DIR/results.md"
 {
   cmd="DURATION=$DURATION REPEATS=$REPEATS CONNS=$CONNS THREADS=$THREADS WARMUP=$WARMUP"
   [[ $SLUICE != build/sluice ]] && cmd+=" SLUICE=$SLUICE"
+  [[ -n ${SLUICE_BASE:-} ]] && cmd+=" SLUICE_BASE=$SLUICE_BASE"
   [[ $UPSTREAM != demo-app ]] && cmd+=" UPSTREAM=$UPSTREAM"
   [[ $TARGETS != "upstream sluice nginx haproxy" ]] && cmd+=" TARGETS='$TARGETS'"
   [[ $SCENARIOS != "keepalive close" ]] && cmd+=" SCENARIOS='$SCENARIOS'"
@@ -489,7 +505,7 @@ REPORT="$RUN_DIR/results.md"
         if ((s SUBSEP "sluice" SUBSEP "rps") in cnt) {
           hdr = "| ratio |"; sep = "|---|"; r1 = "| CPU µs/req |"; r2 = "| req/s |"; r3 = "| p99 |"; any = 0
           for (j = 1; j <= nt; j++) {
-            p = T[j]; if (p != "nginx" && p != "haproxy") continue
+            p = T[j]; if (p != "nginx" && p != "haproxy" && p != "sluice-quiet" && p != "sluice-base") continue
             any = 1; hdr = hdr " sluice/" p " |"; sep = sep "---:|"
             r1 = r1 " " ratio(median(s SUBSEP "sluice" SUBSEP "cpu"), median(s SUBSEP p SUBSEP "cpu")) " |"
             r2 = r2 " " ratio(median(s SUBSEP "sluice" SUBSEP "rps"), median(s SUBSEP p SUBSEP "rps")) " |"
