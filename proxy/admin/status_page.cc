@@ -193,6 +193,7 @@ function bytes(n) {
 // The histogram's bucket bounds: the quantile is at most this.
 function upper(latency, key) {
   if (!latency || !num(latency.count)) return ['', '—'];
+  if (latency[key] === null) return ['', '> 30 s'];  // beyond the last histogram bucket
   const ms = num(latency[key]);
   return [ms, '≤ ' + (ms >= 1000 ? +(ms / 1000).toFixed(2) + ' s' : +ms.toFixed(2) + ' ms')];
 }

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <prometheus/text_serializer.h>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <limits>
@@ -36,7 +37,7 @@ double HistogramTotals::quantile(double q) const {
     seen += buckets[i];
     if (seen >= want) return kDurationBuckets[i];
   }
-  return kDurationBuckets[kDurationBucketCount - 1];  // beyond the last bound
+  return std::numeric_limits<double>::infinity();  // beyond the last bound
 }
 
 StatsTotals sum_stats(const ShardSet<ListenerStats>& listeners,
@@ -243,11 +244,12 @@ std::vector<MetricFamily> Metrics::Collect() const {
   }
 
   by_code(out, C, "cluster", "sluice_upstream_requests_total",
-          "Responses from upstreams, by status class");
+          "Requests to the cluster by status class: the upstreams' responses, and the 502, 503 "
+          "and 504 sluice answered when the cluster failed (connect, timeout, no address)");
   durations(out, C, "cluster", "sluice_upstream_request_duration_seconds",
             "From a request handed to an upstream connection to the end of its response");
   per_item(out, C, "cluster", "sluice_upstream_connections_created_total",
-           "Upstream connections opened", T::Counter,
+           "Upstream connections established", T::Counter,
            [](const Cl& c) { return c.connections_created; });
   per_item(out, C, "cluster", "sluice_upstream_pool_idle_connections",
            "Pooled upstream connections waiting for a request", T::Gauge,
@@ -318,13 +320,15 @@ nlohmann::json Metrics::render_json(const Config& config) const {
     for (size_t c = 0; c < 5; ++c) j[kStatusClasses[c]] = r[c];
     return j;
   };
-  auto latency = [](const HistogramTotals& h) {
+  // null: above the last bucket (30 s), no upper bound known.
+  auto bound_ms = [](double s) { return std::isinf(s) ? json(nullptr) : json(s * 1000); };
+  auto latency = [&](const HistogramTotals& h) {
     uint64_t n = h.count();
     return json{
         {"count", n},
         {"mean_ms", n ? static_cast<double>(h.sum_us) / 1000.0 / static_cast<double>(n) : 0.0},
-        {"p50_ms_at_most", h.quantile(0.5) * 1000},
-        {"p99_ms_at_most", h.quantile(0.99) * 1000}};
+        {"p50_ms_at_most", bound_ms(h.quantile(0.5))},
+        {"p99_ms_at_most", bound_ms(h.quantile(0.99))}};
   };
   json j;
   j["version"] = SLUICE_VERSION;

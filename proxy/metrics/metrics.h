@@ -24,7 +24,8 @@ struct HistogramTotals {
   uint64_t sum_us = 0;
   uint64_t count() const;
   void add(const Histogram& h);
-  // The value below which `q` of the samples fall (bucket upper bound; 0 when empty).
+  // The value below which `q` of the samples fall (bucket upper bound; 0 when empty; infinity
+  // when it lies beyond the last bound).
   double quantile(double q) const;
 };
 

@@ -533,6 +533,8 @@ void Exchange::respond_error(int status, const char* why) {
   response_bytes_ += out.len;
   down_.write(out);
   down_.ctx().stats.sluice_errors.add();
+  // The cluster failed this request (no address, connect, timeout, bad response): its count too.
+  if (cluster_ && status >= 500) cluster_->stats().requests[4].add();
   LOG_WARN("%s from %s: %d %s", llhttp_method_name(static_cast<llhttp_method_t>(method_)),
            std::string(down_.client_ip()).c_str(), status, why);
   finish(!close_after_);

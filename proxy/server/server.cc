@@ -322,8 +322,7 @@ int Server::run() {
     // Whatever the log level: tools (and the tests) wait for this line.
     if (config_->log.format == LogFormat::kJson) {
       log_line(LogLevel::kInfo, "sluice: listening on %s (%u workers), upstream %s, admin %s",
-               listeners.c_str(), workers, upstreams.c_str(),
-               config_->admin.address.str().c_str());
+               listeners.c_str(), workers, upstreams.c_str(), config_->admin.address.str().c_str());
     } else {
       fprintf(stderr, "sluice: listening on %s (%u workers), upstream %s, admin %s\n",
               listeners.c_str(), workers, upstreams.c_str(), config_->admin.address.str().c_str());
@@ -375,9 +374,13 @@ AdminResponse Server::admin_request(const AdminRequest& req) {
   if (path == "/stats" && get) {
     nlohmann::json j = s.metrics->render_json(*config_);
     j["drain"] = nlohmann::json::parse(s.drain->status_json());
-    nlohmann::json ready = nlohmann::json::object();
-    for (auto& [name, probe] : s.probes) ready[name] = probe->ready();
+    nlohmann::json ready = nlohmann::json::object(), reasons = nlohmann::json::object();
+    for (auto& [name, probe] : s.probes) {
+      ready[name] = probe->ready();
+      if (!probe->ready()) reasons[name] = probe->reason();
+    }
     j["readiness"] = ready;
+    j["readiness_reasons"] = reasons;
     return AdminResponse{200, "application/json", j.dump(2) + "\n"};
   }
   if (path == "/config" && get)

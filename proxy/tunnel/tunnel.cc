@@ -62,6 +62,8 @@ void Tunnel::from_client(const Slice& data) {
     // Once sluice's Close went to the server, nothing more goes there: the client's Close
     // (its answer to sluice's) is swallowed.
     if (drain_started_ && c2s_.close_completed()) client_replied_ = true;
+    if (!drain_started_ && closer_ == Closer::kNone && c2s_.close_completed())
+      closer_ = Closer::kClient;
     off += n;
   }
   maybe_finish();
@@ -82,6 +84,8 @@ void Tunnel::from_server(const Slice& data) {
       if (drain_started_ && s2c_.at_boundary()) inject_close(false);
     }
     if (drain_started_ && s2c_.close_completed()) server_replied_ = true;
+    if (!drain_started_ && closer_ == Closer::kNone && s2c_.close_completed())
+      closer_ = Closer::kServer;
     off += n;
   }
   maybe_finish();
@@ -132,7 +136,7 @@ void Tunnel::client_eof() {
     maybe_finish();
     return;
   }
-  end(TunnelEnd::kClient);
+  end(closer_ == Closer::kServer ? TunnelEnd::kUpstream : TunnelEnd::kClient);
 }
 
 void Tunnel::server_eof() {
@@ -143,7 +147,7 @@ void Tunnel::server_eof() {
     maybe_finish();
     return;
   }
-  end(TunnelEnd::kUpstream);
+  end(closer_ == Closer::kClient ? TunnelEnd::kClient : TunnelEnd::kUpstream);
 }
 
 void Tunnel::server_error() {

@@ -62,6 +62,9 @@ class Tunnel : public ListNode {
   bool websocket_;
   bool closed_ = false;
   bool client_eof_ = false;
+  // Who sent the first Close frame (outside a drain): the side that ended the session, even
+  // when the other closes its TCP connection first (servers usually do).
+  enum class Closer : uint8_t { kNone, kClient, kServer } closer_ = Closer::kNone;
   bool server_eof_ = false;
   bool drain_started_ = false;
   bool close_sent_to_client_ = false;

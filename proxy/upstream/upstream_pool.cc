@@ -95,7 +95,6 @@ bool UpstreamPool::start_connection() {
     return false;
   }
   ++created_;
-  stats_.connections_created.add();
   return true;
 }
 
@@ -119,6 +118,7 @@ void UpstreamPool::give(UpstreamConnection* conn, PoolClient* client) {
 void UpstreamPool::on_connected(UpstreamConnection* conn) {
   GaugeSync sync{*this};
   connecting_.remove(conn);
+  stats_.connections_created.add();
   if (ejections_) LOG_INFO("upstream %s: connected again, back in rotation", name_.c_str());
   consecutive_failures_ = 0;
   ejections_ = 0;

@@ -195,6 +195,20 @@ class ObservabilityTest(E2ETestCase):
         self.assertEqual(self.value(m, "sluice_websocket_sessions_closed_total",
                                     listener="ingress", reason="client"), 1)
         self.assertEqual(self.value(m, "sluice_websocket_sessions_active", listener="ingress"), 0)
+        # Clients that start the close handshake ended their sessions, even though the server,
+        # as servers do, closes its TCP connection first once it has answered.
+        for _ in range(5):
+            c, _ = raw_ws_handshake(s.port)
+            c.send(ws_frame(0x8, close_payload(1000)))
+            self.assertEqual(read_ws_frame(c)[1], 0x8)
+            c.read_until_close()
+            c.close()
+        key = ("sluice_websocket_sessions_closed_total",
+               frozenset({"listener": "ingress", "reason": "client"}.items()))
+        m = self.wait_value(s, lambda m: m.get(key) == 6)
+        self.assertEqual(m.get(key), 6)
+        self.assertEqual(self.value(m, "sluice_websocket_sessions_closed_total",
+                                    listener="ingress", reason="upstream"), 0)
         # A session closed by the drain with 1001; the client answers the close.
         c, _ = raw_ws_handshake(s.port)
         time.sleep(0.1)
