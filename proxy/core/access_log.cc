@@ -3,6 +3,8 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <charconv>
+#include <chrono>
 #include <cstdio>
 #include <ctime>
 
@@ -13,18 +15,26 @@ namespace sluice {
 namespace {
 // A worker hands its buffer over at least this often within one loop turn.
 constexpr size_t kFlushBytes = 64 * 1024;
+// Written buffers kept for reuse.
+constexpr size_t kMaxSpare = 16;
+// The writer thread is woken when this much is queued, else it looks every kWritePeriod: a
+// wake-up (futex and context switch) per loop turn would cost the workers more than the
+// formatting does.
+constexpr size_t kWakeBytes = 256 * 1024;
+constexpr auto kWritePeriod = std::chrono::milliseconds(50);
 
+// std::to_chars rather than snprintf: no locale, no format parsing (a line has six numbers).
 void append_number(std::string& out, uint64_t v) {
   char buf[24];
-  int n = snprintf(buf, sizeof buf, "%llu", static_cast<unsigned long long>(v));
-  out.append(buf, static_cast<size_t>(n));
+  auto r = std::to_chars(buf, buf + sizeof buf, v);
+  out.append(buf, static_cast<size_t>(r.ptr - buf));
 }
 
 void append_ms(std::string& out, uint64_t us) {
-  char buf[32];
-  int n = snprintf(buf, sizeof buf, "%llu.%03llu", static_cast<unsigned long long>(us / 1000),
-                   static_cast<unsigned long long>(us % 1000));
-  out.append(buf, static_cast<size_t>(n));
+  append_number(out, us / 1000);
+  char frac[4] = {'.', static_cast<char>('0' + us % 1000 / 100),
+                  static_cast<char>('0' + us % 100 / 10), static_cast<char>('0' + us % 10)};
+  out.append(frac, 4);
 }
 
 void json_field(std::string& out, const char* name, std::string_view v) {
@@ -64,34 +74,52 @@ AccessLogSink::~AccessLogSink() {
 }
 
 bool AccessLogSink::submit(std::string& buffer) {
+  bool wake = false;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     if (stop_ || queued_ + buffer.size() > max_queued_) return false;
     queued_ += buffer.size();
+    wake = queued_ >= kWakeBytes && queued_ - buffer.size() < kWakeBytes;
     queue_.push_back(std::move(buffer));
+    // Hand back a written buffer with its capacity, so a worker does not regrow one per turn.
+    if (!spare_.empty()) {
+      buffer = std::move(spare_.back());
+      spare_.pop_back();
+    }
   }
   buffer.clear();
-  wake_.notify_one();
+  if (wake) wake_.notify_one();
   return true;
 }
 
 void AccessLogSink::run() {
+  std::deque<std::string> batch;
   std::unique_lock<std::mutex> lock(mutex_);
   for (;;) {
-    wake_.wait(lock, [this] { return stop_ || !queue_.empty(); });
-    if (queue_.empty()) return;  // stopping, and everything is written
-    std::string chunk = std::move(queue_.front());
-    queue_.pop_front();
+    wake_.wait_for(lock, kWritePeriod, [this] { return stop_ || queued_ >= kWakeBytes; });
+    if (queue_.empty()) {
+      if (stop_) return;  // everything is written
+      continue;
+    }
+    batch.swap(queue_);  // everything queued, written in one go without the lock
     lock.unlock();
-    size_t off = 0;
-    while (off < chunk.size()) {
-      ssize_t n = ::write(fd_, chunk.data() + off, chunk.size() - off);
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) break;  // stdout is gone: nothing more to do with these lines
-      off += static_cast<size_t>(n);
+    size_t bytes = 0;
+    for (const std::string& chunk : batch) {
+      bytes += chunk.size();
+      size_t off = 0;
+      while (off < chunk.size()) {
+        ssize_t n = ::write(fd_, chunk.data() + off, chunk.size() - off);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;  // stdout is gone: nothing more to do with these lines
+        off += static_cast<size_t>(n);
+      }
     }
     lock.lock();
-    queued_ -= chunk.size();
+    queued_ -= bytes;
+    for (std::string& chunk : batch)
+      if (spare_.size() < kMaxSpare && chunk.capacity() <= kFlushBytes * 2)
+        spare_.push_back(std::move(chunk));
+    batch.clear();
   }
 }
 
@@ -112,10 +140,11 @@ void AccessLog::stamp(std::string& out) {
     snprintf(stamp_, sizeof stamp_, "%04d-%02d-%02dT%02d:%02d:%02d.", t.tm_year + 1900,
              t.tm_mon + 1, t.tm_mday, t.tm_hour, t.tm_min, t.tm_sec);
   }
-  char ms[8];
-  snprintf(ms, sizeof ms, "%03ldZ", ts.tv_nsec / 1000000);
+  long ms = ts.tv_nsec / 1000000;
+  char tail[4] = {static_cast<char>('0' + ms / 100), static_cast<char>('0' + ms / 10 % 10),
+                  static_cast<char>('0' + ms % 10), 'Z'};
   out += stamp_;
-  out += ms;
+  out.append(tail, 4);
 }
 
 void AccessLog::append(const AccessLogEntry& e, LogFormat format, bool colour) {

@@ -11,6 +11,7 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <vector>
 
 #include "core/log.h"
 #include "core/stats.h"
@@ -36,6 +37,7 @@ class AccessLogSink {
   std::mutex mutex_;
   std::condition_variable wake_;
   std::deque<std::string> queue_;
+  std::vector<std::string> spare_;  // written buffers, capacity kept, handed back by submit
   size_t queued_ = 0;
   bool stop_ = false;
   std::thread thread_;

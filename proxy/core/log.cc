@@ -33,6 +33,14 @@ void log_set_format(LogFormat format) {
 
 void json_escape(std::string& out, std::string_view s) {
   static const char kHex[] = "0123456789abcdef";
+  size_t plain = 0;  // most values need no escaping: append them whole
+  while (plain < s.size()) {
+    auto u = static_cast<unsigned char>(s[plain]);
+    if (u < 0x20 || u == 0x7f || u == '"' || u == '\\') break;
+    ++plain;
+  }
+  out.append(s.data(), plain);
+  s.remove_prefix(plain);
   for (char c : s) {
     auto u = static_cast<unsigned char>(c);
     if (c == '"' || c == '\\') {
