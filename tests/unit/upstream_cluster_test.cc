@@ -44,11 +44,12 @@ class UpstreamClusterTest : public ::testing::Test {
     ctx_.start_deferred();
   }
   void TearDown() override {
-    clients_.clear();
     cluster_.reset();
-    ctx_.stop_deferred();
     for (int fd : fds_) ::close(fd);
+    uv_run(&loop_, UV_RUN_DEFAULT);  // close callbacks, then the deferred deletions
+    ctx_.stop_deferred();
     uv_run(&loop_, UV_RUN_DEFAULT);
+    clients_.clear();
     EXPECT_EQ(uv_loop_close(&loop_), 0);
   }
 
