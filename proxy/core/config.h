@@ -44,6 +44,17 @@ struct OutlierSettings {
   bool operator==(const OutlierSettings&) const = default;
 };
 
+// TLS origination to a cluster's endpoints (`tls: {}` turns it on with the defaults).
+struct ClusterTls {
+  bool enabled = false;
+  bool verify = true;      // verify the chain and the host name; false only for tests/labs
+  std::string ca;          // PEM bundle of trusted CAs; empty = the system's bundle
+  std::string sni;         // server name sent and verified; empty = the endpoint's host name
+  std::string cert, key;   // client certificate and key (PEM), for mTLS; both or neither
+  std::string min_version = "1.2";  // "1.2" or "1.3"
+  bool operator==(const ClusterTls&) const = default;
+};
+
 struct ClusterConfig {
   std::string name = "app";
   std::vector<HostPort> endpoints;  // IP literals or DNS names
@@ -53,7 +64,8 @@ struct ClusterConfig {
   Millis dns_refresh{30000};  // DNS names are re-resolved this often
   PoolSettings pool;
   OutlierSettings outlier;
-  bool readiness = false;  // /readyz fails while no endpoint of this cluster is reachable (#6)
+  bool readiness = false;  // /readyz fails while no endpoint of this cluster is reachable
+  ClusterTls tls;
   bool operator==(const ClusterConfig&) const = default;
 };
 
@@ -83,11 +95,30 @@ struct RouteConfig {
   bool operator==(const RouteConfig&) const = default;
 };
 
+struct TlsCertificate {
+  std::string cert;  // PEM: the certificate and its chain
+  std::string key;   // PEM private key
+  bool operator==(const TlsCertificate&) const = default;
+};
+
+// TLS termination on a listener. The first certificate is the default; the others are chosen
+// by SNI (a name of their subjectAltName, wildcards included).
+struct ListenerTls {
+  bool enabled = false;
+  std::vector<TlsCertificate> certificates;
+  std::string client_ca;  // PEM CAs: when set, clients must present a certificate they signed
+  Millis handshake_timeout{10000};
+  std::string min_version = "1.2";  // "1.2" or "1.3"
+  std::string ciphers;  // TLS 1.2 cipher list (OpenSSL syntax); empty = a modern default
+  bool operator==(const ListenerTls&) const = default;
+};
+
 struct ListenerConfig {
   std::string name = "ingress";
   HostPort address{"0.0.0.0", 8080};
   std::vector<RouteConfig> routes;  // first match wins; none matching -> 404
   bool drain = true;  // false: left open through a drain until the final stop (e.g. egress)
+  ListenerTls tls;
   bool operator==(const ListenerConfig&) const = default;
 };
 
