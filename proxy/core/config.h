@@ -47,10 +47,10 @@ struct OutlierSettings {
 // TLS origination to a cluster's endpoints (`tls: {}` turns it on with the defaults).
 struct ClusterTls {
   bool enabled = false;
-  bool verify = true;      // verify the chain and the host name; false only for tests/labs
-  std::string ca;          // PEM bundle of trusted CAs; empty = the system's bundle
-  std::string sni;         // server name sent and verified; empty = the endpoint's host name
-  std::string cert, key;   // client certificate and key (PEM), for mTLS; both or neither
+  bool verify = true;     // verify the chain and the host name; false only for tests/labs
+  std::string ca;         // PEM bundle of trusted CAs; empty = the system's bundle
+  std::string sni;        // server name sent and verified; empty = the endpoint's host name
+  std::string cert, key;  // client certificate and key (PEM), for mTLS; both or neither
   std::string min_version = "1.2";  // "1.2" or "1.3"
   bool operator==(const ClusterTls&) const = default;
 };

@@ -81,6 +81,8 @@ struct ClusterStats {
   Counter connect_failures;
   Counter timeouts;  // connect and response timeouts
   Counter ejections;
+  Counter tls_handshakes_full;     // TLS origination: new sessions
+  Counter tls_handshakes_resumed;  // ...and resumed ones (the per-address session cache works)
 };
 
 // What the drain (and /healthz) needs of a worker as a whole.

@@ -69,6 +69,8 @@ StatsTotals sum_stats(const ShardSet<ListenerStats>& listeners,
       c.connect_failures += s->connect_failures.get();
       c.timeouts += s->timeouts.get();
       c.ejections += s->ejections.get();
+      c.tls_full += s->tls_handshakes_full.get();
+      c.tls_resumed += s->tls_handshakes_resumed.get();
     }
     t.clusters.push_back(std::move(c));
   }
@@ -270,6 +272,18 @@ std::vector<MetricFamily> Metrics::Collect() const {
   per_item(out, C, "cluster", "sluice_upstream_ejections_total",
            "Addresses taken out of rotation by outlier detection", T::Counter,
            [](const Cl& c) { return c.ejections; });
+  {
+    MetricFamily f =
+        family("sluice_upstream_tls_handshakes_total",
+               "TLS handshakes with upstreams, new sessions and resumed ones", T::Counter);
+    for (const Cl& c : C) {
+      f.metric.push_back(value_metric(T::Counter, static_cast<double>(c.tls_full),
+                                      {{"cluster", c.name}, {"resumed", "false"}}));
+      f.metric.push_back(value_metric(T::Counter, static_cast<double>(c.tls_resumed),
+                                      {{"cluster", c.name}, {"resumed", "true"}}));
+    }
+    out.push_back(std::move(f));
+  }
 
   auto single = [&](const char* name, const char* help, T type, double v) {
     MetricFamily f = family(name, help, type);
@@ -381,6 +395,7 @@ nlohmann::json Metrics::render_json(const Config& config) const {
     x["connect_failures"] = c.connect_failures;
     x["timeouts"] = c.timeouts;
     x["ejections"] = c.ejections;
+    x["tls_handshakes"] = {{"full", c.tls_full}, {"resumed", c.tls_resumed}};
     j["clusters"].push_back(std::move(x));
   }
   return j;

@@ -54,7 +54,71 @@ void TcpStream::on_connect(uv_connect_t* req, int status) {
   auto* self = static_cast<TcpStream*>(req->data);
   delete req;  // always called, before the close callback, even when cancelled
   if (status == UV_ECANCELED || self->closing_) return;
+  if (status == 0 && self->tls_) {
+    // The handler hears of the connection once the handshake is done (tls_input).
+    TlsLayer::Output out;
+    self->tls_->start_handshake(out);
+    if (self->tls_output(out)) self->read_start();
+    return;
+  }
   self->handler_->on_stream_connected(status);
+}
+
+bool TcpStream::start_tls_server(SSL_CTX* ctx) {
+  tls_ = TlsLayer::server(ctx_.blocks, ctx);
+  tls_server_ = true;
+  return tls_ != nullptr;
+}
+
+bool TcpStream::start_tls_client(SSL_CTX* ctx, const std::string& name, bool verify,
+                                 TlsSessionSlot* slot) {
+  tls_ = TlsLayer::client(ctx_.blocks, ctx, name, verify, slot);
+  return tls_ != nullptr;
+}
+
+void TcpStream::tls_input(const Slice& data) {
+  TlsLayer::Output out;
+  const bool was_done = tls_->handshake_done();
+  tls_->feed(data.data, data.len, out);
+  if (!tls_output(out)) return;
+  if (out.handshake_done && !was_done) {
+    if (tls_server_) {
+      handler_->on_stream_secure();
+    } else {
+      handler_->on_stream_connected(0);  // client side: now the pool may use it
+    }
+    if (closing_) return;
+  }
+  for (const Slice& s : out.plaintext) {
+    handler_->on_stream_read(s);
+    if (closing_) return;
+  }
+  if (out.peer_closed) {
+    read_stop();
+    handler_->on_stream_eof();
+  }
+}
+
+bool TcpStream::tls_output(TlsLayer::Output& out) {
+  if (!out.ciphertext.empty()) {
+    int r = write_now(out.ciphertext.data(), out.ciphertext.size());
+    if (r != 0 && !out.failed) {
+      read_stop();
+      handler_->on_stream_error(r);
+      return false;
+    }
+  }
+  if (out.failed) {
+    tls_error_ = out.error;
+    read_stop();
+    if (!tls_->handshake_done() && !tls_server_) {
+      handler_->on_stream_connected(kTlsFailed);  // client handshake: a failed connect
+    } else {
+      handler_->on_stream_error(kTlsFailed);
+    }
+    return false;
+  }
+  return !closing_;
 }
 
 void TcpStream::read_start() {
@@ -83,7 +147,11 @@ void TcpStream::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
   if (self->closing_) return;
   if (nread > 0) {
     Slice slice{std::move(block), buf->base, static_cast<size_t>(nread)};
-    self->handler_->on_stream_read(slice);
+    if (self->tls_) {
+      self->tls_input(slice);
+    } else {
+      self->handler_->on_stream_read(slice);
+    }
   } else if (nread == UV_EOF) {
     self->read_stop();
     self->handler_->on_stream_eof();
@@ -107,7 +175,18 @@ int TcpStream::write(const Slice* slices, size_t count) {
     }
     return 0;
   }
-  return write_now(slices, count);
+  return send(slices, count);
+}
+
+int TcpStream::send(const Slice* slices, size_t count) {
+  if (!tls_) return write_now(slices, count);
+  TlsLayer::Output out;
+  tls_->encrypt(slices, count, out);
+  if (out.failed) {
+    tls_error_ = out.error;
+    return kTlsFailed;
+  }
+  return write_now(out.ciphertext.data(), out.ciphertext.size());
 }
 
 void TcpStream::flush_task(void* p) {
@@ -126,7 +205,7 @@ void TcpStream::flush() {
   out.swap(cork_);
   corked_bytes_ = 0;
   if (closing_) return;
-  int r = write_now(out.data(), out.size());
+  int r = send(out.data(), out.size());
   out.clear();
   if (cork_.empty() && !compact_) cork_.swap(out);  // keep the capacity for the next turn
   if (r != 0) {
@@ -220,6 +299,15 @@ void TcpStream::shutdown() {
   if (closing_ || shutdown_) return;
   flush();
   if (closing_) return;
+  if (tls_ && tls_->handshake_done()) {
+    // close_notify first, so the peer can tell a complete response from a cut one.
+    TlsLayer::Output out;
+    tls_->close_notify(out);
+    if (!out.ciphertext.empty() && write_now(out.ciphertext.data(), out.ciphertext.size()) != 0) {
+      close();
+      return;
+    }
+  }
   shutdown_ = true;
   auto* req = new uv_shutdown_t;
   req->data = this;
@@ -254,6 +342,7 @@ bool TcpStream::peek_clean() const {
   if (closing_ || uv_fileno(reinterpret_cast<const uv_handle_t*>(&tcp_), &fd) != 0) return false;
   char c;
   ssize_t r = ::recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+  if (tls_ && tls_->has_pending()) return false;
   return r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
 }
 

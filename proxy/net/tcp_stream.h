@@ -6,22 +6,28 @@
 // socket first (uv_try_write) and queue only the remainder, holding block references until the
 // write callback.
 //
-// A later TLS layer sits between this transport and the HTTP code and speaks the same
-// StreamHandler interface.
+// TLS, when a connection has it, is a TlsLayer the stream owns: ciphertext is what the socket
+// sees, plaintext is what the handler sees; the handler's interface does not change.
 #include <uv.h>
 
 #include <cstddef>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "core/block.h"
 #include "core/loop_context.h"
+#include "tls/tls_layer.h"
 
 namespace sluice {
 
 class StreamHandler {
  public:
+  // Connected; for a TLS client stream, once the handshake is done. kTlsFailed: the TCP
+  // connection opened but the handshake failed (tls_error() says why).
   virtual void on_stream_connected(int status) {}
+  // A TLS server stream completed its handshake.
+  virtual void on_stream_secure() {}
   virtual void on_stream_read(const Slice& data) = 0;
   virtual void on_stream_eof() = 0;
   virtual void on_stream_error(int uv_status) = 0;
@@ -36,6 +42,7 @@ class StreamHandler {
 
 class TcpStream {
  public:
+  static constexpr int kTlsFailed = UV_EPROTO;
   // Queued bytes above which the source feeding this stream stops reading; resumes at low.
   static constexpr size_t kHighWatermark = 256 * 1024;
   static constexpr size_t kLowWatermark = kHighWatermark / 2;
@@ -51,6 +58,12 @@ class TcpStream {
   int accept(uv_stream_t* server);
   int open(int fd);  // an accepted descriptor
   int connect(const sockaddr* addr);
+  // TLS on this stream: server side after accept (before reading), client side before connect.
+  bool start_tls_server(SSL_CTX* ctx);
+  bool start_tls_client(SSL_CTX* ctx, const std::string& name, bool verify, TlsSessionSlot* slot);
+  bool tls() const { return tls_ != nullptr; }
+  const TlsLayer* tls_layer() const { return tls_.get(); }
+  const std::string& tls_error() const { return tls_error_; }
   void read_start();
   void read_stop();
   bool reading() const { return reading_; }
@@ -89,9 +102,17 @@ class TcpStream {
   static void flush_task(void* self);
   int write_now(const Slice* slices, size_t count);
   void flush();
+  // Plaintext out: encrypted first when TLS is on.
+  int send(const Slice* slices, size_t count);
+  // Ciphertext in: decrypted and handed to the handler; false when the stream closed meanwhile.
+  void tls_input(const Slice& data);
+  // Writes the ciphertext a TLS call produced; reports failures. False: the stream is done.
+  bool tls_output(TlsLayer::Output& out);
 
   uv_tcp_t tcp_;
   LoopContext& ctx_;
+  std::unique_ptr<TlsLayer> tls_;
+  std::string tls_error_;
   StreamHandler* handler_;
   std::vector<Slice> cork_;
   size_t queued_ = 0;
@@ -102,6 +123,7 @@ class TcpStream {
   bool cork_enabled_;
   bool flush_scheduled_ = false;
   bool compact_ = false;
+  bool tls_server_ = false;
 };
 
 }  // namespace sluice

@@ -38,20 +38,29 @@ bool DownstreamConnection::draining() const {
 
 int DownstreamConnection::adopt(int fd) {
   int r = stream_.open(fd);
-  if (r != 0) return r;
-  http_->client_ip = stream_.peer_ip();
-  stream_.read_start();
-  arm_timer(limits().header_timeout);
-  return 0;
+  return r != 0 ? r : start();
 }
 
 int DownstreamConnection::accept(uv_stream_t* server) {
   int r = stream_.accept(server);
-  if (r != 0) return r;
+  return r != 0 ? r : start();
+}
+
+int DownstreamConnection::start() {
   http_->client_ip = stream_.peer_ip();
+  if (const ServerTls* tls = worker_.listener_tls(listener_)) {
+    if (!stream_.start_tls_server(tls->default_ctx())) return UV_ENOMEM;
+    // The handshake first, within its own timeout; then the header timeout starts.
+    arm_timer(worker_.config().listeners[listener_].tls.handshake_timeout);
+  } else {
+    arm_timer(limits().header_timeout);  // a new connection must send its first request in time
+  }
   stream_.read_start();
-  arm_timer(limits().header_timeout);  // a new connection must send its first request in time
   return 0;
+}
+
+void DownstreamConnection::on_stream_secure() {
+  if (state_ == State::kIdle && served_ == 0) arm_timer(limits().header_timeout);
 }
 
 void DownstreamConnection::arm_timer(Millis timeout) {
@@ -298,7 +307,11 @@ void DownstreamConnection::on_stream_eof() {
 }
 
 void DownstreamConnection::on_stream_error(int status) {
-  LOG_DEBUG("client %s: %s", std::string(client_ip()).c_str(), uv_strerror(status));
+  if (status == TcpStream::kTlsFailed) {
+    LOG_INFO("client %s: %s", std::string(client_ip()).c_str(), stream_.tls_error().c_str());
+  } else {
+    LOG_DEBUG("client %s: %s", std::string(client_ip()).c_str(), uv_strerror(status));
+  }
   close();
 }
 

@@ -31,6 +31,7 @@ class DownstreamConnection final : public ListNode, private StreamHandler, priva
   DownstreamConnection(Worker& worker, uint16_t listener);
   int accept(uv_stream_t* server);
   int adopt(int fd);  // a descriptor accepted outside libuv (drain of the accept queue)
+  bool secure() const { return stream_.tls(); }
   // Idempotent: aborts the exchange and closes the socket now.
   void close();
 
@@ -76,6 +77,7 @@ class DownstreamConnection final : public ListNode, private StreamHandler, priva
   enum class State : uint8_t { kIdle, kHead, kActive, kTunnel, kClosing, kClosed };
 
   void on_stream_read(const Slice& data) override;
+  void on_stream_secure() override;
   void on_stream_eof() override;
   void on_stream_error(int status) override;
   void on_stream_drained() override;
@@ -93,6 +95,7 @@ class DownstreamConnection final : public ListNode, private StreamHandler, priva
   void next_request();
   void parse_error();
   void close_after_flush(bool linger);
+  int start();  // after accept/adopt: TLS if the listener has it, timers, reading
   void arm_timer(Millis timeout);
 
   // Everything only HTTP needs; freed when the connection becomes a tunnel, so an idle

@@ -178,6 +178,7 @@ void Exchange::begin(const MessageHead& req) {
   if (log_) log_->request_id.assign(need_id ? std::string_view(id, sizeof id) : req.value(rid));
   RequestRewrite rw;
   rw.client_ip = down_.client_ip();
+  rw.proto = down_.secure() ? "https" : "http";
   rw.request_id = need_id ? std::string_view(id, sizeof id) : std::string_view();
   rw.default_host = pool_->host();
   if (target.absolute) {
@@ -220,7 +221,8 @@ void Exchange::on_pool_ready(UpstreamConnection* conn) {
 void Exchange::on_pool_failure(PoolFailure f) {
   queued_ = false;
   // A failed connect sent nothing: try another address of the cluster (at most two more).
-  bool connect_failed = f == PoolFailure::kConnectRefused || f == PoolFailure::kConnectTimeout;
+  bool connect_failed = f == PoolFailure::kConnectRefused || f == PoolFailure::kConnectTimeout ||
+                        f == PoolFailure::kTlsHandshake;
   if (connect_failed && connect_retries_ < 2 && cluster_->address_count() > 1) {
     UpstreamPool* next = cluster_->pick(pool_);
     if (next && next != pool_) {
@@ -233,7 +235,8 @@ void Exchange::on_pool_failure(PoolFailure f) {
       return;
     }
   }
-  respond_error(f == PoolFailure::kConnectRefused ? 502 : 503, pool_failure_name(f));
+  respond_error(f == PoolFailure::kConnectRefused || f == PoolFailure::kTlsHandshake ? 502 : 503,
+                pool_failure_name(f));
 }
 
 void Exchange::send_to(UpstreamConnection* conn) {

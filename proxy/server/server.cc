@@ -88,6 +88,12 @@ struct ResolverEntry {
   bool live = false;
 };
 
+// The TLS contexts of one configuration, by listener and cluster index (null: plain TCP).
+struct TlsSet {
+  std::vector<std::shared_ptr<const ServerTls>> listeners;
+  std::vector<std::shared_ptr<const ClientTls>> clusters;
+};
+
 struct Server::State {
   uv_loop_t loop;
   std::unique_ptr<LoopContext> ctx;
@@ -102,6 +108,7 @@ struct Server::State {
   struct PendingReload {
     ConfigPtr config;
     ResolverMap resolvers;  // the whole next set (null: kept from the running one)
+    TlsSet tls;
     uint64_t started_ms = 0;
   };
   std::unique_ptr<PendingReload> pending;
@@ -109,7 +116,8 @@ struct Server::State {
   HostPort admin_configured;  // as the file said, before port 0 was resolved
   std::vector<HostPort> listeners_configured;
   std::unique_ptr<Metrics> metrics;
-  std::unique_ptr<AccessLogSink> access_sink;                     // outlives the workers
+  std::unique_ptr<AccessLogSink> access_sink;
+  TlsSet tls;  // of the running configuration                     // outlives the workers
   std::map<std::string, std::unique_ptr<ReadinessProbe>> probes;  // readiness: true clusters
   uint64_t started_ms = 0;
   std::unique_ptr<ShardSet<ListenerStats>> listener_stats;
@@ -182,6 +190,19 @@ int Server::run() {
     r->resolver->start();
   }
   wait_first_resolution(st.resolvers);
+  {
+    std::vector<std::string> errors;
+    if (!build_tls(*config, st.tls, errors)) {
+      for (const std::string& e : errors) fprintf(stderr, "sluice: %s\n", e.c_str());
+      for (auto& [name, r] : st.resolvers) r->resolver->close();
+      st.resolvers.clear();
+      uv_run(&st.loop, UV_RUN_NOWAIT);
+      st.ctx->stop_deferred();
+      uv_run(&st.loop, UV_RUN_DEFAULT);
+      uv_loop_close(&st.loop);
+      return 1;
+    }
+  }
   std::vector<AddressList> addresses;
   for (const auto& c : config->clusters) {
     const AddressList& a = st.resolvers[c.name]->resolver->addresses();
@@ -200,8 +221,8 @@ int Server::run() {
   for (unsigned w = 0; w < workers; ++w) {
     st.workers.push_back(std::make_unique<Worker>(
         w, WorkerSetup{config_, addresses, cluster_stats_for(*config_, w),
-                       listener_stats_for(*config_, w), st.access_sink.get(), colour, fds[w],
-                       drain_state}));
+                       listener_stats_for(*config_, w), st.tls.clusters, st.tls.listeners,
+                       st.access_sink.get(), colour, fds[w], drain_state}));
     ready.push_back(st.workers.back()->start());
   }
   bool ok = true;
@@ -458,6 +479,52 @@ void Server::refresh_probes() {
   s.probes = std::move(next);
 }
 
+bool Server::build_tls(const Config& c, TlsSet& out, std::vector<std::string>& errors) {
+  State& s = *state_;
+  const Config* running = config_.get();
+  out = TlsSet{};
+  for (size_t i = 0; i < c.listeners.size(); ++i) {
+    const ListenerConfig& l = c.listeners[i];
+    if (!l.tls.enabled) {
+      out.listeners.push_back(nullptr);
+      continue;
+    }
+    std::string error;
+    auto tls = ServerTls::build(l.name, l.tls, error);
+    if (!tls) {
+      errors.push_back(error);
+      continue;
+    }
+    // Unchanged settings and files: keep the running context (and its session tickets).
+    if (i < s.tls.listeners.size() && s.tls.listeners[i] && running &&
+        running->listeners[i].tls == l.tls &&
+        s.tls.listeners[i]->fingerprint() == tls->fingerprint())
+      tls = s.tls.listeners[i];
+    out.listeners.push_back(std::move(tls));
+  }
+  for (size_t i = 0; i < c.clusters.size(); ++i) {
+    const ClusterConfig& cl = c.clusters[i];
+    if (!cl.tls.enabled) {
+      out.clusters.push_back(nullptr);
+      continue;
+    }
+    if (running) {  // unchanged settings: the same context, so the cluster keeps its pools
+      int j = running->cluster_index(cl.name);
+      if (j >= 0 && static_cast<size_t>(j) < s.tls.clusters.size() &&
+          s.tls.clusters[static_cast<size_t>(j)] &&
+          running->clusters[static_cast<size_t>(j)].tls == cl.tls) {
+        out.clusters.push_back(s.tls.clusters[static_cast<size_t>(j)]);
+        continue;
+      }
+    }
+    std::string error;
+    auto tls = ClientTls::build(cl.name, cl.tls, error);
+    if (!tls) errors.push_back(error);
+    out.clusters.push_back(std::move(tls));
+  }
+  return errors.empty();
+}
+
 bool Server::allowed_to_change(const AdminRequest& req) const {
   const std::string& token = config_->admin_token;
   if (req.from_loopback || (!token.empty() && req.header("x-sluice-admin-token") == token))
@@ -578,6 +645,14 @@ Server::ReloadResult Server::reload(const char* why) {
   }
   result.warnings = load.warnings;
   ConfigPtr next = reconcile(load.config, result.warnings);
+  TlsSet tls;
+  if (!build_tls(*next, tls, result.errors)) {
+    s.metrics->count_reload(false);
+    result.result = "invalid";
+    LOG_ERROR("reload (%s) rejected, the running configuration stays:", why);
+    for (const std::string& e : result.errors) LOG_ERROR("  %s", e.c_str());
+    return result;
+  }
   for (const std::string& w : result.warnings) LOG_WARN("reload: %s", w.c_str());
 
   // Resolvers: unchanged endpoints keep theirs (and its addresses); others start looking up.
@@ -589,6 +664,7 @@ Server::ReloadResult Server::reload(const char* why) {
       if (!r->live) r->resolver->close();
   }
   s.pending = std::move(pending);
+  s.pending->tls = std::move(tls);
   for (const ClusterConfig& c : next->clusters) {
     auto it = s.resolvers.find(c.name);
     bool same = it != s.resolvers.end() &&
@@ -649,9 +725,13 @@ void Server::apply_pending_reload() {
   log_set_level(config_->log.level);
   log_set_format(config_->log.format);
   s.drain->update_settings(config_->drain);
+  s.tls = std::move(p->tls);
   for (auto& w : s.workers) {
-    w->post([cfg = config_, addresses, stats = cluster_stats_for(*config_, w->index())](
-                Worker& wk) { wk.apply_config(cfg, addresses, stats); });
+    w->post([cfg = config_, addresses, stats = cluster_stats_for(*config_, w->index()),
+             tls = s.tls](Worker& wk) {
+      wk.apply_config(cfg, addresses, stats, tls.clusters);
+      for (size_t i = 0; i < tls.listeners.size(); ++i) wk.set_listener_tls(i, tls.listeners[i]);
+    });
   }
   refresh_probes();
   s.metrics->count_reload(true);

@@ -25,6 +25,7 @@ struct ServerOptions {
 struct AdminRequest;
 struct AdminResponse;
 struct ResolverEntry;
+struct TlsSet;
 using ResolverMap = std::map<std::string, std::unique_ptr<ResolverEntry>>;
 
 class Server {
@@ -56,6 +57,8 @@ class Server {
   void apply_pending_reload();
   // Readiness probes for the running configuration's `readiness: true` clusters.
   void refresh_probes();
+  // TLS contexts for `c`; unchanged ones are the running ones. False: `errors` says why.
+  bool build_tls(const Config& c, TlsSet& out, std::vector<std::string>& errors);
   ConfigPtr config_;
   ServerOptions options_;
   std::unique_ptr<State> state_;

@@ -60,21 +60,26 @@ UpstreamCluster* Worker::route(size_t listener, std::string_view host, std::stri
   return i < 0 ? nullptr : clusters_[static_cast<size_t>(i)].get();
 }
 
+void Worker::set_listener_tls(size_t listener, std::shared_ptr<const ServerTls> tls) {
+  setup_.listener_tls[listener] = std::move(tls);  // connections keep the SSL they started with
+}
+
 void Worker::apply_config(ConfigPtr config, const std::vector<AddressList>& addresses,
-                          const std::vector<ClusterStats*>& stats) {
+                          const std::vector<ClusterStats*>& stats,
+                          const std::vector<std::shared_ptr<const ClientTls>>& tls) {
   if (stopping_) return;
   std::vector<std::unique_ptr<UpstreamCluster>> next;
   for (size_t i = 0; i < config->clusters.size(); ++i) {
     const ClusterConfig& want = config->clusters[i];
     std::unique_ptr<UpstreamCluster> kept;
     for (auto& c : clusters_) {
-      if (c && c->config() == want) {
+      if (c && c->config() == want && c->tls() == tls[i].get()) {
         kept = std::move(c);  // same settings: its pools and connections carry on
         break;
       }
     }
     if (!kept) {
-      kept = std::make_unique<UpstreamCluster>(*ctx_, cluster_config(config, i), *stats[i]);
+      kept = std::make_unique<UpstreamCluster>(*ctx_, cluster_config(config, i), *stats[i], tls[i]);
       kept->set_addresses(addresses[i]);
     }
     next.push_back(std::move(kept));
@@ -148,8 +153,8 @@ void Worker::run(std::promise<std::string> ready) {
 
   const Config& cfg = *config_;
   for (size_t i = 0; i < cfg.clusters.size(); ++i) {
-    clusters_.push_back(std::make_unique<UpstreamCluster>(*ctx_, cluster_config(config_, i),
-                                                          *setup_.cluster_stats[i]));
+    clusters_.push_back(std::make_unique<UpstreamCluster>(
+        *ctx_, cluster_config(config_, i), *setup_.cluster_stats[i], setup_.cluster_tls[i]));
     clusters_.back()->set_addresses(setup_.addresses[i]);
   }
   setup_.addresses.clear();

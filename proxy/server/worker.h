@@ -20,6 +20,7 @@
 #include "core/loop_context.h"
 #include "http/router.h"
 #include "net/listener.h"
+#include "tls/tls_context.h"
 #include "upstream/upstream_cluster.h"
 
 namespace sluice {
@@ -33,9 +34,11 @@ struct WorkerSetup {
   std::vector<AddressList> addresses;          // by index of config->clusters
   std::vector<ClusterStats*> cluster_stats;    // this worker's shards, by cluster index
   std::vector<ListenerStats*> listener_stats;  // this worker's shards, by listener index
-  AccessLogSink* access_sink = nullptr;        // shared by all workers; outlives them
-  bool colour_log = false;                     // stdout is a terminal: colour the text access log
-  std::vector<int> listen_fds;  // one per config->listeners entry, owned by the worker
+  std::vector<std::shared_ptr<const ClientTls>> cluster_tls;   // by cluster index; null: plain
+  std::vector<std::shared_ptr<const ServerTls>> listener_tls;  // by listener index; null: plain
+  AccessLogSink* access_sink = nullptr;  // shared by all workers; outlives them
+  bool colour_log = false;               // stdout is a terminal: colour the text access log
+  std::vector<int> listen_fds;           // one per config->listeners entry, owned by the worker
   std::shared_ptr<DrainState> drain;
 };
 
@@ -61,7 +64,10 @@ class Worker {
   // A reloaded configuration (same listeners, in the same order): routes and clusters change
   // for new requests; clusters whose settings did not change keep their pools.
   void apply_config(ConfigPtr config, const std::vector<AddressList>& addresses,
-                    const std::vector<ClusterStats*>& stats);
+                    const std::vector<ClusterStats*>& stats,
+                    const std::vector<std::shared_ptr<const ClientTls>>& tls);
+  // New certificates for a listener (rotation): new handshakes use them.
+  void set_listener_tls(size_t listener, std::shared_ptr<const ServerTls> tls);
   // The resolver's new addresses for a cluster of the current configuration.
   void set_addresses(const std::string& cluster, const AddressList& addresses);
 
@@ -75,6 +81,10 @@ class Worker {
   void remove_tunnel(Tunnel* t, TunnelEnd why);
   const WorkerStats& stats() const { return ctx_->stats; }
   ListenerStats& listener_stats(size_t listener) { return *setup_.listener_stats[listener]; }
+  // The listener's TLS context for a new connection (null: plain TCP).
+  const ServerTls* listener_tls(size_t listener) const {
+    return setup_.listener_tls[listener].get();
+  }
   // The worker's access log while `log.access` is on, else null.
   AccessLog* access_log() { return config_->log.access ? access_log_.get() : nullptr; }
   bool colour_log() const { return setup_.colour_log; }

@@ -19,8 +19,8 @@ bool UpstreamAddress::same_address(const UpstreamAddress& o) const {
 }
 
 UpstreamCluster::UpstreamCluster(LoopContext& ctx, std::shared_ptr<const ClusterConfig> config,
-                                 ClusterStats& stats)
-    : ctx_(ctx), config_(std::move(config)), stats_(stats) {}
+                                 ClusterStats& stats, std::shared_ptr<const ClientTls> tls)
+    : ctx_(ctx), config_(std::move(config)), stats_(stats), tls_(std::move(tls)) {}
 
 UpstreamCluster::~UpstreamCluster() {
   shutdown();
@@ -40,7 +40,8 @@ void UpstreamCluster::set_addresses(const AddressList& addresses) {
       }
     }
     if (!pool)
-      pool = std::make_unique<UpstreamPool>(ctx_, a.address, a.endpoint, a.name, *config_, stats_);
+      pool = std::make_unique<UpstreamPool>(ctx_, a.address, a.endpoint, a.name, *config_, stats_,
+                                            tls_.get());
     kept.push_back(std::move(pool));
   }
   for (auto& p : pools_) {

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "core/config.h"
+#include "tls/tls_context.h"
 #include "upstream/upstream_pool.h"
 
 namespace sluice {
@@ -27,13 +28,14 @@ class UpstreamCluster {
  public:
   // `config` must outlive the cluster (an aliasing pointer into the Config snapshot).
   UpstreamCluster(LoopContext& ctx, std::shared_ptr<const ClusterConfig> config,
-                  ClusterStats& stats);
+                  ClusterStats& stats, std::shared_ptr<const ClientTls> tls = nullptr);
   ~UpstreamCluster();
   UpstreamCluster(const UpstreamCluster&) = delete;
   UpstreamCluster& operator=(const UpstreamCluster&) = delete;
 
   const ClusterConfig& config() const { return *config_; }
   ClusterStats& stats() { return stats_; }
+  const ClientTls* tls() const { return tls_.get(); }
   // The resolver's latest addresses: pools of addresses still present are kept (with their
   // connections), new addresses get pools, pools of vanished ones retire.
   void set_addresses(const AddressList& addresses);
@@ -64,6 +66,7 @@ class UpstreamCluster {
   LoopContext& ctx_;
   std::shared_ptr<const ClusterConfig> config_;
   ClusterStats& stats_;
+  std::shared_ptr<const ClientTls> tls_;  // null: plain TCP
   std::vector<std::unique_ptr<UpstreamPool>> pools_;
   std::vector<std::unique_ptr<UpstreamPool>> retired_pools_;
   std::vector<UpstreamPool*> candidates_;  // scratch for pick_least_request

@@ -12,6 +12,8 @@ const char* upstream_error_name(UpstreamError e) {
       return "connect failed";
     case UpstreamError::kConnectTimeout:
       return "connect timeout";
+    case UpstreamError::kTlsHandshake:
+      return "TLS handshake failed";
     case UpstreamError::kReset:
       return "connection reset";
     case UpstreamError::kClosed:
@@ -39,6 +41,11 @@ int UpstreamConnection::connect(const sockaddr* addr, uint64_t timeout_ms) {
 
 void UpstreamConnection::on_stream_connected(int status) {
   timer_.stop();
+  if (status == TcpStream::kTlsFailed && stream_.tls()) {
+    LOG_WARN("upstream %s: %s", pool_ ? pool_->name().c_str() : "?", stream_.tls_error().c_str());
+    fail(UpstreamError::kTlsHandshake);
+    return;
+  }
   if (status < 0) {
     LOG_DEBUG("upstream connect failed: %s", uv_strerror(status));
     fail(UpstreamError::kConnectRefused);

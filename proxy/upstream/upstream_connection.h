@@ -22,6 +22,7 @@ class Tunnel;
 enum class UpstreamError : uint8_t {
   kConnectRefused,   // connect failed (refused, unreachable): 502
   kConnectTimeout,   // 503
+  kTlsHandshake,     // TCP connected, TLS failed (verification, protocol): 502
   kReset,            // read/write error on an established connection
   kClosed,           // the upstream closed the connection before the response was complete
   kResponseTimeout,  // no response head in time: 504
@@ -53,6 +54,10 @@ class UpstreamConnection final : public ListNode, private StreamHandler, private
 
   UpstreamConnection(LoopContext& ctx, UpstreamPool* pool);
   int connect(const sockaddr* addr, uint64_t timeout_ms);
+  // TLS to the upstream (before connect): `name` for SNI and verification.
+  bool start_tls(SSL_CTX* ctx, const std::string& name, bool verify, TlsSessionSlot* slot) {
+    return stream_.start_tls_client(ctx, name, verify, slot);
+  }
 
   // Pool → connection.
   void make_idle(uint64_t idle_timeout_ms);

@@ -16,18 +16,37 @@ const char* pool_failure_name(PoolFailure f) {
       return "upstream pool queue full";
     case PoolFailure::kQueueTimeout:
       return "upstream pool queue timeout";
+    case PoolFailure::kTlsHandshake:
+      return "upstream TLS handshake failed";
   }
   return "?";
 }
 
 UpstreamPool::UpstreamPool(LoopContext& ctx, const sockaddr_storage& address, std::string host,
-                           std::string name, const ClusterConfig& config, ClusterStats& stats)
+                           std::string name, const ClusterConfig& config, ClusterStats& stats,
+                           const ClientTls* tls)
     : ctx_(ctx),
       address_(address),
       host_(std::move(host)),
       name_(std::move(name)),
       config_(config),
-      stats_(stats) {
+      stats_(stats),
+      tls_(tls) {
+  if (tls_) {
+    tls_session_.full_handshakes = &stats_.tls_handshakes_full;
+    tls_session_.resumed_handshakes = &stats_.tls_handshakes_resumed;
+    tls_name_ = tls_->settings().sni;
+    if (tls_name_.empty()) {
+      // The endpoint's host: "api.example.com:443" -> "api.example.com", "[::1]:443" -> "::1".
+      std::string_view h = host_;
+      if (!h.empty() && h.front() == '[') {
+        h = h.substr(1, h.find(']') - 1);
+      } else if (size_t colon = h.rfind(':'); colon != std::string_view::npos) {
+        h = h.substr(0, colon);
+      }
+      tls_name_ = std::string(h);
+    }
+  }
   queue_timer_ = new uv_timer_t;
   uv_timer_init(ctx.loop, queue_timer_);
   queue_timer_->data = this;
@@ -84,9 +103,16 @@ void UpstreamPool::cancel(PoolClient* client) {
 
 bool UpstreamPool::start_connection() {
   auto* c = new UpstreamConnection(ctx_, this);
+  connecting_.push_back(c);
+  if (tls_ && !c->start_tls(tls_->ctx(), tls_name_, tls_->settings().verify, &tls_session_)) {
+    LOG_ERROR("upstream %s: cannot create a TLS session: %s", name_.c_str(),
+              openssl_errors().c_str());
+    stats_.connect_failures.add();
+    c->close();
+    return false;
+  }
   int r = c->connect(reinterpret_cast<const sockaddr*>(&address_),
                      static_cast<uint64_t>(config_.connect_timeout.count()));
-  connecting_.push_back(c);
   if (r != 0) {
     LOG_WARN("upstream %s: connect: %s", name_.c_str(), uv_strerror(r));
     stats_.connect_failures.add();
@@ -146,6 +172,7 @@ void UpstreamPool::on_connect_failed(UpstreamError e) {
     PoolClient* w = waiters_.pop_front();
     if (waiters_.empty()) uv_timer_stop(queue_timer_);
     w->on_pool_failure(e == UpstreamError::kConnectTimeout ? PoolFailure::kConnectTimeout
+                       : e == UpstreamError::kTlsHandshake ? PoolFailure::kTlsHandshake
                                                            : PoolFailure::kConnectRefused);
   }
 }

@@ -11,11 +11,19 @@
 #include "core/config.h"
 #include "core/intrusive_list.h"
 #include "core/loop_context.h"
+#include "tls/tls_context.h"
+#include "tls/tls_layer.h"
 #include "upstream/upstream_connection.h"
 
 namespace sluice {
 
-enum class PoolFailure : uint8_t { kConnectRefused, kConnectTimeout, kQueueFull, kQueueTimeout };
+enum class PoolFailure : uint8_t {
+  kConnectRefused,
+  kConnectTimeout,
+  kQueueFull,
+  kQueueTimeout,
+  kTlsHandshake,
+};
 const char* pool_failure_name(PoolFailure f);
 
 // Something waiting for a connection (an exchange). It is on the wait list while queued.
@@ -38,7 +46,8 @@ class UpstreamPool {
   // `host` is the endpoint as configured ("api.example.com:443"), `name` adds the address
   // for logs when they differ.
   UpstreamPool(LoopContext& ctx, const sockaddr_storage& address, std::string host,
-               std::string name, const ClusterConfig& config, ClusterStats& stats);
+               std::string name, const ClusterConfig& config, ClusterStats& stats,
+               const ClientTls* tls = nullptr);
   ~UpstreamPool();
   UpstreamPool(const UpstreamPool&) = delete;
   UpstreamPool& operator=(const UpstreamPool&) = delete;
@@ -73,6 +82,7 @@ class UpstreamPool {
   size_t load() const { return busy_.size() + connecting_.size() + waiters_.size(); }
   const sockaddr_storage& address() const { return address_; }
   const std::string& host() const { return host_; }
+  const TlsSessionSlot& tls_session() const { return tls_session_; }
 
   const std::string& name() const { return name_; }
   size_t idle_count() const { return idle_.size(); }
@@ -106,6 +116,9 @@ class UpstreamPool {
   std::string name_;
   const ClusterConfig& config_;
   ClusterStats& stats_;
+  const ClientTls* tls_;        // owned by the cluster, which outlives its pools; null: plain TCP
+  std::string tls_name_;        // SNI and the name verified: `sni`, or the endpoint's host
+  TlsSessionSlot tls_session_;  // resumed by the next connection to this address
   size_t reported_idle_ = 0, reported_busy_ = 0;
   IntrusiveList<UpstreamConnection> connecting_, idle_, busy_;
   IntrusiveList<PoolClient> waiters_;

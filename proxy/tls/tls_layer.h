@@ -1,0 +1,83 @@
+#pragma once
+// TlsLayer: one connection's TLS state between the socket and the HTTP code, OpenSSL with
+// memory BIOs: ciphertext read from the socket goes into the read BIO, plaintext comes out of
+// SSL_read; plaintext written goes through SSL_write and the write BIO is drained into blocks
+// for the socket after every SSL call. No blocking call anywhere; the owning TcpStream keeps
+// its backpressure (queued ciphertext counts like plaintext would).
+#include <openssl/ssl.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/block.h"
+#include "core/stats.h"
+
+namespace sluice {
+
+// Where client connections to one address keep the last session for the next connection to
+// resume (owned by the pool: per worker and address, no locks).
+class TlsSessionSlot {
+ public:
+  TlsSessionSlot() = default;
+  ~TlsSessionSlot();
+  TlsSessionSlot(const TlsSessionSlot&) = delete;
+  TlsSessionSlot& operator=(const TlsSessionSlot&) = delete;
+  SSL_SESSION* get() const { return session_; }
+  void store(SSL_SESSION* s);          // takes the reference
+  Counter* full_handshakes = nullptr;  // counted here when set (the cluster's stats)
+  Counter* resumed_handshakes = nullptr;
+
+ private:
+  SSL_SESSION* session_ = nullptr;
+};
+
+// A client context's new-session callback: stores the session in the connection's slot.
+int tls_store_new_session(SSL* ssl, SSL_SESSION* session);
+
+class TlsLayer {
+ public:
+  // What one call produced.
+  struct Output {
+    std::vector<Slice> ciphertext;  // for the socket, in order
+    std::vector<Slice> plaintext;   // for the HTTP code, in order
+    bool handshake_done = false;    // the handshake completed in this call
+    bool peer_closed = false;       // close_notify received
+    bool failed = false;            // a fatal TLS error; `error` says what
+    std::string error;
+  };
+
+  static std::unique_ptr<TlsLayer> server(BlockPool& blocks, SSL_CTX* ctx);
+  // `name` is sent as SNI (unless it is an IP literal) and checked against the certificate
+  // when `verify` is set; `slot` (may be null) holds the session to resume and receives the new.
+  static std::unique_ptr<TlsLayer> client(BlockPool& blocks, SSL_CTX* ctx, const std::string& name,
+                                          bool verify, TlsSessionSlot* slot);
+  ~TlsLayer();
+  TlsLayer(const TlsLayer&) = delete;
+  TlsLayer& operator=(const TlsLayer&) = delete;
+
+  void start_handshake(Output& out);  // client: the ClientHello
+  void feed(const char* data, size_t len, Output& out);
+  void encrypt(const Slice* slices, size_t count, Output& out);
+  void close_notify(Output& out);
+  bool handshake_done() const { return handshake_done_; }
+  bool resumed() const;
+  bool has_pending() const { return SSL_pending(ssl_) > 0; }
+  const char* version() const { return SSL_get_version(ssl_); }
+
+ private:
+  TlsLayer(BlockPool& blocks, SSL* ssl);
+  void drain_write_bio(Output& out);
+  void step(Output& out);  // handshake, then reads, as far as the input allows
+  void fail(Output& out, const char* during, int ssl_error);
+
+  BlockPool& blocks_;
+  SSL* ssl_;
+  BIO* rbio_;  // ciphertext in (owned by ssl_)
+  BIO* wbio_;  // ciphertext out (owned by ssl_)
+  TlsSessionSlot* slot_ = nullptr;
+  bool handshake_done_ = false;
+  bool failed_ = false;
+};
+
+}  // namespace sluice
