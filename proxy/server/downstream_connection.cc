@@ -48,8 +48,9 @@ int DownstreamConnection::accept(uv_stream_t* server) {
 
 int DownstreamConnection::start() {
   http_->client_ip = stream_.peer_ip();
-  if (const ServerTls* tls = worker_.listener_tls(listener_)) {
+  if (const auto& tls = worker_.listener_tls(listener_)) {
     if (!stream_.start_tls_server(tls->default_ctx())) return UV_ENOMEM;
+    http_->handshake_tls = tls;  // its SNI callback runs in the handshake, even after a rotation
     // The handshake first, within its own timeout; then the header timeout starts.
     arm_timer(worker_.config().listeners[listener_].tls.handshake_timeout);
   } else {
@@ -60,6 +61,7 @@ int DownstreamConnection::start() {
 }
 
 void DownstreamConnection::on_stream_secure() {
+  if (http_) http_->handshake_tls.reset();
   if (state_ == State::kIdle && served_ == 0) arm_timer(limits().header_timeout);
 }
 

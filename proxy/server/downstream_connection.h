@@ -107,6 +107,7 @@ class DownstreamConnection final : public ListNode, private StreamHandler, priva
     Exchange exchange;
     std::string client_ip;
     std::vector<Slice> held;  // pipelined bytes waiting for the current exchange to finish
+    std::shared_ptr<const ServerTls> handshake_tls;  // held until the TLS handshake completes
     size_t held_bytes = 0;
   };
 

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <future>
 #include <map>
+#include <set>
 #include <thread>
 
 #include <nlohmann/json.hpp>
@@ -36,6 +37,8 @@ constexpr uint64_t kFirstResolutionWaitMs = 5000;
 constexpr uint64_t kHealthStaleMs = 2000;
 // The local app behind a `readiness: true` cluster is probed (TCP connect) this often.
 constexpr uint64_t kReadinessIntervalMs = 1000;
+// Certificate file events are acted on once they have been quiet this long.
+constexpr uint64_t kCertificateSettleMs = 200;
 
 struct SignalWatch {
   uv_signal_t handle;
@@ -116,8 +119,12 @@ struct Server::State {
   HostPort admin_configured;  // as the file said, before port 0 was resolved
   std::vector<HostPort> listeners_configured;
   std::unique_ptr<Metrics> metrics;
-  std::unique_ptr<AccessLogSink> access_sink;
-  TlsSet tls;  // of the running configuration                     // outlives the workers
+  std::unique_ptr<AccessLogSink> access_sink;  // outlives the workers
+  TlsSet tls;                                  // of the running configuration
+  // Directories holding listener certificates, watched for changes (a Kubernetes secret
+  // update swaps a symlink in the directory); each handle is freed in its close callback.
+  std::vector<uv_fs_event_t*> cert_watches;
+  uv_timer_t* cert_timer = nullptr;  // debounces a burst of file events
   std::map<std::string, std::unique_ptr<ReadinessProbe>> probes;  // readiness: true clusters
   uint64_t started_ms = 0;
   std::unique_ptr<ShardSet<ListenerStats>> listener_stats;
@@ -257,6 +264,7 @@ int Server::run() {
     }
   });
   refresh_probes();
+  watch_certificates();
   st.drain = std::make_unique<DrainCoordinator>(
       &st.loop, config_->drain, drain_state,
       DrainCoordinator::Hooks{
@@ -477,6 +485,86 @@ void Server::refresh_probes() {
   for (auto& [name, p] : s.probes)
     if (p) p->close();
   s.probes = std::move(next);
+}
+
+void Server::unwatch_certificates() {
+  for (uv_fs_event_t* w : state_->cert_watches) {
+    uv_fs_event_stop(w);
+    uv_close(reinterpret_cast<uv_handle_t*>(w),
+             [](uv_handle_t* h) { delete reinterpret_cast<uv_fs_event_t*>(h); });
+  }
+  state_->cert_watches.clear();
+}
+
+void Server::watch_certificates() {
+  State& s = *state_;
+  unwatch_certificates();
+  std::set<std::string> dirs;
+  auto dir_of = [](const std::string& path) {
+    size_t slash = path.rfind('/');
+    return slash == std::string::npos ? std::string(".") : path.substr(0, slash + 1);
+  };
+  for (const ListenerConfig& l : config_->listeners) {
+    if (!l.tls.enabled) continue;
+    for (const TlsCertificate& c : l.tls.certificates) {
+      dirs.insert(dir_of(c.cert));
+      dirs.insert(dir_of(c.key));
+    }
+    if (!l.tls.client_ca.empty()) dirs.insert(dir_of(l.tls.client_ca));
+  }
+  for (const std::string& d : dirs) {
+    auto* w = new uv_fs_event_t;
+    uv_fs_event_init(&s.loop, w);
+    w->data = this;
+    int r = uv_fs_event_start(
+        w,
+        [](uv_fs_event_t* h, const char*, int, int) {
+          static_cast<Server*>(h->data)->certificates_changed();
+        },
+        d.c_str(), 0);
+    if (r != 0) {
+      LOG_WARN("tls: cannot watch %s for certificate changes (%s); SIGHUP reloads them", d.c_str(),
+               uv_strerror(r));
+      uv_close(reinterpret_cast<uv_handle_t*>(w),
+               [](uv_handle_t* h) { delete reinterpret_cast<uv_fs_event_t*>(h); });
+      continue;
+    }
+    s.cert_watches.push_back(w);
+  }
+}
+
+void Server::certificates_changed() {
+  State& s = *state_;
+  if (s.stopping) return;
+  if (!s.cert_timer) {
+    s.cert_timer = new uv_timer_t;
+    uv_timer_init(&s.loop, s.cert_timer);
+    s.cert_timer->data = this;
+  }
+  // A secret update is several events (new directory, symlink swap, old one removed): act once
+  // they have settled.
+  uv_timer_start(
+      s.cert_timer, [](uv_timer_t* t) { static_cast<Server*>(t->data)->rotate_certificates(); },
+      kCertificateSettleMs, 0);
+}
+
+void Server::rotate_certificates() {
+  State& s = *state_;
+  for (size_t i = 0; i < config_->listeners.size(); ++i) {
+    const ListenerConfig& l = config_->listeners[i];
+    if (!l.tls.enabled) continue;
+    std::string error;
+    auto tls = ServerTls::build(l.name, l.tls, error);
+    if (!tls) {
+      LOG_ERROR("tls: %s; the running certificate stays", error.c_str());
+      continue;
+    }
+    if (s.tls.listeners[i] && s.tls.listeners[i]->fingerprint() == tls->fingerprint()) continue;
+    s.tls.listeners[i] = tls;
+    for (auto& w : s.workers) w->post([i, tls](Worker& wk) { wk.set_listener_tls(i, tls); });
+    LOG_INFO("tls: listener %s: new certificate files loaded; new handshakes use them",
+             l.name.c_str());
+  }
 }
 
 bool Server::build_tls(const Config& c, TlsSet& out, std::vector<std::string>& errors) {
@@ -734,6 +822,7 @@ void Server::apply_pending_reload() {
     });
   }
   refresh_probes();
+  watch_certificates();
   s.metrics->count_reload(true);
   LOG_INFO("reload: applied (%zu listeners, %zu clusters)", config_->listeners.size(),
            config_->clusters.size());
@@ -750,6 +839,12 @@ void Server::stop_now() {
   for (auto& sig : s.signals) uv_close(reinterpret_cast<uv_handle_t*>(&sig->handle), nullptr);
   if (s.exit_timer) uv_close(reinterpret_cast<uv_handle_t*>(s.exit_timer.get()), nullptr);
   if (s.pending_timer) uv_close(reinterpret_cast<uv_handle_t*>(s.pending_timer.get()), nullptr);
+  unwatch_certificates();
+  if (s.cert_timer) {
+    uv_close(reinterpret_cast<uv_handle_t*>(s.cert_timer),
+             [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
+    s.cert_timer = nullptr;
+  }
   for (auto& [name, r] : s.resolvers) r->resolver->close();
   for (auto& [name, p] : s.probes) p->close();
   if (s.pending)

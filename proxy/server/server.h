@@ -59,6 +59,11 @@ class Server {
   void refresh_probes();
   // TLS contexts for `c`; unchanged ones are the running ones. False: `errors` says why.
   bool build_tls(const Config& c, TlsSet& out, std::vector<std::string>& errors);
+  // Certificate rotation: watch the directories of the listeners' files, rebuild on change.
+  void watch_certificates();
+  void unwatch_certificates();
+  void certificates_changed();
+  void rotate_certificates();
   ConfigPtr config_;
   ServerOptions options_;
   std::unique_ptr<State> state_;

@@ -82,8 +82,8 @@ class Worker {
   const WorkerStats& stats() const { return ctx_->stats; }
   ListenerStats& listener_stats(size_t listener) { return *setup_.listener_stats[listener]; }
   // The listener's TLS context for a new connection (null: plain TCP).
-  const ServerTls* listener_tls(size_t listener) const {
-    return setup_.listener_tls[listener].get();
+  const std::shared_ptr<const ServerTls>& listener_tls(size_t listener) const {
+    return setup_.listener_tls[listener];
   }
   // The worker's access log while `log.access` is on, else null.
   AccessLog* access_log() { return config_->log.access ? access_log_.get() : nullptr; }
