@@ -1,11 +1,13 @@
 // Reads a parsed YAML document into a Config: every key, every type and every value is checked
-// here and each problem is reported at its node; checks across settings are in validate.cc.
+// here (the tls sections in tls_reader.cc) and each problem is reported at its node; checks
+// across settings are in validate.cc.
 #include <string>
 #include <vector>
 
 #include "config/config_marks.h"
 #include "config/field_reader.h"
 #include "config/setting_values.h"
+#include "config/tls_reader.h"
 
 namespace sluice {
 namespace {
@@ -13,11 +15,12 @@ namespace {
 const std::vector<std::string> kRootKeys{"admin",  "workers", "listeners", "clusters",
                                          "limits", "drain",   "log"};
 const std::vector<std::string> kAdminKeys{"address", "token_file"};
-const std::vector<std::string> kListenerKeys{"name", "address", "routes", "cluster", "drain"};
+const std::vector<std::string> kListenerKeys{"name",    "address", "routes",
+                                             "cluster", "drain",   "tls"};
 const std::vector<std::string> kRouteKeys{"host", "prefix", "cluster"};
 const std::vector<std::string> kClusterKeys{
     "name",        "endpoints", "load_balancing", "connect_timeout", "response_timeout",
-    "dns_refresh", "pool",      "outlier",        "readiness"};
+    "dns_refresh", "pool",      "outlier",        "readiness",       "tls"};
 const std::vector<std::string> kPoolKeys{
     "max_idle",        "idle_timeout", "max_requests_per_connection",
     "max_connections", "queue_size",   "queue_timeout"};
@@ -101,7 +104,7 @@ class YamlReader : public FieldReader {
   void read_listener(const YAML::Node& node, const std::string& path, ListenerConfig& l,
                      ListenerMarks& m) {
     m.self = where_of(node);
-    Fields f(node, path, kListenerKeys, diag_);
+    Fields f(node, path, kListenerKeys, diag_, {{"tls", kListenerTlsKeys}});
     if (const Field* n = f.get("name")) {
       m.name.where = n->where();
       m.name.ok = name(*n, l.name);
@@ -109,6 +112,7 @@ class YamlReader : public FieldReader {
       diag_.error(m.self, path + ": a listener needs a 'name'");
       m.name = MarkedValue{m.self, false};
     }
+    read_listener_tls(f, l.tls, m, diag_);
     if (const Field* a = f.get("address")) {
       m.address.where = a->where();
       m.address.ok = address(*a, l.address, true);
@@ -225,7 +229,8 @@ class YamlReader : public FieldReader {
   void read_cluster(const YAML::Node& node, const std::string& path, ClusterConfig& c,
                     ClusterMarks& m) {
     m.self = where_of(node);
-    Fields f(node, path, kClusterKeys, diag_, {{"pool", kPoolKeys}, {"outlier", kOutlierKeys}});
+    Fields f(node, path, kClusterKeys, diag_,
+             {{"pool", kPoolKeys}, {"outlier", kOutlierKeys}, {"tls", kClusterTlsKeys}});
     if (const Field* n = f.get("name")) {
       m.name.where = n->where();
       m.name.ok = name(*n, c.name);
@@ -276,6 +281,7 @@ class YamlReader : public FieldReader {
       duration(of, "base_ejection", c.outlier.base_ejection);
       duration(of, "max_ejection", c.outlier.max_ejection);
     }
+    read_cluster_tls(f, c.tls, m, diag_);
   }
 
   void read_limits(const Field& section) {
