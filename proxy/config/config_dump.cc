@@ -22,6 +22,26 @@ Json build(const Config& c) {
     lj["name"] = l.name;
     lj["address"] = l.address.str();
     lj["drain"] = l.drain;
+    if (l.tls.enabled) {  // file names only: the runtime reads the PEM files
+      Json tj = Json::object();
+      if (l.tls.certificates.size() == 1) {
+        tj["cert"] = l.tls.certificates[0].cert;
+        tj["key"] = l.tls.certificates[0].key;
+      } else {
+        tj["certificates"] = Json::array();
+        for (const auto& cert : l.tls.certificates) {
+          Json cj = Json::object();
+          cj["cert"] = cert.cert;
+          cj["key"] = cert.key;
+          tj["certificates"].push_back(std::move(cj));
+        }
+      }
+      tj["client_ca"] = l.tls.client_ca;
+      tj["handshake_timeout"] = format_duration(l.tls.handshake_timeout);
+      tj["min_version"] = l.tls.min_version;
+      tj["ciphers"] = l.tls.ciphers;
+      lj["tls"] = std::move(tj);
+    }
     lj["routes"] = Json::array();
     for (const auto& r : l.routes) {
       Json rj = Json::object();
@@ -57,6 +77,16 @@ Json build(const Config& c) {
     outlier["base_ejection"] = format_duration(cl.outlier.base_ejection);
     outlier["max_ejection"] = format_duration(cl.outlier.max_ejection);
     cj["outlier"] = std::move(outlier);
+    if (cl.tls.enabled) {
+      Json tj = Json::object();
+      tj["verify"] = cl.tls.verify;
+      tj["ca"] = cl.tls.ca;
+      tj["sni"] = cl.tls.sni;
+      tj["cert"] = cl.tls.cert;
+      tj["key"] = cl.tls.key;
+      tj["min_version"] = cl.tls.min_version;
+      cj["tls"] = std::move(tj);
+    }
     j["clusters"].push_back(std::move(cj));
   }
 
@@ -80,6 +110,16 @@ Json build(const Config& c) {
   log["access"] = c.log.access;
   j["log"] = std::move(log);
   return j;
+}
+
+// "1.2": a YAML 1.1 reader (PyYAML) would take it for a number, so it is written quoted.
+bool looks_like_a_number(const std::string& s) {
+  size_t dot = s.find('.');
+  auto digits = [](std::string_view d) {
+    return !d.empty() && d.find_first_not_of("0123456789") == std::string_view::npos;
+  };
+  return dot != std::string::npos && digits(std::string_view(s).substr(0, dot)) &&
+         digits(std::string_view(s).substr(dot + 1));
 }
 
 bool all_scalars(const nlohmann::ordered_json& j) {
@@ -110,7 +150,9 @@ void emit(YAML::Emitter& out, const nlohmann::ordered_json& j, bool in_list) {
   } else if (j.is_number_integer()) {
     out << j.get<int64_t>();
   } else {
-    out << j.get<std::string>();
+    const std::string s = j.get<std::string>();
+    if (looks_like_a_number(s)) out << YAML::DoubleQuoted;
+    out << s;
   }
 }
 

@@ -32,6 +32,7 @@ struct ListenerMarks {
   Where routes;  // the routes key (or the cluster shorthand)
   bool routes_ok = true;
   std::vector<RouteMarks> route;  // one per RouteConfig
+  Where tls_ciphers;              // for the warning that TLS 1.3 does not use them
 };
 
 struct ClusterMarks {
@@ -40,6 +41,7 @@ struct ClusterMarks {
   Where endpoints;
   bool endpoints_ok = true;
   Where outlier;
+  Where tls_verify;  // for the warning when verification is off
 };
 
 struct ConfigMarks {

@@ -94,6 +94,27 @@ bool is_valid_prefix(std::string_view s) {
   return true;
 }
 
+bool is_valid_sni(std::string_view s) {
+  return is_dns_name(s) && s.back() != '.' && !is_ip_literal(std::string(s));
+}
+
+bool is_tls_version(std::string_view s) {
+  return s == "1.2" || s == "1.3";
+}
+
+std::string tls_version_problem(std::string_view s) {
+  // "TLSv1.1", "tls1.2", "TLS 1.0": the spellings of OpenSSL and nginx, reduced to the number.
+  std::string v;
+  for (char c : s) v += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  for (std::string_view prefix : {"tls", "v", " "})
+    if (std::string_view(v).substr(0, prefix.size()) == prefix) v.erase(0, prefix.size());
+  if (v == "1" || v == "1.0" || v == "1.1")
+    return ": TLS 1.0 and 1.1 are not supported (RFC 8996 deprecates them); sluice speaks TLS "
+           "1.2 and 1.3";
+  if (is_tls_version(v) && v != s) return ": write the version alone, '" + v + "'";
+  return "";
+}
+
 const std::vector<std::string>& load_balancing_names() {
   static const std::vector<std::string> names{"round_robin", "least_request"};
   return names;

@@ -28,6 +28,8 @@ inline constexpr const char* kExpectedHostPattern =
     "a host name such as 'api.example.com', or '*.example.com' for every name under it; "
     "without a port";
 inline constexpr const char* kExpectedPrefix = "a path prefix starting with '/', such as /api";
+inline constexpr const char* kExpectedTlsVersion = "'1.2' or '1.3'";
+inline constexpr const char* kExpectedSni = "a host name such as 'api.example.com'";
 inline constexpr unsigned kMaxWorkers = 1024;
 
 std::optional<bool> parse_bool(std::string_view s);  // true/false (also yes/no, on/off, 1/0)
@@ -46,6 +48,14 @@ bool is_dns_name(std::string_view s);
 bool is_valid_name(std::string_view s);
 bool is_valid_host_pattern(std::string_view s);
 bool is_valid_prefix(std::string_view s);
+// A name a TLS client may ask for (RFC 6066 server_name): a DNS name without a trailing dot,
+// a wildcard or a port; never an IP address.
+bool is_valid_sni(std::string_view s);
+
+// TLS versions by their file spelling ("1.2", "1.3"). For text that is not one of them, the
+// reason to add to the error ("TLS 1.0 and 1.1 are not supported ..."), or "" when none helps.
+bool is_tls_version(std::string_view s);
+std::string tls_version_problem(std::string_view s);
 
 // Enumerations by their file spelling.
 std::optional<LoadBalancing> parse_load_balancing(std::string_view s);

@@ -1,5 +1,6 @@
 // Checks across settings, once the file and the overrides are applied: names are unique, no two
-// listeners share an address, every route leads to a cluster, every cluster has endpoints.
+// listeners share an address, every route leads to a cluster, every cluster has endpoints; and
+// the warnings (an unused cluster, a drain over budget, TLS without verification).
 #include <arpa/inet.h>
 
 #include <string>
@@ -183,6 +184,23 @@ void warn(const Config& c, const ConfigMarks& m, Diagnostics& diag) {
         diag.warning(m.cluster[i].name.where,
                      "no route uses cluster '" + c.clusters[i].name + "': it gets no requests");
     }
+  }
+  for (size_t i = 0; i < c.clusters.size(); ++i) {
+    const ClusterTls& tls = c.clusters[i].tls;
+    if (!tls.enabled || tls.verify) continue;
+    diag.warning(m.cluster[i].tls_verify,
+                 "cluster '" + c.clusters[i].name +
+                     "': TLS verification is off (tls.verify: false): any certificate is "
+                     "accepted, so anyone on the path can pose as the endpoints; only for tests" +
+                     (tls.ca.empty() ? "" : " (tls.ca is not used)"));
+  }
+  for (size_t i = 0; i < c.listeners.size(); ++i) {
+    const ListenerTls& tls = c.listeners[i].tls;
+    if (tls.enabled && !tls.ciphers.empty() && tls.min_version == "1.3")
+      diag.warning(m.listener[i].tls_ciphers,
+                   listener_path(c, m, i) +
+                       ".tls.ciphers: not used with min_version '1.3' (the list is for TLS 1.2 "
+                       "only)");
   }
   const DrainSettings& d = c.drain;
   if (d.delay + d.ws_close_spread > d.budget)

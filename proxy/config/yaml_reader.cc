@@ -1,120 +1,26 @@
 // Reads a parsed YAML document into a Config: every key, every type and every value is checked
-// here and each problem is reported at its node; checks across settings are in validate.cc.
-#include <optional>
+// here (the tls sections in tls_reader.cc) and each problem is reported at its node; checks
+// across settings are in validate.cc.
 #include <string>
-#include <string_view>
 #include <vector>
 
 #include "config/config_marks.h"
+#include "config/field_reader.h"
 #include "config/setting_values.h"
+#include "config/tls_reader.h"
 
 namespace sluice {
 namespace {
 
-Where where_of(const YAML::Node& node) {
-  YAML::Mark m = node.Mark();
-  if (m.is_null()) return Where{};
-  return Where{m.line + 1, m.column + 1, {}};
-}
-
-std::string describe(const YAML::Node& node) {
-  switch (node.Type()) {
-    case YAML::NodeType::Scalar:
-      return "'" + node.Scalar() + "'";
-    case YAML::NodeType::Sequence:
-      return "a list";
-    case YAML::NodeType::Map:
-      return "a map";
-    default:
-      return "nothing";
-  }
-}
-
-// One key of a map and its value. `path` names the setting in messages: "clusters[app].pool".
-struct Field {
-  std::string path;
-  YAML::Node key;
-  YAML::Node value;
-
-  // The value's position; for an empty value, the key's (yaml-cpp puts a null after the key).
-  Where where() const {
-    Where w = value.IsNull() ? Where{} : where_of(value);
-    return w.in_file() ? w : where_of(key);
-  }
-};
-
-// Keys that belong to a nested section, for "'delay' belongs under 'drain'" hints.
-struct Section {
-  std::string name;
-  std::vector<std::string> keys;
-};
-
-// The entries of one YAML map by key. Unknown and repeated keys are reported as it is built.
-class Fields {
- public:
-  Fields(const YAML::Node& map, const std::string& path, const std::vector<std::string>& known,
-         Diagnostics& diag, const std::vector<Section>& sections = {}) {
-    for (auto it = map.begin(); it != map.end(); ++it) {
-      // Copies: yaml-cpp's iterator hands out a temporary pair, a reference would dangle.
-      const YAML::Node key = it->first;
-      const YAML::Node value = it->second;
-      if (!key.IsScalar()) {
-        diag.error(where_of(key), "keys must be plain names, not " + describe(key) + in(path));
-        continue;
-      }
-      const std::string& name = key.Scalar();
-      bool is_known = false;
-      for (const auto& k : known) is_known = is_known || k == name;
-      if (!is_known) {
-        diag.error(where_of(key), "unknown key '" + name + "'" + in(path) +
-                                      unknown_hint(name, path, known, sections));
-        continue;
-      }
-      if (const Field* first = get(name)) {
-        Where w = where_of(first->key);
-        diag.error(where_of(key), "'" + name + "' is given twice" + in(path) + " (first at line " +
-                                      std::to_string(w.line) + "); remove one");
-        continue;
-      }
-      fields_.push_back(Field{path.empty() ? name : path + "." + name, key, value});
-    }
-  }
-
-  const Field* get(std::string_view key) const {
-    for (const auto& f : fields_)
-      if (f.key.Scalar() == key) return &f;
-    return nullptr;
-  }
-
- private:
-  static std::string in(const std::string& path) {
-    return path.empty() ? " at the top level" : " in " + path;
-  }
-
-  static std::string unknown_hint(const std::string& name, const std::string& path,
-                                  const std::vector<std::string>& known,
-                                  const std::vector<Section>& sections) {
-    std::string hint = did_you_mean(name, known);
-    if (!hint.empty()) return hint;
-    for (const auto& s : sections)
-      for (const auto& k : s.keys)
-        if (k == name)
-          return " ('" + name + "' belongs under '" + s.name +
-                 "': " + (path.empty() ? "" : path + ".") + s.name + "." + name + ")";
-    return " (expected one of " + quoted_list(known) + ")";
-  }
-
-  std::vector<Field> fields_;
-};
-
 const std::vector<std::string> kRootKeys{"admin",  "workers", "listeners", "clusters",
                                          "limits", "drain",   "log"};
 const std::vector<std::string> kAdminKeys{"address", "token_file"};
-const std::vector<std::string> kListenerKeys{"name", "address", "routes", "cluster", "drain"};
+const std::vector<std::string> kListenerKeys{"name",    "address", "routes",
+                                             "cluster", "drain",   "tls"};
 const std::vector<std::string> kRouteKeys{"host", "prefix", "cluster"};
 const std::vector<std::string> kClusterKeys{
     "name",        "endpoints", "load_balancing", "connect_timeout", "response_timeout",
-    "dns_refresh", "pool",      "outlier",        "readiness"};
+    "dns_refresh", "pool",      "outlier",        "readiness",       "tls"};
 const std::vector<std::string> kPoolKeys{
     "max_idle",        "idle_timeout", "max_requests_per_connection",
     "max_connections", "queue_size",   "queue_timeout"};
@@ -125,10 +31,10 @@ const std::vector<std::string> kLimitsKeys{"max_header_bytes", "max_body_bytes",
 const std::vector<std::string> kDrainKeys{"delay", "budget", "ws_close_spread", "ws_close_timeout"};
 const std::vector<std::string> kLogKeys{"format", "level", "access"};
 
-class YamlReader {
+class YamlReader : public FieldReader {
  public:
   YamlReader(Config& config, ConfigMarks& marks, Diagnostics& diag)
-      : config_(config), marks_(marks), diag_(diag) {}
+      : FieldReader(diag), config_(config), marks_(marks) {}
 
   void read(const YAML::Node& root) {
     if (root.IsNull()) return;  // an empty file: every default
@@ -152,132 +58,6 @@ class YamlReader {
   }
 
  private:
-  // ---- types ----
-
-  bool expect(const Field& f, bool ok, const char* expected) {
-    if (!ok)
-      diag_.error(f.where(), f.path + ": expected " + expected + ", got " + describe(f.value));
-    return ok;
-  }
-
-  // The field when it is a map (an empty value counts as an empty map: every default).
-  const Field* map_field(const Fields& f, std::string_view key) {
-    const Field* field = f.get(key);
-    if (!field) return nullptr;
-    if (!expect(*field, field->value.IsMap() || field->value.IsNull(), "a map")) return nullptr;
-    return field;
-  }
-
-  bool scalar(const Field& f, std::string& out, const char* expected) {
-    if (!expect(f, f.value.IsScalar(), expected)) return false;
-    out = f.value.Scalar();
-    return true;
-  }
-
-  // "{path}: invalid value 'x'{reason} (expected ...)"; a reason starts with ": ".
-  bool invalid(const Field& f, const std::string& text, const std::string& expected,
-               const std::string& reason = "") {
-    diag_.error(f.where(), f.path + ": invalid value '" + text + "'" + reason + " (expected " +
-                               expected + ")");
-    return false;
-  }
-
-  // ---- values ----
-
-  bool number(const Field& f, uint32_t& out, uint32_t min, uint32_t max) {
-    std::string s;
-    std::string expected =
-        "a whole number from " + std::to_string(min) + " to " + std::to_string(max);
-    if (!scalar(f, s, expected.c_str())) return false;
-    auto v = parse_whole_number(s);
-    if (!v || *v < min || *v > max) return invalid(f, s, expected);
-    out = static_cast<uint32_t>(*v);
-    return true;
-  }
-
-  bool duration(const Fields& fields, std::string_view key, Millis& out) {
-    const Field* f = fields.get(key);
-    std::string s;
-    if (!f || !scalar(*f, s, kExpectedDuration)) return f == nullptr;
-    auto d = parse_duration(s);
-    if (!d) return invalid(*f, s, kExpectedDuration);
-    out = *d;
-    return true;
-  }
-
-  void size(const Fields& fields, std::string_view key, uint64_t& out) {
-    const Field* f = fields.get(key);
-    std::string s;
-    if (!f || !scalar(*f, s, kExpectedSize)) return;
-    auto v = parse_size(s);
-    if (!v) {
-      invalid(*f, s, kExpectedSize);
-      return;
-    }
-    out = *v;
-  }
-
-  void count(const Fields& fields, std::string_view key, uint32_t& out, uint32_t min = 0) {
-    if (const Field* f = fields.get(key)) number(*f, out, min, UINT32_MAX);
-  }
-
-  void boolean(const Fields& fields, std::string_view key, bool& out) {
-    const Field* f = fields.get(key);
-    std::string s;
-    if (!f || !scalar(*f, s, kExpectedBool)) return;
-    auto b = parse_bool(s);
-    if (!b) {
-      invalid(*f, s, kExpectedBool);
-      return;
-    }
-    out = *b;
-  }
-
-  template <typename T>
-  void enumeration(const Fields& fields, std::string_view key, T& out,
-                   std::optional<T> (*parse)(std::string_view),
-                   const std::vector<std::string>& names) {
-    const Field* f = fields.get(key);
-    std::string s;
-    std::string expected = "one of " + quoted_list(names);
-    if (!f || !scalar(*f, s, expected.c_str())) return;
-    auto v = parse(s);
-    if (!v) {
-      std::string hint;
-      if (std::string best = closest_match(s, names); !best.empty())
-        hint = "; did you mean '" + best + "'?";
-      diag_.error(f->where(),
-                  f->path + ": invalid value '" + s + "' (expected " + expected + hint + ")");
-      return;
-    }
-    out = *v;
-  }
-
-  // `listen`: an address to bind (IP literal, port 0 allowed); else an upstream endpoint.
-  bool address(const Field& f, HostPort& out, bool listen) {
-    std::string s;
-    const char* expected = listen ? kExpectedListenAddress : kExpectedEndpoint;
-    if (!scalar(f, s, expected)) return false;
-    auto hp = parse_host_port(s);
-    if (!hp) return invalid(f, s, expected);
-    if (listen && !is_ip_literal(hp->host))
-      return invalid(f, s, expected, ": a listening socket binds to an IP address, not a name");
-    if (!listen && hp->port == 0)
-      return invalid(f, s, expected, ": port 0 is only for listeners (pick a free port)");
-    auto checked = listen ? parse_listen_address(s) : parse_endpoint(s);
-    if (!checked) return invalid(f, s, expected);
-    out = *checked;
-    return true;
-  }
-
-  bool name(const Field& f, std::string& out) {
-    std::string s;
-    if (!scalar(f, s, kExpectedName)) return false;
-    if (!is_valid_name(s)) return invalid(f, s, kExpectedName);
-    out = s;
-    return true;
-  }
-
   // ---- sections ----
 
   void read_admin(const Field& section) {
@@ -324,7 +104,7 @@ class YamlReader {
   void read_listener(const YAML::Node& node, const std::string& path, ListenerConfig& l,
                      ListenerMarks& m) {
     m.self = where_of(node);
-    Fields f(node, path, kListenerKeys, diag_);
+    Fields f(node, path, kListenerKeys, diag_, {{"tls", kListenerTlsKeys}});
     if (const Field* n = f.get("name")) {
       m.name.where = n->where();
       m.name.ok = name(*n, l.name);
@@ -332,6 +112,7 @@ class YamlReader {
       diag_.error(m.self, path + ": a listener needs a 'name'");
       m.name = MarkedValue{m.self, false};
     }
+    read_listener_tls(f, l.tls, m, diag_);
     if (const Field* a = f.get("address")) {
       m.address.where = a->where();
       m.address.ok = address(*a, l.address, true);
@@ -448,7 +229,8 @@ class YamlReader {
   void read_cluster(const YAML::Node& node, const std::string& path, ClusterConfig& c,
                     ClusterMarks& m) {
     m.self = where_of(node);
-    Fields f(node, path, kClusterKeys, diag_, {{"pool", kPoolKeys}, {"outlier", kOutlierKeys}});
+    Fields f(node, path, kClusterKeys, diag_,
+             {{"pool", kPoolKeys}, {"outlier", kOutlierKeys}, {"tls", kClusterTlsKeys}});
     if (const Field* n = f.get("name")) {
       m.name.where = n->where();
       m.name.ok = name(*n, c.name);
@@ -499,6 +281,7 @@ class YamlReader {
       duration(of, "base_ejection", c.outlier.base_ejection);
       duration(of, "max_ejection", c.outlier.max_ejection);
     }
+    read_cluster_tls(f, c.tls, m, diag_);
   }
 
   void read_limits(const Field& section) {
@@ -537,7 +320,6 @@ class YamlReader {
 
   Config& config_;
   ConfigMarks& marks_;
-  Diagnostics& diag_;
 };
 
 }  // namespace

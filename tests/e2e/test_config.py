@@ -2,11 +2,13 @@
 """The configuration file (issue #4), end to end: check-config over every example in config/,
 a broken file listing all its problems as FILE:LINE:COL, --print-config output that is itself
 a valid file, environment over the file and flags over the environment, sluice started with
---config proxying to aiohttp and to its demo app, and an invalid file refusing to start.
+--config proxying to aiohttp and to its demo app, an invalid file refusing to start, and the TLS
+settings (file names checked and printed, never the files' content).
 
 Run: SLUICE_BIN=/abs/build/sluice /usr/bin/python3 test_config.py -v
 """
 import glob
+import json
 import os
 import re
 import subprocess
@@ -196,6 +198,102 @@ class ConfigTest(E2ETestCase):
             self.assertEqual(cluster["connect_timeout"], "750ms")
             self.assertEqual(cluster["pool"]["max_idle"], 3)
 
+    # ---- TLS settings ------------------------------------------------------------------------
+
+    def pem_files(self):
+        """Stand-ins for a certificate, its key and a CA bundle: the loader only checks that
+        they can be read (the TLS layer parses them when it builds its contexts)."""
+        d = self.make_tmpdir()
+        paths = {}
+        for name, text in (("cert", "CERTIFICATE\n"), ("key", "KEY-MATERIAL-NEVER-PRINTED\n"),
+                           ("ca", "CA\n")):
+            paths[name] = os.path.join(d, name + ".pem")
+            with open(paths[name], "w") as f:
+                f.write(text)
+        return paths
+
+    def test_tls_settings_check_and_print(self):
+        pem = self.pem_files()
+        path = self.write(
+            "listeners:\n"
+            "  - name: one\n"
+            "    address: 127.0.0.1:8443\n"
+            "    cluster: api\n"
+            "    tls: {cert: %(cert)s, key: %(key)s, min_version: 1.3}\n"
+            "  - name: several\n"
+            "    address: 127.0.0.1:9443\n"
+            "    cluster: api\n"
+            "    tls:\n"
+            "      certificates:\n"
+            "        - {cert: %(cert)s, key: %(key)s}\n"
+            "        - {cert: %(ca)s, key: %(key)s}\n"
+            "      client_ca: %(ca)s\n"
+            "clusters:\n"
+            "  - name: api\n"
+            "    endpoints: [api.example.com:443]\n"
+            "    tls: {ca: %(ca)s, sni: api.example.com, cert: %(cert)s, key: %(key)s}\n" % pem)
+        cp = run("check-config", path)
+        self.assertEqual((cp.returncode, cp.stderr), (0, ""), cp)
+        cp = run("--config", path, "--print-config")
+        self.assertEqual(cp.returncode, 0, cp.stderr)
+        self.assertNotIn("KEY-MATERIAL", cp.stdout)
+        c = yaml.safe_load(cp.stdout)
+        # Versions stay strings for a YAML 1.1 reader such as PyYAML.
+        self.assertEqual(c["listeners"][0]["tls"],
+                         {"cert": pem["cert"], "key": pem["key"], "client_ca": "",
+                          "handshake_timeout": "10s", "min_version": "1.3", "ciphers": ""})
+        self.assertEqual(c["listeners"][1]["tls"]["certificates"],
+                         [{"cert": pem["cert"], "key": pem["key"]},
+                          {"cert": pem["ca"], "key": pem["key"]}])
+        self.assertEqual(c["clusters"][0]["tls"],
+                         {"verify": True, "ca": pem["ca"], "sni": "api.example.com",
+                          "cert": pem["cert"], "key": pem["key"], "min_version": "1.2"})
+        printed = self.write(cp.stdout, "printed.yaml")
+        again = run("--config", printed, "--print-config")
+        self.assertEqual((again.returncode, again.stdout), (0, cp.stdout), again.stderr)
+
+    def test_tls_problems_with_their_positions(self):
+        pem = self.pem_files()
+        missing = os.path.join(self.make_tmpdir(), "missing.key")
+        path = self.write(
+            "listeners:\n"
+            "  - name: in\n"
+            "    address: 127.0.0.1:8443\n"
+            "    cluster: app\n"
+            "    tls:\n"
+            "      cert: %s\n"
+            "      key: %s\n"
+            "      min_version: 1.1\n"
+            "clusters:\n"
+            "  - name: app\n"
+            "    endpoints: [10.0.0.1:443]\n"
+            "    tls: {sni: 10.0.0.1, cert: %s, verfy: false}\n" % (pem["cert"], missing,
+                                                                    pem["cert"]))
+        cp = run("check-config", path)
+        self.assertEqual(cp.returncode, 1, cp)
+        lines = [l[len(path) + 1:] for l in cp.stderr.splitlines() if l.startswith(path + ":")]
+        self.assertEqual(lines[:3], [
+            "7:12: listeners[in].tls.key: '%s': cannot read it: No such file or directory"
+            % missing,
+            "8:20: listeners[in].tls.min_version: invalid value '1.1': TLS 1.0 and 1.1 are not "
+            "supported (RFC 8996 deprecates them); sluice speaks TLS 1.2 and 1.3 (expected '1.2' "
+            "or '1.3')",
+            "12:16: clusters[app].tls.sni: invalid value '10.0.0.1': SNI carries a host name, "
+            "never an IP address (RFC 6066) (expected a host name such as 'api.example.com')"],
+            cp.stderr)
+        self.assertIn("clusters[app].tls: 'cert' needs its 'key'", lines[3])
+        self.assertIn("unknown key 'verfy' in clusters[app].tls (did you mean 'verify'?)",
+                      lines[4])
+        self.assertIn("%s: 5 errors" % path, cp.stderr)
+
+    def test_tls_verification_off_is_a_warning(self):
+        line = "clusters: [{name: app, endpoints: [127.0.0.1:443], tls: {verify: false}}]"
+        path = self.write(line + "\n")
+        cp = run("check-config", path)
+        self.assertEqual(cp.returncode, 0, cp.stderr)
+        self.assertRegex(cp.stderr, r"^%s:1:%d: warning: cluster 'app': TLS verification is off"
+                         % (re.escape(path), line.index("false") + 1))
+
     # ---- running -----------------------------------------------------------------------------
 
     def test_start_with_a_config_file_proxies_to_aiohttp(self):
@@ -215,6 +313,25 @@ class ConfigTest(E2ETestCase):
         self.assertEqual((s.workers, s.upstream), (2, "127.0.0.1:%d" % up.port))
         r = http(s.port, "GET", "/")
         self.assertEqual((r.status, r.body), (200, b"hello from aiohttp\n"))
+
+    def test_get_config_shows_the_tls_settings(self):
+        up = self.start_aiohttp()
+        path = self.write(
+            "admin: {address: 127.0.0.1:0}\n"
+            "workers: 1\n"
+            "listeners:\n"
+            "  - {name: ingress, address: 127.0.0.1:0, cluster: app}\n"
+            "clusters:\n"
+            "  - {name: app, endpoints: [127.0.0.1:%d]}\n"
+            "  - {name: api, endpoints: [127.0.0.1:1], tls: {sni: api.example.com}}\n"
+            "drain: {delay: 0s, budget: 5s, ws_close_spread: 1s}\n" % up.port)
+        s = self.start_sluice("--config", path, defaults=False, workers=None)
+        r = http(s.admin_port, "GET", "/config")
+        self.assertEqual(r.status, 200)
+        clusters = json.loads(r.body)["clusters"]
+        self.assertNotIn("tls", clusters[0])
+        self.assertEqual(clusters[1]["tls"], {"verify": True, "ca": "", "sni": "api.example.com",
+                                              "cert": "", "key": "", "min_version": "1.2"})
 
     def test_demo_with_a_config_file(self):
         path = self.proxy_file(4000)

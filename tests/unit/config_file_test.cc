@@ -1,71 +1,17 @@
 #include "config/config_file.h"
 
 #include <gtest/gtest.h>
-#include <unistd.h>
 
-#include <cstdio>
+#include <algorithm>
 #include <string>
 #include <vector>
+
+#include "config_test_helpers.h"
 
 namespace sluice {
 namespace {
 
-constexpr const char* kFile = "t.yaml";
-
-ConfigLoad load(const std::string& yaml, const std::vector<ConfigOverride>& overrides = {}) {
-  return load_config_text(yaml, kFile, overrides);
-}
-
-std::string joined(const std::vector<std::string>& lines) {
-  std::string out;
-  for (const auto& l : lines) out += "  " + l + "\n";
-  return out;
-}
-
-// Exactly one error, at LINE:COL, whose message contains `text`.
-void expect_error(const std::string& yaml, const std::string& line_col, const std::string& text) {
-  SCOPED_TRACE(yaml);
-  ConfigLoad r = load(yaml);
-  EXPECT_FALSE(r.config);
-  ASSERT_EQ(r.errors.size(), 1u) << joined(r.errors);
-  const std::string prefix = std::string(kFile) + ":" + line_col + ": ";
-  EXPECT_EQ(r.errors[0].substr(0, prefix.size()), prefix) << r.errors[0];
-  EXPECT_NE(r.errors[0].find(text), std::string::npos) << r.errors[0];
-}
-
-// A valid file around one cluster entry / one listener entry, for focused error tests.
-std::string with_cluster(const std::string& cluster_lines) {
-  return "listeners:\n"
-         "  - {name: ingress, address: 127.0.0.1:8080, cluster: app}\n"
-         "clusters:\n"
-         "  - name: app\n" +
-         cluster_lines;
-}
-
-ConfigLoad expect_ok(const std::string& yaml, const std::vector<ConfigOverride>& overrides = {}) {
-  ConfigLoad r = load(yaml, overrides);
-  EXPECT_TRUE(r.config) << yaml << "\n" << joined(r.errors);
-  EXPECT_TRUE(r.errors.empty());
-  return r;
-}
-
-// A temporary file that is removed with the object.
-class TempFile {
- public:
-  explicit TempFile(const std::string& content) {
-    char name[] = "/tmp/sluice-config-test-XXXXXX";
-    int fd = mkstemp(name);
-    EXPECT_GE(fd, 0);
-    EXPECT_EQ(write(fd, content.data(), content.size()), static_cast<ssize_t>(content.size()));
-    close(fd);
-    path_ = name;
-  }
-  ~TempFile() { unlink(path_.c_str()); }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using namespace config_test;
 
 TEST(ConfigFile, NoFileGivesTodaysFlagDefaults) {
   ConfigLoad r = load_config(nullptr, {});
