@@ -6,7 +6,8 @@ JOBS ?= $(shell nproc)
 # Debian 12 packages: build toolchain, libraries, and the real peers the tests and benchmarks use.
 DEB_PACKAGES := cmake ninja-build g++ pkg-config libuv1-dev node-llhttp libssl-dev \
   prometheus-cpp-dev libyaml-cpp-dev libcli11-dev libgtest-dev nlohmann-json3-dev \
-  curl nginx-light haproxy wrk python3-aiohttp python3-websockets python3-yaml procps util-linux prometheus chromium
+  curl nginx-light haproxy wrk python3-aiohttp python3-websockets python3-yaml procps util-linux prometheus chromium \
+  openssl ca-certificates
 
 .PHONY: deps build test demo bench format clean
 

@@ -691,6 +691,7 @@ ConfigPtr Server::reconcile(std::shared_ptr<Config> next, std::vector<std::strin
                         " needs a restart; it stays on " + l.address.str());
       l.routes = it->routes;
       l.drain = it->drain;
+      l.tls = it->tls;  // new handshakes use the new settings and files
     }
     for (const RouteConfig& r : l.routes)
       if (next->cluster_index(r.cluster) < 0)

@@ -87,12 +87,12 @@ int select_alpn(SSL*, const unsigned char** out, unsigned char* outlen, const un
 
 // The settings every context shares: versions, no renegotiation, no compression, buffers
 // released while idle (an idle keep-alive or WebSocket connection holds none).
-void common_settings(SSL_CTX* ctx, const std::string& version, const std::string& ciphers) {
+bool common_settings(SSL_CTX* ctx, const std::string& version, const std::string& ciphers) {
   SSL_CTX_set_min_proto_version(ctx, min_version(version));
   SSL_CTX_set_options(
       ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION | SSL_OP_CIPHER_SERVER_PREFERENCE);
   SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
-  SSL_CTX_set_cipher_list(ctx, ciphers.empty() ? kDefaultCiphers : ciphers.c_str());
+  return SSL_CTX_set_cipher_list(ctx, ciphers.empty() ? kDefaultCiphers : ciphers.c_str()) == 1;
 }
 
 }  // namespace
@@ -132,7 +132,11 @@ std::shared_ptr<const ServerTls> ServerTls::build(const std::string& listener,
       error = who + openssl_errors();
       return nullptr;
     }
-    common_settings(ctx.get(), settings.min_version, settings.ciphers);
+    if (!common_settings(ctx.get(), settings.min_version, settings.ciphers)) {
+      error = who + "ciphers '" + settings.ciphers + "': no cipher suite OpenSSL knows (" +
+              openssl_errors() + ")";
+      return nullptr;
+    }
     if (SSL_CTX_use_certificate_chain_file(ctx.get(), c.cert.c_str()) != 1) {
       error = who + c.cert + ": not a PEM certificate chain (" + openssl_errors() + ")";
       return nullptr;
@@ -208,7 +212,7 @@ std::shared_ptr<const ClientTls> ClientTls::build(const std::string& cluster,
     error = who + openssl_errors();
     return nullptr;
   }
-  common_settings(ctx, settings.min_version, {});
+  common_settings(ctx, settings.min_version, {});  // the built-in list is valid
   if (settings.verify) {
     int ok = settings.ca.empty() ? SSL_CTX_set_default_verify_paths(ctx)
                                  : SSL_CTX_load_verify_locations(ctx, settings.ca.c_str(), nullptr);

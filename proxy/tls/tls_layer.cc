@@ -33,9 +33,11 @@ void TlsSessionSlot::store(SSL_SESSION* s) {
 
 int tls_store_new_session(SSL* ssl, SSL_SESSION* session) {
   auto* slot = static_cast<TlsSessionSlot*>(SSL_get_ex_data(ssl, slot_index()));
-  if (!slot) return 0;  // not kept: OpenSSL frees it
-  slot->store(session);
-  return 1;  // the slot holds the reference now
+  if (!slot) return 0;
+  // A copy: OpenSSL marks the connection's own session not resumable when the connection
+  // ends without close_notify (an idle pooled connection closed by either side, say).
+  if (SSL_SESSION* copy = SSL_SESSION_dup(session)) slot->store(copy);
+  return 0;  // OpenSSL keeps (and frees) the original
 }
 
 TlsLayer::TlsLayer(BlockPool& blocks, SSL* ssl) : blocks_(blocks), ssl_(ssl) {
