@@ -23,12 +23,22 @@ bool is_ip_literal(const std::string& name) {
 }  // namespace
 
 TlsSessionSlot::~TlsSessionSlot() {
-  if (session_) SSL_SESSION_free(session_);
+  for (SSL_SESSION* s : sessions_) SSL_SESSION_free(s);
+}
+
+SSL_SESSION* TlsSessionSlot::take() {
+  if (sessions_.empty()) return nullptr;
+  SSL_SESSION* s = sessions_.back();
+  sessions_.pop_back();
+  return s;
 }
 
 void TlsSessionSlot::store(SSL_SESSION* s) {
-  if (session_) SSL_SESSION_free(session_);
-  session_ = s;
+  if (sessions_.size() >= kMaxSessions) {
+    SSL_SESSION_free(sessions_.front());
+    sessions_.erase(sessions_.begin());
+  }
+  sessions_.push_back(s);
 }
 
 int tls_store_new_session(SSL* ssl, SSL_SESSION* session) {
@@ -79,7 +89,10 @@ std::unique_ptr<TlsLayer> TlsLayer::client(BlockPool& blocks, SSL_CTX* ctx, cons
   if (slot) {
     t->slot_ = slot;
     SSL_set_ex_data(ssl, slot_index(), slot);
-    if (slot->get()) SSL_set_session(ssl, slot->get());
+    if (SSL_SESSION* s = slot->take()) {
+      SSL_set_session(ssl, s);  // takes its own reference
+      SSL_SESSION_free(s);
+    }
   }
   return t;
 }

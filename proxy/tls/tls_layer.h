@@ -15,21 +15,25 @@
 
 namespace sluice {
 
-// Where client connections to one address keep the last session for the next connection to
-// resume (owned by the pool: per worker and address, no locks).
+// Where client connections to one address keep sessions (TLS 1.3 tickets) for the next
+// connections to resume (owned by the pool: per worker and address, no locks). Each session is
+// used once (RFC 8446 appendix C.4; servers with anti-replay refuse a ticket used twice),
+// newest first; every handshake brings new ones.
 class TlsSessionSlot {
  public:
   TlsSessionSlot() = default;
   ~TlsSessionSlot();
   TlsSessionSlot(const TlsSessionSlot&) = delete;
   TlsSessionSlot& operator=(const TlsSessionSlot&) = delete;
-  SSL_SESSION* get() const { return session_; }
-  void store(SSL_SESSION* s);          // takes the reference
+  SSL_SESSION* take();         // the caller owns the reference; null when none is kept
+  void store(SSL_SESSION* s);  // takes the reference
+  size_t size() const { return sessions_.size(); }
+  static constexpr size_t kMaxSessions = 8;
   Counter* full_handshakes = nullptr;  // counted here when set (the cluster's stats)
   Counter* resumed_handshakes = nullptr;
 
  private:
-  SSL_SESSION* session_ = nullptr;
+  std::vector<SSL_SESSION*> sessions_;  // oldest first
 };
 
 // A client context's new-session callback: stores the session in the connection's slot.
