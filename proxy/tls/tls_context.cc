@@ -142,7 +142,12 @@ std::shared_ptr<const ServerTls> ServerTls::build(const std::string& listener,
       return nullptr;
     }
     if (SSL_CTX_use_PrivateKey_file(ctx.get(), c.key.c_str(), SSL_FILETYPE_PEM) != 1) {
-      error = who + c.key + ": not a PEM private key (" + openssl_errors() + ")";
+      if (ERR_GET_REASON(ERR_peek_last_error()) == X509_R_KEY_VALUES_MISMATCH) {
+        error = who + c.key + " does not belong to the certificate in " + c.cert;
+        ERR_clear_error();
+      } else {
+        error = who + c.key + ": not a PEM private key (" + openssl_errors() + ")";
+      }
       return nullptr;
     }
     if (SSL_CTX_check_private_key(ctx.get()) != 1) {
