@@ -200,7 +200,7 @@ class Proc:
 
 # The first listener's port; further listeners follow it, comma-separated.
 LISTEN_RX = (r"sluice: listening on 127\.0\.0\.1:(\d+)(?:, \S+)* \((\d+) workers?\), "
-             r"upstream (.*), admin 127\.0\.0\.1:(\d+)")
+             r"upstream (.*), admin [^\s\"]*:(\d+)")
 
 
 class Sluice(Proc):
