@@ -30,7 +30,7 @@ async def main():
     site = web.TCPSite(runner, "127.0.0.1", 0, backlog=4096); await site.start()
     up_port = site._server.sockets[0].getsockname()[1]
     p = subprocess.Popen([SLUICE, "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--workers", "1",
-                          "--upstream", f"127.0.0.1:{up_port}", "--drain-delay", "0s"], stderr=subprocess.PIPE, text=True)
+                          "--upstream", f"127.0.0.1:{up_port}", "--drain-delay", "0s", "--access-log", "false"], stderr=subprocess.PIPE, text=True)
     line = p.stderr.readline(); port = int(re.search(r"listening on 127.0.0.1:(\d+)", line).group(1))
     # warm up: 100 sessions open/close so pools and free lists exist
     warm = [await websockets.connect(f"ws://127.0.0.1:{port}/ws") for _ in range(100)]

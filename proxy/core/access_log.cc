@@ -16,7 +16,7 @@ namespace {
 // A worker hands its buffer over at least this often within one loop turn.
 constexpr size_t kFlushBytes = 64 * 1024;
 // Written buffers kept for reuse.
-constexpr size_t kMaxSpare = 16;
+constexpr size_t kMaxSpare = 4;
 // The writer thread is woken when this much is queued, else it looks every kWritePeriod: a
 // wake-up (futex and context switch) per loop turn would cost the workers more than the
 // formatting does.

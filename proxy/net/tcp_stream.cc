@@ -64,6 +64,11 @@ void TcpStream::on_connect(uv_connect_t* req, int status) {
   self->handler_->on_stream_connected(status);
 }
 
+const std::string& TcpStream::tls_error() const {
+  static const std::string kNone;
+  return tls_ ? tls_->error() : kNone;
+}
+
 bool TcpStream::start_tls_server(SSL_CTX* ctx) {
   tls_ = TlsLayer::server(ctx_.blocks, ctx);
   tls_server_ = true;
@@ -109,7 +114,7 @@ bool TcpStream::tls_output(TlsLayer::Output& out) {
     }
   }
   if (out.failed) {
-    tls_error_ = out.error;
+    tls_->set_error(out.error);
     read_stop();
     if (!tls_->handshake_done() && !tls_server_) {
       handler_->on_stream_connected(kTlsFailed);  // client handshake: a failed connect
@@ -183,7 +188,7 @@ int TcpStream::send(const Slice* slices, size_t count) {
   TlsLayer::Output out;
   tls_->encrypt(slices, count, out);
   if (out.failed) {
-    tls_error_ = out.error;
+    tls_->set_error(out.error);
     return kTlsFailed;
   }
   return write_now(out.ciphertext.data(), out.ciphertext.size());

@@ -63,7 +63,8 @@ class TcpStream {
   bool start_tls_client(SSL_CTX* ctx, const std::string& name, bool verify, TlsSessionSlot* slot);
   bool tls() const { return tls_ != nullptr; }
   const TlsLayer* tls_layer() const { return tls_.get(); }
-  const std::string& tls_error() const { return tls_error_; }
+  // Why TLS failed (empty when it did not, or without TLS).
+  const std::string& tls_error() const;
   void read_start();
   void read_stop();
   bool reading() const { return reading_; }
@@ -111,19 +112,19 @@ class TcpStream {
 
   uv_tcp_t tcp_;
   LoopContext& ctx_;
-  std::unique_ptr<TlsLayer> tls_;
-  std::string tls_error_;
+  std::unique_ptr<TlsLayer> tls_;  // null without TLS: a plain stream pays one pointer
   StreamHandler* handler_;
   std::vector<Slice> cork_;
   size_t queued_ = 0;
   uint32_t corked_bytes_ = 0;  // bounded by the watermarks, far below 4 GiB
-  bool reading_ = false;
-  bool closing_ = false;
-  bool shutdown_ = false;
-  bool cork_enabled_;
-  bool flush_scheduled_ = false;
-  bool compact_ = false;
-  bool tls_server_ = false;
+  // One byte of flags: every idle connection and WebSocket session has two streams.
+  bool reading_ : 1 = false;
+  bool closing_ : 1 = false;
+  bool shutdown_ : 1 = false;
+  bool cork_enabled_ : 1 = false;
+  bool flush_scheduled_ : 1 = false;
+  bool compact_ : 1 = false;
+  bool tls_server_ : 1 = false;
 };
 
 }  // namespace sluice

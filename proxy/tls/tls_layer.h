@@ -68,6 +68,9 @@ class TlsLayer {
   bool resumed() const;
   bool has_pending() const { return SSL_pending(ssl_) > 0; }
   const char* version() const { return SSL_get_version(ssl_); }
+  // The failure that ended the connection, for its log line.
+  const std::string& error() const { return error_; }
+  void set_error(std::string e) { error_ = std::move(e); }
 
  private:
   TlsLayer(BlockPool& blocks, SSL* ssl);
@@ -80,6 +83,7 @@ class TlsLayer {
   BIO* rbio_;  // ciphertext in (owned by ssl_)
   BIO* wbio_;  // ciphertext out (owned by ssl_)
   TlsSessionSlot* slot_ = nullptr;
+  std::string error_;
   bool handshake_done_ = false;
   bool failed_ = false;
 };
