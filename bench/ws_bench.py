@@ -173,7 +173,8 @@ def established(port, direction="dport"):
 def start_sluice(tmp, up_port, cpu, extra=()):
     logf = open(os.path.join(tmp, "sluice.log"), "w+")
     p = spawn([ARGS.sluice, "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--workers", "1",
-               "--upstream", f"127.0.0.1:{up_port}", *extra], cpu=cpu, stderr=logf)
+               "--upstream", f"127.0.0.1:{up_port}", "--access-log", "false", *extra], cpu=cpu,
+              stderr=logf)
     end = time.monotonic() + 10
     while time.monotonic() < end:
         logf.seek(0)
@@ -522,7 +523,7 @@ def report(cmdline, idle_rows, drain_res, notes):
                  "(RSS once idle with all sessions open − RSS after 100 sessions were opened and closed) ÷ sessions "
                  "open; \"once idle\" = two samples 1 s apart within 0.2 %. Upstream conns: established TCP "
                  "connections to the upstream port (`ss`) while the sessions were held. Echo check: 10 sessions "
-                 f"sent a text frame and got it back. Time to open all: wall time for the client to open the sessions, {BATCH} connects in flight at a time. Configs: sluice `--workers 1 --drain-delay 0s`; HAProxy "
+                 f"sent a text frame and got it back. Time to open all: wall time for the client to open the sessions, {BATCH} connects in flight at a time. Configs: sluice `--workers 1 --drain-delay 0s --access-log false`; HAProxy "
                  "`nbthread 1`, `mode http`, `timeout client/server/tunnel 1h`; nginx `worker_processes 1`, "
                  "`proxy_http_version 1.1`, `Upgrade $http_upgrade` / `Connection \"upgrade\"`, "
                  "`proxy_read_timeout 1h`, `worker_connections` (2N+100)×16/15 (nginx starts closing connections that "
