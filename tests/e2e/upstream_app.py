@@ -2,8 +2,11 @@
 """aiohttp upstream for sluice's end-to-end tests.
 
 Run: /usr/bin/python3 upstream_app.py --port 0 [--keepalive-timeout S] [--idle-close S]
+         [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]]
 (--keepalive-timeout is aiohttp's own, checked only about once a second after the first
-expiry; --idle-close S closes a connection exactly S seconds after its last request ended.)
+expiry; --idle-close S closes a connection exactly S seconds after its last request ended.
+--tls-cert/--tls-key serve HTTPS instead, with Python's ssl module: TLS 1.2 and 1.3, ALPN
+http/1.1, session tickets; --tls-client-ca also requires a client certificate signed by it.)
 Prints one line `PORT <n>` on stdout once listening, then serves until killed.
 
 Endpoints:
@@ -17,6 +20,8 @@ Endpoints:
   GET  /sleep/MS         200 "slept MS\n" after MS milliseconds
   ANY  /status/N         status N (204/304 without a body)
   ANY  /conn             JSON {"conn": id, "conn_requests": k} for the TCP connection
+  Over TLS, /echo and /conn also carry "tls": {"version", "cipher", "alpn", "sni" (the name
+  the client sent, or null), "session_reused", "client_cert" (the client's subject CN or null)}
   Every response carries X-Upstream-Conn (connection id) and X-Upstream-Conn-Requests, and
   X-Upstream-Name when started with --name NAME.
   GET  /stats            JSON {"accepted": n, "open": m, "requests": r} (counts the /stats
@@ -27,6 +32,7 @@ import argparse
 import asyncio
 import hashlib
 import itertools
+import ssl
 import sys
 
 from aiohttp import web
@@ -44,6 +50,38 @@ def conn_info(request):
     if info is None:  # should not happen; be robust
         info = CONN_IDS.setdefault(request.protocol, [next(_next_id), 0, None, None])
     return info
+
+
+def tls_info(request):
+    """What the TLS connection under a request negotiated (None over plain TCP)."""
+    obj = request.transport.get_extra_info("ssl_object") if request.transport else None
+    if obj is None:
+        return None
+    cert = obj.getpeercert()
+    cn = None
+    for rdn in (cert or {}).get("subject", ()):
+        for k, v in rdn:
+            if k == "commonName":
+                cn = v
+    return {"version": obj.version(), "cipher": obj.cipher()[0],
+            "alpn": obj.selected_alpn_protocol(), "sni": getattr(obj, "sni_name", None),
+            "session_reused": obj.session_reused, "client_cert": cn}
+
+
+def make_tls_context(cert, key, client_ca=None):
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(cert, key)
+    ctx.set_alpn_protocols(["http/1.1"])
+
+    def remember_sni(ssl_obj, server_name, _ctx):
+        ssl_obj.sni_name = server_name  # read back by tls_info()
+
+    ctx.sni_callback = remember_sni
+    if client_ca:
+        ctx.load_verify_locations(client_ca)
+        ctx.verify_mode = ssl.CERT_REQUIRED
+    return ctx
 
 
 def close_if_idle(info):
@@ -86,6 +124,9 @@ async def echo(request):
         "conn": info[0],
         "conn_requests": info[1],
     }
+    tls = tls_info(request)
+    if tls is not None:
+        doc["tls"] = tls
     return web.json_response(doc)
 
 
@@ -155,7 +196,11 @@ async def status(request):
 async def conn(request):
     await request.read()
     info = conn_info(request)
-    return web.json_response({"conn": info[0], "conn_requests": info[1]})
+    doc = {"conn": info[0], "conn_requests": info[1]}
+    tls = tls_info(request)
+    if tls is not None:
+        doc["tls"] = tls
+    return web.json_response(doc)
 
 
 async def stats(request):
@@ -193,7 +238,7 @@ def make_app():
     return app
 
 
-async def serve(port, keepalive_timeout, host="127.0.0.1"):
+async def serve(port, keepalive_timeout, host="127.0.0.1", tls=None):
     # Header limits well above sluice's 64 KiB default, so sluice's own limits are tested.
     runner = web.AppRunner(make_app(), keepalive_timeout=keepalive_timeout, access_log=None,
                            max_line_size=1 << 20, max_field_size=1 << 20)
@@ -219,7 +264,7 @@ async def serve(port, keepalive_timeout, host="127.0.0.1"):
     loop = asyncio.get_running_loop()
     server.connection_made = made
     server.connection_lost = lost
-    srv = await loop.create_server(server, host, port, backlog=1024)
+    srv = await loop.create_server(server, host, port, backlog=1024, ssl=tls)
     print("PORT %d" % srv.sockets[0].getsockname()[1], flush=True)
     await asyncio.Event().wait()
 
@@ -232,12 +277,20 @@ def main():
                     help="close a connection after this many idle seconds (precise)")
     ap.add_argument("--name", default=None, help="sent as X-Upstream-Name on every response")
     ap.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    ap.add_argument("--tls-cert", default=None, help="serve HTTPS with this PEM certificate")
+    ap.add_argument("--tls-key", default=None, help="the PEM private key of --tls-cert")
+    ap.add_argument("--tls-client-ca", default=None,
+                    help="require a client certificate signed by these PEM CAs")
     args = ap.parse_args()
+    if bool(args.tls_cert) != bool(args.tls_key) or (args.tls_client_ca and not args.tls_cert):
+        ap.error("--tls-cert and --tls-key go together (and --tls-client-ca needs them)")
+    tls = make_tls_context(args.tls_cert, args.tls_key, args.tls_client_ca) \
+        if args.tls_cert else None
     global IDLE_CLOSE, NAME
     IDLE_CLOSE = args.idle_close
     NAME = args.name
     try:
-        asyncio.run(serve(args.port, args.keepalive_timeout, args.host))
+        asyncio.run(serve(args.port, args.keepalive_timeout, args.host, tls))
     except KeyboardInterrupt:
         pass
     return 0
