@@ -22,6 +22,7 @@ Json build(const Config& c) {
     lj["name"] = l.name;
     lj["address"] = l.address.str();
     lj["drain"] = l.drain;
+    lj["max_connections"] = l.max_connections;
     if (l.tls.enabled) {  // file names only: the runtime reads the PEM files
       Json tj = Json::object();
       if (l.tls.certificates.size() == 1) {
@@ -95,6 +96,7 @@ Json build(const Config& c) {
   limits["max_body_bytes"] = format_size(c.limits.max_body_bytes);
   limits["header_timeout"] = format_duration(c.limits.header_timeout);
   limits["idle_timeout"] = format_duration(c.limits.idle_timeout);
+  limits["max_connections_per_worker"] = c.limits.max_connections_per_worker;
   j["limits"] = std::move(limits);
 
   Json drain = Json::object();

@@ -15,8 +15,8 @@ namespace {
 const std::vector<std::string> kRootKeys{"admin",  "workers", "listeners", "clusters",
                                          "limits", "drain",   "log"};
 const std::vector<std::string> kAdminKeys{"address", "token_file"};
-const std::vector<std::string> kListenerKeys{"name",    "address", "routes",
-                                             "cluster", "drain",   "tls"};
+const std::vector<std::string> kListenerKeys{"name",  "address", "routes",         "cluster",
+                                             "drain", "tls",     "max_connections"};
 const std::vector<std::string> kRouteKeys{"host", "prefix", "cluster"};
 const std::vector<std::string> kClusterKeys{
     "name",        "endpoints", "load_balancing", "connect_timeout", "response_timeout",
@@ -27,7 +27,7 @@ const std::vector<std::string> kPoolKeys{
 const std::vector<std::string> kOutlierKeys{"consecutive_failures", "base_ejection",
                                             "max_ejection"};
 const std::vector<std::string> kLimitsKeys{"max_header_bytes", "max_body_bytes", "header_timeout",
-                                           "idle_timeout"};
+                                           "idle_timeout", "max_connections_per_worker"};
 const std::vector<std::string> kDrainKeys{"delay", "budget", "ws_close_spread", "ws_close_timeout"};
 const std::vector<std::string> kLogKeys{"format", "level", "access"};
 
@@ -120,6 +120,7 @@ class YamlReader : public FieldReader {
       m.address.where = m.self;  // the default address, 0.0.0.0:8080
     }
     boolean(f, "drain", l.drain);
+    count(f, "max_connections", l.max_connections);
 
     const Field* routes = f.get("routes");
     const Field* shorthand = f.get("cluster");
@@ -290,6 +291,7 @@ class YamlReader : public FieldReader {
     size(f, "max_body_bytes", config_.limits.max_body_bytes);
     duration(f, "header_timeout", config_.limits.header_timeout);
     duration(f, "idle_timeout", config_.limits.idle_timeout);
+    count(f, "max_connections_per_worker", config_.limits.max_connections_per_worker);
   }
 
   void read_drain(const Field& section) {

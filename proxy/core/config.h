@@ -74,6 +74,7 @@ struct Limits {
   uint64_t max_body_bytes = 0;  // 0 = no limit
   Millis header_timeout{10000};
   Millis idle_timeout{75000};
+  uint32_t max_connections_per_worker = 0;  // client connections per worker; 0 = no limit
   bool operator==(const Limits&) const = default;
 };
 
@@ -118,6 +119,7 @@ struct ListenerConfig {
   HostPort address{"0.0.0.0", 8080};
   std::vector<RouteConfig> routes;  // first match wins; none matching -> 404
   bool drain = true;  // false: left open through a drain until the final stop (e.g. egress)
+  uint32_t max_connections = 0;  // open client connections, all workers together; 0 = no limit
   ListenerTls tls;
   bool operator==(const ListenerConfig&) const = default;
 };

@@ -69,7 +69,12 @@ struct ListenerStats {
   Counter connections_total;
   Counter websocket_sessions_active;
   Counter websocket_closed[5];  // by TunnelEnd
+  Counter refused[3];           // by ConnectionRefusal
 };
+
+// Why a client connection was refused at accept (label values in this order).
+enum class ConnectionRefusal : uint8_t { kListenerLimit, kWorkerLimit, kFdLimit };
+inline constexpr const char* kRefusalReasons[] = {"listener_limit", "worker_limit", "fd_limit"};
 
 struct ClusterStats {
   Counter requests[5];  // by status class of the upstream's response

@@ -53,6 +53,7 @@ StatsTotals sum_stats(const ShardSet<ListenerStats>& listeners,
       l.connections_total += s->connections_total.get();
       l.websocket_sessions_active += s->websocket_sessions_active.get();
       for (size_t i = 0; i < 5; ++i) l.websocket_closed[i] += s->websocket_closed[i].get();
+      for (size_t i = 0; i < 3; ++i) l.refused[i] += s->refused[i].get();
     }
     t.listeners.push_back(std::move(l));
   }
@@ -231,6 +232,15 @@ std::vector<MetricFamily> Metrics::Collect() const {
            T::Gauge, [](const Li& l) { return l.connections_active; });
   per_item(out, L, "listener", "sluice_downstream_connections_total", "Client connections accepted",
            T::Counter, [](const Li& l) { return l.connections_total; });
+  {
+    MetricFamily f = family("sluice_downstream_connections_refused_total",
+                            "Client connections refused at accept, by reason", T::Counter);
+    for (const Li& l : L)
+      for (size_t r = 0; r < 3; ++r)
+        f.metric.push_back(value_metric(T::Counter, static_cast<double>(l.refused[r]),
+                                        {{"listener", l.name}, {"reason", kRefusalReasons[r]}}));
+    out.push_back(std::move(f));
+  }
   per_item(out, L, "listener", "sluice_websocket_sessions_active",
            "Upgraded sessions (WebSocket and other upgrades) open now", T::Gauge,
            [](const Li& l) { return l.websocket_sessions_active; });
@@ -372,6 +382,9 @@ nlohmann::json Metrics::render_json(const Config& config) const {
     json closed = json::object();
     for (size_t r = 0; r < 5; ++r) closed[kWebSocketCloseReasons[r]] = l.websocket_closed[r];
     x["websocket_sessions_closed"] = closed;
+    json refused = json::object();
+    for (size_t r = 0; r < 3; ++r) refused[kRefusalReasons[r]] = l.refused[r];
+    x["connections_refused"] = refused;
     j["listeners"].push_back(std::move(x));
   }
   j["clusters"] = json::array();

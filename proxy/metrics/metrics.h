@@ -39,6 +39,7 @@ struct StatsTotals {
     uint64_t connections_active = 0, connections_total = 0;
     uint64_t websocket_sessions_active = 0;
     uint64_t websocket_closed[5] = {};
+    uint64_t refused[3] = {};
   };
   struct Cluster {
     std::string name;

@@ -55,7 +55,8 @@ int bound_port(int fd) {
   return ntohs(reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port);
 }
 
-Listener::Listener(uv_loop_t* loop, AcceptFn on_accept) : on_accept_(std::move(on_accept)) {
+Listener::Listener(uv_loop_t* loop, AcceptFn on_accept, ErrorFn on_error)
+    : on_accept_(std::move(on_accept)), on_error_(std::move(on_error)) {
   uv_tcp_init(loop, &tcp_);
   tcp_.data = this;
 }
@@ -70,7 +71,11 @@ void Listener::on_connection(uv_stream_t* server, int status) {
   auto* self = static_cast<Listener*>(server->data);
   if (self->closing_) return;
   if (status < 0) {
-    LOG_WARN("accept failed: %s", uv_strerror(status));
+    if (self->on_error_) {
+      self->on_error_(status);
+    } else {
+      LOG_WARN("accept failed: %s", uv_strerror(status));
+    }
     return;
   }
   self->on_accept_(server);

@@ -21,7 +21,10 @@ int bound_port(int fd);
 class Listener {
  public:
   using AcceptFn = std::function<void(uv_stream_t* server)>;
-  Listener(uv_loop_t* loop, AcceptFn on_accept);
+  // An accept failed (EMFILE, ENFILE...): libuv has already accepted and closed the pending
+  // connection with its reserve descriptor, so the loop does not spin.
+  using ErrorFn = std::function<void(int status)>;
+  Listener(uv_loop_t* loop, AcceptFn on_accept, ErrorFn on_error = nullptr);
   Listener(const Listener&) = delete;
   Listener& operator=(const Listener&) = delete;
 
@@ -40,6 +43,7 @@ class Listener {
   static void on_connection(uv_stream_t* server, int status);
   uv_tcp_t tcp_;
   AcceptFn on_accept_;
+  ErrorFn on_error_;
   std::function<void()> on_closed_;
   bool closing_ = false;
 };

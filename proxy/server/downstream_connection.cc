@@ -60,6 +60,18 @@ int DownstreamConnection::start() {
   return 0;
 }
 
+void DownstreamConnection::refuse(const char* reason, bool linger) {
+  LOG_DEBUG("client %s: refused (%s)", std::string(client_ip()).c_str(), reason);
+  if (stream_.tls()) {
+    close();
+    return;
+  }
+  BlockWriter w(ctx().blocks);
+  write_error_response(w, 503, std::string("connection limit reached (") + reason + ")", true);
+  stream_.write(w.finish());
+  close_after_flush(linger);
+}
+
 void DownstreamConnection::on_stream_secure() {
   if (http_) http_->handshake_tls.reset();
   if (state_ == State::kIdle && served_ == 0) arm_timer(limits().header_timeout);

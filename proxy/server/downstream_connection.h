@@ -32,6 +32,11 @@ class DownstreamConnection final : public ListNode, private StreamHandler, priva
   int accept(uv_stream_t* server);
   int adopt(int fd);  // a descriptor accepted outside libuv (drain of the accept queue)
   bool secure() const { return stream_.tls(); }
+  // Over a connection limit: a plain client gets a 503 and the connection closes after it; a
+  // TLS client is closed at once (no handshake is spent on it).
+  // `linger`: read the client's request before closing (no reset destroys the 503); off when
+  // descriptors are short.
+  void refuse(const char* reason, bool linger);
   // Idempotent: aborts the exchange and closes the socket now.
   void close();
 

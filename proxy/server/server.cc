@@ -1,6 +1,7 @@
 #include "server/server.h"
 
 #include <netdb.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -128,6 +129,7 @@ struct Server::State {
   std::map<std::string, std::unique_ptr<ReadinessProbe>> probes;  // readiness: true clusters
   uint64_t started_ms = 0;
   std::unique_ptr<ShardSet<ListenerStats>> listener_stats;
+  std::vector<std::unique_ptr<std::atomic<uint32_t>>> listener_open;  // by listener index
   std::unique_ptr<ShardSet<ClusterStats>> cluster_stats;
   bool starting_resolvers = false;  // a reload is starting its resolvers: do not apply yet
   int exit_code = 0;
@@ -224,12 +226,37 @@ int Server::run() {
   const bool colour = isatty(STDOUT_FILENO) == 1;
   log_set_level(config_->log.level);
   log_set_format(config_->log.format);
+  // Descriptors: the soft limit is raised to the hard one; each worker's share, less a reserve
+  // for listeners, loops, logs and the admin side, halved (a client may need an upstream
+  // connection too), caps its client connections.
+  uint32_t fd_cap = 0;
+  rlimit rl{};
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+    if (rl.rlim_cur < rl.rlim_max) {
+      rlimit raised = rl;
+      raised.rlim_cur = rl.rlim_max;
+      if (setrlimit(RLIMIT_NOFILE, &raised) == 0) rl = raised;
+    }
+    const rlim_t reserve = 32 + 4 * workers + 2 * config_->listeners.size() * workers;
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur > reserve) {
+      fd_cap = static_cast<uint32_t>(
+          std::min<rlim_t>((rl.rlim_cur - reserve) / workers / 2, UINT32_MAX));
+      if (fd_cap == 0) fd_cap = 1;
+    } else if (rl.rlim_cur != RLIM_INFINITY) {
+      fd_cap = 1;
+    }
+  }
+  std::vector<std::atomic<uint32_t>*> listener_open;
+  for (size_t i = 0; i < config_->listeners.size(); ++i) {
+    st.listener_open.push_back(std::make_unique<std::atomic<uint32_t>>(0));
+    listener_open.push_back(st.listener_open.back().get());
+  }
   std::vector<std::future<std::string>> ready;
   for (unsigned w = 0; w < workers; ++w) {
     st.workers.push_back(std::make_unique<Worker>(
         w, WorkerSetup{config_, addresses, cluster_stats_for(*config_, w),
                        listener_stats_for(*config_, w), st.tls.clusters, st.tls.listeners,
-                       st.access_sink.get(), colour, fds[w], drain_state}));
+                       listener_open, fd_cap, st.access_sink.get(), colour, fds[w], drain_state}));
     ready.push_back(st.workers.back()->start());
   }
   bool ok = true;

@@ -2,6 +2,8 @@
 
 #include <unistd.h>
 
+#include <optional>
+
 #include "core/log.h"
 #include "server/downstream_connection.h"
 #include "tunnel/tunnel.h"
@@ -15,6 +17,7 @@ constexpr uint64_t kHandshakeGraceMs = 100;
 
 constexpr uint64_t kSweepIntervalMs = 1000;
 constexpr uint64_t kHeartbeatMs = 250;
+constexpr uint64_t kAcceptErrorLogIntervalMs = 10000;
 
 // An aliasing pointer: the cluster's settings, keeping their whole snapshot alive.
 std::shared_ptr<const ClusterConfig> cluster_config(const ConfigPtr& config, size_t i) {
@@ -161,7 +164,9 @@ void Worker::run(std::promise<std::string> ready) {
   for (const ListenerConfig& l : cfg.listeners) routers_.emplace_back(l.routes, cfg);
   std::string error;
   for (size_t i = 0; i < cfg.listeners.size(); ++i) {
-    auto l = std::make_unique<Listener>(&loop_, [this, i](uv_stream_t* s) { on_accept(s, i); });
+    auto l = std::make_unique<Listener>(
+        &loop_, [this, i](uv_stream_t* s) { on_accept(s, i); },
+        [this, i](int status) { on_accept_error(status, i); });
     int r = l->open(setup_.listen_fds[i]);
     setup_.listen_fds[i] = -1;  // the listener owns it now
     listeners_.push_back(std::move(l));
@@ -286,9 +291,36 @@ void Worker::on_accept(uv_stream_t* server, size_t listener) {
   add_connection(listener, [server](DownstreamConnection* c) { return c->accept(server); });
 }
 
+void Worker::on_accept_error(int status, size_t listener) {
+  ListenerStats& ls = listener_stats(listener);
+  if (status == UV_EMFILE || status == UV_ENFILE) {
+    ls.refused[static_cast<size_t>(ConnectionRefusal::kFdLimit)].add();
+  }
+  uint64_t now = ctx_->now_ms();
+  if (accept_error_logged_ms_ && now - accept_error_logged_ms_ < kAcceptErrorLogIntervalMs) return;
+  accept_error_logged_ms_ = now;
+  LOG_WARN(
+      "listener %s: accept failed: %s (connections are being shed; see "
+      "sluice_downstream_connections_refused_total)",
+      config().listeners[listener].name.c_str(), uv_strerror(status));
+}
+
 void Worker::add_connection(size_t listener,
                             const std::function<int(DownstreamConnection*)>& open) {
   auto* c = new DownstreamConnection(*this, static_cast<uint16_t>(listener));
+  // Limits: counted before this connection joins.
+  std::optional<ConnectionRefusal> refuse;
+  const uint32_t listener_limit = config().listeners[listener].max_connections;
+  const uint32_t open_here =
+      setup_.listener_open[listener]->fetch_add(1, std::memory_order_relaxed);
+  const uint32_t worker_limit = config().limits.max_connections_per_worker;
+  if (listener_limit && open_here >= listener_limit) {
+    refuse = ConnectionRefusal::kListenerLimit;
+  } else if (worker_limit && connections_.size() >= worker_limit) {
+    refuse = ConnectionRefusal::kWorkerLimit;
+  } else if (setup_.fd_connection_cap && connections_.size() >= setup_.fd_connection_cap) {
+    refuse = ConnectionRefusal::kFdLimit;
+  }
   connections_.push_back(c);
   ctx_->stats.downstream_connections_active.add();
   ListenerStats& ls = listener_stats(listener);
@@ -298,6 +330,22 @@ void Worker::add_connection(size_t listener,
   if (int r = open(c); r != 0) {
     LOG_WARN("accept: %s", uv_strerror(r));
     c->close();
+    return;
+  }
+  if (refuse) {
+    ls.refused[static_cast<size_t>(*refuse)].add();
+    if (*refuse == ConnectionRefusal::kFdLimit) {
+      uint64_t now = ctx_->now_ms();
+      if (!accept_error_logged_ms_ || now - accept_error_logged_ms_ >= kAcceptErrorLogIntervalMs) {
+        accept_error_logged_ms_ = now;
+        LOG_WARN(
+            "listener %s: %zu connections use this worker's share of the descriptor limit "
+            "(RLIMIT_NOFILE); refusing new ones (sluice_downstream_connections_refused_total)",
+            config().listeners[listener].name.c_str(), connections_.size() - 1);
+      }
+    }
+    c->refuse(kRefusalReasons[static_cast<size_t>(*refuse)],
+              /*linger=*/*refuse != ConnectionRefusal::kFdLimit);
   }
 }
 
@@ -306,6 +354,7 @@ void Worker::remove_connection(DownstreamConnection* c) {
   connections_.remove(c);
   ctx_->stats.downstream_connections_active.sub();
   listener_stats(c->listener()).connections_active.sub();
+  setup_.listener_open[c->listener()]->fetch_sub(1, std::memory_order_relaxed);
   if (c->drain_exempt()) ctx_->stats.drain_exempt_connections.sub();
 }
 

@@ -36,6 +36,11 @@ struct WorkerSetup {
   std::vector<ListenerStats*> listener_stats;  // this worker's shards, by listener index
   std::vector<std::shared_ptr<const ClientTls>> cluster_tls;   // by cluster index; null: plain
   std::vector<std::shared_ptr<const ServerTls>> listener_tls;  // by listener index; null: plain
+  // Open connections per listener, all workers together (owned by the main thread).
+  std::vector<std::atomic<uint32_t>*> listener_open;
+  // Client connections this worker may hold within the process's descriptor limit (each may
+  // need an upstream connection too); beyond it they are refused rather than left to fail.
+  uint32_t fd_connection_cap = 0;        // 0: no cap
   AccessLogSink* access_sink = nullptr;  // shared by all workers; outlives them
   bool colour_log = false;               // stdout is a terminal: colour the text access log
   std::vector<int> listen_fds;           // one per config->listeners entry, owned by the worker
@@ -94,6 +99,7 @@ class Worker {
  private:
   void run(std::promise<std::string> ready);
   void on_accept(uv_stream_t* server, size_t listener);
+  void on_accept_error(int status, size_t listener);
   // A new client connection of `listener`, opened by `open` (accept or adopt a descriptor).
   void add_connection(size_t listener, const std::function<int(DownstreamConnection*)>& open);
   void stop_now();
@@ -130,6 +136,7 @@ class Worker {
   uv_timer_t* spread_timer_ = nullptr;    // freed in its close callback
   uv_timer_t* listener_timer_ = nullptr;  // closes the listeners after the handshake grace
   uint64_t spread_start_ms_ = 0;
+  uint64_t accept_error_logged_ms_ = 0;  // accept failures are logged once per interval
   size_t spread_total_ = 0;
   size_t spread_done_ = 0;
   std::thread thread_;

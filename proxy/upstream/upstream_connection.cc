@@ -187,7 +187,14 @@ void UpstreamConnection::on_stream_eof() {
 }
 
 void UpstreamConnection::on_stream_error(int status) {
-  LOG_DEBUG("upstream connection error: %s", uv_strerror(status));
+  if (status == TcpStream::kTlsFailed) {
+    // After the handshake: e.g. a TLS 1.3 server that wanted a client certificate says so
+    // only now, with an alert.
+    LOG_WARN("upstream %s: %s", pool_ ? pool_->name().c_str() : "(tunnel)",
+             stream_.tls_error().c_str());
+  } else {
+    LOG_DEBUG("upstream connection error: %s", uv_strerror(status));
+  }
   if (state_ == State::kTunnel) {
     if (tunnel_) {
       tunnel_->server_error();

@@ -165,7 +165,9 @@ void UpstreamPool::on_connect_failed(UpstreamError e) {
   GaugeSync sync{*this};
   stats_.connect_failures.add();
   if (e == UpstreamError::kConnectTimeout) stats_.timeouts.add();
-  LOG_WARN("upstream %s: %s", name_.c_str(), upstream_error_name(e));
+  // A TLS failure was logged with its reason by the connection.
+  if (e != UpstreamError::kTlsHandshake)
+    LOG_WARN("upstream %s: %s", name_.c_str(), upstream_error_name(e));
   note_connect_failure();
   // Each waiter beyond the remaining attempts has lost its connection: fail the oldest.
   if (waiters_.size() > connecting_.size()) {

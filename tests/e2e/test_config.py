@@ -145,7 +145,8 @@ class ConfigTest(E2ETestCase):
     def test_print_config_shows_defaults_and_the_file(self):
         c = self.print_config()
         self.assertEqual(c["listeners"], [{"name": "ingress", "address": "0.0.0.0:8080",
-                                           "drain": True, "routes": [{"cluster": "app"}]}])
+                                           "drain": True, "max_connections": 0,
+                                           "routes": [{"cluster": "app"}]}])
         self.assertEqual(c["clusters"][0]["endpoints"], ["127.0.0.1:4000"])
         self.assertEqual(c["clusters"][0]["pool"]["idle_timeout"], "4s")
         self.assertEqual(c["drain"]["delay"], "5s")
