@@ -152,20 +152,6 @@ const char* log_format_name(LogFormat f) {
   return f == LogFormat::kJson ? "json" : "text";
 }
 
-const char* log_level_name(LogLevel l) {
-  switch (l) {
-    case LogLevel::kDebug:
-      return "debug";
-    case LogLevel::kInfo:
-      return "info";
-    case LogLevel::kWarn:
-      return "warn";
-    case LogLevel::kError:
-      return "error";
-  }
-  return "info";
-}
-
 std::string format_size(uint64_t bytes) {
   if (bytes == 0) return "0";
   if (bytes % (1ull << 30) == 0) return std::to_string(bytes >> 30) + "GiB";

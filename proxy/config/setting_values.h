@@ -62,7 +62,6 @@ std::optional<LoadBalancing> parse_load_balancing(std::string_view s);
 std::optional<LogFormat> parse_log_format(std::string_view s);
 std::optional<LogLevel> parse_log_level(std::string_view s);
 const char* log_format_name(LogFormat f);
-const char* log_level_name(LogLevel l);
 const std::vector<std::string>& load_balancing_names();
 const std::vector<std::string>& log_format_names();
 const std::vector<std::string>& log_level_names();

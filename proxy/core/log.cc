@@ -9,7 +9,9 @@ namespace sluice {
 namespace {
 std::atomic<int> g_level{static_cast<int>(LogLevel::kInfo)};
 std::atomic<bool> g_json{false};
-const char* level_name(LogLevel l) {
+}  // namespace
+
+const char* log_level_name(LogLevel l) {
   switch (l) {
     case LogLevel::kDebug:
       return "debug";
@@ -22,7 +24,6 @@ const char* level_name(LogLevel l) {
   }
   return "?";
 }
-}  // namespace
 
 void log_set_level(LogLevel level) {
   g_level.store(static_cast<int>(level));
@@ -77,14 +78,14 @@ void log_line(LogLevel level, const char* fmt, ...) {
     std::string line = "{\"time\":\"";
     line += when;
     line += "\",\"level\":\"";
-    line += level_name(level);
+    line += log_level_name(level);
     line += "\",\"msg\":\"";
     json_escape(line, msg);
     line += "\"}\n";
     fputs(line.c_str(), stderr);
     return;
   }
-  fprintf(stderr, "%s %s %s\n", when, level_name(level), msg);
+  fprintf(stderr, "%s %s %s\n", when, log_level_name(level), msg);
 }
 
 }  // namespace sluice

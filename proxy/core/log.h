@@ -12,6 +12,7 @@ enum class LogLevel { kDebug, kInfo, kWarn, kError };
 enum class LogFormat : uint8_t { kText, kJson };
 
 void log_set_level(LogLevel level);
+const char* log_level_name(LogLevel level);  // "debug", "info", "warn", "error"
 // kJson: one JSON object per line ({"time", "level", "msg"}), for log collectors.
 void log_set_format(LogFormat format);
 // Appends `s` to `out` as the inside of a JSON string (quotes, backslashes, control bytes).

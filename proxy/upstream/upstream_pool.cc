@@ -270,22 +270,16 @@ void UpstreamPool::detach(UpstreamConnection* conn) {
 }
 
 void UpstreamPool::sync_gauges() {
-  if (idle_.size() != reported_idle_) {
-    if (idle_.size() > reported_idle_) {
-      stats_.idle_connections.add(idle_.size() - reported_idle_);
-    } else {
-      stats_.idle_connections.sub(reported_idle_ - idle_.size());
+  auto sync = [](Counter& gauge, size_t now, size_t& reported) {
+    if (now > reported) {
+      gauge.add(now - reported);
+    } else if (now < reported) {
+      gauge.sub(reported - now);
     }
-    reported_idle_ = idle_.size();
-  }
-  if (busy_.size() != reported_busy_) {
-    if (busy_.size() > reported_busy_) {
-      stats_.active_connections.add(busy_.size() - reported_busy_);
-    } else {
-      stats_.active_connections.sub(reported_busy_ - busy_.size());
-    }
-    reported_busy_ = busy_.size();
-  }
+    reported = now;
+  };
+  sync(stats_.idle_connections, idle_.size(), reported_idle_);
+  sync(stats_.active_connections, busy_.size(), reported_busy_);
 }
 
 void UpstreamPool::arm_queue_timer() {
