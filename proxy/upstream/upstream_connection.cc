@@ -172,6 +172,14 @@ void UpstreamConnection::on_stream_eof() {
     }
     return;
   }
+  if (state_ == State::kConnecting) {
+    // Only with TLS is EOF possible before the stream counts as connected: the upstream
+    // closed during the handshake. A failed connect, so a waiter learns of it now.
+    LOG_WARN("upstream %s: TLS handshake: the upstream closed the connection",
+             pool_ ? pool_->name().c_str() : "?");
+    fail(UpstreamError::kTlsHandshake);
+    return;
+  }
   if (state_ != State::kBusy) {
     close();  // the upstream closed an idle pooled connection: it leaves the pool now
     return;
@@ -203,8 +211,14 @@ void UpstreamConnection::on_stream_error(int status) {
     }
   } else if (state_ == State::kBusy) {
     fail(UpstreamError::kReset);
+  } else if (state_ == State::kConnecting && stream_.tls() && status != TcpStream::kTlsFailed) {
+    // TCP was up, the TLS handshake was under way (e.g. reset by the upstream).
+    LOG_WARN("upstream %s: TLS handshake: %s", pool_ ? pool_->name().c_str() : "?",
+             uv_strerror(status));
+    fail(UpstreamError::kTlsHandshake);
   } else if (state_ == State::kConnecting) {
-    fail(UpstreamError::kConnectRefused);
+    fail(status == TcpStream::kTlsFailed ? UpstreamError::kTlsHandshake
+                                         : UpstreamError::kConnectRefused);
   } else {
     close();
   }
