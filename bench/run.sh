@@ -41,6 +41,8 @@ MAX_OTHER_LOAD=${MAX_OTHER_LOAD:-5}  # % of the proxy core used by anything else
 RETRIES=${RETRIES:-1}              # how many times such a run is redone (the last attempt is kept)
 OUT_DIR=${OUT_DIR:-bench/out}
 PATH_REQ=${PATH_REQ:-/}            # request path
+TLS=${TLS:-0}                      # 1: the proxies terminate HTTPS (same ECDSA P-256 certificate);
+                                   # the "close" scenario is then a full TLS handshake per request
 
 die() { echo "bench: $*" >&2; exit 1; }
 log() { echo "bench: $*" >&2; }
@@ -117,7 +119,9 @@ wait_ready() {
   local name=$1 pid=$2 port=$3
   for _ in $(seq 100); do
     kill -0 "$pid" 2>/dev/null || { cat "$RUN_DIR/$name.log" >&2; die "$name exited during start-up"; }
-    if curl -fsS -o /dev/null --max-time 1 "http://127.0.0.1:$port$PATH_REQ" 2>/dev/null; then return; fi
+    local scheme=http
+    [[ $TLS == 1 && $name != upstream ]] && scheme=https
+    if curl -fsSk -o /dev/null --max-time 1 "$scheme://127.0.0.1:$port$PATH_REQ" 2>/dev/null; then return; fi
     sleep 0.1
   done
   cat "$RUN_DIR/$name.log" >&2
@@ -195,7 +199,8 @@ http {
     keepalive_requests $NGINX_KEEPALIVE_REQUESTS;
   }
   server {
-    listen 127.0.0.1:$port;
+    listen 127.0.0.1:$port$([[ $TLS == 1 ]] && echo " ssl");
+    $([[ $TLS == 1 ]] && echo "ssl_certificate $CERT_DIR/cert.pem; ssl_certificate_key $CERT_DIR/key.pem;")
     location / {
       proxy_pass http://backend;
       proxy_http_version 1.1;
@@ -248,7 +253,7 @@ defaults
   timeout http-keep-alive 75s
 
 frontend fe
-  bind 127.0.0.1:$2
+  bind 127.0.0.1:$2$([[ $TLS == 1 ]] && echo " ssl crt $CERT_DIR/combined.pem")
   default_backend be
 
 backend be
@@ -257,6 +262,17 @@ EOF
 }
 
 # ---------------------------------------------------------------- start everything
+CERT_DIR="$RUN_DIR/certs"
+if [[ $TLS == 1 ]]; then
+  # One ECDSA P-256 certificate for every proxy (wrk does not verify it), each with its default
+  # TLS settings (session tickets on). wrk never resumes a session, so each "close" request is
+  # a full handshake everywhere.
+  mkdir -p "$CERT_DIR"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=localhost \
+    -addext subjectAltName=DNS:localhost,IP:127.0.0.1 -keyout "$CERT_DIR/key.pem" -out "$CERT_DIR/cert.pem" 2>/dev/null \
+    || die "openssl could not make the test certificate"
+  cat "$CERT_DIR/cert.pem" "$CERT_DIR/key.pem" >"$CERT_DIR/combined.pem"
+fi
 UP_PORT=$(free_port)
 case $UPSTREAM in
   demo-app) start upstream "$CLIENT_CPU" "$SLUICE" demo-app --listen "127.0.0.1:$UP_PORT" ;;
@@ -277,8 +293,21 @@ for t in $TARGETS; do
     sluice)
       # As deployed: metrics counted, one JSON access log line per request (to a file here).
       PORT[sluice]=$(free_port)
-      start sluice "$PROXY_CPU" "$SLUICE" --workers 1 --listen "127.0.0.1:${PORT[sluice]}" \
-        --upstream "127.0.0.1:$UP_PORT" --admin 127.0.0.1:0 --log-format json
+      if [[ $TLS == 1 ]]; then
+        cat >"$RUN_DIR/sluice-tls.yaml" <<CONF
+admin: {address: 127.0.0.1:0}
+workers: 1
+log: {format: json}
+listeners:
+  - {name: ingress, address: "127.0.0.1:${PORT[sluice]}", cluster: app,
+     tls: {cert: "$CERT_DIR/cert.pem", key: "$CERT_DIR/key.pem"}}
+clusters: [{name: app, endpoints: ["127.0.0.1:$UP_PORT"]}]
+CONF
+        start sluice "$PROXY_CPU" "$SLUICE" --config "$RUN_DIR/sluice-tls.yaml"
+      else
+        start sluice "$PROXY_CPU" "$SLUICE" --workers 1 --listen "127.0.0.1:${PORT[sluice]}" \
+          --upstream "127.0.0.1:$UP_PORT" --admin 127.0.0.1:0 --log-format json
+      fi
       PID[sluice]=$LAST_PID ;;
     sluice-quiet)
       # The same binary without the access log (metrics cannot be turned off at run time).
@@ -349,7 +378,9 @@ run_one() {
   [[ -n $warm ]] && dur=$WARMUP
   local -a hdr=()
   [[ $scen == close ]] && hdr=(-H 'Connection: close')
-  local url="http://127.0.0.1:${PORT[$t]}$PATH_REQ"
+  local scheme=http
+  [[ $TLS == 1 && $t != upstream ]] && scheme=https
+  local url="$scheme://127.0.0.1:${PORT[$t]}$PATH_REQ"
   local base="$RUN_DIR/$scen-$t-r$rep"
   [[ -n $warm ]] && base="$RUN_DIR/$scen-$t-warmup"
   local opens0 retr0 drops0 cpu0 upcpu0 opens1 retr1 drops1 cpu1 upcpu1
@@ -462,6 +493,7 @@ REPORT="$RUN_DIR/results.md"
   [[ $TARGETS != "upstream sluice nginx haproxy" ]] && cmd+=" TARGETS='$TARGETS'"
   [[ $SCENARIOS != "keepalive close" ]] && cmd+=" SCENARIOS='$SCENARIOS'"
   [[ $PATH_REQ != / ]] && cmd+=" PATH_REQ=$PATH_REQ"
+  [[ $TLS == 1 ]] && cmd="TLS=1 $cmd"
   echo "Command: \`$cmd bench/run.sh\`"
   echo "($(date -u '+%Y-%m-%d %H:%M UTC'); $sluice_desc; $(nproc --all) cores, $(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo);" \
     "kernel $(uname -r); $(nginx -v 2>&1 | sed 's/.*: //'); HAProxy $(haproxy -v | awk 'NR == 1 { print $3 }'); wrk $THREADS thread(s), $CONNS connections;" \

@@ -1,6 +1,8 @@
 #include "tls/tls_layer.h"
 
 #include <arpa/inet.h>
+
+#include <cstring>
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
 
@@ -177,6 +179,21 @@ void TlsLayer::feed(const char* data, size_t len, Output& out) {
 
 void TlsLayer::encrypt(const Slice* slices, size_t count, Output& out) {
   if (failed_) return;
+  // Small pieces (a response head, chunk framing, a small body) go out as one record rather
+  // than a record each: one encryption, one header and tag, as nginx's ssl_buffer_size does.
+  size_t total = 0;
+  for (size_t i = 0; i < count; ++i) total += slices[i].len;
+  if (count > 1 && total <= kCoalesceBytes) {
+    BlockRef b = blocks_.get(total);
+    size_t off = 0;
+    for (size_t i = 0; i < count; ++i) {
+      std::memcpy(b->data() + off, slices[i].data, slices[i].len);
+      off += slices[i].len;
+    }
+    Slice one{b, b->data(), total};
+    encrypt(&one, 1, out);
+    return;
+  }
   for (size_t i = 0; i < count; ++i) {
     if (slices[i].len == 0) continue;
     size_t written = 0;

@@ -73,6 +73,8 @@ class TlsLayer {
   void set_error(std::string e) { error_ = std::move(e); }
 
  private:
+  // Pieces written together up to this size are copied into one TLS record.
+  static constexpr size_t kCoalesceBytes = 16 * 1024;
   TlsLayer(BlockPool& blocks, SSL* ssl);
   void drain_write_bio(Output& out);
   void step(Output& out);  // handshake, then reads, as far as the input allows
