@@ -168,6 +168,9 @@ std::shared_ptr<const ServerTls> ServerTls::build(const std::string& listener,
     // rotates the ticket key; a session id context lets client-certificate sessions resume.
     static const unsigned char kSid[] = "sluice";
     SSL_CTX_set_session_id_context(ctx.get(), kSid, sizeof kSid - 1);
+    // Resumption is by stateless tickets only: OpenSSL's internal server cache would store a
+    // session per handshake behind a lock and sweep the whole cache every 255 handshakes.
+    SSL_CTX_set_session_cache_mode(ctx.get(), SSL_SESS_CACHE_OFF);
     Cert entry;
     entry.names = certificate_names(SSL_CTX_get0_certificate(ctx.get()));
     entry.ctx = std::move(ctx);
