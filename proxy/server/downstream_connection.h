@@ -121,20 +121,21 @@ class DownstreamConnection final : public ListNode, private StreamHandler, priva
   OnDemandTimer timer_;
   std::unique_ptr<HttpState> http_;
   std::unique_ptr<Tunnel> tunnel_;
-  State state_ = State::kIdle;
   uint32_t served_ = 0;  // requests started on this connection
   uint16_t listener_;    // index into the config's listeners
-  bool drain_exempt_;    // its listener had `drain: false` when it was accepted
+  State state_ = State::kIdle;
   uint8_t read_blocks_ = 0;
-  bool request_done_ = false;   // the parser finished the current request
-  bool response_done_ = false;  // the exchange finished the current response
-  bool keep_alive_ = false;
-  bool in_process_ = false;
-  bool resume_scheduled_ = false;
-  bool peer_eof_ = false;
-  bool linger_ = false;
-  bool head_timer_armed_ = false;
-  bool body_timer_ = false;  // the current request has a body: its pauses are timed
+  // Flags in two bytes: every idle connection and WebSocket session carries them.
+  bool drain_exempt_ : 1;             // its listener had `drain: false` when it was accepted
+  bool request_done_ : 1 = false;     // the parser finished the current request
+  bool response_done_ : 1 = false;    // the exchange finished the current response
+  bool keep_alive_ : 1 = false;
+  bool in_process_ : 1 = false;
+  bool resume_scheduled_ : 1 = false;
+  bool peer_eof_ : 1 = false;
+  bool linger_ : 1 = false;
+  bool head_timer_armed_ : 1 = false;
+  bool body_timer_ : 1 = false;  // the current request has a body: its pauses are timed
   uint64_t body_at_ = 0;  // when body bytes last arrived  // kClosing: FIN sent, reading until EOF
                           // or the linger timeout
 };

@@ -195,7 +195,8 @@ class RoutingTest(E2ETestCase):
         time.sleep(0.5)
         names = {name_of(http(s.port, "GET", "/")) for _ in range(6)}
         self.assertEqual(names, {"live", "back"})
-        self.assertIn("connected again, back in rotation", s.log())
+        # The log line is read by another thread: wait for it rather than look once.
+        s.wait_line("connected again, back in rotation", timeout=3, stream="err")
         del back
 
     def test_dns_name_as_endpoint(self):
