@@ -5,6 +5,7 @@ is a network namespace this test creates (`ip netns add`, a veth pair with addre
 own); nothing outside the machine is involved. Needs root (CI runs as root)."""
 import os
 import random
+import re
 import subprocess
 import time
 import unittest
@@ -79,7 +80,7 @@ class AdminAccessTest(E2ETestCase):
             code, body = self.host.curl(method, base + path)
             self.assertEqual(code, 403, path)
             self.assertIn("loopback or admin token required", body)
-        self.assertIn("admin: refused /drain from %s" % self.host.there, s.log())
+        s.wait_line("admin: refused /drain from %s" % re.escape(self.host.there), timeout=3, stream="err")
         # Nothing changed: still serving.
         self.assertEqual(self.host.curl("GET", base + "/readyz")[0], 200)
         self.assertEqual(http(s.port, "GET", "/").status, 200)

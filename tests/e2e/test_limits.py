@@ -176,7 +176,7 @@ class LimitsTest(E2ETestCase):
             c.close()
         self.assertEqual(cut, n, "only %d of %d trickling connections were cut" % (cut, n))
         self.assertLess(max(latencies), 0.5, "normal requests took up to %.3f s" % max(latencies))
-        self.assertIn("request head not received within the header timeout", s.log())
+        s.wait_line("request head not received within the header timeout", timeout=3, stream="err")
 
 
 if __name__ == "__main__":

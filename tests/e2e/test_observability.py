@@ -222,7 +222,7 @@ class ObservabilityTest(E2ETestCase):
         s.proc.wait(timeout=10)
         self.procs.remove(s)
         self.assertEqual(s.proc.returncode, 0)
-        self.assertIn("drain done", s.log())
+        s.wait_line("drain done", timeout=5)
 
     def test_reloads_are_counted_by_result(self):
         up = self.start_aiohttp()
