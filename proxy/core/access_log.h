@@ -77,7 +77,7 @@ class AccessLog {
   size_t lines_ = 0;
   bool flush_queued_ = false;
   int64_t stamp_second_ = -1;
-  char stamp_[24] = {};  // "2026-11-23T16:39:16." for stamp_second_
+  char stamp_[64] = {};  // "2026-11-23T16:39:16." for stamp_second_
 };
 
 }  // namespace sluice
