@@ -9,7 +9,7 @@ DEB_PACKAGES := cmake ninja-build g++ pkg-config libuv1-dev node-llhttp libssl-d
   curl nginx-light haproxy wrk python3-aiohttp python3-websockets python3-yaml procps util-linux prometheus chromium \
   openssl ca-certificates
 
-.PHONY: deps build test demo bench format clean
+.PHONY: deps build test test-sanitize demo bench format clean
 
 deps:
 	@missing=$$(for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed$$' || echo $$p; done); \
@@ -25,6 +25,41 @@ build: deps
 
 test: build
 	cd $(BUILD) && ctest --output-on-failure -j 2
+
+# The whole suite under ASan+UBSan (LeakSanitizer included) in $(SAN_BUILD), then, when clang
+# and its runtimes are installable, each libFuzzer target for FUZZ_SECONDS in $(FUZZ_BUILD).
+# README: "Fuzzing and sanitizers".
+SAN_BUILD ?= build-san
+FUZZ_BUILD ?= build-fuzz
+SANITIZE ?= address,undefined
+FUZZ_SECONDS ?= 12
+SAN_CTEST_ARGS ?=
+# Only for the fuzz targets: `make test` never needs them.
+FUZZ_PACKAGES := clang libclang-rt-14-dev llvm
+
+test-sanitize: deps
+	cmake -S . -B $(SAN_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSLUICE_SANITIZE=$(SANITIZE)
+	cmake --build $(SAN_BUILD) -j $(JOBS)
+	cd $(SAN_BUILD) && ctest --output-on-failure -j 2 $(SAN_CTEST_ARGS)
+	@missing=$$(for p in $(FUZZ_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed$$' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing for the fuzz targets: $$missing"; \
+	  if [ "$$(id -u)" != 0 ]; then SUDO=sudo; fi; \
+	  ($$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing) \
+	    || echo "could not install $$missing"; \
+	fi
+	@tmp=$$(mktemp -d); \
+	echo 'extern "C" int LLVMFuzzerTestOneInput(const unsigned char*, unsigned long) { return 0; }' > $$tmp/probe.cc; \
+	if clang++ -fsanitize=fuzzer,address,undefined $$tmp/probe.cc -o $$tmp/probe >/dev/null 2>&1; then \
+	  rm -rf $$tmp; \
+	else \
+	  rm -rf $$tmp; echo "SKIPPED: the fuzz targets need clang with libFuzzer ($(FUZZ_PACKAGES))"; exit 0; \
+	fi; \
+	set -e; \
+	cmake -S . -B $(FUZZ_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSLUICE_FUZZ=ON \
+	  -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ -DSLUICE_FUZZ_SECONDS=$(FUZZ_SECONDS); \
+	cmake --build $(FUZZ_BUILD) -j $(JOBS) --target fuzzers; \
+	cd $(FUZZ_BUILD) && ctest --output-on-failure -j 2 -L fuzz
 
 demo: build
 	./$(BUILD)/sluice demo

@@ -1,0 +1,20 @@
+# cmake -DMODE=reset|check -DDIR=<dir> -P sanitizer_reports.cmake
+# reset: empties DIR before a sanitizer test run; check: prints every report in DIR and fails
+# if there is one (the sanitizers write there through log_path, see tests/CMakeLists.txt).
+if(MODE STREQUAL "reset")
+  file(REMOVE_RECURSE "${DIR}")
+  file(MAKE_DIRECTORY "${DIR}")
+elseif(MODE STREQUAL "check")
+  file(GLOB reports "${DIR}/*")
+  if(reports)
+    list(LENGTH reports n)
+    foreach(r ${reports})
+      file(READ "${r}" text)
+      message("==== ${r}\n${text}")
+    endforeach()
+    message(FATAL_ERROR "${n} sanitizer report(s) in ${DIR}")
+  endif()
+  message("no sanitizer reports in ${DIR}")
+else()
+  message(FATAL_ERROR "MODE must be reset or check")
+endif()
