@@ -176,6 +176,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         "--print-config's output loads to a different configuration\n--- dump:\n" + dump);
   check(sluice::dump_config_yaml(*again.config) == dump, "the dump of the dump differs");
   // GET /config serializes this; nlohmann::json throws on a string that is not UTF-8.
-  (void)sluice::config_to_json(*load.config).dump(2);
+  try {
+    (void)sluice::config_to_json(*load.config).dump(2);
+  } catch (const nlohmann::json::type_error& e) {
+    if (!known_finding("F10",
+                       "a configuration with a string that is not UTF-8 (a route prefix) loads, "
+                       "and GET /config then throws from nlohmann::json::dump and ends sluice"))
+      throw;
+  }
   return 0;
 }
