@@ -1,6 +1,8 @@
 #include "http/parser.h"
 
+#include <array>
 #include <cstring>
+#include <string_view>
 
 namespace sluice {
 
@@ -12,16 +14,53 @@ const llhttp_settings_t HttpParser::kSettings = [] {
   s.on_status = &HttpParser::on_status;
   s.on_header_field = &HttpParser::on_header_field;
   s.on_header_value = &HttpParser::on_header_value;
+  s.on_header_field_complete = &HttpParser::on_header_field_complete;
   s.on_header_value_complete = &HttpParser::on_header_value_complete;
   s.on_headers_complete = &HttpParser::on_headers_complete;
+  s.on_chunk_header = &HttpParser::on_chunk_header;
   s.on_body = &HttpParser::on_body;
   s.on_message_complete = &HttpParser::on_message_complete;
   return s;
 }();
 
+namespace {
+
+// RFC 9110 §5.6.2: tchar, the bytes of a token (a field name).
+constexpr std::array<bool, 256> kTokenChar = [] {
+  std::array<bool, 256> t{};
+  for (int c = '0'; c <= '9'; ++c) t[c] = true;
+  for (int c = 'a'; c <= 'z'; ++c) t[c] = true;
+  for (int c = 'A'; c <= 'Z'; ++c) t[c] = true;
+  for (char c : std::string_view("!#$%&'*+-.^_`|~")) t[static_cast<unsigned char>(c)] = true;
+  return t;
+}();
+
+}  // namespace
+
 HttpParser::HttpParser(llhttp_type_t type, BodySink* sink) : sink_(sink) {
   llhttp_init(&parser_, type, &kSettings);
   parser_.data = this;
+}
+
+bool HttpParser::scan_section(const char* p, size_t len) {
+  // RFC 9112 §2.2: a bare CR must be rejected (llhttp 8.1 takes CR and any byte after an empty
+  // value for a line end, CVE-2023-30589). §5.2: a line starting with SP or HTAB is obs-fold,
+  // which a proxy may reject, and sluice does (llhttp 8.1 folds it into an empty value).
+  unsigned char prev = section_prev_;
+  for (size_t i = 0; i < len; ++i) {
+    const unsigned char c = static_cast<unsigned char>(p[i]);
+    if (prev == '\r' && c != '\n') {
+      fail(400, "bare CR in the head");
+      return false;
+    }
+    if (prev == '\n' && (c == ' ' || c == '\t')) {
+      fail(400, "obs-fold in the head");
+      return false;
+    }
+    prev = c;
+  }
+  section_prev_ = prev;
+  return true;
 }
 
 int HttpParser::fail(int status, const char* reason) {
@@ -45,6 +84,9 @@ int HttpParser::on_message_begin(llhttp_t* p) {
   h->new_field_ = true;
   h->in_message_ = true;
   h->head_complete_ = false;
+  h->in_trailers_ = false;
+  h->transfer_encoding_ = false;
+  h->faulty_framing_ = false;
   return 0;
 }
 
@@ -67,6 +109,9 @@ int HttpParser::on_header_field(llhttp_t* p, const char* at, size_t len) {
   if (int r = h->count_head_bytes(len + (h->new_field_ ? 4 : 0))) return r;
   MessageHead& m = h->target();
   if (h->new_field_ && m.header_count() >= h->max_headers_) return h->fail(431, "too many headers");
+  // llhttp 8.1 lets spaces through inside a name ("Transfer Encoding").
+  for (size_t i = 0; i < len; ++i)
+    if (!kTokenChar[static_cast<unsigned char>(at[i])]) return h->fail(400, "invalid header name");
   m.append_header_name({at, len}, h->new_field_);
   h->new_field_ = false;
   return 0;
@@ -75,21 +120,25 @@ int HttpParser::on_header_field(llhttp_t* p, const char* at, size_t len) {
 int HttpParser::on_header_value(llhttp_t* p, const char* at, size_t len) {
   HttpParser* h = self(p);
   if (int r = h->count_head_bytes(len)) return r;
-  // llhttp 8 accepts obs-fold (a value continued on the next line) and reports the
-  // continuation as a second value span. A second span is legitimate only across a read
-  // boundary: the previous span ended at the end of its buffer and this one starts at the
-  // start of the next. Anything else is a fold, which RFC 9112 §5.2 lets a proxy reject.
-  if (h->value_open_ && !(h->value_hit_end_ && at == h->input_->data))
-    return h->fail(400, "obs-fold in header value");
-  h->value_open_ = true;
-  h->value_hit_end_ = at + len == h->input_->data + h->input_->len;
+  // Obs-fold is refused by scan_section; a second value span only continues a value across
+  // a read boundary.
   h->target().append_header_value({at, len});
+  return 0;
+}
+
+int HttpParser::on_header_field_complete(llhttp_t* p) {
+  HttpParser* h = self(p);
+  const MessageHead& m = h->target();
+  // llhttp 8.1 takes ": x" for a header with an empty name.
+  if (h->new_field_ || m.name(m.header_count() - 1).empty())
+    return h->fail(400, "empty header name");
+  if (!h->head_complete_ && iequals(m.name(m.header_count() - 1), "transfer-encoding"))
+    h->transfer_encoding_ = true;
   return 0;
 }
 
 int HttpParser::on_header_value_complete(llhttp_t* p) {
   self(p)->new_field_ = true;
-  self(p)->value_open_ = false;
   return 0;
 }
 
@@ -105,6 +154,23 @@ int HttpParser::on_headers_complete(llhttp_t* p) {
   m.has_content_length = (p->flags & F_CONTENT_LENGTH) != 0;
   m.content_length = m.has_content_length ? p->content_length : 0;
   m.upgrade = p->upgrade != 0;
+  const bool request = p->type == HTTP_REQUEST;
+  // sluice speaks HTTP/1.0 and 1.1 (llhttp also takes a 0.9 request line and 2.0 heads).
+  if (m.http_major != 1 || m.http_minor > 1) {
+    if (!request) return h->fail(400, "not an HTTP/1.0 or 1.1 response");
+    return m.http_major > 1 ? h->fail(505, "HTTP version not supported")
+                            : h->fail(400, "not an HTTP/1.0 or 1.1 request");
+  }
+  if (h->transfer_encoding_) {
+    // RFC 9112 §6.3: a request whose Transfer-Encoding does not end in chunked has no
+    // determinable length (llhttp skips this check for upgrades, and ignores an empty value).
+    if (request && !m.chunked) return h->fail(400, "Transfer-Encoding without final chunked");
+    if (!request && !m.chunked && (p->flags & F_TRANSFER_ENCODING) == 0)
+      return h->fail(400, "empty Transfer-Encoding");
+    // §6.1: Transfer-Encoding in an HTTP/1.0 message is faulty framing: close after it.
+    if (m.http_minor == 0) h->faulty_framing_ = true;
+  }
+  if (h->faulty_framing_) m.keep_alive = false;
   h->head_complete_ = true;
   h->head_event_pending_ = true;
   h->new_field_ = true;
@@ -114,6 +180,14 @@ int HttpParser::on_headers_complete(llhttp_t* p) {
   if (p->type == HTTP_RESPONSE && p->status_code != 101 &&
       (h->skip_body_ || p->status_code < 200 || p->status_code == 204 || p->status_code == 304))
     return 1;
+  return HPE_PAUSED;
+}
+
+int HttpParser::on_chunk_header(llhttp_t* p) {
+  // The last chunk: what follows is the trailer section, checked like the head. Paused so
+  // that execute() knows where it starts.
+  if (p->content_length != 0) return 0;
+  self(p)->trailer_pause_ = true;
   return HPE_PAUSED;
 }
 
@@ -141,15 +215,40 @@ ParseResult HttpParser::execute(const Slice& input) {
   input_ = &input;
   head_event_pending_ = false;
   message_complete_ = false;
-  llhttp_errno_t err = llhttp_execute(&parser_, input.data, input.len);
+  size_t start = 0;  // where this round of llhttp_execute began
+  llhttp_errno_t err;
+  for (;;) {
+    // A head or trailer section ends at a pause (head, message complete): every byte this
+    // round consumes is in the section if it began in one.
+    const bool section = !in_message_ || !head_complete_ || in_trailers_;
+    err = llhttp_execute(&parser_, input.data + start, input.len - start);
+    const size_t end = err == HPE_OK
+                           ? input.len
+                           : static_cast<size_t>(llhttp_get_error_pos(&parser_) - input.data);
+    if (section && (err == HPE_OK || err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE) &&
+        !scan_section(input.data + start, end - start)) {
+      input_ = nullptr;
+      return {ParseEvent::kError, end};
+    }
+    // Every pause ends a section (head, message) or starts one (trailers): the next one starts
+    // afresh. Otherwise the section goes on in the next call.
+    if (err != HPE_OK) section_prev_ = 0;
+    if (err == HPE_PAUSED && trailer_pause_) {
+      trailer_pause_ = false;
+      in_trailers_ = true;
+      llhttp_resume(&parser_);
+      start = end;
+      continue;
+    }
+    start = end;
+    break;
+  }
   input_ = nullptr;
-  size_t consumed = input.len;
+  size_t consumed = start;
   if (err == HPE_PAUSED) {
-    consumed = static_cast<size_t>(llhttp_get_error_pos(&parser_) - input.data);
     llhttp_resume(&parser_);
   } else if (err == HPE_PAUSED_UPGRADE) {
     // Not resumed: what follows is tunnel data, never parsed as HTTP.
-    consumed = static_cast<size_t>(llhttp_get_error_pos(&parser_) - input.data);
     if (!head_event_pending_ && !message_complete_) return {ParseEvent::kUpgrade, consumed};
   } else if (err != HPE_OK) {
     if (error_status_ == 0) {
@@ -157,7 +256,7 @@ ParseResult HttpParser::execute(const Slice& input) {
       error_reason_ = llhttp_get_error_reason(&parser_);
       if (!error_reason_) error_reason_ = llhttp_errno_name(err);
     }
-    return {ParseEvent::kError, static_cast<size_t>(llhttp_get_error_pos(&parser_) - input.data)};
+    return {ParseEvent::kError, consumed};
   }
   // A head and its (empty-bodied) message can complete in one call: report the head first;
   // the owner sees the completion on the next call, which then consumes nothing.

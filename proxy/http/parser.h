@@ -58,7 +58,9 @@ class HttpParser {
   bool in_message() const { return in_message_; }
   bool head_complete() const { return head_complete_; }
   // After kMessageComplete: whether the connection may carry another message.
-  bool should_keep_alive() const { return llhttp_should_keep_alive(&parser_) != 0; }
+  bool should_keep_alive() const {
+    return !faulty_framing_ && llhttp_should_keep_alive(&parser_) != 0;
+  }
   bool message_needs_eof() const { return llhttp_message_needs_eof(&parser_) != 0; }
   bool upgrade() const { return parser_.upgrade != 0; }
   int error_status() const { return error_status_; }
@@ -75,12 +77,16 @@ class HttpParser {
   static int on_status(llhttp_t* p, const char* at, size_t len);
   static int on_header_field(llhttp_t* p, const char* at, size_t len);
   static int on_header_value(llhttp_t* p, const char* at, size_t len);
+  static int on_header_field_complete(llhttp_t* p);
   static int on_header_value_complete(llhttp_t* p);
+  static int on_chunk_header(llhttp_t* p);
   static int on_headers_complete(llhttp_t* p);
   static int on_body(llhttp_t* p, const char* at, size_t len);
   static int on_message_complete(llhttp_t* p);
   int fail(int status, const char* reason);
   int count_head_bytes(size_t len);
+  // Checks the raw bytes of a head or trailer section (bare CR, obs-fold); false after fail().
+  bool scan_section(const char* p, size_t len);
   MessageHead& target() { return head_complete_ ? trailers_ : head_; }
 
   llhttp_t parser_;
@@ -94,8 +100,11 @@ class HttpParser {
   uint64_t body_bytes_ = 0;
   bool skip_body_ = false;
   bool new_field_ = true;
-  bool value_open_ = false;     // a value span of the current field was seen
-  bool value_hit_end_ = false;  // ...and it ended at the end of its input buffer
+  bool transfer_encoding_ = false;  // the head has a Transfer-Encoding header
+  bool faulty_framing_ = false;     // Transfer-Encoding in HTTP/1.0: no reuse after it
+  bool in_trailers_ = false;        // after the last chunk
+  bool trailer_pause_ = false;      // on_chunk_header paused at the last chunk
+  unsigned char section_prev_ = 0;  // the last byte scan_section saw
   bool in_message_ = false;
   bool head_complete_ = false;
   bool head_event_pending_ = false;

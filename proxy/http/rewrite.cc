@@ -32,7 +32,7 @@ class ConnectionTokens {
     for (size_t i = 0; i < m.header_count(); ++i) {
       if (!iequals(m.name(i), "connection")) continue;
       for_each_token(m.value(i), [&](std::string_view t) {
-        if (is_fixed_hop_by_hop(t) || iequals(t, "close")) return;  // dropped anyway
+        if (is_fixed_hop_by_hop(t)) return;  // dropped anyway
         if (n_ < kMax) {
           tokens_[n_++] = t;
         } else {

@@ -115,15 +115,18 @@ void Exchange::begin(const MessageHead& req) {
   } else if (req.has_content_length) {
     request_framing_ = Framing::kContentLength;
   }
-  // RFC 9112 §3.2: an HTTP/1.1 request without exactly one Host header is refused.
-  if (!client_http10_) {
-    size_t host = req.find("host");
-    if (host == std::string_view::npos) {
-      respond_error(400, "HTTP/1.1 request without Host");
-      return;
-    }
-    for (size_t i = host + 1; i < req.header_count(); ++i) {
+  // RFC 9112 §3.2: a request with more than one Host header is refused, and so is an HTTP/1.1
+  // request without one; malformed, so the connection closes after the 400.
+  const size_t host_at = req.find("host");
+  if (host_at == std::string_view::npos && !client_http10_) {
+    client_keep_alive_ = false;
+    respond_error(400, "HTTP/1.1 request without Host");
+    return;
+  }
+  if (host_at != std::string_view::npos) {
+    for (size_t i = host_at + 1; i < req.header_count(); ++i) {
       if (iequals(req.name(i), "host")) {
+        client_keep_alive_ = false;
         respond_error(400, "more than one Host header");
         return;
       }
@@ -145,8 +148,8 @@ void Exchange::begin(const MessageHead& req) {
   std::string_view host;
   if (target.absolute) {
     host = target.authority;
-  } else if (size_t h = req.find("host"); h != std::string_view::npos) {
-    host = req.value(h);
+  } else if (host_at != std::string_view::npos) {
+    host = req.value(host_at);
   }
   static thread_local std::string host_buf;
   host = host_without_port(host, host_buf);

@@ -201,6 +201,27 @@ class ErrorsTest(E2ETestCase):
                                        b"5\r\nhello\r\n0\r\n\r\n"),
         ("space before colon", b"POST /a HTTP/1.1\r\nHost: t\r\nTransfer-Encoding : chunked\r\n"
                                b"\r\n5\r\nhello\r\n0\r\n\r\n"),
+        ("space inside a name", b"POST /a HTTP/1.1\r\nHost: t\r\nTransfer Encoding: chunked\r\n"
+                                b"\r\n5\r\nhello\r\n0\r\n\r\n"),
+        ("empty name", b"GET /a HTTP/1.1\r\nHost: t\r\n: x\r\n\r\n"),
+        ("obs-fold", b"GET /a HTTP/1.1\r\nHost: t\r\nX-A: 1\r\n 2\r\n\r\n"),
+        ("obs-fold after an empty value", b"POST /a HTTP/1.1\r\nHost: t\r\nX-A:\r\n"
+                                          b" Transfer-Encoding: chunked\r\n\r\n"
+                                          b"5\r\nhello\r\n0\r\n\r\n"),
+        ("bare CR after an empty value", b"POST /a HTTP/1.1\r\nHost: t\r\nX-A: \r"
+                                         b"Content-Length: 5\r\n\r\nhello"),
+        ("TE empty", b"POST /a HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: \r\n\r\n"
+                     b"GET /smuggled HTTP/1.1\r\nHost: t\r\n\r\n"),
+        ("TE not chunked on an upgrade", b"POST /a HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\n"
+                                         b"Upgrade: websocket\r\nTransfer-Encoding: gzip\r\n\r\n"
+                                         b"GET /smuggled HTTP/1.1\r\nHost: t\r\n\r\n"),
+        ("NUL in a value", b"GET /a HTTP/1.1\r\nHost: t\r\nX-A: a\x00b\r\n\r\n"),
+        ("control byte in a value", b"GET /a HTTP/1.1\r\nHost: t\r\nX-A: a\x01b\r\n\r\n"),
+        ("control byte in the target", b"GET /a\x01 HTTP/1.1\r\nHost: t\r\n\r\n"),
+        ("HTTP/1.1 without Host", b"GET /a HTTP/1.1\r\nX-A: 1\r\n\r\n"),
+        ("two Hosts", b"GET /a HTTP/1.1\r\nHost: t\r\nHost: u\r\n\r\n"),
+        ("two Hosts in HTTP/1.0", b"GET /a HTTP/1.0\r\nHost: t\r\nHost: u\r\n\r\n"),
+        ("HTTP/0.9 request line", b"GET /a\r\nHost: t\r\n\r\n"),
     ]
 
     def test_request_smuggling_shapes_rejected_not_forwarded(self):
@@ -217,6 +238,21 @@ class ErrorsTest(E2ETestCase):
         st = up.stats()
         self.assertEqual([q["head"].split("\r\n")[0] for q in st["requests"]],
                          ["GET /after HTTP/1.1"])
+
+    def test_transfer_encoding_in_http10_is_served_then_the_connection_closes(self):
+        # RFC 9112 §6.1: faulty framing in HTTP/1.0, even with keep-alive asked for.
+        up = self.start_fault("ok")
+        s = self.start_sluice(upstream=up.port)
+        c = RawClient(s.port)
+        c.send(b"POST /te10 HTTP/1.0\r\nTransfer-Encoding: chunked\r\n"
+               b"Connection: keep-alive\r\n\r\n5\r\nhello\r\n0\r\n\r\n")
+        r = c.read_response()
+        self.assertEqual(r.status, 200)
+        self.assertTrue(c.closed_within(3), "kept alive after Transfer-Encoding in HTTP/1.0")
+        c.close()
+        st = up.stats()
+        self.assertEqual([q["head"].split("\r\n")[0] for q in st["requests"]],
+                         ["POST /te10 HTTP/1.1"])
 
     def test_smuggling_after_a_good_request_on_same_connection(self):
         up = self.start_fault("ok")

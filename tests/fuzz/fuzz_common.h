@@ -25,25 +25,6 @@ inline void check(bool ok, const std::string& what) {
   if (!ok) fail(what);
 }
 
-// A finding that is reported but not fixed yet (README, "Fuzzing and sanitizers": Findings).
-// A fuzzer lets exactly that shape pass, so that a run can find something else, and says so on
-// stderr the first time in each run: nothing is skipped silently. With SLUICE_FUZZ_STRICT=1 it
-// lets nothing pass: the ctest entries fuzz.<target>.known.<name> replay the reproducers in
-// tests/fuzz/crashes/ that way and are expected to fail until the bug is fixed.
-inline bool known_finding(const char* id, const char* what) {
-  static const bool strict = [] {
-    const char* v = std::getenv("SLUICE_FUZZ_STRICT");
-    return v != nullptr && v[0] != '\0' && v[0] != '0';
-  }();
-  if (strict) return false;
-  static std::vector<std::string> said;
-  for (const std::string& s : said)
-    if (s == id) return true;
-  said.emplace_back(id);
-  std::fprintf(stderr, "KNOWN FINDING %s let through (reported, not fixed yet): %s\n", id, what);
-  return true;
-}
-
 // Printable form of bytes for messages.
 inline std::string printable(std::string_view s, size_t max = 200) {
   std::string out = "\"";

@@ -49,16 +49,6 @@ inline bool listed(const std::vector<std::string>& options, std::string_view nam
   return false;
 }
 
-// F2 (README, Findings): with "Connection: close", a header named Close is forwarded when the
-// Connection headers list at most 16 options and removed when they list more. While it is open,
-// either is let through.
-inline bool close_header_finding(const MessageHead& h, const std::vector<std::string>& options) {
-  return listed(options, "close") && h.find("close") != std::string_view::npos &&
-         known_finding("F2",
-                       "a header named Close is kept although Connection lists the close option "
-                       "(rewrite.cc ConnectionTokens skips the option)");
-}
-
 inline void drop_named(Headers& headers, std::string_view name) {
   std::erase_if(headers, [&](const auto& h) { return iequal(h.first, name); });
 }
@@ -89,9 +79,8 @@ struct ParseLog {
 
 class ParseDriver : public BodySink {
  public:
-  // Called for each head sluice accepts. `checkable` is false for a head that only an open
-  // finding let through (F4): its rewrite is not checked.
-  using OnHead = std::function<void(const MessageHead&, bool checkable)>;
+  // Called for each head sluice accepts.
+  using OnHead = std::function<void(const MessageHead&)>;
 
   ParseDriver(llhttp_type_t type, bool skip_body, uint64_t max_head_bytes, OnHead on_head)
       : parser_(type, this), on_head_(std::move(on_head)) {
@@ -171,7 +160,8 @@ class ParseDriver : public BodySink {
           message_start_ = at;
           break;
         case ParseEvent::kError:
-          check(parser_.error_status() == 400 || parser_.error_status() == 431,
+          check(parser_.error_status() == 400 || parser_.error_status() == 431 ||
+                    parser_.error_status() == 505,
                 "error status " + std::to_string(parser_.error_status()));
           check(parser_.error_reason() != nullptr, "error without a reason");
           log_.events.push_back("error");
@@ -186,68 +176,37 @@ class ParseDriver : public BodySink {
   }
 
   void deliver_head() {
-    const bool checkable = check_head(parser_.head(), head_end_);
-    on_head_(parser_.head(), checkable);
+    check_head(parser_.head(), head_end_);
+    on_head_(parser_.head());
   }
 
   // What holds for every head sluice accepts, from the raw bytes [message_start_, end): no bare
   // CR (RFC 9112 §2.2: a recipient must reject it or replace it with SP), names are tokens,
-  // values hold no CR, LF or NUL. Returns false when an open finding let the head through.
-  bool check_head(const MessageHead& h, size_t end) {
+  // values hold no CR, LF or NUL.
+  void check_head(const MessageHead& h, size_t end) {
     bool bare_cr = false;
     for (size_t i = message_start_; i < end && i < input_.size(); ++i)
       bare_cr = bare_cr || (input_[i] == '\r' && (i + 1 >= end || input_[i + 1] != '\n'));
-    if (bare_cr && known_finding("F4",
-                                 "llhttp 8.1.0 takes CR and any byte after an empty header value "
-                                 "for a line end (\"A: \\rContent-Length: 5\" gives a header "
-                                 "'ontent-Length'); CVE-2023-30589"))
-      return false;
     check(!bare_cr, "a head with a bare CR was accepted: " +
                         printable(input_.substr(message_start_, end - message_start_), 2000));
     // sluice speaks HTTP/1.0 and 1.1 and forwards everything as 1.1.
     const bool http1 = h.http_major == 1 && (h.http_minor == 0 || h.http_minor == 1);
-    if (!http1 && known_finding("F7",
-                                "llhttp 8.1.0 accepts HTTP/0.9 request lines (\"GET /\" without "
-                                "a version, then headers), HTTP/0.9 and HTTP/2.0 heads; sluice "
-                                "forwards them as HTTP/1.1 (\"CONNECT \" with an empty target "
-                                "becomes \"CONNECT  HTTP/1.1\")"))
-      return false;
     check(http1, "an HTTP/" + std::to_string(h.http_major) + "." + std::to_string(h.http_minor) +
                      " head was accepted");
-    for (size_t i = 0; i < h.header_count(); ++i) {
-      std::string_view n = h.name(i);
-      if (n.empty() && known_finding("F6",
-                                     "llhttp 8.1.0 accepts an empty header name (\": x\"), and "
-                                     "sluice forwards it (llhttp issue 257)"))
-        continue;
-      if (!is_token(n) && n.find(' ') != std::string_view::npos) {
-        std::string without(n);
-        std::erase(without, ' ');
-        if (is_token(without) &&
-            known_finding("F5",
-                          "llhttp 8.1.0 accepts spaces inside header names, and sluice forwards "
-                          "them (\"Transfer Encoding: chunked\")"))
-          continue;
-      }
-      check(is_token(n), "header name " + printable(n) + " is not a token");
-    }
+    for (size_t i = 0; i < h.header_count(); ++i)
+      check(is_token(h.name(i)), "header name " + printable(h.name(i)) + " is not a token");
     // RFC 9112 §5.2: sluice rejects obs-fold (a line of the head starting with SP or HTAB).
     bool fold = false;
     for (size_t i = message_start_; i + 1 < end && i + 1 < input_.size(); ++i)
       fold = fold || (input_[i] == '\n' && (input_[i + 1] == ' ' || input_[i + 1] == '\t'));
-    if (!(fold && known_finding("F9",
-                                "obs-fold after an empty header value is accepted: \"X:\\r\\n "
-                                "evil\" gives X: evil (HttpParser::on_header_value rejects only a "
-                                "second value span)")))
-      check(!fold, "a head with obs-fold was accepted: " +
-                       printable(input_.substr(message_start_, end - message_start_), 2000));
+    check(!fold, "a head with obs-fold was accepted: " +
+                     printable(input_.substr(message_start_, end - message_start_), 2000));
     // RFC 9110 §5.5: a field value is visible characters, obs-text, SP and HTAB.
     for (size_t i = 0; i < h.header_count(); ++i) {
       for (unsigned char c : h.value(i))
         check(c == '\t' || (c >= 0x20 && c != 0x7f),
               "header value " + printable(h.value(i)) + " holds a control character");
     }
-    return true;
   }
 
   static std::string describe_head(const MessageHead& h) {

@@ -204,6 +204,111 @@ TEST(Parser, RejectsSmugglingShapes) {
   }
 }
 
+// Shapes llhttp 8.1 accepts that sluice refuses itself, wherever the reads are cut (the fuzz
+// findings F4-F9, F11, F13 in tests/fuzz/corpus/*/regress-*).
+void expect_refused_at_every_split(llhttp_type_t type, const std::string& input, int status) {
+  SCOPED_TRACE(input);
+  for (size_t cut = 0; cut < input.size(); ++cut) {
+    Collector c(type);
+    bool ok = c.feed(input, cut ? std::vector<size_t>{cut} : std::vector<size_t>{});
+    EXPECT_FALSE(ok) << "accepted with a cut at " << cut;
+    EXPECT_EQ(c.parser.error_status(), status) << "cut at " << cut;
+    EXPECT_TRUE(c.out.events.empty()) << "a head was delivered, cut at " << cut;
+  }
+  std::vector<size_t> every;
+  for (size_t i = 1; i < input.size(); ++i) every.push_back(i);
+  Collector c(type);
+  EXPECT_FALSE(c.feed(input, every)) << "accepted byte by byte";
+  EXPECT_TRUE(c.out.events.empty());
+}
+
+TEST(Parser, RefusesWhatLlhttpLetsThrough) {
+  // A bare CR after an empty value: llhttp reads "ontent-Length" (CVE-2023-30589).
+  expect_refused_at_every_split(
+      HTTP_REQUEST, "POST / HTTP/1.1\r\nHost: a\r\nA: \rContent-Length: 5\r\n\r\nhello", 400);
+  expect_refused_at_every_split(HTTP_REQUEST, "GET / HTTP/1.1\r\nHost: a\rb\r\n\r\n", 400);
+  // Obs-fold after an empty value, and after a value.
+  expect_refused_at_every_split(
+      HTTP_REQUEST, "GET / HTTP/1.1\r\nHost: a\r\nX:\r\n Transfer-Encoding: chunked\r\n\r\n", 400);
+  expect_refused_at_every_split(HTTP_REQUEST, "GET / HTTP/1.1\r\nHost: a\r\nX: b\r\n\tc\r\n\r\n",
+                                400);
+  // Names that are not tokens, or empty.
+  expect_refused_at_every_split(
+      HTTP_REQUEST, "POST / HTTP/1.1\r\nHost: a\r\nTransfer Encoding: chunked\r\n\r\n", 400);
+  expect_refused_at_every_split(HTTP_REQUEST, "GET / HTTP/1.1\r\nHost: a\r\n: x\r\n\r\n", 400);
+  expect_refused_at_every_split(HTTP_REQUEST, "GET / HTTP/1.1\r\nHost: a\r\n:\r\n\r\n", 400);
+  // HTTP/0.9 request lines and versions sluice does not speak.
+  expect_refused_at_every_split(HTTP_REQUEST, "CONNECT \r\nHost: a\r\n\r\n", 400);
+  expect_refused_at_every_split(HTTP_REQUEST, "GET / HTTP/2.0\r\nHost: a\r\n\r\n", 505);
+  expect_refused_at_every_split(HTTP_RESPONSE, "HTTP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n", 400);
+  // Transfer-Encoding that is not final chunked: on an upgrade, and empty.
+  expect_refused_at_every_split(HTTP_REQUEST,
+                                "POST /up HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\n"
+                                "Upgrade: websocket\r\nTransfer-Encoding: gzip\r\n\r\n",
+                                400);
+  expect_refused_at_every_split(
+      HTTP_REQUEST, "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: \r\n\r\nGET /s HTTP/1.1\r\n",
+      400);
+  expect_refused_at_every_split(
+      HTTP_RESPONSE, "HTTP/1.1 200 OK\r\nTransfer-Encoding: \r\nContent-Length: 2\r\n\r\nok", 400);
+}
+
+// Between two messages too, however the reads fall (a bare CR split from the next byte).
+TEST(Parser, BareCrBetweenMessagesAtEverySplit) {
+  const std::string input =
+      "GET / HTTP/1.1\r\nHost: a\r\n\r\n\r\rGET /b HTTP/1.1\r\nHost: a\r\n\r\n";
+  for (size_t cut = 0; cut < input.size(); ++cut) {
+    Collector c(HTTP_REQUEST);
+    EXPECT_FALSE(c.feed(input, cut ? std::vector<size_t>{cut} : std::vector<size_t>{}))
+        << "cut at " << cut;
+    for (const std::string& e : c.out.events) EXPECT_EQ(e.find("/b"), std::string::npos);
+  }
+  std::vector<size_t> every;
+  for (size_t i = 1; i < input.size(); ++i) every.push_back(i);
+  Collector c(HTTP_REQUEST);
+  EXPECT_FALSE(c.feed(input, every));
+}
+
+TEST(Parser, TrailersAreCheckedLikeTheHead) {
+  const std::string good =
+      "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+      "3\r\nabc\r\n0\r\nX-Sum: 1\r\n\r\n";
+  expect_all_splits(HTTP_REQUEST, good);
+  for (const std::string trailer :
+       {"X-Sum: 1\rY: 2\r\n", "X-Sum: 1\r\n folded\r\n", "X Y: 1\r\n"}) {
+    const std::string bad =
+        "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+        "3\r\nabc\r\n0\r\n" +
+        trailer + "\r\n";
+    SCOPED_TRACE(bad);
+    for (size_t cut = 0; cut < bad.size(); ++cut) {
+      Collector c(HTTP_REQUEST);
+      EXPECT_FALSE(c.feed(bad, cut ? std::vector<size_t>{cut} : std::vector<size_t>{}))
+          << "cut at " << cut;
+      EXPECT_EQ(c.parser.error_status(), 400);
+      // The head was delivered; the message never completes.
+      ASSERT_EQ(c.out.events.size(), 1u) << "cut at " << cut;
+    }
+  }
+}
+
+TEST(Parser, TransferEncodingInHttp10ClosesTheConnection) {
+  // RFC 9112 §6.1: faulty framing, even with keep-alive asked for.
+  Collector c(HTTP_REQUEST);
+  ASSERT_TRUE(
+      c.feed("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n"
+             "Connection: keep-alive\r\n\r\n0\r\n\r\n",
+             {}));
+  EXPECT_FALSE(c.parser.head().keep_alive);
+  EXPECT_FALSE(c.parser.should_keep_alive());
+  Collector r(HTTP_RESPONSE);
+  ASSERT_TRUE(
+      r.feed("HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n"
+             "Connection: keep-alive\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+             {}));
+  EXPECT_FALSE(r.parser.should_keep_alive());
+}
+
 TEST(Parser, HeadLimitGives431) {
   Collector c(HTTP_REQUEST);
   c.parser.set_limits(1024);

@@ -88,6 +88,26 @@ TEST(Rewrite, ResponseFramingAndConnection) {
       "HTTP/1.1 200 OK\r\nServer: app\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n");
 }
 
+// RFC 9110 §7.6.1: "close" in Connection names a header too (fuzz finding F2).
+TEST(Rewrite, AHeaderNamedCloseIsDroppedWithConnectionClose) {
+  MessageHead req = parse_head(
+      HTTP_REQUEST, "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\nClose: x\r\n\r\n");
+  RequestRewrite rw;
+  rw.client_ip = "10.0.0.9";
+  EXPECT_EQ(render_request(req, rw),
+            "GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 10.0.0.9\r\n"
+            "X-Forwarded-Proto: http\r\n\r\n");
+  MessageHead resp = parse_head(HTTP_RESPONSE,
+                                "HTTP/1.1 200 OK\r\nConnection: close\r\nClose: x\r\n"
+                                "Content-Length: 0\r\n\r\n");
+  BlockPool pool;
+  BlockWriter w(pool);
+  ResponseRewrite out;
+  out.framing = Framing::kContentLength;
+  write_response_head(w, resp, out);
+  EXPECT_EQ(w.finish().view(), "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+}
+
 TEST(Rewrite, ResponseToHttp10KeepAlive) {
   MessageHead h = parse_head(HTTP_RESPONSE, "HTTP/1.1 404 Not Found\r\nContent-Length: 2\r\n\r\n");
   BlockPool pool;
