@@ -1,8 +1,11 @@
 #include "config/config_file.h"
 
+#include <yaml-cpp/eventhandler.h>
+
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <sstream>
 
 #include "config/config_marks.h"
 
@@ -41,6 +44,107 @@ std::string tab_hint(const std::string& text, int line) {
   size_t indent = row.find_first_not_of(" \t");
   if (row.substr(0, indent).find('\t') == std::string_view::npos) return "";
   return " (this line is indented with a tab: YAML allows only spaces)";
+}
+
+// Where the first byte that is not well-formed UTF-8 (RFC 3629) is, or npos. A YAML stream is
+// UTF-8 and yaml-cpp does not check it: a string that is not would reach the admin API's JSON.
+size_t invalid_utf8_at(std::string_view s) {
+  size_t i = 0;
+  while (i < s.size()) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    size_t n = 0;
+    unsigned char lo = 0x80, hi = 0xbf;  // the allowed range of the second byte
+    if (c < 0x80) {
+      ++i;
+      continue;
+    } else if (c >= 0xc2 && c <= 0xdf) {
+      n = 1;
+    } else if (c >= 0xe0 && c <= 0xef) {
+      n = 2;
+      if (c == 0xe0) lo = 0xa0;  // overlong
+      if (c == 0xed) hi = 0x9f;  // UTF-16 surrogates
+    } else if (c >= 0xf0 && c <= 0xf4) {
+      n = 3;
+      if (c == 0xf0) lo = 0x90;  // overlong
+      if (c == 0xf4) hi = 0x8f;  // over U+10FFFF
+    } else {
+      return i;
+    }
+    for (size_t k = 1; k <= n; ++k) {
+      if (i + k >= s.size()) return i;
+      const auto b = static_cast<unsigned char>(s[i + k]);
+      if (k == 1 ? (b < lo || b > hi) : (b < 0x80 || b > 0xbf)) return i;
+    }
+    i += n + 1;
+  }
+  return std::string_view::npos;
+}
+
+Where where_in(std::string_view text, size_t pos) {
+  int line = 1, column = 1;
+  for (size_t i = 0; i < pos; ++i) {
+    if (text[i] == '\n') {
+      ++line;
+      column = 1;
+    } else {
+      ++column;
+    }
+  }
+  return Where{line, column, {}};
+}
+
+// Records where each document of a YAML stream starts, and where its first node is.
+class DocumentStarts final : public YAML::EventHandler {
+ public:
+  std::vector<YAML::Mark> starts, first_nodes;
+  void OnDocumentStart(const YAML::Mark& m) override { starts.push_back(m); }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark& m, YAML::anchor_t) override { node(m); }
+  void OnAlias(const YAML::Mark& m, YAML::anchor_t) override { node(m); }
+  void OnScalar(const YAML::Mark& m, const std::string&, YAML::anchor_t,
+                const std::string&) override {
+    node(m);
+  }
+  void OnSequenceStart(const YAML::Mark& m, const std::string&, YAML::anchor_t,
+                       YAML::EmitterStyle::value) override {
+    node(m);
+  }
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark& m, const std::string&, YAML::anchor_t,
+                  YAML::EmitterStyle::value) override {
+    node(m);
+  }
+  void OnMapEnd() override {}
+
+ private:
+  void node(const YAML::Mark& m) {
+    if (first_nodes.size() < starts.size()) first_nodes.push_back(m);
+  }
+};
+
+// Reads the first document of a YAML stream and reports one after it. Not YAML::LoadAll: on
+// some invalid streams ("," alone) yaml-cpp 0.7's parser reports an empty document again and
+// again at the same place without reading on (yaml-cpp issue 1040), and LoadAll never returns.
+// Throws YAML::Exception on a syntax error.
+YAML::Node load_first_document(const std::string& yaml, Diagnostics& diag) {
+  std::istringstream in(yaml);
+  YAML::Parser parser(in);
+  DocumentStarts docs;
+  if (!parser.HandleNextDocument(docs)) return YAML::Node();
+  if (parser.HandleNextDocument(docs)) {
+    const YAML::Mark& first = docs.starts.front();
+    const YAML::Mark& next = docs.starts.back();
+    if (next.pos == first.pos) {
+      // Nothing was read: the character there cannot start a document.
+      const size_t at = static_cast<size_t>(next.pos);
+      std::string c = at < yaml.size() ? std::string(1, yaml[at]) : std::string();
+      throw YAML::ParserException(next, "unexpected '" + c + "'");
+    }
+    const YAML::Mark& at = docs.first_nodes.size() > 1 ? docs.first_nodes[1] : next;
+    diag.error(Where{at.line + 1, at.column + 1, {}},
+               "a second YAML document (after '---'): the configuration is one document");
+  }
+  return YAML::Load(yaml);
 }
 
 void read_token(Config& config, const ConfigMarks& marks, Diagnostics& diag) {
@@ -132,14 +236,15 @@ ConfigLoad load_config_text(const std::string& yaml, const std::string& name,
   ConfigMarks marks = ConfigMarks::for_defaults(config);
   Diagnostics diag(name);
   bool parsed = true;
+  if (size_t bad = invalid_utf8_at(yaml); bad != std::string_view::npos) {
+    char byte[8];
+    std::snprintf(byte, sizeof byte, "0x%02x", static_cast<unsigned char>(yaml[bad]));
+    diag.error(where_in(yaml, bad),
+               std::string("the file is not UTF-8 (byte ") + byte + "); YAML files are UTF-8");
+    return finish(config, marks, diag, false, overrides);
+  }
   try {
-    std::vector<YAML::Node> docs = YAML::LoadAll(yaml);
-    if (docs.size() > 1) {
-      YAML::Mark m = docs[1].Mark();
-      Where w = m.is_null() ? Where{} : Where{m.line + 1, m.column + 1, {}};
-      diag.error(w, "a second YAML document (after '---'): the configuration is one document");
-    }
-    read_config_yaml(docs.empty() ? YAML::Node() : docs[0], config, marks, diag);
+    read_config_yaml(load_first_document(yaml, diag), config, marks, diag);
   } catch (const YAML::Exception& e) {
     parsed = false;
     Where w = e.mark.is_null() ? Where{} : Where{e.mark.line + 1, e.mark.column + 1, {}};

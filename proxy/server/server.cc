@@ -437,10 +437,14 @@ AdminResponse Server::admin_request(const AdminRequest& req) {
     }
     j["readiness"] = ready;
     j["readiness_reasons"] = reasons;
-    return AdminResponse{200, "application/json", j.dump(2) + "\n"};
+    return AdminResponse{200, "application/json",
+                         j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n"};
   }
   if (path == "/config" && get)
-    return AdminResponse{200, "application/json", config_to_json(*config_).dump(2) + "\n"};
+    return AdminResponse{
+        200, "application/json",
+        config_to_json(*config_).dump(2, ' ', false, nlohmann::json::error_handler_t::replace) +
+            "\n"};
   if (path == "/" && get) return AdminResponse{200, "text/html; charset=utf-8", status_page_html()};
   if (path == "/drain" || path == "/drain/wait") {
     const bool get = req.head.method == HTTP_GET || req.head.method == HTTP_HEAD;
@@ -472,7 +476,8 @@ AdminResponse Server::admin_request(const AdminRequest& req) {
                  : r.result == "pending" ? 202
                  : r.result == "invalid" ? 400
                                          : 409;
-    return AdminResponse{status, "application/json", j.dump(2) + "\n"};
+    return AdminResponse{status, "application/json",
+                         j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n"};
   }
   return AdminResponse{404, "text/plain", "not found\n"};
 }

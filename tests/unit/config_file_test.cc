@@ -118,6 +118,16 @@ TEST(ConfigFile, SyntaxErrors) {
                "indented with a tab: YAML allows only spaces");
   expect_error("log: {format: \"json}\n", "2:1", "YAML syntax error");
   expect_error("workers: 1\n---\nworkers: 2\n", "3:1", "a second YAML document");
+  // yaml-cpp 0.7's LoadAll never returns on these (fuzz finding F3).
+  expect_error(",\n", "1:1", "YAML syntax error: unexpected ','");
+  expect_error("[1]]\n", "1:4", "YAML syntax error");
+  // Not UTF-8: GET /config could not serialize it (fuzz finding F10).
+  expect_error("listeners:\n  - {name: \"in\xff\", address: 127.0.0.1:8080}\n", "2:15",
+               "the file is not UTF-8 (byte 0xff)");
+  expect_error("workers: 1 # \xc0\xaf overlong\n", "1:14", "not UTF-8 (byte 0xc0)");
+  expect_error("workers: 1 # \xed\xa0\x80 surrogate\n", "1:14", "not UTF-8 (byte 0xed)");
+  expect_error("workers: 1 # \xe2\x82\n", "1:14", "not UTF-8 (byte 0xe2)");
+  EXPECT_TRUE(load("workers: 1 # caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x9a\x80\n").config);
 }
 
 TEST(ConfigFile, UnknownKeys) {
