@@ -91,6 +91,7 @@ int run_proxy(const ProxyCommand& cmd, bool demo) {
 
   ServerOptions options{.demo = demo};
   if (file) {
+    options.config_file = *file;
     // SIGHUP and POST /reload read the file again; the same environment and flags still win.
     options.reload = [file = *file, overrides, defaults] {
       return load_config(&file, overrides, defaults);

@@ -111,6 +111,10 @@ Json build(const Config& c) {
   log["level"] = log_level_name(c.log.level);
   log["access"] = c.log.access;
   j["log"] = std::move(log);
+
+  Json reload = Json::object();
+  reload["watch"] = c.reload.watch;
+  j["reload"] = std::move(reload);
   return j;
 }
 

@@ -222,6 +222,15 @@ const std::vector<FlagRule>& rules() {
          if (b) c.log.access = *b;
          return b.has_value();
        }},
+      {{"watch-config", "true|false", "reload.watch", "false",
+        "reload when the --config file changes (local development): true or false"},
+       Marked::kNone,
+       [](Config& c, const std::string& v, std::string& e) {
+         auto b = parse_bool(v);
+         if (!b) e = kExpectedBool;
+         if (b) c.reload.watch = *b;
+         return b.has_value();
+       }},
   };
   return table;
 }

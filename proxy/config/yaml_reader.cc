@@ -13,7 +13,7 @@ namespace sluice {
 namespace {
 
 const std::vector<std::string> kRootKeys{"admin",  "workers", "listeners", "clusters",
-                                         "limits", "drain",   "log"};
+                                         "limits", "drain",   "log",       "reload"};
 const std::vector<std::string> kAdminKeys{"address", "token_file"};
 const std::vector<std::string> kListenerKeys{"name",  "address", "routes",         "cluster",
                                              "drain", "tls",     "max_connections"};
@@ -30,6 +30,7 @@ const std::vector<std::string> kLimitsKeys{"max_header_bytes", "max_body_bytes",
                                            "idle_timeout", "max_connections_per_worker"};
 const std::vector<std::string> kDrainKeys{"delay", "budget", "ws_close_spread", "ws_close_timeout"};
 const std::vector<std::string> kLogKeys{"format", "level", "access"};
+const std::vector<std::string> kReloadKeys{"watch"};
 
 class YamlReader : public FieldReader {
  public:
@@ -45,9 +46,12 @@ class YamlReader : public FieldReader {
                          ") at the top, got " + describe(root));
       return;
     }
-    Fields f(
-        root, "", kRootKeys, diag_,
-        {{"admin", kAdminKeys}, {"limits", kLimitsKeys}, {"drain", kDrainKeys}, {"log", kLogKeys}});
+    Fields f(root, "", kRootKeys, diag_,
+             {{"admin", kAdminKeys},
+              {"limits", kLimitsKeys},
+              {"drain", kDrainKeys},
+              {"log", kLogKeys},
+              {"reload", kReloadKeys}});
     if (auto* admin = map_field(f, "admin")) read_admin(*admin);
     if (auto* w = f.get("workers")) number(*w, config_.workers, 0, kMaxWorkers);
     if (auto* l = f.get("listeners")) read_listeners(*l);
@@ -55,6 +59,7 @@ class YamlReader : public FieldReader {
     if (auto* limits = map_field(f, "limits")) read_limits(*limits);
     if (auto* drain = map_field(f, "drain")) read_drain(*drain);
     if (auto* log = map_field(f, "log")) read_log(*log);
+    if (auto* reload = map_field(f, "reload")) read_reload(*reload);
   }
 
  private:
@@ -308,6 +313,11 @@ class YamlReader : public FieldReader {
     enumeration(f, "format", config_.log.format, parse_log_format, log_format_names());
     enumeration(f, "level", config_.log.level, parse_log_level, log_level_names());
     boolean(f, "access", config_.log.access);
+  }
+
+  void read_reload(const Field& section) {
+    Fields f(section.value, section.path, kReloadKeys, diag_);
+    boolean(f, "watch", config_.reload.watch);
   }
 
   // "listeners[ingress]" when the element has a usable name, else "listeners[0]".

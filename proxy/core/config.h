@@ -137,6 +137,11 @@ struct LogSettings {
   bool operator==(const LogSettings&) const = default;
 };
 
+struct ReloadSettings {
+  bool watch = false;  // reload when the configuration file changes (local development)
+  bool operator==(const ReloadSettings&) const = default;
+};
+
 struct Config {
   AdminSettings admin;
   unsigned workers = 0;  // 0 = number of cores
@@ -145,6 +150,7 @@ struct Config {
   Limits limits;
   DrainSettings drain;
   LogSettings log;
+  ReloadSettings reload;
   std::string admin_token;  // read from admin.token_file at load; never printed
 
   const ClusterConfig* find_cluster(std::string_view name) const;

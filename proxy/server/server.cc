@@ -23,6 +23,7 @@
 #include "metrics/metrics.h"
 #include "net/listener.h"
 #include "server/drain_coordinator.h"
+#include "server/file_watch.h"
 #include "server/worker.h"
 #include "upstream/readiness_probe.h"
 #include "upstream/resolver.h"
@@ -38,8 +39,8 @@ constexpr uint64_t kFirstResolutionWaitMs = 5000;
 constexpr uint64_t kHealthStaleMs = 2000;
 // The local app behind a `readiness: true` cluster is probed (TCP connect) this often.
 constexpr uint64_t kReadinessIntervalMs = 1000;
-// Certificate file events are acted on once they have been quiet this long.
-constexpr uint64_t kCertificateSettleMs = 200;
+// File events (certificates, reload.watch) are acted on once they have been quiet this long.
+constexpr uint64_t kFileEventSettleMs = 200;
 
 struct SignalWatch {
   uv_signal_t handle;
@@ -125,7 +126,8 @@ struct Server::State {
   // Directories holding listener certificates, watched for changes (a Kubernetes secret
   // update swaps a symlink in the directory); each handle is freed in its close callback.
   std::vector<uv_fs_event_t*> cert_watches;
-  uv_timer_t* cert_timer = nullptr;  // debounces a burst of file events
+  uv_timer_t* cert_timer = nullptr;         // debounces a burst of file events
+  std::unique_ptr<FileWatch> config_watch;  // reload.watch: the --config file
   std::map<std::string, std::unique_ptr<ReadinessProbe>> probes;  // readiness: true clusters
   uint64_t started_ms = 0;
   std::unique_ptr<ShardSet<ListenerStats>> listener_stats;
@@ -292,6 +294,7 @@ int Server::run() {
   });
   refresh_probes();
   watch_certificates();
+  watch_config_file();
   st.drain = std::make_unique<DrainCoordinator>(
       &st.loop, config_->drain, drain_state,
       DrainCoordinator::Hooks{
@@ -565,6 +568,29 @@ void Server::watch_certificates() {
   }
 }
 
+void Server::watch_config_file() {
+  State& s = *state_;
+  const bool want = config_->reload.watch && options_.reload && !options_.config_file.empty();
+  if (!want) {
+    if (s.config_watch) {
+      s.config_watch->close();
+      s.config_watch.reset();
+      LOG_INFO("reload.watch: no longer watching the configuration file");
+    }
+    return;
+  }
+  if (s.config_watch) return;
+  auto w = std::make_unique<FileWatch>(&s.loop, options_.config_file, kFileEventSettleMs,
+                                       [this] { reload("the configuration file changed"); });
+  std::string error;
+  if (!w->start(error)) {
+    LOG_WARN("reload.watch: %s; SIGHUP and POST /reload still reload", error.c_str());
+    return;
+  }
+  LOG_INFO("reload.watch: reloading when %s changes", options_.config_file.c_str());
+  s.config_watch = std::move(w);
+}
+
 void Server::certificates_changed() {
   State& s = *state_;
   if (s.stopping) return;
@@ -577,7 +603,7 @@ void Server::certificates_changed() {
   // they have settled.
   uv_timer_start(
       s.cert_timer, [](uv_timer_t* t) { static_cast<Server*>(t->data)->rotate_certificates(); },
-      kCertificateSettleMs, 0);
+      kFileEventSettleMs, 0);
 }
 
 void Server::rotate_certificates() {
@@ -856,6 +882,7 @@ void Server::apply_pending_reload() {
   }
   refresh_probes();
   watch_certificates();
+  watch_config_file();
   s.metrics->count_reload(true);
   LOG_INFO("reload: applied (%zu listeners, %zu clusters)", config_->listeners.size(),
            config_->clusters.size());
@@ -873,6 +900,7 @@ void Server::stop_now() {
   if (s.exit_timer) uv_close(reinterpret_cast<uv_handle_t*>(s.exit_timer.get()), nullptr);
   if (s.pending_timer) uv_close(reinterpret_cast<uv_handle_t*>(s.pending_timer.get()), nullptr);
   unwatch_certificates();
+  if (s.config_watch) s.config_watch->close();
   if (s.cert_timer) {
     uv_close(reinterpret_cast<uv_handle_t*>(s.cert_timer),
              [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });

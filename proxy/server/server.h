@@ -20,6 +20,7 @@ struct ServerOptions {
   // Reads the configuration again (SIGHUP, POST /reload): the file, then the same environment
   // and flag overrides as at start. Empty when there is no file to re-read.
   std::function<ConfigLoad()> reload;
+  std::string config_file;  // the file reload reads; watched when reload.watch is set
 };
 
 struct AdminRequest;
@@ -61,6 +62,7 @@ class Server {
   bool build_tls(const Config& c, TlsSet& out, std::vector<std::string>& errors);
   // Certificate rotation: watch the directories of the listeners' files, rebuild on change.
   void watch_certificates();
+  void watch_config_file();  // starts or stops the reload.watch file watch
   void unwatch_certificates();
   void certificates_changed();
   void rotate_certificates();

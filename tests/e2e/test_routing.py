@@ -336,6 +336,62 @@ class RoutingTest(E2ETestCase):
         self.assertEqual((r.status, r.json()["result"]), (200, "applied"))
         self.assertEqual(name_of(http(s.port, "GET", "/")), "b")
 
+    def wait_for_line(self, s, n, needle, seconds=5):
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            new = stderr_lines(s)[n:]
+            if any(needle in l for l in new):
+                return new
+            time.sleep(0.02)
+        self.fail("no %r logged:\n%s" % (needle, s.log()))
+
+    def test_reload_watch_reloads_when_the_file_changes(self):
+        # The dev proxy (reload: {watch: true}): saving the file is enough, no SIGHUP.
+        a = self.start_aiohttp(name="a")
+        b = self.start_aiohttp(name="b")
+        watch = "reload: {watch: true}\n"
+        cfg = self.write_config(self.two_cluster_config(a, b, "a") + watch)
+        s = self.start_with(cfg)
+        self.wait_for_line(s, 0, "reload.watch: reloading when")
+        c = RawClient(s.port)
+        c.send(request_bytes("GET", "/"))
+        self.assertEqual(name_of(c.read_response()), "a")
+        n = len(stderr_lines(s))
+        self.write_config(self.two_cluster_config(a, b, "b") + watch, cfg)  # renamed over it
+        self.wait_for_line(s, n, "reload: applied")
+        c.send(request_bytes("GET", "/"))  # the same kept-alive client
+        self.assertEqual(name_of(c.read_response()), "b")
+        # A broken save is rejected with its errors; the running configuration stays.
+        n = len(stderr_lines(s))
+        self.write_config(self.two_cluster_config(a, b, "nowhere") + watch, cfg)
+        text = "\n".join(self.wait_for_line(s, n, "rejected"))
+        self.assertRegex(text, r"%s:\d+:\d+: .*nowhere" % os.path.basename(cfg))
+        c.send(request_bytes("GET", "/"))
+        self.assertEqual(name_of(c.read_response()), "b")
+        # Writing the file in place (not renamed) is seen too.
+        n = len(stderr_lines(s))
+        with open(cfg, "w") as f:
+            f.write(self.two_cluster_config(a, b, "a") + watch)
+        self.wait_for_line(s, n, "reload: applied")
+        c.send(request_bytes("GET", "/"))
+        self.assertEqual(name_of(c.read_response()), "a")
+        # Touching it without a change reloads nothing; turning the watch off stops it.
+        n = len(stderr_lines(s))
+        os.utime(cfg)
+        self.write_config(self.two_cluster_config(a, b, "b"), cfg)
+        self.wait_for_line(s, n, "no longer watching")
+        n = len(stderr_lines(s))
+        self.write_config(self.two_cluster_config(a, b, "a"), cfg)
+        time.sleep(1.0)
+        self.assertFalse(any("reload" in l for l in stderr_lines(s)[n:]), s.log())
+        c.send(request_bytes("GET", "/"))
+        self.assertEqual(name_of(c.read_response()), "b")
+        self.assertTrue(c.is_open())
+        c.close()
+        m = http(s.admin_port, "GET", "/metrics").body.decode()
+        self.assertIn('sluice_config_reloads_total{result="success"} 3', m)
+        self.assertIn('sluice_config_reloads_total{result="failure"} 1', m)
+
     def test_restart_only_changes_are_reported(self):
         a = self.start_aiohttp(name="a")
         b = self.start_aiohttp(name="b")
