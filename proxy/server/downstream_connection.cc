@@ -227,8 +227,9 @@ void DownstreamConnection::on_exchange_done(bool keep_alive) {
 void DownstreamConnection::next_request() {
   state_ = State::kIdle;
   request_done_ = response_done_ = false;
-  if (worker_.drain().get() >= DrainPhase::kDraining) {
-    close_after_flush(!http_->held.empty());  // no new requests once the drain closes listeners
+  if (draining() && worker_.drain().get() >= DrainPhase::kDraining) {
+    // No new requests once the drain closes listeners (a drain: false one stays open).
+    close_after_flush(!http_->held.empty());
     return;
   }
   if (http_->held.empty()) {

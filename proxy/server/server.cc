@@ -136,7 +136,21 @@ struct Server::State {
   bool starting_resolvers = false;  // a reload is starting its resolvers: do not apply yet
   int exit_code = 0;
   bool stopping = false;
+  bool signalled = false;  // SIGTERM or SIGINT came: exit once the drain is done
 };
+
+namespace {
+
+// Listeners left open through a drain (egress): after a drain that the admin API started
+// (the app's preStop hook), they keep serving the app's outbound calls until sluice gets its
+// own signal, which in Kubernetes comes only after the app has exited.
+bool has_undrained_listener(const Config& c) {
+  for (const ListenerConfig& l : c.listeners)
+    if (!l.drain) return true;
+  return false;
+}
+
+}  // namespace
 
 Server::Server(ConfigPtr config, ServerOptions options)
     : config_(std::move(config)), options_(options), state_(std::make_unique<State>()) {}
@@ -320,6 +334,10 @@ int Server::run() {
             s.exit_code = status;
             s.admin->complete_deferred(
                 AdminResponse{200, "application/json", s.drain->status_json()});
+            if (!s.signalled && has_undrained_listener(*config_)) {
+              LOG_INFO("drain done; the drain: false listeners serve until SIGTERM");
+              return;
+            }
             // Let the /drain/wait answers leave before the loop winds down.
             s.exit_timer = std::make_unique<uv_timer_t>();
             uv_timer_init(&s.loop, s.exit_timer.get());
@@ -352,8 +370,21 @@ int Server::run() {
     sw->handle.data = sw.get();
     sw->fn = [this](int signum) {
       State& s = *state_;
+      const bool first = !s.signalled;
+      s.signalled = true;
       if (s.drain->phase() == DrainPhase::kServing) {
         s.drain->start(strsignal(signum));
+        return;
+      }
+      if (s.drain->finished()) {  // drained by the admin API, kept for drain: false listeners
+        LOG_INFO("%s after the drain: stopping", strsignal(signum));
+        stop_now();
+        return;
+      }
+      if (first) {
+        // The admin API started this drain (a preStop hook), and the kubelet's SIGTERM can come
+        // while it runs (sluice as a plain container): finish it, then exit.
+        LOG_INFO("%s during the drain: exiting when it is done", strsignal(signum));
         return;
       }
       // A second signal during a drain: stop at once.

@@ -295,7 +295,8 @@ class ErrorsTest(E2ETestCase):
         self.assertGreater(elapsed, 0.6)
         self.assertLess(elapsed, 3.0)
         c.close()
-        self.assertTrue(any("request body stalled" in l for l in stderr_lines(s)),
+        # The log is read by another thread: wait for the line rather than look once.
+        self.assertTrue(s.wait_line("request body stalled", timeout=3, stream="err"),
                         "no log line for the stalled body")
 
     def test_slow_steady_upload_is_not_cut(self):

@@ -455,9 +455,43 @@ class RoutingTest(E2ETestCase):
         self.assertEqual(r.status, 200)
         self.assertFalse(r.has_header("Connection") and r.header("Connection") == "close")
         self.assertEqual(slow.read_response().status, 200)
-        # The drain ends when ingress is done; the egress connection does not hold it up.
+        # The drain ends when ingress is done; the egress connection does not hold it up. A
+        # drain the admin API started (the app's preStop hook) leaves sluice running for the
+        # app's outbound calls until its own signal, which comes after the app has exited.
+        r = RawClient(s.admin_port)
+        r.send(request_bytes("GET", "/drain/wait", [("Connection", "close")]))
+        self.assertEqual(r.read_response().json()["phase"], "done")
+        r.close()
+        time.sleep(0.3)
+        self.assertIsNone(s.proc.poll(), "sluice exited with an egress listener to serve")
+        r = http(egress_port, "GET", "/")
+        self.assertEqual((r.status, name_of(r)), (200, "api"))
+        kept.send(request_bytes("GET", "/"))
+        self.assertEqual(kept.read_response().status, 200)
+        t0 = time.monotonic()
+        os.kill(s.pid, signal.SIGTERM)
         self.assertEqual(s.proc.wait(timeout=5), 0)
-        self.procs.remove(s)  # it exited on its own: no SIGTERM at clean-up
+        self.assertLess(time.monotonic() - t0, 2.0, "slow to stop after the drain")
+        self.procs.remove(s)  # it exited: no SIGTERM at clean-up
+
+    def test_sigterm_during_an_admin_drain_lets_it_finish(self):
+        # sluice as a plain container: the kubelet sends SIGTERM while the app's preStop hook
+        # (GET /drain/wait) is draining. That signal must not cut the drain short.
+        app = self.start_aiohttp(name="app")
+        cfg = self.write_config(self.base(
+            "  - name: ingress\n    address: 127.0.0.1:0\n    cluster: app\n",
+            cluster_yaml("app", [app.port])).replace("delay: 0s", "delay: 1s"))
+        s = self.start_with(cfg)
+        slow = RawClient(s.port)
+        slow.send(request_bytes("GET", "/sleep/1500"))
+        time.sleep(0.2)
+        self.assertEqual(self.admin_post(s, "/drain").status, 202)
+        os.kill(s.pid, signal.SIGTERM)
+        time.sleep(0.3)
+        self.assertIsNone(s.proc.poll(), "a SIGTERM during the admin drain stopped sluice")
+        self.assertEqual(slow.read_response().status, 200)  # in flight, finished
+        self.assertEqual(s.proc.wait(timeout=10), 0)  # and then it exits, drained
+        self.procs.remove(s)
 
 
 if __name__ == "__main__":
