@@ -8,6 +8,12 @@ DEB_PACKAGES := cmake ninja-build g++ pkg-config libuv1-dev node-llhttp libssl-d
   prometheus-cpp-dev libyaml-cpp-dev libcli11-dev libgtest-dev nlohmann-json3-dev \
   curl nginx-light haproxy wrk python3-aiohttp python3-websockets python3-yaml procps util-linux prometheus chromium \
   openssl ca-certificates
+# The chart tests (tests/chart): Helm's template engine (Go's text/template with sprig), JSON
+# Schema for values.schema.json, Node.js for kubernetes-models (npm packages from the lockfile).
+# NodeSource's nodejs ships npm itself and conflicts with Debian's npm: that one is asked for
+# only where there is no npm command.
+DEB_PACKAGES += golang-go golang-github-masterminds-sprig-dev golang-gopkg-yaml.v2-dev \
+  python3-jsonschema nodejs $(if $(shell command -v npm),,npm)
 
 .PHONY: deps build test test-sanitize demo bench format clean
 
