@@ -2,10 +2,12 @@
 
 #include <unistd.h>
 
+#include <array>
 #include <cerrno>
 #include <charconv>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <ctime>
 
 #include "core/loop_context.h"
@@ -23,41 +25,102 @@ constexpr size_t kMaxSpare = 4;
 constexpr size_t kWakeBytes = 256 * 1024;
 constexpr auto kWritePeriod = std::chrono::milliseconds(50);
 
-// std::to_chars rather than snprintf: no locale, no format parsing (a line has six numbers).
-void append_number(std::string& out, uint64_t v) {
-  char buf[24];
-  auto r = std::to_chars(buf, buf + sizeof buf, v);
-  out.append(buf, static_cast<size_t>(r.ptr - buf));
-}
+// Writes one line into the buffer, grown once for the line's worst case (every byte of every
+// string escaped), with plain stores: appending piece by piece to a std::string checks its
+// capacity and measures each literal every time, which was most of the access log's cost.
+class LineWriter {
+ public:
+  LineWriter(std::string& buf, size_t worst) : buf_(buf) {
+    const size_t base = buf.size();
+    buf.resize(base + worst);
+    p_ = buf.data() + base;
+  }
+  ~LineWriter() { buf_.resize(static_cast<size_t>(p_ - buf_.data())); }
+  LineWriter(const LineWriter&) = delete;
+  LineWriter& operator=(const LineWriter&) = delete;
 
-void append_ms(std::string& out, uint64_t us) {
-  append_number(out, us / 1000);
-  char frac[4] = {'.', static_cast<char>('0' + us % 1000 / 100),
-                  static_cast<char>('0' + us % 100 / 10), static_cast<char>('0' + us % 10)};
-  out.append(frac, 4);
-}
-
-void json_field(std::string& out, const char* name, std::string_view v) {
-  out += ",\"";
-  out += name;
-  out += "\":\"";
-  json_escape(out, v);
-  out += '"';
-}
-
-// Text format: printable bytes as they are, others as \xNN, so a line stays one line.
-void text_value(std::string& out, std::string_view v) {
-  static const char kHex[] = "0123456789abcdef";
-  for (char c : v) {
-    auto u = static_cast<unsigned char>(c);
-    if (u < 0x20 || u >= 0x7f) {
-      out += "\\x";
-      out += kHex[u >> 4];
-      out += kHex[u & 15];
-    } else {
-      out += c;
+  template <size_t N>
+  void lit(const char (&s)[N]) {
+    std::memcpy(p_, s, N - 1);
+    p_ += N - 1;
+  }
+  void raw(std::string_view s) {
+    std::memcpy(p_, s.data(), s.size());
+    p_ += s.size();
+  }
+  void ch(char c) { *p_++ = c; }
+  // std::to_chars rather than snprintf: no locale, no format parsing.
+  void number(uint64_t v) { p_ = std::to_chars(p_, p_ + 20, v).ptr; }
+  void ms(uint64_t us) {
+    number(us / 1000);
+    p_[0] = '.';
+    p_[1] = static_cast<char>('0' + us % 1000 / 100);
+    p_[2] = static_cast<char>('0' + us % 100 / 10);
+    p_[3] = static_cast<char>('0' + us % 10);
+    p_ += 4;
+  }
+  // A JSON string's content: runs of plain bytes copied whole, the rest escaped (at most 6
+  // bytes each: \u00XX).
+  void json(std::string_view s) {
+    size_t i = 0;
+    while (i < s.size()) {
+      size_t run = i;
+      while (run < s.size() && kJsonPlain[static_cast<unsigned char>(s[run])]) ++run;
+      raw(s.substr(i, run - i));
+      if (run == s.size()) break;
+      const auto u = static_cast<unsigned char>(s[run]);
+      if (u == '"' || u == '\\') {
+        p_[0] = '\\';
+        p_[1] = static_cast<char>(u);
+        p_ += 2;
+      } else {
+        lit("\\u00");
+        hex(u);
+      }
+      i = run + 1;
     }
   }
+  // Text format: printable bytes as they are, others as \xNN (4 bytes), so a line stays one.
+  void text(std::string_view s) {
+    for (char c : s) {
+      const auto u = static_cast<unsigned char>(c);
+      if (u < 0x20 || u >= 0x7f) {
+        lit("\\x");
+        hex(u);
+      } else {
+        *p_++ = c;
+      }
+    }
+  }
+  void json_field(std::string_view key_quoted, std::string_view v) {
+    raw(key_quoted);  // ,"name":"
+    json(v);
+    ch('"');
+  }
+
+ private:
+  static constexpr std::array<bool, 256> kJsonPlain = [] {
+    std::array<bool, 256> t{};
+    for (int c = 0x20; c < 0x7f; ++c) t[c] = c != '"' && c != '\\';
+    for (int c = 0x80; c < 0x100; ++c) t[c] = true;  // UTF-8 bytes pass as they are
+    return t;
+  }();
+  void hex(unsigned char u) {
+    static constexpr char kHex[] = "0123456789abcdef";
+    p_[0] = kHex[u >> 4];
+    p_[1] = kHex[u & 15];
+    p_ += 2;
+  }
+
+  std::string& buf_;
+  char* p_;
+};
+
+// The worst case of a line: its fixed text and numbers, and every string byte escaped.
+size_t worst_line(const AccessLogEntry& e) {
+  const size_t strings = e.listener.size() + e.client.size() + e.method.size() + e.target.size() +
+                         e.host.size() + e.cluster.size() + e.upstream.size() + e.request_id.size();
+  return 512 + 6 * strings;
 }
 }  // namespace
 
@@ -130,96 +193,108 @@ AccessLog::~AccessLog() {
   flush();
 }
 
-void AccessLog::stamp(std::string& out) {
+void AccessLog::refresh_stamp() {
   timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
   if (ts.tv_sec != stamp_second_) {
     stamp_second_ = ts.tv_sec;
     tm t;
     gmtime_r(&ts.tv_sec, &t);
-    snprintf(stamp_, sizeof stamp_, "%04d-%02d-%02dT%02d:%02d:%02d.", t.tm_year + 1900,
-             t.tm_mon + 1, t.tm_mday, t.tm_hour, t.tm_min, t.tm_sec);
+    int n = snprintf(stamp_, sizeof stamp_, "%04d-%02d-%02dT%02d:%02d:%02d.", t.tm_year + 1900,
+                     t.tm_mon + 1, t.tm_mday, t.tm_hour, t.tm_min, t.tm_sec);
+    stamp_len_ = n > 0 ? static_cast<size_t>(n) : 0;
   }
-  long ms = ts.tv_nsec / 1000000;
-  char tail[4] = {static_cast<char>('0' + ms / 100), static_cast<char>('0' + ms / 10 % 10),
-                  static_cast<char>('0' + ms % 10), 'Z'};
-  out += stamp_;
-  out.append(tail, 4);
+  const long ms = ts.tv_nsec / 1000000;
+  stamp_[stamp_len_] = static_cast<char>('0' + ms / 100);
+  stamp_[stamp_len_ + 1] = static_cast<char>('0' + ms / 10 % 10);
+  stamp_[stamp_len_ + 2] = static_cast<char>('0' + ms % 10);
+  stamp_[stamp_len_ + 3] = 'Z';
 }
 
 void AccessLog::append(const AccessLogEntry& e, LogFormat format, bool colour) {
-  std::string& o = buffer_;
-  if (format == LogFormat::kJson) {
-    o += "{\"time\":\"";
-    stamp(o);
-    o += '"';
-    json_field(o, "listener", e.listener);
-    json_field(o, "client", e.client);
-    json_field(o, "method", e.method);
-    json_field(o, "path", e.target);
-    json_field(o, "host", e.host);
-    o += ",\"status\":";
-    append_number(o, static_cast<uint64_t>(e.status));
-    o += ",\"bytes_in\":";
-    append_number(o, e.bytes_in);
-    o += ",\"bytes_out\":";
-    append_number(o, e.bytes_out);
-    o += ",\"duration_ms\":";
-    append_ms(o, e.duration_us);
-    o += ",\"upstream_duration_ms\":";
-    if (e.upstream_us) {
-      append_ms(o, e.upstream_us);
+  refresh_stamp();
+  const std::string_view stamp(stamp_, stamp_len_ + 4);
+  {
+    LineWriter o(buffer_, worst_line(e));
+    if (format == LogFormat::kJson) {
+      o.lit("{\"time\":\"");
+      o.raw(stamp);
+      o.ch('"');
+      o.json_field(",\"listener\":\"", e.listener);
+      o.json_field(",\"client\":\"", e.client);
+      o.json_field(",\"method\":\"", e.method);
+      o.json_field(",\"path\":\"", e.target);
+      o.json_field(",\"host\":\"", e.host);
+      o.lit(",\"status\":");
+      o.number(static_cast<uint64_t>(e.status));
+      o.lit(",\"bytes_in\":");
+      o.number(e.bytes_in);
+      o.lit(",\"bytes_out\":");
+      o.number(e.bytes_out);
+      o.lit(",\"duration_ms\":");
+      o.ms(e.duration_us);
+      o.lit(",\"upstream_duration_ms\":");
+      if (e.upstream_us) {
+        o.ms(e.upstream_us);
+      } else {
+        o.lit("null");
+      }
+      o.json_field(",\"cluster\":\"", e.cluster);
+      o.json_field(",\"upstream\":\"", e.upstream);
+      if (e.reused) {
+        o.lit(",\"reused\":true");
+      } else {
+        o.lit(",\"reused\":false");
+      }
+      o.json_field(",\"request_id\":\"", e.request_id);
+      o.lit("}\n");
     } else {
-      o += "null";
+      std::string_view on, off;
+      if (colour) {
+        on = e.status >= 500 ? "\x1b[31m" : e.status >= 400 ? "\x1b[33m" : "\x1b[32m";
+        off = "\x1b[0m";
+      }
+      auto or_dash = [](std::string_view v) { return v.empty() ? std::string_view("-") : v; };
+      o.raw(stamp);
+      o.ch(' ');
+      o.text(e.listener);
+      o.ch(' ');
+      o.text(e.client);
+      o.lit(" \"");
+      o.text(e.method);
+      o.ch(' ');
+      o.text(e.host);
+      o.text(e.target);
+      o.lit("\" ");
+      o.raw(on);
+      o.number(static_cast<uint64_t>(e.status));
+      o.raw(off);
+      o.lit(" in=");
+      o.number(e.bytes_in);
+      o.lit(" out=");
+      o.number(e.bytes_out);
+      o.ch(' ');
+      o.ms(e.duration_us);
+      o.lit("ms upstream=");
+      if (e.upstream_us) {
+        o.ms(e.upstream_us);
+        o.lit("ms");
+      } else {
+        o.ch('-');
+      }
+      o.ch(' ');
+      o.text(or_dash(e.cluster));
+      o.ch(' ');
+      o.text(or_dash(e.upstream));
+      if (e.reused) {
+        o.lit(" reused");
+      } else {
+        o.lit(" new");
+      }
+      o.lit(" id=");
+      o.text(or_dash(e.request_id));
+      o.ch('\n');
     }
-    json_field(o, "cluster", e.cluster);
-    json_field(o, "upstream", e.upstream);
-    o += ",\"reused\":";
-    o += e.reused ? "true" : "false";
-    json_field(o, "request_id", e.request_id);
-    o += "}\n";
-  } else {
-    const char* on = "";
-    const char* off = "";
-    if (colour) {
-      on = e.status >= 500 ? "\x1b[31m" : e.status >= 400 ? "\x1b[33m" : "\x1b[32m";
-      off = "\x1b[0m";
-    }
-    stamp(o);
-    o += ' ';
-    text_value(o, e.listener);
-    o += ' ';
-    text_value(o, e.client);
-    o += " \"";
-    text_value(o, e.method);
-    o += ' ';
-    text_value(o, e.host);
-    text_value(o, e.target);
-    o += "\" ";
-    o += on;
-    append_number(o, static_cast<uint64_t>(e.status));
-    o += off;
-    o += " in=";
-    append_number(o, e.bytes_in);
-    o += " out=";
-    append_number(o, e.bytes_out);
-    o += ' ';
-    append_ms(o, e.duration_us);
-    o += "ms upstream=";
-    if (e.upstream_us) {
-      append_ms(o, e.upstream_us);
-      o += "ms";
-    } else {
-      o += '-';
-    }
-    o += ' ';
-    text_value(o, e.cluster.empty() ? std::string_view("-") : e.cluster);
-    o += ' ';
-    text_value(o, e.upstream.empty() ? std::string_view("-") : e.upstream);
-    o += e.reused ? " reused" : " new";
-    o += " id=";
-    text_value(o, e.request_id.empty() ? std::string_view("-") : e.request_id);
-    o += '\n';
   }
   ++lines_;
   if (buffer_.size() >= kFlushBytes) {

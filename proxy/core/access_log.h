@@ -67,7 +67,8 @@ class AccessLog {
   void flush();  // hands the buffer to the sink (or drops and counts its lines)
 
  private:
-  void stamp(std::string& out);
+  // stamp_ holds "2026-11-23T16:39:16.123Z" for now (the date part made once a second).
+  void refresh_stamp();
   static void on_turn(void* self);
 
   LoopContext& ctx_;
@@ -77,7 +78,8 @@ class AccessLog {
   size_t lines_ = 0;
   bool flush_queued_ = false;
   int64_t stamp_second_ = -1;
-  char stamp_[64] = {};  // "2026-11-23T16:39:16." for stamp_second_
+  char stamp_[64] = {};   // "2026-11-23T16:39:16." for stamp_second_, then the milliseconds
+  size_t stamp_len_ = 0;  // of the part before the milliseconds
 };
 
 }  // namespace sluice

@@ -45,22 +45,25 @@ HttpParser::HttpParser(llhttp_type_t type, BodySink* sink) : sink_(sink) {
 bool HttpParser::scan_section(const char* p, size_t len) {
   // RFC 9112 §2.2: a bare CR must be rejected (llhttp 8.1 takes CR and any byte after an empty
   // value for a line end, CVE-2023-30589). §5.2: a line starting with SP or HTAB is obs-fold,
-  // which a proxy may reject, and sluice does (llhttp 8.1 folds it into an empty value).
-  unsigned char prev = section_prev_;
-  for (size_t i = 0; i < len; ++i) {
-    const unsigned char c = static_cast<unsigned char>(p[i]);
-    if (prev == '\r' && c != '\n') {
-      fail(400, "bare CR in the head");
-      return false;
-    }
-    if (prev == '\n' && (c == ' ' || c == '\t')) {
-      fail(400, "obs-fold in the head");
-      return false;
-    }
-    prev = c;
-  }
-  section_prev_ = prev;
+  // which a proxy may reject, and sluice does (llhttp 8.1 folds it into an empty value). A
+  // head has a few line ends: memchr finds them, and only the byte after each is looked at.
+  if (len == 0) return true;
+  const char* end = p + len;
+  auto fold = [](char c) { return c == ' ' || c == '\t'; };
+  // The last byte of the previous read, for a line end cut between two reads.
+  if ((section_prev_ == '\r' && p[0] != '\n') || (section_prev_ == '\n' && fold(p[0])))
+    return scan_failed(section_prev_);
+  for (const char* c = p; (c = static_cast<const char*>(memchr(c, '\r', end - c))); ++c)
+    if (c + 1 < end && c[1] != '\n') return scan_failed('\r');
+  for (const char* c = p; (c = static_cast<const char*>(memchr(c, '\n', end - c))); ++c)
+    if (c + 1 < end && fold(c[1])) return scan_failed('\n');
+  section_prev_ = static_cast<unsigned char>(end[-1]);
   return true;
+}
+
+bool HttpParser::scan_failed(char at) {
+  fail(400, at == '\r' ? "bare CR in the head" : "obs-fold in the head");
+  return false;
 }
 
 int HttpParser::fail(int status, const char* reason) {

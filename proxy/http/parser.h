@@ -87,6 +87,7 @@ class HttpParser {
   int count_head_bytes(size_t len);
   // Checks the raw bytes of a head or trailer section (bare CR, obs-fold); false after fail().
   bool scan_section(const char* p, size_t len);
+  bool scan_failed(char at);
   MessageHead& target() { return head_complete_ ? trailers_ : head_; }
 
   llhttp_t parser_;
