@@ -20,8 +20,8 @@ import threading
 import time
 import unittest
 
-from harness import (E2ETestCase, IncompleteResponse, MiB, RawClient, curl_status, http,
-                     pattern_bytes, request_bytes)
+from harness import (E2ETestCase, IncompleteResponse, MiB, RawClient, curl_status, free_port,
+                     http, pattern_bytes, request_bytes)
 
 
 def fault_conn_body(r):
@@ -261,6 +261,33 @@ class FaultsTest(E2ETestCase):
         c.close()
         self.assertEqual(statuses, [(200, True)] * 32)
         self.assertGreaterEqual(up.stats()["connections"], 6, "the upstream never reset")
+
+    def test_a_502_for_an_upload_leaves_the_kept_alive_client_connection_usable(self):
+        # Found by bench/soak.py: during the upstream restart, an upload that got its 502 on a
+        # kept-alive connection left that connection deaf; the client's next request hung until
+        # the idle timeout. The body, sent with its head, is read while the upstream connection
+        # is still being made; once it passes the high watermark (256 KiB) sluice stops reading
+        # the client. When the last read both completes the request and crosses the watermark,
+        # the 502 (connect refused) keeps the connection alive, so the reading must resume.
+        s = self.start_sluice(upstream=free_port())
+        kept = []
+        for kib in range(252, 324, 4):
+            c = RawClient(s.port, timeout=5)
+            c.send(request_bytes("POST", "/upload", body=b"u" * (kib * 1024)))
+            r = c.read_response()
+            self.assertEqual(r.status, 502)
+            if (r.header("Connection") or "").lower() != "close":
+                kept.append(kib)
+                c.send(request_bytes("GET", "/next"))
+                try:
+                    nxt = c.read_response().status
+                except (socket.timeout, IncompleteResponse) as e:
+                    nxt = repr(e)
+                self.assertEqual(nxt, 502, "after a %d KiB upload's 502, the next request on "
+                                 "the connection: %s" % (kib, nxt))
+            c.close()
+        self.assertTrue([k for k in kept if k > 256],
+                        "no upload over the watermark got a kept-alive 502: %r" % kept)
 
     # ---- an upstream restarted on the same port --------------------------------------------
 
