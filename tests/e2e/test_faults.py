@@ -2,8 +2,9 @@
 """Upstream faults and slow peers (issue #9), each while other requests run beside it and must
 come through untouched: an upstream that resets connections (RST) before its answer, in the
 middle of its body, while the request body is still arriving, and while they sit idle in the
-pool; an upstream restarted on the same port (the pool recovers at once, another cluster never
-notices); and a slow upstream reader of a large upload together with a slow, stalling client
+pool; an upload answered 502 whose kept-alive client connection must go on serving (a bug the
+soak found); an upstream restarted on the same port (the pool recovers at once, another cluster
+never notices); and a slow upstream reader of a large upload together with a slow, stalling client
 reader of a large download (sluice's memory stays bounded and both complete byte-exactly).
 
 What test_errors.py, test_pool.py and test_bodies.py already cover is not repeated here: an
