@@ -232,6 +232,10 @@ void DownstreamConnection::next_request() {
     close_after_flush(!http_->held.empty());
     return;
   }
+  // Backpressure was the finished exchange's: it can end (a 502 after a connect failure, an
+  // early answer) while its request body still sits over the high watermark, and no drain
+  // callback would lift the block then. The next request must be read.
+  unblock_reading(kBackpressure);
   if (http_->held.empty()) {
     if (peer_eof_) {
       close_after_flush(false);

@@ -19,6 +19,15 @@ Modes (what happens on the data port):
   truncate           sends a head with Content-Length 100000 and 1000 body bytes, then closes
   close-delimited    `200` without Content-Length/chunked, N bytes (path /bytes/N, default
                      100000), then closes: the body ends at EOF
+  reset              resets connections (RST: SO_LINGER 0, then close) depending on the path:
+                       /rst-before-head  reads the request, resets without answering
+                       /rst-mid-body     head with Content-Length 1048576, 65536 body bytes,
+                                         then resets
+                       /rst-mid-upload   reads the head and at most 64 KiB of the body, resets
+                     (request bodies by Content-Length only in this mode)
+                     every other path is answered like `ok` (`200 ok conn=ID`, keep-alive).
+                     With --idle-reset S, a connection still idle S seconds after its last
+                     response is reset (a pooled connection reset by the app).
 
 Every request received on the data port is recorded (connection id, head, body length, the
 body's first 64 bytes). The control port answers plain HTTP/1.1 (one request per connection):
@@ -28,10 +37,13 @@ body's first 64 bytes). The control port answers plain HTTP/1.1 (one request per
 import argparse
 import asyncio
 import json
+import socket
+import struct
 import sys
 
 STATE = {"connections": 0, "bytes": 0, "requests": []}
 MODE = "ok"
+IDLE_RESET = None  # seconds (--idle-reset, mode reset)
 
 
 class ParseError(Exception):
@@ -112,9 +124,81 @@ def ok_special(head, conn_id):
     return ok_response(body)
 
 
+def reset_connection(writer):
+    """Closes with RST instead of FIN: SO_LINGER on with a zero timeout, then close."""
+    sock = writer.get_extra_info("socket")
+    if sock is not None:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        except OSError:
+            pass
+    writer.transport.abort()
+
+
+async def handle_reset(reader, writer, conn_id):
+    """Mode reset: see the module docstring (request bodies by Content-Length only)."""
+    loop = asyncio.get_running_loop()
+    idle_timer = None
+    try:
+        while True:
+            try:
+                head = await reader.readuntil(b"\r\n\r\n")
+            except asyncio.IncompleteReadError as e:
+                if e.partial:
+                    record(conn_id, e.partial, b"", incomplete=True)
+                return
+            finally:
+                if idle_timer is not None:
+                    idle_timer.cancel()
+                    idle_timer = None
+            STATE["bytes"] += len(head)
+            head = head[:-4]
+            lines = head.split(b"\r\n")
+            parts = lines[0].split(b" ")
+            path = parts[1] if len(parts) > 1 else b""
+            length = 0
+            for line in lines[1:]:
+                k, _, v = line.partition(b":")
+                if k.strip().lower() == b"content-length":
+                    length = int(v.strip())
+            if path == b"/rst-mid-upload":
+                body = await reader.read(min(length, 65536)) if length else b""
+                STATE["bytes"] += len(body)
+                record(conn_id, head, body, incomplete=len(body) < length)
+                reset_connection(writer)
+                return
+            body = await reader.readexactly(length) if length else b""
+            STATE["bytes"] += len(body)
+            record(conn_id, head, body)
+            if path == b"/rst-before-head":
+                reset_connection(writer)
+                return
+            if path == b"/rst-mid-body":
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
+                             b"Content-Length: 1048576\r\n\r\n" + b"r" * 65536)
+                await writer.drain()
+                await asyncio.sleep(0.05)  # let the bytes reach the peer before the RST
+                reset_connection(writer)
+                return
+            writer.write(ok_response(b"ok conn=%d\n" % conn_id))
+            await writer.drain()
+            if IDLE_RESET is not None:
+                idle_timer = loop.call_later(IDLE_RESET, reset_connection, writer)
+    except (ConnectionError, asyncio.IncompleteReadError):
+        return
+    finally:
+        if idle_timer is not None:
+            idle_timer.cancel()
+        if not writer.transport.is_closing():
+            writer.close()
+
+
 async def handle(reader, writer):
     STATE["connections"] += 1
     conn_id = STATE["connections"]
+    if MODE == "reset":
+        await handle_reset(reader, writer, conn_id)
+        return
     served = 0
     try:
         while True:
@@ -205,9 +289,13 @@ def main():
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--mode", default="ok",
                     choices=["ok", "drop-second", "answer-once", "garbage", "no-answer", "close-before-head",
-                             "truncate", "close-delimited"])
+                             "truncate", "close-delimited", "reset"])
+    ap.add_argument("--idle-reset", type=float, default=None,
+                    help="mode reset: reset a connection idle this many seconds")
     args = ap.parse_args()
     MODE = args.mode
+    global IDLE_RESET
+    IDLE_RESET = args.idle_reset
     try:
         asyncio.run(serve(args.port))
     except KeyboardInterrupt:

@@ -259,8 +259,8 @@ class AioUpstream(Proc):
 class FaultUpstream(Proc):
     """fault_upstream.py (raw asyncio) in a subprocess."""
 
-    def __init__(self, mode):
-        argv = [PYTHON, os.path.join(HERE, "fault_upstream.py"), "--mode", mode]
+    def __init__(self, mode, args=()):
+        argv = [PYTHON, os.path.join(HERE, "fault_upstream.py"), "--mode", mode] + list(args)
         super().__init__("fault-upstream-" + mode, argv)
         m = self.expect_line(r"^PORT (\d+) CONTROL (\d+)", stream="out")
         self.port = int(m.group(1))
@@ -729,8 +729,9 @@ class E2ETestCase(unittest.TestCase):
                       port=0):
         return self._track(AioUpstream(keepalive_timeout, idle_close, name, host, port))
 
-    def start_fault(self, mode):
-        return self._track(FaultUpstream(mode))
+    def start_fault(self, mode, args=()):
+        """fault_upstream.py --mode MODE, then args (e.g. ["--idle-reset", "0.2"])."""
+        return self._track(FaultUpstream(mode, args))
 
     def start_nginx(self, **kw):
         return self._track(Nginx(**kw))
