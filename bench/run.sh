@@ -320,8 +320,9 @@ CONF
       # with the flags it knows.
       [[ -x ${SLUICE_BASE:-} ]] || die "sluice-base needs SLUICE_BASE=path/to/sluice"
       PORT[$t]=$(free_port)
+      # shellcheck disable=SC2086  # SLUICE_BASE_ARGS: more flags, split on spaces
       start "$t" "$PROXY_CPU" "$SLUICE_BASE" --workers 1 --listen "127.0.0.1:${PORT[$t]}" \
-        --upstream "127.0.0.1:$UP_PORT" --admin 127.0.0.1:0
+        --upstream "127.0.0.1:$UP_PORT" --admin 127.0.0.1:0 ${SLUICE_BASE_ARGS:-}
       PID[$t]=$LAST_PID ;;
     nginx)
       PORT[nginx]=$(free_port)

@@ -145,7 +145,11 @@ void UpstreamPool::on_connected(UpstreamConnection* conn) {
   GaugeSync sync{*this};
   connecting_.remove(conn);
   stats_.connections_created.add();
-  if (ejections_) LOG_INFO("upstream %s: connected again, back in rotation", name_.c_str());
+  if (ejections_ || failures_unlogged_)
+    LOG_INFO("upstream %s: connected again%s (%u connect failures not logged one by one)",
+             name_.c_str(), ejections_ ? ", back in rotation" : "", failures_unlogged_);
+  failures_unlogged_ = 0;
+  failure_log_ms_ = 0;
   consecutive_failures_ = 0;
   ejections_ = 0;
   ejected_until_ms_ = 0;
@@ -165,9 +169,23 @@ void UpstreamPool::on_connect_failed(UpstreamError e) {
   GaugeSync sync{*this};
   stats_.connect_failures.add();
   if (e == UpstreamError::kConnectTimeout) stats_.timeouts.add();
-  // A TLS failure was logged with its reason by the connection.
-  if (e != UpstreamError::kTlsHandshake)
-    LOG_WARN("upstream %s: %s", name_.c_str(), upstream_error_name(e));
+  // A TLS failure was logged with its reason by the connection. Others once a second at most:
+  // an app that is down refuses every connect, thousands a second under load.
+  if (e != UpstreamError::kTlsHandshake) {
+    const uint64_t now = ctx_.now_ms();
+    if (now - failure_log_ms_ >= kFailureLogIntervalMs || failure_log_ms_ == 0) {
+      if (failures_unlogged_)
+        LOG_WARN("upstream %s: %s (and %u more connect failures in the last %llu ms)",
+                 name_.c_str(), upstream_error_name(e), failures_unlogged_,
+                 static_cast<unsigned long long>(now - failure_log_ms_));
+      else
+        LOG_WARN("upstream %s: %s", name_.c_str(), upstream_error_name(e));
+      failure_log_ms_ = now;
+      failures_unlogged_ = 0;
+    } else {
+      ++failures_unlogged_;
+    }
+  }
   note_connect_failure();
   // Each waiter beyond the remaining attempts has lost its connection: fail the oldest.
   if (waiters_.size() > connecting_.size()) {
@@ -181,7 +199,11 @@ void UpstreamPool::on_connect_failed(UpstreamError e) {
 
 void UpstreamPool::note_connect_failure() {
   const OutlierSettings& o = config_.outlier;
-  if (o.consecutive_failures == 0 || ++consecutive_failures_ < o.consecutive_failures) return;
+  if (o.consecutive_failures == 0) return;
+  // Still used while ejected when every address of the cluster is: its failures then are the
+  // ones that ejected it, and must not double the backoff again each time.
+  if (ejected(ctx_.now_ms())) return;
+  if (++consecutive_failures_ < o.consecutive_failures) return;
   // Ejected: skipped for a backoff that doubles with each ejection in a row. When it ends, one
   // more failure ejects it again (a single probe), one success brings it back for good.
   ++ejections_;

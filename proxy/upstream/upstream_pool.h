@@ -126,7 +126,10 @@ class UpstreamPool {
   uint64_t created_ = 0;
   uint64_t ejected_until_ms_ = 0;
   uint32_t consecutive_failures_ = 0;
-  uint32_t ejections_ = 0;  // in a row; reset by a successful connect
+  uint32_t ejections_ = 0;          // in a row; reset by a successful connect
+  uint64_t failure_log_ms_ = 0;     // when a connect failure was last logged (0: none yet)
+  uint32_t failures_unlogged_ = 0;  // since then, counted but not logged one by one
+  static constexpr uint64_t kFailureLogIntervalMs = 1000;
   uint32_t users_ = 0;
   bool shut_down_ = false;
   bool retired_ = false;

@@ -180,6 +180,22 @@ TEST_F(UpstreamClusterTest, RefusedConnectsEjectAnAddressUntilAllAreEjected) {
   EXPECT_EQ(stats_.idle_connections.get(), 1u);
 }
 
+// An address used while ejected (every address of its cluster is) fails again and again: the
+// ejection it is in does not grow with each failure, the next one does.
+TEST_F(UpstreamClusterTest, FailuresWhileEjectedDoNotGrowTheEjection) {
+  make_cluster(LoadBalancing::kRoundRobin, {address(closed_port())});
+  UpstreamPool& only = *cluster_->pools()[0];
+  attempt(only);
+  attempt(only);
+  ASSERT_TRUE(only.ejected(ctx_.now_ms()));
+  const uint64_t until = only.ejected_until_ms();
+  EXPECT_EQ(cluster_->pick(), &only);  // the least-ejected, since all are
+  for (int i = 0; i < 20; ++i) attempt(only);
+  EXPECT_EQ(only.ejected_until_ms(), until);
+  EXPECT_EQ(stats_.ejections.get(), 1u);
+  EXPECT_EQ(stats_.connect_failures.get(), 22u);
+}
+
 TEST_F(UpstreamClusterTest, NewAddressesKeepPoolsRetireVanishedOnesAndSweepFreesThem) {
   uint16_t a = open_port(), b = open_port(), c = open_port();
   make_cluster(LoadBalancing::kRoundRobin, {address(a), address(b)});
