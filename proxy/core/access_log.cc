@@ -10,12 +10,13 @@
 #include <cstring>
 #include <ctime>
 
-#include "core/loop_context.h"
 
 namespace sluice {
 
 namespace {
-// A worker hands its buffer over at least this often within one loop turn.
+// A worker hands its buffer over when it holds this much (and on its heartbeat): handing it
+// over on every loop turn took a buffer from the sink's few spares each time, and a new one
+// grew line by line when there was none.
 constexpr size_t kFlushBytes = 64 * 1024;
 // Written buffers kept for reuse.
 constexpr size_t kMaxSpare = 4;
@@ -186,8 +187,7 @@ void AccessLogSink::run() {
   }
 }
 
-AccessLog::AccessLog(LoopContext& ctx, AccessLogSink* sink, Counter& dropped)
-    : ctx_(ctx), sink_(sink), dropped_(dropped) {}
+AccessLog::AccessLog(AccessLogSink* sink, Counter& dropped) : sink_(sink), dropped_(dropped) {}
 
 AccessLog::~AccessLog() {
   flush();
@@ -297,18 +297,7 @@ void AccessLog::append(const AccessLogEntry& e, LogFormat format, bool colour) {
     }
   }
   ++lines_;
-  if (buffer_.size() >= kFlushBytes) {
-    flush();
-  } else if (!flush_queued_) {
-    flush_queued_ = true;
-    ctx_.defer(&AccessLog::on_turn, this);
-  }
-}
-
-void AccessLog::on_turn(void* p) {
-  auto* self = static_cast<AccessLog*>(p);
-  self->flush_queued_ = false;
-  self->flush();
+  if (buffer_.size() >= kFlushBytes) flush();
 }
 
 void AccessLog::flush() {

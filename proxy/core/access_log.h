@@ -1,7 +1,8 @@
 #pragma once
 // The access log: one line per request on stdout, JSON or text. Writing never blocks a worker:
-// each worker appends lines to its own buffer and, once per loop turn (or when the buffer
-// grows large), hands the buffer to the AccessLogSink, whose own thread writes it out. When
+// each worker appends lines to its own buffer and, when the buffer holds 64 KiB or on the
+// worker's heartbeat (every 250 ms), hands it to the AccessLogSink, whose own thread writes it
+// out. When
 // the sink's queue is full (stdout is slow or not read), the lines are dropped and counted,
 // never the request.
 #include <condition_variable>
@@ -17,8 +18,6 @@
 #include "core/stats.h"
 
 namespace sluice {
-
-class LoopContext;
 
 class AccessLogSink {
  public:
@@ -59,7 +58,7 @@ struct AccessLogEntry {
 // destroys it after its loop has closed).
 class AccessLog {
  public:
-  AccessLog(LoopContext& ctx, AccessLogSink* sink, Counter& dropped);
+  AccessLog(AccessLogSink* sink, Counter& dropped);
   ~AccessLog();
   AccessLog(const AccessLog&) = delete;
   AccessLog& operator=(const AccessLog&) = delete;
@@ -69,14 +68,11 @@ class AccessLog {
  private:
   // stamp_ holds "2026-11-23T16:39:16.123Z" for now (the date part made once a second).
   void refresh_stamp();
-  static void on_turn(void* self);
 
-  LoopContext& ctx_;
   AccessLogSink* sink_;
   Counter& dropped_;
   std::string buffer_;
   size_t lines_ = 0;
-  bool flush_queued_ = false;
   int64_t stamp_second_ = -1;
   char stamp_[64] = {};   // "2026-11-23T16:39:16." for stamp_second_, then the milliseconds
   size_t stamp_len_ = 0;  // of the part before the milliseconds

@@ -140,8 +140,7 @@ void Worker::run(std::promise<std::string> ready) {
   ctx_ = std::make_unique<LoopContext>(
       &loop_, 0x9E3779B97F4A7C15ull * (index_ + 1) ^ static_cast<uint64_t>(uv_hrtime()));
   ctx_->start_deferred();
-  access_log_ =
-      std::make_unique<AccessLog>(*ctx_, setup_.access_sink, ctx_->stats.access_log_dropped);
+  access_log_ = std::make_unique<AccessLog>(setup_.access_sink, ctx_->stats.access_log_dropped);
   uv_async_init(&loop_, &mailbox_, &Worker::on_mailbox);
   uv_timer_init(&loop_, &heartbeat_);
   heartbeat_.data = this;
@@ -149,7 +148,9 @@ void Worker::run(std::promise<std::string> ready) {
   uv_timer_start(
       &heartbeat_,
       [](uv_timer_t* t) {
-        static_cast<Worker*>(t->data)->ctx_->stats.heartbeat_ms.store(uv_hrtime() / 1000000);
+        auto* self = static_cast<Worker*>(t->data);
+        self->ctx_->stats.heartbeat_ms.store(uv_hrtime() / 1000000);
+        self->access_log_->flush();  // what a quiet worker holds is written within a beat
       },
       kHeartbeatMs, kHeartbeatMs);
   mailbox_.data = this;
