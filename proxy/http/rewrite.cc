@@ -267,6 +267,8 @@ std::string_view status_reason(int status) {
       return "Service Unavailable";
     case 504:
       return "Gateway Timeout";
+    case 505:
+      return "HTTP Version Not Supported";
   }
   return "Unknown";
 }

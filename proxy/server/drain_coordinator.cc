@@ -95,7 +95,7 @@ std::string DrainCoordinator::status_json() const {
   j["in_flight"] = c.in_flight;
   j["websockets"] = c.websockets;
   j["forced"] = c.forced;
-  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+  return j.dump() + "\n";
 }
 
 void DrainCoordinator::close() {

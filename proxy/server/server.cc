@@ -150,6 +150,12 @@ bool has_undrained_listener(const Config& c) {
   return false;
 }
 
+// An admin API answer: invalid UTF-8 in a string (from a request or a file) is replaced rather
+// than thrown from nlohmann::json::dump.
+std::string json_body(const nlohmann::json& j) {
+  return j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+}
+
 }  // namespace
 
 Server::Server(ConfigPtr config, ServerOptions options)
@@ -471,14 +477,10 @@ AdminResponse Server::admin_request(const AdminRequest& req) {
     }
     j["readiness"] = ready;
     j["readiness_reasons"] = reasons;
-    return AdminResponse{200, "application/json",
-                         j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n"};
+    return AdminResponse{200, "application/json", json_body(j)};
   }
   if (path == "/config" && get)
-    return AdminResponse{
-        200, "application/json",
-        config_to_json(*config_).dump(2, ' ', false, nlohmann::json::error_handler_t::replace) +
-            "\n"};
+    return AdminResponse{200, "application/json", json_body(config_to_json(*config_))};
   if (path == "/" && get) return AdminResponse{200, "text/html; charset=utf-8", status_page_html()};
   if (path == "/drain" || path == "/drain/wait") {
     const bool get = req.head.method == HTTP_GET || req.head.method == HTTP_HEAD;
@@ -510,8 +512,7 @@ AdminResponse Server::admin_request(const AdminRequest& req) {
                  : r.result == "pending" ? 202
                  : r.result == "invalid" ? 400
                                          : 409;
-    return AdminResponse{status, "application/json",
-                         j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n"};
+    return AdminResponse{status, "application/json", json_body(j)};
   }
   return AdminResponse{404, "text/plain", "not found\n"};
 }

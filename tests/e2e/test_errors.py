@@ -224,6 +224,13 @@ class ErrorsTest(E2ETestCase):
         ("HTTP/0.9 request line", b"GET /a\r\nHost: t\r\n\r\n"),
     ]
 
+    def test_http2_request_line_gets_505(self):
+        up = self.start_fault("ok")
+        s = self.start_sluice(upstream=up.port)
+        r = self.assertSluiceAnswer(s, s.port, 505, b"GET /a HTTP/2.0\r\nHost: t\r\n\r\n")
+        self.assertEqual(r.reason, "HTTP Version Not Supported")
+        self.assertEqual(up.stats()["requests"], [])
+
     def test_request_smuggling_shapes_rejected_not_forwarded(self):
         up = self.start_fault("ok")
         s = self.start_sluice(upstream=up.port)
