@@ -200,7 +200,7 @@ http {
   }
   server {
     listen 127.0.0.1:$port$([[ $TLS == 1 ]] && echo " ssl");
-    $([[ $TLS == 1 ]] && echo "ssl_certificate $CERT_DIR/cert.pem; ssl_certificate_key $CERT_DIR/key.pem;")
+    $([[ $TLS == 1 ]] && echo "ssl_certificate $CERT_DIR/cert.pem; ssl_certificate_key $CERT_DIR/key.pem; ssl_protocols TLSv1.2 TLSv1.3;")
     location / {
       proxy_pass http://backend;
       proxy_http_version 1.1;
@@ -265,8 +265,8 @@ EOF
 CERT_DIR="$RUN_DIR/certs"
 if [[ $TLS == 1 ]]; then
   # One ECDSA P-256 certificate for every proxy (wrk does not verify it), each with its default
-  # TLS settings (session tickets on). wrk never resumes a session, so each "close" request is
-  # a full handshake everywhere.
+  # TLS settings (session tickets on) but nginx's protocols (TLS 1.2 and 1.3, as the others).
+  # wrk never resumes a session, so each "close" request is a full handshake everywhere.
   mkdir -p "$CERT_DIR"
   openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=localhost \
     -addext subjectAltName=DNS:localhost,IP:127.0.0.1 -keyout "$CERT_DIR/key.pem" -out "$CERT_DIR/cert.pem" 2>/dev/null \
@@ -341,6 +341,19 @@ for t in $TARGETS; do
   [[ $t == upstream ]] && continue
   wait_ready "$t" "${PID[$t]}" "${PORT[$t]}"
 done
+# With TLS, what each proxy negotiates with an OpenSSL client (wrk uses the same library): the
+# comparison holds only when it is the same (nginx 1.22's default protocols stop at TLS 1.2,
+# hence its ssl_protocols line above: TLS 1.2 and 1.3, as sluice and HAProxy allow).
+TLS_NEGOTIATED=""
+if [[ $TLS == 1 ]]; then
+  for t in $TARGETS; do
+    [[ $t == upstream ]] && continue
+    got=$(openssl s_client -connect "127.0.0.1:${PORT[$t]}" -servername localhost </dev/null 2>/dev/null |
+      awk '/^New, / { sub(/,$/, "", $2); print $2 ", " $NF; exit }')
+    TLS_NEGOTIATED+="${TLS_NEGOTIATED:+; }$t: ${got:-?}"
+  done
+  log "TLS negotiated: $TLS_NEGOTIATED"
+fi
 {
   for t in upstream $TARGETS; do
     for p in $(instance_pids "${PID[$t]}"); do
@@ -500,6 +513,7 @@ REPORT="$RUN_DIR/results.md"
   echo "($(date -u '+%Y-%m-%d %H:%M UTC'); $sluice_desc; $(nproc --all) cores, $(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo);" \
     "kernel $(uname -r); $(nginx -v 2>&1 | sed 's/.*: //'); HAProxy $(haproxy -v | awk 'NR == 1 { print $3 }'); wrk $THREADS thread(s), $CONNS connections;" \
     "medians of $REPEATS runs of $DURATION; load average before the run: $LOAD_BEFORE)"
+  [[ -n $TLS_NEGOTIATED ]] && echo "TLS negotiated with an OpenSSL client: $TLS_NEGOTIATED."
   echo
   awk -F'\t' -v targets="$TARGETS" -v scenarios="$SCENARIOS" '
     function median(key,   n, i, j, a, t, v) {
