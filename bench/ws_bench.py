@@ -3,8 +3,10 @@
 
 Part 1, idle memory: N idle WebSocket sessions through sluice, HAProxy and nginx (one worker
 each) to the same aiohttp echo upstream, in one run. Reports each proxy's RSS growth per session
-(RSS summed over all its processes): (RSS with N idle sessions - RSS after a 100-session
-warm-up) / N.
+(RSS summed over all its processes): (RSS with N idle sessions - RSS after a warm-up of 500
+sessions opened at once and closed) / N, and the marginal growth from N/2 to N sessions (which
+leaves out whatever a process keeps whatever the count: buffer pools, tables sized by the
+first burst).
 
 Part 2, drain: N sessions through sluice (--drain-delay 0s --ws-close-spread 10s
 --ws-close-timeout 3s --drain-budget 25s), SIGTERM, then when each client got its Close 1001,
@@ -28,6 +30,7 @@ ROOT = os.path.dirname(HERE)
 PY = "/usr/bin/python3"
 FD_MARGIN = 200          # descriptors a proxy needs beyond its 2 per session
 BATCH = 500              # connects in flight at once
+WARMUP_SESSIONS = BATCH  # opened and closed before the baseline
 
 
 def log(*a):
@@ -340,16 +343,23 @@ async def idle_memory(tmp, up_port, n, proxy_cpu):
         conns = []
         try:
             start_rss = rss_tree(p.pid)
-            warm = await open_sessions(port, 100)
+            # The warm-up opens as many sessions at once as the measured run does, so caches
+            # that grow with connects in flight (buffer pools) are full before the baseline.
+            warm = await open_sessions(port, WARMUP_SESSIONS)
             wok, wk = await echo_check(warm)
             for w in warm:
                 await w.close()
             base = await wait_stable_rss(p.pid, min_wait=1.0)
             t0 = time.monotonic()
-            conns = await open_sessions(port, n)
+            conns = await open_sessions(port, n // 2)
+            half_n = len(conns)
+            half = await wait_stable_rss(p.pid)
+            conns += await open_sessions(port, n - n // 2)
             t_open = time.monotonic() - t0
             ok, k = await echo_check(conns)
             after = await wait_stable_rss(p.pid)
+            marginal = ((after - half) / (len(conns) - half_n) if len(conns) > half_n
+                        else float("nan"))
             up_est = established(up_port)
             cl_est = established(port)
             npids = len(tree_pids(p.pid))
@@ -358,8 +368,10 @@ async def idle_memory(tmp, up_port, n, proxy_cpu):
             per = (after - base) / len(conns) if conns else float("nan")
             log(f"  {name}: opened {len(conns)} in {t_open:.1f}s, base {base} after {after} "
                 f"-> {per:.0f} B/session; upstream conns {up_est}, client conns {cl_est}, proxy fds {fds}, echo {ok}/{k}")
+            log(f"  {name}: marginal (from {half_n} to {len(conns)} sessions) {marginal:.0f} B/session")
             rows.append(dict(name=name, n=n, opened=len(conns), t_open=t_open, start=start_rss,
-                             base=base, after=after, per=per, up_est=up_est, cl_est=cl_est,
+                             base=base, after=after, per=per, marginal=marginal,
+                             up_est=up_est, cl_est=cl_est,
                              echo=f"{ok}/{k}", warm_echo=f"{wok}/{wk}", npids=npids, fds=fds, alive=alive))
         finally:
             abort_all(conns)
@@ -512,15 +524,15 @@ def report(cmdline, idle_rows, drain_res, notes):
     if idle_rows:
         L.append("## 1. Idle memory per WebSocket session")
         L.append("")
-        L.append("| proxy | sessions open | RSS after 100-session warm-up | RSS with sessions idle | "
-                 "RSS growth per session | upstream conns established | proxy fds | echo check | processes | time to open all |")
-        L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        L.append(f"| proxy | sessions open | RSS after {WARMUP_SESSIONS}-session warm-up | RSS with sessions idle | "
+                 "RSS growth per session | marginal, N/2 to N | upstream conns established | proxy fds | echo check | processes | time to open all |")
+        L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for r in idle_rows:
             L.append(f"| {r['name']} | {r['opened']} of {r['n']} | {fmt_bytes(r['base'])} | {fmt_bytes(r['after'])} | "
-                     f"**{r['per'] / 1024:.2f} KiB** ({r['per']:.0f} B) | {r['up_est']} | {r['fds']} | {r['echo']} | {r['npids']} | {r['t_open']:.1f} s |")
+                     f"**{r['per'] / 1024:.2f} KiB** ({r['per']:.0f} B) | {r['marginal']:.0f} B | {r['up_est']} | {r['fds']} | {r['echo']} | {r['npids']} | {r['t_open']:.1f} s |")
         L.append("")
         L.append("RSS = sum of VmRSS over the proxy's process tree (nginx: master + worker). Growth per session = "
-                 "(RSS once idle with all sessions open − RSS after 100 sessions were opened and closed) ÷ sessions "
+                 f"(RSS once idle with all sessions open − RSS after {WARMUP_SESSIONS} sessions were opened at once and closed) ÷ sessions "
                  "open; \"once idle\" = two samples 1 s apart within 0.2 %. Upstream conns: established TCP "
                  "connections to the upstream port (`ss`) while the sessions were held. Echo check: 10 sessions "
                  f"sent a text frame and got it back. Time to open all: wall time for the client to open the sessions, {BATCH} connects in flight at a time. Configs: sluice `--workers 1 --drain-delay 0s --access-log false`; HAProxy "
