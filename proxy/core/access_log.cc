@@ -46,6 +46,7 @@ class LineWriter {
     p_ += N - 1;
   }
   void raw(std::string_view s) {
+    if (s.empty()) return;  // an empty view may have no data pointer: not for memcpy
     std::memcpy(p_, s.data(), s.size());
     p_ += s.size();
   }

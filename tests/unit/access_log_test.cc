@@ -93,7 +93,7 @@ TEST(AccessLog, JsonEscapesAnyBytes) {
   e.host = quotes;
   e.upstream_us = 0;
   e.reused = false;
-  e.cluster = "";
+  e.cluster = std::string_view();  // no data pointer at all, as an unset field
   const std::string out = render({e, sample()}, LogFormat::kJson, false);
   auto ls = lines(out);
   ASSERT_EQ(ls.size(), 2u) << out;
