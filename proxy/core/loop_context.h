@@ -15,7 +15,17 @@ namespace sluice {
 
 class LoopContext {
  public:
-  explicit LoopContext(uv_loop_t* loop, uint64_t seed) : loop(loop), rng_(seed | 1) {}
+  // Registers itself as the loop's data, so that an object holding a libuv handle finds its
+  // context from the handle (a pointer less in each of the two streams of every connection).
+  explicit LoopContext(uv_loop_t* loop, uint64_t seed) : loop(loop), rng_(seed | 1) {
+    loop->data = this;
+  }
+  ~LoopContext() {
+    if (loop->data == this) loop->data = nullptr;
+  }
+  LoopContext(const LoopContext&) = delete;
+  LoopContext& operator=(const LoopContext&) = delete;
+  static LoopContext& of(const uv_loop_t* l) { return *static_cast<LoopContext*>(l->data); }
   uv_loop_t* loop;
   BlockPool blocks;
   // The block of the read in progress, between a stream's alloc_cb and read_cb. libuv runs

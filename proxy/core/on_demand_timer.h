@@ -10,16 +10,17 @@ namespace sluice {
 
 class OnDemandTimer {
  public:
-  explicit OnDemandTimer(uv_loop_t* loop) : loop_(loop) {}
+  OnDemandTimer() = default;
   ~OnDemandTimer() { release(); }
   OnDemandTimer(const OnDemandTimer&) = delete;
   OnDemandTimer& operator=(const OnDemandTimer&) = delete;
 
-  // One-shot: cb(timer) after `ms`; timer->data is `owner`.
-  void start(void* owner, uv_timer_cb cb, uint64_t ms) {
+  // One-shot: cb(timer) after `ms`; timer->data is `owner`. The loop is given at each start
+  // (the owner has it at hand) rather than kept: every connection holds one of these.
+  void start(uv_loop_t* loop, void* owner, uv_timer_cb cb, uint64_t ms) {
     if (!t_) {
       t_ = new uv_timer_t;
-      uv_timer_init(loop_, t_);
+      uv_timer_init(loop, t_);
     }
     t_->data = owner;
     uv_timer_start(t_, cb, ms, 0);
@@ -36,7 +37,6 @@ class OnDemandTimer {
   }
 
  private:
-  uv_loop_t* loop_;
   uv_timer_t* t_ = nullptr;
 };
 

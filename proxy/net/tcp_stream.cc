@@ -1,5 +1,7 @@
 #include "net/tcp_stream.h"
 
+#include <cstdlib>
+
 #include <arpa/inet.h>
 #include <sys/socket.h>
 
@@ -21,8 +23,9 @@ struct TcpStream::WriteReq {
 };
 
 TcpStream::TcpStream(LoopContext& ctx, StreamHandler* handler, bool cork)
-    : ctx_(ctx), handler_(handler), cork_enabled_(cork) {
-  uv_tcp_init(ctx.loop, &tcp_);  // cannot fail for AF_UNSPEC
+    : handler_(handler), cork_enabled_(cork) {
+  if (ctx.loop->data != &ctx) std::abort();  // context() finds it there: one per loop
+  uv_tcp_init(ctx.loop, &tcp_);              // cannot fail for AF_UNSPEC
   tcp_.data = this;
 }
 
@@ -70,14 +73,14 @@ const std::string& TcpStream::tls_error() const {
 }
 
 bool TcpStream::start_tls_server(SSL_CTX* ctx) {
-  tls_ = TlsLayer::server(ctx_.blocks, ctx);
+  tls_ = TlsLayer::server(context().blocks, ctx);
   tls_server_ = true;
   return tls_ != nullptr;
 }
 
 bool TcpStream::start_tls_client(SSL_CTX* ctx, const std::string& name, bool verify,
                                  TlsSessionSlot* slot) {
-  tls_ = TlsLayer::client(ctx_.blocks, ctx, name, verify, slot);
+  tls_ = TlsLayer::client(context().blocks, ctx, name, verify, slot);
   return tls_ != nullptr;
 }
 
@@ -141,14 +144,15 @@ void TcpStream::read_stop() {
 
 void TcpStream::on_alloc(uv_handle_t* h, size_t, uv_buf_t* buf) {
   auto* self = static_cast<TcpStream*>(h->data);
-  self->ctx_.read_block = self->ctx_.blocks.get();
-  buf->base = self->ctx_.read_block->data();
-  buf->len = self->ctx_.read_block->capacity;
+  LoopContext& ctx = self->context();
+  ctx.read_block = ctx.blocks.get();
+  buf->base = ctx.read_block->data();
+  buf->len = ctx.read_block->capacity;
 }
 
 void TcpStream::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
   auto* self = static_cast<TcpStream*>(s->data);
-  BlockRef block = std::move(self->ctx_.read_block);
+  BlockRef block = std::move(self->context().read_block);
   if (self->closing_) return;
   if (nread > 0) {
     Slice slice{std::move(block), buf->base, static_cast<size_t>(nread)};
@@ -176,7 +180,7 @@ int TcpStream::write(const Slice* slices, size_t count) {
     }
     if (!flush_scheduled_ && corked_bytes_) {
       flush_scheduled_ = true;
-      ctx_.defer(&TcpStream::flush_task, this);
+      context().defer(&TcpStream::flush_task, this);
     }
     return 0;
   }

@@ -68,7 +68,7 @@ class TcpStream {
   void read_start();
   void read_stop();
   bool reading() const { return reading_; }
-  LoopContext& context() const { return ctx_; }
+  LoopContext& context() const { return LoopContext::of(tcp_.loop); }
   // Mostly idle streams (tunnels) give the cork buffer's memory back after each flush.
   void set_compact(bool compact) { compact_ = compact; }
   // Writes (or queues) the slices in order. Returns 0 or a uv error; on error nothing is queued
@@ -110,8 +110,7 @@ class TcpStream {
   // Writes the ciphertext a TLS call produced; reports failures. False: the stream is done.
   bool tls_output(TlsLayer::Output& out);
 
-  uv_tcp_t tcp_;
-  LoopContext& ctx_;
+  uv_tcp_t tcp_;                   // its loop's data is the LoopContext
   std::unique_ptr<TlsLayer> tls_;  // null without TLS: a plain stream pays one pointer
   StreamHandler* handler_;
   std::vector<Slice> cork_;

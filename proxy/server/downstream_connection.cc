@@ -18,7 +18,6 @@ constexpr Millis kLingerTimeout{2000};
 DownstreamConnection::DownstreamConnection(Worker& worker, uint16_t listener)
     : worker_(worker),
       stream_(worker.ctx(), this, /*cork=*/true),
-      timer_(worker.ctx().loop),
       http_(std::make_unique<HttpState>(*this, static_cast<BodySink*>(this))),
       listener_(listener),
       drain_exempt_(!worker.config().listeners[listener].drain) {
@@ -79,7 +78,8 @@ void DownstreamConnection::on_stream_secure() {
 
 void DownstreamConnection::arm_timer(Millis timeout) {
   if (timeout.count() > 0) {
-    timer_.start(this, &DownstreamConnection::on_timer, static_cast<uint64_t>(timeout.count()));
+    timer_.start(stream_.context().loop, this, &DownstreamConnection::on_timer,
+                 static_cast<uint64_t>(timeout.count()));
   } else {
     timer_.stop();
   }

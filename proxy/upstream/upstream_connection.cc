@@ -29,13 +29,13 @@ const char* upstream_error_name(UpstreamError e) {
 UpstreamConnection::UpstreamConnection(LoopContext& ctx, UpstreamPool* pool)
     : pool_(pool),
       stream_(ctx, this, /*cork=*/true),
-      timer_(ctx.loop),
       parser_(new HttpParser(HTTP_RESPONSE, static_cast<BodySink*>(this))) {}
 
 int UpstreamConnection::connect(const sockaddr* addr, uint64_t timeout_ms) {
   int r = stream_.connect(addr);
   if (r != 0) return r;
-  if (timeout_ms) timer_.start(this, &UpstreamConnection::on_timer, timeout_ms);
+  if (timeout_ms)
+    timer_.start(stream_.context().loop, this, &UpstreamConnection::on_timer, timeout_ms);
   return 0;
 }
 
@@ -62,7 +62,7 @@ void UpstreamConnection::make_idle(uint64_t idle_timeout_ms) {
   stream_.read_start();
   // 0 = no idle timeout: the connection stays until the upstream closes it.
   if (idle_timeout_ms) {
-    timer_.start(this, &UpstreamConnection::on_timer, idle_timeout_ms);
+    timer_.start(stream_.context().loop, this, &UpstreamConnection::on_timer, idle_timeout_ms);
   } else {
     timer_.stop();
   }
@@ -83,7 +83,7 @@ void UpstreamConnection::bind(UpstreamHandler* handler, bool head_request) {
 void UpstreamConnection::start_response_timer(uint64_t timeout_ms) {
   if (state_ != State::kBusy || !awaiting_head_ || !timeout_ms) return;
   response_timer_armed_ = true;
-  timer_.start(this, &UpstreamConnection::on_timer, timeout_ms);
+  timer_.start(stream_.context().loop, this, &UpstreamConnection::on_timer, timeout_ms);
 }
 
 void UpstreamConnection::on_timer(uv_timer_t* t) {
@@ -258,7 +258,7 @@ void UpstreamConnection::end_tunnel() {
   }
   stream_.read_stop();
   // Bytes still queued: close once they are written, or after the linger time at most.
-  timer_.start(this, &UpstreamConnection::on_timer, 2000);
+  timer_.start(stream_.context().loop, this, &UpstreamConnection::on_timer, 2000);
 }
 
 void UpstreamConnection::fail(UpstreamError e) {
