@@ -87,6 +87,14 @@ bool section_size(Config& c, const std::string& v, std::string& e) {
   return set_size(c.*section.*member, v, e);
 }
 
+template <auto section, auto member>
+bool section_bool(Config& c, const std::string& v, std::string& e) {
+  auto b = parse_bool(v);
+  if (!b) e = kExpectedBool;
+  if (b) c.*section.*member = *b;
+  return b.has_value();
+}
+
 const std::vector<FlagRule>& rules() {
   static const std::vector<FlagRule> table{
       {{"listen", "IP:PORT", "listeners[0].address", "0.0.0.0:8080",
@@ -216,21 +224,11 @@ const std::vector<FlagRule>& rules() {
       {{"access-log", "true|false", "log.access", "true",
         "one log line per request: true or false"},
        Marked::kNone,
-       [](Config& c, const std::string& v, std::string& e) {
-         auto b = parse_bool(v);
-         if (!b) e = kExpectedBool;
-         if (b) c.log.access = *b;
-         return b.has_value();
-       }},
+       section_bool<&Config::log, &LogSettings::access>},
       {{"watch-config", "true|false", "reload.watch", "false",
         "reload when the --config file changes (local development): true or false"},
        Marked::kNone,
-       [](Config& c, const std::string& v, std::string& e) {
-         auto b = parse_bool(v);
-         if (!b) e = kExpectedBool;
-         if (b) c.reload.watch = *b;
-         return b.has_value();
-       }},
+       section_bool<&Config::reload, &ReloadSettings::watch>},
   };
   return table;
 }
