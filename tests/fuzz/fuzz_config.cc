@@ -30,8 +30,9 @@ constexpr const char* kName = "fuzz.yaml";
 // that TLS files open). A device such as /dev/zero or /dev/stdin would hang the fuzzer rather
 // than find anything, so inputs whose scalars name a device, a FIFO or anything under /proc,
 // /sys or /dev are skipped. (The configuration is trusted input; see the README's findings.)
-bool names_a_special_file(const YAML::Node& node, size_t& budget) {
-  if (budget == 0) return false;
+// `depth` bounds the recursion: an alias can make the node graph a cycle ("a: &b [{<<: *b}]").
+bool names_a_special_file(const YAML::Node& node, size_t& budget, int depth = 0) {
+  if (budget == 0 || depth > 64) return false;
   --budget;
   if (node.IsScalar()) {
     const std::string& s = node.Scalar();
@@ -48,9 +49,10 @@ bool names_a_special_file(const YAML::Node& node, size_t& budget) {
   if (node.IsSequence() || node.IsMap()) {
     for (auto it = node.begin(); it != node.end(); ++it) {
       if (node.IsMap()) {
-        if (names_a_special_file(it->first, budget) || names_a_special_file(it->second, budget))
+        if (names_a_special_file(it->first, budget, depth + 1) ||
+            names_a_special_file(it->second, budget, depth + 1))
           return true;
-      } else if (names_a_special_file(*it, budget)) {
+      } else if (names_a_special_file(*it, budget, depth + 1)) {
         return true;
       }
     }

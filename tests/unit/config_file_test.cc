@@ -130,6 +130,15 @@ TEST(ConfigFile, SyntaxErrors) {
   EXPECT_TRUE(load("workers: 1 # caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x9a\x80\n").config);
 }
 
+// An alias can make the document a cycle: each use is read once, as an error where it is.
+TEST(ConfigFile, AliasCyclesAreErrorsNotLoops) {
+  ConfigLoad r = load(
+      "listeners: &l\n  - {name: a, address: 127.0.0.1:1, routes: *l}\n"
+      "clusters: &c [{name: c, endpoints: *c}]\n");
+  EXPECT_FALSE(r.config);
+  EXPECT_GE(r.errors.size(), 2u) << joined(r.errors);
+}
+
 TEST(ConfigFile, UnknownKeys) {
   expect_error(with_cluster("    endpoints: [127.0.0.1:4000]\n    conect_timeout: 2s\n"), "6:5",
                "unknown key 'conect_timeout' in clusters[app] (did you mean 'connect_timeout'?)");
