@@ -114,11 +114,14 @@ void check_framing(const MessageHead& req) {
   if (cl) {
     while (!length.empty() && (length.back() == ' ' || length.back() == '\t'))
       length.remove_suffix(1);
-    bool digits = !length.empty() && length.size() <= 20;
+    // 1*DIGIT (RFC 9110 §8.6), leading zeros allowed, within 64 bits.
+    bool digits = !length.empty();
     uint64_t v = 0;
     for (char c : length) {
       digits = digits && c >= '0' && c <= '9';
-      v = v * 10 + static_cast<uint64_t>(c - '0');
+      const auto d = static_cast<uint64_t>(c - '0');
+      digits = digits && v <= (UINT64_MAX - d) / 10;
+      if (digits) v = v * 10 + d;
     }
     check(digits && req.has_content_length && req.content_length == v,
           "Content-Length " + printable(length) + " accepted as " +
