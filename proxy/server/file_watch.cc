@@ -8,8 +8,7 @@ struct FileWatch::Handles {
   uv_fs_event_t event;
   uv_timer_t timer;
   FileWatch* owner = nullptr;  // null once closed: late callbacks do nothing
-  int open = 0;                // handles initialised and not closed yet
-  bool event_started = false;
+  int open = 2;                // handles not closed yet (initialising them cannot fail)
 
   static void closed(uv_handle_t* h) {
     auto* self = static_cast<Handles*>(h->data);
@@ -24,8 +23,8 @@ FileWatch::FileWatch(uv_loop_t* loop, std::string path, uint64_t settle_ms, Chan
       handles_(new Handles) {
   handles_->owner = this;
   handles_->event.data = handles_->timer.data = handles_;
-  if (uv_fs_event_init(loop, &handles_->event) == 0) ++handles_->open;
-  if (uv_timer_init(loop, &handles_->timer) == 0) ++handles_->open;
+  uv_fs_event_init(loop, &handles_->event);
+  uv_timer_init(loop, &handles_->timer);
   readable_ = read(path_, content_);
 }
 
@@ -34,8 +33,8 @@ FileWatch::~FileWatch() {
 }
 
 bool FileWatch::start(std::string& error) {
-  if (!handles_ || handles_->open != 2) {
-    error = "cannot create a file watch";
+  if (!handles_) {
+    error = "the watch is closed";
     return false;
   }
   const size_t slash = path_.rfind('/');
@@ -45,7 +44,6 @@ bool FileWatch::start(std::string& error) {
     error = "cannot watch " + dir + ": " + uv_strerror(r);
     return false;
   }
-  handles_->event_started = true;
   return true;
 }
 
@@ -54,16 +52,9 @@ void FileWatch::close() {
   if (!h) return;
   handles_ = nullptr;
   h->owner = nullptr;
-  if (h->open == 0) {
-    delete h;
-    return;
-  }
-  if (h->event_started) uv_fs_event_stop(&h->event);
-  uv_timer_stop(&h->timer);
-  // Both were initialised on one loop (open counts them); each frees the block when last.
-  const int open = h->open;
-  if (open >= 1) uv_close(reinterpret_cast<uv_handle_t*>(&h->event), &Handles::closed);
-  if (open >= 2) uv_close(reinterpret_cast<uv_handle_t*>(&h->timer), &Handles::closed);
+  // Closing stops them; the block is freed by the second close callback.
+  uv_close(reinterpret_cast<uv_handle_t*>(&h->event), &Handles::closed);
+  uv_close(reinterpret_cast<uv_handle_t*>(&h->timer), &Handles::closed);
 }
 
 void FileWatch::on_event(uv_fs_event_t* e, const char*, int, int) {
