@@ -67,7 +67,7 @@ RUN_DIR="$OUT_DIR/run-$STAMP"
 mkdir -p "$RUN_DIR"
 RUN_DIR=$(cd "$RUN_DIR" && pwd)
 RAW="$RUN_DIR/raw.tsv"
-printf 'scenario\trepeat\ttarget\trequests\trps\tp50_ms\tp99_ms\tnon2xx\tsock_errors\tproxy_cpu_s\tproxy_cpu_us_req\tproxy_cpu_pct\tupstream_cpu_us_req\ttcp_active_opens\tup_connects\tup_connects_per_1k\ttcp_retrans\tlisten_drops\tother_on_proxy_core_pct\tsteal_pct\n' >"$RAW"
+printf 'scenario\trepeat\ttarget\trequests\trps\tp50_ms\tp99_ms\tnon2xx\tsock_errors\tproxy_cpu_s\tproxy_cpu_us_req\tproxy_cpu_pct\tupstream_cpu_us_req\ttcp_active_opens\tup_connects\tup_connects_per_1k\ttcp_retrans\tlisten_drops\tother_on_proxy_core_pct\tsteal_pct\tproxy_user_cpu_us_req\n' >"$RAW"
 
 # ---------------------------------------------------------------- process bookkeeping
 PIDS=()
@@ -140,18 +140,19 @@ instance_pids() {
     }'
 }
 
-# cpu_ticks PID: utime+stime (clock ticks) of PID and its descendants. /proc/PID/stat of a
-# process already sums all its threads (live and exited).
+# cpu_ticks PID: "utime+stime utime" (clock ticks) of PID and its descendants. /proc/PID/stat of
+# a process already sums all its threads (live and exited).
 cpu_ticks() {
-  local total=0 p line rest
+  local total=0 user=0 p line rest
   local -a f
   for p in $(instance_pids "$1"); do
     line=$(cat "/proc/$p/stat" 2>/dev/null) || continue
     rest=${line##*) }            # fields from 3 (state) on; comm may contain spaces
     read -r -a f <<<"$rest"
     total=$((total + f[11] + f[12]))   # fields 14 (utime) and 15 (stime)
+    user=$((user + f[11]))
   done
-  echo "$total"
+  echo "$total $user"
 }
 CLK_TCK=$(getconf CLK_TCK)
 
@@ -397,21 +398,21 @@ run_one() {
   local url="$scheme://127.0.0.1:${PORT[$t]}$PATH_REQ"
   local base="$RUN_DIR/$scen-$t-r$rep"
   [[ -n $warm ]] && base="$RUN_DIR/$scen-$t-warmup"
-  local opens0 retr0 drops0 cpu0 upcpu0 opens1 retr1 drops1 cpu1 upcpu1
+  local opens0 retr0 drops0 cpu0 ucpu0 upcpu0 opens1 retr1 drops1 cpu1 ucpu1 upcpu1
   read -r opens0 retr0 drops0 < <(tcp_counters)
   local busy0 total0 steal0 busy1 total1 steal1
   read -r busy0 total0 steal0 < <(core_ticks "$PROXY_CPU")
-  cpu0=0
-  [[ $t != upstream ]] && cpu0=$(cpu_ticks "${PID[$t]}")
-  upcpu0=$(cpu_ticks "$UP_PID")
+  cpu0=0 ucpu0=0
+  [[ $t != upstream ]] && read -r cpu0 ucpu0 < <(cpu_ticks "${PID[$t]}")
+  read -r upcpu0 _ < <(cpu_ticks "$UP_PID")
   local t0 t1
   t0=$(date +%s%N)
   taskset -c "$CLIENT_CPU" wrk -t "$THREADS" -c "$CONNS" -d "$dur" --latency "${hdr[@]}" "$url" >"$base.wrk" 2>&1 \
     || { cat "$base.wrk" >&2; die "wrk failed against $t"; }
   t1=$(date +%s%N)
-  cpu1=0
-  [[ $t != upstream ]] && cpu1=$(cpu_ticks "${PID[$t]}")
-  upcpu1=$(cpu_ticks "$UP_PID")
+  cpu1=0 ucpu1=0
+  [[ $t != upstream ]] && read -r cpu1 ucpu1 < <(cpu_ticks "${PID[$t]}")
+  read -r upcpu1 _ < <(cpu_ticks "$UP_PID")
   read -r busy1 total1 steal1 < <(core_ticks "$PROXY_CPU")
   read -r opens1 retr1 drops1 < <(tcp_counters)
   local who
@@ -429,11 +430,13 @@ run_one() {
   local secs
   secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", (b - a) / 1e9 }')   # wall time of the wrk run
 
-  local proxy_cpu_s="-" proxy_us="-" proxy_pct="-" up_us up_connects per1k
+  local proxy_cpu_s="-" proxy_us="-" proxy_pct="-" proxy_user_us="-" up_us up_connects per1k
   up_us=$(awk -v a="$upcpu0" -v b="$upcpu1" -v hz="$CLK_TCK" -v n="$req" 'BEGIN { printf "%.2f", (b - a) / hz * 1e6 / n }')
   if [[ $t != upstream ]]; then
     read -r proxy_cpu_s proxy_us proxy_pct < <(awk -v a="$cpu0" -v b="$cpu1" -v hz="$CLK_TCK" -v n="$req" -v s="$secs" \
       'BEGIN { c = (b - a) / hz; printf "%.2f %.2f %.1f\n", c, c * 1e6 / n, 100 * c / s }')
+    # Of which user space: the rest is the kernel's (system calls, the loopback TCP path).
+    proxy_user_us=$(awk -v a="$ucpu0" -v b="$ucpu1" -v hz="$CLK_TCK" -v n="$req" 'BEGIN { printf "%.2f", (b - a) / hz * 1e6 / n }')
   fi
   # Upstream connections opened = TCP active opens during the run (connect() calls in this
   # network namespace) minus wrk's own connects: one probe connect at start-up (wrk 4.1 checks
@@ -449,11 +452,12 @@ run_one() {
   local other_pct steal_pct
   read -r other_pct steal_pct < <(awk -v b="$((busy1 - busy0))" -v t="$((total1 - total0))" -v p="$((cpu1 - cpu0))" \
     -v st="$((steal1 - steal0))" 'BEGIN { if (t <= 0) t = 1; o = 100 * (b - p) / t; if (o < 0) o = 0; printf "%.1f %.1f\n", o, 100 * st / t }')
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$scen" "$rep" "$t" "$req" "$rps" "$p50" "$p99" \
-    "$non2xx" "$errs" "$proxy_cpu_s" "$proxy_us" "$proxy_pct" "$up_us" "$((opens1 - opens0))" "$up_connects" "$per1k" "$((retr1 - retr0))" "$((drops1 - drops0))" "$other_pct" "$steal_pct" >"$RUN_DIR/last-row.tsv"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$scen" "$rep" "$t" "$req" "$rps" "$p50" "$p99" \
+    "$non2xx" "$errs" "$proxy_cpu_s" "$proxy_us" "$proxy_pct" "$up_us" "$((opens1 - opens0))" "$up_connects" "$per1k" "$((retr1 - retr0))" "$((drops1 - drops0))" "$other_pct" "$steal_pct" \
+    "$proxy_user_us" >"$RUN_DIR/last-row.tsv"
   LAST_OTHER=$other_pct
-  log "$(printf '%-9s r%s %-8s %9s req/s  p50 %7s ms  p99 %7s ms  cpu %6s us/req (%s%%)  upstream connects %s (%s/1k)  non2xx %s  errors %s  retrans %s  listen drops %s  other load on proxy core %s%%  steal %s%%' \
-    "$scen" "$rep" "$t" "$rps" "$p50" "$p99" "$proxy_us" "$proxy_pct" "$up_connects" "$per1k" "$non2xx" "$errs" \
+  log "$(printf '%-9s r%s %-8s %9s req/s  p50 %7s ms  p99 %7s ms  cpu %6s us/req (user %s, %s%%)  upstream connects %s (%s/1k)  non2xx %s  errors %s  retrans %s  listen drops %s  other load on proxy core %s%%  steal %s%%' \
+    "$scen" "$rep" "$t" "$rps" "$p50" "$p99" "$proxy_us" "$proxy_user_us" "$proxy_pct" "$up_connects" "$per1k" "$non2xx" "$errs" \
     "$((retr1 - retr0))" "$((drops1 - drops0))" "$other_pct" "$steal_pct")"
 }
 
@@ -530,6 +534,7 @@ REPORT="$RUN_DIR/results.md"
       add(s SUBSEP t SUBSEP "rps", $5); add(s SUBSEP t SUBSEP "p50", $6); add(s SUBSEP t SUBSEP "p99", $7)
       add(s SUBSEP t SUBSEP "cpu", $11); add(s SUBSEP t SUBSEP "pct", $12); add(s SUBSEP t SUBSEP "upcpu", $13)
       add(s SUBSEP t SUBSEP "per1k", $16); add(s SUBSEP t SUBSEP "other", $19)
+      add(s SUBSEP t SUBSEP "ucpu", $21)
       bad[s SUBSEP t] += $8 + $9; reqs[s SUBSEP t] += $4 }
     END {
       ns = split(scenarios, S, " "); nt = split(targets, T, " ")
@@ -538,32 +543,34 @@ REPORT="$RUN_DIR/results.md"
       for (i = 1; i <= ns; i++) {
         s = S[i]
         print "### " title[s]; print ""
-        print "| target | req/s | p50 ms | p99 ms | proxy CPU µs/req | proxy CPU % of core | upstream CPU µs/req | upstream conns opened /1k req | non-2xx + socket errors | other load on proxy core % |"
-        print "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        print "| target | req/s | p50 ms | p99 ms | proxy CPU µs/req | of which user space | proxy CPU % of core | upstream CPU µs/req | upstream conns opened /1k req | non-2xx + socket errors | other load on proxy core % |"
+        print "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
         for (j = 1; j <= nt; j++) {
           t = T[j]; k = s SUBSEP t
           name = (t == "upstream") ? "upstream (direct, no proxy)" : t
-          line = sprintf("| %s | %s | %s | %s | %s | %s | %s", name, fmt(median(k SUBSEP "rps"), 0), fmt(median(k SUBSEP "p50"), 3),
-            fmt(median(k SUBSEP "p99"), 3), fmt(median(k SUBSEP "cpu"), 1), fmt(median(k SUBSEP "pct"), 0), fmt(median(k SUBSEP "upcpu"), 1))
+          line = sprintf("| %s | %s | %s | %s | %s | %s | %s | %s", name, fmt(median(k SUBSEP "rps"), 0), fmt(median(k SUBSEP "p50"), 3),
+            fmt(median(k SUBSEP "p99"), 3), fmt(median(k SUBSEP "cpu"), 1), fmt(median(k SUBSEP "ucpu"), 1), fmt(median(k SUBSEP "pct"), 0),
+            fmt(median(k SUBSEP "upcpu"), 1))
           v = fmt(median(k SUBSEP "per1k"), 2)
           line = line " | " ((t == "upstream") ? "(" v ")" : v)
           print line sprintf(" | %d of %d | %s |", bad[k], reqs[k], fmt(median(k SUBSEP "other"), 1))
         }
         print ""
         if ((s SUBSEP "sluice" SUBSEP "rps") in cnt) {
-          hdr = "| ratio |"; sep = "|---|"; r1 = "| CPU µs/req |"; r2 = "| req/s |"; r3 = "| p99 |"; any = 0
+          hdr = "| ratio |"; sep = "|---|"; r1 = "| CPU µs/req |"; r4 = "| user-space CPU µs/req |"; r2 = "| req/s |"; r3 = "| p99 |"; any = 0
           for (j = 1; j <= nt; j++) {
             p = T[j]; if (p != "nginx" && p != "haproxy" && p != "sluice-quiet" && p != "sluice-base") continue
             any = 1; hdr = hdr " sluice/" p " |"; sep = sep "---:|"
             r1 = r1 " " ratio(median(s SUBSEP "sluice" SUBSEP "cpu"), median(s SUBSEP p SUBSEP "cpu")) " |"
+            r4 = r4 " " ratio(median(s SUBSEP "sluice" SUBSEP "ucpu"), median(s SUBSEP p SUBSEP "ucpu")) " |"
             r2 = r2 " " ratio(median(s SUBSEP "sluice" SUBSEP "rps"), median(s SUBSEP p SUBSEP "rps")) " |"
             r3 = r3 " " ratio(median(s SUBSEP "sluice" SUBSEP "p99"), median(s SUBSEP p SUBSEP "p99")) " |"
           }
-          if (any) { print hdr; print sep; print r1; print r2; print r3; print "" }
+          if (any) { print hdr; print sep; print r1; print r4; print r2; print r3; print "" }
         }
       }
       print "Medians per target. CPU: utime+stime of all the proxy'"'"'s processes/threads (/proc/PID/stat) over"
-      print "the run ÷ requests completed. Upstream conns opened: TCP active opens in the benchmark'"'"'s"
+      print "the run ÷ requests completed; user space: utime alone (the rest is the kernel'"'"'s). Upstream conns opened: TCP active opens in the benchmark'"'"'s"
       print "network namespace minus wrk'"'"'s own connects; the value in parentheses (no proxy) is the"
       print "method'"'"'s noise floor. Other load on proxy core: busy time of that core (/proc/stat) not"
       print "spent by the proxy; more than a few % means something else ran there and the row is suspect"
@@ -572,8 +579,8 @@ REPORT="$RUN_DIR/results.md"
     }' "$RAW"
   echo "<details><summary>All runs</summary>"
   echo
-  echo "| scenario | round | target | requests | req/s | p50 ms | p99 ms | non-2xx | socket errors | proxy CPU s | proxy CPU µs/req | proxy CPU % | upstream CPU µs/req | TCP active opens | upstream conns opened | per 1k req | TCP retransmits | listen drops | other load on proxy core % | steal % |"
-  echo "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+  echo "| scenario | round | target | requests | req/s | p50 ms | p99 ms | non-2xx | socket errors | proxy CPU s | proxy CPU µs/req | proxy CPU % | upstream CPU µs/req | TCP active opens | upstream conns opened | per 1k req | TCP retransmits | listen drops | other load on proxy core % | steal % | proxy user CPU µs/req |"
+  echo "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
   awk -F'\t' 'NR > 1 { line = "|"; for (i = 1; i <= NF; i++) line = line " " $i " |"; print line }' "$RAW"
   echo
   echo "</details>"

@@ -1,14 +1,17 @@
 #include "http/router.h"
 
-#include <cctype>
-
 namespace sluice {
 
 namespace {
+// HTTP's case-insensitivity is ASCII's (RFC 9110 §5.1), whatever the C locale.
+constexpr char ascii_lower(char c) {
+  return c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c;
+}
+
 bool istarts_with(std::string_view s, std::string_view prefix) {
   if (s.size() < prefix.size()) return false;
   for (size_t i = 0; i < prefix.size(); ++i)
-    if (std::tolower(static_cast<unsigned char>(s[i])) != prefix[i]) return false;
+    if (ascii_lower(s[i]) != prefix[i]) return false;
   return true;
 }
 }  // namespace
@@ -45,8 +48,11 @@ std::string_view host_without_port(std::string_view host, std::string& buf) {
     host = host.substr(0, colon);
   }
   while (!host.empty() && host.back() == '.') host.remove_suffix(1);  // "example.com." is FQDN
+  size_t i = 0;
+  while (i < host.size() && ascii_lower(host[i]) == host[i]) ++i;
+  if (i == host.size()) return host;
   buf.assign(host);
-  for (char& c : buf) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  for (; i < buf.size(); ++i) buf[i] = ascii_lower(buf[i]);
   return buf;
 }
 
@@ -56,7 +62,8 @@ Router::Router(const std::vector<RouteConfig>& routes, const Config& config) {
     std::string buf;
     if (rc.host.size() > 2 && rc.host.compare(0, 2, "*.") == 0) {
       r.wildcard = true;
-      r.host = "." + std::string(host_without_port(std::string_view(rc.host).substr(2), buf));
+      r.host = ".";
+      r.host += host_without_port(std::string_view(rc.host).substr(2), buf);
     } else {
       r.host = std::string(host_without_port(rc.host, buf));
     }

@@ -22,7 +22,8 @@ struct RequestTarget {
 // http or with an empty authority (sluice does not forward those).
 bool split_request_target(std::string_view url, RequestTarget& out);
 
-// "Example.COM:8080" -> "example.com"; "[::1]:80" -> "::1". Lower-cases into `buf`.
+// "Example.COM:8080" -> "example.com"; "[::1]:80" -> "::1". The result views `host` when it is
+// already lower-case, else `buf`, where it is lower-cased.
 std::string_view host_without_port(std::string_view host, std::string& buf);
 
 class Router {
