@@ -50,8 +50,8 @@ log() { echo "bench: $*" >&2; }
 for tool in wrk taskset ss curl awk; do
   command -v "$tool" >/dev/null || die "missing $tool (make deps)"
 done
-[[ " $TARGETS " == *" nginx "* || $UPSTREAM == nginx ]] && { command -v nginx >/dev/null || die "missing nginx"; }
-[[ " $TARGETS " == *" haproxy "* ]] && { command -v haproxy >/dev/null || die "missing haproxy"; }
+[[ " $TARGETS " == *" nginx"* || $UPSTREAM == nginx ]] && { command -v nginx >/dev/null || die "missing nginx"; }
+[[ " $TARGETS " == *" haproxy"* ]] && { command -v haproxy >/dev/null || die "missing haproxy"; }
 if [[ $UPSTREAM == demo-app || " $TARGETS " == *" sluice "* ]]; then
   [[ -x $SLUICE ]] || die "$SLUICE not found: run 'make build' first (or set SLUICE=path)"
 fi
@@ -178,8 +178,23 @@ tcp_counters() {
 NGINX_KEEPALIVE_REQUESTS=1000000   # nginx's default (1000) would recycle connections mid-run
 NGINX_UPSTREAM_KEEPALIVE=${NGINX_UPSTREAM_KEEPALIVE:-64}   # 0: no pool (checks the conn counter)
 
-write_nginx_proxy_conf() {   # dir listen_port upstream_port
-  local dir=$1 port=$2 up=$3
+# job = 1 (the nginx-job target): nginx also does what sluice does by default: a JSON access log
+# line per request (buffered, as sluice's is), X-Forwarded-For/-Proto, Host kept, X-Request-Id
+# added when absent.
+write_nginx_proxy_conf() {   # dir listen_port upstream_port [job]
+  local dir=$1 port=$2 up=$3 job=${4:-0}
+  local job_http="" job_loc=""
+  if [[ $job == 1 ]]; then
+    job_http="log_format sluice_json escape=json '{\"time\":\"\$time_iso8601\",\"client\":\"\$remote_addr\",\"method\":\"\$request_method\",\"path\":\"\$request_uri\",\"host\":\"\$host\",\"status\":\$status,\"bytes_in\":\$request_length,\"bytes_out\":\$bytes_sent,\"duration_s\":\$request_time,\"upstream_duration_s\":\"\$upstream_response_time\",\"upstream\":\"\$upstream_addr\",\"request_id\":\"\$sluice_request_id\"}';
+  map \$http_x_request_id \$sluice_request_id { default \$http_x_request_id; \"\" \$request_id; }
+  access_log $dir/access.log sluice_json buffer=64k flush=1s;"
+    job_loc="proxy_set_header Host \$http_host;
+      proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+      proxy_set_header X-Forwarded-Proto \$scheme;
+      proxy_set_header X-Request-Id \$sluice_request_id;"
+  else
+    job_http="access_log off;"
+  fi
   mkdir -p "$dir/tmp"
   cat >"$dir/nginx.conf" <<EOF
 worker_processes 1;
@@ -187,7 +202,7 @@ pid $dir/nginx.pid;
 error_log $dir/error.log warn;
 events { worker_connections 4096; }
 http {
-  access_log off;
+  $job_http
   client_body_temp_path $dir/tmp/body;
   proxy_temp_path $dir/tmp/proxy;
   fastcgi_temp_path $dir/tmp/fastcgi;
@@ -206,6 +221,7 @@ http {
       proxy_pass http://backend;
       proxy_http_version 1.1;
       proxy_set_header Connection "";
+      $job_loc
     }
   }
 }
@@ -237,11 +253,27 @@ http {
 EOF
 }
 
-write_haproxy_cfg() {   # file listen_port upstream_port
+# job = 1 (the haproxy-job target): HAProxy also does what sluice does by default: a JSON log line
+# per request (to stdout, HAProxy's only file-like log target; its log file here), X-Forwarded-For
+# and -Proto, X-Request-Id added when absent.
+write_haproxy_cfg() {   # file listen_port upstream_port [job]
+  local job_global="" job_fe=""
+  if [[ ${4:-0} == 1 ]]; then
+    job_global="log stdout format raw local0"
+    job_fe="log global
+  http-request capture req.hdr(host) len 128
+  unique-id-format %[uuid()]
+  http-request set-header X-Request-Id %[unique-id] unless { req.hdr(x-request-id) -m found }
+  http-request capture req.hdr(x-request-id) len 64
+  option forwardfor
+  http-request set-header X-Forwarded-Proto %[ssl_fc,iif(https,http)]
+  log-format '{\"time\":\"%tr\",\"client\":\"%ci\",\"method\":\"%HM\",\"path\":\"%HU\",\"host\":\"%[capture.req.hdr(0),json(utf8s)]\",\"status\":%ST,\"bytes_in\":%U,\"bytes_out\":%B,\"duration_ms\":%Ta,\"upstream_duration_ms\":%Tr,\"upstream\":\"%si:%sp\",\"request_id\":\"%[capture.req.hdr(1),json(utf8s)]\"}'"
+  fi
   cat >"$1" <<EOF
 global
   nbthread 1
   maxconn 4096
+  $job_global
 
 defaults
   mode http
@@ -256,6 +288,7 @@ defaults
 frontend fe
   bind 127.0.0.1:$2$([[ $TLS == 1 ]] && echo " ssl crt $CERT_DIR/combined.pem")
   default_backend be
+  $job_fe
 
 backend be
   server up1 127.0.0.1:$3
@@ -335,7 +368,17 @@ CONF
       write_haproxy_cfg "$RUN_DIR/haproxy.cfg" "${PORT[haproxy]}" "$UP_PORT"
       start haproxy "$PROXY_CPU" haproxy -db -f "$RUN_DIR/haproxy.cfg"
       PID[haproxy]=$LAST_PID ;;
-    *) die "unknown target '$t' (upstream sluice sluice-quiet sluice-base nginx haproxy)" ;;
+    nginx-job)
+      PORT[$t]=$(free_port)
+      write_nginx_proxy_conf "$RUN_DIR/$t" "${PORT[$t]}" "$UP_PORT" 1
+      start "$t" "$PROXY_CPU" nginx -p "$RUN_DIR/$t" -c "$RUN_DIR/$t/nginx.conf" -g 'daemon off;'
+      PID[$t]=$LAST_PID ;;
+    haproxy-job)
+      PORT[$t]=$(free_port)
+      write_haproxy_cfg "$RUN_DIR/$t.cfg" "${PORT[$t]}" "$UP_PORT" 1
+      start "$t" "$PROXY_CPU" haproxy -db -f "$RUN_DIR/$t.cfg"
+      PID[$t]=$LAST_PID ;;
+    *) die "unknown target '$t' (upstream sluice sluice-quiet sluice-base nginx haproxy nginx-job haproxy-job)" ;;
   esac
 done
 for t in $TARGETS; do
@@ -529,12 +572,27 @@ REPORT="$RUN_DIR/results.md"
     function add(key, v) { if (v == "-" || v == "") return; vals[key, ++cnt[key]] = v }
     function fmt(v, d) { return (v == "-") ? "–" : sprintf("%." d "f", v) }
     function ratio(a, b) { return (a == "-" || b == "-" || b + 0 == 0) ? "–" : sprintf("%.2f×", a / b) }
+    # The ratio of CPU per request within each round (the two ran a minute apart at most), then
+    # the median and range of those: a slow drift of the machine cancels out of each round.
+    function paired(s, p,   r, k, key, lo, hi, v) {
+      key = s SUBSEP p SUBSEP "paired"; lo = ""; hi = ""
+      for (k in rounds) {
+        split(k, r, SUBSEP); if (r[1] != s) continue
+        if (!((s, "sluice", r[2]) in round_cpu) || !((s, p, r[2]) in round_cpu) || round_cpu[s, p, r[2]] + 0 == 0) continue
+        v = round_cpu[s, "sluice", r[2]] / round_cpu[s, p, r[2]]
+        vals[key, ++cnt[key]] = v
+        if (lo == "" || v < lo) lo = v; if (hi == "" || v > hi) hi = v
+      }
+      if (lo == "") return "–"
+      return sprintf("%.2f× (%.2f–%.2f)", median(key), lo, hi)
+    }
     NR == 1 { next }
     { s = $1; t = $3
       add(s SUBSEP t SUBSEP "rps", $5); add(s SUBSEP t SUBSEP "p50", $6); add(s SUBSEP t SUBSEP "p99", $7)
       add(s SUBSEP t SUBSEP "cpu", $11); add(s SUBSEP t SUBSEP "pct", $12); add(s SUBSEP t SUBSEP "upcpu", $13)
       add(s SUBSEP t SUBSEP "per1k", $16); add(s SUBSEP t SUBSEP "other", $19)
       add(s SUBSEP t SUBSEP "ucpu", $21)
+      if ($11 != "-") { round_cpu[s, t, $2] = $11; rounds[s, $2] = 1 }
       bad[s SUBSEP t] += $8 + $9; reqs[s SUBSEP t] += $4 }
     END {
       ns = split(scenarios, S, " "); nt = split(targets, T, " ")
@@ -557,20 +615,23 @@ REPORT="$RUN_DIR/results.md"
         }
         print ""
         if ((s SUBSEP "sluice" SUBSEP "rps") in cnt) {
-          hdr = "| ratio |"; sep = "|---|"; r1 = "| CPU µs/req |"; r4 = "| user-space CPU µs/req |"; r2 = "| req/s |"; r3 = "| p99 |"; any = 0
+          hdr = "| ratio |"; sep = "|---|"; r1 = "| CPU µs/req |"; r5 = "| CPU µs/req, per round: median (range) |"; r4 = "| user-space CPU µs/req |"; r2 = "| req/s |"; r3 = "| p99 |"; any = 0
           for (j = 1; j <= nt; j++) {
-            p = T[j]; if (p != "nginx" && p != "haproxy" && p != "sluice-quiet" && p != "sluice-base") continue
+            p = T[j]; if (p == "upstream" || p == "sluice") continue
             any = 1; hdr = hdr " sluice/" p " |"; sep = sep "---:|"
             r1 = r1 " " ratio(median(s SUBSEP "sluice" SUBSEP "cpu"), median(s SUBSEP p SUBSEP "cpu")) " |"
             r4 = r4 " " ratio(median(s SUBSEP "sluice" SUBSEP "ucpu"), median(s SUBSEP p SUBSEP "ucpu")) " |"
+            r5 = r5 " " paired(s, p) " |"
             r2 = r2 " " ratio(median(s SUBSEP "sluice" SUBSEP "rps"), median(s SUBSEP p SUBSEP "rps")) " |"
             r3 = r3 " " ratio(median(s SUBSEP "sluice" SUBSEP "p99"), median(s SUBSEP p SUBSEP "p99")) " |"
           }
-          if (any) { print hdr; print sep; print r1; print r4; print r2; print r3; print "" }
+          if (any) { print hdr; print sep; print r1; print r5; print r4; print r2; print r3; print "" }
         }
       }
       print "Medians per target. CPU: utime+stime of all the proxy'"'"'s processes/threads (/proc/PID/stat) over"
-      print "the run ÷ requests completed; user space: utime alone (the rest is the kernel'"'"'s). Upstream conns opened: TCP active opens in the benchmark'"'"'s"
+      print "the run ÷ requests completed; user space: utime alone (the rest is the kernel'"'"'s). Ratios are of"
+      print "the medians, except \"per round\": sluice'"'"'s CPU ÷ the other'"'"'s in the same round, whose median"
+      print "and range are immune to the machine'"'"'s drift between rounds. Upstream conns opened: TCP active opens in the benchmark'"'"'s"
       print "network namespace minus wrk'"'"'s own connects; the value in parentheses (no proxy) is the"
       print "method'"'"'s noise floor. Other load on proxy core: busy time of that core (/proc/stat) not"
       print "spent by the proxy; more than a few % means something else ran there and the row is suspect"

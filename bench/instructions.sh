@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# bench/instructions.sh: user-space instructions per proxied keep-alive GET, counted by
+# callgrind. Unlike CPU time this hardly depends on the machine's speed or load, so it shows
+# what a change to sluice's request path saves (or costs) even on a noisy machine; it says
+# nothing about the kernel's share (see run.sh for that).
+#
+#   bench/instructions.sh [SLUICE_BINARY]      (default build/sluice; needs valgrind and wrk)
+#
+# One worker with the JSON access log (as run.sh runs sluice), in front of `sluice demo-app`;
+# wrk with CONNS connections for a warm-up, then callgrind's counters are zeroed, wrk runs for
+# DURATION, and the counters are dumped. Prints instructions per request and the functions
+# that spend the most (self cost).
+set -euo pipefail
+
+SLUICE=$(readlink -f "${1:-build/sluice}")
+DURATION=${DURATION:-8s}
+CONNS=${CONNS:-16}
+TOP=${TOP:-25}
+
+die() { echo "instructions: $*" >&2; exit 1; }
+for tool in valgrind callgrind_control callgrind_annotate wrk curl; do
+  command -v "$tool" >/dev/null || die "missing $tool (apt-get install valgrind wrk curl)"
+done
+[[ -x $SLUICE ]] || die "$SLUICE not found: run 'make build' first"
+
+OUT=$(mktemp -d /tmp/sluice-instructions.XXXXXX)
+PIDS=()
+cleanup() {
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+trap cleanup EXIT
+
+# A free port: bind to 0 and read what the kernel gave.
+free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+UP=$(free_port)
+PORT=$(free_port)
+
+"$SLUICE" demo-app --listen "127.0.0.1:$UP" >"$OUT/upstream.log" 2>&1 &
+PIDS+=($!)
+valgrind --tool=callgrind --callgrind-out-file="$OUT/callgrind.%p" "$SLUICE" --workers 1 \
+  --listen "127.0.0.1:$PORT" --upstream "127.0.0.1:$UP" --admin 127.0.0.1:0 --log-format json \
+  >"$OUT/sluice.log" 2>"$OUT/valgrind.log" &
+VG=$!
+PIDS+=($VG)
+for _ in $(seq 100); do
+  curl -fs -o /dev/null --max-time 1 "http://127.0.0.1:$PORT/" && break
+  kill -0 "$VG" 2>/dev/null || { cat "$OUT/valgrind.log" >&2; die "sluice exited under valgrind"; }
+  sleep 0.2
+done
+curl -fs -o /dev/null "http://127.0.0.1:$PORT/" || die "sluice not answering on :$PORT"
+
+wrk -t1 -c"$CONNS" -d3s "http://127.0.0.1:$PORT/" >/dev/null     # warm-up: pools, caches
+callgrind_control -z "$VG" >/dev/null 2>&1
+wrk -t1 -c"$CONNS" -d"$DURATION" "http://127.0.0.1:$PORT/" >"$OUT/wrk.txt"
+callgrind_control -d "$VG" >/dev/null 2>&1                              # writes callgrind.PID.1
+REQ=$(awk '/requests in/ { print $1 }' "$OUT/wrk.txt")
+[[ ${REQ:-0} -gt 0 ]] || { cat "$OUT/wrk.txt" >&2; die "no requests completed"; }
+grep -q "Non-2xx" "$OUT/wrk.txt" && { cat "$OUT/wrk.txt" >&2; die "non-2xx responses"; }
+DUMP=$(ls "$OUT"/callgrind.*.1 2>/dev/null | head -n 1)
+[[ -n $DUMP ]] || die "callgrind wrote no dump"
+IR=$(callgrind_annotate "$DUMP" 2>/dev/null | awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1; exit }')
+
+echo "sluice: $("$SLUICE" --version | head -n 1) ($SLUICE)"
+echo "requests: $REQ in $DURATION on $CONNS connections (callgrind slows sluice ~50x; the count per request is what matters)"
+echo "instructions per request: $((IR / REQ)) (total $IR)"
+echo
+echo "Top $TOP functions by self cost, instructions per request:"
+# (callgrind charges the whole run to the worker thread's entry frames as their self cost:
+# anything above 90% of the total is that, not a function's own work.)
+callgrind_annotate --inclusive=no --threshold=100 "$DUMP" 2>/dev/null |
+  awk -v n="$REQ" -v top="$TOP" -v total="$IR" '
+    /^ *[0-9,]+ +\(/ && !/PROGRAM TOTALS/ {
+      ir = $1; gsub(",", "", ir)
+      if (ir > 0.9 * total) next
+      fn = $0; sub(/^ *[0-9,]+ +\([^)]*\) +/, "", fn); sub(/^[^:]*:/, "", fn)
+      if (++shown > top) exit
+      printf "%8.0f  %s\n", ir / n, substr(fn, 1, 110)
+    }'
+echo
+echo "(callgrind output kept in $OUT)"
+trap - EXIT
+cleanup
