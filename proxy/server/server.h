@@ -16,7 +16,6 @@
 namespace sluice {
 
 struct ServerOptions {
-  bool demo = false;  // run the built-in demo app as the upstream
   // Reads the configuration again (SIGHUP, POST /reload): the file, then the same environment
   // and flag overrides as at start. Empty when there is no file to re-read.
   std::function<ConfigLoad()> reload;
@@ -74,8 +73,5 @@ class Server {
 // `sluice drain`: POST /drain to a running sluice; with `wait`, follow it to the end. Returns
 // 0 when it drained, 2 when connections had to be forced, 1 on errors.
 int run_drain_command(const HostPort& admin, bool wait);
-
-// `sluice demo-app`: only the demo app, on the calling thread, until SIGTERM/SIGINT.
-int run_demo_app(const HostPort& listen);
 
 }  // namespace sluice
