@@ -115,8 +115,11 @@ void Worker::set_addresses(const std::string& cluster, const AddressList& addres
 }
 
 void Worker::sweep() {
-  std::erase_if(retired_clusters_,
-                [](const std::unique_ptr<UpstreamCluster>& c) { return c->sweep(); });
+  std::erase_if(retired_clusters_, [](const std::unique_ptr<UpstreamCluster>& c) {
+    if (!c->sweep()) return false;
+    LOG_DEBUG("cluster %s: retired and unused, freed", c->config().name.c_str());
+    return true;
+  });
   bool pending = !retired_clusters_.empty();
   for (auto& c : clusters_) {
     c->sweep();
