@@ -14,6 +14,7 @@
 #include <thread>
 
 #include <nlohmann/json.hpp>
+#include "admin/admin_routes.h"
 #include "admin/admin_server.h"
 #include "admin/status_page.h"
 #include "config/config_file.h"
@@ -21,19 +22,18 @@
 #include "http/message.h"
 #include "metrics/metrics.h"
 #include "net/listener.h"
+#include "server/certificate_watch.h"
+#include "server/config_reloader.h"
 #include "server/drain_coordinator.h"
 #include "server/file_watch.h"
+#include "server/startup.h"
 #include "server/worker.h"
 #include "upstream/readiness_probe.h"
-#include "upstream/resolver.h"
 
 namespace sluice {
 
 namespace {
 
-// How long start-up (and a reload) waits for the first DNS answers of new clusters; a cluster
-// still unresolved after it answers 503 until its lookup succeeds.
-constexpr uint64_t kFirstResolutionWaitMs = 5000;
 // /healthz fails when a worker's loop has not run its 250 ms heartbeat for this long.
 constexpr uint64_t kHealthStaleMs = 2000;
 // The local app behind a `readiness: true` cluster is probed (TCP connect) this often.
@@ -48,19 +48,6 @@ struct SignalWatch {
 
 }  // namespace
 
-// One resolver per cluster of the running configuration, by name. `live` resolvers pass
-// address changes to the workers; those of a pending reload do not yet.
-struct ResolverEntry {
-  std::unique_ptr<ClusterResolver> resolver;
-  bool live = false;
-};
-
-// The TLS contexts of one configuration, by listener and cluster index (null: plain TCP).
-struct TlsSet {
-  std::vector<std::shared_ptr<const ServerTls>> listeners;
-  std::vector<std::shared_ptr<const ClientTls>> clusters;
-};
-
 struct Server::State {
   uv_loop_t loop;
   std::unique_ptr<LoopContext> ctx;
@@ -69,32 +56,17 @@ struct Server::State {
   std::vector<std::unique_ptr<SignalWatch>> signals;
   std::unique_ptr<DrainCoordinator> drain;
   std::unique_ptr<uv_timer_t> exit_timer;
-  ResolverMap resolvers;
-  // A reload waiting for the first DNS answers of its new clusters.
-  struct PendingReload {
-    ConfigPtr config;
-    ResolverMap resolvers;  // the whole next set (null: kept from the running one)
-    TlsSet tls;
-    uint64_t started_ms = 0;
-  };
-  std::unique_ptr<PendingReload> pending;
-  std::unique_ptr<uv_timer_t> pending_timer;
-  HostPort admin_configured;  // as the file said, before port 0 was resolved
-  std::vector<HostPort> listeners_configured;
+  std::unique_ptr<ConfigReloader> reloader;  // resolvers and reloads
   std::unique_ptr<Metrics> metrics;
   std::unique_ptr<AccessLogSink> access_sink;  // outlives the workers
   TlsSet tls;                                  // of the running configuration
-  // Directories holding listener certificates, watched for changes (a Kubernetes secret
-  // update swaps a symlink in the directory); each handle is freed in its close callback.
-  std::vector<uv_fs_event_t*> cert_watches;
-  uv_timer_t* cert_timer = nullptr;         // debounces a burst of file events
-  std::unique_ptr<FileWatch> config_watch;  // reload.watch: the --config file
+  std::unique_ptr<CertificateWatch> certificates;
+  std::unique_ptr<FileWatch> config_watch;                        // reload.watch: the --config file
   std::map<std::string, std::unique_ptr<ReadinessProbe>> probes;  // readiness: true clusters
   uint64_t started_ms = 0;
   std::unique_ptr<ShardSet<ListenerStats>> listener_stats;
   std::vector<std::unique_ptr<std::atomic<uint32_t>>> listener_open;  // by listener index
   std::unique_ptr<ShardSet<ClusterStats>> cluster_stats;
-  bool starting_resolvers = false;  // a reload is starting its resolvers: do not apply yet
   int exit_code = 0;
   bool stopping = false;
   bool signalled = false;  // SIGTERM or SIGINT came: exit once the drain is done
@@ -127,66 +99,42 @@ Server::~Server() = default;
 int Server::run() {
   State& st = *state_;
   auto config = std::make_shared<Config>(*config_);
-  unsigned workers = config->workers ? config->workers : std::thread::hardware_concurrency();
-  if (workers == 0) workers = 1;
+  const unsigned workers = worker_count(*config);
   config->workers = workers;
-
-  std::string error;
-
-  st.admin_configured = config->admin.address;
-  for (auto& l : config->listeners) st.listeners_configured.push_back(l.address);
-
-  // Listening sockets: one per listener per worker (SO_REUSEPORT). Port 0 takes the port the
-  // first socket got, so every worker listens on the same one.
-  std::vector<std::vector<int>> fds(workers);
-  for (auto& l : config->listeners) {
-    HostPort addr = l.address;
-    for (unsigned w = 0; w < workers; ++w) {
-      int fd = open_listen_socket(addr, true, error);
-      if (fd < 0) {
-        fprintf(stderr, "sluice: listener %s: %s\n", l.name.c_str(), error.c_str());
-        return 1;
-      }
-      if (addr.port == 0) addr.port = static_cast<uint16_t>(bound_port(fd));
-      fds[w].push_back(fd);
-    }
-    l.address = addr;
-  }
-  int admin_fd = open_listen_socket(config->admin.address, false, error);
-  if (admin_fd < 0) {
-    fprintf(stderr, "sluice: admin: %s\n", error.c_str());
-    return 1;
-  }
-  config->admin.address.port = static_cast<uint16_t>(bound_port(admin_fd));
-  config_ = config;
 
   uv_loop_init(&st.loop);
   st.ctx = std::make_unique<LoopContext>(&st.loop, 7);
   st.ctx->start_deferred();
+  st.reloader =
+      std::make_unique<ConfigReloader>(&st.loop, options_.reload, *config, reloader_hooks());
+  std::string error;
+  std::vector<std::vector<int>> fds;
+  int admin_fd = -1;
+  if (!open_listeners(*config, workers, fds, error) ||
+      (admin_fd = open_listen_socket(config->admin.address, false, error)) < 0) {
+    fprintf(stderr, "sluice: %s%s\n", admin_fd < 0 && fds.size() ? "admin: " : "", error.c_str());
+    for (auto& per_worker : fds)
+      for (int fd : per_worker) ::close(fd);
+    return abandon_start();
+  }
+  config->admin.address.port = static_cast<uint16_t>(bound_port(admin_fd));
+  config_ = config;
 
   // Resolve every cluster before the workers start (DNS on libuv's thread pool).
-  for (const auto& c : config->clusters) st.resolvers[c.name] = make_resolver(c);
-  for (auto& [name, r] : st.resolvers) {
-    r->live = true;
-    r->resolver->start();
-  }
-  wait_first_resolution(st.resolvers);
+  st.reloader->start(*config);
   {
     std::vector<std::string> errors;
     if (!build_tls(*config, st.tls, errors)) {
       for (const std::string& e : errors) fprintf(stderr, "sluice: %s\n", e.c_str());
-      for (auto& [name, r] : st.resolvers) r->resolver->close();
-      st.resolvers.clear();
-      uv_run(&st.loop, UV_RUN_NOWAIT);
-      st.ctx->stop_deferred();
-      uv_run(&st.loop, UV_RUN_DEFAULT);
-      uv_loop_close(&st.loop);
-      return 1;
+      ::close(admin_fd);
+      for (auto& per_worker : fds)
+        for (int fd : per_worker) ::close(fd);
+      return abandon_start();
     }
   }
   std::vector<AddressList> addresses;
   for (const auto& c : config->clusters) {
-    const AddressList& a = st.resolvers[c.name]->resolver->addresses();
+    const AddressList& a = st.reloader->addresses(c.name);
     if (a.empty()) LOG_WARN("cluster %s: no address yet; 503 until it resolves", c.name.c_str());
     addresses.push_back(a);
   }
@@ -198,26 +146,7 @@ int Server::run() {
   const bool colour = isatty(STDOUT_FILENO) == 1;
   log_set_level(config_->log.level);
   log_set_format(config_->log.format);
-  // Descriptors: the soft limit is raised to the hard one; each worker's share, less a reserve
-  // for listeners, loops, logs and the admin side, halved (a client may need an upstream
-  // connection too), caps its client connections.
-  uint32_t fd_cap = 0;
-  rlimit rl{};
-  if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
-    if (rl.rlim_cur < rl.rlim_max) {
-      rlimit raised = rl;
-      raised.rlim_cur = rl.rlim_max;
-      if (setrlimit(RLIMIT_NOFILE, &raised) == 0) rl = raised;
-    }
-    const rlim_t reserve = 32 + 4 * workers + 2 * config_->listeners.size() * workers;
-    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur > reserve) {
-      fd_cap = static_cast<uint32_t>(
-          std::min<rlim_t>((rl.rlim_cur - reserve) / workers / 2, UINT32_MAX));
-      if (fd_cap == 0) fd_cap = 1;
-    } else if (rl.rlim_cur != RLIM_INFINITY) {
-      fd_cap = 1;
-    }
-  }
+  const uint32_t fd_cap = client_connection_cap(workers, config_->listeners.size());
   std::vector<std::atomic<uint32_t>*> listener_open;
   for (size_t i = 0; i < config_->listeners.size(); ++i) {
     st.listener_open.push_back(std::make_unique<std::atomic<uint32_t>>(0));
@@ -263,7 +192,9 @@ int Server::run() {
     }
   });
   refresh_probes();
-  watch_certificates();
+  st.certificates = std::make_unique<CertificateWatch>(&st.loop, kFileEventSettleMs,
+                                                       [this] { rotate_certificates(); });
+  st.certificates->watch(*config_);
   watch_config_file();
   st.drain = std::make_unique<DrainCoordinator>(
       &st.loop, config_->drain, drain_state,
@@ -304,7 +235,7 @@ int Server::run() {
           }});
 
   st.admin = std::make_unique<AdminServer>(
-      *st.ctx, [this](const AdminRequest& req) { return admin_request(req); });
+      *st.ctx, [this](const AdminRequest& req) { return route_admin_request(*this, req); });
   if (int r = st.admin->start(admin_fd); r != 0) {
     fprintf(stderr, "sluice: admin %s: %s\n", config_->admin.address.str().c_str(), uv_strerror(r));
     ok = false;
@@ -359,30 +290,15 @@ int Server::run() {
     st.exit_code = 1;
     stop_now();
   } else {
-    std::string listeners;
-    for (auto& l : config_->listeners)
-      listeners += (listeners.empty() ? "" : ", ") + l.address.str();
-    std::string upstreams;
-    for (auto& c : config_->clusters)
-      for (auto& e : c.endpoints) upstreams += (upstreams.empty() ? "" : ", ") + e.str();
-    // Whatever the log level: tools (and the tests) wait for this line.
-    if (config_->log.format == LogFormat::kJson) {
-      log_line(LogLevel::kInfo, "sluice: listening on %s (%u workers), upstream %s, admin %s",
-               listeners.c_str(), workers, upstreams.c_str(), config_->admin.address.str().c_str());
-    } else {
-      fprintf(stderr, "sluice: listening on %s (%u workers), upstream %s, admin %s\n",
-              listeners.c_str(), workers, upstreams.c_str(), config_->admin.address.str().c_str());
-    }
-    fflush(stderr);
+    announce_listening(*config_, workers);
   }
 
   uv_run(&st.loop, UV_RUN_DEFAULT);
   for (auto& w : st.workers) w->join();
   st.workers.clear();
   st.access_sink.reset();  // writes what the workers left
-  st.resolvers.clear();
+  st.reloader.reset();
   st.probes.clear();
-  st.pending.reset();
   st.admin.reset();
   st.drain.reset();
   uv_run(&st.loop, UV_RUN_DEFAULT);
@@ -391,79 +307,82 @@ int Server::run() {
   return st.exit_code;
 }
 
-AdminResponse Server::admin_request(const AdminRequest& req) {
+AdminResponse Server::healthz() {
+  // Every worker loop must have run its heartbeat timer recently.
+  uint64_t now = uv_hrtime() / 1000000;
+  for (auto& w : state_->workers) {
+    uint64_t beat = w->stats().heartbeat_ms.load(std::memory_order_relaxed);
+    if (now > beat + kHealthStaleMs)
+      return AdminResponse{503, "text/plain",
+                           "worker " + std::to_string(w->index()) + " has not run for " +
+                               std::to_string(now - beat) + " ms\n"};
+  }
+  return AdminResponse{200, "text/plain", "ok\n"};
+}
+
+AdminResponse Server::readyz() {
   State& s = *state_;
-  std::string_view path = req.path;
-  const bool get = req.head.method == HTTP_GET || req.head.method == HTTP_HEAD;
-  if (path == "/healthz") {
-    // Every worker loop must have run its heartbeat timer recently.
-    uint64_t now = uv_hrtime() / 1000000;
-    for (auto& w : s.workers) {
-      uint64_t beat = w->stats().heartbeat_ms.load(std::memory_order_relaxed);
-      if (now > beat + kHealthStaleMs)
-        return AdminResponse{503, "text/plain",
-                             "worker " + std::to_string(w->index()) + " has not run for " +
-                                 std::to_string(now - beat) + " ms\n"};
-    }
-    return AdminResponse{200, "text/plain", "ok\n"};
+  if (s.drain->phase() != DrainPhase::kServing)
+    return AdminResponse{503, "text/plain", "draining\n"};
+  for (auto& [name, probe] : s.probes)
+    if (!probe->ready()) return AdminResponse{503, "text/plain", probe->reason() + "\n"};
+  return AdminResponse{200, "text/plain", "ready\n"};
+}
+
+AdminResponse Server::metrics() {
+  return AdminResponse{200, "text/plain; version=0.0.4; charset=utf-8",
+                       state_->metrics->render_text()};
+}
+
+AdminResponse Server::stats() {
+  State& s = *state_;
+  nlohmann::json j = s.metrics->render_json(*config_);
+  j["drain"] = nlohmann::json::parse(s.drain->status_json());
+  nlohmann::json ready = nlohmann::json::object(), reasons = nlohmann::json::object();
+  for (auto& [name, probe] : s.probes) {
+    ready[name] = probe->ready();
+    if (!probe->ready()) reasons[name] = probe->reason();
   }
-  if (path == "/readyz") {
-    if (s.drain->phase() != DrainPhase::kServing)
-      return AdminResponse{503, "text/plain", "draining\n"};
-    for (auto& [name, probe] : s.probes)
-      if (!probe->ready()) return AdminResponse{503, "text/plain", probe->reason() + "\n"};
-    return AdminResponse{200, "text/plain", "ready\n"};
-  }
-  if (path == "/metrics" && get)
-    return AdminResponse{200, "text/plain; version=0.0.4; charset=utf-8", s.metrics->render_text()};
-  if (path == "/stats" && get) {
-    nlohmann::json j = s.metrics->render_json(*config_);
-    j["drain"] = nlohmann::json::parse(s.drain->status_json());
-    nlohmann::json ready = nlohmann::json::object(), reasons = nlohmann::json::object();
-    for (auto& [name, probe] : s.probes) {
-      ready[name] = probe->ready();
-      if (!probe->ready()) reasons[name] = probe->reason();
-    }
-    j["readiness"] = ready;
-    j["readiness_reasons"] = reasons;
-    return AdminResponse{200, "application/json", json_body(j)};
-  }
-  if (path == "/config" && get)
-    return AdminResponse{200, "application/json", json_body(config_to_json(*config_))};
-  if (path == "/" && get) return AdminResponse{200, "text/html; charset=utf-8", status_page_html()};
-  if (path == "/drain" || path == "/drain/wait") {
-    const bool get = req.head.method == HTTP_GET || req.head.method == HTTP_HEAD;
-    if (path == "/drain" && get)
-      return AdminResponse{200, "application/json", s.drain->status_json()};
-    if (path == "/drain" && req.head.method != HTTP_POST)
-      return AdminResponse{405, "text/plain", "use GET or POST\n"};
-    if (path == "/drain/wait" && !get) return AdminResponse{405, "text/plain", "use GET\n"};
-    // Starting a drain changes the pod's state: loopback, or the admin token.
-    if (!allowed_to_change(req)) return forbidden();
-    bool was_serving = s.drain->phase() == DrainPhase::kServing;
-    s.drain->start(path == "/drain" ? "admin POST /drain" : "admin GET /drain/wait");
-    if (path == "/drain")
-      return AdminResponse{was_serving ? 202 : 200, "application/json", s.drain->status_json()};
-    if (s.drain->finished()) return AdminResponse{200, "application/json", s.drain->status_json()};
-    AdminResponse r;
-    r.deferred = true;
-    return r;
-  }
-  if (path == "/reload") {
-    if (req.head.method != HTTP_POST) return AdminResponse{405, "text/plain", "use POST\n"};
-    if (!allowed_to_change(req)) return forbidden();
-    ReloadResult r = reload("admin POST /reload");
-    nlohmann::json j;
-    j["result"] = r.result;
-    j["errors"] = r.errors;
-    j["warnings"] = r.warnings;
-    int status = r.result == "applied"   ? 200
-                 : r.result == "pending" ? 202
-                 : r.result == "invalid" ? 400
-                                         : 409;
-    return AdminResponse{status, "application/json", json_body(j)};
-  }
-  return AdminResponse{404, "text/plain", "not found\n"};
+  j["readiness"] = ready;
+  j["readiness_reasons"] = reasons;
+  return AdminResponse{200, "application/json", json_body(j)};
+}
+
+AdminResponse Server::config() {
+  return AdminResponse{200, "application/json", json_body(config_to_json(*config_))};
+}
+
+AdminResponse Server::status_page() {
+  return AdminResponse{200, "text/html; charset=utf-8", status_page_html()};
+}
+
+AdminResponse Server::drain_status() {
+  return AdminResponse{200, "application/json", state_->drain->status_json()};
+}
+
+AdminResponse Server::start_drain(bool wait) {
+  State& s = *state_;
+  bool was_serving = s.drain->phase() == DrainPhase::kServing;
+  s.drain->start(wait ? "admin GET /drain/wait" : "admin POST /drain");
+  if (!wait)
+    return AdminResponse{was_serving ? 202 : 200, "application/json", s.drain->status_json()};
+  if (s.drain->finished()) return AdminResponse{200, "application/json", s.drain->status_json()};
+  AdminResponse r;
+  r.deferred = true;
+  return r;
+}
+
+AdminResponse Server::reload() {
+  ConfigReloader::Result r = reload("admin POST /reload");
+  nlohmann::json j;
+  j["result"] = r.result;
+  j["errors"] = r.errors;
+  j["warnings"] = r.warnings;
+  int status = r.result == "applied"   ? 200
+               : r.result == "pending" ? 202
+               : r.result == "invalid" ? 400
+                                       : 409;
+  return AdminResponse{status, "application/json", json_body(j)};
 }
 
 std::vector<ClusterStats*> Server::cluster_stats_for(const Config& c, unsigned worker) {
@@ -493,60 +412,13 @@ void Server::refresh_probes() {
       p = std::make_unique<ReadinessProbe>(&s.loop, c.name, kReadinessIntervalMs,
                                            static_cast<uint64_t>(c.connect_timeout.count()));
     }
-    auto r = s.resolvers.find(c.name);
-    p->set_addresses(r != s.resolvers.end() ? r->second->resolver->addresses() : AddressList{});
+    p->set_addresses(s.reloader->addresses(c.name));
     if (it == s.probes.end()) p->start();
     next[c.name] = std::move(p);
   }
   for (auto& [name, p] : s.probes)
     if (p) p->close();
   s.probes = std::move(next);
-}
-
-void Server::unwatch_certificates() {
-  for (uv_fs_event_t* w : state_->cert_watches) {
-    uv_fs_event_stop(w);
-    uv_close(reinterpret_cast<uv_handle_t*>(w),
-             [](uv_handle_t* h) { delete reinterpret_cast<uv_fs_event_t*>(h); });
-  }
-  state_->cert_watches.clear();
-}
-
-void Server::watch_certificates() {
-  State& s = *state_;
-  unwatch_certificates();
-  std::set<std::string> dirs;
-  auto dir_of = [](const std::string& path) {
-    size_t slash = path.rfind('/');
-    return slash == std::string::npos ? std::string(".") : path.substr(0, slash + 1);
-  };
-  for (const ListenerConfig& l : config_->listeners) {
-    if (!l.tls.enabled) continue;
-    for (const TlsCertificate& c : l.tls.certificates) {
-      dirs.insert(dir_of(c.cert));
-      dirs.insert(dir_of(c.key));
-    }
-    if (!l.tls.client_ca.empty()) dirs.insert(dir_of(l.tls.client_ca));
-  }
-  for (const std::string& d : dirs) {
-    auto* w = new uv_fs_event_t;
-    uv_fs_event_init(&s.loop, w);
-    w->data = this;
-    int r = uv_fs_event_start(
-        w,
-        [](uv_fs_event_t* h, const char*, int, int) {
-          static_cast<Server*>(h->data)->certificates_changed();
-        },
-        d.c_str(), 0);
-    if (r != 0) {
-      LOG_WARN("tls: cannot watch %s for certificate changes (%s); SIGHUP reloads them", d.c_str(),
-               uv_strerror(r));
-      uv_close(reinterpret_cast<uv_handle_t*>(w),
-               [](uv_handle_t* h) { delete reinterpret_cast<uv_fs_event_t*>(h); });
-      continue;
-    }
-    s.cert_watches.push_back(w);
-  }
 }
 
 void Server::watch_config_file() {
@@ -570,21 +442,6 @@ void Server::watch_config_file() {
   }
   LOG_INFO("reload.watch: reloading when %s changes", options_.config_file.c_str());
   s.config_watch = std::move(w);
-}
-
-void Server::certificates_changed() {
-  State& s = *state_;
-  if (s.stopping) return;
-  if (!s.cert_timer) {
-    s.cert_timer = new uv_timer_t;
-    uv_timer_init(&s.loop, s.cert_timer);
-    s.cert_timer->data = this;
-  }
-  // A secret update is several events (new directory, symlink swap, old one removed): act once
-  // they have settled.
-  uv_timer_start(
-      s.cert_timer, [](uv_timer_t* t) { static_cast<Server*>(t->data)->rotate_certificates(); },
-      kFileEventSettleMs, 0);
 }
 
 void Server::rotate_certificates() {
@@ -662,198 +519,46 @@ bool Server::allowed_to_change(const AdminRequest& req) const {
   return false;
 }
 
-AdminResponse Server::forbidden() {
-  return AdminResponse{403, "text/plain", "forbidden: loopback or admin token required\n"};
-}
-
-std::unique_ptr<ResolverEntry> Server::make_resolver(const ClusterConfig& c) {
-  auto entry = std::make_unique<ResolverEntry>();
-  ResolverEntry* e = entry.get();
-  std::string name = c.name;
-  entry->resolver = std::make_unique<ClusterResolver>(
-      &state_->loop, c, [this, e, name](const AddressList& addresses) {
-        if (e->live) {
-          for (auto& w : state_->workers)
-            w->post([name, addresses](Worker& wk) { wk.set_addresses(name, addresses); });
-          if (auto it = state_->probes.find(name); it != state_->probes.end())
-            it->second->set_addresses(addresses);
-        } else {
-          check_pending_reload();
-        }
-      });
-  return entry;
-}
-
-void Server::wait_first_resolution(const ResolverMap& resolvers) {
-  State& st = *state_;
-  uint64_t deadline = uv_now(&st.loop) + kFirstResolutionWaitMs;
-  auto done = [&] {
-    for (auto& [name, r] : resolvers)
-      if (!r->resolver->first_round_done()) return false;
-    return true;
+ConfigReloader::Hooks Server::reloader_hooks() {
+  return ConfigReloader::Hooks{
+      .running = [this]() -> const Config& { return *config_; },
+      .build_tls = [this](const Config& c, TlsSet& out,
+                          std::vector<std::string>& errors) { return build_tls(c, out, errors); },
+      .apply = [this](ConfigPtr c, std::vector<AddressList> addresses,
+                      TlsSet tls) { apply_config(std::move(c), addresses, std::move(tls)); },
+      .addresses_changed =
+          [this](const std::string& name, const AddressList& addresses) {
+            for (auto& w : state_->workers)
+              w->post([name, addresses](Worker& wk) { wk.set_addresses(name, addresses); });
+            if (auto it = state_->probes.find(name); it != state_->probes.end())
+              it->second->set_addresses(addresses);
+          },
+      .draining = [this] { return state_->drain->phase() != DrainPhase::kServing; },
+      .counted = [this](bool applied) { state_->metrics->count_reload(applied); },
   };
-  uv_timer_t tick;
-  uv_timer_init(&st.loop, &tick);
-  while (!done() && uv_now(&st.loop) < deadline) {
-    uv_timer_start(
-        &tick, [](uv_timer_t*) {}, 50, 0);
-    uv_run(&st.loop, UV_RUN_ONCE);
-  }
-  uv_close(reinterpret_cast<uv_handle_t*>(&tick), nullptr);
+}
+
+int Server::abandon_start() {
+  State& st = *state_;
+  st.reloader->close();
   uv_run(&st.loop, UV_RUN_NOWAIT);
+  st.ctx->stop_deferred();
+  uv_run(&st.loop, UV_RUN_DEFAULT);
+  uv_loop_close(&st.loop);
+  return 1;
 }
 
-// Restart-only settings keep their running values (and are reported); everything else comes
-// from the new file.
-ConfigPtr Server::reconcile(std::shared_ptr<Config> next, std::vector<std::string>& notes) {
-  State& s = *state_;
-  const Config& cur = *config_;
-  if (next->workers != 0 && next->workers != cur.workers)
-    notes.push_back("workers: " + std::to_string(next->workers) +
-                    " needs a restart; running with " + std::to_string(cur.workers));
-  next->workers = cur.workers;
-  if (!(next->admin.address == s.admin_configured))
-    notes.push_back("admin.address: " + next->admin.address.str() +
-                    " needs a restart; the admin listener stays on " + cur.admin.address.str());
-  next->admin.address = cur.admin.address;
-  std::vector<ListenerConfig> listeners;
-  for (size_t i = 0; i < cur.listeners.size(); ++i) {
-    ListenerConfig l = cur.listeners[i];
-    auto it = std::find_if(next->listeners.begin(), next->listeners.end(),
-                           [&](const ListenerConfig& n) { return n.name == l.name; });
-    if (it == next->listeners.end()) {
-      notes.push_back("listener " + l.name +
-                      ": removed from the file; it keeps listening until a restart");
-    } else {
-      if (!(it->address == s.listeners_configured[i]))
-        notes.push_back("listener " + l.name + ": address " + it->address.str() +
-                        " needs a restart; it stays on " + l.address.str());
-      l.routes = it->routes;
-      l.drain = it->drain;
-      l.tls = it->tls;  // new handshakes use the new settings and files
-    }
-    for (const RouteConfig& r : l.routes)
-      if (next->cluster_index(r.cluster) < 0)
-        notes.push_back("listener " + l.name + ": route to cluster " + r.cluster +
-                        ", which the new file removed, answers 404");
-    listeners.push_back(std::move(l));
-  }
-  for (const ListenerConfig& n : next->listeners) {
-    bool known = std::any_of(cur.listeners.begin(), cur.listeners.end(),
-                             [&](const ListenerConfig& l) { return l.name == n.name; });
-    if (!known) notes.push_back("listener " + n.name + ": new listeners need a restart");
-  }
-  next->listeners = std::move(listeners);
-  return next;
+ConfigReloader::Result Server::reload(const char* why) {
+  return state_->reloader->reload(why);
 }
 
-Server::ReloadResult Server::reload(const char* why) {
+void Server::apply_config(ConfigPtr config, const std::vector<AddressList>& addresses, TlsSet tls) {
   State& s = *state_;
-  ReloadResult result;
-  if (!options_.reload) {
-    result.result = "unavailable";
-    result.errors.push_back("sluice was started without --config: there is no file to re-read");
-    LOG_WARN("reload (%s): %s", why, result.errors[0].c_str());
-    return result;
-  }
-  if (s.drain->phase() != DrainPhase::kServing) {
-    result.result = "unavailable";
-    result.errors.push_back("draining: the configuration no longer changes");
-    LOG_WARN("reload (%s): %s", why, result.errors[0].c_str());
-    return result;
-  }
-  ConfigLoad load = options_.reload();
-  if (!load.config) {
-    s.metrics->count_reload(false);
-    result.result = "invalid";
-    result.errors = load.errors;
-    LOG_ERROR("reload (%s) rejected, the running configuration stays:", why);
-    for (const std::string& e : load.errors) LOG_ERROR("  %s", e.c_str());
-    return result;
-  }
-  result.warnings = load.warnings;
-  ConfigPtr next = reconcile(load.config, result.warnings);
-  TlsSet tls;
-  if (!build_tls(*next, tls, result.errors)) {
-    s.metrics->count_reload(false);
-    result.result = "invalid";
-    LOG_ERROR("reload (%s) rejected, the running configuration stays:", why);
-    for (const std::string& e : result.errors) LOG_ERROR("  %s", e.c_str());
-    return result;
-  }
-  for (const std::string& w : result.warnings) LOG_WARN("reload: %s", w.c_str());
-
-  // Resolvers: unchanged endpoints keep theirs (and its addresses); others start looking up.
-  auto pending = std::make_unique<State::PendingReload>();
-  pending->config = next;
-  pending->started_ms = uv_now(&s.loop);
-  if (s.pending) {  // superseded before it applied
-    for (auto& [name, r] : s.pending->resolvers)
-      if (!r->live) r->resolver->close();
-  }
-  s.pending = std::move(pending);
-  s.pending->tls = std::move(tls);
-  for (const ClusterConfig& c : next->clusters) {
-    auto it = s.resolvers.find(c.name);
-    bool same = it != s.resolvers.end() &&
-                it->second->resolver->config().endpoints == c.endpoints &&
-                it->second->resolver->config().dns_refresh == c.dns_refresh;
-    s.pending->resolvers[c.name] = same ? nullptr : make_resolver(c);
-  }
-  LOG_INFO("reload (%s): configuration accepted", why);
-  s.starting_resolvers = true;
-  for (auto& [name, r] : s.pending->resolvers)
-    if (r) r->resolver->start();
-  s.starting_resolvers = false;
-  if (check_pending_reload()) {
-    result.result = "applied";
-  } else {
-    result.result = "pending";
-    result.warnings.push_back("waiting for the first DNS answers of new clusters");
-    if (!s.pending_timer) {
-      s.pending_timer = std::make_unique<uv_timer_t>();
-      uv_timer_init(&s.loop, s.pending_timer.get());
-      s.pending_timer->data = this;
-    }
-    uv_timer_start(
-        s.pending_timer.get(),
-        [](uv_timer_t* t) { static_cast<Server*>(t->data)->apply_pending_reload(); },
-        kFirstResolutionWaitMs, 0);
-  }
-  return result;
-}
-
-bool Server::check_pending_reload() {
-  State& s = *state_;
-  if (!s.pending || s.starting_resolvers) return false;
-  for (auto& [name, r] : s.pending->resolvers)
-    if (r && !r->resolver->first_round_done()) return false;
-  apply_pending_reload();
-  return true;
-}
-
-void Server::apply_pending_reload() {
-  State& s = *state_;
-  if (!s.pending) return;
-  std::unique_ptr<State::PendingReload> p = std::move(s.pending);
-  if (s.pending_timer) uv_timer_stop(s.pending_timer.get());
-  std::map<std::string, std::unique_ptr<ResolverEntry>> next;
-  std::vector<AddressList> addresses;
-  for (const ClusterConfig& c : p->config->clusters) {
-    auto& entry = p->resolvers[c.name];
-    if (!entry) entry = std::move(s.resolvers[c.name]);  // kept from the running set
-    entry->live = true;
-    addresses.push_back(entry->resolver->addresses());
-    next[c.name] = std::move(entry);
-  }
-  for (auto& [name, r] : s.resolvers)
-    if (r) r->resolver->close();
-  s.resolvers = std::move(next);
-  config_ = p->config;
+  config_ = std::move(config);
   log_set_level(config_->log.level);
   log_set_format(config_->log.format);
   s.drain->update_settings(config_->drain);
-  s.tls = std::move(p->tls);
+  s.tls = std::move(tls);
   for (auto& w : s.workers) {
     w->post([cfg = config_, addresses, stats = cluster_stats_for(*config_, w->index()),
              tls = s.tls](Worker& wk) {
@@ -862,9 +567,8 @@ void Server::apply_pending_reload() {
     });
   }
   refresh_probes();
-  watch_certificates();
+  s.certificates->watch(*config_);
   watch_config_file();
-  s.metrics->count_reload(true);
   LOG_INFO("reload: applied (%zu listeners, %zu clusters)", config_->listeners.size(),
            config_->clusters.size());
 }
@@ -879,18 +583,10 @@ void Server::stop_now() {
   s.drain->close();
   for (auto& sig : s.signals) uv_close(reinterpret_cast<uv_handle_t*>(&sig->handle), nullptr);
   if (s.exit_timer) uv_close(reinterpret_cast<uv_handle_t*>(s.exit_timer.get()), nullptr);
-  if (s.pending_timer) uv_close(reinterpret_cast<uv_handle_t*>(s.pending_timer.get()), nullptr);
-  unwatch_certificates();
+  s.certificates->close();
   if (s.config_watch) s.config_watch->close();
-  if (s.cert_timer) {
-    uv_close(reinterpret_cast<uv_handle_t*>(s.cert_timer),
-             [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
-    s.cert_timer = nullptr;
-  }
-  for (auto& [name, r] : s.resolvers) r->resolver->close();
+  s.reloader->close();
   for (auto& [name, p] : s.probes) p->close();
-  if (s.pending)
-    for (auto& [name, r] : s.pending->resolvers) r->resolver->close();
   s.ctx->stop_deferred();
 }
 

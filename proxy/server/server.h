@@ -10,8 +10,10 @@
 #include <string>
 #include <vector>
 
+#include "admin/admin_routes.h"
 #include "core/config.h"
 #include "core/stats.h"
+#include "server/config_reloader.h"
 
 namespace sluice {
 
@@ -22,13 +24,7 @@ struct ServerOptions {
   std::string config_file;  // the file reload reads; watched when reload.watch is set
 };
 
-struct AdminRequest;
-struct AdminResponse;
-struct ResolverEntry;
-struct TlsSet;
-using ResolverMap = std::map<std::string, std::unique_ptr<ResolverEntry>>;
-
-class Server {
+class Server final : private AdminBackend {
  public:
   Server(ConfigPtr config, ServerOptions options);
   ~Server();
@@ -37,33 +33,34 @@ class Server {
 
  private:
   struct State;
-  struct ReloadResult {
-    std::string result;  // applied, pending (waiting for DNS), invalid, unavailable
-    std::vector<std::string> errors, warnings;
-  };
-  AdminResponse admin_request(const AdminRequest& req);
-  bool allowed_to_change(const AdminRequest& req) const;
-  static AdminResponse forbidden();
+  // AdminBackend: the admin API's answers (admin/admin_routes.cc routes to them).
+  AdminResponse healthz() override;
+  AdminResponse readyz() override;
+  AdminResponse metrics() override;
+  AdminResponse stats() override;
+  AdminResponse config() override;
+  AdminResponse status_page() override;
+  AdminResponse drain_status() override;
+  AdminResponse start_drain(bool wait) override;
+  AdminResponse reload() override;
+  bool allowed_to_change(const AdminRequest& req) const override;
   void stop_now();
+  // A start that failed before the workers ran: closes what the loop has, returns 1.
+  int abandon_start();
   // Re-reads the configuration; a valid one applies to new requests on every worker.
-  ReloadResult reload(const char* why);
-  ConfigPtr reconcile(std::shared_ptr<Config> next, std::vector<std::string>& notes);
-  std::unique_ptr<ResolverEntry> make_resolver(const ClusterConfig& c);
-  void wait_first_resolution(const ResolverMap& resolvers);
-  bool check_pending_reload();
+  ConfigReloader::Result reload(const char* why);
+  ConfigReloader::Hooks reloader_hooks();
+  // A reloaded configuration, resolved: to the workers, probes and file watches.
+  void apply_config(ConfigPtr config, const std::vector<AddressList>& addresses, TlsSet tls);
   // This worker's stats shards for the configuration's clusters / listeners, by index.
   std::vector<ClusterStats*> cluster_stats_for(const Config& c, unsigned worker);
   std::vector<ListenerStats*> listener_stats_for(const Config& c, unsigned worker);
-  void apply_pending_reload();
   // Readiness probes for the running configuration's `readiness: true` clusters.
   void refresh_probes();
   // TLS contexts for `c`; unchanged ones are the running ones. False: `errors` says why.
   bool build_tls(const Config& c, TlsSet& out, std::vector<std::string>& errors);
-  // Certificate rotation: watch the directories of the listeners' files, rebuild on change.
-  void watch_certificates();
   void watch_config_file();  // starts or stops the reload.watch file watch
-  void unwatch_certificates();
-  void certificates_changed();
+  // The listeners' certificate files changed: new handshakes use them once they load.
   void rotate_certificates();
   ConfigPtr config_;
   ServerOptions options_;
