@@ -4,6 +4,8 @@ retry, idle timeouts on both sides, max requests / max idle / max connections wi
 non-reuse rules, and several workers."""
 import json
 import random
+import socket
+import struct
 import time
 import unittest
 
@@ -280,9 +282,9 @@ class PoolTest(E2ETestCase):
         self.assertGreater(rs[1][1], 1.8, "the queued request did not wait for the connection")
 
     def test_a_client_that_leaves_while_queued_is_taken_off_the_queue(self):
-        """A request waiting for a pooled connection whose client goes away leaves the queue:
-        sluice keeps serving (it crashed here: the exchange let go of its pool before leaving
-        the queue), and the next queued request gets the connection."""
+        """A request waiting for a pooled connection whose client resets its connection leaves
+        the queue at once: sluice keeps serving (it crashed here: the exchange let go of its
+        pool before leaving the queue) and the busy request completes."""
         up = self.start_aiohttp()
         s = self.start_sluice("--pool-max-connections", "1", "--pool-queue-timeout", "30s",
                               upstream=up.port)
@@ -298,6 +300,8 @@ class PoolTest(E2ETestCase):
         while in_flight() < 2 and time.monotonic() < deadline:
             time.sleep(0.02)
         self.assertEqual(in_flight(), 2, "the second request never waited in the queue")
+        # A reset, not a FIN: a half-closed client is still answered; a reset one is gone.
+        leaver.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         leaver.close()
         while in_flight() > 1 and time.monotonic() < deadline:
             time.sleep(0.02)
