@@ -23,6 +23,8 @@ Json build(const Config& c) {
     lj["address"] = l.address.str();
     lj["drain"] = l.drain;
     lj["max_connections"] = l.max_connections;
+    lj["upgrades"] = Json::array();
+    for (const auto& u : l.upgrades) lj["upgrades"].push_back(u);
     if (l.tls.enabled) {  // file names only: the runtime reads the PEM files
       Json tj = Json::object();
       if (l.tls.certificates.size() == 1) {

@@ -1,6 +1,8 @@
 // Reads a parsed YAML document into a Config: every key, every type and every value is checked
 // here (the tls sections in tls_reader.cc) and each problem is reported at its node; checks
 // across settings are in validate.cc.
+#include <algorithm>
+#include <cctype>
 #include <string>
 #include <vector>
 
@@ -8,6 +10,7 @@
 #include "config/field_reader.h"
 #include "config/setting_values.h"
 #include "config/tls_reader.h"
+#include "http/upgrade.h"
 
 namespace sluice {
 namespace {
@@ -15,8 +18,8 @@ namespace {
 const std::vector<std::string> kRootKeys{"admin",  "workers", "listeners", "clusters",
                                          "limits", "drain",   "log",       "reload"};
 const std::vector<std::string> kAdminKeys{"address", "token_file"};
-const std::vector<std::string> kListenerKeys{"name",  "address", "routes",         "cluster",
-                                             "drain", "tls",     "max_connections"};
+const std::vector<std::string> kListenerKeys{"name",  "address",         "routes",   "cluster",
+                                             "drain", "max_connections", "upgrades", "tls"};
 const std::vector<std::string> kRouteKeys{"host", "prefix", "cluster"};
 const std::vector<std::string> kClusterKeys{
     "name",        "endpoints", "load_balancing", "connect_timeout", "response_timeout",
@@ -126,6 +129,7 @@ class YamlReader : public FieldReader {
     }
     boolean(f, "drain", l.drain);
     count(f, "max_connections", l.max_connections);
+    if (const Field* u = f.get("upgrades")) read_upgrades(*u, l);
 
     const Field* routes = f.get("routes");
     const Field* shorthand = f.get("cluster");
@@ -147,6 +151,48 @@ class YamlReader : public FieldReader {
     } else {
       m.routes = m.self;
     }
+  }
+
+  // A list of protocol names; stored in lower case (they are compared case-insensitively).
+  void read_upgrades(const Field& f, ListenerConfig& l) {
+    static const char* kExpected = "a list of protocol names such as [websocket]";
+    if (f.value.IsNull()) {
+      l.upgrades.clear();
+      return;
+    }
+    if (!expect(f, f.value.IsSequence(), kExpected)) return;
+    std::vector<std::string> out;
+    bool ok = true;
+    for (size_t i = 0; i < f.value.size(); ++i) {
+      Field item{f.path + "[" + std::to_string(i) + "]", f.key, f.value[i]};
+      std::string s;
+      if (!scalar(item, s, "a protocol name such as websocket")) {
+        ok = false;
+        continue;
+      }
+      if (!is_valid_upgrade_protocol(s)) {
+        ok = invalid(item, s,
+                     "a protocol name as the Upgrade header gives it, such as websocket (letters, "
+                     "digits and !#$%&'*+-.^_`|~; no version)",
+                     s.find('/') != std::string::npos ? ": versions are not compared" : "");
+        continue;
+      }
+      std::string lower = s;
+      for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      if (std::find(out.begin(), out.end(), lower) != out.end()) {
+        ok = invalid(item, s, "each protocol once", ": listed twice");
+        continue;
+      }
+      s = std::move(lower);
+      if (s == "h2c")
+        diag_.warning(item.where(),
+                      item.path +
+                          ": forwarding 'Upgrade: h2c' lets a client that the app "
+                          "switches to HTTP/2 send requests past sluice's per-request "
+                          "controls (h2c smuggling)");
+      out.push_back(std::move(s));
+    }
+    if (ok) l.upgrades = std::move(out);
   }
 
   void read_routes(const Field& f, ListenerConfig& l, ListenerMarks& m) {

@@ -120,6 +120,9 @@ struct ListenerConfig {
   std::vector<RouteConfig> routes;  // first match wins; none matching -> 404
   bool drain = true;  // false: left open through a drain until the final stop (e.g. egress)
   uint32_t max_connections = 0;  // open client connections, all workers together; 0 = no limit
+  // Protocols a client may upgrade to through this listener (lower case, no versions); any
+  // other Upgrade is removed and the request forwarded as a plain one (http/upgrade.h).
+  std::vector<std::string> upgrades{"websocket"};
   ListenerTls tls;
   bool operator==(const ListenerConfig&) const = default;
 };

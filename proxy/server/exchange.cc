@@ -41,6 +41,10 @@ void make_request_id(LoopContext& ctx, char out[32]) {
 
 }  // namespace
 
+UpgradeAllowList Exchange::upgrades() const {
+  return down_.worker().config().listeners[down_.listener()].upgrades;
+}
+
 void Exchange::use_cluster(UpstreamCluster* c) {
   if (cluster_) cluster_->remove_user();
   cluster_ = c;
@@ -104,11 +108,13 @@ void Exchange::begin(const MessageHead& req) {
   idempotent_ = is_idempotent(req.method);
   retain_ok_ = idempotent_;
   client_http10_ = req.http_major == 1 && req.http_minor == 0;
-  // An upgrade request is forwarded with its Upgrade header; a 101 turns both connections into
-  // a tunnel, any other answer closes the client connection after it (the client may already
+  // An upgrade to a protocol on the listener's list is forwarded; a 101 turns both connections
+  // into a tunnel. Any other Upgrade is dropped and the request goes on as a plain one. Either
+  // way, an answer other than 101 closes the client connection after it (the client may already
   // have sent bytes of the new protocol).
-  upgrade_ = req.upgrade && req.find("upgrade") != std::string_view::npos;
-  websocket_ = upgrade_ && req.has_token("upgrade", "websocket");
+  const UpgradeDecision upgrade = decide_upgrade(req, upgrades());
+  upgrade_ = upgrade.forward;
+  websocket_ = upgrade.websocket;
   client_keep_alive_ = req.keep_alive && !req.upgrade;
   if (req.chunked) {
     request_framing_ = Framing::kChunked;
@@ -192,6 +198,7 @@ void Exchange::begin(const MessageHead& req) {
   rw.framing = request_framing_;
   rw.content_length = req.content_length;
   rw.upgrade = upgrade_;
+  rw.upgrades = upgrades();
   // Sized to the head rather than a pool block: the serialized head stays with the exchange
   // until the response starts (for a retry), which for a long poll can be a long time.
   BlockWriter w(ctx.blocks.get_small(request_head_estimate(req)));
@@ -352,6 +359,11 @@ void Exchange::on_upstream_drained() {
 
 void Exchange::on_upstream_head(const MessageHead& head) {
   if (head.status == 100) return;  // sluice answered the client's Expect itself
+  if (head.status == 101 && upgrade_ && !upgrade_response_allowed(head, upgrades())) {
+    drop_upstream();
+    respond_error(502, "upstream switched to a protocol not on the listener's upgrades list");
+    return;
+  }
   if (head.status == 101 && upgrade_) {
     status_ = 101;
     cluster_->stats().requests[0].add();

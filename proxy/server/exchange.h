@@ -56,6 +56,7 @@ class Exchange : private UpstreamHandler, private PoolClient {
   void on_pool_failure(PoolFailure f) override;
 
   void acquire(bool fresh);
+  UpgradeAllowList upgrades() const;  // the protocols this listener forwards upgrades to
   // The cluster and pool this exchange uses, held (add_user) until it is done.
   void use_cluster(UpstreamCluster* c);
   void use_pool(UpstreamPool* p);

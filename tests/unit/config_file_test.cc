@@ -201,6 +201,46 @@ TEST(ConfigFile, BadValues) {
                "6:5", "base_ejection (1m) is longer than max_ejection (10s)");
 }
 
+TEST(ConfigFile, Upgrades) {
+  ConfigLoad d = expect_ok("");
+  ASSERT_TRUE(d.config);
+  EXPECT_EQ(d.config->listeners[0].upgrades, (std::vector<std::string>{"websocket"}));
+  ConfigLoad r = expect_ok(
+      "listeners:\n"
+      "  - {name: a, address: 127.0.0.1:0, cluster: app, upgrades: [WebSocket, foo]}\n"
+      "  - {name: b, address: 127.0.0.1:0, cluster: app, upgrades: []}\n"
+      "  - {name: c, address: 127.0.0.1:0, cluster: app}\n"
+      "clusters: [{name: app, endpoints: [127.0.0.1:4000]}]\n");
+  ASSERT_TRUE(r.config);
+  EXPECT_EQ(r.config->listeners[0].upgrades, (std::vector<std::string>{"websocket", "foo"}));
+  EXPECT_TRUE(r.config->listeners[1].upgrades.empty());
+  EXPECT_EQ(r.config->listeners[2].upgrades, (std::vector<std::string>{"websocket"}));
+  EXPECT_TRUE(r.warnings.empty()) << joined(r.warnings);
+
+  const std::string head = "clusters: [{name: app, endpoints: [127.0.0.1:4000]}]\nlisteners:\n";
+  expect_error(head + "  - {name: in, cluster: app, upgrades: websocket}\n", "3:40",
+               "listeners[in].upgrades: expected a list of protocol names such as [websocket], "
+               "got 'websocket'");
+  expect_error(head + "  - {name: in, cluster: app, upgrades: [websocket, websocket/13]}\n", "3:52",
+               "listeners[in].upgrades[1]: invalid value 'websocket/13': versions are not "
+               "compared");
+  expect_error(head + "  - {name: in, cluster: app, upgrades: [websocket, WEBSOCKET]}\n", "3:52",
+               "listeners[in].upgrades[1]: invalid value 'WEBSOCKET': listed twice");
+  expect_error(head + "  - {name: in, cluster: app, upgrades: [\"web socket\"]}\n", "3:41",
+               "listeners[in].upgrades[0]: invalid value 'web socket'");
+  expect_error(head + "  - {name: in, cluster: app, upgrades: [[websocket]]}\n", "3:41",
+               "listeners[in].upgrades[0]: expected a protocol name such as websocket");
+  expect_error(head + "  - {name: in, cluster: app, upgrade: [websocket]}\n", "3:30",
+               "did you mean 'upgrades'?");
+
+  ConfigLoad h2c = expect_ok(head + "  - {name: in, cluster: app, upgrades: [websocket, h2c]}\n");
+  ASSERT_EQ(h2c.warnings.size(), 1u) << joined(h2c.warnings);
+  EXPECT_NE(h2c.warnings[0].find("t.yaml:3:52: warning: listeners[in].upgrades[1]: forwarding "
+                                 "'Upgrade: h2c'"),
+            std::string::npos)
+      << h2c.warnings[0];
+}
+
 TEST(ConfigFile, Addresses) {
   expect_error("admin: {address: localhost:9901}\n", "1:18",
                "admin.address: invalid value 'localhost:9901': a listening socket binds to an IP "
@@ -420,7 +460,8 @@ listeners:
       - {host: "*.googleapis.com", prefix: /storage/, cluster: storage}
       - {host: api.example.com, cluster: app}
       - {prefix: /, cluster: app}
-  - {name: egress, address: "127.0.0.1:8081", drain: false, cluster: storage}
+  - {name: egress, address: "127.0.0.1:8081", drain: false, cluster: storage, upgrades: []}
+  - {name: tunnels, address: "127.0.0.1:8082", cluster: app, upgrades: [websocket, foo]}
 clusters:
   - name: app
     endpoints: [127.0.0.1:4000, "[::1]:4001", app.internal:80]
@@ -449,8 +490,9 @@ log: {format: json, level: debug, access: false}
   ASSERT_TRUE(defaults.config) << joined(defaults.errors);
   EXPECT_EQ(*defaults.config, default_config());
   std::string all = dump_config_yaml(default_config());
-  for (const char* key : {"token_file:", "dns_refresh:", "readiness:", "queue_timeout:",
-                          "consecutive_failures:", "ws_close_timeout:", "access:", "drain: true"})
+  for (const char* key :
+       {"token_file:", "dns_refresh:", "readiness:", "queue_timeout:", "consecutive_failures:",
+        "ws_close_timeout:", "access:", "drain: true", "upgrades: [websocket]"})
     EXPECT_NE(all.find(key), std::string::npos) << key << "\n" << all;
 }
 
