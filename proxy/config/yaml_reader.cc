@@ -25,10 +25,11 @@ const std::vector<std::string> kClusterKeys{
     "name",        "endpoints", "load_balancing", "connect_timeout", "response_timeout",
     "dns_refresh", "pool",      "outlier",        "readiness",       "tls"};
 const std::vector<std::string> kPoolKeys{
-    "max_idle",        "idle_timeout", "max_requests_per_connection",
-    "max_connections", "queue_size",   "queue_timeout"};
-const std::vector<std::string> kOutlierKeys{"consecutive_failures", "base_ejection",
-                                            "max_ejection"};
+    "max_idle",        "idle_timeout",   "max_requests_per_connection",
+    "max_connections", "max_connecting", "queue_size",
+    "queue_timeout"};
+const std::vector<std::string> kOutlierKeys{"consecutive_failures", "base_ejection", "max_ejection",
+                                            "max_ejection_percent"};
 const std::vector<std::string> kLimitsKeys{"max_header_bytes", "max_body_bytes", "header_timeout",
                                            "idle_timeout", "max_connections_per_worker"};
 const std::vector<std::string> kDrainKeys{"delay", "budget", "ws_close_spread", "ws_close_timeout"};
@@ -323,6 +324,7 @@ class YamlReader : public FieldReader {
       duration(pf, "idle_timeout", c.pool.idle_timeout);
       count(pf, "max_requests_per_connection", c.pool.max_requests_per_connection);
       count(pf, "max_connections", c.pool.max_connections, 1);
+      count(pf, "max_connecting", c.pool.max_connecting, 1);
       count(pf, "queue_size", c.pool.queue_size);
       duration(pf, "queue_timeout", c.pool.queue_timeout);
     }
@@ -332,6 +334,8 @@ class YamlReader : public FieldReader {
       count(of, "consecutive_failures", c.outlier.consecutive_failures);
       duration(of, "base_ejection", c.outlier.base_ejection);
       duration(of, "max_ejection", c.outlier.max_ejection);
+      if (const Field* p = of.get("max_ejection_percent"))
+        number(*p, c.outlier.max_ejection_percent, 0, 100);
     }
     read_cluster_tls(f, c.tls, m, diag_);
   }

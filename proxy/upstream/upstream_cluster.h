@@ -24,7 +24,7 @@ struct UpstreamAddress {
 };
 using AddressList = std::vector<UpstreamAddress>;
 
-class UpstreamCluster {
+class UpstreamCluster final : public PoolSiblings {
  public:
   // `config` must outlive the cluster (an aliasing pointer into the Config snapshot).
   UpstreamCluster(LoopContext& ctx, std::shared_ptr<const ClusterConfig> config,
@@ -43,7 +43,10 @@ class UpstreamCluster {
   // others remain; `exclude` (the pool a connect just failed on) is skipped when another
   // exists. nullptr when the cluster has no address (DNS has not answered yet).
   UpstreamPool* pick(const UpstreamPool* exclude = nullptr);
-  size_t address_count() const { return pools_.size(); }
+  size_t address_count() const override { return pools_.size(); }
+  // Outlier detection's floor: ejecting `pool` must leave at least one address in rotation and
+  // at most outlier.max_ejection_percent of them ejected. A retired pool may always be ejected.
+  bool may_eject(const UpstreamPool* pool, uint64_t now_ms) const override;
   const std::vector<std::unique_ptr<UpstreamPool>>& pools() const { return pools_; }
 
   // A reload removed (or changed) it: every pool retires.

@@ -108,6 +108,7 @@ class UpstreamConnection final : public ListNode, private StreamHandler, private
   std::unique_ptr<HttpParser> parser_;  // freed when the connection becomes a tunnel
   State state_ = State::kConnecting;
   uint32_t requests_ = 0;
+  uint32_t connect_round_ = 0;  // the pool's failure round when the connect started
 
   bool response_started_ = false;
   bool awaiting_head_ = false;
