@@ -170,9 +170,8 @@ class UpgradeAllowListTest(E2ETestCase):
 
     def test_h2c_never_reaches_the_app(self):
         app = AnyUpgradeUpstream(self)
-        # The default listener (no file, no upgrades key) and one with an explicit list.
+        # The default listener (no file, no upgrades key), then one with an explicit list.
         s = self.start_sluice(upstream=app.port)
-        s2, (explicit,) = self.start_listeners(app.port, [["websocket"]])
         base = ["GET /flag HTTP/1.1", "Host: test.local"]
         variants = {
             "h2csmuggler": ["Upgrade: h2c", "HTTP2-Settings: " + H2C_SETTINGS,
@@ -187,12 +186,16 @@ class UpgradeAllowListTest(E2ETestCase):
             "another protocol": ["Upgrade: foo", "Connection: Upgrade"],
             "h2 over cleartext": ["Upgrade: h2", "Connection: Upgrade"],
         }
-        for port in (s.port, explicit):
+        def check(port):
             for name, extra in variants.items():
                 with self.subTest(port=port, variant=name):
                     got = self.plain_answer(port, base + extra)
                     self.assertTrue(got.startswith("get /flag http/1.1"), got)
                     self.assertNoUpgradeReached(got, name)
+
+        check(s.port)
+        s2, (explicit,) = self.start_listeners(app.port, [["websocket"]])
+        check(explicit)
         # Nothing the app ever received carried h2c.
         for h in app.heads:
             self.assertNotIn("h2c", h.lower(), h)
