@@ -23,6 +23,8 @@ Json build(const Config& c) {
     lj["address"] = l.address.str();
     lj["drain"] = l.drain;
     lj["max_connections"] = l.max_connections;
+    lj["upgrades"] = Json::array();
+    for (const auto& u : l.upgrades) lj["upgrades"].push_back(u);
     if (l.tls.enabled) {  // file names only: the runtime reads the PEM files
       Json tj = Json::object();
       if (l.tls.certificates.size() == 1) {
@@ -70,6 +72,7 @@ Json build(const Config& c) {
     pool["idle_timeout"] = format_duration(cl.pool.idle_timeout);
     pool["max_requests_per_connection"] = cl.pool.max_requests_per_connection;
     pool["max_connections"] = cl.pool.max_connections;
+    pool["max_connecting"] = cl.pool.max_connecting;
     pool["queue_size"] = cl.pool.queue_size;
     pool["queue_timeout"] = format_duration(cl.pool.queue_timeout);
     cj["pool"] = std::move(pool);
@@ -77,6 +80,7 @@ Json build(const Config& c) {
     outlier["consecutive_failures"] = cl.outlier.consecutive_failures;
     outlier["base_ejection"] = format_duration(cl.outlier.base_ejection);
     outlier["max_ejection"] = format_duration(cl.outlier.max_ejection);
+    outlier["max_ejection_percent"] = cl.outlier.max_ejection_percent;
     cj["outlier"] = std::move(outlier);
     if (cl.tls.enabled) {
       Json tj = Json::object();

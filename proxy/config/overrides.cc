@@ -173,7 +173,12 @@ const std::vector<FlagRule>& rules() {
         "upstream connections per worker, every cluster"},
        Marked::kNone,
        pool_count<&PoolSettings::max_connections, 1>},
-      {{"pool-queue-size", "N", "clusters[*].pool.queue_size", "1024",
+      {{"pool-max-connecting", "N", "clusters[*].pool.max_connecting", "32",
+        "upstream connects in progress per address and worker (the rest wait in the queue), "
+        "every cluster"},
+       Marked::kNone,
+       pool_count<&PoolSettings::max_connecting, 1>},
+      {{"pool-queue-size", "N", "clusters[*].pool.queue_size", "4096",
         "requests waiting for an upstream connection, every cluster"},
        Marked::kNone,
        pool_count<&PoolSettings::queue_size, 0>},

@@ -1,6 +1,8 @@
 // Reads a parsed YAML document into a Config: every key, every type and every value is checked
 // here (the tls sections in tls_reader.cc) and each problem is reported at its node; checks
 // across settings are in validate.cc.
+#include <algorithm>
+#include <cctype>
 #include <string>
 #include <vector>
 
@@ -8,6 +10,7 @@
 #include "config/field_reader.h"
 #include "config/setting_values.h"
 #include "config/tls_reader.h"
+#include "http/upgrade.h"
 
 namespace sluice {
 namespace {
@@ -15,17 +18,18 @@ namespace {
 const std::vector<std::string> kRootKeys{"admin",  "workers", "listeners", "clusters",
                                          "limits", "drain",   "log",       "reload"};
 const std::vector<std::string> kAdminKeys{"address", "token_file"};
-const std::vector<std::string> kListenerKeys{"name",  "address", "routes",         "cluster",
-                                             "drain", "tls",     "max_connections"};
+const std::vector<std::string> kListenerKeys{"name",  "address",         "routes",   "cluster",
+                                             "drain", "max_connections", "upgrades", "tls"};
 const std::vector<std::string> kRouteKeys{"host", "prefix", "cluster"};
 const std::vector<std::string> kClusterKeys{
     "name",        "endpoints", "load_balancing", "connect_timeout", "response_timeout",
     "dns_refresh", "pool",      "outlier",        "readiness",       "tls"};
 const std::vector<std::string> kPoolKeys{
-    "max_idle",        "idle_timeout", "max_requests_per_connection",
-    "max_connections", "queue_size",   "queue_timeout"};
-const std::vector<std::string> kOutlierKeys{"consecutive_failures", "base_ejection",
-                                            "max_ejection"};
+    "max_idle",        "idle_timeout",   "max_requests_per_connection",
+    "max_connections", "max_connecting", "queue_size",
+    "queue_timeout"};
+const std::vector<std::string> kOutlierKeys{"consecutive_failures", "base_ejection", "max_ejection",
+                                            "max_ejection_percent"};
 const std::vector<std::string> kLimitsKeys{"max_header_bytes", "max_body_bytes", "header_timeout",
                                            "idle_timeout", "max_connections_per_worker"};
 const std::vector<std::string> kDrainKeys{"delay", "budget", "ws_close_spread", "ws_close_timeout"};
@@ -126,6 +130,7 @@ class YamlReader : public FieldReader {
     }
     boolean(f, "drain", l.drain);
     count(f, "max_connections", l.max_connections);
+    if (const Field* u = f.get("upgrades")) read_upgrades(*u, l);
 
     const Field* routes = f.get("routes");
     const Field* shorthand = f.get("cluster");
@@ -147,6 +152,48 @@ class YamlReader : public FieldReader {
     } else {
       m.routes = m.self;
     }
+  }
+
+  // A list of protocol names; stored in lower case (they are compared case-insensitively).
+  void read_upgrades(const Field& f, ListenerConfig& l) {
+    static const char* kExpected = "a list of protocol names such as [websocket]";
+    if (f.value.IsNull()) {
+      l.upgrades.clear();
+      return;
+    }
+    if (!expect(f, f.value.IsSequence(), kExpected)) return;
+    std::vector<std::string> out;
+    bool ok = true;
+    for (size_t i = 0; i < f.value.size(); ++i) {
+      Field item{f.path + "[" + std::to_string(i) + "]", f.key, f.value[i]};
+      std::string s;
+      if (!scalar(item, s, "a protocol name such as websocket")) {
+        ok = false;
+        continue;
+      }
+      if (!is_valid_upgrade_protocol(s)) {
+        ok = invalid(item, s,
+                     "a protocol name as the Upgrade header gives it, such as websocket (letters, "
+                     "digits and !#$%&'*+-.^_`|~; no version)",
+                     s.find('/') != std::string::npos ? ": versions are not compared" : "");
+        continue;
+      }
+      std::string lower = s;
+      for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      if (std::find(out.begin(), out.end(), lower) != out.end()) {
+        ok = invalid(item, s, "each protocol once", ": listed twice");
+        continue;
+      }
+      s = std::move(lower);
+      if (s == "h2c")
+        diag_.warning(item.where(),
+                      item.path +
+                          ": forwarding 'Upgrade: h2c' lets a client that the app "
+                          "switches to HTTP/2 send requests past sluice's per-request "
+                          "controls (h2c smuggling)");
+      out.push_back(std::move(s));
+    }
+    if (ok) l.upgrades = std::move(out);
   }
 
   void read_routes(const Field& f, ListenerConfig& l, ListenerMarks& m) {
@@ -277,6 +324,7 @@ class YamlReader : public FieldReader {
       duration(pf, "idle_timeout", c.pool.idle_timeout);
       count(pf, "max_requests_per_connection", c.pool.max_requests_per_connection);
       count(pf, "max_connections", c.pool.max_connections, 1);
+      count(pf, "max_connecting", c.pool.max_connecting, 1);
       count(pf, "queue_size", c.pool.queue_size);
       duration(pf, "queue_timeout", c.pool.queue_timeout);
     }
@@ -286,6 +334,8 @@ class YamlReader : public FieldReader {
       count(of, "consecutive_failures", c.outlier.consecutive_failures);
       duration(of, "base_ejection", c.outlier.base_ejection);
       duration(of, "max_ejection", c.outlier.max_ejection);
+      if (const Field* p = of.get("max_ejection_percent"))
+        number(*p, c.outlier.max_ejection_percent, 0, 100);
     }
     read_cluster_tls(f, c.tls, m, diag_);
   }

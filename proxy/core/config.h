@@ -27,7 +27,10 @@ struct PoolSettings {
   Millis idle_timeout{4000};
   uint32_t max_requests_per_connection = 0;  // 0 = unlimited
   uint32_t max_connections = 1024;
-  uint32_t queue_size = 1024;
+  // Connects in progress per address: a herd of new requests is paced through the app's accept
+  // queue instead of overflowing it (the rest wait in the queue).
+  uint32_t max_connecting = 32;
+  uint32_t queue_size = 4096;  // a reconnect herd waits here: room for thousands per worker
   Millis queue_timeout{5000};
   bool operator==(const PoolSettings&) const = default;
 };
@@ -37,10 +40,13 @@ const char* load_balancing_name(LoadBalancing lb);
 
 // Passive outlier detection: an address with `consecutive_failures` connect failures in a row
 // is skipped for `base_ejection`, doubling on each ejection in a row, at most `max_ejection`.
+// At most `max_ejection_percent` of a cluster's addresses are ejected at once, and never the
+// last one (Envoy's max_ejection_percent): a slow accept must not take a whole cluster out.
 struct OutlierSettings {
   uint32_t consecutive_failures = 3;  // 0 = off
   Millis base_ejection{1000};
   Millis max_ejection{30000};
+  uint32_t max_ejection_percent = 50;
   bool operator==(const OutlierSettings&) const = default;
 };
 
@@ -120,6 +126,9 @@ struct ListenerConfig {
   std::vector<RouteConfig> routes;  // first match wins; none matching -> 404
   bool drain = true;  // false: left open through a drain until the final stop (e.g. egress)
   uint32_t max_connections = 0;  // open client connections, all workers together; 0 = no limit
+  // Protocols a client may upgrade to through this listener (lower case, no versions); any
+  // other Upgrade is removed and the request forwarded as a plain one (http/upgrade.h).
+  std::vector<std::string> upgrades{"websocket"};
   ListenerTls tls;
   bool operator==(const ListenerConfig&) const = default;
 };

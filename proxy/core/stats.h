@@ -86,6 +86,8 @@ struct ClusterStats {
   Counter connect_failures;
   Counter timeouts;  // connect and response timeouts
   Counter ejections;
+  Counter ejections_prevented;     // by max_ejection_percent (or the cluster's last address)
+  Counter connect_retries;         // connects started again on the same address after a backoff
   Counter tls_handshakes_full;     // TLS origination: new sessions
   Counter tls_handshakes_resumed;  // ...and resumed ones (the per-address session cache works)
 };

@@ -39,6 +39,10 @@ void make_request_id(LoopContext& ctx, char out[32]) {
 
 }  // namespace
 
+UpgradeAllowList Exchange::upgrades() const {
+  return rc_->config->listeners[rc_->listener].upgrades;
+}
+
 void Exchange::use_cluster(UpstreamSet* c) {
   if (cluster_) cluster_->remove_user();
   cluster_ = c;
@@ -100,7 +104,7 @@ void Exchange::begin(const MessageHead& req) {
   idempotent_ = is_idempotent(req.method);
   retain_ok_ = idempotent_;
   static thread_local std::string host_buf;
-  const RequestPlan plan = plan_request(req, rc_->limits().max_body_bytes, host_buf);
+  const RequestPlan plan = plan_request(req, rc_->limits().max_body_bytes, upgrades(), host_buf);
   upgrade_ = plan.upgrade;
   websocket_ = plan.websocket;
   request_framing_ = plan.framing;
@@ -287,6 +291,11 @@ void Exchange::on_upstream_drained() {
 
 void Exchange::on_upstream_head(const MessageHead& head) {
   if (head.status == 100) return;  // sluice answered the client's Expect itself
+  if (head.status == 101 && upgrade_ && !upgrade_response_allowed(head, upgrades())) {
+    drop_upstream();
+    respond_error(502, "upstream switched to a protocol not on the listener's upgrades list");
+    return;
+  }
   if (head.status == 101 && upgrade_) {
     status_ = 101;
     cluster_->stats().requests[0].add();

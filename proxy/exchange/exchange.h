@@ -15,6 +15,7 @@
 #include "exchange/client_side.h"
 #include "http/message.h"
 #include "http/rewrite.h"
+#include "http/upgrade.h"
 #include "upstream/upstream_side.h"
 
 namespace sluice {
@@ -60,6 +61,7 @@ class Exchange : private UpstreamHandler, private PoolClient {
   void on_pool_failure(PoolFailure f) override;
 
   void acquire(bool fresh);
+  UpgradeAllowList upgrades() const;  // the protocols this request's listener upgrades to
   // The cluster and pool this exchange uses, held (add_user) until it is done.
   void use_cluster(UpstreamSet* c);
   void use_pool(UpstreamSource* p);

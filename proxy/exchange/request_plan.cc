@@ -11,14 +11,18 @@ RequestPlan refuse(RequestPlan p, int status, const char* why, bool malformed = 
 }
 }  // namespace
 
-RequestPlan plan_request(const MessageHead& req, uint64_t max_body_bytes, std::string& host_buf) {
+RequestPlan plan_request(const MessageHead& req, uint64_t max_body_bytes, UpgradeAllowList upgrades,
+                         std::string& host_buf) {
   RequestPlan p;
   const bool http10 = req.http_major == 1 && req.http_minor == 0;
-  // An upgrade request is forwarded with its Upgrade header; a 101 turns both connections into
-  // a tunnel, any other answer closes the client connection after it (the client may already
+  // An upgrade to a protocol on the listener's list is forwarded; a 101 turns both connections
+  // into a tunnel. Any other Upgrade is dropped and the request goes on as a plain one. Either
+  // way, an answer other than 101 closes the client connection after it (the client may already
   // have sent bytes of the new protocol).
-  p.upgrade = req.upgrade && req.find("upgrade") != std::string_view::npos;
-  p.websocket = p.upgrade && req.has_token("upgrade", "websocket");
+  const UpgradeDecision upgrade = decide_upgrade(req, upgrades);
+  p.upgrade = upgrade.forward;
+  p.websocket = upgrade.websocket;
+  p.upgrades = upgrades;
   if (req.chunked) {
     p.framing = Framing::kChunked;
   } else if (req.has_content_length) {
@@ -67,6 +71,7 @@ RequestRewrite plan_request_rewrite(const MessageHead& req, const RequestPlan& p
   rw.framing = plan.framing;
   rw.content_length = req.content_length;
   rw.upgrade = plan.upgrade;
+  rw.upgrades = plan.upgrades;
   return rw;
 }
 

@@ -10,6 +10,7 @@
 #include "http/message.h"
 #include "http/rewrite.h"
 #include "http/router.h"
+#include "http/upgrade.h"
 
 namespace sluice {
 
@@ -18,16 +19,18 @@ struct RequestPlan {
   const char* refuse_why = nullptr;
   bool malformed = false;  // the client's connection cannot carry another request after it
   Framing framing = Framing::kNone;
-  bool upgrade = false;    // the client asked to switch protocols (Upgrade forwarded)
-  bool websocket = false;  // ...to WebSocket
+  bool upgrade = false;       // the client asked to switch to an allowed protocol (forwarded)
+  bool websocket = false;     // ...to WebSocket
+  UpgradeAllowList upgrades;  // the listener's allow-list (other protocols are removed)
   bool expect_continue = false;
   RequestTarget target;
   std::string_view host;  // routing host: lower-case, without port (may view host_buf)
 };
 
-// `max_body_bytes`: 0 for no limit. `host_buf` holds the lower-cased host when it had to be
-// changed.
-RequestPlan plan_request(const MessageHead& req, uint64_t max_body_bytes, std::string& host_buf);
+// `max_body_bytes`: 0 for no limit; `upgrades`: the protocols the listener forwards upgrades to
+// (http/upgrade.h). `host_buf` holds the lower-cased host when it had to be changed.
+RequestPlan plan_request(const MessageHead& req, uint64_t max_body_bytes, UpgradeAllowList upgrades,
+                         std::string& host_buf);
 
 // How the head of a request planned for forwarding is rewritten. `request_id`: the id sluice
 // adds, empty when the request has one; `default_host`: the Host of an HTTP/1.0 request that

@@ -16,6 +16,8 @@ bool is_fixed_hop_by_hop(std::string_view n) {
       return iequals(n, "upgrade");
     case 10:
       return iequals(n, "connection") || iequals(n, "keep-alive");
+    case 14:  // RFC 9113 §3.2.1 (h2c upgrade): connection-specific, forwarded only with h2c
+      return iequals(n, "http2-settings");
     case 16:
       return iequals(n, "proxy-connection");
     case 17:
@@ -54,6 +56,31 @@ class ConnectionTokens {
   size_t n_ = 0;
   bool overflow_ = false;
 };
+
+// One Upgrade line with the offered protocols that are allowed, in the client's order, and
+// Connection: upgrade; HTTP2-Settings only when h2c is among them. Nothing when none is.
+void write_upgrade(BlockWriter& w, const MessageHead& req, UpgradeAllowList allowed) {
+  bool any = false, h2c = false;
+  for (size_t i = 0; i < req.header_count(); ++i) {
+    if (!iequals(req.name(i), "upgrade")) continue;
+    for_each_token(req.value(i), [&](std::string_view t) {
+      if (!upgrade_allowed(t, allowed)) return;
+      w.append(any ? ", " : "Upgrade: ");
+      w.append(t);
+      any = true;
+      h2c = h2c || iequals(t.substr(0, t.find('/')), "h2c");
+    });
+  }
+  if (!any) return;
+  w.append("\r\nConnection: upgrade\r\n");
+  if (!h2c) return;
+  for (size_t i = 0; i < req.header_count(); ++i) {
+    if (!iequals(req.name(i), "http2-settings")) continue;
+    w.append("HTTP2-Settings: ");
+    w.append(req.value(i));
+    w.append("\r\n");
+  }
+}
 
 }  // namespace
 
@@ -105,15 +132,7 @@ void write_request_head(BlockWriter& w, const MessageHead& req, const RequestRew
     w.append(req.value(i));
     w.append("\r\n");
   }
-  if (rw.upgrade) {
-    for (size_t i = 0; i < req.header_count(); ++i) {
-      if (!iequals(req.name(i), "upgrade")) continue;
-      w.append("Upgrade: ");
-      w.append(req.value(i));
-      w.append("\r\n");
-    }
-    w.append("Connection: upgrade\r\n");
-  }
+  if (rw.upgrade) write_upgrade(w, req, rw.upgrades);
   if (!rw.host.empty()) {
     w.append("Host: ");
     w.append(rw.host);

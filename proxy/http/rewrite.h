@@ -1,12 +1,14 @@
 #pragma once
 // Head rewriting between the two sides of the proxy: hop-by-hop headers are dropped (RFC 9110
 // §7.6.1: Connection and every header it names, Keep-Alive, Proxy-Connection, TE,
-// Transfer-Encoding, Upgrade), framing is set by sluice, forwarding headers are added.
+// Transfer-Encoding, Upgrade, HTTP2-Settings), framing is set by sluice, forwarding headers are
+// added. An upgrade is forwarded only for the protocols on the listener's list (http/upgrade.h).
 #include <cstdint>
 #include <string_view>
 
 #include "core/block.h"
 #include "http/message.h"
+#include "http/upgrade.h"
 
 namespace sluice {
 
@@ -26,7 +28,10 @@ struct RequestRewrite {
   std::string_view host;          // replaces every Host header when set (absolute-form)
   Framing framing = Framing::kNone;
   uint64_t content_length = 0;
-  bool upgrade = false;  // forward the Upgrade header with Connection: upgrade
+  // Forward the Upgrade header with Connection: upgrade (decide_upgrade said so). Only the
+  // protocols on `upgrades` are written; with none of them, nothing is.
+  bool upgrade = false;
+  UpgradeAllowList upgrades = default_upgrades();
 };
 
 struct ResponseRewrite {

@@ -70,6 +70,8 @@ StatsTotals sum_stats(const ShardSet<ListenerStats>& listeners,
       c.connect_failures += s->connect_failures.get();
       c.timeouts += s->timeouts.get();
       c.ejections += s->ejections.get();
+      c.ejections_prevented += s->ejections_prevented.get();
+      c.connect_retries += s->connect_retries.get();
       c.tls_full += s->tls_handshakes_full.get();
       c.tls_resumed += s->tls_handshakes_resumed.get();
     }
@@ -282,6 +284,14 @@ std::vector<MetricFamily> Metrics::Collect() const {
   per_item(out, C, "cluster", "sluice_upstream_ejections_total",
            "Addresses taken out of rotation by outlier detection", T::Counter,
            [](const Cl& c) { return c.ejections; });
+  per_item(out, C, "cluster", "sluice_upstream_ejections_prevented_total",
+           "Ejections not made because they would take out more than "
+           "outlier.max_ejection_percent of the cluster's addresses, or its last one",
+           T::Counter, [](const Cl& c) { return c.ejections_prevented; });
+  per_item(out, C, "cluster", "sluice_upstream_connect_retries_total",
+           "Upstream connects started again on the same address after a backoff (a connect "
+           "that timed out or was refused, on a cluster with one address)",
+           T::Counter, [](const Cl& c) { return c.connect_retries; });
   {
     MetricFamily f =
         family("sluice_upstream_tls_handshakes_total",
@@ -408,6 +418,8 @@ nlohmann::json Metrics::render_json(const Config& config) const {
     x["connect_failures"] = c.connect_failures;
     x["timeouts"] = c.timeouts;
     x["ejections"] = c.ejections;
+    x["ejections_prevented"] = c.ejections_prevented;
+    x["connect_retries"] = c.connect_retries;
     x["tls_handshakes"] = {{"full", c.tls_full}, {"resumed", c.tls_resumed}};
     j["clusters"].push_back(std::move(x));
   }

@@ -90,6 +90,7 @@ ConfigPtr ConfigReloader::reconcile(std::shared_ptr<Config> next,
                         " needs a restart; it stays on " + l.address.str());
       l.routes = it->routes;
       l.drain = it->drain;
+      l.upgrades = it->upgrades;
       l.tls = it->tls;  // new handshakes use the new settings and files
     }
     for (const RouteConfig& r : l.routes)

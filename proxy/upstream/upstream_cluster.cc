@@ -39,9 +39,11 @@ void UpstreamCluster::set_addresses(const AddressList& addresses) {
         break;
       }
     }
-    if (!pool)
+    if (!pool) {
       pool = std::make_unique<UpstreamPool>(ctx_, a.address, a.endpoint, a.name, *config_, stats_,
                                             tls_.get());
+      pool->set_siblings(this);
+    }
     kept.push_back(std::move(pool));
   }
   for (auto& p : pools_) {
@@ -62,6 +64,22 @@ UpstreamPool* UpstreamCluster::pick(const UpstreamPool* exclude) {
                         ? pick_least_request(exclude, now)
                         : pick_round_robin(exclude, now);
   return p ? p : least_ejected(exclude);
+}
+
+bool UpstreamCluster::may_eject(const UpstreamPool* pool, uint64_t now_ms) const {
+  bool member = false;
+  size_t ejected = 0;  // others, now
+  for (const auto& p : pools_) {
+    if (p.get() == pool) {
+      member = true;
+    } else if (p->ejected(now_ms)) {
+      ++ejected;
+    }
+  }
+  if (!member) return true;
+  const size_t n = pools_.size();
+  return ejected + 1 < n &&
+         (ejected + 1) * 100 <= n * static_cast<size_t>(config_->outlier.max_ejection_percent);
 }
 
 UpstreamPool* UpstreamCluster::pick_round_robin(const UpstreamPool* exclude, uint64_t now) {

@@ -24,7 +24,7 @@ struct UpstreamAddress {
 };
 using AddressList = std::vector<UpstreamAddress>;
 
-class UpstreamCluster final : public UpstreamSet {
+class UpstreamCluster final : public UpstreamSet, public PoolSiblings {
  public:
   // `config` must outlive the cluster (an aliasing pointer into the Config snapshot).
   UpstreamCluster(LoopContext& ctx, std::shared_ptr<const ClusterConfig> config,
@@ -47,6 +47,9 @@ class UpstreamCluster final : public UpstreamSet {
     return pick(static_cast<const UpstreamPool*>(exclude));
   }
   size_t address_count() const override { return pools_.size(); }
+  // Outlier detection's floor: ejecting `pool` must leave at least one address in rotation and
+  // at most outlier.max_ejection_percent of them ejected. A retired pool may always be ejected.
+  bool may_eject(const UpstreamPool* pool, uint64_t now_ms) const override;
   const std::vector<std::unique_ptr<UpstreamPool>>& pools() const { return pools_; }
 
   // A reload removed (or changed) it: every pool retires.

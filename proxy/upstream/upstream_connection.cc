@@ -272,7 +272,7 @@ void UpstreamConnection::fail(UpstreamError e) {
   bool started = response_started_;
   close();
   if (was == State::kConnecting && pool) {
-    pool->on_connect_failed(e);
+    pool->on_connect_failed(e, connect_round_);
   } else if (was == State::kBusy && h) {
     h->on_upstream_error(e, started);
   }

@@ -85,6 +85,7 @@ class UpstreamConnection final : public ListNode,
   State state_ = State::kConnecting;
   Framing request_framing_ = Framing::kNone;
   uint32_t requests_ = 0;
+  uint32_t connect_round_ = 0;  // the pool's failure round when the connect started
 
   bool response_started_ = false;
   bool awaiting_head_ = false;

@@ -50,6 +50,9 @@ UpstreamPool::UpstreamPool(LoopContext& ctx, const sockaddr_storage& address, st
   queue_timer_ = new uv_timer_t;
   uv_timer_init(ctx.loop, queue_timer_);
   queue_timer_->data = this;
+  retry_timer_ = new uv_timer_t;
+  uv_timer_init(ctx.loop, retry_timer_);
+  retry_timer_->data = this;
 }
 
 UpstreamPool::~UpstreamPool() {
@@ -91,13 +94,12 @@ UpstreamPool::Acquire UpstreamPool::acquire(PoolClient* client, bool fresh,
   client->queued_at_ms_ = ctx_.now_ms();
   client->wants_fresh_ = fresh;
   waiters_.push_back(client);
-  // One connection attempt per waiter, within max_connections.
-  if (connecting_.size() < waiters_.size() && open_count() < config_.pool.max_connections) {
-    if (!start_connection()) {
-      waiters_.remove(client);
-      *failure = PoolFailure::kConnectRefused;
-      return Acquire::kFailed;
-    }
+  // One connection attempt per waiter, within max_connecting and max_connections.
+  if (!connect_for_waiters() && waiters_.size() > connecting_.size()) {
+    waiters_.remove(client);
+    if (waiters_.empty()) uv_timer_stop(queue_timer_);
+    *failure = PoolFailure::kConnectRefused;
+    return Acquire::kFailed;
   }
   arm_queue_timer();
   return Acquire::kQueued;
@@ -109,8 +111,49 @@ void UpstreamPool::cancel(PoolClient* client) {
   if (waiters_.empty()) uv_timer_stop(queue_timer_);
 }
 
+bool UpstreamPool::connect_for_waiters() {
+  if (shut_down_) return true;
+  if (connect_backoff_until_ms_ > ctx_.now_ms()) {
+    if (waiters_.size() > connecting_.size()) arm_retry_timer();
+    return true;
+  }
+  const PoolSettings& pool = config_.pool;
+  while (waiters_.size() > connecting_.size() && connecting_.size() < pool.max_connecting &&
+         open_count() < pool.max_connections) {
+    if (!start_connection()) return false;
+  }
+  return true;
+}
+
+void UpstreamPool::arm_retry_timer() {
+  const uint64_t now = ctx_.now_ms();
+  const uint64_t wait = connect_backoff_until_ms_ > now ? connect_backoff_until_ms_ - now : 0;
+  int r = uv_timer_start(retry_timer_, &UpstreamPool::on_retry_timer, wait, 0);
+  if (r != 0) LOG_ERROR("upstream %s: retry timer: %s", name_.c_str(), uv_strerror(r));
+}
+
+void UpstreamPool::on_retry_timer(uv_timer_t* t) {
+  auto* self = static_cast<UpstreamPool*>(t->data);
+  GaugeSync sync{*self};
+  self->connect_backoff_until_ms_ = 0;
+  const size_t before = self->connecting_.size();
+  if (self->connect_for_waiters()) {
+    if (self->connecting_.size() > before)
+      self->stats_.connect_retries.add(self->connecting_.size() - before);
+    return;
+  }
+  // A connect could not even start: the oldest waiter without one learns it now (the others
+  // get their own attempt as connects finish, or their queue timeout).
+  if (self->waiters_.size() > self->connecting_.size()) {
+    PoolClient* w = self->waiters_.pop_front();
+    if (self->waiters_.empty()) uv_timer_stop(self->queue_timer_);
+    w->on_pool_failure(PoolFailure::kConnectRefused);
+  }
+}
+
 bool UpstreamPool::start_connection() {
   auto* c = new UpstreamConnection(ctx_, this);
+  c->connect_round_ = failure_round_;
   connecting_.push_back(c);
   if (tls_ && !c->start_tls(tls_->ctx(), tls_name_, tls_->settings().verify, &tls_session_)) {
     LOG_ERROR("upstream %s: cannot create a TLS session: %s", name_.c_str(),
@@ -161,8 +204,17 @@ void UpstreamPool::on_connected(UpstreamConnection* conn) {
   consecutive_failures_ = 0;
   ejections_ = 0;
   ejected_until_ms_ = 0;
+  failed_rounds_ = 0;
+  connect_backoff_until_ms_ = 0;  // the address accepts again
+  uv_timer_stop(retry_timer_);
   if (PoolClient* w = first_waiter(true)) {
     give(conn, w);
+    // A connect slot is free: the next waiter without a connection gets one.
+    if (!connect_for_waiters() && waiters_.size() > connecting_.size()) {
+      PoolClient* unserved = waiters_.pop_front();
+      if (waiters_.empty()) uv_timer_stop(queue_timer_);
+      unserved->on_pool_failure(PoolFailure::kConnectRefused);
+    }
     return;
   }
   if (retired_) {
@@ -173,7 +225,7 @@ void UpstreamPool::on_connected(UpstreamConnection* conn) {
   conn->make_idle(static_cast<uint64_t>(config_.pool.idle_timeout.count()));
 }
 
-void UpstreamPool::on_connect_failed(UpstreamError e) {
+void UpstreamPool::on_connect_failed(UpstreamError e, uint32_t round) {
   GaugeSync sync{*this};
   stats_.connect_failures.add();
   if (e == UpstreamError::kConnectTimeout) stats_.timeouts.add();
@@ -194,7 +246,30 @@ void UpstreamPool::on_connect_failed(UpstreamError e) {
       ++failures_unlogged_;
     }
   }
-  note_connect_failure();
+  // Connects started before the last counted failure fail for the same reason (a burst that
+  // timed out together): one round, one failure.
+  const bool counted = round == failure_round_;
+  if (counted) {
+    ++failure_round_;
+    ++failed_rounds_;
+    note_connect_failure();
+  }
+  // Nothing was sent. On the cluster's only address the connect is started again after a
+  // backoff (50, 100, 200 ms, with jitter) while the requests wait within their queue timeout;
+  // with other addresses the exchange tries another one at once. A TLS handshake did send.
+  if (e != UpstreamError::kTlsHandshake && sole_address() && failed_rounds_ <= kConnectRetries &&
+      !shut_down_) {
+    if (counted) {
+      uint64_t backoff = kRetryBackoffMs << (failed_rounds_ - 1);
+      backoff += ctx_.random() % (backoff / 2 + 1);  // jitter: workers do not retry in step
+      connect_backoff_until_ms_ = ctx_.now_ms() + backoff;
+    }
+    const size_t before = connecting_.size();
+    if (connect_for_waiters()) {
+      if (connecting_.size() > before) stats_.connect_retries.add(connecting_.size() - before);
+      return;
+    }
+  }
   // Each waiter beyond the remaining attempts has lost its connection: fail the oldest.
   if (waiters_.size() > connecting_.size()) {
     PoolClient* w = waiters_.pop_front();
@@ -203,6 +278,8 @@ void UpstreamPool::on_connect_failed(UpstreamError e) {
                        : e == UpstreamError::kTlsHandshake ? PoolFailure::kTlsHandshake
                                                            : PoolFailure::kConnectRefused);
   }
+  // The others without a connect get theirs as slots free up (max_connecting).
+  if (!shut_down_) connect_for_waiters();
 }
 
 void UpstreamPool::note_connect_failure() {
@@ -212,6 +289,13 @@ void UpstreamPool::note_connect_failure() {
   // ones that ejected it, and must not double the backoff again each time.
   if (ejected(ctx_.now_ms())) return;
   if (++consecutive_failures_ < o.consecutive_failures) return;
+  // Never the cluster's last address, nor beyond max_ejection_percent of its addresses: with
+  // one address, ejecting it turns a slow accept into failed requests and helps nobody.
+  if (siblings_ ? !siblings_->may_eject(this, ctx_.now_ms()) : true) {
+    consecutive_failures_ = o.consecutive_failures - 1;  // the next failure asks again
+    stats_.ejections_prevented.add();
+    return;
+  }
   // Ejected: skipped for a backoff that doubles with each ejection in a row. When it ends, one
   // more failure ejects it again (a single probe), one success brings it back for good.
   ++ejections_;
@@ -239,7 +323,7 @@ void UpstreamPool::release(UpstreamConnection* conn) {
   const auto& pool = config_.pool;
   if (retired_ && !first_waiter(false)) {
     conn->close();
-    if (waiters_.size() > connecting_.size()) start_connection();  // waiters wanting a fresh one
+    connect_for_waiters();  // waiters wanting a fresh one
     return;
   }
   bool keep = !shut_down_ && conn->reusable() &&
@@ -248,8 +332,7 @@ void UpstreamPool::release(UpstreamConnection* conn) {
   if (!keep) {
     conn->close();
     // A slot opened under max_connections: start a connection for a waiter that needs one.
-    if (waiters_.size() > connecting_.size() && open_count() < pool.max_connections)
-      start_connection();
+    connect_for_waiters();
     return;
   }
   busy_.remove(conn);
@@ -262,10 +345,10 @@ void UpstreamPool::release(UpstreamConnection* conn) {
     if (open_count() + 1 >= pool.max_connections) {
       // At the limit (counting this one): it makes room rather than idling while they wait.
       conn->close();
-      start_connection();
+      connect_for_waiters();
       return;
     }
-    start_connection();
+    connect_for_waiters();
   }
   if (idle_.size() >= pool.max_idle) {
     conn->close();
@@ -342,6 +425,8 @@ void UpstreamPool::shutdown() {
     while (UpstreamConnection* c = list->front()) c->close();
   }
   uv_close(reinterpret_cast<uv_handle_t*>(queue_timer_),
+           [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
+  uv_close(reinterpret_cast<uv_handle_t*>(retry_timer_),
            [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
 }
 

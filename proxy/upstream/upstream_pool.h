@@ -3,6 +3,13 @@
 // machine: every open connection is on exactly one list — connecting, idle (LIFO, so a few
 // connections stay hot) or busy. Requests that find no idle connection wait in a bounded FIFO
 // queue with a deadline. The pool knows nothing of HTTP beyond "reusable or not".
+//
+// Connection herds (issue 17): at most `pool.max_connecting` connects are in progress at once,
+// so a burst of new requests is paced through the app's accept queue rather than overflowing
+// it (a dropped SYN costs a 1 s retransmit, then 3 s); the other requests wait in the queue.
+// A connect that times out or is refused has sent nothing: on a cluster's only address it is
+// started again after a backoff while requests wait (within their queue timeout), and failures
+// of connects started together count once, so a burst of timeouts is one failure, not many.
 #include <netinet/in.h>
 #include <uv.h>
 
@@ -16,6 +23,20 @@
 #include "upstream/upstream_connection.h"
 
 namespace sluice {
+
+class UpstreamPool;
+
+// What a pool needs of its cluster (UpstreamCluster implements it): whether it is the only
+// address (then a failed connect is retried here rather than on another address), and whether
+// ejecting it would take out more of the cluster than outlier detection may.
+class PoolSiblings {
+ public:
+  virtual size_t address_count() const = 0;
+  virtual bool may_eject(const UpstreamPool* pool, uint64_t now_ms) const = 0;
+
+ protected:
+  ~PoolSiblings() = default;
+};
 
 class UpstreamPool final : public UpstreamSource {
  public:
@@ -52,6 +73,8 @@ class UpstreamPool final : public UpstreamSource {
   // after their exchange (serving the waiters first); no new connections for new clients.
   void retire();
   bool retired() const { return retired_; }
+  // The cluster this pool belongs to (set by it; null: a pool alone, its cluster's only address).
+  void set_siblings(const PoolSiblings* siblings) { siblings_ = siblings; }
   // Nothing left: no connection, no waiter and no exchange holding it; may be deleted.
   bool empty() const { return open_count() == 0 && waiters_.empty() && users_ == 0; }
 
@@ -75,9 +98,17 @@ class UpstreamPool final : public UpstreamSource {
   friend class UpstreamConnection;
   size_t open_count() const { return idle_.size() + busy_.size() + connecting_.size(); }
   bool start_connection();
+  // Starts connects for the waiters that have none, within max_connecting and max_connections,
+  // unless a backoff is running (then the retry timer does it). False when one could not be
+  // started at all (a local error, e.g. no descriptor left).
+  bool connect_for_waiters();
   void on_connected(UpstreamConnection* conn);
-  void on_connect_failed(UpstreamError e);
+  // `round`: the failure round the connect started in (UpstreamConnection::connect_round_).
+  void on_connect_failed(UpstreamError e, uint32_t round);
   void note_connect_failure();
+  bool sole_address() const { return !siblings_ || siblings_->address_count() <= 1; }
+  void arm_retry_timer();
+  static void on_retry_timer(uv_timer_t* t);
   void detach(UpstreamConnection* conn);
   void give(UpstreamConnection* conn, PoolClient* client);
   PoolClient* first_waiter(bool fresh_connection);
@@ -103,6 +134,15 @@ class UpstreamPool final : public UpstreamSource {
   IntrusiveList<UpstreamConnection> connecting_, idle_, busy_;
   IntrusiveList<PoolClient> waiters_;
   uv_timer_t* queue_timer_;  // heap-allocated: freed in its close callback, may outlive the pool
+  uv_timer_t* retry_timer_;  // ditto: connects again when a backoff ends
+  const PoolSiblings* siblings_ = nullptr;
+  // A connect failure is counted once per round: connects started before the last counted
+  // failure (the rest of a burst that timed out together) do not count again.
+  uint32_t failure_round_ = 0;
+  uint32_t failed_rounds_ = 0;             // counted failures since the last successful connect
+  uint64_t connect_backoff_until_ms_ = 0;  // no connect starts before this (0: none)
+  static constexpr uint32_t kConnectRetries = 3;   // rounds retried before waiters fail
+  static constexpr uint64_t kRetryBackoffMs = 50;  // doubled each round, with jitter
   uint64_t created_ = 0;
   uint64_t ejected_until_ms_ = 0;
   uint32_t consecutive_failures_ = 0;

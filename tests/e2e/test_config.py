@@ -146,6 +146,7 @@ class ConfigTest(E2ETestCase):
         c = self.print_config()
         self.assertEqual(c["listeners"], [{"name": "ingress", "address": "0.0.0.0:8080",
                                            "drain": True, "max_connections": 0,
+                                           "upgrades": ["websocket"],
                                            "routes": [{"cluster": "app"}]}])
         self.assertEqual(c["clusters"][0]["endpoints"], ["127.0.0.1:4000"])
         self.assertEqual(c["clusters"][0]["pool"]["idle_timeout"], "4s")

@@ -370,7 +370,15 @@ class OpaqueUpgradeUpstream:
 class OpaqueTunnelTest(E2ETestCase):
     def test_non_websocket_upgrade_becomes_an_opaque_tunnel(self):
         up = OpaqueUpgradeUpstream(self)
-        s = self.start_sluice(upstream=up.port)
+        # Upgrades other than WebSocket are forwarded only when the listener allows them
+        # (test_upgrades.py has the rest of the allow-list).
+        path = os.path.join(self.make_tmpdir(), "sluice.yaml")
+        with open(path, "w") as f:
+            f.write("admin: {address: 127.0.0.1:0}\nworkers: 1\ndrain: {delay: 0s}\n"
+                    "listeners: [{name: in, address: 127.0.0.1:0, cluster: app, "
+                    "upgrades: [websocket, shout]}]\n"
+                    "clusters: [{name: app, endpoints: [127.0.0.1:%d]}]\n" % up.port)
+        s = self.start_sluice("--config", path, defaults=False, workers=None)
         c = RawClient(s.port, timeout=5)
         # Early bytes of the new protocol in the same write as the head.
         c.send(b"GET /shout HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\n"

@@ -16,29 +16,36 @@ namespace sluice::fuzz {
 // The hop-by-hop headers every message loses at a proxy (RFC 9110 §7.6.1), besides those its
 // Connection header names.
 inline bool fixed_hop_by_hop(std::string_view n) {
-  for (std::string_view h :
-       {"connection", "keep-alive", "proxy-connection", "te", "transfer-encoding", "upgrade"})
+  for (std::string_view h : {"connection", "keep-alive", "proxy-connection", "te",
+                             "transfer-encoding", "upgrade", "http2-settings"})
     if (iequal(n, h)) return true;
   return false;
 }
 
-// Every comma-separated option of every Connection header, trimmed of spaces and tabs: the
-// names of the headers a proxy must remove (RFC 9110 §7.6.1).
+// The comma-separated elements of a header value, trimmed of spaces and tabs, empty ones left
+// out (RFC 9110 §5.6.1).
+inline std::vector<std::string> split_tokens(std::string_view v) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start <= v.size()) {
+    size_t end = v.find(',', start);
+    if (end == std::string_view::npos) end = v.size();
+    std::string_view t = v.substr(start, end - start);
+    while (!t.empty() && (t.front() == ' ' || t.front() == '\t')) t.remove_prefix(1);
+    while (!t.empty() && (t.back() == ' ' || t.back() == '\t')) t.remove_suffix(1);
+    start = end + 1;
+    if (!t.empty()) out.emplace_back(t);
+  }
+  return out;
+}
+
+// Every option of every Connection header: the names of the headers a proxy must remove
+// (RFC 9110 §7.6.1).
 inline std::vector<std::string> connection_options(const MessageHead& h) {
   std::vector<std::string> out;
   for (size_t i = 0; i < h.header_count(); ++i) {
     if (!iequal(h.name(i), "connection")) continue;
-    std::string_view v = h.value(i);
-    size_t start = 0;
-    while (start <= v.size()) {
-      size_t end = v.find(',', start);
-      if (end == std::string_view::npos) end = v.size();
-      std::string_view t = v.substr(start, end - start);
-      while (!t.empty() && (t.front() == ' ' || t.front() == '\t')) t.remove_prefix(1);
-      while (!t.empty() && (t.back() == ' ' || t.back() == '\t')) t.remove_suffix(1);
-      start = end + 1;
-      if (!t.empty()) out.emplace_back(t);
-    }
+    for (std::string& t : split_tokens(h.value(i))) out.push_back(std::move(t));
   }
   return out;
 }

@@ -4,7 +4,8 @@
 //
 // Input: [split control byte][flags byte][request bytes...]
 //   split control: see Splitter; flags: bit 0 the client came over TLS (X-Forwarded-Proto
-//   https), bit 1 a 1 KiB head limit instead of the default 64 KiB.
+//   https), bit 1 a 1 KiB head limit instead of the default 64 KiB, bit 2 the listener allows
+//   upgrades to [websocket, h2c] instead of the default [websocket].
 //
 // Invariants:
 //  - one read and the chosen reads give the same events (heads, bodies, completions, the
@@ -12,8 +13,9 @@
 //  - the forwarded head is exactly one request head for a strict llhttp, with the same method,
 //    the expected target and HTTP/1.1;
 //  - exactly one Host; no hop-by-hop header (RFC 9110 §7.6.1: the fixed ones and every one the
-//    client's Connection header names) except those sluice writes itself (Upgrade and
-//    "Connection: upgrade" for an upgrade, "Transfer-Encoding: chunked" for a chunked body);
+//    client's Connection header names) except those sluice writes itself (one Upgrade line
+//    with only the allowed protocols, "Connection: upgrade" and, for h2c, HTTP2-Settings, for
+//    an upgrade; "Transfer-Encoding: chunked" for a chunked body);
 //  - one Content-Length (the client's length) for a sized body, none otherwise;
 //  - every other header is the client's, in the client's order, byte for byte, followed by the
 //    ones sluice adds (a reference filter written here from the RFC, not from rewrite.cc).
@@ -34,14 +36,23 @@ constexpr std::string_view kRequestId = "0123456789abcdef0123456789abcdef";
 
 // Exchange::begin's own decisions (exchange/request_plan.h): whether a head is forwarded at
 // all, and the rewrite settings it passes. Returns false when sluice answers the request itself.
-bool plan(const MessageHead& req, bool tls, RequestRewrite& rw, RequestTarget& target) {
+bool plan(const MessageHead& req, bool tls, UpgradeAllowList upgrades, RequestRewrite& rw,
+          RequestTarget& target) {
   static std::string host_buf;
-  const RequestPlan p = plan_request(req, 0, host_buf);
+  const RequestPlan p = plan_request(req, 0, upgrades, host_buf);
   if (p.refuse_status) return false;
   target = p.target;
   const bool has_id = req.find("x-request-id") != std::string_view::npos;
   rw = plan_request_rewrite(req, p, kClientIp, tls, has_id ? "" : kRequestId, kDefaultHost);
   return true;
+}
+
+// The protocol name of an Upgrade token ("websocket/13" -> "websocket") is on the list.
+bool allowed(std::string_view token, UpgradeAllowList list) {
+  std::string_view name = token.substr(0, token.find('/'));
+  for (const std::string& a : list)
+    if (!name.empty() && iequal(name, a)) return true;
+  return false;
 }
 
 // What the forwarded headers must be, from RFC 9110 §7.6.1 and sluice's documented additions.
@@ -67,9 +78,21 @@ Headers expected_headers(const MessageHead& req, const RequestRewrite& rw) {
     out.emplace_back(n, v);
   }
   if (rw.upgrade) {
-    for (size_t i = 0; i < req.header_count(); ++i)
-      if (iequal(req.name(i), "upgrade")) out.emplace_back("Upgrade", req.value(i));
+    std::string protocols;
+    bool h2c = false;
+    for (size_t i = 0; i < req.header_count(); ++i) {
+      if (!iequal(req.name(i), "upgrade")) continue;
+      for (const std::string& t : split_tokens(req.value(i))) {
+        if (!allowed(t, rw.upgrades)) continue;
+        protocols += (protocols.empty() ? "" : ", ") + t;
+        h2c = h2c || iequal(std::string_view(t).substr(0, t.find('/')), "h2c");
+      }
+    }
+    out.emplace_back("Upgrade", protocols);
     out.emplace_back("Connection", "upgrade");
+    if (h2c)
+      for (size_t i = 0; i < req.header_count(); ++i)
+        if (iequal(req.name(i), "http2-settings")) out.emplace_back("HTTP2-Settings", req.value(i));
   }
   if (!rw.host.empty()) {
     out.emplace_back("Host", rw.host);
@@ -122,11 +145,11 @@ void check_framing(const MessageHead& req) {
         "an HTTP/1.0 request with Transfer-Encoding keeps its connection" + ctx);
 }
 
-void check_forwarded(const MessageHead& req, bool tls) {
+void check_forwarded(const MessageHead& req, bool tls, UpgradeAllowList upgrades) {
   check_framing(req);
   RequestRewrite rw;
   RequestTarget target;
-  if (!plan(req, tls, rw, target)) return;
+  if (!plan(req, tls, upgrades, rw, target)) return;
   BlockPool pool;
   std::string out;
   {
@@ -153,9 +176,11 @@ void check_forwarded(const MessageHead& req, bool tls) {
   for (std::string_view h : {"keep-alive", "proxy-connection", "te"})
     check(count_named(got, h) == 0, "hop-by-hop header " + std::string(h) + " forwarded" + ctx);
   check(count_named(got, "connection") == (rw.upgrade ? 1u : 0u), "Connection forwarded" + ctx);
-  size_t upgrades = 0;
-  for (size_t i = 0; i < req.header_count(); ++i) upgrades += iequal(req.name(i), "upgrade");
-  check(count_named(got, "upgrade") == (rw.upgrade ? upgrades : 0u), "Upgrade forwarded" + ctx);
+  check(count_named(got, "upgrade") == (rw.upgrade ? 1u : 0u), "Upgrade forwarded" + ctx);
+  for (const auto& [n, v] : got)
+    if (iequal(n, "upgrade"))
+      for (const std::string& t : split_tokens(v))
+        check(allowed(t, rw.upgrades), "protocol " + printable(t) + " not on the list" + ctx);
   check(count_named(got, "transfer-encoding") == (rw.framing == Framing::kChunked ? 1u : 0u),
         "Transfer-Encoding forwarded" + ctx);
   check(p.chunked == (rw.framing == Framing::kChunked), "chunked framing differs" + ctx);
@@ -191,12 +216,16 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const uint8_t control = data[0];
   const bool tls = data[1] & 1;
   const uint64_t max_head = (data[1] & 2) ? 1024 : 64 * 1024;
+  static const std::string kWithH2c[] = {"websocket", "h2c"};
+  const sluice::UpgradeAllowList upgrades =
+      (data[1] & 4) ? sluice::UpgradeAllowList(kWithH2c) : sluice::default_upgrades();
   std::string_view input(reinterpret_cast<const char*>(data + 2), size - 2);
 
   ParseDriver whole(HTTP_REQUEST, false, max_head, [](const sluice::MessageHead&) {});
   whole.run(input, Splitter(0, input.size()));
-  ParseDriver split(HTTP_REQUEST, false, max_head,
-                    [tls](const sluice::MessageHead& h) { check_forwarded(h, tls); });
+  ParseDriver split(HTTP_REQUEST, false, max_head, [tls, upgrades](const sluice::MessageHead& h) {
+    check_forwarded(h, tls, upgrades);
+  });
   split.run(input, Splitter(control, input.size()));
   compare_logs(whole.log(), split.log());
   check(whole.blocks_outstanding() == 0 && split.blocks_outstanding() == 0,

@@ -89,8 +89,8 @@ log: {format: json, level: warn, access: false}
   EXPECT_EQ(app.response_timeout, Millis(60000));
   EXPECT_EQ(app.dns_refresh, Millis(10000));
   EXPECT_TRUE(app.readiness);
-  EXPECT_EQ(app.pool, (PoolSettings{8, Millis(3000), 100, 16, 32, Millis(2000)}));
-  EXPECT_EQ(app.outlier, (OutlierSettings{5, Millis(2000), Millis(60000)}));
+  EXPECT_EQ(app.pool, (PoolSettings{8, Millis(3000), 100, 16, 32, 32, Millis(2000)}));
+  EXPECT_EQ(app.outlier, (OutlierSettings{5, Millis(2000), Millis(60000), 50}));
   EXPECT_EQ(c.clusters[1].pool, PoolSettings{});  // untouched settings keep their defaults
   EXPECT_EQ(c.clusters[2].endpoints[0], (HostPort{"::1", 81}));
   EXPECT_EQ(c.limits, (Limits{32 * 1024, 1024 * 1024, Millis(5000), Millis(60000)}));
@@ -194,11 +194,60 @@ TEST(ConfigFile, BadValues) {
                "6:29",
                "clusters[app].pool.max_connections: invalid value '0' (expected a whole number "
                "from 1 to");
+  expect_error(with_cluster("    endpoints: [127.0.0.1:4000]\n    pool: {max_connecting: 0}\n"),
+               "6:28",
+               "clusters[app].pool.max_connecting: invalid value '0' (expected a whole number "
+               "from 1 to");
+  expect_error(with_cluster("    endpoints: [127.0.0.1:4000]\n"
+                            "    outlier: {max_ejection_percent: 101}\n"),
+               "6:37",
+               "clusters[app].outlier.max_ejection_percent: invalid value '101' (expected a "
+               "whole number from 0 to 100)");
   expect_error(with_cluster("    endpoints: [127.0.0.1:4000]\n    dns_refresh: 0s\n"), "6:18",
                "dns_refresh: must be above 0");
   expect_error(with_cluster("    endpoints: [127.0.0.1:4000]\n"
                             "    outlier: {base_ejection: 1m, max_ejection: 10s}\n"),
                "6:5", "base_ejection (1m) is longer than max_ejection (10s)");
+}
+
+TEST(ConfigFile, Upgrades) {
+  ConfigLoad d = expect_ok("");
+  ASSERT_TRUE(d.config);
+  EXPECT_EQ(d.config->listeners[0].upgrades, (std::vector<std::string>{"websocket"}));
+  ConfigLoad r = expect_ok(
+      "listeners:\n"
+      "  - {name: a, address: 127.0.0.1:0, cluster: app, upgrades: [WebSocket, foo]}\n"
+      "  - {name: b, address: 127.0.0.1:0, cluster: app, upgrades: []}\n"
+      "  - {name: c, address: 127.0.0.1:0, cluster: app}\n"
+      "clusters: [{name: app, endpoints: [127.0.0.1:4000]}]\n");
+  ASSERT_TRUE(r.config);
+  EXPECT_EQ(r.config->listeners[0].upgrades, (std::vector<std::string>{"websocket", "foo"}));
+  EXPECT_TRUE(r.config->listeners[1].upgrades.empty());
+  EXPECT_EQ(r.config->listeners[2].upgrades, (std::vector<std::string>{"websocket"}));
+  EXPECT_TRUE(r.warnings.empty()) << joined(r.warnings);
+
+  const std::string head = "clusters: [{name: app, endpoints: [127.0.0.1:4000]}]\nlisteners:\n";
+  expect_error(head + "  - {name: in, cluster: app, upgrades: websocket}\n", "3:40",
+               "listeners[in].upgrades: expected a list of protocol names such as [websocket], "
+               "got 'websocket'");
+  expect_error(head + "  - {name: in, cluster: app, upgrades: [websocket, websocket/13]}\n", "3:52",
+               "listeners[in].upgrades[1]: invalid value 'websocket/13': versions are not "
+               "compared");
+  expect_error(head + "  - {name: in, cluster: app, upgrades: [websocket, WEBSOCKET]}\n", "3:52",
+               "listeners[in].upgrades[1]: invalid value 'WEBSOCKET': listed twice");
+  expect_error(head + "  - {name: in, cluster: app, upgrades: [\"web socket\"]}\n", "3:41",
+               "listeners[in].upgrades[0]: invalid value 'web socket'");
+  expect_error(head + "  - {name: in, cluster: app, upgrades: [[websocket]]}\n", "3:41",
+               "listeners[in].upgrades[0]: expected a protocol name such as websocket");
+  expect_error(head + "  - {name: in, cluster: app, upgrade: [websocket]}\n", "3:30",
+               "did you mean 'upgrades'?");
+
+  ConfigLoad h2c = expect_ok(head + "  - {name: in, cluster: app, upgrades: [websocket, h2c]}\n");
+  ASSERT_EQ(h2c.warnings.size(), 1u) << joined(h2c.warnings);
+  EXPECT_NE(h2c.warnings[0].find("t.yaml:3:52: warning: listeners[in].upgrades[1]: forwarding "
+                                 "'Upgrade: h2c'"),
+            std::string::npos)
+      << h2c.warnings[0];
 }
 
 TEST(ConfigFile, Addresses) {
@@ -420,7 +469,8 @@ listeners:
       - {host: "*.googleapis.com", prefix: /storage/, cluster: storage}
       - {host: api.example.com, cluster: app}
       - {prefix: /, cluster: app}
-  - {name: egress, address: "127.0.0.1:8081", drain: false, cluster: storage}
+  - {name: egress, address: "127.0.0.1:8081", drain: false, cluster: storage, upgrades: []}
+  - {name: tunnels, address: "127.0.0.1:8082", cluster: app, upgrades: [websocket, foo]}
 clusters:
   - name: app
     endpoints: [127.0.0.1:4000, "[::1]:4001", app.internal:80]
@@ -430,8 +480,9 @@ clusters:
     dns_refresh: 1h
     readiness: true
     pool: {max_idle: 1, idle_timeout: 59s, max_requests_per_connection: 7, max_connections: 2,
-           queue_size: 0, queue_timeout: 100ms}
-    outlier: {consecutive_failures: 0, base_ejection: 500ms, max_ejection: 500ms}
+           max_connecting: 3, queue_size: 0, queue_timeout: 100ms}
+    outlier: {consecutive_failures: 0, base_ejection: 500ms, max_ejection: 500ms,
+              max_ejection_percent: 100}
   - {name: storage, endpoints: [storage.googleapis.com:80]}
 limits: {max_header_bytes: 1000, max_body_bytes: 3MiB, header_timeout: 1s, idle_timeout: 1m}
 drain: {delay: 0s, budget: 1m, ws_close_spread: 250ms, ws_close_timeout: 1s}
@@ -449,8 +500,9 @@ log: {format: json, level: debug, access: false}
   ASSERT_TRUE(defaults.config) << joined(defaults.errors);
   EXPECT_EQ(*defaults.config, default_config());
   std::string all = dump_config_yaml(default_config());
-  for (const char* key : {"token_file:", "dns_refresh:", "readiness:", "queue_timeout:",
-                          "consecutive_failures:", "ws_close_timeout:", "access:", "drain: true"})
+  for (const char* key :
+       {"token_file:", "dns_refresh:", "readiness:", "queue_timeout:", "consecutive_failures:",
+        "ws_close_timeout:", "access:", "drain: true", "upgrades: [websocket]"})
     EXPECT_NE(all.find(key), std::string::npos) << key << "\n" << all;
 }
 
@@ -521,30 +573,20 @@ TEST(ConfigOverrides, EveryFlagSetsItsSetting) {
       " {name: out, address: 127.0.0.1:8081, cluster: b}]\n"
       "clusters: [{name: a, endpoints: [127.0.0.1:1]}, {name: b, endpoints: [127.0.0.1:2]}]\n";
   TempFile token("t0k3n\n");
-  ConfigLoad r = expect_ok(two_clusters, {{"listen", "[::1]:0", ""},
-                                          {"upstream", "app:81", ""},
-                                          {"admin", "127.0.0.2:0", ""},
-                                          {"workers", "1024", ""},
-                                          {"connect-timeout", "101ms", ""},
-                                          {"response-timeout", "102ms", ""},
-                                          {"header-timeout", "103ms", ""},
-                                          {"idle-timeout", "104ms", ""},
-                                          {"max-header-bytes", "2KiB", ""},
-                                          {"max-body-bytes", "3MiB", ""},
-                                          {"pool-max-idle", "5", ""},
-                                          {"pool-idle-timeout", "105ms", ""},
-                                          {"pool-max-requests", "6", ""},
-                                          {"pool-max-connections", "7", ""},
-                                          {"pool-queue-size", "8", ""},
-                                          {"pool-queue-timeout", "106ms", ""},
-                                          {"drain-delay", "107ms", ""},
-                                          {"drain-budget", "108ms", ""},
-                                          {"ws-close-spread", "1ms", ""},
-                                          {"ws-close-timeout", "110ms", ""},
-                                          {"admin-token-file", token.path(), ""},
-                                          {"log-format", "json", ""},
-                                          {"log-level", "error", ""},
-                                          {"access-log", "false", ""}});
+  ConfigLoad r = expect_ok(
+      two_clusters, {{"listen", "[::1]:0", ""},           {"upstream", "app:81", ""},
+                     {"admin", "127.0.0.2:0", ""},        {"workers", "1024", ""},
+                     {"connect-timeout", "101ms", ""},    {"response-timeout", "102ms", ""},
+                     {"header-timeout", "103ms", ""},     {"idle-timeout", "104ms", ""},
+                     {"max-header-bytes", "2KiB", ""},    {"max-body-bytes", "3MiB", ""},
+                     {"pool-max-idle", "5", ""},          {"pool-idle-timeout", "105ms", ""},
+                     {"pool-max-requests", "6", ""},      {"pool-max-connections", "7", ""},
+                     {"pool-max-connecting", "9", ""},    {"pool-queue-size", "8", ""},
+                     {"pool-queue-timeout", "106ms", ""}, {"drain-delay", "107ms", ""},
+                     {"drain-budget", "108ms", ""},       {"ws-close-spread", "1ms", ""},
+                     {"ws-close-timeout", "110ms", ""},   {"admin-token-file", token.path(), ""},
+                     {"log-format", "json", ""},          {"log-level", "error", ""},
+                     {"access-log", "false", ""}});
   ASSERT_TRUE(r.config);
   const Config& c = *r.config;
   EXPECT_EQ(c.listeners[0].address, (HostPort{"::1", 0}));
@@ -556,7 +598,7 @@ TEST(ConfigOverrides, EveryFlagSetsItsSetting) {
   for (const auto& cl : c.clusters) {
     EXPECT_EQ(cl.connect_timeout, Millis(101));
     EXPECT_EQ(cl.response_timeout, Millis(102));
-    EXPECT_EQ(cl.pool, (PoolSettings{5, Millis(105), 6, 7, 8, Millis(106)}));
+    EXPECT_EQ(cl.pool, (PoolSettings{5, Millis(105), 6, 7, 9, 8, Millis(106)}));
   }
   EXPECT_EQ(c.limits, (Limits{2048, 3 << 20, Millis(103), Millis(104)}));
   EXPECT_EQ(c.drain, (DrainSettings{Millis(107), Millis(108), Millis(1), Millis(110)}));
@@ -638,6 +680,7 @@ TEST(ConfigOverrides, EveryFlagIsKnownOnce) {
                            "pool-idle-timeout",
                            "pool-max-requests",
                            "pool-max-connections",
+                           "pool-max-connecting",
                            "pool-queue-size",
                            "pool-queue-timeout",
                            "drain-delay",

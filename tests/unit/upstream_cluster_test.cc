@@ -3,6 +3,8 @@
 #include "upstream/upstream_cluster.h"
 
 #include <gtest/gtest.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <memory>
 #include <set>
@@ -53,10 +55,12 @@ class UpstreamClusterTest : public ::testing::Test {
     EXPECT_EQ(uv_loop_close(&loop_), 0);
   }
 
-  void make_cluster(LoadBalancing lb, const AddressList& addresses) {
+  void make_cluster(LoadBalancing lb, const AddressList& addresses,
+                    uint32_t max_ejection_percent = 50) {
     config_ = std::make_shared<ClusterConfig>();
     config_->load_balancing = lb;
     config_->outlier.consecutive_failures = 2;
+    config_->outlier.max_ejection_percent = max_ejection_percent;
     config_->outlier.base_ejection = Millis(60000);
     config_->outlier.max_ejection = Millis(120000);
     cluster_ = std::make_unique<UpstreamCluster>(ctx_, config_, stats_);
@@ -180,20 +184,107 @@ TEST_F(UpstreamClusterTest, RefusedConnectsEjectAnAddressUntilAllAreEjected) {
   EXPECT_EQ(stats_.idle_connections.get(), 1u);
 }
 
-// An address used while ejected (every address of its cluster is) fails again and again: the
-// ejection it is in does not grow with each failure, the next one does.
+// An address used while ejected (every other address of its cluster is, or no other may be
+// offered) fails again and again: the ejection it is in does not grow with each failure.
 TEST_F(UpstreamClusterTest, FailuresWhileEjectedDoNotGrowTheEjection) {
-  make_cluster(LoadBalancing::kRoundRobin, {address(closed_port())});
-  UpstreamPool& only = *cluster_->pools()[0];
-  attempt(only);
-  attempt(only);
-  ASSERT_TRUE(only.ejected(ctx_.now_ms()));
-  const uint64_t until = only.ejected_until_ms();
-  EXPECT_EQ(cluster_->pick(), &only);  // the least-ejected, since all are
-  for (int i = 0; i < 20; ++i) attempt(only);
-  EXPECT_EQ(only.ejected_until_ms(), until);
+  make_cluster(LoadBalancing::kRoundRobin,
+               {address(closed_port()), address(closed_port()), address(closed_port())}, 100);
+  UpstreamPool& first = *cluster_->pools()[0];
+  attempt(first);
+  attempt(first);
+  ASSERT_TRUE(first.ejected(ctx_.now_ms()));
+  const uint64_t until = first.ejected_until_ms();
+  for (int i = 0; i < 20; ++i) attempt(first);
+  EXPECT_EQ(first.ejected_until_ms(), until);
   EXPECT_EQ(stats_.ejections.get(), 1u);
   EXPECT_EQ(stats_.connect_failures.get(), 22u);
+}
+
+// Issue 17: outlier detection never takes out a cluster's last address, nor more than
+// max_ejection_percent of them: with one address a slow accept must not become 503s.
+TEST_F(UpstreamClusterTest, TheOnlyAddressIsNeverEjected) {
+  make_cluster(LoadBalancing::kRoundRobin, {address(closed_port())});
+  UpstreamPool& only = *cluster_->pools()[0];
+  for (int i = 0; i < 3; ++i) attempt(only);  // each: the connect and its retries, refused
+  EXPECT_FALSE(only.ejected(ctx_.now_ms()));
+  EXPECT_EQ(stats_.ejections.get(), 0u);
+  EXPECT_GE(stats_.ejections_prevented.get(), 1u);
+  EXPECT_EQ(cluster_->pick(), &only);
+}
+
+TEST_F(UpstreamClusterTest, EjectionStopsAtMaxEjectionPercentAndTheLastAddress) {
+  // Two dead addresses of two, 50 %: the first is ejected, the second may not be.
+  make_cluster(LoadBalancing::kRoundRobin, {address(closed_port()), address(closed_port())});
+  UpstreamPool& a = *cluster_->pools()[0];
+  UpstreamPool& b = *cluster_->pools()[1];
+  attempt(a);
+  attempt(a);
+  EXPECT_TRUE(a.ejected(ctx_.now_ms()));
+  for (int i = 0; i < 4; ++i) attempt(b);
+  EXPECT_FALSE(b.ejected(ctx_.now_ms()));
+  EXPECT_EQ(stats_.ejections.get(), 1u);
+  EXPECT_GE(stats_.ejections_prevented.get(), 1u);
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(cluster_->pick(), &b);
+
+  // Four addresses, 50 %: two at most, whichever fail.
+  stats_.ejections_prevented.sub(stats_.ejections_prevented.get());
+  make_cluster(LoadBalancing::kRoundRobin, {address(closed_port()), address(closed_port()),
+                                            address(closed_port()), address(open_port())});
+  for (size_t p = 0; p < 3; ++p)
+    for (int i = 0; i < 2; ++i) attempt(*cluster_->pools()[p]);
+  int ejected = 0;
+  for (const auto& p : cluster_->pools()) ejected += p->ejected(ctx_.now_ms());
+  EXPECT_EQ(ejected, 2);
+  EXPECT_FALSE(cluster_->pools()[2]->ejected(ctx_.now_ms()));
+  EXPECT_GE(stats_.ejections_prevented.get(), 1u);
+
+  // 0 %: outlier detection counts failures but never ejects.
+  make_cluster(LoadBalancing::kRoundRobin, {address(closed_port()), address(open_port())}, 0);
+  for (int i = 0; i < 4; ++i) attempt(*cluster_->pools()[0]);
+  EXPECT_FALSE(cluster_->pools()[0]->ejected(ctx_.now_ms()));
+}
+
+// Issue 17: connects started together that time out together (a herd against a full accept
+// queue) are one failure for outlier detection, not one per connect.
+TEST_F(UpstreamClusterTest, ABurstOfTimeoutsCountsAsOneFailure) {
+  std::string error;
+  int fd = open_listen_socket(HostPort{"127.0.0.1", 0}, false, error);
+  ASSERT_GE(fd, 0) << error;
+  ASSERT_EQ(::listen(fd, 0), 0);  // an accept queue of one, filled below: SYNs are dropped
+  fds_.push_back(fd);
+  const uint16_t port = static_cast<uint16_t>(bound_port(fd));
+  UpstreamAddress slow = address(port);
+  for (int i = 0; i < 2; ++i) {
+    int f = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    ASSERT_GE(f, 0);
+    ::connect(f, reinterpret_cast<const sockaddr*>(&slow.address), sizeof(sockaddr_in));
+    fds_.push_back(f);
+  }
+  config_ = std::make_shared<ClusterConfig>();
+  config_->connect_timeout = Millis(200);
+  config_->outlier.consecutive_failures = 2;
+  config_->outlier.base_ejection = Millis(60000);
+  cluster_ = std::make_unique<UpstreamCluster>(ctx_, config_, stats_);
+  cluster_->set_addresses({slow, address(open_port())});
+  UpstreamPool& pool = *cluster_->pools()[0];
+  std::vector<Client*> herd;
+  for (int i = 0; i < 4; ++i) {
+    herd.push_back(&client(pool));
+    UpstreamConnection* conn = nullptr;
+    PoolFailure f;
+    ASSERT_EQ(pool.acquire(herd.back(), false, &conn, &f), UpstreamPool::Acquire::kQueued);
+  }
+  EXPECT_EQ(pool.connecting_count(), 4u);
+  auto all_failed = [&] {
+    for (Client* c : herd)
+      if (c->failures.empty()) return false;
+    return true;
+  };
+  while (!all_failed()) uv_run(&loop_, UV_RUN_ONCE);
+  EXPECT_EQ(stats_.connect_failures.get(), 4u);
+  EXPECT_EQ(stats_.timeouts.get(), 4u);
+  EXPECT_FALSE(pool.ejected(ctx_.now_ms())) << "four timeouts of one burst ejected the address";
+  EXPECT_EQ(stats_.ejections.get(), 0u);
 }
 
 TEST_F(UpstreamClusterTest, NewAddressesKeepPoolsRetireVanishedOnesAndSweepFreesThem) {

@@ -4,8 +4,10 @@
 #include "upstream/upstream_pool.h"
 
 #include <gtest/gtest.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <memory>
 #include <string>
@@ -409,7 +411,7 @@ TEST_F(UpstreamPoolTest, QueueTimeoutFailsWaiterAndCancelRemovesOne) {
 }
 
 // 7. Nothing listening: the waiter fails with kConnectRefused and the pool is left empty.
-TEST_F(UpstreamPoolTest, ConnectRefusedFailsWaiter) {
+TEST_F(UpstreamPoolTest, ConnectRefusedIsRetriedWithBackoffThenFailsWaiter) {
   std::string error;
   int fd = open_listen_socket(HostPort{"127.0.0.1", 0}, false, error);
   ASSERT_GE(fd, 0) << error;
@@ -420,20 +422,107 @@ TEST_F(UpstreamPoolTest, ConnectRefusedFailsWaiter) {
   make_pool();
 
   TestClient& a = client();
+  const uint64_t start = now_ms();
   EXPECT_EQ(a.acquire(), Acquire::kQueued);
   EXPECT_EQ(pool_->connecting_count(), 1u);
-  ASSERT_TRUE(run_until([&] { return a.done(); }, 1000));
+  ASSERT_TRUE(run_until([&] { return a.done(); }, 5000));
+  // The only address: the connect is made again after 50, 100 and 200 ms (plus jitter), then
+  // the request fails with the connect's own error.
+  EXPECT_GE(now_ms() - start, 350u);
   ASSERT_EQ(a.failures.size(), 1u);
   EXPECT_EQ(a.failures[0], PoolFailure::kConnectRefused);
   EXPECT_EQ(a.ready_calls, 0);
-  EXPECT_EQ(pool_->connections_created(), 1u);
-  EXPECT_EQ(stats_.connect_failures.get(), 1u);
+  EXPECT_EQ(pool_->connections_created(), 4u);
+  EXPECT_EQ(stats_.connect_failures.get(), 4u);
+  EXPECT_EQ(stats_.connect_retries.get(), 3u);
   EXPECT_EQ(pool_->connecting_count(), 0u);
   EXPECT_EQ(pool_->idle_count(), 0u);
   EXPECT_EQ(pool_->busy_count(), 0u);
   EXPECT_EQ(pool_->waiting_count(), 0u);
+  // Its only address is never ejected (consecutive_failures: 3 were reached).
+  EXPECT_FALSE(pool_->ejected(ctx_.now_ms()));
+  EXPECT_EQ(stats_.ejections.get(), 0u);
+  EXPECT_GE(stats_.ejections_prevented.get(), 1u);
+  // The address is down now: the next request is not held through the backoff again.
+  TestClient& b = client();
+  EXPECT_EQ(b.acquire(), Acquire::kQueued);
+  ASSERT_TRUE(run_until([&] { return b.done(); }, 5000));
+  ASSERT_EQ(b.failures.size(), 1u);
+  EXPECT_EQ(pool_->connections_created(), 5u);
   run_for(20);
   EXPECT_EQ(a.callbacks(), 1);
+  EXPECT_EQ(b.callbacks(), 1);
+}
+
+// Issue 17: a connect that timed out (a full accept queue drops the SYN) is made again after a
+// backoff, and the request gets its connection once the app accepts: no error for a slow accept.
+TEST_F(UpstreamPoolTest, ConnectTimeoutIsRetriedOnTheSameAddress) {
+  std::string error;
+  int fd = open_listen_socket(HostPort{"127.0.0.1", 0}, false, error);
+  ASSERT_GE(fd, 0) << error;
+  // An accept queue of one, filled: further SYNs are dropped, connects hang.
+  ASSERT_EQ(::listen(fd, 0), 0);
+  int port = bound_port(fd);
+  set_address(static_cast<uint16_t>(port));
+  std::vector<int> fillers;
+  for (int i = 0; i < 2; ++i) {
+    int f = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    ASSERT_GE(f, 0);
+    ::connect(f, reinterpret_cast<const sockaddr*>(&address_), sizeof(sockaddr_in));
+    fillers.push_back(f);
+  }
+  config_.connect_timeout = Millis(200);
+  make_pool();
+
+  TestClient& a = client();
+  EXPECT_EQ(a.acquire(), Acquire::kQueued);
+  ASSERT_TRUE(run_until([&] { return stats_.timeouts.get() >= 1 || a.done(); }, 10000));
+  EXPECT_FALSE(a.done()) << "the request failed with the first connect timeout";
+  EXPECT_EQ(pool_->waiting_count(), 1u);
+  // The app catches up: room in its accept queue. The retried connect gets through.
+  ASSERT_EQ(::listen(fd, 64), 0);
+  ASSERT_TRUE(run_until([&] { return a.ready_calls > 0 || !a.failures.empty(); }, 10000));
+  EXPECT_EQ(a.ready_calls, 1);
+  EXPECT_TRUE(a.failures.empty());
+  EXPECT_GE(stats_.connect_retries.get(), 1u);
+  EXPECT_GE(pool_->connections_created(), 2u);
+  EXPECT_FALSE(pool_->ejected(ctx_.now_ms()));
+  a.conn->close();  // no app behind this socket to answer a request
+  a.conn = nullptr;
+  for (int f : fillers) ::close(f);
+  ::close(fd);
+}
+
+// Issue 17: at most max_connecting connects are in progress; the other requests wait in the
+// queue and get theirs as connects finish.
+TEST_F(UpstreamPoolTest, MaxConnectingCapsConnectsInProgress) {
+  start_demo();
+  PoolSettings settings;
+  settings.max_connecting = 2;
+  make_pool(settings);
+  std::vector<TestClient*> cs;
+  for (int i = 0; i < 7; ++i) {
+    cs.push_back(&client());
+    EXPECT_EQ(cs.back()->acquire(), Acquire::kQueued);
+    EXPECT_LE(pool_->connecting_count(), 2u);
+  }
+  EXPECT_EQ(pool_->connecting_count(), 2u);
+  EXPECT_EQ(pool_->waiting_count(), 7u);
+  size_t most_connecting = 0;
+  ASSERT_TRUE(run_until(
+      [&] {
+        most_connecting = std::max(most_connecting, pool_->connecting_count());
+        for (TestClient* c : cs)
+          if (c->completed == 0 && c->failures.empty() && c->errors.empty()) return false;
+        return true;
+      },
+      10000));
+  EXPECT_LE(most_connecting, 2u);
+  for (TestClient* c : cs) expect_hello(*c);
+  // None was released: each request had a connection of its own.
+  EXPECT_EQ(pool_->connections_created(), 7u);
+  EXPECT_EQ(pool_->busy_count(), 7u);
+  for (TestClient* c : cs) c->release();
 }
 
 // 8. An idle connection is closed after idle_timeout.
