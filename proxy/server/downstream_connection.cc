@@ -317,7 +317,6 @@ void DownstreamConnection::exchange_done() {
 void DownstreamConnection::next_request() {
   state_ = State::kIdle;
   request_done_ = response_done_ = false;
-  refresh_snapshot();  // the idle and header timeouts of the next request
   if (draining() && worker_.drain().get() >= DrainPhase::kDraining) {
     // No new requests once the drain closes listeners (a drain: false one stays open).
     close_after_flush(!http_->held.empty());
