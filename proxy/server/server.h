@@ -46,6 +46,16 @@ class Server {
   bool allowed_to_change(const AdminRequest& req) const;
   static AdminResponse forbidden();
   void stop_now();
+  // After a drain a signal asked for: stops, but with a `drain: false` listener (egress) first
+  // waits until the app of the `readiness: true` clusters stops accepting connections (sluice
+  // as a plain container gets its SIGTERM together with the app, whose shutdown may still call
+  // out). A second signal stops at once.
+  void stop_when_app_gone();
+  bool app_accepts_connections() const;
+  // POST /resume: undo a drain no signal started (the app's container was restarted after a
+  // liveness kill ran its preStop hook); at once when it is done, else when it ends.
+  AdminResponse resume_request(const AdminRequest& req);
+  bool resume_serving();
   // Re-reads the configuration; a valid one applies to new requests on every worker.
   ReloadResult reload(const char* why);
   ConfigPtr reconcile(std::shared_ptr<Config> next, std::vector<std::string>& notes);
@@ -74,6 +84,8 @@ class Server {
 // `sluice drain`: POST /drain to a running sluice; with `wait`, follow it to the end. Returns
 // 0 when it drained, 2 when connections had to be forced, 1 on errors.
 int run_drain_command(const HostPort& admin, bool wait);
+// `sluice resume`: POST /resume (AdminClient::resume); 0 when sluice serves again.
+int run_resume_command(const HostPort& admin);
 
 // `sluice demo-app`: only the demo app, on the calling thread, until SIGTERM/SIGINT.
 int run_demo_app(const HostPort& listen);
