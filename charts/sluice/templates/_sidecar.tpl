@@ -38,7 +38,29 @@ true
 
 {{/* Non-empty when the chart makes a ServiceMonitor. */}}
 {{- define "sluice.serviceMonitor" -}}
-{{- if and .Values.metrics.serviceMonitor.enabled (.Capabilities.APIVersions.Has "monitoring.coreos.com/v1") }}true{{ end -}}
+{{- if and .Values.standalone .Values.metrics.serviceMonitor.enabled (.Capabilities.APIVersions.Has "monitoring.coreos.com/v1") }}true{{ end -}}
+{{- end -}}
+
+{{/*
+The sluice chart's context for a parent chart's templates, which cannot see this chart's .Chart:
+fills the dict it is given from its "parent" (the parent's top-level context) and "values" (the
+parent's values for this dependency: .Values.sluice, or the alias's key).
+
+  {{- $sluice := dict "parent" . "values" .Values.sluice }}
+  {{- include "sluice.lib.context" $sluice }}
+  ...
+  initContainers:
+    {{- include "sluice.initContainers" $sluice | nindent 8 }}
+*/}}
+{{- define "sluice.lib.context" -}}
+{{- $_ := set . "Values" .values -}}
+{{- $_ = set . "Release" .parent.Release -}}
+{{- $_ = set . "Capabilities" .parent.Capabilities -}}
+{{- $_ = set . "Chart" (dict "Name" "sluice" "Version" "0.1.0" "AppVersion" "0.1.0") -}}
+{{- if .Values.standalone -}}
+{{- fail "the sluice dependency renders its own Deployment and Service: set standalone: false in its values when your chart's pod includes sluice's templates" -}}
+{{- end -}}
+{{- include "sluice.checks" . -}}
 {{- end -}}
 
 {{- define "sluice.toolsContainer" -}}
