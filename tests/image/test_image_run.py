@@ -89,7 +89,7 @@ class ImageRunTest(unittest.TestCase):
         with open(bundle) as f:
             self.assertGreater(f.read().count("BEGIN CERTIFICATE"), 50)
         out = subprocess.run(self.chroot("/usr/bin/ldd", "/usr/local/bin/sluice-drain"),
-                             capture_output=True, text=True).stdout
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True).stdout
         self.assertIn("not a dynamic executable", out)
         # The user exists in the image (runAsNonRoot wants a numeric one anyway).
         with open(os.path.join(self.root, "etc/passwd")) as f:
