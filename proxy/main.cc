@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -12,6 +13,8 @@
 #include "config/config_file.h"
 #include "core/config.h"
 #include "core/log.h"
+#include "demo/demo_thread.h"
+#include "net/listener.h"
 #include "server/server.h"
 
 namespace {
@@ -89,7 +92,25 @@ int run_proxy(const ProxyCommand& cmd, bool demo) {
   }
   log_set_level(load.config->log.level);
 
-  ServerOptions options{.demo = demo};
+  ConfigPtr config = load.config;
+  std::unique_ptr<DemoThread> demo_app;
+  if (demo) {
+    // The demo app on a thread of its own, on a port of its own; every cluster points at it.
+    std::string error;
+    int fd = open_listen_socket(HostPort{"127.0.0.1", 0}, false, error);
+    if (fd < 0) {
+      fprintf(stderr, "sluice: demo app: %s\n", error.c_str());
+      return 1;
+    }
+    auto pointed = std::make_shared<Config>(*config);
+    const uint16_t port = static_cast<uint16_t>(bound_port(fd));
+    for (auto& c : pointed->clusters) c.endpoints = {HostPort{"127.0.0.1", port}};
+    config = std::move(pointed);
+    demo_app = std::make_unique<DemoThread>(fd);
+    demo_app->start();
+  }
+
+  ServerOptions options;
   if (file) {
     options.config_file = *file;
     // SIGHUP and POST /reload read the file again; the same environment and flags still win.
@@ -97,8 +118,13 @@ int run_proxy(const ProxyCommand& cmd, bool demo) {
       return load_config(&file, overrides, defaults);
     };
   }
-  Server server(load.config, std::move(options));
-  return server.run();
+  int status;
+  {
+    Server server(config, std::move(options));
+    status = server.run();
+  }
+  if (demo_app) demo_app->stop();
+  return status;
 }
 
 int check_config(const std::vector<std::string>& files) {

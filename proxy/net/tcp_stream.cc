@@ -57,11 +57,11 @@ void TcpStream::on_connect(uv_connect_t* req, int status) {
   auto* self = static_cast<TcpStream*>(req->data);
   delete req;  // always called, before the close callback, even when cancelled
   if (status == UV_ECANCELED || self->closing_) return;
-  if (status == 0 && self->tls_) {
+  if (status == 0 && self->filter_) {
     // The handler hears of the connection once the handshake is done (tls_input).
-    TlsLayer::Output out;
-    self->tls_->start_handshake(out);
-    if (self->tls_output(out)) self->read_start();
+    StreamFilter::Output out;
+    self->filter_->start_handshake(out);
+    if (self->filter_output(out)) self->read_start();
     return;
   }
   self->handler_->on_stream_connected(status);
@@ -69,28 +69,16 @@ void TcpStream::on_connect(uv_connect_t* req, int status) {
 
 const std::string& TcpStream::tls_error() const {
   static const std::string kNone;
-  return tls_ ? tls_->error() : kNone;
+  return filter_ ? filter_->error() : kNone;
 }
 
-bool TcpStream::start_tls_server(SSL_CTX* ctx) {
-  tls_ = TlsLayer::server(context().blocks, ctx);
-  tls_server_ = true;
-  return tls_ != nullptr;
-}
-
-bool TcpStream::start_tls_client(SSL_CTX* ctx, const std::string& name, bool verify,
-                                 TlsSessionSlot* slot) {
-  tls_ = TlsLayer::client(context().blocks, ctx, name, verify, slot);
-  return tls_ != nullptr;
-}
-
-void TcpStream::tls_input(const Slice& data) {
-  TlsLayer::Output out;
-  const bool was_done = tls_->handshake_done();
-  tls_->feed(data.data, data.len, out);
-  if (!tls_output(out)) return;
+void TcpStream::filter_input(const Slice& data) {
+  StreamFilter::Output out;
+  const bool was_done = filter_->handshake_done();
+  filter_->feed(data.data, data.len, out);
+  if (!filter_output(out)) return;
   if (out.handshake_done && !was_done) {
-    if (tls_server_) {
+    if (filter_->server_side()) {
       handler_->on_stream_secure();
     } else {
       handler_->on_stream_connected(0);  // client side: now the pool may use it
@@ -107,7 +95,7 @@ void TcpStream::tls_input(const Slice& data) {
   }
 }
 
-bool TcpStream::tls_output(TlsLayer::Output& out) {
+bool TcpStream::filter_output(StreamFilter::Output& out) {
   if (!out.ciphertext.empty()) {
     int r = write_now(out.ciphertext.data(), out.ciphertext.size());
     if (r != 0 && !out.failed) {
@@ -117,9 +105,9 @@ bool TcpStream::tls_output(TlsLayer::Output& out) {
     }
   }
   if (out.failed) {
-    tls_->set_error(out.error);
+    filter_->set_error(out.error);
     read_stop();
-    if (!tls_->handshake_done() && !tls_server_) {
+    if (!filter_->handshake_done() && !filter_->server_side()) {
       handler_->on_stream_connected(kTlsFailed);  // client handshake: a failed connect
     } else {
       handler_->on_stream_error(kTlsFailed);
@@ -156,8 +144,8 @@ void TcpStream::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
   if (self->closing_) return;
   if (nread > 0) {
     Slice slice{std::move(block), buf->base, static_cast<size_t>(nread)};
-    if (self->tls_) {
-      self->tls_input(slice);
+    if (self->filter_) {
+      self->filter_input(slice);
     } else {
       self->handler_->on_stream_read(slice);
     }
@@ -188,11 +176,11 @@ int TcpStream::write(const Slice* slices, size_t count) {
 }
 
 int TcpStream::send(const Slice* slices, size_t count) {
-  if (!tls_) return write_now(slices, count);
-  TlsLayer::Output out;
-  tls_->encrypt(slices, count, out);
+  if (!filter_) return write_now(slices, count);
+  StreamFilter::Output out;
+  filter_->encrypt(slices, count, out);
   if (out.failed) {
-    tls_->set_error(out.error);
+    filter_->set_error(out.error);
     return kTlsFailed;
   }
   return write_now(out.ciphertext.data(), out.ciphertext.size());
@@ -308,10 +296,10 @@ void TcpStream::shutdown() {
   if (closing_ || shutdown_) return;
   flush();
   if (closing_) return;
-  if (tls_ && tls_->handshake_done()) {
+  if (filter_ && filter_->handshake_done()) {
     // close_notify first, so the peer can tell a complete response from a cut one.
-    TlsLayer::Output out;
-    tls_->close_notify(out);
+    StreamFilter::Output out;
+    filter_->close_notify(out);
     if (!out.ciphertext.empty() && write_now(out.ciphertext.data(), out.ciphertext.size()) != 0) {
       close();
       return;
@@ -351,7 +339,7 @@ bool TcpStream::peek_clean() const {
   if (closing_ || uv_fileno(reinterpret_cast<const uv_handle_t*>(&tcp_), &fd) != 0) return false;
   char c;
   ssize_t r = ::recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
-  if (tls_ && tls_->has_pending()) return false;
+  if (filter_ && filter_->has_pending()) return false;
   return r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
 }
 

@@ -6,8 +6,10 @@
 // socket first (uv_try_write) and queue only the remainder, holding block references until the
 // write callback.
 //
-// TLS, when a connection has it, is a TlsLayer the stream owns: ciphertext is what the socket
-// sees, plaintext is what the handler sees; the handler's interface does not change.
+// TLS, when a connection has it, is a StreamFilter (tls/TlsLayer) the stream owns: ciphertext is
+// what the socket sees, plaintext is what the handler sees; the handler's interface does not
+// change. The stream knows the filter only through its interface: bytes and handles do not
+// depend on the TLS layer above them.
 #include <uv.h>
 
 #include <cstddef>
@@ -17,14 +19,14 @@
 
 #include "core/block.h"
 #include "core/loop_context.h"
-#include "tls/tls_layer.h"
+#include "net/stream_filter.h"
 
 namespace sluice {
 
 class StreamHandler {
  public:
   // Connected; for a TLS client stream, once the handshake is done. kTlsFailed: the TCP
-  // connection opened but the handshake failed (tls_error() says why).
+  // connection opened but the handshake failed (filter_error() says why).
   virtual void on_stream_connected(int status) {}
   // A TLS server stream completed its handshake.
   virtual void on_stream_secure() {}
@@ -58,13 +60,15 @@ class TcpStream {
   int accept(uv_stream_t* server);
   int open(int fd);  // an accepted descriptor
   int connect(const sockaddr* addr);
-  // TLS on this stream: server side after accept (before reading), client side before connect.
-  bool start_tls_server(SSL_CTX* ctx);
-  bool start_tls_client(SSL_CTX* ctx, const std::string& name, bool verify, TlsSessionSlot* slot);
-  bool tls() const { return tls_ != nullptr; }
-  const TlsLayer* tls_layer() const { return tls_.get(); }
-  // Why TLS failed (empty when it did not, or without TLS).
+  // A filter (TLS) on this stream: a server-side one after accept (before reading), a
+  // client-side one before connect.
+  void set_filter(std::unique_ptr<StreamFilter> filter) { filter_ = std::move(filter); }
+  bool tls() const { return filter_ != nullptr; }
+  // Why the filter failed (empty when it did not, or without one).
   const std::string& tls_error() const;
+  // Another object takes the stream over (an upstream socket handed to a tunnel after a 101);
+  // events go to `handler` from now on, including the rest of the read in progress.
+  void set_handler(StreamHandler* handler) { handler_ = handler; }
   void read_start();
   void read_stop();
   bool reading() const { return reading_; }
@@ -105,13 +109,13 @@ class TcpStream {
   void flush();
   // Plaintext out: encrypted first when TLS is on.
   int send(const Slice* slices, size_t count);
-  // Ciphertext in: decrypted and handed to the handler; false when the stream closed meanwhile.
-  void tls_input(const Slice& data);
-  // Writes the ciphertext a TLS call produced; reports failures. False: the stream is done.
-  bool tls_output(TlsLayer::Output& out);
+  // Ciphertext in: decrypted and handed to the handler.
+  void filter_input(const Slice& data);
+  // Writes the ciphertext a filter call produced; reports failures. False: the stream is done.
+  bool filter_output(StreamFilter::Output& out);
 
-  uv_tcp_t tcp_;                   // its loop's data is the LoopContext
-  std::unique_ptr<TlsLayer> tls_;  // null without TLS: a plain stream pays one pointer
+  uv_tcp_t tcp_;                          // its loop's data is the LoopContext
+  std::unique_ptr<StreamFilter> filter_;  // null without TLS: a plain stream pays one pointer
   StreamHandler* handler_;
   std::vector<Slice> cork_;
   size_t queued_ = 0;
@@ -123,7 +127,6 @@ class TcpStream {
   bool cork_enabled_ : 1 = false;
   bool flush_scheduled_ : 1 = false;
   bool compact_ : 1 = false;
-  bool tls_server_ : 1 = false;
 };
 
 }  // namespace sluice

@@ -3,6 +3,7 @@
 #include "core/log.h"
 #include "http/rewrite.h"
 #include "server/worker.h"
+#include "tls/tls_layer.h"
 
 namespace sluice {
 
@@ -13,6 +14,7 @@ constexpr size_t kMaxHeldBytes = 64 * 1024;
 // flushed and FIN sent, so a client's unread pipelined bytes do not turn into an RST that
 // could destroy the response in flight.
 constexpr Millis kLingerTimeout{2000};
+const Slice k100Continue{BlockRef(), "HTTP/1.1 100 Continue\r\n\r\n", 25};
 }  // namespace
 
 DownstreamConnection::DownstreamConnection(Worker& worker, uint16_t listener)
@@ -21,14 +23,31 @@ DownstreamConnection::DownstreamConnection(Worker& worker, uint16_t listener)
       http_(std::make_unique<HttpState>(*this, static_cast<BodySink*>(this))),
       listener_(listener),
       drain_exempt_(!worker.config().listeners[listener].drain) {
-  http_->parser.set_limits(worker.config().limits.max_header_bytes);
+  RequestContext& rc = http_->rc;
+  rc.loop = &worker.ctx();
+  rc.config = worker.config_ptr();
+  rc.listener = listener;
+  rc.listener_stats = &worker.listener_stats(listener);
+  rc.colour_log = worker.colour_log();
+  rc.clusters = &worker;
+  http_->parser.set_limits(rc.config->limits.max_header_bytes);
 }
 
 LoopContext& DownstreamConnection::ctx() {
   return worker_.ctx();
 }
+
 const Limits& DownstreamConnection::limits() const {
-  return worker_.config().limits;
+  return http_ ? http_->rc.config->limits : worker_.config().limits;
+}
+
+void DownstreamConnection::refresh_snapshot() {
+  RequestContext& rc = http_->rc;
+  if (rc.config.get() != &worker_.config()) {
+    rc.config = worker_.config_ptr();
+    http_->parser.set_limits(rc.config->limits.max_header_bytes);
+  }
+  rc.access_log = worker_.access_log();
 }
 
 bool DownstreamConnection::draining() const {
@@ -47,8 +66,12 @@ int DownstreamConnection::accept(uv_stream_t* server) {
 
 int DownstreamConnection::start() {
   http_->client_ip = stream_.peer_ip();
+  http_->rc.client_ip = http_->client_ip;
   if (const auto& tls = worker_.listener_tls(listener_)) {
-    if (!stream_.start_tls_server(tls->default_ctx())) return UV_ENOMEM;
+    std::unique_ptr<TlsLayer> layer = TlsLayer::server(ctx().blocks, tls->default_ctx());
+    if (!layer) return UV_ENOMEM;
+    stream_.set_filter(std::move(layer));
+    http_->rc.secure = true;
     http_->handshake_tls = tls;  // its SNI callback runs in the handshake, even after a rotation
     // The handshake first, within its own timeout; then the header timeout starts.
     arm_timer(worker_.config().listeners[listener_].tls.handshake_timeout);
@@ -189,11 +212,17 @@ void DownstreamConnection::start_request() {
   state_ = State::kActive;
   ++served_;
   request_done_ = response_done_ = false;
+  refresh_snapshot();
   // A bodiless request leaves the idle/header timer pending: in kActive its expiry is ignored
   // (the upstream timeouts govern) and next_request() re-arms it, a heap operation saved per
   // request. A request with a body must keep sending it: the idle timeout bounds each pause.
   const MessageHead& head = http_->parser.head();
   body_timer_ = head.chunked || head.content_length > 0;
+  http_->http10 = head.http_major == 1 && head.http_minor == 0;
+  http_->keep_alive = head.keep_alive && !head.upgrade;
+  http_->head_request = head.method == HTTP_HEAD;
+  http_->close_after = false;
+  http_->response_framing = Framing::kNone;
   if (body_timer_) {
     body_at_ = ctx().now_ms();
     arm_timer(limits().idle_timeout);
@@ -212,7 +241,76 @@ void DownstreamConnection::request_complete() {
   if (response_done_ && keep_alive_) next_request();
 }
 
-void DownstreamConnection::on_exchange_done(bool keep_alive) {
+void DownstreamConnection::write_or_close(const Slice& s) {
+  if (stream_.write(s) != 0) close();
+}
+
+void DownstreamConnection::send_continue() {
+  if (!http_->http10) write_or_close(k100Continue);
+}
+
+void DownstreamConnection::send_interim(const MessageHead& head) {
+  if (http_->http10) return;  // HTTP/1.0 clients get no interim responses
+  BlockWriter w(ctx().blocks);
+  write_response_head(w, head, ResponseRewrite{});
+  write_or_close(w.finish());
+}
+
+size_t DownstreamConnection::send_head(const MessageHead& head) {
+  HttpState& h = *http_;
+  ResponseRewrite rw;  // a 101 goes out as it came
+  if (head.status != 101) {
+    if (h.head_request || head.status == 204 || head.status == 304) {
+      rw.framing = Framing::kNone;
+    } else if (head.has_content_length && !head.chunked) {
+      rw.framing = Framing::kContentLength;
+      rw.content_length = head.content_length;
+    } else {
+      rw.framing = h.http10 ? Framing::kClose : Framing::kChunked;
+    }
+    h.close_after =
+        !h.keep_alive || rw.framing == Framing::kClose || !request_body_done() || draining();
+    rw.close = h.close_after;
+    rw.keep_alive_header = h.http10 && !h.close_after;
+  }
+  h.response_framing = rw.framing;
+  BlockWriter w(ctx().blocks);
+  write_response_head(w, head, rw);
+  Slice out = w.finish();
+  const size_t n = out.len;
+  write_or_close(out);
+  return n;
+}
+
+void DownstreamConnection::send_body(const Slice& data) {
+  int r;
+  if (http_->response_framing == Framing::kChunked) {
+    Slice parts[3] = {chunk_header(ctx().blocks, data.len), data, kChunkEnd};
+    r = stream_.write(parts, 3);
+  } else {
+    r = stream_.write(data);
+  }
+  if (r != 0) close();
+}
+
+void DownstreamConnection::send_end() {
+  if (http_->response_framing == Framing::kChunked) write_or_close(kLastChunk);
+}
+
+size_t DownstreamConnection::send_error(int status, std::string_view why, bool malformed) {
+  HttpState& h = *http_;
+  h.close_after = malformed || !h.keep_alive || !request_body_done() || draining();
+  h.response_framing = Framing::kNone;
+  BlockWriter w(ctx().blocks);
+  write_error_response(w, status, why, h.close_after, h.head_request);
+  Slice out = w.finish();
+  const size_t n = out.len;
+  write_or_close(out);
+  return n;
+}
+
+void DownstreamConnection::exchange_done() {
+  const bool keep_alive = !http_->close_after;
   response_done_ = true;
   keep_alive_ = keep_alive;
   if (!keep_alive) {
@@ -227,6 +325,7 @@ void DownstreamConnection::on_exchange_done(bool keep_alive) {
 void DownstreamConnection::next_request() {
   state_ = State::kIdle;
   request_done_ = response_done_ = false;
+  refresh_snapshot();  // the idle and header timeouts of the next request
   if (draining() && worker_.drain().get() >= DrainPhase::kDraining) {
     // No new requests once the drain closes listeners (a drain: false one stays open).
     close_after_flush(!http_->held.empty());
@@ -334,13 +433,13 @@ void DownstreamConnection::on_stream_error(int status) {
   close();
 }
 
-void DownstreamConnection::start_tunnel(UpstreamConnection* up, const Slice& from_server,
-                                        bool websocket) {
+void DownstreamConnection::start_tunnel(std::unique_ptr<TcpStream> upstream,
+                                        const Slice& from_server, bool websocket) {
   state_ = State::kTunnel;
   timer_.release();  // an idle session needs none; a drain makes one for its close timeout
-  tunnel_ = std::make_unique<Tunnel>(*this, up, websocket);
+  tunnel_ = std::make_unique<Tunnel>(static_cast<TunnelClient&>(*this), std::move(upstream),
+                                     websocket, worker_, listener_, bool(drain_exempt_));
   stream_.set_compact(true);
-  up->become_tunnel(tunnel_.get());
   // The client may have sent bytes of the new protocol right after its request.
   std::vector<Slice> held;
   held.swap(http_->held);
@@ -371,7 +470,7 @@ void DownstreamConnection::on_stream_drained() {
     }
     return;
   }
-  http_->exchange.on_downstream_drained();
+  http_->exchange.on_client_drained();
 }
 
 void DownstreamConnection::close_after_flush(bool linger) {

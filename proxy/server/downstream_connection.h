@@ -1,10 +1,13 @@
 #pragma once
-// DownstreamConnection: one client connection. Owns its TcpStream, an on-demand timer (header,
-// idle, linger or WebSocket close timeout, by state) and, while it speaks HTTP, the
-// HTTP_REQUEST parser and the Exchange that serves the current request; after a 101 it owns the
-// Tunnel instead. Serves one request at a time: the parser pauses after each request until its
-// response is complete, and pipelined bytes wait (bounded) meanwhile. Owned by its Worker's
-// connection list; after close() it frees itself on a later loop turn, once its socket closed.
+// DownstreamConnection: one HTTP/1.1 client connection, the client side (ClientSide) of one
+// exchange at a time. Owns its TcpStream, an on-demand timer (header, idle, linger or WebSocket
+// close timeout, by state) and, while it speaks HTTP, the HTTP_REQUEST parser, the request's
+// context (the configuration snapshot it started under) and the Exchange that serves the
+// current request; after a 101 it owns the Tunnel instead (as its TunnelClient). Serves one
+// request at a time: the parser pauses after each request until its response is complete, and
+// pipelined bytes wait (bounded) meanwhile. Frames responses for HTTP/1.1 (chunked or not,
+// Connection: close or not). Owned by its Worker's connection list; after close() it frees
+// itself on a later loop turn, once its socket closed.
 #include <uv.h>
 
 #include <string>
@@ -14,16 +17,22 @@
 #include "core/intrusive_list.h"
 #include "core/loop_context.h"
 #include "core/on_demand_timer.h"
+#include "exchange/client_side.h"
+#include "exchange/exchange.h"
 #include "http/parser.h"
+#include "http/rewrite.h"
 #include "net/tcp_stream.h"
-#include "server/exchange.h"
 #include "tunnel/tunnel.h"
 
 namespace sluice {
 
 class Worker;
 
-class DownstreamConnection final : public ListNode, private StreamHandler, private BodySink {
+class DownstreamConnection final : public ListNode,
+                                   private ClientSide,
+                                   private TunnelClient,
+                                   private StreamHandler,
+                                   private BodySink {
  public:
   // Reasons reading is disabled; reading resumes when none is left.
   enum ReadBlock : uint8_t { kBackpressure = 1, kPipelineFull = 2 };
@@ -40,32 +49,19 @@ class DownstreamConnection final : public ListNode, private StreamHandler, priva
   // Idempotent: aborts the exchange and closes the socket now.
   void close();
 
-  // Exchange → downstream.
-  LoopContext& ctx();
+  LoopContext& ctx() override;
+  // The limits of the configuration this connection's current request runs under.
   const Limits& limits() const;
-  int write(const Slice* slices, size_t n) { return stream_.write(slices, n); }
-  int write(const Slice& s) { return stream_.write(s); }
-  bool above_high_watermark() const { return stream_.above_high_watermark(); }
-  void block_reading(ReadBlock reason);
-  void unblock_reading(ReadBlock reason);
-  // The response is complete (or sluice answered itself). keep_alive: the connection may serve
-  // another request once the current one is fully read.
-  void on_exchange_done(bool keep_alive);
   // The client's address as sent in X-Forwarded-For (HTTP only: kept with the HTTP state).
   std::string_view client_ip() const {
     return http_ ? std::string_view(http_->client_ip) : std::string_view();
   }
   // Asks the socket; for the rare log line of a tunnel.
-  std::string peer_ip() const { return stream_.peer_ip(); }
+  std::string peer_ip() const override { return stream_.peer_ip(); }
   Worker& worker() { return worker_; }
   uint16_t listener() const { return listener_; }
   // Accepted by a listener with `drain: false` (egress): a drain leaves it alone until the end.
   bool drain_exempt() const { return drain_exempt_; }
-  // Exchange → downstream after a 101: both connections become a tunnel.
-  void start_tunnel(UpstreamConnection* up, const Slice& from_server, bool websocket);
-  // Tunnel → downstream.
-  void finish_tunnel() { close_after_flush(false); }
-  void arm_tunnel_timeout();
   Tunnel* tunnel() { return tunnel_.get(); }
   // Drain: a keep-alive connection between requests, with no next request already waiting in
   // its socket, closes now; others close after their response. A connection that has not sent
@@ -75,10 +71,36 @@ class DownstreamConnection final : public ListNode, private StreamHandler, priva
            stream_.peek_clean();
   }
   Exchange* exchange() { return http_ ? &http_->exchange : nullptr; }
-  bool draining() const;
+  bool draining() const override;
   bool closing() const { return state_ >= State::kClosing; }
 
  private:
+  // ClientSide
+  const RequestContext& request_context() const override { return http_->rc; }
+  void send_continue() override;
+  void send_interim(const MessageHead& head) override;
+  size_t send_head(const MessageHead& head) override;
+  void send_body(const Slice& data) override;
+  void send_end() override;
+  bool can_end_response_early() const override {
+    return http_->response_framing == Framing::kChunked ||
+           http_->response_framing == Framing::kClose;
+  }
+  size_t send_error(int status, std::string_view why, bool malformed) override;
+  void cut_response() override { close(); }
+  bool above_high_watermark() const override { return stream_.above_high_watermark(); }
+  void pause_request_body() override { block_reading(kBackpressure); }
+  void resume_request_body() override { unblock_reading(kBackpressure); }
+  void exchange_done() override;
+  void start_tunnel(std::unique_ptr<TcpStream> upstream, const Slice& from_server,
+                    bool websocket) override;
+  // TunnelClient
+  int write(const Slice& s) override { return stream_.write(s); }
+  void pause_client() override { block_reading(kBackpressure); }
+  void resume_client() override { unblock_reading(kBackpressure); }
+  void finish_tunnel() override { close_after_flush(false); }
+  void arm_tunnel_timeout() override;
+
   enum class State : uint8_t { kIdle, kHead, kActive, kTunnel, kClosing, kClosed };
 
   void on_stream_read(const Slice& data) override;
@@ -102,6 +124,14 @@ class DownstreamConnection final : public ListNode, private StreamHandler, priva
   void close_after_flush(bool linger);
   int start();  // after accept/adopt: TLS if the listener has it, timers, reading
   void arm_timer(Millis timeout);
+  void block_reading(ReadBlock reason);
+  void unblock_reading(ReadBlock reason);
+  // Writes a piece of the response; a client that is gone is closed (aborting the exchange).
+  void write_or_close(const Slice& s);
+  // Takes the worker's current configuration for what comes next on this connection.
+  void refresh_snapshot();
+  // The request's body is all read, or it has none.
+  bool request_body_done() const { return request_done_ || !body_timer_; }
 
   // Everything only HTTP needs; freed when the connection becomes a tunnel, so an idle
   // WebSocket session does not carry it.
@@ -110,8 +140,15 @@ class DownstreamConnection final : public ListNode, private StreamHandler, priva
         : parser(HTTP_REQUEST, sink), exchange(down) {}
     HttpParser parser;
     Exchange exchange;
+    RequestContext rc;  // rc.client_ip views client_ip
     std::string client_ip;
-    std::vector<Slice> held;  // pipelined bytes waiting for the current exchange to finish
+    // The current request and its response's framing.
+    Framing response_framing = Framing::kNone;
+    bool http10 = false;
+    bool keep_alive = false;  // the client asked for it (and did not ask to upgrade)
+    bool head_request = false;
+    bool close_after = false;  // the connection closes after this response
+    std::vector<Slice> held;   // pipelined bytes waiting for the current exchange to finish
     std::shared_ptr<const ServerTls> handshake_tls;  // held until the TLS handshake completes
     size_t held_bytes = 0;
   };
@@ -126,9 +163,9 @@ class DownstreamConnection final : public ListNode, private StreamHandler, priva
   State state_ = State::kIdle;
   uint8_t read_blocks_ = 0;
   // Flags in two bytes: every idle connection and WebSocket session carries them.
-  bool drain_exempt_ : 1;             // its listener had `drain: false` when it was accepted
-  bool request_done_ : 1 = false;     // the parser finished the current request
-  bool response_done_ : 1 = false;    // the exchange finished the current response
+  bool drain_exempt_ : 1;           // its listener had `drain: false` when it was accepted
+  bool request_done_ : 1 = false;   // the parser finished the current request
+  bool response_done_ : 1 = false;  // the exchange finished the current response
   bool keep_alive_ : 1 = false;
   bool in_process_ : 1 = false;
   bool resume_scheduled_ : 1 = false;

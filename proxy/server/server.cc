@@ -18,7 +18,6 @@
 #include "admin/status_page.h"
 #include "config/config_file.h"
 #include "core/log.h"
-#include "demo/demo_app.h"
 #include "http/message.h"
 #include "metrics/metrics.h"
 #include "net/listener.h"
@@ -47,43 +46,6 @@ struct SignalWatch {
   std::function<void(int)> fn;
 };
 
-class DemoThread {
- public:
-  explicit DemoThread(int fd) : fd_(fd) {}
-  ~DemoThread() { stop(); }
-  void start() {
-    std::promise<void> ready;
-    auto fut = ready.get_future();
-    thread_ = std::thread([this, r = std::move(ready)]() mutable {
-      uv_loop_init(&loop_);
-      LoopContext ctx(&loop_, 1);
-      DemoApp app(ctx);
-      uv_async_init(&loop_, &stop_, [](uv_async_t* a) {
-        static_cast<DemoApp*>(a->data)->close();
-        uv_close(reinterpret_cast<uv_handle_t*>(a), nullptr);
-      });
-      stop_.data = &app;
-      int rc = app.start(fd_);
-      if (rc != 0) LOG_ERROR("demo app: %s", uv_strerror(rc));
-      r.set_value();
-      uv_run(&loop_, UV_RUN_DEFAULT);
-      uv_loop_close(&loop_);
-    });
-    fut.wait();
-  }
-  void stop() {
-    if (!thread_.joinable()) return;
-    uv_async_send(&stop_);
-    thread_.join();
-  }
-
- private:
-  int fd_;
-  uv_loop_t loop_;
-  uv_async_t stop_;
-  std::thread thread_;
-};
-
 }  // namespace
 
 // One resolver per cluster of the running configuration, by name. `live` resolvers pass
@@ -105,7 +67,6 @@ struct Server::State {
   std::unique_ptr<AdminServer> admin;
   std::vector<std::unique_ptr<Worker>> workers;
   std::vector<std::unique_ptr<SignalWatch>> signals;
-  std::unique_ptr<DemoThread> demo;
   std::unique_ptr<DrainCoordinator> drain;
   std::unique_ptr<uv_timer_t> exit_timer;
   ResolverMap resolvers;
@@ -172,17 +133,6 @@ int Server::run() {
   config->workers = workers;
 
   std::string error;
-  if (options_.demo) {
-    int fd = open_listen_socket(HostPort{"127.0.0.1", 0}, false, error);
-    if (fd < 0) {
-      fprintf(stderr, "sluice: demo app: %s\n", error.c_str());
-      return 1;
-    }
-    uint16_t port = static_cast<uint16_t>(bound_port(fd));
-    for (auto& c : config->clusters) c.endpoints = {HostPort{"127.0.0.1", port}};
-    st.demo = std::make_unique<DemoThread>(fd);
-    st.demo->start();
-  }
 
   st.admin_configured = config->admin.address;
   for (auto& l : config->listeners) st.listeners_configured.push_back(l.address);
@@ -447,7 +397,6 @@ int Server::run() {
   st.drain.reset();
   uv_run(&st.loop, UV_RUN_DEFAULT);
   if (uv_loop_close(&st.loop) != 0) LOG_ERROR("main loop closed with handles still open");
-  if (st.demo) st.demo->stop();
   LOG_INFO("stopped");
   return st.exit_code;
 }
@@ -1040,47 +989,6 @@ void Server::stop_now() {
   if (s.pending)
     for (auto& [name, r] : s.pending->resolvers) r->resolver->close();
   s.ctx->stop_deferred();
-}
-
-int run_demo_app(const HostPort& listen) {
-  std::string error;
-  int fd = open_listen_socket(listen, false, error);
-  if (fd < 0) {
-    fprintf(stderr, "sluice demo-app: %s\n", error.c_str());
-    return 1;
-  }
-  signal(SIGPIPE, SIG_IGN);
-  uv_loop_t loop;
-  uv_loop_init(&loop);
-  int port = bound_port(fd);
-  {
-    LoopContext ctx(&loop, 1);
-    DemoApp app(ctx);
-    if (int r = app.start(fd); r != 0) {
-      fprintf(stderr, "sluice demo-app: listen: %s\n", uv_strerror(r));
-      return 1;
-    }
-    std::vector<std::unique_ptr<SignalWatch>> signals;
-    for (int signum : {SIGTERM, SIGINT}) {
-      auto sw = std::make_unique<SignalWatch>();
-      uv_signal_init(&loop, &sw->handle);
-      sw->handle.data = sw.get();
-      sw->fn = [&](int) {
-        app.close();
-        for (auto& s : signals) uv_close(reinterpret_cast<uv_handle_t*>(&s->handle), nullptr);
-      };
-      uv_signal_start(
-          &sw->handle,
-          [](uv_signal_t* h, int signum) { static_cast<SignalWatch*>(h->data)->fn(signum); },
-          signum);
-      signals.push_back(std::move(sw));
-    }
-    fprintf(stderr, "sluice demo-app: listening on %s:%d\n", listen.host.c_str(), port);
-    fflush(stderr);
-    uv_run(&loop, UV_RUN_DEFAULT);
-  }
-  uv_run(&loop, UV_RUN_DEFAULT);
-  return uv_loop_close(&loop) == 0 ? 0 : 1;
 }
 
 }  // namespace sluice

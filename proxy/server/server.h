@@ -16,7 +16,6 @@
 namespace sluice {
 
 struct ServerOptions {
-  bool demo = false;  // run the built-in demo app as the upstream
   // Reads the configuration again (SIGHUP, POST /reload): the file, then the same environment
   // and flag overrides as at start. Empty when there is no file to re-read.
   std::function<ConfigLoad()> reload;
@@ -86,8 +85,5 @@ class Server {
 int run_drain_command(const HostPort& admin, bool wait);
 // `sluice resume`: POST /resume (AdminClient::resume); 0 when sluice serves again.
 int run_resume_command(const HostPort& admin);
-
-// `sluice demo-app`: only the demo app, on the calling thread, until SIGTERM/SIGINT.
-int run_demo_app(const HostPort& listen);
 
 }  // namespace sluice

@@ -43,19 +43,26 @@ std::future<std::string> Worker::start() {
 
 void Worker::request_stop() {
   stop_requested_.store(true);
-  uv_async_send(&mailbox_);
+  wake();  // a worker still starting sees the flag once it listens
 }
 
 void Worker::notify_drain() {
-  uv_async_send(&mailbox_);
+  wake();
 }
 
 void Worker::post(std::function<void(Worker&)> task) {
-  {
-    std::lock_guard<std::mutex> lock(tasks_mutex_);
-    tasks_.push_back(std::move(task));
-  }
+  std::lock_guard<std::mutex> lock(tasks_mutex_);
+  if (!mailbox_open_) return;  // stopped: dropped, as documented
+  tasks_.push_back(std::move(task));
   uv_async_send(&mailbox_);
+}
+
+void Worker::wake() {
+  // Under the lock that stop_now() takes to close the mailbox: the handle and its loop exist
+  // while it is open. After a failed start (or once stopped) there is nothing to wake, and
+  // libuv would abort on a write to the closed loop's wake-up descriptor.
+  std::lock_guard<std::mutex> lock(tasks_mutex_);
+  if (mailbox_open_) uv_async_send(&mailbox_);
 }
 
 UpstreamCluster* Worker::route(size_t listener, std::string_view host, std::string_view path) {
@@ -169,6 +176,10 @@ void Worker::run(std::promise<std::string> ready) {
   ctx_->start_deferred();
   access_log_ = std::make_unique<AccessLog>(setup_.access_sink, ctx_->stats.access_log_dropped);
   uv_async_init(&loop_, &mailbox_, &Worker::on_mailbox);
+  {
+    std::lock_guard<std::mutex> lock(tasks_mutex_);
+    mailbox_open_ = true;
+  }
   uv_timer_init(&loop_, &heartbeat_);
   heartbeat_.data = this;
   ctx_->stats.heartbeat_ms.store(uv_hrtime() / 1000000);
@@ -419,6 +430,11 @@ void Worker::stop_now() {
     uv_close(reinterpret_cast<uv_handle_t*>(*t),
              [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
     *t = nullptr;
+  }
+  {
+    std::lock_guard<std::mutex> lock(tasks_mutex_);
+    mailbox_open_ = false;
+    tasks_.clear();
   }
   uv_close(reinterpret_cast<uv_handle_t*>(&mailbox_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&heartbeat_), nullptr);

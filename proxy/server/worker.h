@@ -18,16 +18,16 @@
 #include "core/drain_state.h"
 #include "core/intrusive_list.h"
 #include "core/loop_context.h"
+#include "exchange/request_context.h"
 #include "http/router.h"
 #include "net/listener.h"
 #include "tls/tls_context.h"
+#include "tunnel/tunnel_sides.h"
 #include "upstream/upstream_cluster.h"
 
 namespace sluice {
 
 class DownstreamConnection;
-class Tunnel;
-enum class TunnelEnd : uint8_t;
 
 struct WorkerSetup {
   ConfigPtr config;
@@ -47,7 +47,7 @@ struct WorkerSetup {
   std::shared_ptr<DrainState> drain;
 };
 
-class Worker {
+class Worker final : public ClusterDirectory, public TunnelRegistry {
  public:
   Worker(unsigned index, WorkerSetup setup);
   ~Worker();
@@ -83,11 +83,12 @@ class Worker {
   // Worker-thread API.
   LoopContext& ctx() { return *ctx_; }
   const Config& config() const { return *config_; }
+  const ConfigPtr& config_ptr() const { return config_; }
   // The cluster for a request on `listener`, or nullptr (404). `host` is lower-case, no port.
-  UpstreamCluster* route(size_t listener, std::string_view host, std::string_view path);
+  UpstreamCluster* route(size_t listener, std::string_view host, std::string_view path) override;
   void remove_connection(DownstreamConnection* c);
-  void add_tunnel(Tunnel* t, bool drain_exempt);
-  void remove_tunnel(Tunnel* t, TunnelEnd why);
+  void add_tunnel(Tunnel* t, bool drain_exempt) override;
+  void remove_tunnel(Tunnel* t, TunnelEnd why) override;
   const WorkerStats& stats() const { return ctx_->stats; }
   ListenerStats& listener_stats(size_t listener) { return *setup_.listener_stats[listener]; }
   // The listener's TLS context for a new connection (null: plain TCP).
@@ -112,6 +113,7 @@ class Worker {
   void close_listeners();
   static void on_spread_tick(uv_timer_t* t);
   static void on_mailbox(uv_async_t* a);
+  void wake();  // the mailbox's async, if it is open (thread-safe)
   // Deletes retired clusters and pools nobody uses any more (every second while any exist).
   void sweep();
   void arm_sweep();
@@ -133,7 +135,8 @@ class Worker {
   uv_timer_t* sweep_timer_ = nullptr;  // freed in its close callback
   uv_timer_t heartbeat_;               // stores the loop's time for /healthz; closed by stop_now
   std::mutex tasks_mutex_;
-  std::vector<std::function<void(Worker&)>> tasks_;
+  std::vector<std::function<void(Worker&)>> tasks_;  // guarded by tasks_mutex_
+  bool mailbox_open_ = false;                        // guarded by tasks_mutex_
   IntrusiveList<DownstreamConnection> connections_;
   IntrusiveList<Tunnel> tunnels_;           // sessions not yet told to go away
   IntrusiveList<Tunnel> draining_tunnels_;  // told (1001 sent or pending), handshake under way

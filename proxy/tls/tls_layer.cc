@@ -2,9 +2,9 @@
 
 #include <arpa/inet.h>
 
-#include <cstring>
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
+#include <cstring>
 
 #include "tls/tls_context.h"
 
@@ -97,6 +97,12 @@ std::unique_ptr<TlsLayer> TlsLayer::client(BlockPool& blocks, SSL_CTX* ctx, cons
     }
   }
   return t;
+}
+
+void TlsLayer::forget_session_slot() {
+  if (!slot_) return;
+  SSL_set_ex_data(ssl_, slot_index(), nullptr);
+  slot_ = nullptr;
 }
 
 bool TlsLayer::resumed() const {

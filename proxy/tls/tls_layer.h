@@ -12,6 +12,7 @@
 
 #include "core/block.h"
 #include "core/stats.h"
+#include "net/stream_filter.h"
 
 namespace sluice {
 
@@ -39,38 +40,34 @@ class TlsSessionSlot {
 // A client context's new-session callback: stores the session in the connection's slot.
 int tls_store_new_session(SSL* ssl, SSL_SESSION* session);
 
-class TlsLayer {
+// The TLS filter of one TcpStream (set_filter), which owns it.
+class TlsLayer final : public StreamFilter {
  public:
-  // What one call produced.
-  struct Output {
-    std::vector<Slice> ciphertext;  // for the socket, in order
-    std::vector<Slice> plaintext;   // for the HTTP code, in order
-    bool handshake_done = false;    // the handshake completed in this call
-    bool peer_closed = false;       // close_notify received
-    bool failed = false;            // a fatal TLS error; `error` says what
-    std::string error;
-  };
+  using Output = StreamFilter::Output;
 
   static std::unique_ptr<TlsLayer> server(BlockPool& blocks, SSL_CTX* ctx);
   // `name` is sent as SNI (unless it is an IP literal) and checked against the certificate
   // when `verify` is set; `slot` (may be null) holds the session to resume and receives the new.
   static std::unique_ptr<TlsLayer> client(BlockPool& blocks, SSL_CTX* ctx, const std::string& name,
                                           bool verify, TlsSessionSlot* slot);
-  ~TlsLayer();
+  ~TlsLayer() override;
   TlsLayer(const TlsLayer&) = delete;
   TlsLayer& operator=(const TlsLayer&) = delete;
 
-  void start_handshake(Output& out);  // client: the ClientHello
-  void feed(const char* data, size_t len, Output& out);
-  void encrypt(const Slice* slices, size_t count, Output& out);
-  void close_notify(Output& out);
-  bool handshake_done() const { return handshake_done_; }
+  bool server_side() const override { return SSL_is_server(ssl_) == 1; }
+  void start_handshake(Output& out) override;  // client: the ClientHello
+  void feed(const char* data, size_t len, Output& out) override;
+  void encrypt(const Slice* slices, size_t count, Output& out) override;
+  void close_notify(Output& out) override;
+  bool handshake_done() const override { return handshake_done_; }
   bool resumed() const;
-  bool has_pending() const { return SSL_pending(ssl_) > 0; }
+  bool has_pending() const override { return SSL_pending(ssl_) > 0; }
   const char* version() const { return SSL_get_version(ssl_); }
-  // The failure that ended the connection, for its log line.
-  const std::string& error() const { return error_; }
-  void set_error(std::string e) { error_ = std::move(e); }
+  const std::string& error() const override { return error_; }
+  void set_error(std::string e) override { error_ = std::move(e); }
+  // The connection outlives the pool whose slot it stores sessions in (a socket handed to a
+  // tunnel after a 101): sessions that arrive later are dropped instead of stored.
+  void forget_session_slot();
 
  private:
   // Pieces written together up to this size are copied into one TLS record.

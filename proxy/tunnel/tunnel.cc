@@ -3,9 +3,7 @@
 #include <cstring>
 
 #include "core/log.h"
-#include "server/downstream_connection.h"
-#include "server/worker.h"
-#include "upstream/upstream_connection.h"
+#include "tunnel/tunnel_upstream.h"
 
 namespace sluice {
 
@@ -25,9 +23,15 @@ const char* tunnel_end_name(TunnelEnd e) {
   return "?";
 }
 
-Tunnel::Tunnel(DownstreamConnection& down, UpstreamConnection* up, bool websocket)
-    : down_(down), up_(up), websocket_(websocket) {
-  down_.worker().add_tunnel(this, down_.drain_exempt());
+Tunnel::Tunnel(TunnelClient& down, std::unique_ptr<TcpStream> upstream, bool websocket,
+               TunnelRegistry& registry, uint16_t listener, bool drain_exempt)
+    : down_(down),
+      up_(new TunnelUpstream(std::move(upstream), this)),
+      registry_(registry),
+      listener_(listener),
+      websocket_(websocket),
+      drain_exempt_(drain_exempt) {
+  registry_.add_tunnel(this, drain_exempt_);
 }
 
 Tunnel::~Tunnel() {
@@ -38,7 +42,7 @@ void Tunnel::forward(const Slice& data, bool to_server) {
   if (data.len == 0 || closed_) return;
   if (to_server) {
     if (up_->write(data) != 0) return end(TunnelEnd::kError);
-    if (up_->above_high_watermark()) down_.block_reading(DownstreamConnection::kBackpressure);
+    if (up_->above_high_watermark()) down_.pause_client();
   } else {
     if (down_.write(data) != 0) return end(TunnelEnd::kError);
     if (down_.above_high_watermark()) up_->pause_reading();
@@ -159,7 +163,7 @@ void Tunnel::client_drained() {
 }
 
 void Tunnel::server_drained() {
-  if (!closed_) down_.unblock_reading(DownstreamConnection::kBackpressure);
+  if (!closed_) down_.resume_client();
 }
 
 void Tunnel::force_close(TunnelEnd why) {
@@ -177,19 +181,11 @@ void Tunnel::end(TunnelEnd why) {
 void Tunnel::close(TunnelEnd why) {
   if (closed_) return;
   closed_ = true;
-  down_.worker().remove_tunnel(this, why);
+  registry_.remove_tunnel(this, why);
   if (up_) {
-    up_->end_tunnel();  // flushes what is queued for the upstream, then closes
+    up_->end();  // flushes what is queued for the upstream, then closes
     up_ = nullptr;
   }
-}
-
-size_t Tunnel::listener() const {
-  return down_.listener();
-}
-
-bool Tunnel::drain_exempt() const {
-  return down_.drain_exempt();
 }
 
 }  // namespace sluice

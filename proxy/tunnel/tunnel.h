@@ -3,27 +3,27 @@
 // Upgrade (101). Bytes pass both ways untouched with backpressure. For WebSocket sessions it
 // follows frame boundaries in both directions (WsFrameTracker) so that a drain can inject a
 // Close frame (1001) at a boundary on each side, answer the close handshake and swallow the
-// replies. Owned by its DownstreamConnection; owns the UpstreamConnection it was given (closes
-// it when the tunnel ends). Registered in its worker's session list while open.
+// replies. Owned by its client connection (through the TunnelClient interface); holds the
+// upstream socket it was given (TunnelUpstream, which frees itself once closed) and ends it when
+// the tunnel ends. Registered in its registry (the worker's session lists) while open.
 #include <cstdint>
+#include <memory>
 
 #include "core/block.h"
 #include "core/intrusive_list.h"
+#include "tunnel/tunnel_sides.h"
 #include "tunnel/ws_frame_tracker.h"
 
 namespace sluice {
 
-class DownstreamConnection;
-class UpstreamConnection;
-class Worker;
-
-// Why a session ended (the label of sluice_websocket_sessions_closed_total).
-enum class TunnelEnd : uint8_t { kClient, kUpstream, kDrainClose, kDrainForced, kError };
-const char* tunnel_end_name(TunnelEnd e);
+class TcpStream;
+class TunnelUpstream;
 
 class Tunnel : public ListNode {
  public:
-  Tunnel(DownstreamConnection& down, UpstreamConnection* up, bool websocket);
+  // `upstream`: the socket the upstream connection gave up after its 101.
+  Tunnel(TunnelClient& down, std::unique_ptr<TcpStream> upstream, bool websocket,
+         TunnelRegistry& registry, uint16_t listener, bool drain_exempt);
   ~Tunnel();
   Tunnel(const Tunnel&) = delete;
   Tunnel& operator=(const Tunnel&) = delete;
@@ -46,8 +46,8 @@ class Tunnel : public ListNode {
   // Closes the upstream side and unregisters (the client side is closed by its owner).
   void close(TunnelEnd why);
   bool closing_handshake() const { return drain_started_; }
-  bool drain_exempt() const;
-  size_t listener() const;
+  bool drain_exempt() const { return drain_exempt_; }
+  size_t listener() const { return listener_; }
 
  private:
   void forward(const Slice& data, bool to_server);
@@ -55,11 +55,14 @@ class Tunnel : public ListNode {
   void maybe_finish();
   void end(TunnelEnd why);
 
-  DownstreamConnection& down_;
-  UpstreamConnection* up_;
+  TunnelClient& down_;
+  TunnelUpstream* up_;  // null once ended
+  TunnelRegistry& registry_;
+  uint16_t listener_;
   WsFrameTracker c2s_{WsFrameTracker::Direction::kClientToServer};
   WsFrameTracker s2c_{WsFrameTracker::Direction::kServerToClient};
   bool websocket_;
+  bool drain_exempt_;
   bool closed_ = false;
   bool client_eof_ = false;
   // Who sent the first Close frame (outside a drain): the side that ended the session, even

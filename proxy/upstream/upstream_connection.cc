@@ -1,7 +1,7 @@
 #include "upstream/upstream_connection.h"
 
 #include "core/log.h"
-#include "tunnel/tunnel.h"
+#include "tls/tls_layer.h"
 #include "upstream/upstream_pool.h"
 
 namespace sluice {
@@ -28,21 +28,31 @@ const char* upstream_error_name(UpstreamError e) {
 
 UpstreamConnection::UpstreamConnection(LoopContext& ctx, UpstreamPool* pool)
     : pool_(pool),
-      stream_(ctx, this, /*cork=*/true),
-      parser_(new HttpParser(HTTP_RESPONSE, static_cast<BodySink*>(this))) {}
+      stream_(std::make_unique<TcpStream>(ctx, static_cast<StreamHandler*>(this), /*cork=*/true)),
+      parser_(HTTP_RESPONSE, static_cast<BodySink*>(this)) {}
+
+bool UpstreamConnection::start_tls(SSL_CTX* ctx, const std::string& name, bool verify,
+                                   TlsSessionSlot* slot) {
+  std::unique_ptr<TlsLayer> layer =
+      TlsLayer::client(stream_->context().blocks, ctx, name, verify, slot);
+  if (!layer) return false;
+  tls_ = layer.get();
+  stream_->set_filter(std::move(layer));
+  return true;
+}
 
 int UpstreamConnection::connect(const sockaddr* addr, uint64_t timeout_ms) {
-  int r = stream_.connect(addr);
+  int r = stream_->connect(addr);
   if (r != 0) return r;
   if (timeout_ms)
-    timer_.start(stream_.context().loop, this, &UpstreamConnection::on_timer, timeout_ms);
+    timer_.start(stream_->context().loop, this, &UpstreamConnection::on_timer, timeout_ms);
   return 0;
 }
 
 void UpstreamConnection::on_stream_connected(int status) {
   timer_.stop();
-  if (status == TcpStream::kTlsFailed && stream_.tls()) {
-    LOG_WARN("upstream %s: %s", pool_ ? pool_->name().c_str() : "?", stream_.tls_error().c_str());
+  if (status == TcpStream::kTlsFailed && stream_->tls()) {
+    LOG_WARN("upstream %s: %s", pool_ ? pool_->name().c_str() : "?", stream_->tls_error().c_str());
     fail(UpstreamError::kTlsHandshake);
     return;
   }
@@ -51,18 +61,18 @@ void UpstreamConnection::on_stream_connected(int status) {
     fail(UpstreamError::kConnectRefused);
     return;
   }
-  stream_.read_start();  // also watches for the upstream closing it while idle
+  stream_->read_start();  // also watches for the upstream closing it while idle
   pool_->on_connected(this);
 }
 
 void UpstreamConnection::make_idle(uint64_t idle_timeout_ms) {
   state_ = State::kIdle;
   handler_ = nullptr;
-  parser_->release_memory();
-  stream_.read_start();
+  parser_.release_memory();
+  stream_->read_start();
   // 0 = no idle timeout: the connection stays until the upstream closes it.
   if (idle_timeout_ms) {
-    timer_.start(stream_.context().loop, this, &UpstreamConnection::on_timer, idle_timeout_ms);
+    timer_.start(stream_->context().loop, this, &UpstreamConnection::on_timer, idle_timeout_ms);
   } else {
     timer_.stop();
   }
@@ -71,19 +81,64 @@ void UpstreamConnection::make_idle(uint64_t idle_timeout_ms) {
 void UpstreamConnection::bind(UpstreamHandler* handler, bool head_request) {
   state_ = State::kBusy;
   handler_ = handler;
-  parser_->set_skip_body(head_request);
+  parser_.set_skip_body(head_request);
   response_started_ = false;
   awaiting_head_ = true;
   response_timer_armed_ = false;  // a pending idle timer fires harmlessly (on_timer)
   reusable_ = false;
   ++requests_;
-  stream_.read_start();
+  stream_->read_start();
 }
 
-void UpstreamConnection::start_response_timer(uint64_t timeout_ms) {
+int UpstreamConnection::send_head(const Slice& head, Framing framing) {
+  request_framing_ = framing;
+  return stream_->write(head);
+}
+
+int UpstreamConnection::send_body(const Slice& data) {
+  if (request_framing_ == Framing::kChunked) {
+    Slice parts[3] = {chunk_header(stream_->context().blocks, data.len), data, kChunkEnd};
+    return stream_->write(parts, 3);
+  }
+  return stream_->write(data);
+}
+
+int UpstreamConnection::send_end(const Slice& trailers) {
+  if (request_framing_ != Framing::kChunked) return 0;
+  return stream_->write(trailers.len ? trailers : kLastChunk);
+}
+
+void UpstreamConnection::release(bool request_sent) {
+  // A connection whose request was not fully written cannot carry another request.
+  if (request_sent && pool_) {
+    pool_->release(this);
+  } else {
+    close();
+  }
+}
+
+std::unique_ptr<TcpStream> UpstreamConnection::take_socket() {
+  LoopContext& ctx = stream_->context();
+  if (pool_) pool_->take_for_tunnel(this);
+  pool_ = nullptr;
+  handler_ = nullptr;
+  state_ = State::kClosed;
+  timer_.release();
+  // The pool's session slot may be deleted (a reload removed the cluster) while the socket
+  // lives on: a NewSessionTicket arriving later must not be stored there.
+  if (tls_) tls_->forget_session_slot();
+  tls_ = nullptr;
+  stream_->read_stop();
+  std::unique_ptr<TcpStream> s = std::move(stream_);
+  // Called from this connection's read callback (the 101 completed): freed on a later turn.
+  ctx.defer([](void* p) { delete static_cast<UpstreamConnection*>(p); }, this);
+  return s;
+}
+
+void UpstreamConnection::expect_response(uint64_t timeout_ms) {
   if (state_ != State::kBusy || !awaiting_head_ || !timeout_ms) return;
   response_timer_armed_ = true;
-  timer_.start(stream_.context().loop, this, &UpstreamConnection::on_timer, timeout_ms);
+  timer_.start(stream_->context().loop, this, &UpstreamConnection::on_timer, timeout_ms);
 }
 
 void UpstreamConnection::on_timer(uv_timer_t* t) {
@@ -97,7 +152,6 @@ void UpstreamConnection::on_timer(uv_timer_t* t) {
         self->fail(UpstreamError::kResponseTimeout);
       break;
     case State::kIdle:
-    case State::kTunnel:
       self->close();
       break;
     case State::kClosed:
@@ -106,10 +160,6 @@ void UpstreamConnection::on_timer(uv_timer_t* t) {
 }
 
 void UpstreamConnection::on_stream_read(const Slice& data) {
-  if (state_ == State::kTunnel) {
-    if (tunnel_) tunnel_->from_server(data);
-    return;
-  }
   if (state_ != State::kBusy) {
     // Bytes on an idle connection: the upstream is confused; never reuse it.
     close();
@@ -118,7 +168,7 @@ void UpstreamConnection::on_stream_read(const Slice& data) {
   response_started_ = true;
   Slice rest = data;
   for (;;) {
-    ParseResult r = parser_->execute(rest);
+    ParseResult r = parser_.execute(rest);
     // A body callback may have ended the exchange (the client went away) and closed us.
     if (state_ != State::kBusy || !handler_) return;
     rest = rest.sub(r.consumed, rest.len - r.consumed);
@@ -126,11 +176,11 @@ void UpstreamConnection::on_stream_read(const Slice& data) {
       case ParseEvent::kNeedMore:
         return;
       case ParseEvent::kError:
-        LOG_WARN("upstream sent a malformed response: %s", parser_->error_reason());
+        LOG_WARN("upstream sent a malformed response: %s", parser_.error_reason());
         fail(UpstreamError::kBadResponse);
         return;
       case ParseEvent::kHead: {
-        const MessageHead& head = parser_->head();
+        const MessageHead& head = parser_.head();
         // The response timer is not stopped here (a heap operation per request): when it
         // fires after the head, on_timer ignores it.
         if (head.status >= 200 || head.status == 101) awaiting_head_ = false;
@@ -142,14 +192,14 @@ void UpstreamConnection::on_stream_read(const Slice& data) {
         fail(UpstreamError::kBadResponse);
         return;
       case ParseEvent::kMessageComplete: {
-        if (parser_->head().status == 101) {
+        if (parser_.head().status == 101) {
           UpstreamHandler* h = handler_;
           handler_ = nullptr;
           h->on_upstream_upgraded(rest);
           return;
         }
-        if (parser_->head().status < 200) break;  // interim
-        reusable_ = parser_->should_keep_alive() && rest.len == 0 && !parser_->upgrade();
+        if (parser_.head().status < 200) break;  // interim
+        reusable_ = parser_.should_keep_alive() && rest.len == 0 && !parser_.upgrade();
         UpstreamHandler* h = handler_;
         handler_ = nullptr;
         h->on_upstream_complete();
@@ -164,14 +214,6 @@ void UpstreamConnection::on_body(const Slice& data) {
 }
 
 void UpstreamConnection::on_stream_eof() {
-  if (state_ == State::kTunnel) {
-    if (tunnel_) {
-      tunnel_->server_eof();
-    } else {
-      close();
-    }
-    return;
-  }
   if (state_ == State::kConnecting) {
     // Only with TLS is EOF possible before the stream counts as connected: the upstream
     // closed during the handshake. A failed connect, so a waiter learns of it now.
@@ -184,7 +226,7 @@ void UpstreamConnection::on_stream_eof() {
     close();  // the upstream closed an idle pooled connection: it leaves the pool now
     return;
   }
-  if (parser_->in_message() && parser_->finish() == ParseEvent::kMessageComplete) {
+  if (parser_.in_message() && parser_.finish() == ParseEvent::kMessageComplete) {
     reusable_ = false;  // a close-delimited body ended
     UpstreamHandler* h = handler_;
     handler_ = nullptr;
@@ -198,20 +240,13 @@ void UpstreamConnection::on_stream_error(int status) {
   if (status == TcpStream::kTlsFailed) {
     // After the handshake: e.g. a TLS 1.3 server that wanted a client certificate says so
     // only now, with an alert.
-    LOG_WARN("upstream %s: %s", pool_ ? pool_->name().c_str() : "(tunnel)",
-             stream_.tls_error().c_str());
+    LOG_WARN("upstream %s: %s", pool_ ? pool_->name().c_str() : "?", stream_->tls_error().c_str());
   } else {
     LOG_DEBUG("upstream connection error: %s", uv_strerror(status));
   }
-  if (state_ == State::kTunnel) {
-    if (tunnel_) {
-      tunnel_->server_error();
-    } else {
-      close();
-    }
-  } else if (state_ == State::kBusy) {
+  if (state_ == State::kBusy) {
     fail(UpstreamError::kReset);
-  } else if (state_ == State::kConnecting && stream_.tls() && status != TcpStream::kTlsFailed) {
+  } else if (state_ == State::kConnecting && stream_->tls() && status != TcpStream::kTlsFailed) {
     // TCP was up, the TLS handshake was under way (e.g. reset by the upstream).
     LOG_WARN("upstream %s: TLS handshake: %s", pool_ ? pool_->name().c_str() : "?",
              uv_strerror(status));
@@ -227,38 +262,7 @@ void UpstreamConnection::on_stream_error(int status) {
 void UpstreamConnection::on_stream_drained() {
   if (state_ == State::kBusy && handler_) {
     handler_->on_upstream_drained();
-  } else if (state_ == State::kTunnel) {
-    if (tunnel_) {
-      tunnel_->server_drained();
-    } else if (stream_.queued() == 0) {
-      close();  // end_tunnel() was waiting for the last bytes
-    }
   }
-}
-
-void UpstreamConnection::become_tunnel(Tunnel* tunnel) {
-  state_ = State::kTunnel;
-  tunnel_ = tunnel;
-  handler_ = nullptr;
-  pool_ = nullptr;
-  timer_.release();  // an idle session needs no timer
-  // The HTTP parser is not needed any more; it is on the stack of the read callback that got
-  // here, so it is freed on a later loop turn.
-  stream_.context().defer([](void* p) { delete static_cast<HttpParser*>(p); }, parser_.release());
-  stream_.set_compact(true);
-  stream_.read_start();
-}
-
-void UpstreamConnection::end_tunnel() {
-  tunnel_ = nullptr;
-  if (state_ == State::kClosed) return;
-  if (stream_.flush_now()) {
-    close();
-    return;
-  }
-  stream_.read_stop();
-  // Bytes still queued: close once they are written, or after the linger time at most.
-  timer_.start(stream_.context().loop, this, &UpstreamConnection::on_timer, 2000);
 }
 
 void UpstreamConnection::fail(UpstreamError e) {
@@ -279,15 +283,14 @@ void UpstreamConnection::close() {
   if (pool_) pool_->detach(this);
   pool_ = nullptr;
   handler_ = nullptr;
-  tunnel_ = nullptr;
   state_ = State::kClosed;
   timer_.release();
-  stream_.close();
+  stream_->close();
 }
 
 void UpstreamConnection::on_stream_closed() {
   // Freed on a later turn, after the cork flush task this connection may have queued.
-  stream_.context().defer([](void* p) { delete static_cast<UpstreamConnection*>(p); }, this);
+  stream_->context().defer([](void* p) { delete static_cast<UpstreamConnection*>(p); }, this);
 }
 
 }  // namespace sluice

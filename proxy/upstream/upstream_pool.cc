@@ -285,7 +285,6 @@ void UpstreamPool::detach(UpstreamConnection* conn) {
     case UpstreamConnection::State::kBusy:
       busy_.remove(conn);
       break;
-    case UpstreamConnection::State::kTunnel:
     case UpstreamConnection::State::kClosed:
       break;
   }

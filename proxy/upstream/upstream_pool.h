@@ -29,7 +29,7 @@ const char* pool_failure_name(PoolFailure f);
 // Something waiting for a connection (an exchange). It is on the wait list while queued.
 class PoolClient : public ListNode {
  public:
-  virtual void on_pool_ready(UpstreamConnection* conn) = 0;
+  virtual void on_pool_ready(UpstreamSide* side) = 0;
   virtual void on_pool_failure(PoolFailure f) = 0;
 
  protected:
@@ -60,7 +60,8 @@ class UpstreamPool {
   void cancel(PoolClient* client);
   // The exchange is done with a busy connection: kept idle if reusable, else closed.
   void release(UpstreamConnection* conn);
-  // A busy connection that switched protocols leaves the pool for good (a tunnel owns it).
+  // A busy connection that switched protocols leaves the pool for good (a tunnel owns its
+  // socket).
   void take_for_tunnel(UpstreamConnection* conn);
   // Closes every connection and the queue timer (worker stop). Waiters are failed.
   void shutdown();

@@ -307,6 +307,45 @@ class RoutingTest(E2ETestCase):
             time.sleep(0.05)
         self.assertEqual(a.stats()["open"], 1)  # only the /stats connection
 
+    def test_a_reload_does_not_change_the_limits_of_a_request_in_flight(self):
+        """Each request keeps the configuration it started with: an upload under way finishes
+        although a reload lowered max_body_bytes below its size; the next one gets 413."""
+        up = self.start_aiohttp(name="a")
+
+        def config(limit):
+            return self.base("  - name: ingress\n    address: 127.0.0.1:0\n    cluster: a\n",
+                             cluster_yaml("a", [up.port]),
+                             "limits: {max_body_bytes: %s}\n" % limit)
+        cfg = self.write_config(config("8MiB"))
+        s = self.start_with(cfg)
+        piece = b"x" * (256 * 1024)
+
+        def chunk(data):
+            return b"%x\r\n%s\r\n" % (len(data), data)
+        head = request_bytes("POST", "/discard", [("Transfer-Encoding", "chunked")])
+        c = RawClient(s.port)
+        before = up.stats()["requests"]
+        c.send(head + chunk(piece))
+        # The upload reached the upstream: its head was taken under the first configuration.
+        deadline = time.monotonic() + 30
+        while up.stats()["requests"] < before + 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        self.assertGreaterEqual(up.stats()["requests"], before + 2, "the upload never started")
+        self.write_config(config("1MiB"), cfg)
+        self.assertTrue(any("reload: applied" in l for l in self.reload(s)))
+        for _ in range(7):  # 2 MiB in all, twice the new limit
+            c.send(chunk(piece))
+        c.send(b"0\r\n\r\n")
+        r = c.read_response()
+        self.assertEqual(r.status, 200, r.body)
+        self.assertEqual(r.json()["received"], 8 * len(piece))
+        c.close()
+        # A new upload runs under the new limit.
+        c = RawClient(s.port)
+        c.send(head + b"".join(chunk(piece) for _ in range(8)) + b"0\r\n\r\n")
+        self.assertEqual(c.read_response().status, 413)
+        c.close()
+
     def test_invalid_reload_is_rejected_and_the_proxy_keeps_serving(self):
         a = self.start_aiohttp(name="a")
         b = self.start_aiohttp(name="b")

@@ -273,5 +273,63 @@ TEST_F(TlsLayerTest, BrokenFilesAreClearErrors) {
   EXPECT_NE(error.find("ciphers 'NOT-A-CIPHER'"), std::string::npos) << error;
 }
 
+// A TLS 1.3 server may send a NewSessionTicket at any time. A connection whose socket outlives
+// its pool (handed to a tunnel after a 101; the pool deleted by a reload) forgets the pool's
+// slot: a late ticket is dropped instead of stored in freed memory (run under ASan in CI).
+TEST_F(TlsLayerTest, ALateTicketGoesToTheSlotUnlessItWasForgotten) {
+  auto stls = server_tls(*server_);
+  auto ctls = client_tls();
+  enum class Case { kKept, kForgotten, kForgottenAndDeleted };
+  for (Case c : {Case::kKept, Case::kForgotten, Case::kForgottenAndDeleted}) {
+    SCOPED_TRACE(static_cast<int>(c));
+    auto slot = std::make_unique<TlsSessionSlot>();
+    // The server is raw OpenSSL: the test must make it send a ticket after the handshake.
+    SSL* srv = SSL_new(stls->default_ctx());
+    BIO* rbio = BIO_new(BIO_s_mem());
+    BIO* wbio = BIO_new(BIO_s_mem());
+    BIO_set_mem_eof_return(rbio, -1);
+    SSL_set_bio(srv, rbio, wbio);
+    SSL_set_accept_state(srv);
+    std::unique_ptr<TlsLayer> client =
+        TlsLayer::client(blocks_, ctls->ctx(), "localhost", true, slot.get());
+    std::string to_server, got;
+    auto take = [&](TlsLayer::Output& out) {
+      for (const Slice& s : out.ciphertext) to_server.append(s.data, s.len);
+      for (const Slice& s : out.plaintext) got.append(s.data, s.len);
+      EXPECT_FALSE(out.failed) << out.error;
+    };
+    auto server_to_client = [&] {
+      std::string wire;
+      char buf[4096];
+      for (int n; (n = BIO_read(wbio, buf, sizeof buf)) > 0;) wire.append(buf, n);
+      if (wire.empty()) return;
+      TlsLayer::Output out;
+      client->feed(wire.data(), wire.size(), out);
+      take(out);
+    };
+    TlsLayer::Output out;
+    client->start_handshake(out);
+    take(out);
+    for (int i = 0; i < 8 && (!client->handshake_done() || SSL_is_init_finished(srv) != 1); ++i) {
+      BIO_write(rbio, to_server.data(), static_cast<int>(to_server.size()));
+      to_server.clear();
+      SSL_do_handshake(srv);
+      server_to_client();
+    }
+    ASSERT_TRUE(client->handshake_done());
+    ASSERT_EQ(SSL_is_init_finished(srv), 1);
+    const size_t before = slot->size();
+    if (c != Case::kKept) client->forget_session_slot();
+    if (c == Case::kForgottenAndDeleted) slot.reset();
+    ASSERT_EQ(SSL_new_session_ticket(srv), 1);
+    ASSERT_EQ(SSL_write(srv, "late", 4), 4);  // the ticket goes out first
+    server_to_client();
+    EXPECT_EQ(got, "late");
+    if (c == Case::kKept) EXPECT_EQ(slot->size(), before + 1);
+    if (c == Case::kForgotten) EXPECT_EQ(slot->size(), before);
+    SSL_free(srv);
+  }
+}
+
 }  // namespace
 }  // namespace sluice

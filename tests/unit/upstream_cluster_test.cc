@@ -25,9 +25,9 @@ UpstreamAddress address(uint16_t port) {
 class Client final : public PoolClient {
  public:
   explicit Client(UpstreamPool& pool) : pool_(pool) {}
-  void on_pool_ready(UpstreamConnection* conn) override {
+  void on_pool_ready(UpstreamSide* side) override {
     ++ready;
-    pool_.release(conn);
+    pool_.release(static_cast<UpstreamConnection*>(side));
   }
   void on_pool_failure(PoolFailure f) override { failures.push_back(f); }
   int ready = 0;

@@ -80,9 +80,9 @@ class TestClient final : public PoolClient, public UpstreamHandler {
            static_cast<int>(errors.size());
   }
 
-  void on_pool_ready(UpstreamConnection* c) override {
+  void on_pool_ready(UpstreamSide* side) override {
     ++ready_calls;
-    send(c);
+    send(static_cast<UpstreamConnection*>(side));
   }
   void on_pool_failure(PoolFailure f) override { failures.push_back(f); }
 
@@ -107,8 +107,8 @@ class TestClient final : public PoolClient, public UpstreamHandler {
     body.clear();
     completed = 0;
     c->bind(this, /*head_request=*/false);
-    EXPECT_EQ(c->write(Slice{BlockRef(), request.data(), request.size()}), 0);
-    if (response_timeout_ms) c->start_response_timer(response_timeout_ms);
+    EXPECT_EQ(c->send_head(Slice{BlockRef(), request.data(), request.size()}, Framing::kNone), 0);
+    if (response_timeout_ms) c->expect_response(response_timeout_ms);
   }
 
   UpstreamPool& pool_;

@@ -1,11 +1,10 @@
-#include "server/exchange.h"
+#include "exchange/exchange.h"
 
 #include <llhttp.h>
 
 #include "core/log.h"
 #include "http/router.h"
-#include "server/downstream_connection.h"
-#include "server/worker.h"
+#include "net/tcp_stream.h"
 
 namespace sluice {
 
@@ -14,7 +13,6 @@ namespace {
 // Body bytes kept after they were written upstream so an idempotent request can be retried
 // on a fresh connection if a reused one turns out stale.
 constexpr size_t kRetainLimit = 64 * 1024;
-const Slice k100Continue{BlockRef(), "HTTP/1.1 100 Continue\r\n\r\n", 25};
 
 bool is_idempotent(uint8_t method) {
   switch (method) {
@@ -61,7 +59,7 @@ void Exchange::reset() {
   request_head_ = Slice();
   request_framing_ = Framing::kNone;
   method_ = 0;
-  head_request_ = idempotent_ = client_keep_alive_ = client_http10_ = false;
+  head_request_ = idempotent_ = false;
   upgrade_ = websocket_ = false;
   request_complete_ = request_end_written_ = false;
   request_body_bytes_ = 0;
@@ -73,21 +71,20 @@ void Exchange::reset() {
   wrote_any_ = conn_reused_ = retried_ = false;
   connect_retries_ = 0;
   request_trailers_ = Slice();
-  response_framing_ = Framing::kNone;
-  response_head_sent_ = close_after_ = active_ = false;
+  response_head_sent_ = active_ = false;
   event_stream_ = end_at_event_ = mid_event_ = false;
   newlines_ = 0;
   status_ = 0;
   response_bytes_ = 0;
   upstream_us_ = 0;
-  started_ms_ = 0;
   started_ns_ = upstream_ns_ = 0;
 }
 
 void Exchange::begin(const MessageHead& req) {
   reset();
-  LoopContext& ctx = down_.ctx();
-  if (down_.worker().access_log()) {
+  rc_ = &client_.request_context();
+  LoopContext& ctx = *rc_->loop;
+  if (rc_->access_log) {
     if (!log_) log_ = std::make_unique<LogFields>();
     log_->target.clear();
     log_->host.clear();
@@ -97,19 +94,17 @@ void Exchange::begin(const MessageHead& req) {
   }
   active_ = true;
   ctx.stats.exchanges_active.add();
-  started_ms_ = ctx.now_ms();
   started_ns_ = uv_hrtime();
   method_ = req.method;
   head_request_ = req.method == HTTP_HEAD;
   idempotent_ = is_idempotent(req.method);
   retain_ok_ = idempotent_;
-  client_http10_ = req.http_major == 1 && req.http_minor == 0;
+  const bool http10 = req.http_major == 1 && req.http_minor == 0;
   // An upgrade request is forwarded with its Upgrade header; a 101 turns both connections into
   // a tunnel, any other answer closes the client connection after it (the client may already
   // have sent bytes of the new protocol).
   upgrade_ = req.upgrade && req.find("upgrade") != std::string_view::npos;
   websocket_ = upgrade_ && req.has_token("upgrade", "websocket");
-  client_keep_alive_ = req.keep_alive && !req.upgrade;
   if (req.chunked) {
     request_framing_ = Framing::kChunked;
   } else if (req.has_content_length) {
@@ -118,21 +113,19 @@ void Exchange::begin(const MessageHead& req) {
   // RFC 9112 §3.2: a request with more than one Host header is refused, and so is an HTTP/1.1
   // request without one; malformed, so the connection closes after the 400.
   const size_t host_at = req.find("host");
-  if (host_at == std::string_view::npos && !client_http10_) {
-    client_keep_alive_ = false;
-    respond_error(400, "HTTP/1.1 request without Host");
+  if (host_at == std::string_view::npos && !http10) {
+    respond_error(400, "HTTP/1.1 request without Host", true);
     return;
   }
   if (host_at != std::string_view::npos) {
     for (size_t i = host_at + 1; i < req.header_count(); ++i) {
       if (iequals(req.name(i), "host")) {
-        client_keep_alive_ = false;
-        respond_error(400, "more than one Host header");
+        respond_error(400, "more than one Host header", true);
         return;
       }
     }
   }
-  const Limits& limits = down_.limits();
+  const Limits& limits = rc_->limits();
   if (limits.max_body_bytes && req.has_content_length &&
       req.content_length > limits.max_body_bytes) {
     respond_error(413, "request body over the limit");
@@ -157,7 +150,7 @@ void Exchange::begin(const MessageHead& req) {
     log_->target.assign(target.absolute ? target.path : req.url());
     log_->host.assign(host);
   }
-  UpstreamCluster* cluster = down_.worker().route(down_.listener(), host, target.path);
+  UpstreamCluster* cluster = rc_->clusters->route(rc_->listener, host, target.path);
   if (!cluster) {
     std::string why = "no route for host '" + std::string(host) + "' and path '" +
                       std::string(target.path.substr(0, 256)) + "'";
@@ -170,9 +163,10 @@ void Exchange::begin(const MessageHead& req) {
     respond_error(503, "cluster has no address yet (its endpoints did not resolve)");
     return;
   }
-  if (!client_http10_ && req.has_token("expect", "100-continue") &&
-      request_framing_ != Framing::kNone)
-    down_.write(k100Continue);
+  if (req.has_token("expect", "100-continue") && request_framing_ != Framing::kNone) {
+    client_.send_continue();
+    if (!active_) return;
+  }
 
   char id[32];
   size_t rid = req.find("x-request-id");
@@ -180,8 +174,8 @@ void Exchange::begin(const MessageHead& req) {
   if (need_id) make_request_id(ctx, id);
   if (log_) log_->request_id.assign(need_id ? std::string_view(id, sizeof id) : req.value(rid));
   RequestRewrite rw;
-  rw.client_ip = down_.client_ip();
-  rw.proto = down_.secure() ? "https" : "http";
+  rw.client_ip = rc_->client_ip;
+  rw.proto = rc_->secure ? "https" : "http";
   rw.request_id = need_id ? std::string_view(id, sizeof id) : std::string_view();
   rw.default_host = pool_->host();
   if (target.absolute) {
@@ -205,7 +199,7 @@ void Exchange::acquire(bool fresh) {
   PoolFailure failure;
   switch (pool_->acquire(this, fresh, &conn, &failure)) {
     case UpstreamPool::Acquire::kReady:
-      send_to(conn);
+      send_to(static_cast<UpstreamSide*>(conn));
       break;
     case UpstreamPool::Acquire::kQueued:
       queued_ = true;
@@ -216,9 +210,9 @@ void Exchange::acquire(bool fresh) {
   }
 }
 
-void Exchange::on_pool_ready(UpstreamConnection* conn) {
+void Exchange::on_pool_ready(UpstreamSide* side) {
   queued_ = false;
-  send_to(conn);
+  send_to(side);
 }
 
 void Exchange::on_pool_failure(PoolFailure f) {
@@ -242,15 +236,15 @@ void Exchange::on_pool_failure(PoolFailure f) {
                 pool_failure_name(f));
 }
 
-void Exchange::send_to(UpstreamConnection* conn) {
-  up_ = conn;
+void Exchange::send_to(UpstreamSide* side) {
+  up_ = side;
   upstream_ns_ = uv_hrtime();
-  conn_reused_ = conn->requests() > 0;
+  conn_reused_ = side->reused();
   wrote_any_ = false;
   request_end_written_ = false;
-  conn->bind(this, head_request_);
-  bool ok = up_->write(request_head_) == 0;
-  for (size_t i = 0; ok && i < retained_.size(); ++i) ok = write_body_upstream(retained_[i]);
+  side->bind(this, head_request_);
+  bool ok = side->send_head(request_head_, request_framing_) == 0;
+  for (size_t i = 0; ok && i < retained_.size(); ++i) ok = side->send_body(retained_[i]) == 0;
   if (!ok) {
     // Nothing (or nothing complete) reached a connection that is already gone.
     drop_upstream();
@@ -261,26 +255,11 @@ void Exchange::send_to(UpstreamConnection* conn) {
   flush_pending();
 }
 
-bool Exchange::write_body_upstream(const Slice& data) {
-  if (request_framing_ == Framing::kChunked) {
-    Slice parts[3] = {chunk_header(down_.ctx().blocks, data.len), data, kChunkEnd};
-    return up_->write(parts, 3) == 0;
-  }
-  return up_->write(data) == 0;
-}
-
-bool Exchange::write_request_end() {
-  request_end_written_ = true;
-  up_->start_response_timer(static_cast<uint64_t>(cluster_->config().response_timeout.count()));
-  if (request_framing_ != Framing::kChunked) return true;
-  return up_->write(request_trailers_.len ? request_trailers_ : kLastChunk) == 0;
-}
-
 void Exchange::flush_pending() {
   if (!up_) return;
   bool ok = true;
   for (size_t i = 0; ok && i < pending_.size(); ++i) {
-    ok = write_body_upstream(pending_[i]);
+    ok = up_->send_body(pending_[i]) == 0;
     if (retain_ok_) {
       retained_.push_back(pending_[i]);
       retained_bytes_ += pending_[i].len;
@@ -288,7 +267,11 @@ void Exchange::flush_pending() {
   }
   pending_.clear();
   pending_bytes_ = 0;
-  if (ok && request_complete_ && !request_end_written_) ok = write_request_end();
+  if (ok && request_complete_ && !request_end_written_) {
+    request_end_written_ = true;
+    up_->expect_response(static_cast<uint64_t>(cluster_->config().response_timeout.count()));
+    ok = up_->send_end(request_trailers_) == 0;
+  }
   if (!ok) {
     drop_upstream();
     on_upstream_error(UpstreamError::kReset, false);
@@ -300,7 +283,7 @@ void Exchange::flush_pending() {
 void Exchange::on_request_body(const Slice& data) {
   if (!active_) return;
   request_body_bytes_ += data.len;
-  uint64_t max = down_.limits().max_body_bytes;
+  uint64_t max = rc_->limits().max_body_bytes;
   if (max && request_body_bytes_ > max) {
     respond_error(413, "request body over the limit");
     return;
@@ -323,7 +306,7 @@ void Exchange::on_request_complete(const MessageHead& trailers) {
   if (!active_) return;
   request_complete_ = true;
   if (request_framing_ == Framing::kChunked && trailers.header_count()) {
-    BlockWriter w(down_.ctx().blocks);
+    BlockWriter w(rc_->loop->blocks);
     w.append("0\r\n");
     for (size_t i = 0; i < trailers.header_count(); ++i) {
       w.append(trailers.name(i));
@@ -340,9 +323,9 @@ void Exchange::on_request_complete(const MessageHead& trailers) {
 void Exchange::update_request_backpressure() {
   size_t upstream_queued = up_ ? up_->queued() : 0;
   if (pending_bytes_ + upstream_queued > TcpStream::kHighWatermark) {
-    down_.block_reading(DownstreamConnection::kBackpressure);
+    client_.pause_request_body();
   } else if (pending_bytes_ + upstream_queued <= TcpStream::kLowWatermark) {
-    down_.unblock_reading(DownstreamConnection::kBackpressure);
+    client_.resume_request_body();
   }
 }
 
@@ -355,12 +338,8 @@ void Exchange::on_upstream_head(const MessageHead& head) {
   if (head.status == 101 && upgrade_) {
     status_ = 101;
     cluster_->stats().requests[0].add();
-    BlockWriter w(down_.ctx().blocks);
-    write_response_head(w, head, ResponseRewrite{});
     response_head_sent_ = true;
-    Slice out = w.finish();
-    response_bytes_ += out.len;
-    if (down_.write(out) != 0) down_.close();
+    response_bytes_ += client_.send_head(head);
     return;  // on_upstream_upgraded follows once the head is complete
   }
   if (head.status == 101) {
@@ -369,58 +348,30 @@ void Exchange::on_upstream_head(const MessageHead& head) {
     respond_error(502, "unexpected 101 from upstream");
     return;
   }
-  BlockWriter w(down_.ctx().blocks);
-  if (head.status < 200) {  // other interim responses go to HTTP/1.1 clients as they are
-    if (client_http10_) return;
-    write_response_head(w, head, ResponseRewrite{});
-    down_.write(w.finish());
+  if (head.status < 200) {  // other interim responses go to the client as they are
+    client_.send_interim(head);
     return;
   }
   status_ = head.status;
   cluster_->stats().requests[status_class(head.status)].add();
-  ResponseRewrite rw;
-  if (head_request_ || head.status == 204 || head.status == 304) {
-    rw.framing = Framing::kNone;
-  } else if (head.has_content_length && !head.chunked) {
-    rw.framing = Framing::kContentLength;
-    rw.content_length = head.content_length;
-  } else {
-    rw.framing = client_http10_ ? Framing::kClose : Framing::kChunked;
-  }
-  bool body_done = request_complete_ || request_framing_ == Framing::kNone;
-  close_after_ =
-      !client_keep_alive_ || rw.framing == Framing::kClose || !body_done || down_.draining();
   size_t ct = head.find("content-type");
   event_stream_ = ct != std::string_view::npos && head.value(ct).size() >= 17 &&
                   iequals(head.value(ct).substr(0, 17), "text/event-stream");
-  rw.close = close_after_;
-  rw.keep_alive_header = client_http10_ && !close_after_;
-  response_framing_ = rw.framing;
-  write_response_head(w, head, rw);
   response_head_sent_ = true;
-  Slice out = w.finish();
-  response_bytes_ += out.len;
-  if (down_.write(out) != 0) down_.close();
+  response_bytes_ += client_.send_head(head);
 }
 
 void Exchange::write_response_body(const Slice& data) {
   if (data.len == 0) return;
   response_bytes_ += data.len;
-  int r;
-  if (response_framing_ == Framing::kChunked) {
-    Slice parts[3] = {chunk_header(down_.ctx().blocks, data.len), data, kChunkEnd};
-    r = down_.write(parts, 3);
-  } else {
-    r = down_.write(data);
-  }
-  if (r != 0) down_.close();
+  client_.send_body(data);
 }
 
 void Exchange::on_upstream_body(const Slice& data) {
   if (!up_) return;
   if (event_stream_) return relay_event_stream(data);
   write_response_body(data);
-  if (up_ && down_.above_high_watermark()) up_->pause_reading();
+  if (up_ && client_.above_high_watermark()) up_->pause_response();
 }
 
 // Follows event boundaries (a blank line: two line ends, CR ignored) so that a drain can end
@@ -441,58 +392,47 @@ void Exchange::relay_event_stream(const Slice& data) {
     }
   }
   write_response_body(data);
-  if (up_ && down_.above_high_watermark()) up_->pause_reading();
+  if (up_ && client_.above_high_watermark()) up_->pause_response();
 }
 
 void Exchange::drain_event_stream() {
   if (!active_ || !event_stream_ || !response_head_sent_) return;
-  if (response_framing_ != Framing::kChunked && response_framing_ != Framing::kClose) return;
+  if (!client_.can_end_response_early()) return;
   end_at_event_ = true;
   if (!mid_event_) end_event_stream();
 }
 
 void Exchange::end_event_stream() {
-  if (response_framing_ == Framing::kChunked && down_.write(kLastChunk) != 0) {
-    down_.close();
-    return;
-  }
   drop_upstream();  // its response is unfinished: never reused
-  finish(false);
+  client_.send_end();
+  if (active_) finish();
 }
 
 void Exchange::on_upstream_upgraded(const Slice& rest) {
-  UpstreamConnection* c = up_;
+  UpstreamSide* side = up_;
   up_ = nullptr;
-  pool_->take_for_tunnel(c);
+  std::unique_ptr<TcpStream> socket = side->take_socket();  // the pool forgets it
   upstream_us_ = (uv_hrtime() - upstream_ns_) / 1000;
   cluster_->stats().duration.observe_us(upstream_us_);
   deactivate();
   pending_.clear();
   retained_.clear();
   request_head_ = Slice();
-  down_.start_tunnel(c, rest, websocket_);
+  client_.start_tunnel(std::move(socket), rest, websocket_);
 }
 
-void Exchange::on_downstream_drained() {
-  if (up_) up_->resume_reading();
+void Exchange::on_client_drained() {
+  if (up_) up_->resume_response();
 }
 
 void Exchange::on_upstream_complete() {
-  if (response_framing_ == Framing::kChunked && down_.write(kLastChunk) != 0) {
-    down_.close();
-    return;
-  }
-  UpstreamConnection* c = up_;
+  UpstreamSide* side = up_;
   up_ = nullptr;
   upstream_us_ = (uv_hrtime() - upstream_ns_) / 1000;
   cluster_->stats().duration.observe_us(upstream_us_);
-  // A connection whose request was not fully written cannot carry another request.
-  if (request_complete_ && request_end_written_ && pending_.empty()) {
-    pool_->release(c);
-  } else {
-    c->close();
-  }
-  finish(!close_after_);
+  side->release(request_complete_ && request_end_written_ && pending_.empty());
+  client_.send_end();
+  if (active_) finish();
 }
 
 bool Exchange::can_retry(UpstreamError e) const {
@@ -505,10 +445,10 @@ void Exchange::on_upstream_error(UpstreamError e, bool response_started) {
   up_ = nullptr;
   if (e == UpstreamError::kResponseTimeout) cluster_->stats().timeouts.add();
   if (response_head_sent_) {
-    // The body is cut: close the client connection so a truncated body never looks complete.
-    LOG_WARN("upstream %s: %s mid-response; closing client %s", pool_->name().c_str(),
-             upstream_error_name(e), std::string(down_.client_ip()).c_str());
-    down_.close();
+    // The body is cut: the client must never take a truncated body for a complete one.
+    LOG_WARN("upstream %s: %s mid-response; cutting the response to client %s",
+             pool_->name().c_str(), upstream_error_name(e), std::string(rc_->client_ip).c_str());
+    client_.cut_response();
     return;
   }
   if (!response_started && can_retry(e)) {
@@ -522,38 +462,33 @@ void Exchange::on_upstream_error(UpstreamError e, bool response_started) {
   respond_error(e == UpstreamError::kResponseTimeout ? 504 : 502, upstream_error_name(e));
 }
 
-void Exchange::respond_error(int status, const char* why) {
+void Exchange::respond_error(int status, const char* why, bool malformed) {
   if (!active_) return;
   if (response_head_sent_) {
-    down_.close();
+    client_.cut_response();
     return;
   }
   drop_upstream();
   leave_queue();
-  bool body_done = request_complete_ || request_framing_ == Framing::kNone;
-  close_after_ = !client_keep_alive_ || !body_done || down_.draining();
-  BlockWriter w(down_.ctx().blocks);
-  write_error_response(w, status, why, close_after_, head_request_);
   status_ = status;
-  Slice out = w.finish();
-  response_bytes_ += out.len;
-  down_.write(out);
-  down_.ctx().stats.sluice_errors.add();
+  LoopContext& ctx = *rc_->loop;
+  ctx.stats.sluice_errors.add();
   // The cluster failed this request (no address, connect, timeout, bad response): its count too.
   if (cluster_ && status >= 500) cluster_->stats().requests[4].add();
   LOG_WARN("%s from %s: %d %s", llhttp_method_name(static_cast<llhttp_method_t>(method_)),
-           std::string(down_.client_ip()).c_str(), status, why);
-  finish(!close_after_);
+           std::string(rc_->client_ip).c_str(), status, why);
+  response_bytes_ += client_.send_error(status, why, malformed);
+  if (active_) finish();
 }
 
 // A request without a response (status 0) is one whose client went away first.
 void Exchange::write_access_log(uint64_t duration_us) {
-  AccessLog* log = down_.worker().access_log();
+  AccessLog* log = rc_->access_log;
   if (!log) return;
-  const Config& cfg = down_.worker().config();
+  const Config& cfg = *rc_->config;
   AccessLogEntry e;
-  e.listener = cfg.listeners[down_.listener()].name;
-  e.client = down_.client_ip();
+  e.listener = cfg.listeners[rc_->listener].name;
+  e.client = rc_->client_ip;
   e.method = llhttp_method_name(static_cast<llhttp_method_t>(method_));
   e.target = log_->target;
   e.host = log_->host;
@@ -566,14 +501,14 @@ void Exchange::write_access_log(uint64_t duration_us) {
   if (pool_ && upstream_ns_) e.upstream = pool_->name();
   e.reused = conn_reused_;
   e.request_id = log_->request_id;
-  log->append(e, cfg.log.format, down_.worker().colour_log());
+  log->append(e, cfg.log.format, rc_->colour_log);
 }
 
 void Exchange::drop_upstream() {
   if (!up_) return;
-  UpstreamConnection* c = up_;
+  UpstreamSide* side = up_;
   up_ = nullptr;
-  c->close();
+  side->reset();
 }
 
 void Exchange::leave_queue() {
@@ -585,10 +520,10 @@ void Exchange::leave_queue() {
 void Exchange::deactivate() {
   if (!active_) return;
   active_ = false;
-  down_.ctx().stats.exchanges_active.sub();
+  rc_->loop->stats.exchanges_active.sub();
   uint64_t duration_us = (uv_hrtime() - started_ns_) / 1000;
   if (status_) {  // requests that got a response (not those whose client went away first)
-    ListenerStats& ls = down_.worker().listener_stats(down_.listener());
+    ListenerStats& ls = *rc_->listener_stats;
     ls.requests[status_class(status_)].add();
     ls.duration.observe_us(duration_us);
   }
@@ -597,13 +532,13 @@ void Exchange::deactivate() {
   use_cluster(nullptr);
 }
 
-void Exchange::finish(bool keep_alive) {
+void Exchange::finish() {
   deactivate();
   pending_.clear();
   retained_.clear();
   request_head_ = Slice();
   request_trailers_ = Slice();
-  down_.on_exchange_done(keep_alive);
+  client_.exchange_done();
 }
 
 void Exchange::abort() {

@@ -1,42 +1,46 @@
 #pragma once
-// Exchange: glues one downstream request to one upstream response. It is the only object that
-// knows both sides: it acquires an upstream connection from the pool, rewrites and forwards the
-// request head and body, relays the response with the right framing, wires the watermarks in
-// both directions, and decides retries. Embedded in (and owned by) its DownstreamConnection,
-// reused for each request on that connection.
+// Exchange: glues one client request to one upstream response. It is the only object that knows
+// both sides, and it knows each only through its interface: the client through ClientSide (an
+// HTTP/1.1 connection today, an HTTP/2 stream next) and the upstream through UpstreamSide (a
+// pooled HTTP/1.1 connection today, an HTTP/2 stream next). It routes the request, rewrites its
+// head, asks the cluster's pool for a place to send it, relays body bytes both ways with the
+// watermarks wired across, decides retries, and ends event streams at a boundary on a drain.
+// Owned by its client side and reused for each request there.
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "core/block.h"
+#include "exchange/client_side.h"
 #include "http/message.h"
 #include "http/rewrite.h"
 #include "upstream/upstream_cluster.h"
 
 namespace sluice {
 
-class DownstreamConnection;
-
 class Exchange : private UpstreamHandler, private PoolClient {
  public:
-  explicit Exchange(DownstreamConnection& down) : down_(down) {}
+  explicit Exchange(ClientSide& client) : client_(client) {}
   Exchange(const Exchange&) = delete;
   Exchange& operator=(const Exchange&) = delete;
 
-  // Downstream → exchange.
-  // Routes the request (404 when no route matches) and starts it.
+  // Client side → exchange.
+  // Routes the request (404 when no route matches) and starts it, under the client side's
+  // request_context() as it is now.
   void begin(const MessageHead& req);
   void on_request_body(const Slice& data);
   void on_request_complete(const MessageHead& trailers);
-  void on_downstream_drained();
-  // The downstream connection is going away: let go of the upstream side. Idempotent.
+  // Bytes queued to the client fell to the low watermark.
+  void on_client_drained();
+  // The client is going away: let go of the upstream side. Idempotent.
   void abort();
   // Sends an error response for a request sluice refuses itself (e.g. 413 after the head).
-  void respond_error(int status, const char* why);
+  // `malformed`: the client's connection cannot serve another request after it.
+  void respond_error(int status, const char* why, bool malformed = false);
 
   // Drain: a text/event-stream response ends at its next event boundary (a blank line) with
-  // the terminating chunk, so EventSource clients reconnect elsewhere.
+  // the end of its body, so EventSource clients reconnect elsewhere.
   void drain_event_stream();
 
   bool active() const { return active_; }
@@ -50,35 +54,34 @@ class Exchange : private UpstreamHandler, private PoolClient {
   void on_upstream_complete() override;
   void on_upstream_error(UpstreamError e, bool response_started) override;
   void on_upstream_drained() override;
-  // PoolClient
   void on_upstream_upgraded(const Slice& rest) override;
-  void on_pool_ready(UpstreamConnection* conn) override;
+  // PoolClient
+  void on_pool_ready(UpstreamSide* side) override;
   void on_pool_failure(PoolFailure f) override;
 
   void acquire(bool fresh);
   // The cluster and pool this exchange uses, held (add_user) until it is done.
   void use_cluster(UpstreamCluster* c);
   void use_pool(UpstreamPool* p);
-  void send_to(UpstreamConnection* conn);
-  bool write_body_upstream(const Slice& data);
-  bool write_request_end();
+  void send_to(UpstreamSide* side);
   void flush_pending();
   void update_request_backpressure();
   bool can_retry(UpstreamError e) const;
-  void finish(bool keep_alive);
+  void finish();
   void reset();
   void deactivate();
-  void drop_upstream();  // closes the bound upstream connection, if any (never reused)
+  void drop_upstream();  // resets the bound upstream side, if any (never reused)
   void leave_queue();    // stops waiting for a pooled connection, if waiting
   void end_event_stream();
   void relay_event_stream(const Slice& data);
   void write_response_body(const Slice& data);
   void write_access_log(uint64_t duration_us);
 
-  DownstreamConnection& down_;
+  ClientSide& client_;
+  const RequestContext* rc_ = nullptr;  // the client side's, for the current request
   UpstreamCluster* cluster_ = nullptr;
   UpstreamPool* pool_ = nullptr;
-  UpstreamConnection* up_ = nullptr;
+  UpstreamSide* up_ = nullptr;
   bool queued_ = false;
 
   // The request.
@@ -89,12 +92,10 @@ class Exchange : private UpstreamHandler, private PoolClient {
   bool upgrade_ = false;    // the client asked to switch protocols
   bool websocket_ = false;  // ...to WebSocket
   bool idempotent_ = false;
-  bool client_keep_alive_ = false;
-  bool client_http10_ = false;
   bool request_complete_ = false;
   bool request_end_written_ = false;
   uint64_t request_body_bytes_ = 0;
-  std::vector<Slice> pending_;  // body bytes not yet handed to the upstream connection
+  std::vector<Slice> pending_;  // body bytes not yet handed to the upstream side
   size_t pending_bytes_ = 0;
   std::vector<Slice> retained_;  // body bytes written, kept for a retry while small
   size_t retained_bytes_ = 0;
@@ -106,18 +107,15 @@ class Exchange : private UpstreamHandler, private PoolClient {
   Slice request_trailers_;
 
   // The response.
-  Framing response_framing_ = Framing::kNone;
   bool response_head_sent_ = false;
-  bool close_after_ = false;
   bool event_stream_ = false;  // the response is text/event-stream
   bool end_at_event_ = false;  // drain: end it at the next event boundary
   bool mid_event_ = false;     // bytes of an event were relayed since the last blank line
   uint8_t newlines_ = 0;       // consecutive line ends seen (CR ignored)
   bool active_ = false;
   int status_ = 0;  // of the response sent to the client (0: none yet)
-  uint64_t started_ms_ = 0;
   uint64_t started_ns_ = 0;   // head received (uv_hrtime)
-  uint64_t upstream_ns_ = 0;  // request handed to the upstream connection
+  uint64_t upstream_ns_ = 0;  // request handed to the upstream side
   uint64_t upstream_us_ = 0;  // upstream request to response complete
   uint64_t response_bytes_ = 0;
   // What the access log line needs beyond the above, copied at begin (only while it is on).

@@ -1,0 +1,83 @@
+#pragma once
+// The exchange's view of its upstream: a place to send one request (UpstreamSide) and the
+// events of its response (UpstreamHandler). A pooled HTTP/1.1 connection is one today
+// (UpstreamConnection); a stream on a multiplexed HTTP/2 connection will be another. The
+// request head arrives in sluice's canonical form, its rewritten HTTP/1.1 serialization (kept
+// by the exchange for a retry); body bytes arrive unframed and each side frames them for its
+// protocol.
+#include <cstdint>
+#include <memory>
+
+#include "core/block.h"
+#include "http/message.h"
+#include "http/rewrite.h"
+
+namespace sluice {
+
+class TcpStream;
+
+enum class UpstreamError : uint8_t {
+  kConnectRefused,   // connect failed (refused, unreachable): 502
+  kConnectTimeout,   // 503
+  kTlsHandshake,     // TCP connected, TLS failed (verification, protocol): 502
+  kReset,            // read/write error on an established connection
+  kClosed,           // the upstream closed the connection before the response was complete
+  kResponseTimeout,  // no response head in time: 504
+  kBadResponse,      // unparsable response: 502
+};
+const char* upstream_error_name(UpstreamError e);
+
+// The exchange currently using an upstream side.
+class UpstreamHandler {
+ public:
+  virtual void on_upstream_head(const MessageHead& head) = 0;
+  virtual void on_upstream_body(const Slice& data) = 0;
+  virtual void on_upstream_complete() = 0;
+  // The side is already closed when this is called; `response_started` says whether any
+  // response byte had arrived.
+  virtual void on_upstream_error(UpstreamError e, bool response_started) = 0;
+  virtual void on_upstream_drained() = 0;
+  // A 101 response head completed: the connection now carries another protocol; `rest` holds
+  // the bytes that followed the head in the same read. The handler takes the socket
+  // (take_socket) before it returns.
+  virtual void on_upstream_upgraded(const Slice& rest) = 0;
+
+ protected:
+  ~UpstreamHandler() = default;
+};
+
+class UpstreamSide {
+ public:
+  // Whether it carried a request before this one (a stale keep-alive connection may be retried).
+  virtual bool reused() const = 0;
+  // The exchange takes the side for one request; response events go to `handler` until the
+  // response completes, fails, or the exchange lets go (release, reset).
+  virtual void bind(UpstreamHandler* handler, bool head_request) = 0;
+  // The request in order: head, body pieces, end. Each returns 0 or an error, after which the
+  // side is unusable (the caller resets it).
+  virtual int send_head(const Slice& head, Framing framing) = 0;
+  virtual int send_body(const Slice& data) = 0;
+  // `trailers`: a complete chunked-encoding end with trailer fields, or empty.
+  virtual int send_end(const Slice& trailers) = 0;
+  // The whole request is written: the response head must come within the timeout (like Envoy's
+  // route timeout, it does not count the time a large upload takes).
+  virtual void expect_response(uint64_t timeout_ms) = 0;
+  // Request bytes not yet taken by the upstream (backpressure).
+  virtual size_t queued() const = 0;
+  // Response backpressure: stop and resume delivering response bytes.
+  virtual void pause_response() = 0;
+  virtual void resume_response() = 0;
+  // The response completed; `request_sent` says whether the whole request went out. The side
+  // goes back to its pool when it can carry another request, else it closes.
+  virtual void release(bool request_sent) = 0;
+  // The exchange abandons the side mid-request or mid-response: closed, never reused.
+  virtual void reset() = 0;
+  // After on_upstream_upgraded: the socket leaves the side (and its pool) for a tunnel. The
+  // side is gone after this call.
+  virtual std::unique_ptr<TcpStream> take_socket() = 0;
+
+ protected:
+  ~UpstreamSide() = default;
+};
+
+}  // namespace sluice
