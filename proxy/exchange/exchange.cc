@@ -3,7 +3,7 @@
 #include <llhttp.h>
 
 #include "core/log.h"
-#include "http/router.h"
+#include "exchange/request_plan.h"
 #include "net/tcp_stream.h"
 
 namespace sluice {
@@ -39,13 +39,13 @@ void make_request_id(LoopContext& ctx, char out[32]) {
 
 }  // namespace
 
-void Exchange::use_cluster(UpstreamCluster* c) {
+void Exchange::use_cluster(UpstreamSet* c) {
   if (cluster_) cluster_->remove_user();
   cluster_ = c;
   if (c) c->add_user();
 }
 
-void Exchange::use_pool(UpstreamPool* p) {
+void Exchange::use_pool(UpstreamSource* p) {
   if (pool_) pool_->remove_user();
   pool_ = p;
   if (p) p->add_user();
@@ -99,71 +99,33 @@ void Exchange::begin(const MessageHead& req) {
   head_request_ = req.method == HTTP_HEAD;
   idempotent_ = is_idempotent(req.method);
   retain_ok_ = idempotent_;
-  const bool http10 = req.http_major == 1 && req.http_minor == 0;
-  // An upgrade request is forwarded with its Upgrade header; a 101 turns both connections into
-  // a tunnel, any other answer closes the client connection after it (the client may already
-  // have sent bytes of the new protocol).
-  upgrade_ = req.upgrade && req.find("upgrade") != std::string_view::npos;
-  websocket_ = upgrade_ && req.has_token("upgrade", "websocket");
-  if (req.chunked) {
-    request_framing_ = Framing::kChunked;
-  } else if (req.has_content_length) {
-    request_framing_ = Framing::kContentLength;
-  }
-  // RFC 9112 §3.2: a request with more than one Host header is refused, and so is an HTTP/1.1
-  // request without one; malformed, so the connection closes after the 400.
-  const size_t host_at = req.find("host");
-  if (host_at == std::string_view::npos && !http10) {
-    respond_error(400, "HTTP/1.1 request without Host", true);
-    return;
-  }
-  if (host_at != std::string_view::npos) {
-    for (size_t i = host_at + 1; i < req.header_count(); ++i) {
-      if (iequals(req.name(i), "host")) {
-        respond_error(400, "more than one Host header", true);
-        return;
-      }
-    }
-  }
-  const Limits& limits = rc_->limits();
-  if (limits.max_body_bytes && req.has_content_length &&
-      req.content_length > limits.max_body_bytes) {
-    respond_error(413, "request body over the limit");
-    return;
-  }
-  // Route on the target's host (absolute-form, what HTTP_PROXY clients send) or the Host
-  // header, and the path.
-  RequestTarget target;
-  if (!split_request_target(req.url(), target)) {
-    respond_error(400, "request target not supported (only origin-form and http:// absolute-form)");
-    return;
-  }
-  std::string_view host;
-  if (target.absolute) {
-    host = target.authority;
-  } else if (host_at != std::string_view::npos) {
-    host = req.value(host_at);
-  }
   static thread_local std::string host_buf;
-  host = host_without_port(host, host_buf);
+  const RequestPlan plan = plan_request(req, rc_->limits().max_body_bytes, host_buf);
+  upgrade_ = plan.upgrade;
+  websocket_ = plan.websocket;
+  request_framing_ = plan.framing;
   if (log_) {
-    log_->target.assign(target.absolute ? target.path : req.url());
-    log_->host.assign(host);
+    log_->target.assign(plan.target.absolute ? plan.target.path : req.url());
+    log_->host.assign(plan.host);
   }
-  UpstreamCluster* cluster = rc_->clusters->route(rc_->listener, host, target.path);
+  if (plan.refuse_status) {
+    respond_error(plan.refuse_status, plan.refuse_why, plan.malformed);
+    return;
+  }
+  UpstreamSet* cluster = rc_->clusters->route(rc_->listener, plan.host, plan.target.path);
   if (!cluster) {
-    std::string why = "no route for host '" + std::string(host) + "' and path '" +
-                      std::string(target.path.substr(0, 256)) + "'";
+    std::string why = "no route for host '" + std::string(plan.host) + "' and path '" +
+                      std::string(plan.target.path.substr(0, 256)) + "'";
     respond_error(404, why.c_str());
     return;
   }
   use_cluster(cluster);
-  use_pool(cluster->pick());
+  use_pool(cluster->pick_source());
   if (!pool_) {
     respond_error(503, "cluster has no address yet (its endpoints did not resolve)");
     return;
   }
-  if (req.has_token("expect", "100-continue") && request_framing_ != Framing::kNone) {
+  if (plan.expect_continue) {
     client_.send_continue();
     if (!active_) return;
   }
@@ -173,19 +135,9 @@ void Exchange::begin(const MessageHead& req) {
   bool need_id = rid == std::string_view::npos;
   if (need_id) make_request_id(ctx, id);
   if (log_) log_->request_id.assign(need_id ? std::string_view(id, sizeof id) : req.value(rid));
-  RequestRewrite rw;
-  rw.client_ip = rc_->client_ip;
-  rw.proto = rc_->secure ? "https" : "http";
-  rw.request_id = need_id ? std::string_view(id, sizeof id) : std::string_view();
-  rw.default_host = pool_->host();
-  if (target.absolute) {
-    // Forwarded in origin-form with the target's authority as Host (RFC 9112 §3.2.2).
-    rw.target = target.path;
-    rw.host = target.authority;
-  }
-  rw.framing = request_framing_;
-  rw.content_length = req.content_length;
-  rw.upgrade = upgrade_;
+  const RequestRewrite rw = plan_request_rewrite(
+      req, plan, rc_->client_ip, rc_->secure,
+      need_id ? std::string_view(id, sizeof id) : std::string_view(), pool_->host());
   // Sized to the head rather than a pool block: the serialized head stays with the exchange
   // until the response starts (for a retry), which for a long poll can be a long time.
   BlockWriter w(ctx.blocks.get_small(request_head_estimate(req)));
@@ -195,16 +147,16 @@ void Exchange::begin(const MessageHead& req) {
 }
 
 void Exchange::acquire(bool fresh) {
-  UpstreamConnection* conn = nullptr;
+  UpstreamSide* side = nullptr;
   PoolFailure failure;
-  switch (pool_->acquire(this, fresh, &conn, &failure)) {
-    case UpstreamPool::Acquire::kReady:
-      send_to(static_cast<UpstreamSide*>(conn));
+  switch (pool_->acquire_side(this, fresh, &side, &failure)) {
+    case UpstreamSource::Acquire::kReady:
+      send_to(side);
       break;
-    case UpstreamPool::Acquire::kQueued:
+    case UpstreamSource::Acquire::kQueued:
       queued_ = true;
       break;
-    case UpstreamPool::Acquire::kFailed:
+    case UpstreamSource::Acquire::kFailed:
       on_pool_failure(failure);
       break;
   }
@@ -221,7 +173,7 @@ void Exchange::on_pool_failure(PoolFailure f) {
   bool connect_failed = f == PoolFailure::kConnectRefused || f == PoolFailure::kConnectTimeout ||
                         f == PoolFailure::kTlsHandshake;
   if (connect_failed && connect_retries_ < 2 && cluster_->address_count() > 1) {
-    UpstreamPool* next = cluster_->pick(pool_);
+    UpstreamSource* next = cluster_->pick_source(pool_);
     if (next && next != pool_) {
       ++connect_retries_;
       cluster_->stats().retries.add();
@@ -543,9 +495,11 @@ void Exchange::finish() {
 
 void Exchange::abort() {
   if (!active_) return;
-  deactivate();
+  // Off the pool's queue before deactivate() lets go of the pool: a client that went away
+  // while its request waited for a connection left a dangling waiter (and a null pool) here.
   drop_upstream();
   leave_queue();
+  deactivate();
   pending_.clear();
   retained_.clear();
 }

@@ -15,7 +15,7 @@
 #include "exchange/client_side.h"
 #include "http/message.h"
 #include "http/rewrite.h"
-#include "upstream/upstream_cluster.h"
+#include "upstream/upstream_side.h"
 
 namespace sluice {
 
@@ -61,8 +61,8 @@ class Exchange : private UpstreamHandler, private PoolClient {
 
   void acquire(bool fresh);
   // The cluster and pool this exchange uses, held (add_user) until it is done.
-  void use_cluster(UpstreamCluster* c);
-  void use_pool(UpstreamPool* p);
+  void use_cluster(UpstreamSet* c);
+  void use_pool(UpstreamSource* p);
   void send_to(UpstreamSide* side);
   void flush_pending();
   void update_request_backpressure();
@@ -79,8 +79,8 @@ class Exchange : private UpstreamHandler, private PoolClient {
 
   ClientSide& client_;
   const RequestContext* rc_ = nullptr;  // the client side's, for the current request
-  UpstreamCluster* cluster_ = nullptr;
-  UpstreamPool* pool_ = nullptr;
+  UpstreamSet* cluster_ = nullptr;
+  UpstreamSource* pool_ = nullptr;
   UpstreamSide* up_ = nullptr;
   bool queued_ = false;
 
@@ -113,7 +113,7 @@ class Exchange : private UpstreamHandler, private PoolClient {
   bool mid_event_ = false;     // bytes of an event were relayed since the last blank line
   uint8_t newlines_ = 0;       // consecutive line ends seen (CR ignored)
   bool active_ = false;
-  int status_ = 0;  // of the response sent to the client (0: none yet)
+  int status_ = 0;            // of the response sent to the client (0: none yet)
   uint64_t started_ns_ = 0;   // head received (uv_hrtime)
   uint64_t upstream_ns_ = 0;  // request handed to the upstream side
   uint64_t upstream_us_ = 0;  // upstream request to response complete

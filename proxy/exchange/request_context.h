@@ -15,13 +15,13 @@
 
 namespace sluice {
 
-class UpstreamCluster;
+class UpstreamSet;
 
 // Routing, by the worker's clusters for the current configuration.
 class ClusterDirectory {
  public:
   // The cluster for a request on `listener`, or nullptr (404). `host` is lower-case, no port.
-  virtual UpstreamCluster* route(size_t listener, std::string_view host, std::string_view path) = 0;
+  virtual UpstreamSet* route(size_t listener, std::string_view host, std::string_view path) = 0;
 
  protected:
   ~ClusterDirectory() = default;

@@ -36,6 +36,18 @@ struct ResponseRewrite {
   bool keep_alive_header = false;  // Connection: keep-alive (kept-alive HTTP/1.0 client)
 };
 
+// What an HTTP/1.1 client connection knows of the request a response answers.
+struct ResponseClient {
+  bool head_request = false;  // no body whatever the response says
+  bool http10 = false;        // an HTTP/1.0 client: close-delimited bodies, no chunks
+  bool keep_alive = false;    // the client asked for it (and not for an upgrade)
+  bool body_done = false;     // the request body is all read (or there is none)
+  bool draining = false;      // the drain asks clients to go elsewhere
+};
+// How a final response head (or a 101, which goes out as it came) is framed for the client
+// and whether the connection closes after it.
+ResponseRewrite plan_response_rewrite(const MessageHead& resp, const ResponseClient& client);
+
 void write_request_head(BlockWriter& w, const MessageHead& req, const RequestRewrite& rw);
 // An upper bound of write_request_head's output for typical requests (the writer grows if not).
 size_t request_head_estimate(const MessageHead& req);

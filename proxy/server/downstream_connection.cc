@@ -258,21 +258,13 @@ void DownstreamConnection::send_interim(const MessageHead& head) {
 
 size_t DownstreamConnection::send_head(const MessageHead& head) {
   HttpState& h = *http_;
-  ResponseRewrite rw;  // a 101 goes out as it came
-  if (head.status != 101) {
-    if (h.head_request || head.status == 204 || head.status == 304) {
-      rw.framing = Framing::kNone;
-    } else if (head.has_content_length && !head.chunked) {
-      rw.framing = Framing::kContentLength;
-      rw.content_length = head.content_length;
-    } else {
-      rw.framing = h.http10 ? Framing::kClose : Framing::kChunked;
-    }
-    h.close_after =
-        !h.keep_alive || rw.framing == Framing::kClose || !request_body_done() || draining();
-    rw.close = h.close_after;
-    rw.keep_alive_header = h.http10 && !h.close_after;
-  }
+  const ResponseRewrite rw =
+      plan_response_rewrite(head, ResponseClient{.head_request = h.head_request,
+                                                 .http10 = h.http10,
+                                                 .keep_alive = h.keep_alive,
+                                                 .body_done = request_body_done(),
+                                                 .draining = draining()});
+  h.close_after = rw.close;
   h.response_framing = rw.framing;
   BlockWriter w(ctx().blocks);
   write_response_head(w, head, rw);

@@ -22,6 +22,7 @@
 #include "http/parser.h"
 #include "http/rewrite.h"
 #include "net/tcp_stream.h"
+#include "tls/tls_context.h"
 #include "tunnel/tunnel.h"
 
 namespace sluice {

@@ -142,8 +142,11 @@ void Worker::resume_listeners(const std::vector<int>& fds) {
 }
 
 void Worker::sweep() {
-  std::erase_if(retired_clusters_,
-                [](const std::unique_ptr<UpstreamCluster>& c) { return c->sweep(); });
+  std::erase_if(retired_clusters_, [](const std::unique_ptr<UpstreamCluster>& c) {
+    if (!c->sweep()) return false;
+    LOG_DEBUG("cluster %s: retired and unused, freed", c->config().name.c_str());
+    return true;
+  });
   bool pending = !retired_clusters_.empty();
   for (auto& c : clusters_) {
     c->sweep();
@@ -422,9 +425,22 @@ void Worker::stop_now() {
   if (stopping_) return;
   stopping_ = true;
   for (auto& l : listeners_) l->close(nullptr);
+  // Clients first, pools second, and the order matters: closing a client aborts its exchange,
+  // which resets the upstream side it holds (and leaves the pool's queue). Only then may the
+  // pools close what is left (idle and connecting connections): a busy connection closed by its
+  // pool would leave its exchange holding a connection that is about to be freed.
   connections_.for_each([](DownstreamConnection* c) { c->close(); });
-  for (auto& c : clusters_) c->shutdown();
-  for (auto& c : retired_clusters_) c->shutdown();
+  for (auto* list : {&clusters_, &retired_clusters_}) {
+    for (auto& c : *list) {
+      for (const auto& p : c->pools())
+        if (p->busy_count() || p->waiting_count())
+          LOG_ERROR(
+              "worker %u: pool %s still has %zu busy connections and %zu waiters after "
+              "every client closed",
+              index_, p->name().c_str(), p->busy_count(), p->waiting_count());
+      c->shutdown();
+    }
+  }
   for (uv_timer_t** t : {&spread_timer_, &listener_timer_, &sweep_timer_}) {
     if (!*t) continue;
     uv_close(reinterpret_cast<uv_handle_t*>(*t),

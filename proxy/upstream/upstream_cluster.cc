@@ -22,9 +22,9 @@ UpstreamCluster::UpstreamCluster(LoopContext& ctx, std::shared_ptr<const Cluster
                                  ClusterStats& stats, std::shared_ptr<const ClientTls> tls)
     : ctx_(ctx), config_(std::move(config)), stats_(stats), tls_(std::move(tls)) {}
 
-UpstreamCluster::~UpstreamCluster() {
-  shutdown();
-}
+// Its pools close their connections as they are destroyed, without calling anyone back (the
+// worker shuts clusters down, failing what waits, before it deletes them).
+UpstreamCluster::~UpstreamCluster() = default;
 
 void UpstreamCluster::set_addresses(const AddressList& addresses) {
   if (retired_) return;

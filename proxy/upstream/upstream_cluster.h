@@ -24,7 +24,7 @@ struct UpstreamAddress {
 };
 using AddressList = std::vector<UpstreamAddress>;
 
-class UpstreamCluster {
+class UpstreamCluster final : public UpstreamSet {
  public:
   // `config` must outlive the cluster (an aliasing pointer into the Config snapshot).
   UpstreamCluster(LoopContext& ctx, std::shared_ptr<const ClusterConfig> config,
@@ -33,8 +33,8 @@ class UpstreamCluster {
   UpstreamCluster(const UpstreamCluster&) = delete;
   UpstreamCluster& operator=(const UpstreamCluster&) = delete;
 
-  const ClusterConfig& config() const { return *config_; }
-  ClusterStats& stats() { return stats_; }
+  const ClusterConfig& config() const override { return *config_; }
+  ClusterStats& stats() override { return stats_; }
   const ClientTls* tls() const { return tls_.get(); }
   // The resolver's latest addresses: pools of addresses still present are kept (with their
   // connections), new addresses get pools, pools of vanished ones retire.
@@ -43,7 +43,10 @@ class UpstreamCluster {
   // others remain; `exclude` (the pool a connect just failed on) is skipped when another
   // exists. nullptr when the cluster has no address (DNS has not answered yet).
   UpstreamPool* pick(const UpstreamPool* exclude = nullptr);
-  size_t address_count() const { return pools_.size(); }
+  UpstreamSource* pick_source(const UpstreamSource* exclude) override {
+    return pick(static_cast<const UpstreamPool*>(exclude));
+  }
+  size_t address_count() const override { return pools_.size(); }
   const std::vector<std::unique_ptr<UpstreamPool>>& pools() const { return pools_; }
 
   // A reload removed (or changed) it: every pool retires.
@@ -52,8 +55,6 @@ class UpstreamCluster {
   // Deletes retired pools that are empty; true when nothing is left at all (and no user).
   bool sweep();
   bool has_retired_pools() const { return !retired_pools_.empty(); }
-  void add_user() { ++users_; }
-  void remove_user() { --users_; }
   // Closes everything (worker stop).
   void shutdown();
 
@@ -71,7 +72,6 @@ class UpstreamCluster {
   std::vector<std::unique_ptr<UpstreamPool>> retired_pools_;
   std::vector<UpstreamPool*> candidates_;  // scratch for pick_least_request
   size_t next_ = 0;
-  uint32_t users_ = 0;
   bool retired_ = false;
 };
 

@@ -53,6 +53,14 @@ UpstreamPool::UpstreamPool(LoopContext& ctx, const sockaddr_storage& address, st
 }
 
 UpstreamPool::~UpstreamPool() {
+  // Owners shut a pool down before deleting it (UpstreamCluster::shutdown), or delete it once
+  // it is empty (the sweep), so no request waits here. Were one left, no callback may run from
+  // a destructor: it is dropped, and said.
+  if (!waiters_.empty()) {
+    LOG_ERROR("upstream %s: deleted with %zu requests waiting", name_.c_str(), waiters_.size());
+    while (waiters_.pop_front()) {
+    }
+  }
   shutdown();
 }
 

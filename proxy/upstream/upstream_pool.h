@@ -17,31 +17,7 @@
 
 namespace sluice {
 
-enum class PoolFailure : uint8_t {
-  kConnectRefused,
-  kConnectTimeout,
-  kQueueFull,
-  kQueueTimeout,
-  kTlsHandshake,
-};
-const char* pool_failure_name(PoolFailure f);
-
-// Something waiting for a connection (an exchange). It is on the wait list while queued.
-class PoolClient : public ListNode {
- public:
-  virtual void on_pool_ready(UpstreamSide* side) = 0;
-  virtual void on_pool_failure(PoolFailure f) = 0;
-
- protected:
-  ~PoolClient() = default;
-
- private:
-  friend class UpstreamPool;
-  uint64_t queued_at_ms_ = 0;
-  bool wants_fresh_ = false;
-};
-
-class UpstreamPool {
+class UpstreamPool final : public UpstreamSource {
  public:
   // `host` is the endpoint as configured ("api.example.com:443"), `name` adds the address
   // for logs when they differ.
@@ -52,12 +28,19 @@ class UpstreamPool {
   UpstreamPool(const UpstreamPool&) = delete;
   UpstreamPool& operator=(const UpstreamPool&) = delete;
 
-  enum class Acquire : uint8_t { kReady, kQueued, kFailed };
   // kReady: *conn is an idle connection, checked clean, now the caller's to bind. kQueued: the
   // client gets on_pool_ready/on_pool_failure later. kFailed: *failure says why. `fresh` asks
   // for a new connection (a retry after a stale one failed).
   Acquire acquire(PoolClient* client, bool fresh, UpstreamConnection** conn, PoolFailure* failure);
-  void cancel(PoolClient* client);
+  // UpstreamSource
+  Acquire acquire_side(PoolClient* client, bool fresh, UpstreamSide** side,
+                       PoolFailure* failure) override {
+    UpstreamConnection* conn = nullptr;
+    Acquire a = acquire(client, fresh, &conn, failure);
+    *side = conn;
+    return a;
+  }
+  void cancel(PoolClient* client) override;
   // The exchange is done with a busy connection: kept idle if reusable, else closed.
   void release(UpstreamConnection* conn);
   // A busy connection that switched protocols leaves the pool for good (a tunnel owns its
@@ -72,20 +55,16 @@ class UpstreamPool {
   // Nothing left: no connection, no waiter and no exchange holding it; may be deleted.
   bool empty() const { return open_count() == 0 && waiters_.empty() && users_ == 0; }
 
-  // Exchanges that chose this pool hold it until they are done (retired pools wait for them).
-  void add_user() { ++users_; }
-  void remove_user() { --users_; }
-
   // Passive outlier detection: skipped by load balancing while ejected.
   bool ejected(uint64_t now_ms) const { return now_ms < ejected_until_ms_; }
   uint64_t ejected_until_ms() const { return ejected_until_ms_; }
   // Requests on it now: busy, connecting and waiting (least-request balancing).
   size_t load() const { return busy_.size() + connecting_.size() + waiters_.size(); }
   const sockaddr_storage& address() const { return address_; }
-  const std::string& host() const { return host_; }
+  const std::string& host() const override { return host_; }
   const TlsSessionSlot& tls_session() const { return tls_session_; }
 
-  const std::string& name() const { return name_; }
+  const std::string& name() const override { return name_; }
   size_t idle_count() const { return idle_.size(); }
   size_t busy_count() const { return busy_.size(); }
   size_t connecting_count() const { return connecting_.size(); }
@@ -131,7 +110,6 @@ class UpstreamPool {
   uint64_t failure_log_ms_ = 0;     // when a connect failure was last logged (0: none yet)
   uint32_t failures_unlogged_ = 0;  // since then, counted but not logged one by one
   static constexpr uint64_t kFailureLogIntervalMs = 1000;
-  uint32_t users_ = 0;
   bool shut_down_ = false;
   bool retired_ = false;
 };

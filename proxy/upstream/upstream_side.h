@@ -8,7 +8,12 @@
 #include <cstdint>
 #include <memory>
 
+#include <string>
+
 #include "core/block.h"
+#include "core/config.h"
+#include "core/intrusive_list.h"
+#include "core/stats.h"
 #include "http/message.h"
 #include "http/rewrite.h"
 
@@ -78,6 +83,75 @@ class UpstreamSide {
 
  protected:
   ~UpstreamSide() = default;
+};
+
+enum class PoolFailure : uint8_t {
+  kConnectRefused,
+  kConnectTimeout,
+  kQueueFull,
+  kQueueTimeout,
+  kTlsHandshake,
+};
+const char* pool_failure_name(PoolFailure f);
+
+// Something waiting for an upstream side (an exchange). It is on its source's wait list while
+// queued.
+class PoolClient : public ListNode {
+ public:
+  virtual void on_pool_ready(UpstreamSide* side) = 0;
+  virtual void on_pool_failure(PoolFailure f) = 0;
+
+ protected:
+  ~PoolClient() = default;
+
+ private:
+  friend class UpstreamPool;
+  uint64_t queued_at_ms_ = 0;
+  bool wants_fresh_ = false;
+};
+
+// Where an exchange gets an UpstreamSide for one upstream address: the pool of HTTP/1.1
+// keep-alive connections today (UpstreamPool), a multiplexed HTTP/2 connection pool next.
+class UpstreamSource {
+ public:
+  enum class Acquire : uint8_t { kReady, kQueued, kFailed };
+  // kReady: *side is the caller's to bind now. kQueued: the client gets on_pool_ready or
+  // on_pool_failure later (cancel() takes it off the queue). kFailed: *failure says why.
+  // `fresh` asks for a new connection (a retry after a reused one turned out stale).
+  virtual Acquire acquire_side(PoolClient* client, bool fresh, UpstreamSide** side,
+                               PoolFailure* failure) = 0;
+  virtual void cancel(PoolClient* client) = 0;
+  // The endpoint as configured ("api.example.com:443"): the Host of HTTP/1.0 requests.
+  virtual const std::string& host() const = 0;
+  // For logs: the endpoint and its address.
+  virtual const std::string& name() const = 0;
+  // Exchanges that chose it hold it until they are done (a retired one waits for them).
+  void add_user() { ++users_; }
+  void remove_user() { --users_; }
+
+ protected:
+  ~UpstreamSource() = default;
+  uint32_t users_ = 0;
+};
+
+// The addresses of one cluster as an exchange uses them: which to send a request to (load
+// balancing, outlier detection), where to count it, and the cluster's settings.
+class UpstreamSet {
+ public:
+  // nullptr when the cluster has no address yet. `exclude` (where a connect just failed) is
+  // skipped when another address exists.
+  virtual UpstreamSource* pick_source(const UpstreamSource* exclude = nullptr) = 0;
+  virtual size_t address_count() const = 0;
+  virtual ClusterStats& stats() = 0;
+  virtual const ClusterConfig& config() const = 0;
+  // Exchanges that use it hold it until they are done (a cluster a reload removed stays for
+  // the requests that started on it).
+  void add_user() { ++users_; }
+  void remove_user() { --users_; }
+
+ protected:
+  ~UpstreamSet() = default;
+  uint32_t users_ = 0;
 };
 
 }  // namespace sluice

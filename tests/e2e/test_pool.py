@@ -2,6 +2,7 @@
 """Upstream keep-alive pools: reuse across client connections, LIFO, the stale-connection
 retry, idle timeouts on both sides, max requests / max idle / max connections with the queue,
 non-reuse rules, and several workers."""
+import json
 import random
 import time
 import unittest
@@ -277,6 +278,34 @@ class PoolTest(E2ETestCase):
         self.assertEqual([st for st, _ in rs], [200, 200, 503], rs)
         self.assertLess(rs[2][1], 1.0, "a full queue should answer 503 at once")
         self.assertGreater(rs[1][1], 1.8, "the queued request did not wait for the connection")
+
+    def test_a_client_that_leaves_while_queued_is_taken_off_the_queue(self):
+        """A request waiting for a pooled connection whose client goes away leaves the queue:
+        sluice keeps serving (it crashed here: the exchange let go of its pool before leaving
+        the queue), and the next queued request gets the connection."""
+        up = self.start_aiohttp()
+        s = self.start_sluice("--pool-max-connections", "1", "--pool-queue-timeout", "30s",
+                              upstream=up.port)
+
+        def in_flight():
+            return json.loads(http(s.admin_port, "GET", "/drain").body)["in_flight"]
+
+        busy = RawClient(s.port)
+        busy.send(request_bytes("GET", "/sleep/3000"))
+        leaver = RawClient(s.port)
+        leaver.send(request_bytes("GET", "/"))
+        deadline = time.monotonic() + 30
+        while in_flight() < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        self.assertEqual(in_flight(), 2, "the second request never waited in the queue")
+        leaver.close()
+        while in_flight() > 1 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        self.assertLessEqual(in_flight(), 1)
+        self.assertTrue(s.alive(), s.log())
+        self.assertEqual(busy.read_response().status, 200)
+        busy.close()
+        self.assertEqual(http(s.port, "GET", "/").status, 200)
 
     # ---- never reused after ... ------------------------------------------------------------
 

@@ -783,6 +783,52 @@ class HandshakeLoad:
         return self.records
 
 
+class TunnelHandoverTest(TlsCase):
+    """After a 101 the upstream socket leaves its pool for the tunnel. A reload then removes
+    the cluster, its pool is freed, and the TLS upstream sends a NewSessionTicket: the ticket
+    must not be stored in the freed pool's session slot (a heap use-after-free that ASan
+    reports; CI runs this file under ASan). The session keeps working throughout."""
+
+    def test_a_late_session_ticket_after_the_pool_is_freed(self):
+        peer_bin = os.environ.get("TLS_TICKET_UPSTREAM")
+        self.assertTrue(peer_bin and os.access(peer_bin, os.X_OK),
+                        "TLS_TICKET_UPSTREAM (tests/peers, built with the tests) is not set")
+        cert, key = CERTS.pair("localhost")
+        peer = subprocess.Popen([peer_bin, cert, key], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.addCleanup(lambda: (peer.kill(), peer.wait(), peer.stdout.close(),
+                                 peer.stderr.close(), peer.stdin.close()))
+        port = int(re.match(rb"PORT (\d+)", peer.stdout.readline()).group(1))
+        other = self.start_aiohttp()
+        log = "log: {level: debug}\n"
+        listener = ("  - name: ingress\n    address: 127.0.0.1:0\n    routes:\n"
+                    "      - {prefix: /ws, cluster: wss}\n      - {prefix: /, cluster: other}\n")
+        wss = self.cluster("wss", ["localhost:%d" % port], "    tls: {ca: %s}\n" % q(CERTS.path("ca")))
+        plain = self.cluster("other", ["127.0.0.1:%d" % other.port])
+        path = self.write_config(log + self.config(listener, wss + plain))
+        s = self.start_sluice("--config", path, defaults=False)
+        c = RawClient(s.port)
+        head, _ = upgrade_request("/ws")
+        c.send(head)
+        self.assertEqual(c.read_head().status, 101)
+        self.assertEqual(peer.stdout.readline(), b"UPGRADED\n")
+        # The cluster goes; its pool is freed once nothing uses it (the tunnel does not).
+        self.write_config(log + self.config(
+            "  - name: ingress\n    address: 127.0.0.1:0\n    cluster: other\n", plain), path)
+        before = len(stderr_lines(s))
+        os.kill(s.pid, signal.SIGHUP)
+        s.wait_line(r"cluster wss: retired and unused, freed", timeout=30)
+        self.assertTrue(any("reload: applied" in l for l in stderr_lines(s)[before:]))
+        peer.stdin.write(b"ticket\n")
+        peer.stdin.flush()
+        self.assertEqual(peer.stdout.readline(), b"SENT\n")
+        fin, opcode, masked, payload = read_ws_frame(c)
+        self.assertEqual((fin, opcode, masked, payload), (True, OP_TEXT, False, b"after-ticket"))
+        c.close()
+        self.assertTrue(s.alive(), s.log())
+        self.assertEqual(http(s.port, "GET", "/").status, 200)
+
+
 class RotationTest(TlsCase):
 
     @staticmethod

@@ -1,5 +1,5 @@
 // The request path: bytes from a client → HttpParser(HTTP_REQUEST) in reads cut by the input →
-// on each head, the checks Exchange::begin makes and write_request_head as it calls it → the
+// on each head, the plan Exchange::begin makes (plan_request) and write_request_head → the
 // bytes sluice would send upstream, checked against what they must be.
 //
 // Input: [split control byte][flags byte][request bytes...]
@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "exchange/request_plan.h"
 #include "fuzz_http.h"
 #include "http/rewrite.h"
 #include "http/router.h"
@@ -31,27 +32,15 @@ constexpr std::string_view kClientIp = "192.0.2.10";
 constexpr std::string_view kDefaultHost = "127.0.0.1:4000";
 constexpr std::string_view kRequestId = "0123456789abcdef0123456789abcdef";
 
-// The rules of Exchange::begin that decide whether a head is forwarded at all, and the rewrite
-// settings it passes. Returns false when sluice answers the request itself (400).
+// Exchange::begin's own decisions (exchange/request_plan.h): whether a head is forwarded at
+// all, and the rewrite settings it passes. Returns false when sluice answers the request itself.
 bool plan(const MessageHead& req, bool tls, RequestRewrite& rw, RequestTarget& target) {
-  const bool http10 = req.http_major == 1 && req.http_minor == 0;
-  size_t hosts = 0;
-  for (size_t i = 0; i < req.header_count(); ++i) hosts += iequal(req.name(i), "host");
-  if (hosts > 1 || (hosts == 0 && !http10)) return false;
-  if (!split_request_target(req.url(), target)) return false;
-  rw.client_ip = kClientIp;
-  rw.proto = tls ? "https" : "http";
-  rw.request_id = req.find("x-request-id") == std::string_view::npos ? kRequestId : "";
-  rw.default_host = kDefaultHost;
-  if (target.absolute) {
-    rw.target = target.path;
-    rw.host = target.authority;
-  }
-  rw.framing = req.chunked              ? Framing::kChunked
-               : req.has_content_length ? Framing::kContentLength
-                                        : Framing::kNone;
-  rw.content_length = req.content_length;
-  rw.upgrade = req.upgrade && req.find("upgrade") != std::string_view::npos;
+  static std::string host_buf;
+  const RequestPlan p = plan_request(req, 0, host_buf);
+  if (p.refuse_status) return false;
+  target = p.target;
+  const bool has_id = req.find("x-request-id") != std::string_view::npos;
+  rw = plan_request_rewrite(req, p, kClientIp, tls, has_id ? "" : kRequestId, kDefaultHost);
   return true;
 }
 

@@ -31,24 +31,19 @@ struct Exchange {
   bool head_request, client_http10, client_keep_alive, body_done, upgrade, draining;
 };
 
-// Exchange::on_upstream_head's decisions. Returns false when no head goes to the client for
-// this one (a 100 answered by sluice already, a 101 nobody asked for, interim heads for an
-// HTTP/1.0 client).
+// Which heads reach the client (Exchange::on_upstream_head and the HTTP/1.1 client side's
+// send_interim), and the framing the client side gives the others (plan_response_rewrite, the
+// proxy's own code). Returns false when no head goes to the client for this one (a 100 answered
+// by sluice already, a 101 nobody asked for, interim heads for an HTTP/1.0 client).
 bool plan(const MessageHead& head, const Exchange& x, ResponseRewrite& rw) {
   if (head.status == 100) return false;
   if (head.status == 101) return x.upgrade;
   if (head.status < 200) return !x.client_http10;
-  if (x.head_request || head.status == 204 || head.status == 304) {
-    rw.framing = Framing::kNone;
-  } else if (head.has_content_length && !head.chunked) {
-    rw.framing = Framing::kContentLength;
-    rw.content_length = head.content_length;
-  } else {
-    rw.framing = x.client_http10 ? Framing::kClose : Framing::kChunked;
-  }
-  bool close = !x.client_keep_alive || rw.framing == Framing::kClose || !x.body_done || x.draining;
-  rw.close = close;
-  rw.keep_alive_header = x.client_http10 && !close;
+  rw = plan_response_rewrite(head, ResponseClient{.head_request = x.head_request,
+                                                  .http10 = x.client_http10,
+                                                  .keep_alive = x.client_keep_alive,
+                                                  .body_done = x.body_done,
+                                                  .draining = x.draining});
   return true;
 }
 

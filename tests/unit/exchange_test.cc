@@ -1,0 +1,474 @@
+// Exchange through fake sides: a ClientSide and an UpstreamSide (and the source and set that
+// hand it out) that record what the exchange does to them, and let the test play the peers'
+// events in any order. No socket anywhere; the loop exists for the block pool, the clock and
+// the request ids, and is closed clean at the end.
+#include "exchange/exchange.h"
+
+#include <gtest/gtest.h>
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "config/config_file.h"
+#include "http/parser.h"
+#include "net/tcp_stream.h"
+
+namespace sluice {
+namespace {
+
+// A head as the parser gives it.
+MessageHead parse_head(llhttp_type_t type, const std::string& text) {
+  struct Sink : BodySink {
+    void on_body(const Slice&) override {}
+  } sink;
+  HttpParser parser(type, &sink);
+  BlockPool pool;
+  BlockRef b = pool.get();
+  std::memcpy(b->data(), text.data(), text.size());
+  ParseResult r = parser.execute(Slice{b, b->data(), text.size()});
+  EXPECT_EQ(r.event, ParseEvent::kHead) << text;
+  return parser.head();
+}
+
+Slice slice_of(BlockPool& pool, std::string_view s) {
+  BlockRef b = pool.get();
+  std::memcpy(b->data(), s.data(), s.size());
+  return Slice{b, b->data(), s.size()};
+}
+
+struct FakeSide final : UpstreamSide {
+  UpstreamHandler* handler = nullptr;
+  bool was_reused = false;
+  std::string head, body, trailers;
+  Framing framing = Framing::kNone;
+  bool ended = false;
+  uint64_t response_timeout_ms = 0;
+  size_t queued_bytes = 0;
+  bool paused = false;
+  std::optional<bool> released;  // the value passed to release()
+  bool was_reset = false;
+  int fail_body_writes_after = -1;  // a write error after this many body writes
+
+  bool reused() const override { return was_reused; }
+  void bind(UpstreamHandler* h, bool) override { handler = h; }
+  int send_head(const Slice& h, Framing f) override {
+    head.assign(h.view());
+    framing = f;
+    return 0;
+  }
+  int send_body(const Slice& d) override {
+    if (fail_body_writes_after == 0) return UV_EPIPE;
+    if (fail_body_writes_after > 0) --fail_body_writes_after;
+    body.append(d.view());
+    return 0;
+  }
+  int send_end(const Slice& t) override {
+    ended = true;
+    trailers.assign(t.view());
+    return 0;
+  }
+  void expect_response(uint64_t ms) override { response_timeout_ms = ms; }
+  size_t queued() const override { return queued_bytes; }
+  void pause_response() override { paused = true; }
+  void resume_response() override { paused = false; }
+  void release(bool request_sent) override {
+    released = request_sent;
+    handler = nullptr;
+  }
+  void reset() override {
+    was_reset = true;
+    handler = nullptr;
+  }
+  std::unique_ptr<TcpStream> take_socket() override {
+    handler = nullptr;
+    return nullptr;  // the fake client records the tunnel without a socket
+  }
+};
+
+struct FakeSource final : UpstreamSource {
+  std::vector<std::unique_ptr<FakeSide>> sides;
+  bool queue = false;  // answer kQueued and keep the client
+  std::optional<PoolFailure> fail;
+  bool next_reused = false;
+  PoolClient* waiting = nullptr;
+  int acquires = 0, cancels = 0;
+  bool asked_fresh = false;
+  std::string host_ = "app.internal:8080", name_ = "app.internal:8080 (127.0.0.1)";
+
+  Acquire acquire_side(PoolClient* c, bool fresh, UpstreamSide** side,
+                       PoolFailure* failure) override {
+    ++acquires;
+    asked_fresh = fresh;
+    if (fail) {
+      *failure = *fail;
+      return Acquire::kFailed;
+    }
+    if (queue) {
+      waiting = c;
+      return Acquire::kQueued;
+    }
+    *side = new_side();
+    return Acquire::kReady;
+  }
+  FakeSide* new_side() {
+    sides.push_back(std::make_unique<FakeSide>());
+    sides.back()->was_reused = next_reused;
+    next_reused = false;
+    return sides.back().get();
+  }
+  void cancel(PoolClient* c) override {
+    ++cancels;
+    if (waiting == c) waiting = nullptr;
+  }
+  const std::string& host() const override { return host_; }
+  const std::string& name() const override { return name_; }
+  uint32_t users() const { return users_; }
+  FakeSide* last() { return sides.empty() ? nullptr : sides.back().get(); }
+};
+
+struct FakeSet final : UpstreamSet {
+  FakeSource source;
+  ClusterStats stats_;
+  ClusterConfig config_;
+  UpstreamSource* pick_source(const UpstreamSource*) override { return &source; }
+  size_t address_count() const override { return 1; }
+  ClusterStats& stats() override { return stats_; }
+  const ClusterConfig& config() const override { return config_; }
+  uint32_t users() const { return users_; }
+};
+
+struct FakeDirectory final : ClusterDirectory {
+  FakeSet* set = nullptr;
+  UpstreamSet* route(size_t, std::string_view host, std::string_view) override {
+    return host == "unrouted.example" ? nullptr : set;
+  }
+};
+
+struct FakeClient final : ClientSide {
+  RequestContext rc;
+  Exchange exchange{*this};
+  int continues = 0;
+  std::vector<int> interim;
+  int status = 0;
+  std::string body;
+  bool ended = false, done = false, cut = false;
+  int error_status = 0;
+  bool error_malformed = false;
+  bool above = false, body_paused = false, early_end_ok = true, tunnel = false;
+
+  const RequestContext& request_context() const override { return rc; }
+  void send_continue() override { ++continues; }
+  void send_interim(const MessageHead& h) override { interim.push_back(h.status); }
+  size_t send_head(const MessageHead& h) override {
+    status = h.status;
+    return 100;
+  }
+  void send_body(const Slice& d) override { body.append(d.view()); }
+  void send_end() override { ended = true; }
+  bool can_end_response_early() const override { return early_end_ok; }
+  size_t send_error(int s, std::string_view, bool malformed) override {
+    error_status = s;
+    error_malformed = malformed;
+    return 50;
+  }
+  void cut_response() override {
+    cut = true;
+    exchange.abort();  // the HTTP/1.1 side closes its connection, which aborts the exchange
+  }
+  bool above_high_watermark() const override { return above; }
+  void pause_request_body() override { body_paused = true; }
+  void resume_request_body() override { body_paused = false; }
+  void exchange_done() override { done = true; }
+  void start_tunnel(std::unique_ptr<TcpStream>, const Slice&, bool) override { tunnel = true; }
+  bool draining() const override { return false; }
+};
+
+class ExchangeTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_EQ(uv_loop_init(&loop_), 0);
+    ctx_ = std::make_unique<LoopContext>(&loop_, 7);
+    ctx_->start_deferred();
+    directory_.set = &set_;
+    client_ = std::make_unique<FakeClient>();
+    RequestContext& rc = client_->rc;
+    rc.loop = ctx_.get();
+    rc.config = std::make_shared<Config>(default_config());
+    rc.listener_stats = &listener_stats_;
+    rc.client_ip = "192.0.2.7";
+    rc.clusters = &directory_;
+  }
+  void TearDown() override {
+    client_.reset();
+    ctx_->stop_deferred();
+    uv_run(&loop_, UV_RUN_DEFAULT);
+    EXPECT_EQ(uv_loop_close(&loop_), 0);
+    ctx_.reset();
+  }
+  Exchange& ex() { return client_->exchange; }
+  FakeSource& source() { return set_.source; }
+  void begin(const std::string& head) { ex().begin(parse_head(HTTP_REQUEST, head)); }
+  void respond(FakeSide* side, const std::string& head) {
+    ASSERT_NE(side->handler, nullptr);
+    side->handler->on_upstream_head(parse_head(HTTP_RESPONSE, head));
+  }
+  void limits(uint64_t max_body) {
+    auto c = std::make_shared<Config>(*client_->rc.config);
+    c->limits.max_body_bytes = max_body;
+    client_->rc.config = c;
+  }
+
+  uv_loop_t loop_;
+  std::unique_ptr<LoopContext> ctx_;
+  BlockPool pool_;
+  FakeSet set_;
+  FakeDirectory directory_;
+  ListenerStats listener_stats_;
+  std::unique_ptr<FakeClient> client_;
+  MessageHead no_trailers_;
+};
+
+const char kGet[] = "GET /a?b=1 HTTP/1.1\r\nHost: App.Example:8080\r\nAccept: */*\r\n\r\n";
+
+TEST_F(ExchangeTest, AGetGoesUpAndItsResponseComesBack) {
+  begin(kGet);
+  FakeSide* side = source().last();
+  ASSERT_NE(side, nullptr);
+  EXPECT_EQ(side->head.rfind("GET /a?b=1 HTTP/1.1\r\n", 0), 0u) << side->head;
+  EXPECT_NE(side->head.find("X-Forwarded-For: 192.0.2.7\r\n"), std::string::npos);
+  EXPECT_NE(side->head.find("X-Request-Id: "), std::string::npos);
+  EXPECT_EQ(side->framing, Framing::kNone);
+  ex().on_request_complete(no_trailers_);
+  EXPECT_TRUE(side->ended);
+  EXPECT_EQ(side->response_timeout_ms, 30000u);
+  EXPECT_EQ(set_.users(), 1u);
+  EXPECT_EQ(source().users(), 1u);
+  respond(side, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n");
+  EXPECT_EQ(client_->status, 200);
+  side->handler->on_upstream_body(slice_of(pool_, "hello"));
+  side->handler->on_upstream_complete();
+  EXPECT_EQ(client_->body, "hello");
+  EXPECT_TRUE(client_->ended);
+  EXPECT_TRUE(client_->done);
+  EXPECT_EQ(side->released, std::optional<bool>(true));
+  EXPECT_FALSE(ex().active());
+  EXPECT_EQ(set_.users(), 0u);
+  EXPECT_EQ(source().users(), 0u);
+  EXPECT_EQ(listener_stats_.requests[status_class(200)].get(), 1u);
+  EXPECT_EQ(set_.stats_.requests[status_class(200)].get(), 1u);
+}
+
+// The request body arrives in pieces of every size: the upstream gets the same bytes, framed
+// as the client framed them, and the end only after the last piece.
+TEST_F(ExchangeTest, EverySplitOfARequestAndResponseBody) {
+  const std::string payload = "0123456789abcdefghijklmnopqrstuvwxyz";
+  for (size_t piece = 1; piece <= payload.size(); ++piece) {
+    SCOPED_TRACE(piece);
+    begin("POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: 36\r\n\r\n");
+    FakeSide* side = source().last();
+    for (size_t i = 0; i < payload.size(); i += piece) {
+      EXPECT_FALSE(side->ended);
+      ex().on_request_body(slice_of(pool_, std::string_view(payload).substr(i, piece)));
+    }
+    ex().on_request_complete(no_trailers_);
+    EXPECT_EQ(side->body, payload);
+    EXPECT_EQ(side->framing, Framing::kContentLength);
+    EXPECT_TRUE(side->ended);
+    respond(side, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n");
+    client_->body.clear();
+    for (size_t i = 0; i < payload.size(); i += piece)
+      side->handler->on_upstream_body(slice_of(pool_, std::string_view(payload).substr(i, piece)));
+    side->handler->on_upstream_complete();
+    EXPECT_EQ(client_->body, payload);
+    EXPECT_TRUE(client_->done);
+    client_->done = client_->ended = false;
+  }
+}
+
+// Body bytes that come before the upstream side is ready wait, and are sent in order.
+TEST_F(ExchangeTest, BodyBeforeTheConnectionIsReadyWaitsInOrder) {
+  source().queue = true;
+  begin("POST /up HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n");
+  ASSERT_NE(source().waiting, nullptr);
+  ex().on_request_body(slice_of(pool_, "one,"));
+  ex().on_request_body(slice_of(pool_, "two"));
+  ex().on_request_complete(no_trailers_);
+  FakeSide* side = source().new_side();
+  PoolClient* waiter = source().waiting;
+  source().waiting = nullptr;
+  waiter->on_pool_ready(side);
+  EXPECT_EQ(side->body, "one,two");
+  EXPECT_EQ(side->framing, Framing::kChunked);
+  EXPECT_TRUE(side->ended);
+}
+
+TEST_F(ExchangeTest, BackpressureBothWays) {
+  begin("POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: 1000000\r\n\r\n");
+  FakeSide* side = source().last();
+  // The upstream does not take the bytes: reading the client's body stops, and resumes once
+  // the upstream's queue falls to the low watermark.
+  side->queued_bytes = TcpStream::kHighWatermark + 1;
+  ex().on_request_body(slice_of(pool_, "x"));
+  EXPECT_TRUE(client_->body_paused);
+  side->queued_bytes = TcpStream::kLowWatermark;
+  side->handler->on_upstream_drained();
+  EXPECT_FALSE(client_->body_paused);
+  // The client does not take the response: the upstream's response stops, and resumes once
+  // the client's queue drained.
+  respond(side, "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n");
+  client_->above = true;
+  side->handler->on_upstream_body(slice_of(pool_, "12345"));
+  EXPECT_TRUE(side->paused);
+  client_->above = false;
+  ex().on_client_drained();
+  EXPECT_FALSE(side->paused);
+}
+
+// The client goes away at each phase: whatever the exchange holds is let go, never reused.
+TEST_F(ExchangeTest, AbortAtEachPhase) {
+  // Waiting for a connection: it leaves the queue.
+  source().queue = true;
+  begin(kGet);
+  ex().abort();
+  EXPECT_EQ(source().cancels, 1);
+  EXPECT_EQ(source().waiting, nullptr);
+  EXPECT_EQ(set_.users(), 0u);
+  source().queue = false;
+  // Request sent, no response yet: the upstream side is reset.
+  begin(kGet);
+  FakeSide* side = source().last();
+  ex().abort();
+  EXPECT_TRUE(side->was_reset);
+  EXPECT_FALSE(side->released.has_value());
+  // Mid-response.
+  begin(kGet);
+  side = source().last();
+  respond(side, "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n");
+  ex().abort();
+  EXPECT_TRUE(side->was_reset);
+  EXPECT_FALSE(ex().active());
+  ex().abort();  // idempotent
+  EXPECT_EQ(source().users(), 0u);
+}
+
+TEST_F(ExchangeTest, SluiceAnswersWhatItRefuses) {
+  begin("GET / HTTP/1.1\r\nAccept: */*\r\n\r\n");
+  EXPECT_EQ(client_->error_status, 400);
+  EXPECT_TRUE(client_->error_malformed);
+  EXPECT_TRUE(client_->done);
+  EXPECT_EQ(source().acquires, 0);
+  begin("GET / HTTP/1.1\r\nHost: unrouted.example\r\n\r\n");
+  EXPECT_EQ(client_->error_status, 404);
+  EXPECT_FALSE(client_->error_malformed);
+  limits(10);
+  begin("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 11\r\n\r\n");
+  EXPECT_EQ(client_->error_status, 413);
+  EXPECT_EQ(source().acquires, 0);
+  // Over the limit while streaming: 413 and the upstream side is let go.
+  begin("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n");
+  FakeSide* side = source().last();
+  ex().on_request_body(slice_of(pool_, "0123456789"));
+  EXPECT_FALSE(side->was_reset);
+  ex().on_request_body(slice_of(pool_, "!"));
+  EXPECT_EQ(client_->error_status, 413);
+  EXPECT_TRUE(side->was_reset);
+  EXPECT_FALSE(ex().active());
+}
+
+TEST_F(ExchangeTest, PoolFailuresAndUpstreamErrorsBecomeStatuses) {
+  source().fail = PoolFailure::kConnectRefused;
+  begin(kGet);
+  EXPECT_EQ(client_->error_status, 502);
+  source().fail = PoolFailure::kQueueTimeout;
+  begin(kGet);
+  EXPECT_EQ(client_->error_status, 503);
+  source().fail.reset();
+  begin(kGet);
+  ex().on_request_complete(no_trailers_);
+  source().last()->handler->on_upstream_error(UpstreamError::kResponseTimeout, false);
+  EXPECT_EQ(client_->error_status, 504);
+  EXPECT_EQ(set_.stats_.timeouts.get(), 1u);
+  // After the head went to the client, a failure cuts the response rather than answering.
+  client_->error_status = 0;
+  begin(kGet);
+  FakeSide* side = source().last();
+  respond(side, "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n");
+  side->handler->on_upstream_error(UpstreamError::kClosed, true);
+  EXPECT_TRUE(client_->cut);
+  EXPECT_EQ(client_->error_status, 0);
+  EXPECT_FALSE(ex().active());
+}
+
+// A reused keep-alive connection that turns out stale before any response byte: the request
+// is sent again on a fresh connection, once.
+TEST_F(ExchangeTest, AStaleReusedConnectionIsRetriedOnceOnAFreshOne) {
+  source().next_reused = true;
+  begin(kGet);
+  ex().on_request_complete(no_trailers_);
+  FakeSide* first = source().last();
+  ASSERT_TRUE(first->was_reused);
+  first->handler->on_upstream_error(UpstreamError::kClosed, false);
+  EXPECT_EQ(source().acquires, 2);
+  EXPECT_TRUE(source().asked_fresh);
+  FakeSide* second = source().last();
+  ASSERT_NE(first, second);
+  EXPECT_EQ(second->head, first->head);
+  EXPECT_TRUE(second->ended);
+  EXPECT_EQ(set_.stats_.retries.get(), 1u);
+  second->handler->on_upstream_error(UpstreamError::kClosed, false);
+  EXPECT_EQ(client_->error_status, 502);  // not a second retry
+}
+
+TEST_F(ExchangeTest, InterimResponsesAndExpectContinue) {
+  begin("POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n");
+  EXPECT_EQ(client_->continues, 1);
+  FakeSide* side = source().last();
+  respond(side, "HTTP/1.1 100 Continue\r\n\r\n");  // sluice answered it already
+  respond(side, "HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n");
+  EXPECT_EQ(client_->interim, std::vector<int>{103});
+  EXPECT_EQ(client_->status, 0);
+}
+
+TEST_F(ExchangeTest, AnUpgradeHandsTheSocketOver) {
+  begin("GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n");
+  FakeSide* side = source().last();
+  EXPECT_NE(side->head.find("Upgrade: websocket\r\n"), std::string::npos);
+  respond(side,
+          "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n");
+  EXPECT_EQ(client_->status, 101);
+  side->handler->on_upstream_upgraded(Slice());
+  EXPECT_TRUE(client_->tunnel);
+  EXPECT_FALSE(ex().active());
+  EXPECT_FALSE(client_->done);  // the connection is a tunnel now, not a finished exchange
+  EXPECT_EQ(source().users(), 0u);
+}
+
+// A drain ends a text/event-stream response at its next event boundary, never inside an event.
+TEST_F(ExchangeTest, ADrainedEventStreamEndsBetweenEvents) {
+  begin("GET /events HTTP/1.1\r\nHost: a\r\n\r\n");
+  FakeSide* side = source().last();
+  respond(side, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\n");
+  side->handler->on_upstream_body(slice_of(pool_, "data: one\n\ndata: tw"));
+  ex().drain_event_stream();
+  EXPECT_FALSE(client_->ended);  // in the middle of an event
+  side->handler->on_upstream_body(slice_of(pool_, "o\n\ndata: three\n\n"));
+  EXPECT_EQ(client_->body, "data: one\n\ndata: two\n\n");
+  EXPECT_TRUE(client_->ended);
+  EXPECT_TRUE(client_->done);
+  EXPECT_TRUE(side->was_reset);  // its response was unfinished: never reused
+}
+
+TEST_F(ExchangeTest, AnEventStreamUnderAContentLengthIsNotEndedEarly) {
+  client_->early_end_ok = false;
+  begin("GET /events HTTP/1.1\r\nHost: a\r\n\r\n");
+  FakeSide* side = source().last();
+  respond(side, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nContent-Length: 99\r\n\r\n");
+  ex().drain_event_stream();
+  side->handler->on_upstream_body(slice_of(pool_, "data: one\n\n"));
+  EXPECT_FALSE(client_->ended);
+}
+
+}  // namespace
+}  // namespace sluice
