@@ -889,7 +889,8 @@ bool Server::app_accepts_connections() const {
 void Server::stop_when_app_gone() {
   State& s = *state_;
   if (s.stopping || s.exit_timer) return;
-  const bool wait = has_undrained_listener(*config_) && app_accepts_connections();
+  const bool wait =
+      config_->drain.wait_for_app && has_undrained_listener(*config_) && app_accepts_connections();
   if (wait)
     LOG_INFO(
         "the app still accepts connections: the drain: false listeners serve until it has "
@@ -903,7 +904,7 @@ void Server::stop_when_app_gone() {
       s.exit_timer.get(),
       [](uv_timer_t* t) {
         auto* self = static_cast<Server*>(t->data);
-        if (has_undrained_listener(*self->config_) && self->app_accepts_connections()) return;
+        if (uv_timer_get_repeat(t) != 0 && self->app_accepts_connections()) return;
         if (uv_timer_get_repeat(t) != 0) LOG_INFO("the app has gone: stopping");
         self->stop_now();
       },

@@ -45,10 +45,10 @@ class Server {
   bool allowed_to_change(const AdminRequest& req) const;
   static AdminResponse forbidden();
   void stop_now();
-  // After a drain a signal asked for: stops, but with a `drain: false` listener (egress) first
-  // waits until the app of the `readiness: true` clusters stops accepting connections (sluice
-  // as a plain container gets its SIGTERM together with the app, whose shutdown may still call
-  // out). A second signal stops at once.
+  // After a drain a signal asked for: stops, but with `drain.wait_for_app` and a `drain: false`
+  // listener (egress) first waits until the app of the `readiness: true` clusters stops
+  // accepting connections (sluice as a plain container gets its SIGTERM together with the app,
+  // whose shutdown may still call out). A second signal stops at once.
   void stop_when_app_gone();
   bool app_accepts_connections() const;
   // POST /resume: undo a drain no signal started (the app's container was restarted after a

@@ -327,6 +327,7 @@ class DefaultsTest(ChartTestCase):
         self.assertIs(app["readiness"], True)
         self.assertEqual(app["pool"]["idle_timeout"], "4s")
         self.assertEqual((cfg["drain"]["delay"], cfg["drain"]["budget"]), ("5s", "25s"))
+        self.assertIs(cfg["drain"]["wait_for_app"], False)  # native: SIGTERM comes after the app
         self.assertEqual(cfg["log"]["format"], "json")
 
 
@@ -391,6 +392,7 @@ class NonDefaultValuesTest(ChartTestCase):
         self.assertEqual(clusters["legacy"]["endpoints"], ["10.0.0.7:8080", "[fd00::7]:8080"])
         self.assertIs(clusters["legacy"]["readiness"], False)
         self.assertEqual(cfg["drain"]["delay"], "500ms")
+        self.assertIs(cfg["drain"]["wait_for_app"], True)  # plain container: outlive the app
         self.assertEqual(cfg["limits"]["max_body_bytes"], "10MiB")
         self.assertEqual((cfg["log"]["format"], cfg["log"]["level"], cfg["log"]["access"]),
                          ("text", "warn", False))

@@ -43,12 +43,12 @@ def wait_for(cond, timeout, what):
 
 class LifecycleTest(E2ETestCase):
 
-    def config(self, app_port, egress=True, delay="300ms", budget="10s"):
+    def config(self, app_port, egress=True, delay="300ms", budget="10s", wait_for_app=False):
         api = self.start_aiohttp(name="api") if egress else None
         text = ("admin: {address: 127.0.0.1:0}\nworkers: 2\n"
-                "drain: {delay: %s, budget: %s, ws_close_spread: 100ms}\n"
+                "drain: {delay: %s, budget: %s, ws_close_spread: 100ms, wait_for_app: %s}\n"
                 "listeners:\n  - {name: ingress, address: 127.0.0.1:0, cluster: app}\n"
-                % (delay, budget))
+                % (delay, budget, "true" if wait_for_app else "false"))
         if egress:
             text += "  - {name: egress, address: 127.0.0.1:0, drain: false, cluster: api}\n"
         text += ("clusters:\n  - {name: app, endpoints: [\"127.0.0.1:%d\"], readiness: true}\n"
@@ -212,7 +212,7 @@ class LifecycleTest(E2ETestCase):
         # Plain container: sluice's SIGTERM comes with the app's preStop; the app shuts down
         # after the drain and may still call out on its way.
         app = self.start_aiohttp(name="app")
-        s = self.start(app.port, egress=True)
+        s = self.start(app.port, egress=True, wait_for_app=True)
         wait_for(lambda: self.readyz(s) == 200, 5, "ready at start")
         kept = RawClient(s.egress_port)  # the app's pooled egress connection
         kept.send(request_bytes("GET", "/"))
@@ -239,11 +239,24 @@ class LifecycleTest(E2ETestCase):
 
     def test_plain_mode_second_signal_stops_at_once(self):
         app = self.start_aiohttp(name="app")
-        s = self.start(app.port, egress=True)
+        s = self.start(app.port, egress=True, wait_for_app=True)
         wait_for(lambda: self.readyz(s) == 200, 5, "ready at start")
         s.proc.send_signal(signal.SIGTERM)
         s.wait_line(r"the app still accepts connections", timeout=10)
         self.stop_by_signal(s)
+
+    def test_without_wait_for_app_a_signal_drain_exits_at_its_end(self):
+        # Outside a pod's plain-container mode (the chart sets drain.wait_for_app there),
+        # SIGTERM still means: drain, then exit, whatever the app does.
+        app = self.start_aiohttp(name="app")
+        s = self.start(app.port, egress=True)
+        wait_for(lambda: self.readyz(s) == 200, 5, "ready at start")
+        t0 = time.monotonic()
+        s.proc.send_signal(signal.SIGTERM)
+        self.assertEqual(s.proc.wait(timeout=10), 0, s.log())
+        self.procs.remove(s)
+        self.assertLess(time.monotonic() - t0, 3.0)
+        self.assertNotIn("the app still accepts connections", s.text())
 
     # ---- hole 2: the hook client ---------------------------------------------------------------
 

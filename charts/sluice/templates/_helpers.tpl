@@ -195,6 +195,10 @@ limits:
 {{- end }}
 drain:
   {{- toYaml .Values.sluice.drain | nindent 2 }}
+  {{- if not .Values.sluice.native }}
+  # A plain container gets its SIGTERM with the app's: egress serves until the app has gone.
+  wait_for_app: true
+  {{- end }}
 {{- with .Values.sluice.log }}
 log:
   {{- toYaml . | nindent 2 }}
