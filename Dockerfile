@@ -12,7 +12,7 @@ FROM debian:bookworm AS build
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       cmake ninja-build g++ pkg-config libuv1-dev node-llhttp libssl-dev \
-      prometheus-cpp-dev libyaml-cpp-dev libcli11-dev libgtest-dev nlohmann-json3-dev \
+      prometheus-cpp-dev libyaml-cpp-dev libcli11-dev libgtest-dev nlohmann-json3-dev python3 \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
@@ -28,6 +28,8 @@ RUN apt-get update \
  && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
       --shell /usr/sbin/nologin sluice
 COPY --from=build /src/build/sluice /usr/local/bin/sluice
+# The static admin client the Helm chart's sluice-tools init container copies for the app's hooks.
+COPY --from=build /src/build/sluice-drain /usr/local/bin/sluice-drain
 USER 10001:10001
 EXPOSE 8080 8081 9901
 ENTRYPOINT ["/usr/local/bin/sluice"]

@@ -5,7 +5,7 @@ JOBS ?= $(shell nproc)
 
 # Debian 12 packages: build toolchain, libraries, and the real peers the tests and benchmarks use.
 DEB_PACKAGES := cmake ninja-build g++ pkg-config libuv1-dev node-llhttp libssl-dev \
-  prometheus-cpp-dev libyaml-cpp-dev libcli11-dev libgtest-dev nlohmann-json3-dev \
+  prometheus-cpp-dev libyaml-cpp-dev libcli11-dev libgtest-dev nlohmann-json3-dev python3 \
   curl nginx-light haproxy wrk python3-aiohttp python3-websockets python3-yaml procps util-linux prometheus chromium \
   openssl ca-certificates
 # The chart tests (tests/chart): Helm's template engine (Go's text/template with sprig), JSON
@@ -15,7 +15,7 @@ DEB_PACKAGES := cmake ninja-build g++ pkg-config libuv1-dev node-llhttp libssl-d
 DEB_PACKAGES += golang-go golang-github-masterminds-sprig-dev golang-gopkg-yaml.v2-dev \
   python3-jsonschema nodejs $(if $(shell command -v npm),,npm)
 
-.PHONY: deps build test test-sanitize demo bench format clean
+.PHONY: deps build test test-sanitize test-image demo bench format clean
 
 deps:
 	@missing=$$(for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed$$' || echo $$p; done); \
@@ -70,6 +70,26 @@ test-sanitize: deps
 	  -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ -DSLUICE_FUZZ_SECONDS=$(FUZZ_SECONDS); \
 	cmake --build $(FUZZ_BUILD) -j $(JOBS) --target fuzzers; \
 	cd $(FUZZ_BUILD) && ctest --output-on-failure -j 2 -L fuzz
+
+# The Dockerfile built and its image run (README, "The image"): podman builds without a
+# daemon (RUN steps in a chroot); debootstrap makes the base images, cached as tarballs in
+# $(IMAGE_CACHE) by name (tests/image/bases.sh); the image's own sluice then runs under chroot
+# as uid 10001 (tests/image/test_image_run.py). Containers themselves cannot start here.
+IMAGE ?= localhost/sluice:test
+IMAGE_CACHE ?= /var/cache/sluice-image
+IMAGE_PACKAGES := podman debootstrap python3
+test-image:
+	@missing=$$(for p in $(IMAGE_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed$$' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing for test-image: $$missing"; \
+	  if [ "$$(id -u)" != 0 ]; then SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+	@set -e; t0=$$(date +%s); \
+	SLUICE_IMAGE_CACHE=$(IMAGE_CACHE) tests/image/bases.sh; t1=$$(date +%s); \
+	podman build --isolation=chroot --pull=never -t $(IMAGE) .; t2=$$(date +%s); \
+	SLUICE_IMAGE=$(IMAGE) /usr/bin/python3 tests/image/test_image_run.py -v; t3=$$(date +%s); \
+	echo "test-image: bases $$((t1 - t0)) s, podman build $$((t2 - t1)) s, run $$((t3 - t2)) s, total $$((t3 - t0)) s"
 
 demo: build
 	./$(BUILD)/sluice demo

@@ -189,12 +189,18 @@ int main(int argc, char** argv) {
       ->envname("SLUICE_ADMIN")
       ->capture_default_str();
   drain->add_flag("--wait", drain_wait, "wait until the drain has finished, showing progress");
+  auto* resume = app.add_subcommand(
+      "resume", "undo a drain the admin API started (listeners open again, readiness follows)");
+  resume->add_option("--admin", drain_admin, "the admin listener of the sluice to resume")
+      ->envname("SLUICE_ADMIN")
+      ->capture_default_str();
 
   app.require_subcommand(0, 1);
   CLI11_PARSE(app, argc, argv);
 
   if (*check) return check_config(check_files);
   if (*drain) return run_drain_command(address("admin", drain_admin), drain_wait);
+  if (*resume) return run_resume_command(address("admin", drain_admin));
   if (*demo_app) return run_demo_app(address("listen", demo_app_listen));
   if (*demo) return run_proxy(demo_cmd, true);
   return run_proxy(proxy, false);

@@ -30,6 +30,7 @@ const Route kRoutes[] = {
     {"/drain", kPost, true, [](AdminBackend& b) { return b.start_drain(false); }},
     {"/drain/wait", kGet, true, [](AdminBackend& b) { return b.start_drain(true); }},
     {"/reload", kPost, true, [](AdminBackend& b) { return b.reload(); }},
+    {"/resume", kPost, true, [](AdminBackend& b) { return b.resume(); }},
 };
 
 uint8_t method_of(uint8_t m) {

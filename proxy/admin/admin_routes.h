@@ -18,6 +18,8 @@ class AdminBackend {
   // Starts a drain (or joins the one running); `wait`: answer when it is done (deferred).
   virtual AdminResponse start_drain(bool wait) = 0;
   virtual AdminResponse reload() = 0;
+  // Serves again after a drain no signal started (the app's container restarted).
+  virtual AdminResponse resume() = 0;
   // A state-changing request: from loopback, or with the admin token (logged when refused).
   virtual bool allowed_to_change(const AdminRequest& req) const = 0;
 

@@ -108,6 +108,7 @@ Json build(const Config& c) {
   drain["budget"] = format_duration(c.drain.budget);
   drain["ws_close_spread"] = format_duration(c.drain.ws_close_spread);
   drain["ws_close_timeout"] = format_duration(c.drain.ws_close_timeout);
+  drain["wait_for_app"] = c.drain.wait_for_app;
   j["drain"] = std::move(drain);
 
   Json log = Json::object();

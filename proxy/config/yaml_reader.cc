@@ -32,7 +32,8 @@ const std::vector<std::string> kOutlierKeys{"consecutive_failures", "base_ejecti
                                             "max_ejection_percent"};
 const std::vector<std::string> kLimitsKeys{"max_header_bytes", "max_body_bytes", "header_timeout",
                                            "idle_timeout", "max_connections_per_worker"};
-const std::vector<std::string> kDrainKeys{"delay", "budget", "ws_close_spread", "ws_close_timeout"};
+const std::vector<std::string> kDrainKeys{"delay", "budget", "ws_close_spread", "ws_close_timeout",
+                                          "wait_for_app"};
 const std::vector<std::string> kLogKeys{"format", "level", "access"};
 const std::vector<std::string> kReloadKeys{"watch"};
 
@@ -356,6 +357,7 @@ class YamlReader : public FieldReader {
     duration(f, "budget", config_.drain.budget);
     duration(f, "ws_close_spread", config_.drain.ws_close_spread);
     duration(f, "ws_close_timeout", config_.drain.ws_close_timeout);
+    boolean(f, "wait_for_app", config_.drain.wait_for_app);
   }
 
   void read_log(const Field& section) {

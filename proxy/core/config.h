@@ -89,6 +89,10 @@ struct DrainSettings {
   Millis budget{25000};           // from the signal to exit, at most
   Millis ws_close_spread{10000};  // WebSocket 1001s spread over this window
   Millis ws_close_timeout{3000};  // close handshake, per session
+  // After a drain a signal started or joined, with a `drain: false` listener: exit only once no
+  // `readiness: true` cluster accepts connections (sluice as a plain container in a pod gets
+  // its SIGTERM together with the app, which may still call out while it shuts down).
+  bool wait_for_app = false;
   bool operator==(const DrainSettings&) const = default;
 };
 

@@ -98,6 +98,21 @@ std::string DrainCoordinator::status_json() const {
   return j.dump() + "\n";
 }
 
+bool DrainCoordinator::resume() {
+  if (closed_ || phase() != DrainPhase::kDone) return false;
+  for (uv_timer_t* t : {phase_timer_, budget_timer_, poll_timer_}) {
+    if (!t) continue;
+    uv_close(reinterpret_cast<uv_handle_t*>(t),
+             [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
+  }
+  phase_timer_ = budget_timer_ = poll_timer_ = nullptr;
+  started_ms_ = finished_ms_ = 0;
+  final_ = DrainCounts{};
+  // Not through set_phase: the server wakes the workers with their new listeners.
+  state_->phase.store(DrainPhase::kServing, std::memory_order_relaxed);
+  return true;
+}
+
 void DrainCoordinator::close() {
   if (closed_) return;
   closed_ = true;

@@ -48,6 +48,10 @@ class DrainCoordinator {
   void start(const std::string& why);
   DrainPhase phase() const { return state_->get(); }
   bool finished() const { return phase() == DrainPhase::kDone; }
+  // Undoes a finished drain (POST /resume after the app's container restarted): back to
+  // serving, timers released, figures reset. The server reopens the listeners. False unless
+  // the drain is done.
+  bool resume();
   // JSON for GET /drain and /drain/wait.
   std::string status_json() const;
   void close();

@@ -69,7 +69,8 @@ struct Server::State {
   std::unique_ptr<ShardSet<ClusterStats>> cluster_stats;
   int exit_code = 0;
   bool stopping = false;
-  bool signalled = false;  // SIGTERM or SIGINT came: exit once the drain is done
+  bool signalled = false;       // SIGTERM or SIGINT came: exit once the drain is done
+  bool resume_pending = false;  // POST /resume during a drain: serve again when it ends
 };
 
 namespace {
@@ -221,17 +222,21 @@ int Server::run() {
             s.exit_code = status;
             s.admin->complete_deferred(
                 AdminResponse{200, "application/json", s.drain->status_json()});
-            if (!s.signalled && has_undrained_listener(*config_)) {
-              LOG_INFO("drain done; the drain: false listeners serve until SIGTERM");
+            if (!s.signalled) {
+              // The admin API started it (the app's preStop hook, also before a liveness kill):
+              // stay until sluice's own signal, or until POST /resume undoes it.
+              if (s.resume_pending) {
+                s.resume_pending = false;
+                resume_serving();
+                return;
+              }
+              LOG_INFO(has_undrained_listener(*config_)
+                           ? "drain done; the drain: false listeners serve until SIGTERM "
+                             "(POST /resume serves again)"
+                           : "drain done; waiting for SIGTERM (POST /resume serves again)");
               return;
             }
-            // Let the /drain/wait answers leave before the loop winds down.
-            s.exit_timer = std::make_unique<uv_timer_t>();
-            uv_timer_init(&s.loop, s.exit_timer.get());
-            s.exit_timer->data = this;
-            uv_timer_start(
-                s.exit_timer.get(),
-                [](uv_timer_t* t) { static_cast<Server*>(t->data)->stop_now(); }, 50, 0);
+            stop_when_app_gone();
           }});
 
   st.admin = std::make_unique<AdminServer>(
@@ -263,9 +268,14 @@ int Server::run() {
         s.drain->start(strsignal(signum));
         return;
       }
-      if (s.drain->finished()) {  // drained by the admin API, kept for drain: false listeners
+      if (s.drain->finished()) {  // drained by the admin API, waiting for this signal
+        if (!first || s.exit_timer) {
+          LOG_WARN("%s: stopping now", strsignal(signum));
+          stop_now();
+          return;
+        }
         LOG_INFO("%s after the drain: stopping", strsignal(signum));
-        stop_now();
+        stop_when_app_gone();
         return;
       }
       if (first) {
@@ -571,6 +581,91 @@ void Server::apply_config(ConfigPtr config, const std::vector<AddressList>& addr
   watch_config_file();
   LOG_INFO("reload: applied (%zu listeners, %zu clusters)", config_->listeners.size(),
            config_->clusters.size());
+}
+
+bool Server::app_accepts_connections() const {
+  for (auto& [name, probe] : state_->probes)
+    if (probe->ready()) return true;
+  return false;
+}
+
+void Server::stop_when_app_gone() {
+  State& s = *state_;
+  if (s.stopping || s.exit_timer) return;
+  const bool wait =
+      config_->drain.wait_for_app && has_undrained_listener(*config_) && app_accepts_connections();
+  if (wait)
+    LOG_INFO(
+        "the app still accepts connections: the drain: false listeners serve until it has "
+        "gone (a second signal stops now)");
+  // Polled: the readiness probes see the app go within their interval. Without a wait, the
+  // first tick also lets the /drain/wait answers leave before the loop winds down.
+  s.exit_timer = std::make_unique<uv_timer_t>();
+  uv_timer_init(&s.loop, s.exit_timer.get());
+  s.exit_timer->data = this;
+  uv_timer_start(
+      s.exit_timer.get(),
+      [](uv_timer_t* t) {
+        auto* self = static_cast<Server*>(t->data);
+        if (uv_timer_get_repeat(t) != 0 && self->app_accepts_connections()) return;
+        if (uv_timer_get_repeat(t) != 0) LOG_INFO("the app has gone: stopping");
+        self->stop_now();
+      },
+      50, wait ? 100 : 0);
+}
+
+AdminResponse Server::resume() {
+  State& s = *state_;
+  auto answer = [](int status, const char* result) {
+    nlohmann::json j;
+    j["result"] = result;
+    return AdminResponse{status, "application/json", json_body(j)};
+  };
+  if (s.signalled || s.stopping) return answer(409, "stopping");
+  switch (s.drain->phase()) {
+    case DrainPhase::kServing:
+      return answer(200, "serving");
+    case DrainPhase::kDone:
+      return resume_serving() ? answer(200, "resumed") : answer(500, "failed");
+    default:
+      s.resume_pending = true;
+      LOG_INFO("resume requested during the drain: serving again when it ends");
+      return answer(202, "resuming when the drain ends");
+  }
+}
+
+bool Server::resume_serving() {
+  State& s = *state_;
+  // New sockets for the listeners the drain closed, one per worker, on the port they had.
+  const size_t n = config_->listeners.size();
+  std::vector<std::vector<int>> fds(s.workers.size(), std::vector<int>(n, -1));
+  std::string error;
+  for (size_t i = 0; i < n && error.empty(); ++i) {
+    const ListenerConfig& l = config_->listeners[i];
+    if (!l.drain) continue;
+    for (size_t w = 0; w < s.workers.size(); ++w) {
+      int fd = open_listen_socket(l.address, true, error);
+      if (fd < 0) {
+        error = "listener " + l.name + ": " + error;
+        break;
+      }
+      fds[w][i] = fd;
+    }
+  }
+  if (!error.empty()) {
+    for (auto& per_worker : fds)
+      for (int fd : per_worker)
+        if (fd >= 0) ::close(fd);
+    LOG_ERROR("resume: %s; staying drained", error.c_str());
+    return false;
+  }
+  s.drain->resume();
+  s.exit_code = 0;
+  // The phase is serving before a worker sees its task, so none re-applies the old drain.
+  for (size_t w = 0; w < s.workers.size(); ++w)
+    s.workers[w]->post([f = fds[w]](Worker& wk) { wk.resume_listeners(f); });
+  LOG_INFO("resumed: the listeners accept again; readiness follows the app");
+  return true;
 }
 
 void Server::stop_now() {

@@ -47,6 +47,16 @@ class Server final : private AdminBackend {
   void stop_now();
   // A start that failed before the workers ran: closes what the loop has, returns 1.
   int abandon_start();
+  // After a drain a signal asked for: stops, but with `drain.wait_for_app` and a `drain: false`
+  // listener (egress) first waits until the app of the `readiness: true` clusters stops
+  // accepting connections (sluice as a plain container gets its SIGTERM together with the app,
+  // whose shutdown may still call out). A second signal stops at once.
+  void stop_when_app_gone();
+  bool app_accepts_connections() const;
+  // POST /resume: undo a drain no signal started (the app's container was restarted after a
+  // liveness kill ran its preStop hook); at once when it is done, else when it ends.
+  AdminResponse resume() override;
+  bool resume_serving();
   // Re-reads the configuration; a valid one applies to new requests on every worker.
   ConfigReloader::Result reload(const char* why);
   ConfigReloader::Hooks reloader_hooks();
@@ -70,5 +80,7 @@ class Server final : private AdminBackend {
 // `sluice drain`: POST /drain to a running sluice; with `wait`, follow it to the end. Returns
 // 0 when it drained, 2 when connections had to be forced, 1 on errors.
 int run_drain_command(const HostPort& admin, bool wait);
+// `sluice resume`: POST /resume (AdminClient::resume); 0 when sluice serves again.
+int run_resume_command(const HostPort& admin);
 
 }  // namespace sluice

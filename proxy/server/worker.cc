@@ -114,6 +114,33 @@ void Worker::set_addresses(const std::string& cluster, const AddressList& addres
   sweep();
 }
 
+void Worker::resume_listeners(const std::vector<int>& fds) {
+  if (stopping_) {
+    for (int fd : fds)
+      if (fd >= 0) ::close(fd);
+    return;
+  }
+  if (listener_timer_) {  // the drain ended before its handshake grace: close them now
+    close_listeners();
+    uv_close(reinterpret_cast<uv_handle_t*>(listener_timer_),
+             [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
+    listener_timer_ = nullptr;
+  }
+  if (spread_timer_) uv_timer_stop(spread_timer_);
+  seen_phase_ = DrainPhase::kServing;
+  for (size_t i = 0; i < fds.size() && i < listeners_.size(); ++i) {
+    if (fds[i] < 0) continue;
+    listeners_[i]->close(nullptr);  // idempotent; freed after the loop, with the worker
+    retired_listeners_.push_back(std::move(listeners_[i]));
+    listeners_[i] = std::make_unique<Listener>(
+        &loop_, [this, i](uv_stream_t* s) { on_accept(s, i); },
+        [this, i](int status) { on_accept_error(status, i); });
+    if (int r = listeners_[i]->open(fds[i]); r != 0)
+      LOG_ERROR("worker %u: listener %s cannot listen again: %s", index_,
+                config().listeners[i].name.c_str(), uv_strerror(r));
+  }
+}
+
 void Worker::sweep() {
   std::erase_if(retired_clusters_, [](const std::unique_ptr<UpstreamCluster>& c) {
     if (!c->sweep()) return false;

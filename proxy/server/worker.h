@@ -75,6 +75,10 @@ class Worker final : public ClusterDirectory, public TunnelRegistry {
   void set_listener_tls(size_t listener, std::shared_ptr<const ServerTls> tls);
   // The resolver's new addresses for a cluster of the current configuration.
   void set_addresses(const std::string& cluster, const AddressList& addresses);
+  // A finished drain was undone (POST /resume): new listening sockets for the listeners the
+  // drain closed (by listener index, -1 for the others; the worker owns them), and the drain
+  // phases apply afresh to the next drain. Posted after the shared phase is back to serving.
+  void resume_listeners(const std::vector<int>& fds);
 
   // Worker-thread API.
   LoopContext& ctx() { return *ctx_; }
@@ -122,6 +126,8 @@ class Worker final : public ClusterDirectory, public TunnelRegistry {
   uv_async_t mailbox_;
   std::atomic<bool> stop_requested_{false};
   std::vector<std::unique_ptr<Listener>> listeners_;
+  // Listeners replaced by resume_listeners(): closed, freed with the worker (after the loop).
+  std::vector<std::unique_ptr<Listener>> retired_listeners_;
   ConfigPtr config_;             // the current snapshot (replaced by a reload)
   std::vector<Router> routers_;  // one per listener, for config_
   std::vector<std::unique_ptr<UpstreamCluster>> clusters_;  // by index of config_->clusters

@@ -182,10 +182,30 @@ class ChartTestCase(unittest.TestCase):
                 for e in jsonschema.Draft7Validator(self.schema).iter_errors(values)], r
 
     def token_of(self, rendered):
+        """The token in the chart's Secret. No pod spec carries it (the hooks use loopback)."""
+        token = base64.b64decode(rendered.one("Secret")["data"]["token"]).decode()
+        self.assertNotIn(token, json.dumps(rendered.deployment))
+        self.assertNotIn(TOKEN_HEADER, json.dumps(rendered.deployment))
+        return token
+
+    def assert_hooks(self, rendered, admin):
+        """The app's hooks run the static sluice-drain over loopback; sluice-tools copies it."""
         app = rendered.container("app")
-        headers = app["lifecycle"]["preStop"]["httpGet"]["httpHeaders"]
-        self.assertEqual([h["name"] for h in headers], [TOKEN_HEADER])
-        return headers[0]["value"]
+        self.assertEqual(app["lifecycle"], {
+            "preStop": {"exec": {"command": ["/sluice-bin/sluice-drain", "--admin", admin,
+                                             "--wait"]}},
+            "postStart": {"exec": {"command": ["/sluice-bin/sluice-drain", "--admin", admin,
+                                               "--resume"]}}})
+        self.assertIn({"name": "sluice-bin", "mountPath": "/sluice-bin", "readOnly": True},
+                      app["volumeMounts"])
+        tools = rendered.pod["initContainers"][0]
+        self.assertEqual(tools["name"], "sluice-tools")
+        self.assertEqual(tools["command"],
+                         ["cp", "/usr/local/bin/sluice-drain", "/sluice-bin/sluice-drain"])
+        self.assertNotIn("restartPolicy", tools)  # runs to completion before the others
+        self.assertEqual(tools["volumeMounts"], [{"name": "sluice-bin", "mountPath": "/sluice-bin"}])
+        vol = {v["name"]: v for v in rendered.pod["volumes"]}["sluice-bin"]
+        self.assertIn("emptyDir", vol)
 
     def check_config(self, rendered, secret_token):
         """Runs the real `sluice check-config` over the ConfigMap's sluice.yaml, with the Secret
@@ -229,9 +249,9 @@ class DefaultsTest(ChartTestCase):
 
     def test_native_sidecar_and_probes(self):
         pod = self.r.pod
-        self.assertEqual([c["name"] for c in pod["initContainers"]], ["sluice"])
+        self.assertEqual([c["name"] for c in pod["initContainers"]], ["sluice-tools", "sluice"])
         self.assertEqual([c["name"] for c in pod["containers"]], ["app"])
-        s = pod["initContainers"][0]
+        s = pod["initContainers"][1]
         self.assertEqual(s["restartPolicy"], "Always")
         self.assertEqual(s["image"], "sluice:0.1.0")
         self.assertEqual(s["args"], ["--config", "/etc/sluice/config/sluice.yaml"])
@@ -248,10 +268,8 @@ class DefaultsTest(ChartTestCase):
         self.assertEqual(app["image"], "sluice:0.1.0")
         self.assertEqual(app["args"], ["demo-app", "--listen", "127.0.0.1:4000"])
 
-    def test_prestop_drains_with_the_secret_token(self):
-        app = self.r.container("app")
-        get = app["lifecycle"]["preStop"]["httpGet"]
-        self.assertEqual((get["path"], get["port"]), ("/drain/wait", 9901))
+    def test_hooks_drain_and_resume_over_loopback_without_the_token(self):
+        self.assert_hooks(self.r, "127.0.0.1:9901")
         token = self.token_of(self.r)
         self.assertRegex(token, r"^[A-Za-z0-9]{40}$")
         secret = self.r.one("Secret")
@@ -272,7 +290,7 @@ class DefaultsTest(ChartTestCase):
         self.assertGreater(pod["securityContext"]["runAsUser"], 0)
         self.assertEqual(pod["securityContext"]["seccompProfile"], {"type": "RuntimeDefault"})
         self.assertIs(pod["automountServiceAccountToken"], False)
-        for name in ("sluice", "app"):
+        for name in ("sluice-tools", "sluice", "app"):
             sc = self.r.container(name)["securityContext"]
             self.assertIs(sc["readOnlyRootFilesystem"], True, name)
             self.assertIs(sc["allowPrivilegeEscalation"], False, name)
@@ -309,6 +327,7 @@ class DefaultsTest(ChartTestCase):
         self.assertIs(app["readiness"], True)
         self.assertEqual(app["pool"]["idle_timeout"], "4s")
         self.assertEqual((cfg["drain"]["delay"], cfg["drain"]["budget"]), ("5s", "25s"))
+        self.assertIs(cfg["drain"]["wait_for_app"], False)  # native: SIGTERM comes after the app
         self.assertEqual(cfg["log"]["format"], "json")
 
 
@@ -316,7 +335,7 @@ class NonDefaultValuesTest(ChartTestCase):
     def test_plain_container_mode(self):
         r = self.render(PLAIN, kube_version="1.27.3")
         pod = r.pod
-        self.assertNotIn("initContainers", pod)
+        self.assertEqual([c["name"] for c in pod["initContainers"]], ["sluice-tools"])
         self.assertEqual([c["name"] for c in pod["containers"]], ["app", "sluice"])
         s = r.container("sluice")
         self.assertNotIn("restartPolicy", s)
@@ -329,9 +348,8 @@ class NonDefaultValuesTest(ChartTestCase):
         self.assertEqual((app["image"], app["command"], app["args"]),
                          ("ghcr.io/example/web:2.0", ["node"], ["server.js"]))
         self.assertEqual(app["readinessProbe"]["httpGet"]["path"], "/health")
-        self.assertNotIn("volumeMounts", app)  # tmpVolume: false
-        get = app["lifecycle"]["preStop"]["httpGet"]
-        self.assertEqual((get["path"], get["port"]), ("/drain/wait", 9100))
+        self.assertEqual([m["name"] for m in app["volumeMounts"]], ["sluice-bin"])  # no tmp
+        self.assert_hooks(r, "127.0.0.1:9100")
         self.assertEqual(self.token_of(r), "0123456789abcdef-given-token")
         self.assertEqual(base64.b64decode(r.one("Secret")["data"]["token"]).decode(),
                          "0123456789abcdef-given-token")
@@ -374,6 +392,7 @@ class NonDefaultValuesTest(ChartTestCase):
         self.assertEqual(clusters["legacy"]["endpoints"], ["10.0.0.7:8080", "[fd00::7]:8080"])
         self.assertIs(clusters["legacy"]["readiness"], False)
         self.assertEqual(cfg["drain"]["delay"], "500ms")
+        self.assertIs(cfg["drain"]["wait_for_app"], True)  # plain container: outlive the app
         self.assertEqual(cfg["limits"]["max_body_bytes"], "10MiB")
         self.assertEqual((cfg["log"]["format"], cfg["log"]["level"], cfg["log"]["access"]),
                          ("text", "warn", False))
@@ -433,6 +452,34 @@ class NonDefaultValuesTest(ChartTestCase):
             self.assertNotEqual(r.returncode, 0, values)
             self.assertIn(message, r.stderr)
 
+    def test_replicas_null_leaves_them_to_an_hpa(self):
+        self.assertEqual(self.render().deployment["spec"]["replicas"], 2)
+        r = self.render(self.write("hpa.yaml", "replicas: null\n"))
+        self.assertNotIn("replicas", r.deployment["spec"])
+
+    def test_default_topology_spread(self):
+        spread = self.render().pod["topologySpreadConstraints"]
+        self.assertEqual([(c["topologyKey"], c["whenUnsatisfiable"], c["maxSkew"]) for c in spread],
+                         [("kubernetes.io/hostname", "ScheduleAnyway", 1),
+                          ("topology.kubernetes.io/zone", "ScheduleAnyway", 1)])
+        for c in spread:
+            self.assertEqual(c["labelSelector"]["matchLabels"],
+                             {"app.kubernetes.io/name": "sluice", "app.kubernetes.io/instance": "shop"})
+        mine = [{"maxSkew": 2, "topologyKey": "kubernetes.io/hostname",
+                 "whenUnsatisfiable": "DoNotSchedule",
+                 "labelSelector": {"matchLabels": {"app": "x"}}}]
+        r = self.render(self.write("spread.yaml", yaml.safe_dump({"topologySpreadConstraints": mine})))
+        self.assertEqual(r.pod["topologySpreadConstraints"], mine)
+
+    def test_ipv6_bind_address(self):
+        r = self.render(self.write("v6.yaml", "sluice: {bindAddress: '[::]'}\n"))
+        cfg = self.check_config(r, self.token_of(r))
+        self.assertEqual(cfg["admin"]["address"], "[::]:9901")
+        self.assertEqual(cfg["listeners"][0]["address"], "[::]:8080")
+        self.assert_hooks(r, "[::1]:9901")  # loopback of the same family
+        errors, _ = self.schema_errors("sluice: {bindAddress: '::'}\n")
+        self.assertTrue(any(p == "sluice.bindAddress" for p, _ in errors), errors)
+
     def test_app_image_needs_a_tag(self):
         r = self.run_render(self.write("notag.yaml", "app: {image: {repository: example/app}}\n"))
         self.assertNotEqual(r.returncode, 0)
@@ -456,26 +503,22 @@ class AdminTokenTest(ChartTestCase):
         self.assertEqual(base64.b64decode(kept.one("Secret")["data"]["token"]).decode(), token)
 
     def test_existing_secret(self):
+        # Only mounted: the chart never reads it (helm template works), and since no pod spec
+        # carries the token, rotating the Secret outside Helm cannot make a hook skip the drain.
         token = "existing-token-0123456789"
-        r = self.render(EXISTING, lookup=[self.secret("web-admin", "admin-token", token + "\n")])
+        r = self.render(EXISTING)
         self.assertNotIn("Secret", r.kinds())
-        self.assertEqual(self.token_of(r), token)  # trimmed, as sluice trims the file
+        self.assertNotIn(TOKEN_HEADER, json.dumps(r.deployment))
+        self.assert_hooks(r, "127.0.0.1:9901")
         vol = {v["name"]: v for v in r.pod["volumes"]}["sluice-admin-token"]
         self.assertEqual(vol["secret"], {"secretName": "web-admin",
                                          "items": [{"key": "admin-token", "path": "admin-token"}]})
         self.assertIn("token_file: /etc/sluice/admin/admin-token", r.sluice_yaml)
         self.check_config(r, token + "\n")
 
-    def test_existing_secret_that_cannot_be_read(self):
-        r = self.run_render(EXISTING)  # helm template: lookup finds nothing
+    def test_a_short_token_value_fails(self):
+        r = self.run_render(self.write("short.yaml", "sluice: {adminToken: {value: short}}\n"))
         self.assertNotEqual(r.returncode, 0)
-        self.assertIn('cannot read Secret "web-admin" in namespace "prod"', r.stderr)
-        r = self.run_render(EXISTING, lookup=[self.secret("web-admin", "other", "x" * 20)])
-        self.assertNotEqual(r.returncode, 0)
-        self.assertIn('has no key "admin-token"', r.stderr)
-        r = self.run_render(EXISTING, lookup=[self.secret("web-admin", "admin-token", "short")])
-        self.assertNotEqual(r.returncode, 0)
-        self.assertIn("16 or more visible ASCII characters", r.stderr)
 
 
 class MonitoringTest(ChartTestCase):
@@ -509,7 +552,16 @@ class MonitoringTest(ChartTestCase):
         cm = [d for d in r.docs if d["metadata"]["name"] == "shop-sluice-dashboard"][0]
         self.assertEqual(cm["metadata"]["labels"]["grafana_dashboard"], "1")
         dash = json.loads(cm["data"]["sluice.json"])
-        self.assertEqual(dash, json.loads(read(os.path.join(CHART, "dashboards", "sluice.json"))))
+        # The file's dashboard, with a uid and title of the release's own.
+        want = json.loads(read(os.path.join(CHART, "dashboards", "sluice.json")))
+        self.assertRegex(dash["uid"], r"^sluice-[0-9a-f]{16}$")
+        self.assertEqual(dash["title"], "sluice (prod/shop-sluice)")
+        self.assertEqual(dict(dash, uid="sluice", title="sluice"), want)
+        other = [d for d in self.render(name="cart").docs
+                 if d["metadata"]["name"] == "cart-sluice-dashboard"][0]
+        other_uid = json.loads(other["data"]["sluice.json"])["uid"]
+        self.assertNotEqual(other_uid, dash["uid"], "two releases, one dashboard uid")
+        self.assertLessEqual(len(dash["uid"]), 40)  # Grafana's limit
         exprs = [t["expr"] for p in dash["panels"] for t in p.get("targets", [])]
         titles = " ".join(p["title"] for p in dash["panels"]).lower()
         for topic in ("requests", "errors", "latency", "pool reuse", "websocket", "drain"):
@@ -546,9 +598,37 @@ class MonitoringTest(ChartTestCase):
             p.stderr.close()
         return set(re.findall(r"^# TYPE (\S+) ", text, re.M))
 
+    def test_scrape_annotations_or_service_monitor_not_both(self):
+        ann = lambda r: r.deployment["spec"]["template"]["metadata"]["annotations"]
+        # auto: annotations where no ServiceMonitor is made...
+        self.assertEqual(ann(self.render())["prometheus.io/scrape"], "true")
+        # ...and none where one is.
+        r = self.render(api_versions=[MONITORING])
+        self.assertIn("ServiceMonitor", r.kinds())
+        self.assertNotIn("prometheus.io/scrape", ann(r))
+        both = self.write("both.yaml", "metrics: {podAnnotations: true}\n")
+        self.assertEqual(ann(self.render(both, api_versions=[MONITORING]))["prometheus.io/scrape"],
+                         "true")
+        off = self.write("off.yaml", "metrics: {podAnnotations: false}\n")
+        self.assertNotIn("prometheus.io/scrape", ann(self.render(off)))
+
     def test_notes(self):
         r = self.run_render(notes=True)
         self.assertEqual(r.returncode, 0, r.stderr)
+        # Every pod of the release, the old ones draining included, each line with its pod.
+        self.assertIn("kubectl --namespace prod logs -f --prefix --max-log-requests 20 -c sluice "
+                      "-l app.kubernetes.io/name=sluice,app.kubernetes.io/instance=shop", r.stdout)
+        self.assertNotIn("logs deployment/", r.stdout)
+        self.assertIn("kubelet at 1.29 or later", r.stdout)
+        self.assertNotIn("WARNING", r.stdout)
+        # Nodes that lookup can list: those with an older kubelet are named.
+        node = lambda name, v: {"apiVersion": "v1", "kind": "Node", "metadata": {"name": name},
+                                "status": {"nodeInfo": {"kubeletVersion": v}}}
+        r = self.run_render(notes=True, lookup=[node("a", "v1.30.2"), node("b", "v1.28.9-eks-1")])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("older than 1.29, where this pod would never start: b (v1.28.9-eks-1)",
+                      r.stdout)
+        r = self.run_render(notes=True)
         self.assertIn("kubectl --namespace prod port-forward deployment/shop-sluice 9901:9901",
                       r.stdout)
         self.assertIn("http://127.0.0.1:9901/", r.stdout)

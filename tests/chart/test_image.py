@@ -102,8 +102,9 @@ def owners(paths):
 
 
 def direct_depends(package):
-    r = subprocess.run(["dpkg-query", "-W", "-f=${Depends}", package], capture_output=True,
-                       text=True, check=True)
+    # Pre-Depends too: python3 reaches /usr/bin/python3 (python3-minimal) through it.
+    r = subprocess.run(["dpkg-query", "-W", "-f=${Pre-Depends},${Depends}", package],
+                       capture_output=True, text=True, check=True)
     return {re.split(r"[ :(]", alt.strip())[0]
             for dep in r.stdout.split(",") if dep.strip() for alt in dep.split("|")}
 
@@ -130,6 +131,8 @@ class DockerfileTest(unittest.TestCase):
         self.assertIn(("COPY", ". ."), self.stages[0][2])
         self.assertIn(("COPY", "--from=build /src/build/sluice /usr/local/bin/sluice"),
                       self.stages[1][2])
+        self.assertIn(("COPY", "--from=build /src/build/sluice-drain /usr/local/bin/sluice-drain"),
+                      self.stages[1][2])
         self.assertIn(("WORKDIR", "/src"), self.stages[0][2])
 
     def test_build_packages_are_the_makefiles_build_packages(self):
@@ -144,8 +147,10 @@ class DockerfileTest(unittest.TestCase):
         used = {line.strip() for line in deps.splitlines() if line.startswith("    ")}
         self.assertGreater(len(used), 100)
         cache = read(os.path.join(BUILD_DIR, "CMakeCache.txt"))
+        # SYSTEM_PYTHON: tests/CMakeLists.txt requires python3 at configure time (the first
+        # real build of the image, `make test-image`, failed without it).
         for key in ("CMAKE_COMMAND", "CMAKE_MAKE_PROGRAM", "CMAKE_CXX_COMPILER",
-                    "CMAKE_C_COMPILER", "PKG_CONFIG_EXECUTABLE"):
+                    "CMAKE_C_COMPILER", "PKG_CONFIG_EXECUTABLE", "SYSTEM_PYTHON"):
             path = re.search(rf"^{key}:[A-Z]+=(.+)$", cache, re.M).group(1)
             used |= {path, os.path.realpath(path)}
         for path in re.findall(r"^[A-Za-z0-9_-]+_DIR:PATH=(/\S+/cmake/\S+)$", cache, re.M):

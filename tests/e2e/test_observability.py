@@ -219,10 +219,12 @@ class ObservabilityTest(E2ETestCase):
         _, op, _, payload = read_ws_frame(c)
         self.assertEqual((op, payload[:2]), (0x8, b"\x03\xe9"))
         c.send(ws_frame(0x8, close_payload(1001)))
+        # An admin-API drain leaves sluice running until its own signal (or POST /resume).
+        s.wait_line("drain done", timeout=10)
+        s.proc.send_signal(signal.SIGTERM)
         s.proc.wait(timeout=10)
         self.procs.remove(s)
         self.assertEqual(s.proc.returncode, 0)
-        s.wait_line("drain done", timeout=5)
 
     def test_reloads_are_counted_by_result(self):
         up = self.start_aiohttp()
@@ -290,7 +292,10 @@ class ObservabilityTest(E2ETestCase):
         m = self.metrics(s)
         self.assertEqual(self.value(m, "sluice_draining"), 1)
         self.assertGreater(self.value(m, "sluice_drain_duration_seconds"), 0)
-        self.assertEqual(s.proc.wait(timeout=10), 0)  # the drain ends on its own
+        # The drain ends on its own; sluice then waits for its signal (or POST /resume).
+        s.wait_line("drain done; waiting for SIGTERM", timeout=10)
+        s.proc.send_signal(signal.SIGTERM)
+        self.assertEqual(s.proc.wait(timeout=10), 0)
         self.procs.remove(s)
 
     def test_config_endpoint_shows_the_effective_config_without_the_token(self):

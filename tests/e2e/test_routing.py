@@ -510,10 +510,12 @@ class RoutingTest(E2ETestCase):
         self.assertEqual((r.status, name_of(r)), (200, "api"))
         kept.send(request_bytes("GET", "/"))
         self.assertEqual(kept.read_response().status, 200)
+        # Native sidecar: the SIGTERM comes after the app has exited.
+        app.kill()
         t0 = time.monotonic()
         os.kill(s.pid, signal.SIGTERM)
         self.assertEqual(s.proc.wait(timeout=5), 0)
-        self.assertLess(time.monotonic() - t0, 2.0, "slow to stop after the drain")
+        self.assertLess(time.monotonic() - t0, 2.5, "slow to stop after the drain")
         self.procs.remove(s)  # it exited: no SIGTERM at clean-up
 
     def test_sigterm_during_an_admin_drain_lets_it_finish(self):

@@ -23,6 +23,7 @@ import itertools
 import json
 import os
 import re
+import signal
 import threading
 import time
 import unittest
@@ -501,6 +502,9 @@ class StatusPageTest(E2ETestCase):
         self.assertEqual(r.status, 200)
         self.assertEqual(r.body, b"slept 8000\n")
         slow.close()
+        # An admin-API drain leaves sluice running until its own signal (or POST /resume).
+        s.wait_line("drain done; waiting for SIGTERM", timeout=15)
+        s.proc.send_signal(signal.SIGTERM)
         self.assertEqual(s.proc.wait(15), 0, s.log())
 
         snap = self.wait_page(page, "'not answering' after sluice exited",

@@ -501,6 +501,9 @@ class TerminationTest(TlsCase):
         self.assertEqual(results, [("ConnectionClosedOK", 1001)] * 3)
         st = up.wait_stats(lambda st: st["closed"] == 4)
         self.assertEqual(st["close_codes"], {"1000": 1, "1001": 3}, st)
+        # An admin-API drain leaves sluice running until its own signal (or POST /resume).
+        s.wait_line("drain done; waiting for SIGTERM", timeout=10)
+        s.proc.send_signal(signal.SIGTERM)
         self.assertEqual(s.proc.wait(10), 0, "exit status after the drain")
 
 

@@ -87,28 +87,16 @@ token
 {{- end -}}
 
 {{/*
-The admin token, the same in every template of one render: the Secret holds it for sluice, and
-the app's preStop hook sends it (httpGet header values are literal strings in Kubernetes).
-From sluice.adminToken.value; or read from the existing Secret it names; or, with neither, read
-back from the chart's own Secret so that upgrades keep it, or generated on the first install.
-The result is kept on the top-level object, which Helm shares between the templates of a render.
+The admin token of the chart's own Secret (with no sluice.adminToken.existingSecret): from
+sluice.adminToken.value; or read back from that Secret so that upgrades keep it, or generated on
+the first install. No pod spec carries it: the app's lifecycle hooks reach the admin API over the
+pod's loopback, where no token is needed. It is for callers off the pod (/drain, /reload).
 */}}
 {{- define "sluice.adminToken" -}}
-{{- if not (hasKey . "sluiceAdminToken") -}}
 {{- $cfg := .Values.sluice.adminToken -}}
 {{- $token := "" -}}
 {{- if $cfg.value -}}
 {{- $token = $cfg.value -}}
-{{- else if $cfg.existingSecret -}}
-{{- $secret := lookup "v1" "Secret" .Release.Namespace $cfg.existingSecret -}}
-{{- if not $secret -}}
-{{- fail (printf "sluice.adminToken.existingSecret: cannot read Secret %q in namespace %q. The app's preStop hook must carry the token in its header, so the chart reads it at install time; helm template and --dry-run cannot read Secrets: create the Secret first, or set sluice.adminToken.value instead" $cfg.existingSecret .Release.Namespace) -}}
-{{- end -}}
-{{- $encoded := dig "data" $cfg.existingSecretKey "" $secret -}}
-{{- if not $encoded -}}
-{{- fail (printf "sluice.adminToken.existingSecret: Secret %q has no key %q (sluice.adminToken.existingSecretKey)" $cfg.existingSecret $cfg.existingSecretKey) -}}
-{{- end -}}
-{{- $token = $encoded | b64dec | trim -}}
 {{- else -}}
 {{- $secret := lookup "v1" "Secret" .Release.Namespace (include "sluice.adminSecretName" .) -}}
 {{- $encoded := dig "data" "token" "" $secret -}}
@@ -117,9 +105,23 @@ The result is kept on the top-level object, which Helm shares between the templa
 {{- if not (regexMatch "^[!-~]{16,}$" $token) -}}
 {{- fail "the admin token must be 16 or more visible ASCII characters, without spaces (it goes into an HTTP header)" -}}
 {{- end -}}
-{{- $_ := set . "sluiceAdminToken" $token -}}
+{{- $token -}}
 {{- end -}}
-{{- get . "sluiceAdminToken" -}}
+
+{{/*
+Where sluice's listeners bind (sluice.bindAddress: "0.0.0.0", or "[::]" on IPv6-only clusters),
+and the loopback address of the same family that the app's lifecycle hooks use for the admin API.
+*/}}
+{{- define "sluice.bindHost" -}}
+{{- .Values.sluice.bindAddress | default "0.0.0.0" -}}
+{{- end -}}
+
+{{- define "sluice.hookAdminAddress" -}}
+{{- if contains ":" (include "sluice.bindHost" .) -}}
+[::1]:{{ int .Values.sluice.ports.admin }}
+{{- else -}}
+127.0.0.1:{{ int .Values.sluice.ports.admin }}
+{{- end -}}
 {{- end -}}
 
 {{- define "sluice.checks" -}}
@@ -154,13 +156,14 @@ admin listener and the token file are the chart's.
 # Rendered by the sluice chart (release {{ .Release.Name }}) from its values.
 # Every key: README, "Configuration"; commented example: config/sidecar.yaml.
 admin:
-  # Every address: the kubelet's probes and preStop hook come to the pod IP.
-  address: 0.0.0.0:{{ int .Values.sluice.ports.admin }}
+  # Every address: the kubelet's probes come to the pod IP. The app's lifecycle hooks come over
+  # loopback (no token needed); the token is for other callers off the pod.
+  address: "{{ include "sluice.bindHost" . }}:{{ int .Values.sluice.ports.admin }}"
   token_file: /etc/sluice/admin/{{ include "sluice.adminSecretKey" . }}
 workers: {{ int .Values.sluice.workers }}
 listeners:
   - name: ingress
-    address: 0.0.0.0:{{ int .Values.sluice.ports.http }}
+    address: "{{ include "sluice.bindHost" . }}:{{ int .Values.sluice.ports.http }}"
     cluster: app
 {{- if .Values.egress.apis }}
   # The app's outbound calls: loopback only, open until sluice stops.
@@ -192,6 +195,10 @@ limits:
 {{- end }}
 drain:
   {{- toYaml .Values.sluice.drain | nindent 2 }}
+  {{- if not .Values.sluice.native }}
+  # A plain container gets its SIGTERM with the app's: egress serves until the app has gone.
+  wait_for_app: true
+  {{- end }}
 {{- with .Values.sluice.log }}
 log:
   {{- toYaml . | nindent 2 }}

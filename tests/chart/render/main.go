@@ -1,7 +1,7 @@
 // render: Helm's template engine without Helm, for the chart tests (tests/chart/test_chart.py).
 //
 // Helm renders a chart with Go's text/template, the sprig function library and a few functions
-// and objects of its own. This program does the same for one chart without subcharts, following
+// and objects of its own. This program does the same for one chart and its charts/ subcharts, following
 // Helm 3's engine (pkg/engine) and value handling (pkg/chartutil) where the chart depends on them:
 //   - .Values: the chart's values.yaml coalesced with the -f files (later files win, maps merge
 //     key by key, lists are replaced, a null deletes the key), numbers decoded as float64 the way
@@ -14,6 +14,11 @@
 //     from the objects in a -lookup file, or with an empty map, as in `helm template`);
 //   - missingkey=zero and "<no value>" removed from the output, or missingkey=error with
 //     -strict (what `helm lint --strict` uses).
+//
+// Subcharts (charts/NAME, a folder or a symlink to one), as Helm loads them: their templates
+// join the one set (named templates are shared), their values.yaml defaults are coalesced under
+// .Values.NAME of the parent, and their templates render with .Values = that subtree and .Chart
+// = their Chart.yaml; only the parent's NOTES.txt is rendered.
 //
 // Output: every template except partials (_*.tpl) and NOTES.txt as a multi-document YAML stream
 // with "# Source:" comments, like `helm template`; with -notes, only NOTES.txt. With
@@ -352,28 +357,78 @@ func main() {
 		}
 	}
 
-	files := Files{}
 	templates := map[string]string{} // "NAME/templates/x.yaml" -> text
-	root := filepath.Clean(*chartDir)
-	err = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		rel, _ := filepath.Rel(root, p)
-		rel = filepath.ToSlash(rel)
-		data, err := os.ReadFile(p)
+	// readChart collects one chart's templates (under prefix) and its other files.
+	readChart := func(root, prefix string) Files {
+		files := Files{}
+		err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+			if err != nil || d.IsDir() {
+				return err
+			}
+			rel, _ := filepath.Rel(root, p)
+			rel = filepath.ToSlash(rel)
+			if strings.HasPrefix(rel, "charts/") {
+				return nil // subcharts are read on their own
+			}
+			data, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			if strings.HasPrefix(rel, "templates/") {
+				templates[path.Join(prefix, rel)] = string(data)
+			} else if rel != "Chart.yaml" && rel != "values.yaml" && rel != "values.schema.json" {
+				files[rel] = data
+			}
+			return nil
+		})
 		if err != nil {
-			return err
+			fail("%v", err)
 		}
-		if strings.HasPrefix(rel, "templates/") {
-			templates[path.Join(meta.Name, rel)] = string(data)
-		} else if rel != "Chart.yaml" && rel != "values.yaml" && rel != "values.schema.json" {
-			files[rel] = data
+		return files
+	}
+	root := filepath.Clean(*chartDir)
+	files := readChart(root, meta.Name)
+
+	// Subcharts: charts/NAME folders (or symlinks to them).
+	type subchart struct {
+		meta   Metadata
+		prefix string
+		files  Files
+	}
+	var subcharts []subchart
+	entries, _ := os.ReadDir(filepath.Join(root, "charts"))
+	for _, e := range entries {
+		dir, err := filepath.EvalSymlinks(filepath.Join(root, "charts", e.Name()))
+		if err != nil {
+			fail("subchart %s: %v", e.Name(), err)
 		}
-		return nil
-	})
-	if err != nil {
-		fail("%v", err)
+		if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+			continue
+		}
+		var sm Metadata
+		data, err := os.ReadFile(filepath.Join(dir, "Chart.yaml"))
+		if err != nil {
+			fail("subchart %s: %v", e.Name(), err)
+		}
+		if err := yaml.UnmarshalStrict(data, &sm); err != nil {
+			fail("subchart %s: Chart.yaml: %v", e.Name(), err)
+		}
+		subDefaults := map[string]interface{}{}
+		if data, err := os.ReadFile(filepath.Join(dir, "values.yaml")); err == nil {
+			if subDefaults, err = yamlToMap(data); err != nil {
+				fail("subchart %s: values.yaml: %v", e.Name(), err)
+			}
+		}
+		userSub, _ := values[sm.Name].(map[string]interface{})
+		values[sm.Name] = coalesce(subDefaults, userSub)
+		prefix := path.Join(meta.Name, "charts", sm.Name)
+		subcharts = append(subcharts, subchart{sm, prefix, readChart(dir, prefix)})
+	}
+	if *valuesOut != "" && len(subcharts) > 0 {
+		j, _ := json.MarshalIndent(values, "", "  ")
+		if err := os.WriteFile(*valuesOut, j, 0o644); err != nil {
+			fail("%v", err)
+		}
 	}
 
 	// Objects that lookup finds.
@@ -501,6 +556,24 @@ func main() {
 		}
 	}
 
+	// The context of each template: its own chart's.
+	contextOf := func(n string) map[string]interface{} {
+		for _, sc := range subcharts {
+			if strings.HasPrefix(n, sc.prefix+"/") {
+				sub := map[string]interface{}{}
+				for k, v := range top {
+					sub[k] = v
+				}
+				sub["Values"] = values[sc.meta.Name]
+				sub["Chart"] = ChartObject{Metadata: sc.meta}
+				sub["Files"] = sc.files
+				sub["Template"] = map[string]interface{}{"Name": n, "BasePath": path.Join(sc.prefix, "templates")}
+				return sub
+			}
+		}
+		top["Template"] = map[string]interface{}{"Name": n, "BasePath": path.Join(meta.Name, "templates")}
+		return top
+	}
 	var out bytes.Buffer
 	for _, n := range names {
 		base := path.Base(n)
@@ -508,9 +581,11 @@ func main() {
 		if strings.HasPrefix(base, "_") || isNotes != *notes {
 			continue
 		}
-		top["Template"] = map[string]interface{}{"Name": n, "BasePath": path.Join(meta.Name, "templates")}
+		if isNotes && strings.HasPrefix(n, meta.Name+"/charts/") {
+			continue // Helm shows only the parent's notes
+		}
 		var buf strings.Builder
-		if err := t.ExecuteTemplate(&buf, n, top); err != nil {
+		if err := t.ExecuteTemplate(&buf, n, contextOf(n)); err != nil {
 			fail("execution error: %v", err)
 		}
 		text := strings.ReplaceAll(buf.String(), "<no value>", "")
