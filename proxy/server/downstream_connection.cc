@@ -238,6 +238,9 @@ void DownstreamConnection::start_http2(const Slice& first) {
   }
   arm_timer(limits().idle_timeout);
   h2_->on_input(first);  // the preface (nghttp2 checks it) and what came with it; our SETTINGS
+  // Accepted (or its handshake done) after the drain told the others to go: it goes too.
+  if (state_ == State::kHttp2 && draining() && worker_.drain().get() >= DrainPhase::kDraining)
+    h2_->shutdown();
 }
 
 void DownstreamConnection::hold(const Slice& s) {

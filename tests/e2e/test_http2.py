@@ -299,6 +299,24 @@ class Http2Case(E2ETestCase):
         self.assertEqual(c.headers[sid]["content-length"], "777")
         self.assertEqual(c.bodies[sid], b"")
 
+    def test_large_bodies_keep_memory_bounded(self):
+        """200 MiB each way over one stream, to a slow upstream reader and to a slow client:
+        flow control and the watermarks keep sluice's memory bounded."""
+        up, s = self.start_pair()
+        n = 200 * MiB
+        path = os.path.join(self.make_tmpdir(), "big.bin")
+        with open(path, "wb") as f:
+            f.truncate(n)  # sparse: zeros
+        cp = curl("--http2-prior-knowledge", "-X", "POST", "-T", path,
+                  s.url("/discard?ms_per_mib=5"), timeout=120)
+        self.assertEqual(cp.returncode, 0, cp.stderr)
+        self.assertEqual(json.loads(cp.stdout), {"received": n})
+        cp = curl("--http2-prior-knowledge", "--limit-rate", "100M", "-o", "/dev/null",
+                  "-w", "%{http_version} %{size_download}", s.url("/bytes/%d" % n), timeout=120)
+        self.assertEqual(cp.returncode, 0, cp.stderr)
+        self.assertEqual(cp.stdout, b"2 %d" % n)
+        self.assertMemoryBounded(s)
+
     def test_settings_sent(self):
         up, s = self.start_pair()
         c = self.h2c(s)
