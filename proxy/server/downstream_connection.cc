@@ -148,7 +148,10 @@ void DownstreamConnection::on_timer(uv_timer_t* t) {
       const Millis timeout = self->limits().idle_timeout;
       if (timeout.count() <= 0) break;
       if (self->h2_->open_streams() > 0) {
-        self->arm_timer(timeout);
+        // Streams whose request body stopped arriving are reset (checked every half timeout:
+        // a stall is caught within 1.5 times the timeout).
+        self->h2_->reset_stalled_streams(static_cast<uint64_t>(timeout.count()));
+        if (self->state_ == State::kHttp2) self->arm_timer(Millis(timeout.count() / 2 + 1));
         break;
       }
       const uint64_t quiet = self->ctx().now_ms() - self->h2_->idle_since_ms();

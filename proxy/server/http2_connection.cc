@@ -188,6 +188,14 @@ void Http2Connection::send() {
     finish();
 }
 
+void Http2Connection::reset_stalled_streams(uint64_t timeout_ms) {
+  if (closed_) return;
+  const uint64_t now = ctx().now_ms();
+  bool any = false;
+  for (auto& s : streams_) any |= s->reset_if_stalled(now, timeout_ms);
+  if (any) send();
+}
+
 void Http2Connection::shutdown() {
   if (closed_ || !session_ || goaway_ != 0) return;
   goaway_ = 1;

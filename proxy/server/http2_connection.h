@@ -75,6 +75,8 @@ class Http2Connection {
   void close();
 
   size_t open_streams() const { return streams_.size() - retired_; }
+  // Resets the streams whose request body stalled for `timeout_ms` (Http2Stream).
+  void reset_stalled_streams(uint64_t timeout_ms);
   uint64_t idle_since_ms() const { return idle_since_ms_; }
 
   // For the streams.

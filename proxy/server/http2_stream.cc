@@ -209,12 +209,14 @@ void Http2Stream::on_request_headers(bool end_stream) {
     return;
   }
   started_ = true;
+  body_at_ms_ = conn_.ctx().now_ms();
   exchange_.begin(parser.head());
   if (end_stream) exchange_.on_request_complete(trailers_);
 }
 
 size_t Http2Stream::on_data(const Slice& data) {
   if (!started_ || !exchange_.active()) return data.len;  // nobody takes it: discarded
+  body_at_ms_ = conn_.ctx().now_ms();
   exchange_.on_request_body(data);
   if (body_paused_ && exchange_.active()) {
     held_credit_ += data.len;
@@ -276,6 +278,20 @@ h2::ssize Http2Stream::read_body(uint8_t* buf, size_t length, uint32_t* flags) {
     return NGHTTP2_ERR_DEFERRED;
   }
   return static_cast<h2::ssize>(n);
+}
+
+bool Http2Stream::reset_if_stalled(uint64_t now_ms, uint64_t timeout_ms) {
+  if (!started_ || request_ended_ || closed_ || refused_ || !exchange_.active()) return false;
+  if (body_paused_) {
+    body_at_ms_ = now_ms;  // sluice holds it back: the client is not to blame
+    return false;
+  }
+  if (now_ms - body_at_ms_ < timeout_ms) return false;
+  LOG_INFO("client %s: http2 stream %d: request body stalled; resetting the stream",
+           std::string(rc_.client_ip).c_str(), id_);
+  exchange_.abort();
+  reset(NGHTTP2_CANCEL);
+  return true;
 }
 
 void Http2Stream::notify_drained() {
@@ -412,6 +428,7 @@ void Http2Stream::reset(uint32_t error_code) {
 }
 
 void Http2Stream::resume_request_body() {
+  if (body_paused_) body_at_ms_ = conn_.ctx().now_ms();  // the client's time starts again
   body_paused_ = false;
   if (held_credit_ == 0 || closed_) return;
   size_t credit = held_credit_;

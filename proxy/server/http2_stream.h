@@ -56,6 +56,9 @@ class Http2Stream final : private ClientSide {
   void drain_event_stream() { exchange_.drain_event_stream(); }
   // The connection is going away: let the exchange go.
   void abort() { exchange_.abort(); }
+  // A request body that stopped arriving for `timeout_ms` (while sluice was not holding it
+  // back) resets the stream, as the same stall closes an HTTP/1.1 connection. True if it did.
+  bool reset_if_stalled(uint64_t now_ms, uint64_t timeout_ms);
 
   bool closed() const { return closed_; }
   bool refused() const { return refused_; }
@@ -109,7 +112,8 @@ class Http2Stream final : private ClientSide {
   std::deque<Slice> out_;
   size_t out_off_ = 0;
   size_t out_bytes_ = 0;
-  size_t held_credit_ = 0;  // request bytes received while paused: window not yet credited
+  size_t held_credit_ = 0;   // request bytes received while paused: window not yet credited
+  uint64_t body_at_ms_ = 0;  // when request body bytes last arrived (or the head)
 
   bool started_ = false;        // the exchange has the request head
   bool request_ended_ = false;  // the client's END_STREAM arrived

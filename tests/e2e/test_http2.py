@@ -383,6 +383,23 @@ class Http2Case(E2ETestCase):
             time.sleep(0.05)
         self.assertEqual(up.stats()["open"] - 1, 1)
 
+    def test_stalled_request_body_resets_the_stream(self):
+        up, s = self.start_pair("--idle-timeout", "1s")
+        c = self.h2c(s)
+        sid = c.conn.get_next_available_stream_id()
+        c.conn.send_headers(sid, [(":method", "POST"), (":scheme", "http"),
+                                  (":authority", "app.test"), (":path", "/discard")])
+        c.conn.send_data(sid, b"x" * 1000)  # and then nothing more
+        c.flush()
+        t0 = time.monotonic()
+        c.wait(lambda: sid in c.reset, timeout=10, what="the stalled stream's reset")
+        self.assertGreater(time.monotonic() - t0, 0.9)
+        self.assertEqual(c.reset[sid], h2.errors.ErrorCodes.CANCEL)
+        self.assertIn("request body stalled", s.text(stream="err"))
+        ok = c.request("GET", "/")  # the connection goes on
+        c.wait(lambda: ok in c.ended, what="a response after the reset")
+        self.assertEqual(c.headers[ok][":status"], "200")
+
     def test_malformed_requests_are_stream_errors(self):
         up, s = self.start_pair()
         c = self.h2c(s, raw=True)
