@@ -265,6 +265,7 @@ h2::ssize Http2Stream::read_body(uint8_t* buf, size_t length, uint32_t* flags) {
     }
   }
   out_bytes_ -= n;
+  if (n > 0) out_at_ms_ = conn_.ctx().now_ms();
   if (above_high_ && out_bytes_ <= TcpStream::kLowWatermark) {
     above_high_ = false;
     conn_.stream_drained(this);
@@ -281,14 +282,21 @@ h2::ssize Http2Stream::read_body(uint8_t* buf, size_t length, uint32_t* flags) {
 }
 
 bool Http2Stream::reset_if_stalled(uint64_t now_ms, uint64_t timeout_ms) {
-  if (!started_ || request_ended_ || closed_ || refused_ || !exchange_.active()) return false;
-  if (body_paused_) {
-    body_at_ms_ = now_ms;  // sluice holds it back: the client is not to blame
-    return false;
+  if (closed_ || refused_) return false;
+  const char* what = nullptr;
+  if (out_bytes_ > 0 && now_ms - out_at_ms_ >= timeout_ms) {
+    what = "the client took no response bytes";
+  } else if (started_ && !request_ended_ && exchange_.active()) {
+    if (body_paused_) {
+      body_at_ms_ = now_ms;  // sluice holds it back: the client is not to blame
+    } else if (now_ms - body_at_ms_ >= timeout_ms) {
+      what = "the request body stalled";
+    }
   }
-  if (now_ms - body_at_ms_ < timeout_ms) return false;
-  LOG_INFO("client %s: http2 stream %d: request body stalled; resetting the stream",
-           std::string(rc_.client_ip).c_str(), id_);
+  if (!what) return false;
+  LOG_INFO("client %s: http2 stream %d: %s for %llu ms; resetting it",
+           std::string(rc_.client_ip).c_str(), id_, what,
+           static_cast<unsigned long long>(timeout_ms));
   exchange_.abort();
   reset(NGHTTP2_CANCEL);
   return true;
@@ -358,6 +366,7 @@ size_t Http2Stream::send_head(const MessageHead& head) {
 
 void Http2Stream::send_body(const Slice& data) {
   if (!response_has_body_ || data.len == 0 || closed_) return;
+  if (out_bytes_ == 0) out_at_ms_ = conn_.ctx().now_ms();  // the client's time starts
   out_.push_back(data);
   out_bytes_ += data.len;
   resume_data();

@@ -57,7 +57,9 @@ class Http2Stream final : private ClientSide {
   // The connection is going away: let the exchange go.
   void abort() { exchange_.abort(); }
   // A request body that stopped arriving for `timeout_ms` (while sluice was not holding it
-  // back) resets the stream, as the same stall closes an HTTP/1.1 connection. True if it did.
+  // back), as the same stall closes an HTTP/1.1 connection, or a response the client took no
+  // byte of for as long (a window kept at zero: the upstream connection would be held for
+  // ever), resets the stream (CANCEL) and aborts its exchange. True if it did.
   bool reset_if_stalled(uint64_t now_ms, uint64_t timeout_ms);
 
   bool closed() const { return closed_; }
@@ -114,6 +116,7 @@ class Http2Stream final : private ClientSide {
   size_t out_bytes_ = 0;
   size_t held_credit_ = 0;   // request bytes received while paused: window not yet credited
   uint64_t body_at_ms_ = 0;  // when request body bytes last arrived (or the head)
+  uint64_t out_at_ms_ = 0;   // when the client last took response bytes (or some were queued)
 
   bool started_ = false;        // the exchange has the request head
   bool request_ended_ = false;  // the client's END_STREAM arrived

@@ -395,10 +395,26 @@ class Http2Case(E2ETestCase):
         c.wait(lambda: sid in c.reset, timeout=10, what="the stalled stream's reset")
         self.assertGreater(time.monotonic() - t0, 0.9)
         self.assertEqual(c.reset[sid], h2.errors.ErrorCodes.CANCEL)
-        self.assertIn("request body stalled", s.text(stream="err"))
+        self.assertIn("the request body stalled", s.text(stream="err"))
         ok = c.request("GET", "/")  # the connection goes on
         c.wait(lambda: ok in c.ended, what="a response after the reset")
         self.assertEqual(c.headers[ok][":status"], "200")
+
+    def test_zero_window_stream_is_reset_and_its_upstream_connection_closed(self):
+        up, s = self.start_pair("--idle-timeout", "1s")
+        c = self.h2c(s)
+        stuck = c.request("GET", "/bytes/%d" % (8 * MiB))
+        c.no_window.add(stuck)  # the client never opens its window past the first 64 KiB
+        c.wait(lambda: stuck in c.headers, what="the response head")
+        conn_a = c.headers[stuck]["x-upstream-conn"]
+        t0 = time.monotonic()
+        c.wait(lambda: stuck in c.reset, timeout=10, what="the stuck stream's reset")
+        self.assertGreater(time.monotonic() - t0, 0.9)
+        self.assertEqual(c.reset[stuck], h2.errors.ErrorCodes.CANCEL)
+        self.assertIn("the client took no response bytes", s.text(stream="err"))
+        after = c.request("GET", "/conn")
+        c.wait(lambda: after in c.ended, what="/conn after the reset")
+        self.assertNotEqual(str(json.loads(c.bodies[after])["conn"]), conn_a)
 
     def test_malformed_requests_are_stream_errors(self):
         up, s = self.start_pair()
