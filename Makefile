@@ -5,8 +5,8 @@ JOBS ?= $(shell nproc)
 
 # Debian 12 packages: build toolchain, libraries, and the real peers the tests and benchmarks use.
 DEB_PACKAGES := cmake ninja-build g++ pkg-config libuv1-dev node-llhttp libssl-dev \
-  prometheus-cpp-dev libyaml-cpp-dev libcli11-dev libgtest-dev nlohmann-json3-dev python3 \
-  curl nginx-light haproxy wrk python3-aiohttp python3-websockets python3-yaml procps util-linux prometheus chromium \
+  prometheus-cpp-dev libyaml-cpp-dev libcli11-dev libgtest-dev nlohmann-json3-dev python3 libnghttp2-dev \
+  curl nginx-light haproxy wrk python3-aiohttp python3-websockets python3-h2 nghttp2-client python3-yaml procps util-linux prometheus chromium \
   openssl ca-certificates
 # The chart tests (tests/chart): Helm's template engine (Go's text/template with sprig), JSON
 # Schema for values.schema.json, Node.js for kubernetes-models (npm packages from the lockfile).

@@ -4,6 +4,7 @@
 // depend on the layer above it: the owner of a connection, which knows which TLS it wants,
 // builds the filter and gives it to the stream (TcpStream::set_filter).
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/block.h"
@@ -32,6 +33,8 @@ class StreamFilter {
   virtual bool handshake_done() const = 0;
   // Input already taken from the socket but not yet handed out (a peek sees nothing of it).
   virtual bool has_pending() const = 0;
+  // The application protocol the handshake agreed on (ALPN), empty when none.
+  virtual std::string_view alpn() const { return {}; }
   // The failure that ended the connection, for its log line.
   virtual const std::string& error() const = 0;
   virtual void set_error(std::string e) = 0;

@@ -15,6 +15,7 @@
 #include <cstddef>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/block.h"
@@ -64,6 +65,8 @@ class TcpStream {
   // client-side one before connect.
   void set_filter(std::unique_ptr<StreamFilter> filter) { filter_ = std::move(filter); }
   bool tls() const { return filter_ != nullptr; }
+  // The protocol the TLS handshake agreed on (ALPN "h2", "http/1.1"), empty without one.
+  std::string_view alpn() const { return filter_ ? filter_->alpn() : std::string_view(); }
   // Why the filter failed (empty when it did not, or without one).
   const std::string& tls_error() const;
   // Another object takes the stream over (an upstream socket handed to a tunnel after a 101);

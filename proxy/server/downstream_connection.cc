@@ -1,5 +1,8 @@
 #include "server/downstream_connection.h"
 
+#include <algorithm>
+#include <cstring>
+
 #include "core/log.h"
 #include "http/rewrite.h"
 #include "server/worker.h"
@@ -15,6 +18,8 @@ constexpr size_t kMaxHeldBytes = 64 * 1024;
 // could destroy the response in flight.
 constexpr Millis kLingerTimeout{2000};
 const Slice k100Continue{BlockRef(), "HTTP/1.1 100 Continue\r\n\r\n", 25};
+// RFC 9113 §3.4: a client with prior knowledge opens with this.
+constexpr std::string_view kHttp2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 }  // namespace
 
 DownstreamConnection::DownstreamConnection(Worker& worker, uint16_t listener)
@@ -64,6 +69,11 @@ int DownstreamConnection::accept(uv_stream_t* server) {
   return r != 0 ? r : start();
 }
 
+const RequestContext& DownstreamConnection::fresh_request_context() {
+  refresh_snapshot();
+  return http_->rc;
+}
+
 int DownstreamConnection::start() {
   http_->client_ip = stream_.peer_ip();
   http_->rc.client_ip = http_->client_ip;
@@ -72,6 +82,7 @@ int DownstreamConnection::start() {
     if (!layer) return UV_ENOMEM;
     stream_.set_filter(std::move(layer));
     http_->rc.secure = true;
+    preface_checked_ = true;     // TLS clients choose HTTP/2 by ALPN
     http_->handshake_tls = tls;  // its SNI callback runs in the handshake, even after a rotation
     // The handshake first, within its own timeout; then the header timeout starts.
     arm_timer(worker_.config().listeners[listener_].tls.handshake_timeout);
@@ -96,7 +107,13 @@ void DownstreamConnection::refuse(const char* reason, bool linger) {
 
 void DownstreamConnection::on_stream_secure() {
   if (http_) http_->handshake_tls.reset();
-  if (state_ == State::kIdle && served_ == 0) arm_timer(limits().header_timeout);
+  if (state_ == State::kIdle && served_ == 0) {
+    if (stream_.alpn() == "h2") {
+      start_http2(Slice());
+      return;
+    }
+    arm_timer(limits().header_timeout);
+  }
 }
 
 void DownstreamConnection::arm_timer(Millis timeout) {
@@ -126,6 +143,26 @@ void DownstreamConnection::on_timer(uv_timer_t* t) {
     case State::kTunnel:
       self->tunnel_->force_close(TunnelEnd::kDrainForced);
       break;
+    case State::kHttp2: {
+      // The idle timeout runs while no stream is open; then GOAWAY, and the session ends.
+      const Millis timeout = self->limits().idle_timeout;
+      if (timeout.count() <= 0) break;
+      if (self->h2_->open_streams() > 0) {
+        // Streams whose request body stopped arriving are reset (checked every half timeout:
+        // a stall is caught within 1.5 times the timeout).
+        self->h2_->reset_stalled_streams(static_cast<uint64_t>(timeout.count()));
+        if (self->state_ == State::kHttp2) self->arm_timer(Millis(timeout.count() / 2 + 1));
+        break;
+      }
+      const uint64_t quiet = self->ctx().now_ms() - self->h2_->idle_since_ms();
+      if (quiet < static_cast<uint64_t>(timeout.count())) {
+        self->arm_timer(Millis(static_cast<uint64_t>(timeout.count()) - quiet));
+      } else {
+        LOG_DEBUG("client %s: http2 idle timeout", std::string(self->client_ip()).c_str());
+        self->h2_->shutdown();
+      }
+      break;
+    }
     case State::kActive:
       // Waiting for the response is the upstream timeouts' business; a request body that
       // stops arriving is the client's, unless sluice itself stopped reading (backpressure).
@@ -154,12 +191,59 @@ void DownstreamConnection::on_stream_read(const Slice& data) {
     tunnel_->from_client(data);
     return;
   }
+  if (state_ == State::kHttp2) {
+    h2_->on_input(data);
+    return;
+  }
   if (state_ == State::kClosing) return;  // lingering: discard
+  if (!preface_checked_ && take_preface(data)) return;
   if (!http_->held.empty() || (state_ == State::kActive && request_done_)) {
     hold(data);
     return;
   }
   process(data);
+}
+
+bool DownstreamConnection::take_preface(const Slice& data) {
+  std::string& early = http_->preface;
+  Slice in = data;
+  if (!early.empty()) {  // the preface is arriving in pieces (rare): look at all of it
+    early.append(data.data, data.len);
+    BlockWriter w(ctx().blocks, early.size());
+    w.append(early);
+    in = w.finish();
+    early.clear();
+  }
+  const size_t n = std::min(in.len, kHttp2Preface.size());
+  if (std::memcmp(in.data, kHttp2Preface.data(), n) != 0) {
+    preface_checked_ = true;
+    if (in.data == data.data) return false;  // HTTP/1.1: the usual path
+    process(in);
+    return true;
+  }
+  if (n < kHttp2Preface.size()) {
+    early.assign(in.data, in.len);
+    return true;
+  }
+  preface_checked_ = true;
+  start_http2(in);
+  return true;
+}
+
+void DownstreamConnection::start_http2(const Slice& first) {
+  state_ = State::kHttp2;
+  ++served_;
+  h2_ = std::make_unique<Http2Connection>(static_cast<Http2Transport&>(*this));
+  if (!h2_->start(limits().max_header_bytes)) {
+    LOG_WARN("client %s: could not start an HTTP/2 session", std::string(client_ip()).c_str());
+    close();
+    return;
+  }
+  arm_timer(limits().idle_timeout);
+  h2_->on_input(first);  // the preface (nghttp2 checks it) and what came with it; our SETTINGS
+  // Accepted (or its handshake done) after the drain told the others to go: it goes too.
+  if (state_ == State::kHttp2 && draining() && worker_.drain().get() >= DrainPhase::kDraining)
+    h2_->shutdown();
 }
 
 void DownstreamConnection::hold(const Slice& s) {
@@ -397,6 +481,10 @@ void DownstreamConnection::unblock_reading(ReadBlock reason) {
 
 void DownstreamConnection::on_stream_eof() {
   peer_eof_ = true;
+  if (state_ == State::kHttp2) {
+    close();  // HTTP/2 clients do not half-close: what is in flight is abandoned
+    return;
+  }
   if (state_ == State::kTunnel) {
     tunnel_->client_eof();
     return;
@@ -452,6 +540,10 @@ void DownstreamConnection::on_stream_drained() {
     tunnel_->client_drained();
     return;
   }
+  if (state_ == State::kHttp2) {
+    h2_->on_transport_drained();
+    return;
+  }
   if (state_ == State::kClosing) {
     if (stream_.queued() != 0) return;
     if (linger_) {
@@ -468,6 +560,7 @@ void DownstreamConnection::close_after_flush(bool linger) {
   if (state_ >= State::kClosing) return;
   state_ = State::kClosing;
   linger_ = linger && !peer_eof_;
+  if (h2_) h2_->close();
   if (http_) {
     http_->exchange.abort();
     http_->held.clear();
@@ -494,6 +587,7 @@ void DownstreamConnection::close_after_flush(bool linger) {
 void DownstreamConnection::close() {
   if (state_ == State::kClosed) return;
   state_ = State::kClosed;
+  if (h2_) h2_->close();
   if (http_) {
     http_->exchange.abort();
     http_->held.clear();

@@ -6,8 +6,10 @@
 // current request; after a 101 it owns the Tunnel instead (as its TunnelClient). Serves one
 // request at a time: the parser pauses after each request until its response is complete, and
 // pipelined bytes wait (bounded) meanwhile. Frames responses for HTTP/1.1 (chunked or not,
-// Connection: close or not). Owned by its Worker's connection list; after close() it frees
-// itself on a later loop turn, once its socket closed.
+// Connection: close or not). A client that opens with the HTTP/2 preface (plain listeners,
+// prior knowledge) or agrees on ALPN h2 (TLS listeners) is served by an Http2Connection the
+// connection owns instead, as its Http2Transport. Owned by its Worker's connection list; after
+// close() it frees itself on a later loop turn, once its socket closed.
 #include <uv.h>
 
 #include <string>
@@ -22,6 +24,7 @@
 #include "http/parser.h"
 #include "http/rewrite.h"
 #include "net/tcp_stream.h"
+#include "server/http2_connection.h"
 #include "tls/tls_context.h"
 #include "tunnel/tunnel.h"
 
@@ -33,7 +36,8 @@ class DownstreamConnection final : public ListNode,
                                    private ClientSide,
                                    private TunnelClient,
                                    private StreamHandler,
-                                   private BodySink {
+                                   private BodySink,
+                                   private Http2Transport {
  public:
   // Reasons reading is disabled; reading resumes when none is left.
   enum ReadBlock : uint8_t { kBackpressure = 1, kPipelineFull = 2 };
@@ -64,6 +68,7 @@ class DownstreamConnection final : public ListNode,
   // Accepted by a listener with `drain: false` (egress): a drain leaves it alone until the end.
   bool drain_exempt() const { return drain_exempt_; }
   Tunnel* tunnel() { return tunnel_.get(); }
+  Http2Connection* http2() { return h2_.get(); }
   // Drain: a keep-alive connection between requests, with no next request already waiting in
   // its socket, closes now; others close after their response. A connection that has not sent
   // its first request yet is not idle: it is served (with Connection: close).
@@ -101,8 +106,19 @@ class DownstreamConnection final : public ListNode,
   void resume_client() override { unblock_reading(kBackpressure); }
   void finish_tunnel() override { close_after_flush(false); }
   void arm_tunnel_timeout() override;
+  // Http2Transport
+  LoopContext& loop_context() override { return ctx(); }
+  const RequestContext& fresh_request_context() override;
+  int send_bytes(const Slice* slices, size_t count) override {
+    return stream_.write(slices, count);
+  }
+  bool send_congested() const override { return stream_.above_high_watermark(); }
+  void pause_input() override { block_reading(kBackpressure); }
+  void resume_input() override { unblock_reading(kBackpressure); }
+  void session_over() override { close_after_flush(false); }
+  bool drain_asked() const override { return draining(); }
 
-  enum class State : uint8_t { kIdle, kHead, kActive, kTunnel, kClosing, kClosed };
+  enum class State : uint8_t { kIdle, kHead, kActive, kTunnel, kHttp2, kClosing, kClosed };
 
   void on_stream_read(const Slice& data) override;
   void on_stream_secure() override;
@@ -116,6 +132,10 @@ class DownstreamConnection final : public ListNode,
   static void delete_task(void* self);
 
   void process(Slice input);
+  // The first bytes of a plain connection: true when they were taken (the HTTP/2 preface, or
+  // a part of it that may become one).
+  bool take_preface(const Slice& data);
+  void start_http2(const Slice& first);
   void hold(const Slice& s);
   void resume_held();
   void start_request();
@@ -152,6 +172,7 @@ class DownstreamConnection final : public ListNode,
     std::vector<Slice> held;   // pipelined bytes waiting for the current exchange to finish
     std::shared_ptr<const ServerTls> handshake_tls;  // held until the TLS handshake completes
     size_t held_bytes = 0;
+    std::string preface;  // first bytes that may be the start of the HTTP/2 preface
   };
 
   Worker& worker_;
@@ -159,6 +180,7 @@ class DownstreamConnection final : public ListNode,
   OnDemandTimer timer_;
   std::unique_ptr<HttpState> http_;
   std::unique_ptr<Tunnel> tunnel_;
+  std::unique_ptr<Http2Connection> h2_;
   uint32_t served_ = 0;  // requests started on this connection
   uint16_t listener_;    // index into the config's listeners
   State state_ = State::kIdle;
@@ -173,7 +195,8 @@ class DownstreamConnection final : public ListNode,
   bool peer_eof_ : 1 = false;
   bool linger_ : 1 = false;
   bool head_timer_armed_ : 1 = false;
-  bool body_timer_ : 1 = false;  // the current request has a body: its pauses are timed
+  bool body_timer_ : 1 = false;       // the current request has a body: its pauses are timed
+  bool preface_checked_ : 1 = false;  // the first bytes were not the HTTP/2 preface
   uint64_t body_at_ = 0;  // when body bytes last arrived  // kClosing: FIN sent, reading until EOF
                           // or the linger timeout
 };

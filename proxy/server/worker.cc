@@ -265,6 +265,8 @@ void Worker::apply_drain_phase(DrainPhase p) {
       if (c->drain_exempt()) return;
       if (c->idle_keep_alive()) {
         c->close();
+      } else if (Http2Connection* h2 = c->http2()) {
+        h2->shutdown();  // GOAWAY: streams in flight finish, then the connection closes
       } else if (Exchange* e = c->exchange(); e && e->active()) {
         e->drain_event_stream();
       }

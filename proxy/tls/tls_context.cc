@@ -20,6 +20,8 @@ constexpr const char* kDefaultCiphers =
     "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"
     "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
 const unsigned char kAlpnHttp11[] = {8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
+// What a listener offers, in its order of preference: HTTP/2, then HTTP/1.1.
+const unsigned char kAlpnServer[] = {2, 'h', '2', 8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
 
 bool read_file(const std::string& path, std::string& out, std::string& error) {
   std::ifstream f(path, std::ios::binary);
@@ -77,12 +79,13 @@ bool name_matches(const std::string& pattern, const std::string& name) {
 int select_alpn(SSL*, const unsigned char** out, unsigned char* outlen, const unsigned char* in,
                 unsigned int inlen, void*) {
   unsigned char* selected = nullptr;
-  if (SSL_select_next_proto(&selected, outlen, kAlpnHttp11, sizeof kAlpnHttp11, in, inlen) ==
+  // The server's order decides: h2 when the client offers it, else http/1.1.
+  if (SSL_select_next_proto(&selected, outlen, kAlpnServer, sizeof kAlpnServer, in, inlen) ==
       OPENSSL_NPN_NEGOTIATED) {
     *out = selected;
     return SSL_TLSEXT_ERR_OK;
   }
-  return SSL_TLSEXT_ERR_NOACK;  // no http/1.1 offered: carry on without ALPN
+  return SSL_TLSEXT_ERR_NOACK;  // neither offered: carry on without ALPN (HTTP/1.1)
 }
 
 // The settings every context shares: versions, no renegotiation, no compression, buffers

@@ -2,7 +2,8 @@
 // TLS contexts, built from the configuration on the main thread and shared read-only by the
 // workers (an SSL_CTX may create SSL objects from several threads).
 // - ServerTls: a listener's certificates (the first is the default, others chosen by SNI),
-//   optional client-certificate verification, TLS 1.2+, ALPN http/1.1, no renegotiation.
+//   optional client-certificate verification, TLS 1.2+, ALPN h2 and http/1.1, no
+//   renegotiation.
 //   Rebuilt on SIGHUP and when a file changes; a broken file leaves the running one in place.
 // - ClientTls: a cluster's origination settings: verification against the system bundle or
 //   `ca`, SNI and host name checks, an optional client certificate, ALPN http/1.1.

@@ -219,4 +219,11 @@ void TlsLayer::close_notify(Output& out) {
   drain_write_bio(out);
 }
 
+std::string_view TlsLayer::alpn() const {
+  const unsigned char* p = nullptr;
+  unsigned int len = 0;
+  SSL_get0_alpn_selected(ssl_, &p, &len);
+  return p ? std::string_view(reinterpret_cast<const char*>(p), len) : std::string_view();
+}
+
 }  // namespace sluice

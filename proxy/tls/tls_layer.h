@@ -63,6 +63,7 @@ class TlsLayer final : public StreamFilter {
   bool resumed() const;
   bool has_pending() const override { return SSL_pending(ssl_) > 0; }
   const char* version() const { return SSL_get_version(ssl_); }
+  std::string_view alpn() const override;
   const std::string& error() const override { return error_; }
   void set_error(std::string e) override { error_ = std::move(e); }
   // The connection outlives the pool whose slot it stores sessions in (a socket handed to a

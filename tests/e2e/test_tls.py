@@ -340,11 +340,15 @@ class TerminationTest(TlsCase):
             self.assertRegex(out, r"New, %s, Cipher is " % re.escape(version))
             self.assertIn("ALPN protocol: http/1.1", out)
             self.assertIn("Verify return code: 0 (ok)", out)
-        # ALPN: http/1.1 chosen among several; h2 alone is not acknowledged (no failure).
-        rc, out = self.s_client(s.port, "-alpn", "h2,http/1.1")
+        # ALPN: h2 preferred when offered (issue #15), http/1.1 otherwise; a protocol sluice
+        # does not speak is not acknowledged (no failure).
+        rc, out = self.s_client(s.port, "-alpn", "http/1.1,h2")
+        self.assertEqual(rc, 0, out)
+        self.assertIn("ALPN protocol: h2", out)
+        rc, out = self.s_client(s.port, "-alpn", "spdy/3,http/1.1")
         self.assertEqual(rc, 0, out)
         self.assertIn("ALPN protocol: http/1.1", out)
-        rc, out = self.s_client(s.port, "-alpn", "h2")
+        rc, out = self.s_client(s.port, "-alpn", "spdy/3")
         self.assertEqual(rc, 0, out)
         self.assertIn("No ALPN negotiated", out)
         # Renegotiation (TLS 1.2): s_client's "R" command; sluice refuses it.

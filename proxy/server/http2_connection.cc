@@ -1,0 +1,375 @@
+#include "server/http2_connection.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "core/log.h"
+#include "server/http2_shim.h"
+#include "server/http2_stream.h"
+
+namespace sluice {
+
+namespace {
+
+// The opaque data of the PING that follows the shutdown notice.
+constexpr uint8_t kGoawayPing[8] = {'s', 'l', 'u', 'i', 'c', 'e', 'g', 'a'};
+
+// Frames are copied out of nghttp2's buffer into pool blocks of this size, written a batch at a
+// time so the socket's watermark sees them while the send pass is still producing.
+constexpr size_t kWriteBatch = 64 * 1024;
+
+struct CallbacksDeleter {
+  void operator()(nghttp2_session_callbacks* c) const { nghttp2_session_callbacks_del(c); }
+};
+struct OptionDeleter {
+  void operator()(nghttp2_option* o) const { nghttp2_option_del(o); }
+};
+
+}  // namespace
+
+Http2Connection::Http2Connection(Http2Transport& transport, Http2Settings settings)
+    : transport_(transport), settings_(settings) {}
+
+Http2Connection::~Http2Connection() {
+  close();
+  if (session_) nghttp2_session_del(session_);  // before the streams its user data points to
+  session_ = nullptr;
+  streams_.clear();
+}
+
+bool Http2Connection::start(uint64_t max_header_bytes) {
+  nghttp2_session_callbacks* raw_cb = nullptr;
+  if (nghttp2_session_callbacks_new(&raw_cb) != 0) return false;
+  std::unique_ptr<nghttp2_session_callbacks, CallbacksDeleter> cb(raw_cb);
+  nghttp2_session_callbacks_set_on_begin_headers_callback(cb.get(), &on_begin_headers);
+  nghttp2_session_callbacks_set_on_header_callback(cb.get(), &on_header);
+  nghttp2_session_callbacks_set_on_frame_recv_callback(cb.get(), &on_frame_recv);
+  nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb.get(), &on_data_chunk);
+  nghttp2_session_callbacks_set_on_frame_send_callback(cb.get(), &on_frame_send);
+  nghttp2_session_callbacks_set_on_stream_close_callback(cb.get(), &on_stream_close);
+
+  nghttp2_option* raw_opt = nullptr;
+  if (nghttp2_option_new(&raw_opt) != 0) return false;
+  std::unique_ptr<nghttp2_option, OptionDeleter> opt(raw_opt);
+  // Windows are credited by hand (nghttp2_session_consume_*): flow control is backpressure.
+  nghttp2_option_set_no_auto_window_update(opt.get(), 1);
+
+  if (nghttp2_session_server_new2(&session_, cb.get(), this, opt.get()) != 0) {
+    session_ = nullptr;
+    return false;
+  }
+  // Explicit SETTINGS: without a stream limit nghttp2 allows any number. ENABLE_CONNECT_PROTOCOL
+  // is not sent: WebSockets stay on HTTP/1.1 (RFC 8441 is not offered).
+  const uint32_t header_list =
+      static_cast<uint32_t>(std::min<uint64_t>(max_header_bytes, 1u << 30));
+  nghttp2_settings_entry iv[] = {
+      {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, settings_.max_concurrent_streams},
+      {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, settings_.initial_window},
+      {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, header_list},
+  };
+  if (nghttp2_submit_settings(session_, NGHTTP2_FLAG_NONE, iv, sizeof iv / sizeof iv[0]) != 0)
+    return false;
+  // The connection window: a WINDOW_UPDATE on stream 0 up to this size.
+  if (nghttp2_session_set_local_window_size(session_, NGHTTP2_FLAG_NONE, 0,
+                                            static_cast<int32_t>(settings_.connection_window)) != 0)
+    return false;
+  idle_since_ms_ = ctx().now_ms();
+  return true;
+}
+
+Http2Stream* Http2Connection::stream(int32_t id) {
+  return static_cast<Http2Stream*>(nghttp2_session_get_stream_user_data(session_, id));
+}
+
+void Http2Connection::on_input(const Slice& data) {
+  if (closed_ || !session_) return;
+  in_recv_ = true;
+  input_ = &data;
+  h2::ssize n = h2::mem_recv(session_, reinterpret_cast<const uint8_t*>(data.data), data.len);
+  input_ = nullptr;
+  in_recv_ = false;
+  if (closed_) return;
+  if (n < 0) {
+    LOG_INFO("http2 client: %s", nghttp2_strerror(static_cast<int>(n)));
+    // Fatal for the session (bad preface, flood, out of memory): what nghttp2 queued (a
+    // GOAWAY) goes out, then the connection closes.
+    send();
+    finish();
+    return;
+  }
+  send();
+}
+
+void Http2Connection::on_transport_drained() {
+  if (closed_) return;
+  if (input_paused_) {
+    input_paused_ = false;
+    transport_.resume_input();
+  }
+  send();
+}
+
+void Http2Connection::schedule_send() {
+  if (closed_ || in_recv_ || send_scheduled_) return;  // after mem_recv, send() runs anyway
+  send_scheduled_ = true;
+  ctx().defer(&Http2Connection::send_task, this);
+}
+
+void Http2Connection::send_task(void* p) {
+  auto* self = static_cast<Http2Connection*>(p);
+  self->send_scheduled_ = false;
+  self->send();
+}
+
+void Http2Connection::send() {
+  if (closed_ || in_send_ || in_recv_) return;
+  in_send_ = true;
+  std::vector<Slice> batch;
+  size_t batch_bytes = 0;
+  BlockRef block;
+  size_t used = 0;
+  bool failed = false;
+  auto write_batch = [&]() {
+    if (used > 0) {
+      batch.push_back(Slice{block, block->data() + block->used, used - block->used});
+      block->used = static_cast<uint32_t>(used);
+    }
+    if (!batch.empty() && transport_.send_bytes(batch.data(), batch.size()) != 0) failed = true;
+    batch.clear();
+    batch_bytes = 0;
+  };
+  while (!failed && !transport_.send_congested()) {
+    const uint8_t* p = nullptr;
+    h2::ssize n = h2::mem_send(session_, &p);
+    if (n < 0) {
+      LOG_INFO("http2: %s", nghttp2_strerror(static_cast<int>(n)));
+      failed = true;
+      break;
+    }
+    if (n == 0) break;
+    size_t left = static_cast<size_t>(n);
+    while (left > 0) {
+      if (!block || used == block->capacity) {
+        if (block && used > block->used) {
+          batch.push_back(Slice{block, block->data() + block->used, used - block->used});
+          block->used = static_cast<uint32_t>(used);
+        }
+        block = ctx().blocks.get();
+        block->used = 0;
+        used = 0;
+      }
+      size_t k = std::min<size_t>(left, block->capacity - used);
+      std::memcpy(block->data() + used, p, k);
+      used += k;
+      p += k;
+      left -= k;
+      batch_bytes += k;
+    }
+    if (batch_bytes >= kWriteBatch) write_batch();
+  }
+  if (!failed) write_batch();
+  in_send_ = false;
+  if (closed_) return;
+  if (failed) {
+    finish();
+    return;
+  }
+  if (transport_.send_congested() && !input_paused_) {
+    // A client that does not read what it asks for is not read either (PING/SETTINGS floods).
+    input_paused_ = true;
+    transport_.pause_input();
+  }
+  if (!drained_.empty()) {
+    std::vector<Http2Stream*> drained;
+    drained.swap(drained_);
+    for (Http2Stream* s : drained) s->notify_drained();  // freed only by a deferred sweep
+  }
+  if (nghttp2_session_want_read(session_) == 0 && nghttp2_session_want_write(session_) == 0)
+    finish();
+}
+
+void Http2Connection::reset_stalled_streams(uint64_t timeout_ms) {
+  if (closed_) return;
+  const uint64_t now = ctx().now_ms();
+  bool any = false;
+  for (auto& s : streams_) any |= s->reset_if_stalled(now, timeout_ms);
+  if (any) send();
+}
+
+void Http2Connection::shutdown() {
+  if (closed_ || !session_ || goaway_ != 0) return;
+  goaway_ = 1;
+  for (auto& s : streams_) s->drain_event_stream();
+  if (nghttp2_submit_shutdown_notice(session_) != 0 ||
+      nghttp2_submit_ping(session_, NGHTTP2_FLAG_NONE, kGoawayPing) != 0) {
+    final_goaway();
+  } else {
+    goaway_timer_.start(ctx().loop, this, &Http2Connection::on_goaway_timer, kGoawayWaitMs);
+  }
+  send();
+}
+
+void Http2Connection::on_goaway_timer(uv_timer_t* t) {
+  auto* self = static_cast<Http2Connection*>(t->data);
+  self->final_goaway();
+  self->send();
+}
+
+void Http2Connection::final_goaway() {
+  if (closed_ || goaway_ == 2) return;
+  goaway_ = 2;
+  goaway_timer_.stop();
+  if (nghttp2_submit_goaway(session_, NGHTTP2_FLAG_NONE,
+                            nghttp2_session_get_last_proc_stream_id(session_), NGHTTP2_NO_ERROR,
+                            nullptr, 0) != 0) {
+    finish();
+    return;
+  }
+  schedule_send();
+}
+
+void Http2Connection::finish() {
+  if (over_) return;
+  over_ = true;
+  close();
+  transport_.session_over();
+}
+
+void Http2Connection::close() {
+  if (closed_) return;
+  closed_ = true;
+  goaway_timer_.release();
+  drained_.clear();
+  for (auto& s : streams_) s->abort();
+}
+
+void Http2Connection::retire(Http2Stream* s) {
+  ++retired_;
+  if (open_streams() == 0) idle_since_ms_ = ctx().now_ms();
+  if (!sweep_scheduled_) {
+    sweep_scheduled_ = true;
+    ctx().defer(&Http2Connection::sweep_task, this);
+  }
+}
+
+void Http2Connection::sweep_task(void* p) {
+  auto* self = static_cast<Http2Connection*>(p);
+  self->sweep_scheduled_ = false;
+  self->sweep();
+}
+
+void Http2Connection::sweep() {
+  for (size_t i = 0; i < streams_.size();) {
+    if (streams_[i]->closed()) {
+      streams_[i] = std::move(streams_.back());
+      streams_.pop_back();
+      --retired_;
+    } else {
+      ++i;
+    }
+  }
+}
+
+// nghttp2 callbacks. None of them frees a stream: closed streams are swept on a later turn.
+
+int Http2Connection::on_begin_headers(nghttp2_session* session, const nghttp2_frame* frame,
+                                      void* user) {
+  auto* self = static_cast<Http2Connection*>(user);
+  if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;
+  if (self->closed_) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+  auto s = std::make_unique<Http2Stream>(*self, frame->hd.stream_id,
+                                         self->transport_.fresh_request_context());
+  if (nghttp2_session_set_stream_user_data(session, frame->hd.stream_id, s.get()) != 0)
+    return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+  self->streams_.push_back(std::move(s));
+  return 0;
+}
+
+int Http2Connection::on_header(nghttp2_session*, const nghttp2_frame* frame, const uint8_t* name,
+                               size_t namelen, const uint8_t* value, size_t valuelen, uint8_t,
+                               void* user) {
+  auto* self = static_cast<Http2Connection*>(user);
+  if (frame->hd.type != NGHTTP2_HEADERS) return 0;
+  Http2Stream* s = self->stream(frame->hd.stream_id);
+  if (!s || s->refused()) return 0;
+  s->on_header(std::string_view(reinterpret_cast<const char*>(name), namelen),
+               std::string_view(reinterpret_cast<const char*>(value), valuelen),
+               frame->headers.cat != NGHTTP2_HCAT_REQUEST);
+  return 0;
+}
+
+int Http2Connection::on_frame_recv(nghttp2_session*, const nghttp2_frame* frame, void* user) {
+  auto* self = static_cast<Http2Connection*>(user);
+  const bool end_stream = (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0;
+  switch (frame->hd.type) {
+    case NGHTTP2_HEADERS: {
+      Http2Stream* s = self->stream(frame->hd.stream_id);
+      if (!s || s->refused()) return 0;
+      if (frame->headers.cat == NGHTTP2_HCAT_REQUEST) {
+        s->on_request_headers(end_stream);
+      } else if (end_stream) {
+        s->on_request_end();  // trailers
+      }
+      return 0;
+    }
+    case NGHTTP2_PING:
+      // The ACK of the PING after the shutdown notice: the final GOAWAY can go.
+      if ((frame->hd.flags & NGHTTP2_FLAG_ACK) && self->goaway_ == 1 &&
+          std::memcmp(frame->ping.opaque_data, kGoawayPing, sizeof kGoawayPing) == 0)
+        self->final_goaway();
+      return 0;
+    case NGHTTP2_DATA: {
+      if (!end_stream) return 0;
+      Http2Stream* s = self->stream(frame->hd.stream_id);
+      if (s && !s->refused()) s->on_request_end();
+      return 0;
+    }
+    default:
+      return 0;
+  }
+}
+
+int Http2Connection::on_data_chunk(nghttp2_session* session, uint8_t, int32_t stream_id,
+                                   const uint8_t* data, size_t len, void* user) {
+  auto* self = static_cast<Http2Connection*>(user);
+  // Each stream is bounded by its own window: the connection's is credited at once, so a
+  // paused stream never holds up the others.
+  if (nghttp2_session_consume_connection(session, len) != 0) return NGHTTP2_ERR_CALLBACK_FAILURE;
+  Http2Stream* s = self->stream(stream_id);
+  if (!s || s->refused()) return 0;
+  const char* p = reinterpret_cast<const char*>(data);
+  Slice piece;
+  const Slice* in = self->input_;
+  if (in && p >= in->data && p + len <= in->data + in->len) {
+    piece = in->sub(static_cast<size_t>(p - in->data), len);  // no copy: the read block
+  } else {
+    BlockWriter w(self->ctx().blocks, len);
+    w.append(std::string_view(p, len));
+    piece = w.finish();
+  }
+  size_t credit = s->on_data(piece);
+  if (credit > 0 && nghttp2_session_consume_stream(session, stream_id, credit) != 0)
+    return NGHTTP2_ERR_CALLBACK_FAILURE;
+  return 0;
+}
+
+int Http2Connection::on_frame_send(nghttp2_session*, const nghttp2_frame* frame, void* user) {
+  auto* self = static_cast<Http2Connection*>(user);
+  if ((frame->hd.type == NGHTTP2_HEADERS || frame->hd.type == NGHTTP2_DATA) &&
+      (frame->hd.flags & NGHTTP2_FLAG_END_STREAM)) {
+    if (Http2Stream* s = self->stream(frame->hd.stream_id)) s->on_response_ended();
+  }
+  return 0;
+}
+
+int Http2Connection::on_stream_close(nghttp2_session*, int32_t stream_id, uint32_t error_code,
+                                     void* user) {
+  auto* self = static_cast<Http2Connection*>(user);
+  Http2Stream* s = self->stream(stream_id);
+  if (!s) return 0;
+  s->on_closed(error_code);
+  if (!self->closed_) self->retire(s);  // closed: the streams go with the connection
+  return 0;
+}
+
+}  // namespace sluice

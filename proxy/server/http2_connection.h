@@ -1,0 +1,133 @@
+#pragma once
+// Http2Connection: the HTTP/2 session of one client connection (RFC 9113), nghttp2 driven from
+// the worker's loop with mem_recv/mem_send above the TLS layer. Owns the nghttp2_session and the
+// connection's streams (Http2Stream, each the client side of its own Exchange), and knows its
+// socket only through Http2Transport (the DownstreamConnection that detected the preface or
+// ALPN h2, and owns this object).
+//
+// Flow control is the backpressure: no automatic WINDOW_UPDATE. The connection window is
+// credited as soon as DATA is handed to a stream (each stream is bounded by its own window); a
+// stream's window only once its exchange takes the bytes and has not asked to pause. Frames are
+// produced (mem_send) only while the socket's queue is under its high watermark; reading stops
+// above it and both resume when it drains.
+#include <nghttp2/nghttp2.h>
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "core/block.h"
+#include "core/loop_context.h"
+#include "core/on_demand_timer.h"
+#include "exchange/request_context.h"
+
+namespace sluice {
+
+class Http2Stream;
+
+// What an HTTP/2 session needs of the connection under it.
+class Http2Transport {
+ public:
+  virtual LoopContext& loop_context() = 0;
+  // The context for a new stream: the worker's current configuration snapshot, access log,
+  // listener and client address.
+  virtual const RequestContext& fresh_request_context() = 0;
+  // Writes (or queues) bytes; non-zero: the socket is gone (the transport closes).
+  virtual int send_bytes(const Slice* slices, size_t count) = 0;
+  virtual bool send_congested() const = 0;  // queued bytes over the high watermark
+  virtual void pause_input() = 0;
+  virtual void resume_input() = 0;
+  // The session is over: close once the queued bytes are written. Called at most once.
+  virtual void session_over() = 0;
+  virtual bool drain_asked() const = 0;
+
+ protected:
+  ~Http2Transport() = default;
+};
+
+struct Http2Settings {
+  uint32_t max_concurrent_streams = 100;
+  uint32_t initial_window = 64 * 1024;
+  uint32_t connection_window = 1024 * 1024;
+};
+
+class Http2Connection {
+ public:
+  explicit Http2Connection(Http2Transport& transport, Http2Settings settings = {});
+  ~Http2Connection();
+  Http2Connection(const Http2Connection&) = delete;
+  Http2Connection& operator=(const Http2Connection&) = delete;
+
+  // Creates the session and queues sluice's SETTINGS. False when nghttp2 could not.
+  bool start(uint64_t max_header_bytes);
+  // Bytes from the client (the preface first).
+  void on_input(const Slice& data);
+  // The socket's queue fell to its low watermark.
+  void on_transport_drained();
+  // Graceful end in two GOAWAYs (RFC 9113 §6.8), for the idle timeout and the drain: first the
+  // notice (last stream id 2^31-1) and a PING; when its ACK comes back (a round trip: every
+  // stream the client opened before it saw the notice has arrived), or after kGoawayWait at
+  // most, the final GOAWAY with the last stream sluice took. Streams in flight finish; the
+  // connection ends after the last one. Idempotent.
+  void shutdown();
+  static constexpr uint64_t kGoawayWaitMs = 1000;
+  // Aborts every exchange and stops; the transport closes the socket. Idempotent.
+  void close();
+
+  size_t open_streams() const { return streams_.size() - retired_; }
+  // Resets the streams whose request body stalled for `timeout_ms` (Http2Stream).
+  void reset_stalled_streams(uint64_t timeout_ms);
+  uint64_t idle_since_ms() const { return idle_since_ms_; }
+
+  // For the streams.
+  nghttp2_session* session() { return session_; }
+  LoopContext& ctx() { return transport_.loop_context(); }
+  bool draining() const { return transport_.drain_asked(); }
+  // Frames to send: produced on a later loop turn (one pass for all streams), or right after
+  // the current mem_recv.
+  void schedule_send();
+  // A stream's queue fell to its low watermark in a send pass: its exchange hears it after it.
+  void stream_drained(Http2Stream* s) { drained_.push_back(s); }
+
+ private:
+  static int on_begin_headers(nghttp2_session*, const nghttp2_frame* frame, void* user);
+  static int on_header(nghttp2_session*, const nghttp2_frame* frame, const uint8_t* name,
+                       size_t namelen, const uint8_t* value, size_t valuelen, uint8_t flags,
+                       void* user);
+  static int on_frame_recv(nghttp2_session*, const nghttp2_frame* frame, void* user);
+  static int on_data_chunk(nghttp2_session*, uint8_t flags, int32_t stream_id, const uint8_t* data,
+                           size_t len, void* user);
+  static int on_frame_send(nghttp2_session*, const nghttp2_frame* frame, void* user);
+  static int on_stream_close(nghttp2_session*, int32_t stream_id, uint32_t error_code, void* user);
+  static void send_task(void* self);
+  static void on_goaway_timer(uv_timer_t* t);
+  void final_goaway();
+  static void sweep_task(void* self);
+
+  Http2Stream* stream(int32_t id);
+  void send();
+  // The stream is closed: freed on a later loop turn.
+  void retire(Http2Stream* s);
+  void sweep();
+  void finish();  // the session wants neither to read nor to write: hand the socket back
+
+  Http2Transport& transport_;
+  Http2Settings settings_;
+  nghttp2_session* session_ = nullptr;
+  std::vector<std::unique_ptr<Http2Stream>> streams_;
+  std::vector<Http2Stream*> drained_;
+  size_t retired_ = 0;
+  const Slice* input_ = nullptr;  // the slice mem_recv is reading, for zero-copy DATA
+  uint64_t idle_since_ms_ = 0;
+  bool in_recv_ = false;
+  bool in_send_ = false;
+  bool send_scheduled_ = false;
+  bool sweep_scheduled_ = false;
+  bool input_paused_ = false;
+  bool closed_ = false;
+  bool over_ = false;           // session_over() was called
+  uint8_t goaway_ = 0;          // 0: none sent; 1: the notice and its PING; 2: the final GOAWAY
+  OnDemandTimer goaway_timer_;  // the notice's PING round trip, capped
+};
+
+}  // namespace sluice

@@ -1,0 +1,460 @@
+#include "server/http2_stream.h"
+
+#include <llhttp.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+
+#include "core/log.h"
+#include "http/parser.h"
+#include "http/rewrite.h"
+#include "net/tcp_stream.h"
+#include "server/http2_connection.h"
+
+namespace sluice {
+
+namespace {
+
+// The synthesized head has no body bytes behind it: the parser is used for the head alone.
+class NoBody final : public BodySink {
+ public:
+  void on_body(const Slice&) override {}
+};
+NoBody g_no_body;
+
+// Connection-specific fields (RFC 9113 §8.2.2): a request that carries one is malformed.
+bool is_connection_specific(std::string_view n) {
+  return n == "connection" || n == "keep-alive" || n == "proxy-connection" ||
+         n == "transfer-encoding" || n == "upgrade";
+}
+
+// Bytes that must never reach the HTTP/1.1 text sluice builds from a header block. nghttp2
+// validates fields already; this keeps the synthesis safe on its own.
+bool has_unsafe_bytes(std::string_view v) {
+  for (unsigned char c : v)
+    if (c == '\r' || c == '\n' || c == 0) return true;
+  return false;
+}
+
+// Request-line tokens: no whitespace or control bytes.
+bool has_space_or_ctl(std::string_view v) {
+  for (unsigned char c : v)
+    if (c <= 0x20 || c == 0x7f) return true;
+  return false;
+}
+
+// A response head as HTTP/2 fields: ":status", then the upstream's fields lower-cased, minus
+// the hop-by-hop ones (RFC 9113 §8.2.2). The storage is reused across calls on the loop's thread
+// and must outlive only the submit call (nghttp2 copies names and values).
+class ResponseFields {
+ public:
+  explicit ResponseFields(const MessageHead& head) {
+    status_ = std::to_string(head.status);
+    names_.clear();
+    offsets_.clear();
+    bool connection_tokens = head.find("connection") != std::string_view::npos;
+    for (size_t i = 0; i < head.header_count(); ++i) {
+      std::string_view n = head.name(i);
+      if (is_hop_by_hop(n) || (connection_tokens && head.has_token("connection", n))) continue;
+      if (head.chunked && iequals(n, "content-length")) continue;
+      offsets_.push_back({names_.size(), i});
+      for (char c : n) names_.push_back(static_cast<char>(c >= 'A' && c <= 'Z' ? c + 32 : c));
+    }
+    nv_.clear();
+    nv_.push_back(make(":status", status_));
+    for (auto [off, i] : offsets_)
+      nv_.push_back(make(std::string_view(names_).substr(off, head.name(i).size()), head.value(i)));
+  }
+  const nghttp2_nv* data() const { return nv_.data(); }
+  size_t size() const { return nv_.size(); }
+  size_t bytes() const {
+    size_t n = 0;
+    for (const auto& f : nv_) n += f.namelen + f.valuelen + 4;
+    return n;
+  }
+
+ private:
+  static bool is_hop_by_hop(std::string_view n) {
+    return iequals(n, "connection") || iequals(n, "keep-alive") || iequals(n, "proxy-connection") ||
+           iequals(n, "transfer-encoding") || iequals(n, "upgrade") || iequals(n, "te");
+  }
+  static nghttp2_nv make(std::string_view n, std::string_view v) {
+    return nghttp2_nv{reinterpret_cast<uint8_t*>(const_cast<char*>(n.data())),
+                      reinterpret_cast<uint8_t*>(const_cast<char*>(v.data())), n.size(), v.size(),
+                      NGHTTP2_NV_FLAG_NONE};
+  }
+  std::string status_;
+  static thread_local std::string names_;
+  static thread_local std::vector<std::pair<size_t, size_t>> offsets_;
+  static thread_local std::vector<nghttp2_nv> nv_;
+};
+thread_local std::string ResponseFields::names_;
+thread_local std::vector<std::pair<size_t, size_t>> ResponseFields::offsets_;
+thread_local std::vector<nghttp2_nv> ResponseFields::nv_;
+
+h2::ssize read_callback(nghttp2_session*, int32_t, uint8_t* buf, size_t length, uint32_t* flags,
+                        nghttp2_data_source* source, void*) {
+  return static_cast<Http2Stream*>(source->ptr)->read_body(buf, length, flags);
+}
+
+}  // namespace
+
+Http2Stream::Http2Stream(Http2Connection& conn, int32_t id, const RequestContext& rc)
+    : conn_(conn), id_(id), rc_(rc), exchange_(*this), head_(std::make_unique<RequestHead>()) {}
+
+Http2Stream::~Http2Stream() {
+  exchange_.abort();
+}
+
+bool Http2Stream::on_header(std::string_view name, std::string_view value, bool trailer) {
+  if (!head_ && !trailer) return true;
+  if (has_unsafe_bytes(name) || has_unsafe_bytes(value)) {
+    reset(NGHTTP2_PROTOCOL_ERROR);
+    return false;
+  }
+  if (trailer) {
+    if (!name.empty() && name[0] != ':' && trailers_.byte_size() < rc_.limits().max_header_bytes)
+      trailers_.add_header(name, value);
+    return true;
+  }
+  RequestHead& h = *head_;
+  // Counted as HPACK counts a header list (RFC 9113 §6.5.2), each cookie crumb on its own:
+  // nghttp2 advertises the limit but does not enforce it on what it decodes.
+  h.bytes += name.size() + value.size() + 32;
+  if (h.bytes > rc_.limits().max_header_bytes) {
+    h.too_large = true;
+    h.fields.clear();
+    h.cookies.clear();
+    return true;
+  }
+  if (name.empty()) return true;
+  if (name[0] == ':') {
+    if (name == ":method") {
+      h.method.assign(value);
+    } else if (name == ":scheme") {
+      h.scheme.assign(value);
+    } else if (name == ":authority") {
+      h.authority.assign(value);
+    } else if (name == ":path") {
+      h.path.assign(value);
+    } else {  // :protocol (RFC 8441 is not offered) or unknown
+      reset(NGHTTP2_PROTOCOL_ERROR);
+      return false;
+    }
+    return true;
+  }
+  if (is_connection_specific(name) || (name == "te" && value != "trailers")) {
+    reset(NGHTTP2_PROTOCOL_ERROR);
+    return false;
+  }
+  if (h.too_large) return true;
+  if (name == "cookie") {
+    if (!h.cookies.empty()) h.cookies.append("; ");
+    h.cookies.append(value);
+    return true;
+  }
+  if (name == "host") {
+    if (!h.authority.empty()) return true;  // :authority wins (RFC 9113 §8.3.1)
+    h.has_host = true;
+  }
+  if (name == "content-length") h.has_content_length = true;
+  h.fields.append(name);
+  h.fields.append(": ");
+  h.fields.append(value);
+  h.fields.append("\r\n");
+  return true;
+}
+
+// The request head is handed to the exchange as the HTTP/1.1 head it stands for: the request
+// line and Host from the pseudo-headers, the fields as they came (cookies joined), and
+// Transfer-Encoding: chunked when a body follows without a Content-Length. The text is parsed
+// by the same HttpParser as HTTP/1.1 requests, so the exchange sees exactly the MessageHead
+// (llhttp's method, framing, limits) it sees for HTTP/1.1, and every check of the request path
+// applies unchanged; the cost is one small copy and parse per stream.
+void Http2Stream::on_request_headers(bool end_stream) {
+  if (!head_ || started_) return;
+  std::unique_ptr<RequestHead> h = std::move(head_);
+  request_ended_ = end_stream;
+  head_request_ = h->method == "HEAD";
+  if (h->too_large) {
+    respond_text(431, "request header fields over the limit");
+    return;
+  }
+  if (h->method == "CONNECT") {
+    respond_text(501, "CONNECT is not supported over HTTP/2");
+    return;
+  }
+  if (h->method.empty() || h->path.empty() || has_space_or_ctl(h->method) ||
+      has_space_or_ctl(h->path) || has_space_or_ctl(h->authority)) {
+    reset(NGHTTP2_PROTOCOL_ERROR);
+    return;
+  }
+  std::string text;
+  text.reserve(h->method.size() + h->path.size() + h->authority.size() + h->fields.size() +
+               h->cookies.size() + 80);
+  text.append(h->method).append(" ").append(h->path).append(" HTTP/1.1\r\n");
+  if (!h->authority.empty()) text.append("host: ").append(h->authority).append("\r\n");
+  text.append(h->fields);
+  if (!h->cookies.empty()) text.append("cookie: ").append(h->cookies).append("\r\n");
+  if (!end_stream && !h->has_content_length) text.append("transfer-encoding: chunked\r\n");
+  text.append("\r\n");
+
+  HttpParser parser(HTTP_REQUEST, &g_no_body);
+  parser.set_limits(rc_.limits().max_header_bytes + text.size());
+  ParseResult r = parser.execute(Slice{BlockRef(), text.data(), text.size()});
+  if (r.event != ParseEvent::kHead) {
+    int status = parser.error_status() ? parser.error_status() : 400;
+    respond_text(status, parser.error_reason() ? parser.error_reason() : "bad request");
+    return;
+  }
+  started_ = true;
+  body_at_ms_ = conn_.ctx().now_ms();
+  exchange_.begin(parser.head());
+  if (end_stream) exchange_.on_request_complete(trailers_);
+}
+
+size_t Http2Stream::on_data(const Slice& data) {
+  if (!started_ || !exchange_.active()) return data.len;  // nobody takes it: discarded
+  body_at_ms_ = conn_.ctx().now_ms();
+  exchange_.on_request_body(data);
+  if (body_paused_ && exchange_.active()) {
+    held_credit_ += data.len;
+    return 0;
+  }
+  return data.len;
+}
+
+void Http2Stream::on_request_end() {
+  if (request_ended_) return;
+  request_ended_ = true;
+  if (started_) exchange_.on_request_complete(trailers_);
+}
+
+void Http2Stream::on_response_ended() {
+  response_ended_ = true;
+  // The response is whole while the client still sends: it may stop (RFC 9113 §8.1).
+  if (!request_ended_ && !closed_)
+    nghttp2_submit_rst_stream(conn_.session(), NGHTTP2_FLAG_NONE, id_, NGHTTP2_NO_ERROR);
+}
+
+void Http2Stream::on_closed(uint32_t error_code) {
+  closed_ = true;
+  if (exchange_.active()) {
+    // The client reset the stream (or the connection ended) before the response did: the
+    // exchange resets its upstream connection, which is never reused mid-response.
+    LOG_DEBUG("http2 stream %d closed before its response ended (%s)", id_,
+              nghttp2_http2_strerror(error_code));
+    exchange_.abort();
+  }
+  out_.clear();
+  out_bytes_ = 0;
+}
+
+h2::ssize Http2Stream::read_body(uint8_t* buf, size_t length, uint32_t* flags) {
+  size_t n = 0;
+  while (n < length && !out_.empty()) {
+    const Slice& s = out_.front();
+    size_t k = std::min(length - n, s.len - out_off_);
+    std::memcpy(buf + n, s.data + out_off_, k);
+    n += k;
+    out_off_ += k;
+    if (out_off_ == s.len) {
+      out_.pop_front();
+      out_off_ = 0;
+    }
+  }
+  out_bytes_ -= n;
+  if (n > 0) out_at_ms_ = conn_.ctx().now_ms();
+  if (above_high_ && out_bytes_ <= TcpStream::kLowWatermark) {
+    above_high_ = false;
+    conn_.stream_drained(this);
+  }
+  if (out_.empty() && body_end_) {
+    *flags |= NGHTTP2_DATA_FLAG_EOF;
+    return static_cast<h2::ssize>(n);
+  }
+  if (n == 0) {
+    deferred_ = true;
+    return NGHTTP2_ERR_DEFERRED;
+  }
+  return static_cast<h2::ssize>(n);
+}
+
+bool Http2Stream::reset_if_stalled(uint64_t now_ms, uint64_t timeout_ms) {
+  if (closed_ || refused_) return false;
+  const char* what = nullptr;
+  if (out_bytes_ > 0 && now_ms - out_at_ms_ >= timeout_ms) {
+    what = "the client took no response bytes";
+  } else if (started_ && !request_ended_ && exchange_.active()) {
+    if (body_paused_) {
+      body_at_ms_ = now_ms;  // sluice holds it back: the client is not to blame
+    } else if (now_ms - body_at_ms_ >= timeout_ms) {
+      what = "the request body stalled";
+    }
+  }
+  if (!what) return false;
+  LOG_INFO("client %s: http2 stream %d: %s for %llu ms; resetting it",
+           std::string(rc_.client_ip).c_str(), id_, what,
+           static_cast<unsigned long long>(timeout_ms));
+  exchange_.abort();
+  reset(NGHTTP2_CANCEL);
+  return true;
+}
+
+void Http2Stream::notify_drained() {
+  if (exchange_.active()) exchange_.on_client_drained();
+}
+
+void Http2Stream::resume_data() {
+  if (deferred_ && !closed_) {
+    deferred_ = false;
+    nghttp2_session_resume_data(conn_.session(), id_);
+  }
+  conn_.schedule_send();
+}
+
+bool Http2Stream::submit_head(int status, const nghttp2_nv* fields, size_t count, bool has_body) {
+  if (closed_ || response_submitted_) return false;
+  h2::DataProvider prd;
+  prd.source.ptr = this;
+  prd.read_callback = &read_callback;
+  response_has_body_ = has_body;
+  int rv = h2::submit_response(conn_.session(), id_, fields, count, has_body ? &prd : nullptr);
+  if (rv != 0) {
+    LOG_DEBUG("http2 stream %d: response not submitted: %s", id_, nghttp2_strerror(rv));
+    return false;
+  }
+  response_submitted_ = true;
+  conn_.schedule_send();
+  return true;
+}
+
+void Http2Stream::send_continue() {
+  if (closed_) return;
+  nghttp2_nv nv = {reinterpret_cast<uint8_t*>(const_cast<char*>(":status")),
+                   reinterpret_cast<uint8_t*>(const_cast<char*>("100")), 7, 3,
+                   NGHTTP2_NV_FLAG_NONE};
+  if (nghttp2_submit_headers(conn_.session(), NGHTTP2_FLAG_NONE, id_, nullptr, &nv, 1, nullptr) <
+      0) {
+    cut_response();
+    return;
+  }
+  conn_.schedule_send();
+}
+
+void Http2Stream::send_interim(const MessageHead& head) {
+  if (closed_) return;
+  ResponseFields f(head);
+  if (nghttp2_submit_headers(conn_.session(), NGHTTP2_FLAG_NONE, id_, nullptr, f.data(), f.size(),
+                             nullptr) < 0) {
+    cut_response();
+    return;
+  }
+  conn_.schedule_send();
+}
+
+size_t Http2Stream::send_head(const MessageHead& head) {
+  ResponseFields f(head);
+  const bool has_body = !head_request_ && head.status != 204 && head.status != 304;
+  if (!submit_head(head.status, f.data(), f.size(), has_body)) {
+    cut_response();
+    return 0;
+  }
+  return f.bytes();
+}
+
+void Http2Stream::send_body(const Slice& data) {
+  if (!response_has_body_ || data.len == 0 || closed_) return;
+  if (out_bytes_ == 0) out_at_ms_ = conn_.ctx().now_ms();  // the client's time starts
+  out_.push_back(data);
+  out_bytes_ += data.len;
+  resume_data();
+}
+
+void Http2Stream::send_end() {
+  body_end_ = true;
+  if (response_has_body_) resume_data();
+}
+
+bool Http2Stream::above_high_watermark() const {
+  if (out_bytes_ <= TcpStream::kHighWatermark) return false;
+  above_high_ = true;
+  return true;
+}
+
+size_t Http2Stream::send_error(int status, std::string_view why, bool) {
+  // `malformed` closes an HTTP/1.1 connection; a stream's error ends only the stream.
+  return respond_text(status, why);
+}
+
+size_t Http2Stream::respond_text(int status, std::string_view why) {
+  std::string body = std::to_string(status);
+  body += ' ';
+  body += status_reason(status);
+  if (!why.empty()) {
+    body += ": ";
+    body += why;
+  }
+  body += '\n';
+  const std::string code = std::to_string(status);
+  const std::string length = std::to_string(body.size());
+  auto nv = [](std::string_view n, std::string_view v) {
+    return nghttp2_nv{reinterpret_cast<uint8_t*>(const_cast<char*>(n.data())),
+                      reinterpret_cast<uint8_t*>(const_cast<char*>(v.data())), n.size(), v.size(),
+                      NGHTTP2_NV_FLAG_NONE};
+  };
+  const nghttp2_nv fields[] = {nv(":status", code), nv("content-type", "text/plain"),
+                               nv("content-length", length)};
+  const bool has_body = !head_request_;
+  if (has_body) {
+    BlockWriter w(conn_.ctx().blocks, body.size());
+    w.append(body);
+    out_.push_back(w.finish());
+    out_bytes_ += body.size();
+  }
+  body_end_ = true;
+  if (!submit_head(status, fields, 3, has_body)) {
+    out_.clear();
+    out_bytes_ = 0;
+    reset(NGHTTP2_INTERNAL_ERROR);
+    return 0;
+  }
+  return 40 + (has_body ? body.size() : 0);
+}
+
+void Http2Stream::cut_response() {
+  exchange_.abort();
+  reset(NGHTTP2_INTERNAL_ERROR);
+}
+
+void Http2Stream::reset(uint32_t error_code) {
+  refused_ = true;
+  head_.reset();
+  if (closed_) return;
+  nghttp2_submit_rst_stream(conn_.session(), NGHTTP2_FLAG_NONE, id_, error_code);
+  conn_.schedule_send();
+}
+
+void Http2Stream::resume_request_body() {
+  if (body_paused_) body_at_ms_ = conn_.ctx().now_ms();  // the client's time starts again
+  body_paused_ = false;
+  if (held_credit_ == 0 || closed_) return;
+  size_t credit = held_credit_;
+  held_credit_ = 0;
+  nghttp2_session_consume_stream(conn_.session(), id_, credit);
+  conn_.schedule_send();
+}
+
+void Http2Stream::start_tunnel(std::unique_ptr<TcpStream>, const Slice&, bool) {
+  // An HTTP/2 request cannot ask to upgrade: Upgrade and Connection are refused above, and
+  // extended CONNECT is not offered. An impossible state.
+  LOG_ERROR("http2 stream %d: an upgrade reached an HTTP/2 stream", id_);
+  std::abort();
+}
+
+bool Http2Stream::draining() const {
+  return conn_.draining();
+}
+
+}  // namespace sluice

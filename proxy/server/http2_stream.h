@@ -1,0 +1,135 @@
+#pragma once
+// Http2Stream: one stream of an HTTP/2 client connection, the client side (ClientSide) of the
+// exchange that serves its request. Owns its RequestContext (the configuration snapshot taken
+// when the stream opened) and its Exchange; gathers the request's header block, hands the head
+// to the exchange as an HTTP/1.1 MessageHead, relays DATA both ways with HTTP/2 flow control as
+// the backpressure, and frames the response as HEADERS and DATA through a deferred data
+// provider. Owned by its Http2Connection, which frees it on a later loop turn once nghttp2
+// closed the stream (by then its exchange is over: the close aborts it).
+#include <nghttp2/nghttp2.h>
+
+#include <cstdint>
+#include <deque>
+#include <string>
+#include <string_view>
+
+#include "core/block.h"
+#include "exchange/client_side.h"
+#include "exchange/exchange.h"
+#include "exchange/request_context.h"
+#include "http/message.h"
+#include "server/http2_shim.h"
+
+namespace sluice {
+
+class Http2Connection;
+
+class Http2Stream final : private ClientSide {
+ public:
+  Http2Stream(Http2Connection& conn, int32_t id, const RequestContext& rc);
+  Http2Stream(const Http2Stream&) = delete;
+  Http2Stream& operator=(const Http2Stream&) = delete;
+  ~Http2Stream();
+
+  int32_t id() const { return id_; }
+
+  // From the connection's nghttp2 callbacks.
+  // One decoded field of the request's header block (or of its trailers). False: the stream
+  // was refused (reset); the connection ignores the rest of its frames.
+  bool on_header(std::string_view name, std::string_view value, bool trailer);
+  // The request's header block is complete; `end_stream`: it has no body.
+  void on_request_headers(bool end_stream);
+  // Request body bytes (a slice of the read buffer, or a copy). Returns the bytes whose stream
+  // window may be credited now (0 while the exchange holds the body back).
+  size_t on_data(const Slice& data);
+  void on_request_end();
+  // nghttp2 sent a frame with END_STREAM on this stream.
+  void on_response_ended();
+  // nghttp2 closed the stream (ended, reset by either side, or the connection went away).
+  void on_closed(uint32_t error_code);
+  // The data provider's read callback.
+  h2::ssize read_body(uint8_t* buf, size_t length, uint32_t* flags);
+  // Called by the connection after a send pass in which this stream's queue fell to its low
+  // watermark.
+  void notify_drained();
+  // Drain: an event stream ends at its next event boundary.
+  void drain_event_stream() { exchange_.drain_event_stream(); }
+  // The connection is going away: let the exchange go.
+  void abort() { exchange_.abort(); }
+  // A request body that stopped arriving for `timeout_ms` (while sluice was not holding it
+  // back), as the same stall closes an HTTP/1.1 connection, or a response the client took no
+  // byte of for as long (a window kept at zero: the upstream connection would be held for
+  // ever), resets the stream (CANCEL) and aborts its exchange. True if it did.
+  bool reset_if_stalled(uint64_t now_ms, uint64_t timeout_ms);
+
+  bool closed() const { return closed_; }
+  bool refused() const { return refused_; }
+
+ private:
+  // ClientSide
+  const RequestContext& request_context() const override { return rc_; }
+  void send_continue() override;
+  void send_interim(const MessageHead& head) override;
+  size_t send_head(const MessageHead& head) override;
+  void send_body(const Slice& data) override;
+  void send_end() override;
+  bool can_end_response_early() const override { return true; }
+  size_t send_error(int status, std::string_view why, bool malformed) override;
+  void cut_response() override;
+  bool above_high_watermark() const override;
+  void pause_request_body() override { body_paused_ = true; }
+  void resume_request_body() override;
+  void exchange_done() override {}
+  void start_tunnel(std::unique_ptr<TcpStream> upstream, const Slice& from_server,
+                    bool websocket) override;
+  bool draining() const override;
+
+  // Refuses the stream with RST_STREAM (a malformed request: PROTOCOL_ERROR).
+  void reset(uint32_t error_code);
+  // A response sluice makes itself before (or without) an exchange.
+  size_t respond_text(int status, std::string_view why);
+  // Submits a final response head; `has_body`: DATA follows through the data provider.
+  bool submit_head(int status, const nghttp2_nv* fields, size_t count, bool has_body);
+  void resume_data();
+
+  Http2Connection& conn_;
+  const int32_t id_;
+  RequestContext rc_;
+  Exchange exchange_;
+
+  // The request's header block, gathered until it is complete.
+  struct RequestHead {
+    std::string method, scheme, authority, path;
+    std::string fields;   // "name: value\r\n" for the regular fields
+    std::string cookies;  // cookie crumbs joined with "; " (RFC 9113 §8.2.3)
+    uint64_t bytes = 0;   // decoded size, counted as HPACK does (name + value + 32)
+    bool has_content_length = false;
+    bool has_host = false;
+    bool too_large = false;
+  };
+  std::unique_ptr<RequestHead> head_;  // freed once the exchange has the head
+  MessageHead trailers_;
+
+  // The response body queued for DATA frames, oldest first; off_ into the front slice.
+  std::deque<Slice> out_;
+  size_t out_off_ = 0;
+  size_t out_bytes_ = 0;
+  size_t held_credit_ = 0;   // request bytes received while paused: window not yet credited
+  uint64_t body_at_ms_ = 0;  // when request body bytes last arrived (or the head)
+  uint64_t out_at_ms_ = 0;   // when the client last took response bytes (or some were queued)
+
+  bool started_ = false;        // the exchange has the request head
+  bool request_ended_ = false;  // the client's END_STREAM arrived
+  bool body_paused_ = false;    // the exchange asked to hold the request body back
+  bool head_request_ = false;
+  bool response_submitted_ = false;
+  bool response_has_body_ = false;
+  bool body_end_ = false;            // all of the response body is queued
+  bool deferred_ = false;            // the data provider answered DEFERRED
+  mutable bool above_high_ = false;  // the exchange saw the queue over the high watermark
+  bool response_ended_ = false;      // END_STREAM sent
+  bool refused_ = false;
+  bool closed_ = false;
+};
+
+}  // namespace sluice

@@ -1,0 +1,413 @@
+// Http2Connection's session glue through a fake transport and fake upstream sides: an nghttp2
+// client session in the test builds real frames in memory, the server's bytes go back into it,
+// and the exchanges the streams drive meet FakeSides the test answers. No socket; the loop is
+// there for the block pool, the deferred tasks (sends, stream sweeps) and is closed clean.
+#include "server/http2_connection.h"
+
+#include <gtest/gtest.h>
+#include <nghttp2/nghttp2.h>
+
+#include <cstring>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "config/config_file.h"
+#include "exchange/exchange.h"
+#include "http/parser.h"
+#include "net/tcp_stream.h"
+#include "server/http2_stream.h"
+
+namespace sluice {
+namespace {
+
+MessageHead parse_response(const std::string& text) {
+  struct Sink : BodySink {
+    void on_body(const Slice&) override {}
+  } sink;
+  HttpParser parser(HTTP_RESPONSE, &sink);
+  ParseResult r = parser.execute(Slice{BlockRef(), text.data(), text.size()});
+  EXPECT_EQ(r.event, ParseEvent::kHead) << text;
+  return parser.head();
+}
+
+Slice slice_of(BlockPool& pool, std::string_view s) {
+  BlockRef b = pool.get(s.size());
+  std::memcpy(b->data(), s.data(), s.size());
+  return Slice{b, b->data(), s.size()};
+}
+
+struct FakeSide final : UpstreamSide {
+  UpstreamHandler* handler = nullptr;
+  std::string head, body;
+  Framing framing = Framing::kNone;
+  bool ended = false, released = false, was_reset = false, paused = false;
+  size_t queued_bytes = 0;
+
+  bool reused() const override { return false; }
+  void bind(UpstreamHandler* h, bool) override { handler = h; }
+  int send_head(const Slice& h, Framing f) override {
+    head.assign(h.view());
+    framing = f;
+    return 0;
+  }
+  int send_body(const Slice& d) override {
+    body.append(d.view());
+    return 0;
+  }
+  int send_end(const Slice&) override {
+    ended = true;
+    return 0;
+  }
+  void expect_response(uint64_t) override {}
+  size_t queued() const override { return queued_bytes; }
+  void pause_response() override { paused = true; }
+  void resume_response() override { paused = false; }
+  void release(bool) override {
+    released = true;
+    handler = nullptr;
+  }
+  void reset() override {
+    was_reset = true;
+    handler = nullptr;
+  }
+  std::unique_ptr<TcpStream> take_socket() override { return nullptr; }
+};
+
+struct FakeSource final : UpstreamSource {
+  std::vector<std::unique_ptr<FakeSide>> sides;
+  size_t next_queued = 0;  // what the next side's socket holds already (a slow upstream)
+  std::string host_ = "app.internal:8080", name_ = "app.internal:8080 (127.0.0.1)";
+  Acquire acquire_side(PoolClient*, bool, UpstreamSide** side, PoolFailure*) override {
+    sides.push_back(std::make_unique<FakeSide>());
+    sides.back()->queued_bytes = next_queued;
+    *side = sides.back().get();
+    return Acquire::kReady;
+  }
+  void cancel(PoolClient*) override {}
+  const std::string& host() const override { return host_; }
+  const std::string& name() const override { return name_; }
+};
+
+struct FakeSet final : UpstreamSet {
+  FakeSource source;
+  ClusterStats stats_;
+  ClusterConfig config_;
+  UpstreamSource* pick_source(const UpstreamSource*) override { return &source; }
+  size_t address_count() const override { return 1; }
+  ClusterStats& stats() override { return stats_; }
+  const ClusterConfig& config() const override { return config_; }
+};
+
+struct FakeDirectory final : ClusterDirectory {
+  FakeSet* set = nullptr;
+  UpstreamSet* route(size_t, std::string_view host, std::string_view) override {
+    return host == "unrouted.example" ? nullptr : set;
+  }
+};
+
+struct FakeTransport final : Http2Transport {
+  LoopContext* ctx = nullptr;
+  RequestContext rc;
+  std::string out;
+  bool congested = false, input_paused = false, over = false;
+
+  LoopContext& loop_context() override { return *ctx; }
+  const RequestContext& fresh_request_context() override { return rc; }
+  int send_bytes(const Slice* s, size_t n) override {
+    for (size_t i = 0; i < n; ++i) out.append(s[i].data, s[i].len);
+    return 0;
+  }
+  bool send_congested() const override { return congested; }
+  void pause_input() override { input_paused = true; }
+  void resume_input() override { input_paused = false; }
+  void session_over() override { over = true; }
+  bool drain_asked() const override { return false; }
+};
+
+// The test's HTTP/2 client: an nghttp2 client session that records what comes back per stream.
+struct Client {
+  struct Response {
+    std::map<std::string, std::string> headers;
+    std::string body;
+    bool closed = false;
+    uint32_t error = 0;
+  };
+  nghttp2_session* session = nullptr;
+  std::map<int32_t, Response> responses;
+  std::string upload;  // the body a request's data provider sends
+  size_t upload_off = 0;
+
+  Client() {
+    nghttp2_session_callbacks* cb;
+    nghttp2_session_callbacks_new(&cb);
+    nghttp2_session_callbacks_set_on_header_callback(
+        cb, [](nghttp2_session*, const nghttp2_frame* f, const uint8_t* n, size_t nl,
+               const uint8_t* v, size_t vl, uint8_t, void* u) {
+          static_cast<Client*>(u)
+              ->responses[f->hd.stream_id]
+              .headers[std::string(reinterpret_cast<const char*>(n), nl)] =
+              std::string(reinterpret_cast<const char*>(v), vl);
+          return 0;
+        });
+    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(
+        cb, [](nghttp2_session*, uint8_t, int32_t id, const uint8_t* d, size_t len, void* u) {
+          static_cast<Client*>(u)->responses[id].body.append(reinterpret_cast<const char*>(d), len);
+          return 0;
+        });
+    nghttp2_session_callbacks_set_on_stream_close_callback(
+        cb, [](nghttp2_session*, int32_t id, uint32_t error, void* u) {
+          auto& r = static_cast<Client*>(u)->responses[id];
+          r.closed = true;
+          r.error = error;
+          return 0;
+        });
+    nghttp2_session_client_new(&session, cb, this);
+    nghttp2_session_callbacks_del(cb);
+    nghttp2_submit_settings(session, NGHTTP2_FLAG_NONE, nullptr, 0);
+  }
+  ~Client() { nghttp2_session_del(session); }
+
+  int32_t request(std::vector<std::pair<std::string, std::string>> fields, bool body = false) {
+    std::vector<nghttp2_nv> nv;
+    for (auto& [n, v] : fields)
+      nv.push_back({reinterpret_cast<uint8_t*>(n.data()), reinterpret_cast<uint8_t*>(v.data()),
+                    n.size(), v.size(), NGHTTP2_NV_FLAG_NONE});
+    nghttp2_data_provider prd;
+    prd.source.ptr = this;
+    prd.read_callback = [](nghttp2_session*, int32_t, uint8_t* buf, size_t len, uint32_t* flags,
+                           nghttp2_data_source* src, void*) -> ssize_t {
+      auto* c = static_cast<Client*>(src->ptr);
+      size_t n = std::min(len, c->upload.size() - c->upload_off);
+      std::memcpy(buf, c->upload.data() + c->upload_off, n);
+      c->upload_off += n;
+      if (c->upload_off == c->upload.size()) *flags |= NGHTTP2_DATA_FLAG_EOF;
+      return static_cast<ssize_t>(n);
+    };
+    return nghttp2_submit_request(session, nullptr, nv.data(), nv.size(), body ? &prd : nullptr,
+                                  nullptr);
+  }
+};
+
+using Fields = std::vector<std::pair<std::string, std::string>>;
+
+class Http2ConnectionTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_EQ(uv_loop_init(&loop_), 0);
+    ctx_ = std::make_unique<LoopContext>(&loop_, 7);
+    ctx_->start_deferred();
+    directory_.set = &set_;
+    transport_.ctx = ctx_.get();
+    RequestContext& rc = transport_.rc;
+    rc.loop = ctx_.get();
+    rc.config = std::make_shared<Config>(default_config());
+    rc.listener_stats = &listener_stats_;
+    rc.client_ip = "192.0.2.7";
+    rc.clusters = &directory_;
+    conn_ = std::make_unique<Http2Connection>(transport_);
+    ASSERT_TRUE(conn_->start(rc.config->limits.max_header_bytes));
+  }
+  void TearDown() override {
+    conn_.reset();
+    ctx_->stop_deferred();
+    uv_run(&loop_, UV_RUN_DEFAULT);
+    EXPECT_EQ(uv_loop_close(&loop_), 0);
+    ctx_.reset();
+  }
+
+  // Moves frames both ways until neither side has anything more to say.
+  void pump() {
+    for (int round = 0; round < 1000; ++round) {
+      bool progress = false;
+      std::string to_server;
+      const uint8_t* p;
+      ssize_t n;
+      while ((n = nghttp2_session_mem_send(client_.session, &p)) > 0)
+        to_server.append(reinterpret_cast<const char*>(p), static_cast<size_t>(n));
+      ASSERT_GE(n, 0);
+      if (!to_server.empty()) {
+        progress = true;
+        conn_->on_input(slice_of(pool_, to_server));
+      }
+      uv_run(&loop_, UV_RUN_NOWAIT);  // deferred sends and sweeps
+      if (!transport_.out.empty()) {
+        progress = true;
+        std::string in;
+        in.swap(transport_.out);
+        ASSERT_EQ(nghttp2_session_mem_recv(client_.session,
+                                           reinterpret_cast<const uint8_t*>(in.data()), in.size()),
+                  static_cast<ssize_t>(in.size()));
+      }
+      if (!progress) return;
+    }
+    FAIL() << "the sessions kept talking";
+  }
+  FakeSide* side(size_t i = 0) {
+    return i < set_.source.sides.size() ? set_.source.sides[i].get() : nullptr;
+  }
+  void respond(FakeSide* s, const std::string& head) {
+    ASSERT_NE(s->handler, nullptr);
+    s->handler->on_upstream_head(parse_response(head));
+  }
+  Fields get(const std::string& path, const std::string& authority = "app.example") {
+    return {{":method", "GET"}, {":scheme", "http"}, {":authority", authority}, {":path", path}};
+  }
+
+  uv_loop_t loop_;
+  std::unique_ptr<LoopContext> ctx_;
+  BlockPool pool_;
+  FakeSet set_;
+  FakeDirectory directory_;
+  ListenerStats listener_stats_;
+  FakeTransport transport_;
+  std::unique_ptr<Http2Connection> conn_;
+  Client client_;
+};
+
+TEST_F(Http2ConnectionTest, AGetBecomesAnHttp11RequestAndItsResponseComesBackAsFrames) {
+  Fields f = get("/a?b=1", "App.Example:8080");
+  f.push_back({"cookie", "a=1"});
+  f.push_back({"accept", "*/*"});
+  f.push_back({"cookie", "b=2"});
+  int32_t id = client_.request(f);
+  pump();
+  ASSERT_NE(side(), nullptr);
+  const std::string& head = side()->head;
+  EXPECT_EQ(head.rfind("GET /a?b=1 HTTP/1.1\r\n", 0), 0u) << head;
+  EXPECT_NE(head.find("host: App.Example:8080\r\n"), std::string::npos) << head;
+  EXPECT_NE(head.find("cookie: a=1; b=2\r\n"), std::string::npos) << head;
+  EXPECT_NE(head.find("accept: */*\r\n"), std::string::npos) << head;
+  EXPECT_NE(head.find("X-Forwarded-For: 192.0.2.7\r\n"), std::string::npos) << head;
+  EXPECT_EQ(side()->framing, Framing::kNone);
+  EXPECT_TRUE(side()->ended);
+
+  respond(side(),
+          "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-App: yes\r\nKeep-Alive: timeout=5\r\n"
+          "Connection: keep-alive, X-Hop\r\nX-Hop: 1\r\n\r\n");
+  side()->handler->on_upstream_body(slice_of(pool_, "hello"));
+  side()->handler->on_upstream_complete();
+  pump();
+  const Client::Response& r = client_.responses[id];
+  EXPECT_EQ(r.headers.at(":status"), "200");
+  EXPECT_EQ(r.headers.at("x-app"), "yes");
+  EXPECT_EQ(r.headers.at("content-length"), "5");
+  EXPECT_EQ(r.headers.count("keep-alive"), 0u);
+  EXPECT_EQ(r.headers.count("connection"), 0u);
+  EXPECT_EQ(r.headers.count("x-hop"), 0u);
+  EXPECT_EQ(r.body, "hello");
+  EXPECT_TRUE(r.closed);
+  EXPECT_EQ(r.error, 0u);
+  EXPECT_TRUE(side()->released);
+  EXPECT_EQ(conn_->open_streams(), 0u);
+  EXPECT_EQ(listener_stats_.requests[status_class(200)].get(), 1u);
+}
+
+TEST_F(Http2ConnectionTest, ConnectionSpecificFieldsAndBadTeResetTheStream) {
+  Fields a = get("/a");
+  a.push_back({"connection", "close"});
+  Fields b = get("/b");
+  b.push_back({"te", "gzip"});
+  Fields c = get("/c");
+  c.push_back({"te", "trailers"});
+  int32_t ia = client_.request(a), ib = client_.request(b), ic = client_.request(c);
+  pump();
+  EXPECT_TRUE(client_.responses[ia].closed);
+  EXPECT_EQ(client_.responses[ia].error, static_cast<uint32_t>(NGHTTP2_PROTOCOL_ERROR));
+  EXPECT_TRUE(client_.responses[ib].closed);
+  EXPECT_EQ(client_.responses[ib].error, static_cast<uint32_t>(NGHTTP2_PROTOCOL_ERROR));
+  // Only the valid one reached an upstream.
+  ASSERT_EQ(set_.source.sides.size(), 1u);
+  EXPECT_EQ(side()->head.rfind("GET /c HTTP/1.1\r\n", 0), 0u);
+  respond(side(), "HTTP/1.1 204 No Content\r\n\r\n");
+  side()->handler->on_upstream_complete();
+  pump();
+  EXPECT_EQ(client_.responses[ic].headers.at(":status"), "204");
+  EXPECT_TRUE(client_.responses[ic].closed);
+}
+
+TEST_F(Http2ConnectionTest, AnUnroutedRequestGetsSluicesOwn404AsText) {
+  int32_t id = client_.request(get("/x", "unrouted.example"));
+  pump();
+  const Client::Response& r = client_.responses[id];
+  EXPECT_EQ(r.headers.at(":status"), "404");
+  EXPECT_EQ(r.headers.at("content-type"), "text/plain");
+  EXPECT_EQ(r.body.rfind("404 Not Found: no route for host 'unrouted.example'", 0), 0u) << r.body;
+  EXPECT_TRUE(r.closed);
+  EXPECT_EQ(r.error, 0u);
+}
+
+TEST_F(Http2ConnectionTest, ABodyWithoutLengthGoesChunkedAndThePausedStreamHoldsItsWindow) {
+  client_.upload.assign(200 * 1024, 'x');
+  Fields f = {
+      {":method", "POST"}, {":scheme", "http"}, {":authority", "app.example"}, {":path", "/up"}};
+  int32_t id = client_.request(f, /*body=*/true);
+  pump();
+  ASSERT_NE(side(), nullptr);
+  EXPECT_EQ(side()->framing, Framing::kChunked);
+  EXPECT_EQ(side()->body.size(), client_.upload.size());
+  EXPECT_TRUE(side()->ended);
+
+  // A second upload to a slow upstream (its socket holds more than the high watermark): the
+  // exchange pauses the body, the stream's window is not credited, and the client stops once it
+  // has sent one window.
+  client_.upload.assign(1024 * 1024, 'y');
+  client_.upload_off = 0;
+  set_.source.next_queued = 512 * 1024;
+  int32_t id2 = client_.request(f, /*body=*/true);
+  pump();
+  ASSERT_NE(side(1), nullptr);
+  EXPECT_EQ(side(1)->body.size(), 64u * 1024);
+  EXPECT_EQ(nghttp2_session_get_stream_remote_window_size(client_.session, id2), 0);
+  // The upstream drains: the held credit goes back to the client and the upload completes.
+  while (!side(1)->ended) {
+    side(1)->queued_bytes = 0;
+    side(1)->handler->on_upstream_drained();
+    pump();
+    ASSERT_FALSE(client_.responses[id2].closed);
+  }
+  EXPECT_EQ(side(1)->body.size(), client_.upload.size());
+  (void)id;
+}
+
+TEST_F(Http2ConnectionTest, AClientResetMidResponseResetsTheUpstreamConnection) {
+  int32_t id = client_.request(get("/big"));
+  pump();
+  ASSERT_NE(side(), nullptr);
+  respond(side(), "HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n");
+  side()->handler->on_upstream_body(slice_of(pool_, std::string(1000, 'z')));
+  pump();
+  EXPECT_EQ(client_.responses[id].body.size(), 1000u);
+  nghttp2_submit_rst_stream(client_.session, NGHTTP2_FLAG_NONE, id, NGHTTP2_CANCEL);
+  pump();
+  EXPECT_TRUE(side()->was_reset);
+  EXPECT_FALSE(side()->released);
+  EXPECT_EQ(conn_->open_streams(), 0u);
+}
+
+TEST_F(Http2ConnectionTest, ACongestedSocketStopsFramesAndReading) {
+  client_.request(get("/a"));
+  pump();
+  ASSERT_NE(side(), nullptr);
+  transport_.congested = true;
+  respond(side(), "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n");
+  side()->handler->on_upstream_body(slice_of(pool_, "abc"));
+  side()->handler->on_upstream_complete();
+  uv_run(&loop_, UV_RUN_NOWAIT);
+  EXPECT_TRUE(transport_.out.empty());
+  EXPECT_TRUE(transport_.input_paused);
+  transport_.congested = false;
+  conn_->on_transport_drained();
+  EXPECT_FALSE(transport_.input_paused);
+  EXPECT_FALSE(transport_.out.empty());
+  pump();
+}
+
+TEST_F(Http2ConnectionTest, ABadPrefaceEndsTheSession) {
+  conn_->on_input(slice_of(pool_, "GET / HTTP/1.1\r\nHost: x\r\n\r\n"));
+  EXPECT_TRUE(transport_.over);
+}
+
+}  // namespace
+}  // namespace sluice
