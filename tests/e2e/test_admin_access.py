@@ -10,7 +10,7 @@ import subprocess
 import time
 import unittest
 
-from harness import CURL_BIN, E2ETestCase, free_port, http
+from harness import CURL_BIN, E2ETestCase, http
 
 
 def run(*argv, check=True):
@@ -65,8 +65,7 @@ class AdminAccessTest(E2ETestCase):
 
     def start(self, *flags):
         up = self.start_aiohttp()
-        port = free_port()
-        return self.start_sluice("--admin", "%s:%d" % (self.host.here, port), "--listen",
+        return self.start_sluice("--admin", "%s:0" % self.host.here, "--listen",
                                  "127.0.0.1:0", "--drain-delay", "0s", *flags, upstream=up.port,
                                  defaults=False)
 

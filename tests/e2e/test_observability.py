@@ -14,7 +14,7 @@ import threading
 import time
 import unittest
 
-from harness import (CLEAN_ENV, SLUICE_BIN, E2ETestCase, RawClient, free_port, http,
+from harness import (LISTEN_RX, CLEAN_ENV, SLUICE_BIN, E2ETestCase, RawClient, reserve_port, http,
                      request_bytes, stderr_lines)
 from ws_upstream import WsUpstream, close_payload, raw_ws_handshake, read_ws_frame, ws_frame
 
@@ -149,7 +149,7 @@ class ObservabilityTest(E2ETestCase):
 
     def test_retries_connect_failures_ejections_and_timeouts_are_counted(self):
         live = self.start_aiohttp()
-        dead = free_port()
+        dead = reserve_port()
         cfg = self.write_config(
             "admin: {address: 127.0.0.1:0}\nworkers: 1\ndrain: {delay: 0s}\n"
             "listeners:\n  - {name: ingress, address: 127.0.0.1:0, cluster: app}\n"
@@ -244,7 +244,7 @@ class ObservabilityTest(E2ETestCase):
     def test_readiness_follows_the_app_but_never_an_egress_cluster(self):
         app = self.start_aiohttp()
         app_port = app.port
-        dead_api = free_port()
+        dead_api = reserve_port()
         cfg = self.write_config(
             "admin: {address: 127.0.0.1:0}\nworkers: 1\ndrain: {delay: 0s}\n"
             "listeners:\n  - {name: ingress, address: 127.0.0.1:0, cluster: app}\n"
@@ -382,16 +382,16 @@ class ObservabilityTest(E2ETestCase):
         # access log's queue behind it at 4 MiB, and from then on lines are dropped.
         reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
         out = os.open(fifo, os.O_WRONLY)
-        admin_port = free_port()
         proc = subprocess.Popen(
-            [SLUICE_BIN, "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:%d" % admin_port,
+            [SLUICE_BIN, "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0",
              "--workers", "1", "--drain-delay", "0s", "--upstream", "127.0.0.1:%d" % up.port],
             stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.PIPE, env=CLEAN_ENV)
         os.close(out)
         drained = []
         try:
             line = proc.stderr.readline().decode()
-            port = int(re.search(r"listening on 127\.0\.0\.1:(\d+)", line).group(1))
+            m = re.search(LISTEN_RX, line)
+            port, admin_port = int(m.group(1)), int(m.group(4))
             c = RawClient(port)
             long_path = "/echo?" + "p" * 3000
             t0 = time.monotonic()

@@ -9,7 +9,7 @@ import subprocess
 import time
 import unittest
 
-from harness import (SLUICE_BIN, CLEAN_ENV, E2ETestCase, RawClient, curl_status, free_port,
+from harness import (SLUICE_BIN, CLEAN_ENV, E2ETestCase, RawClient, curl_status, reserve_port,
                      http, request_bytes)
 
 
@@ -312,7 +312,7 @@ class ProxyBasicTest(E2ETestCase):
 
     def test_flag_wins_over_env(self):
         up = self.start_aiohttp()
-        dead = free_port()
+        dead = reserve_port()
         s = self.start_sluice(upstream=up.port, env={"SLUICE_UPSTREAM": "127.0.0.1:%d" % dead})
         self.assertEqual(s.upstream, "127.0.0.1:%d" % up.port)
         r = http(s.port, "GET", "/")

@@ -12,7 +12,7 @@ import subprocess
 import time
 import unittest
 
-from harness import (CURL_BIN, E2ETestCase, RawClient, free_port, http, request_bytes,
+from harness import (CURL_BIN, E2ETestCase, RawClient, reserve_port, http, request_bytes,
                      run_parallel, stderr_lines)
 
 
@@ -166,7 +166,7 @@ class RoutingTest(E2ETestCase):
 
     def test_dead_endpoint_is_ejected_and_no_request_fails(self):
         live = self.start_aiohttp(name="live")
-        dead = free_port()  # nothing listens there: connections are refused
+        dead = reserve_port()  # nothing listens there: connections are refused
         cfg = self.write_config(self.base(
             "  - name: ingress\n    address: 127.0.0.1:0\n    cluster: app\n",
             cluster_yaml("app", [dead, live.port],
@@ -185,7 +185,7 @@ class RoutingTest(E2ETestCase):
 
     def test_ejected_endpoint_comes_back_on_its_own(self):
         live = self.start_aiohttp(name="live")
-        port = free_port()
+        port = reserve_port()
         cfg = self.write_config(self.base(
             "  - name: ingress\n    address: 127.0.0.1:0\n    cluster: app\n",
             cluster_yaml("app", [port, live.port],
@@ -398,12 +398,12 @@ class RoutingTest(E2ETestCase):
     def test_restart_only_changes_are_reported(self):
         a = self.start_aiohttp(name="a")
         b = self.start_aiohttp(name="b")
-        port = free_port()
+        port = reserve_port()
         text = self.two_cluster_config(a, b, "a").replace("127.0.0.1:0\n    routes",
                                                           "127.0.0.1:%d\n    routes" % port)
         cfg = self.write_config(text)
         s = self.start_with(cfg)
-        other = free_port()
+        other = reserve_port()
         self.write_config(text.replace(":%d\n" % port, ":%d\n" % other)
                           .replace("workers: 1", "workers: 3").replace("cluster: a}", "cluster: b}"),
                           cfg)
@@ -430,7 +430,7 @@ class RoutingTest(E2ETestCase):
     def test_drain_false_listener_stays_open_through_a_drain(self):
         app = self.start_aiohttp(name="app")
         api = self.start_aiohttp(name="api")
-        egress_port = free_port()
+        egress_port = reserve_port()
         cfg = self.write_config(
             "admin: {address: 127.0.0.1:0}\nworkers: 1\ndrain: {delay: 0s, budget: 10s}\n"
             "listeners:\n"

@@ -264,7 +264,8 @@ async def serve(port, keepalive_timeout, host="127.0.0.1", tls=None):
     loop = asyncio.get_running_loop()
     server.connection_made = made
     server.connection_lost = lost
-    srv = await loop.create_server(server, host, port, backlog=1024, ssl=tls)
+    # SO_REUSEPORT: a test may hold the port (harness.reserve_port) to restart us on it.
+    srv = await loop.create_server(server, host, port, backlog=1024, ssl=tls, reuse_port=True)
     print("PORT %d" % srv.sockets[0].getsockname()[1], flush=True)
     await asyncio.Event().wait()
 
