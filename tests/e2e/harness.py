@@ -7,6 +7,7 @@ of all of them are printed.
 Run a file as: SLUICE_BIN=/abs/build/sluice /usr/bin/python3 test_X.py -v
 """
 import atexit
+import hashlib
 import json
 import os
 import re
@@ -356,11 +357,18 @@ class Nginx(Proc):
     """Debian's nginx as an upstream, configured in a private temporary directory."""
 
     def __init__(self, keepalive_timeout="75s", files=None):
+        """files: {name: size} (sparse zeros) or {name: ("mixed", size)} (write_mixed_file;
+        its digest in .digests[name])."""
         self.tmp = tempfile.mkdtemp(prefix="sluice-e2e-nginx-")
         os.chmod(self.tmp, 0o755)
         os.makedirs(os.path.join(self.tmp, "www", "files"))
+        self.digests = {}
         for name, size in (files or {}).items():
-            with open(os.path.join(self.tmp, "www", "files", name), "wb") as f:
+            path = os.path.join(self.tmp, "www", "files", name)
+            if isinstance(size, tuple) and size[0] == "mixed":
+                self.digests[name] = write_mixed_file(path, size[1])
+                continue
+            with open(path, "wb") as f:
                 f.truncate(size)  # sparse: nginx serves zeros
         user = "user root;" if os.geteuid() == 0 else ""
         last_error = None
@@ -837,6 +845,33 @@ def timed(fn):
     except BaseException as e:
         r = e
     return r, time.monotonic() - t0
+
+
+def pattern_sha256(n):
+    """The SHA-256 of pattern_bytes(n), computed without holding n bytes."""
+    h = hashlib.sha256()
+    block = bytes(range(256)) * 4096  # 1 MiB
+    left = n
+    while left > 0:
+        h.update(block[:min(left, len(block))])
+        left -= len(block)
+    return h.hexdigest()
+
+
+def write_mixed_file(path, n):
+    """n bytes that do not repeat at any power-of-two period (a random block of a prime
+    length, repeated), so that a lost, doubled or reordered piece changes the digest; returns
+    their SHA-256."""
+    block = os.urandom(1048573)
+    h = hashlib.sha256()
+    with open(path, "wb") as f:
+        left = n
+        while left > 0:
+            piece = block[:min(left, len(block))]
+            f.write(piece)
+            h.update(piece)
+            left -= len(piece)
+    return h.hexdigest()
 
 
 def pattern_bytes(n):

@@ -12,8 +12,8 @@ import subprocess
 import time
 import unittest
 
-from harness import (CURL_BIN, E2ETestCase, RawClient, reserve_port, http, request_bytes,
-                     run_parallel, stderr_lines)
+from harness import (CURL_BIN, E2ETestCase, IncompleteResponse, RawClient, reserve_port, http, request_bytes,
+                     stderr_lines, wait_until)
 
 
 def name_of(r):
@@ -156,13 +156,23 @@ class RoutingTest(E2ETestCase):
             "  - name: ingress\n    address: 127.0.0.1:0\n    cluster: app\n",
             cluster_yaml("app", [a.port, b.port], "    load_balancing: least_request\n")))
         s = self.start_with(cfg)
-        # Eight slow requests at once: with two choices each lands on the less loaded address,
-        # so neither endpoint gets them all.
-        results = run_parallel([lambda: http(s.port, "GET", "/sleep/600")] * 8, start_gap=0.03)
-        names = [name_of(r) for r in results]
-        self.assertEqual([r.status for r in results], [200] * 8)
-        self.assertGreaterEqual(names.count("a"), 2, names)
-        self.assertGreaterEqual(names.count("b"), 2, names)
+        # One request held at one endpoint (the busy one); then every request goes to the
+        # other, idle one: with two addresses the two random choices are both, and the one
+        # with fewer requests on it wins. Round robin would send half of them to the busy one.
+        busy_client = RawClient(s.port, timeout=120)
+        busy_client.send(request_bytes("GET", "/sleep/60000"))
+        busy = wait_until(lambda: next((u for u in (a, b) if u.stats()["open"] >= 2), None), 30,
+                          "the slow request at an endpoint")  # its own /stats connection + 1
+        idle = "b" if busy is a else "a"
+        names = [name_of(http(s.port, "GET", "/")) for _ in range(12)]
+        self.assertEqual(names, [idle] * 12,
+                         "requests sent to the endpoint with one in flight")
+        busy.kill()  # ends the slow request (sluice answers it 502) rather than waiting
+        try:
+            busy_client.read_response()
+        except IncompleteResponse:
+            pass
+        busy_client.close()
 
     def test_dead_endpoint_is_ejected_and_no_request_fails(self):
         live = self.start_aiohttp(name="live")
