@@ -53,11 +53,11 @@ class LimitsTest(E2ETestCase):
         r = c.read_response()
         self.assertEqual(r.status, 503)
         self.assertIn(b"connection limit reached (listener_limit)", r.body)
-        self.assertTrue(c.closed_within(3))
+        self.assertTrue(c.closed_within(30))
         c.close()
         self.assertEqual(refused(s, "listener_limit"), 1)
         kept.pop().close()
-        deadline = time.monotonic() + 3
+        deadline = time.monotonic() + 30
         while True:  # the slot frees once sluice has seen the close
             r = http(s.port, "GET", "/")
             if r.status == 200 or time.monotonic() > deadline:

@@ -265,7 +265,7 @@ class TerminationTest(TlsCase):
         n = len(stderr_lines(s))
         c = RawClient(s.port)
         c.send(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
-        self.assertTrue(c.closed_within(3), "plain HTTP on a TLS listener left open")
+        self.assertTrue(c.closed_within(30), "plain HTTP on a TLS listener left open")
         self.assertFalse(c.buf.startswith(b"HTTP/"), c.buf[:100])
         c.close()
         self.wait_for(lambda: any(re.search(r" info client 127\.0\.0\.1: TLS handshake: ", l)
@@ -274,10 +274,11 @@ class TerminationTest(TlsCase):
         # A client that connects and sends nothing is cut at the handshake timeout (1 s).
         c = RawClient(s.port)
         t0 = time.monotonic()
-        self.assertTrue(c.closed_within(4), "silent client not cut by handshake_timeout")
+        # Not before it, and before the 10 s header timeout (the other timer it could be).
+        self.assertTrue(c.closed_within(8), "silent client not cut by handshake_timeout")
         took = time.monotonic() - t0
-        self.assertGreater(took, 0.8)
-        self.assertLess(took, 2.5, "cut after %.2f s (handshake_timeout 1s)" % took)
+        self.assertGreater(took, 0.9)
+        self.assertLess(took, 8, "cut after %.2f s (handshake_timeout 1s)" % took)
         c.close()
         self.assertEqual(up.stats()["requests"], 4 + 1 + 1, "only the good requests arrive")
 
@@ -488,7 +489,7 @@ class TerminationTest(TlsCase):
         self.assertEqual(read_ws_frame(c), (True, OP_TEXT, False, b"early bird"))
         c.send(ws_frame(OP_CLOSE, close_payload(1000)))
         self.assertEqual(read_ws_frame(c)[1], OP_CLOSE)
-        self.assertTrue(c.closed_within(3))
+        self.assertTrue(c.closed_within(30))
         c.close()
         up.wait_stats(lambda st: st["closed"] == 1)
 
