@@ -311,7 +311,7 @@ class DrainTest(E2ETestCase):
                     continue
                 nreq += 1
                 close = "close" in (r.header("Connection") or "").lower()
-                log.append(("response", t, r.status, close, nreq))
+                log.append(("response", t, r.status, close, nreq, time.monotonic()))
                 if close:
                     if not conn.closed_within(10):
                         log.append(("error", t, "connection open after Connection: close"))
@@ -335,6 +335,7 @@ class DrainTest(E2ETestCase):
         t0 = self.sigterm(s)
         ex = ExitWatcher(s)
         self.wait_phase(s, ("delay",))
+        draining_seen = time.monotonic()
         # A brand-new connection during the delay is served (with Connection: close), and the
         # idle keep-alive connection is still open.
         fresh = RawClient(s.port)
@@ -368,13 +369,15 @@ class DrainTest(E2ETestCase):
         self.assertEqual(errors[:5], [], "%d errors under keep-alive load" % len(errors))
         responses = [e for e in all_ if e[0] == "response"]
         self.assertEqual({e[2] for e in responses}, {200})
-        before = [e for e in responses if e[1] < t0]
-        after = [e for e in responses if e[1] > t0 + 0.05]
+        # Ordered by what is known: answered before the signal was sent, or asked after
+        # sluice was seen in its drain delay.
+        before = [e for e in responses if e[5] < t0]
+        after = [e for e in responses if e[1] > draining_seen]
         self.assertEqual([e for e in before if e[3]], [], "Connection: close before SIGTERM")
         self.assertGreater(len(after), 4, "few responses during the delay")
         self.assertEqual([e for e in after if not e[3]][:5], [],
                          "responses after SIGTERM without Connection: close")
-        new_during = [e for e in all_ if e[0] == "connect" and t0 + 0.05 < e[1]]
+        new_during = [e for e in all_ if e[0] == "connect" and draining_seen < e[1]]
         self.assertGreater(len(new_during), 4, "few new connections during the delay")
         refused = [e[1] - t0 for e in all_ if e[0] == "refused"]
         self.assertEqual(len(refused), 4, "every load thread should end refused: %r" % refused)
@@ -492,7 +495,6 @@ class DrainTest(E2ETestCase):
     # ---- server-sent events ----------------------------------------------------------------
 
     def test_sse_stream_ends_at_an_event_boundary(self):
-        delay = 1.0
         budget = 20.0
         up, s = self.start_pair(*drain_flags(delay="1s", budget="20s"))
         out = {}
@@ -535,7 +537,6 @@ class DrainTest(E2ETestCase):
         # the exit status below is 0.
         self.assertLess(pieces[-1][0] - t0, budget,
                         "stream still running %.2f s after SIGTERM" % (pieces[-1][0] - t0))
-        self.assertGreaterEqual(pieces[-1][0] - t0, delay - 0.05, "stream ended in the delay")
         self.assertTrue(out["closed"], "connection open after the terminating chunk")
         self.assertEqual(cp.returncode, 0, "curl: %r" % curl_err)
         self.assertTrue(curl_out.endswith(b"\n\n"), curl_out[-40:])
