@@ -393,9 +393,10 @@ TEST_F(UpstreamPoolTest, QueueTimeoutFailsWaiterAndCancelRemovesOne) {
   EXPECT_EQ(pool_->waiting_count(), 1u);
 
   ASSERT_TRUE(run_until([&] { return !b.failures.empty(); }, 1000));
+  // Not before the 50 ms timeout; that it is the timeout (and not, say, a connection freed
+  // after a loaded pause) is what the failure kind says, not an upper bound on the time.
   const uint64_t waited = now_ms() - start;
   EXPECT_GE(waited, 45u);
-  EXPECT_LT(waited, 400u);
   ASSERT_EQ(b.failures.size(), 1u);
   EXPECT_EQ(b.failures[0], PoolFailure::kQueueTimeout);
   EXPECT_EQ(b.ready_calls, 0);
@@ -450,8 +451,11 @@ TEST_F(UpstreamPoolTest, IdleTimeoutClosesIdleConnection) {
   a.release();
   EXPECT_EQ(pool_->idle_count(), 1u);
 
+  // Not closed before the timeout: a loaded machine may well have let 50 ms pass meanwhile, so
+  // what is checked is the order, not that 20 ms of running leave it idle.
   run_for(20);
-  EXPECT_EQ(pool_->idle_count(), 1u);
+  EXPECT_TRUE(pool_->idle_count() == 1u || now_ms() - start >= 45u)
+      << "closed " << now_ms() - start << " ms after the release";
   ASSERT_TRUE(run_until([&] { return pool_->idle_count() == 0; }, 1000));
   EXPECT_GE(now_ms() - start, 45u);
   run_for(30);  // ~100 ms after the release
@@ -473,8 +477,10 @@ TEST_F(UpstreamPoolTest, UpstreamCloseRemovesIdleConnectionAtOnce) {
 
   const uint64_t start = now_ms();
   demo_->close();
-  ASSERT_TRUE(run_until([&] { return pool_->idle_count() == 0; }, 500));
-  EXPECT_LT(now_ms() - start, 500u);
+  // At once: well before the 4 s idle timeout would take it out (a generous bound, the run may
+  // be paused on a loaded machine).
+  ASSERT_TRUE(run_until([&] { return pool_->idle_count() == 0; }, 3000));
+  EXPECT_LT(now_ms() - start, 3000u);
   EXPECT_EQ(pool_->busy_count(), 0u);
   EXPECT_EQ(pool_->connecting_count(), 0u);
 }
@@ -612,9 +618,10 @@ TEST_F(UpstreamPoolTest, ResponseTimeoutFailsExchangeAndDropsConnection) {
   const uint64_t start = now_ms();
   EXPECT_EQ(a.acquire(), Acquire::kQueued);
   ASSERT_TRUE(run_until([&] { return a.done(); }, 1000));
+  // The 50 ms timer, not the response (500 ms): the error kind says so; the time only that it
+  // did not fire early.
   const uint64_t waited = now_ms() - start;
   EXPECT_GE(waited, 45u);
-  EXPECT_LT(waited, 450u);
   ASSERT_EQ(a.errors.size(), 1u);
   EXPECT_EQ(a.errors[0].e, UpstreamError::kResponseTimeout);
   EXPECT_FALSE(a.errors[0].response_started);
