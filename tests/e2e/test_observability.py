@@ -398,22 +398,22 @@ class ObservabilityTest(E2ETestCase):
             line = proc.stderr.readline().decode()
             m = re.search(LISTEN_RX, line)
             port, admin_port = int(m.group(1)), int(m.group(4))
-            c = RawClient(port)
+            # Never blocked: a worker waiting on the full pipe would leave a request unanswered
+            # for good, and the client's 10 s read timeout fails it (no bound on the total,
+            # which only measures how loaded the machine is).
+            c = RawClient(port, timeout=10)
             long_path = "/echo?" + "p" * 3000
-            t0 = time.monotonic()
             n = 2500  # ~7.5 MB of log lines
             for i in range(n):
                 c.send(request_bytes("GET", long_path))
                 r = c.read_response(keep_body=False)
                 self.assertEqual(r.status, 200, "request %d" % i)
-            elapsed = time.monotonic() - t0
             c.close()
             s = type("S", (), {"admin_port": admin_port})
             m = self.metrics(s)
             dropped = self.value(m, "sluice_access_log_dropped_total")
             self.assertGreater(dropped, 0)
             self.assertLess(dropped, n)
-            self.assertLess(elapsed, 60)
         finally:
             # Read everything so the writer thread can finish, then stop sluice.
             def drain():
