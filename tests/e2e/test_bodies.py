@@ -156,11 +156,12 @@ class BodiesTest(E2ETestCase):
         t0 = time.monotonic()
         # curl waits up to --expect100-timeout for the 100 before sending anyway.
         code, body, rc = curl_status(s.url("/echo"), "--data-binary", "@" + path,
-                                     "-H", "Expect: 100-continue", "--expect100-timeout", "8")
+                                     "-H", "Expect: 100-continue", "--expect100-timeout", "30",
+                                     timeout=60)
         elapsed = time.monotonic() - t0
         self.assertEqual((rc, code), (0, 200))
         self.assertEqual(json.loads(body)["sha256"], hashlib.sha256(payload).hexdigest())
-        self.assertLess(elapsed, 6, "curl waited for a 100 Continue that never came")
+        self.assertLess(elapsed, 20, "curl waited for a 100 Continue that never came")
 
     # ---- response framings -----------------------------------------------------------------
 
@@ -188,13 +189,15 @@ class BodiesTest(E2ETestCase):
         c = RawClient(s.port)
         t0 = time.monotonic()
         c.send(request_bytes("GET", "/slow-body"))
-        first = []
-        r = c.read_response(on_data=lambda d: first.append(time.monotonic() - t0) if not first
-                            else None)
+        arrivals = []
+        r = c.read_response(on_data=lambda d: arrivals.append(time.monotonic() - t0))
         total = time.monotonic() - t0
         self.assertEqual(r.status, 200)
         self.assertGreater(total, 0.8)
-        self.assertLess(first[0], 0.5, "the body was buffered instead of streamed")
+        # The upstream sends its 10 chunks over 0.9 s: streamed, they arrive spread out too;
+        # buffered, all at once at the end.
+        self.assertGreater(arrivals[-1] - arrivals[0], 0.3,
+                           "the body was buffered instead of streamed: %r" % arrivals)
         c.close()
 
     def test_close_delimited_response_complete(self):

@@ -699,7 +699,7 @@ class OriginationTest(TlsCase):
                     continue
                 self.assertEqual(r.status, 502, r)
                 self.assertIn(b"upstream TLS handshake failed", r.body)
-                self.assertLess(took, 2.0)
+                self.assertLess(took, 10)  # refused at the handshake, not at a timeout
                 port = endpoint.rsplit(":", 1)[1]
                 # "upstream localhost:PORT (127.0.0.1): TLS handshake: ..."
                 rx = (r"upstream \S*:%s(?: \(\S+\))?: TLS handshake: certificate verify "

@@ -197,7 +197,7 @@ class WebSocketTest(E2ETestCase):
         async def main():
             out = []
             for code, reason in ((4000, "client bye"), (1000, "")):
-                ws = await ws_connect(self.url(s), compression=None)
+                ws = await ws_connect(self.url(s), compression=None, close_timeout=30)
                 await ws.send("before close")
                 self.assertEqual(await ws.recv(), "before close")
                 t0 = time.monotonic()
@@ -208,9 +208,9 @@ class WebSocketTest(E2ETestCase):
         for sent, got_code, got_reason, took in run_async(main()):
             # The upstream answers with the code it received: both sides saw the same handshake.
             self.assertEqual(got_code, sent, "close code seen by the client")
-            # websockets waits close_timeout (5 s) for the server to close TCP: a quick return
-            # means sluice closed the client connection once the handshake was done.
-            self.assertLess(took, 2.0, "client connection not closed after the close handshake")
+            # websockets waits close_timeout (30 s here) for the server to close TCP: a quicker
+            # return means sluice closed the client connection once the handshake was done.
+            self.assertLess(took, 15, "client connection not closed after the close handshake")
         st = up.wait_stats(lambda st: st["closed"] == 2)
         self.assertEqual((st["open"], st["close_codes"]), (0, {"4000": 1, "1000": 1}), st)
         self.assertNoOpenSockets(up.port, "sluice to upstream")
