@@ -7,7 +7,9 @@ JOBS ?= $(shell nproc)
 DEB_PACKAGES := cmake ninja-build g++ pkg-config libuv1-dev node-llhttp libssl-dev \
   prometheus-cpp-dev libyaml-cpp-dev libcli11-dev libgtest-dev nlohmann-json3-dev python3 libnghttp2-dev \
   curl nginx-light haproxy wrk python3-aiohttp python3-websockets python3-h2 nghttp2-client python3-yaml procps util-linux prometheus chromium \
-  openssl ca-certificates
+  openssl ca-certificates iproute2 stress-ng
+# iproute2: `ip netns` (tests/e2e/test_admin_access.py); util-linux: script(1) and prlimit(1)
+# (test_drain, test_limits); stress-ng: the CPU hog of the load-beside run (README).
 # The chart tests (tests/chart): Helm's template engine (Go's text/template with sprig), JSON
 # Schema for values.schema.json, Node.js for kubernetes-models (npm packages from the lockfile).
 # NodeSource's nodejs ships npm itself and conflicts with Debian's npm: that one is asked for
@@ -15,7 +17,7 @@ DEB_PACKAGES := cmake ninja-build g++ pkg-config libuv1-dev node-llhttp libssl-d
 DEB_PACKAGES += golang-go golang-github-masterminds-sprig-dev golang-gopkg-yaml.v2-dev \
   python3-jsonschema nodejs $(if $(shell command -v npm),,npm)
 
-.PHONY: deps build test test-sanitize test-image demo bench format clean
+.PHONY: deps build test test-sanitize test-tsan soak fuzz-corpus test-image demo bench format clean
 
 deps:
 	@missing=$$(for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed$$' || echo $$p; done); \
@@ -24,6 +26,12 @@ deps:
 	  if [ "$$(id -u)" != 0 ]; then SUDO=sudo; fi; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
 	else echo "all Debian packages present"; fi
+	@# The chart tests' npm packages, from the lockfile (tests/chart/test_chart.py checks the
+	@# stamp and fails, rather than installing, when they are missing or stale).
+	@stamp=tests/chart/node_modules/.sluice-lock-sha256; \
+	want=$$(sha256sum tests/chart/package-lock.json | cut -d' ' -f1); \
+	if [ "$$(cat $$stamp 2>/dev/null)" = "$$want" ]; then echo "tests/chart/node_modules up to date"; \
+	else (cd tests/chart && npm ci --no-audit --no-fund --loglevel=error) && echo "$$want" > $$stamp; fi
 
 build: deps
 	cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=$(TYPE)
@@ -32,17 +40,19 @@ build: deps
 test: build
 	cd $(BUILD) && ctest --output-on-failure -j 2
 
-# The whole suite under ASan+UBSan (LeakSanitizer included) in $(SAN_BUILD), then, when clang
-# and its runtimes are installable, each libFuzzer target for a fixed number of inputs from a
-# fixed seed (tests/fuzz/CMakeLists.txt; FUZZ_SECONDS caps a slow machine) in $(FUZZ_BUILD).
-# clang also builds the sanitizer tree when it can (about twice as fast as g++ there); g++
-# otherwise. README: "Fuzzing and sanitizers".
+# One clang tree, $(SAN_BUILD), built with ASan+UBSan (LeakSanitizer included) and libFuzzer's
+# coverage (SLUICE_FUZZ=ON; one build instead of two, which CI's time needs): the unit and e2e
+# suites, then each libFuzzer target for a fixed number of inputs from a fixed seed, starting
+# from the committed corpus (tests/fuzz/CMakeLists.txt, run_fuzz.sh; FUZZ_SECONDS caps a slow
+# machine, and a run it cuts below half its inputs fails). clang, its runtimes and libFuzzer are
+# required: when they cannot be installed this fails, it never skips.
+# README: "Fuzzing and sanitizers".
 SAN_BUILD ?= build-san
-FUZZ_BUILD ?= build-fuzz
-SANITIZE ?= address,undefined
-FUZZ_SECONDS ?= 30
+TSAN_BUILD ?= build-tsan
+FUZZ_SECONDS ?= 60
 SAN_CTEST_ARGS ?=
-# Only for test-sanitize: `make test` never needs them.
+TSAN_CTEST_ARGS ?=
+# Only for test-sanitize and test-tsan: `make test` never needs them.
 FUZZ_PACKAGES := clang libclang-rt-14-dev llvm
 # Succeeds when clang can link a libFuzzer target with ASan and UBSan.
 HAVE_LIBFUZZER = (tmp=$$(mktemp -d) && \
@@ -50,26 +60,59 @@ HAVE_LIBFUZZER = (tmp=$$(mktemp -d) && \
     > $$tmp/probe.cc && \
   clang++ -fsanitize=fuzzer,address,undefined $$tmp/probe.cc -o $$tmp/probe >/dev/null 2>&1; \
   ok=$$?; rm -rf $$tmp; [ $$ok = 0 ])
+CLANG := -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++
 
-test-sanitize: deps
+.PHONY: clang-deps
+clang-deps: deps
 	@missing=$$(for p in $(FUZZ_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed$$' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
-	  echo "installing for test-sanitize: $$missing"; \
+	  echo "installing for the sanitizer and fuzz trees: $$missing"; \
 	  if [ "$$(id -u)" != 0 ]; then SUDO=sudo; fi; \
-	  ($$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing) \
-	    || echo "could not install $$missing: g++ builds the sanitizer tree, no fuzzing"; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing \
+	    || { echo "ERROR: could not install $$missing: no sanitizer or fuzz run" >&2; exit 1; }; \
 	fi
-	@if $(HAVE_LIBFUZZER); then cc="-DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++"; else cc=""; fi; \
-	set -ex; \
-	cmake -S . -B $(SAN_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSLUICE_SANITIZE=$(SANITIZE) $$cc; \
+	@if ! $(HAVE_LIBFUZZER); then \
+	  echo "ERROR: clang++ cannot link a libFuzzer target with ASan and UBSan ($(FUZZ_PACKAGES))" >&2; \
+	  exit 1; fi
+
+SAN_CMAKE = cmake -S . -B $(SAN_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSLUICE_FUZZ=ON \
+  $(CLANG) -DSLUICE_FUZZ_SECONDS=$(FUZZ_SECONDS)
+
+test-sanitize: clang-deps
+	set -e; \
+	$(SAN_CMAKE); \
 	cmake --build $(SAN_BUILD) -j $(JOBS); \
-	cd $(SAN_BUILD) && ctest --output-on-failure -j 2 $(SAN_CTEST_ARGS)
-	@if ! $(HAVE_LIBFUZZER); then echo "SKIPPED: the fuzz targets need clang with libFuzzer ($(FUZZ_PACKAGES))"; exit 0; fi; \
-	set -ex; \
-	cmake -S . -B $(FUZZ_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSLUICE_FUZZ=ON \
-	  -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ -DSLUICE_FUZZ_SECONDS=$(FUZZ_SECONDS); \
-	cmake --build $(FUZZ_BUILD) -j $(JOBS) --target fuzzers; \
-	cd $(FUZZ_BUILD) && ctest --output-on-failure -j 2 -L fuzz
+	cd $(SAN_BUILD); \
+	ctest --output-on-failure -j 2 -LE fuzz $(SAN_CTEST_ARGS); \
+	ctest --output-on-failure -j 2 -L fuzz
+
+# Minimizes the committed fuzz corpus (tests/fuzz/corpus) with libFuzzer's -merge=1, keeping
+# what the last `make test-sanitize` found; commit the result.
+fuzz-corpus: clang-deps
+	$(SAN_CMAKE)
+	cmake --build $(SAN_BUILD) -j $(JOBS) --target fuzz-corpus
+
+# The unit and e2e suites under ThreadSanitizer in $(TSAN_BUILD) (clang). Every report fails the
+# run (sanitize.reports, tests/CMakeLists.txt). There are no suppressions: one would need a file
+# named in TSAN_OPTIONS (tests/CMakeLists.txt) with the reason written next to each entry.
+test-tsan: clang-deps
+	set -e; \
+	cmake -S . -B $(TSAN_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSLUICE_SANITIZE=thread $(CLANG); \
+	cmake --build $(TSAN_BUILD) -j $(JOBS); \
+	cd $(TSAN_BUILD) && ctest --output-on-failure -j 2 $(TSAN_CTEST_ARGS)
+
+# bench/soak.py for SOAK_DURATION on the Release build: mixed HTTP, WebSocket echoes, reloads,
+# an upstream restart. Fails on any unexpected error, on RSS growth above SOAK_RSS_MIB or
+# descriptor growth above SOAK_FD between the first and the last window after warm-up, on idle
+# descriptors not back to their count before the run, or on sluice not exiting 0.
+SOAK_DURATION ?= 2m
+SOAK_RSS_MIB ?= 4
+SOAK_FD ?= 8
+soak: build
+	/usr/bin/python3 bench/soak.py --sluice $(BUILD)/sluice --duration $(SOAK_DURATION) \
+	  --warmup 20s --window 20s --reload-interval 30s \
+	  --max-rss-drift-mib $(SOAK_RSS_MIB) --max-fd-drift $(SOAK_FD) --max-idle-fd-diff 0 \
+	  --max-unexpected-errors 0
 
 # The Dockerfile built and its image run (README, "The image"): podman builds without a
 # daemon (RUN steps in a chroot); debootstrap makes the base images, cached as tarballs in

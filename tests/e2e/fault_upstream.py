@@ -7,7 +7,8 @@ Prints one line `PORT <p> CONTROL <c>` on stdout once listening.
 Modes (what happens on the data port):
   ok                 answers every request `200 ok conn=ID` with Content-Length, keep-alive;
                      paths /early-hints (103 first), /hop (hop-by-hop response headers),
-                     /close (Connection: close) and /http10 (HTTP/1.0 response) are special,
+                     /close (Connection: close), /http10 (HTTP/1.0 response) and /trailers
+                     (chunked, with trailers X-Checksum and X-Other) are special,
                      and the connection is kept open whatever the response says
   drop-second        answers the first request on each connection; when the second request
                      arrives (fully read) the connection is closed without an answer
@@ -71,7 +72,7 @@ async def read_request(reader, conn_id):
             headers.setdefault(k.strip().lower(), v.strip())
     body = rest
     if b"chunked" in headers.get(b"transfer-encoding", b"").lower():
-        while not (body.endswith(b"0\r\n\r\n") or b"\r\n0\r\n\r\n" in body or body.startswith(b"0\r\n\r\n")):
+        while not chunked_complete(body):
             chunk = await reader.read(65536)
             if not chunk:
                 break
@@ -89,12 +90,30 @@ async def read_request(reader, conn_id):
     return head
 
 
+def chunked_complete(body):
+    """A whole chunked body: the last chunk (0) and its trailer section, which ends with an
+    empty line. Walks the chunks (a body's bytes may look like a last chunk)."""
+    pos = 0
+    while True:
+        eol = body.find(b"\r\n", pos)
+        if eol < 0:
+            return False
+        size = int(body[pos:eol].split(b";", 1)[0].strip() or b"0", 16)
+        if size == 0:
+            trailers = body[eol + 2:]
+            return trailers.startswith(b"\r\n") or b"\r\n\r\n" in trailers
+        pos = eol + 2 + size + 2
+        if pos > len(body):
+            return False
+
+
 def record(conn_id, head, body, incomplete=False):
     STATE["requests"].append({
         "conn": conn_id,
         "head": head.decode("latin-1"),
         "body_len": len(body),
         "body_start": body[:64].decode("latin-1"),
+        "body_end": body[-64:].decode("latin-1"),
         "incomplete": incomplete,
     })
 
@@ -119,6 +138,9 @@ def ok_special(head, conn_id):
     if path == b"/close":
         return (b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: %d\r\n\r\n"
                 % len(body) + body)
+    if path == b"/trailers":  # a chunked response with trailers
+        return (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-Checksum\r\n\r\n"
+                b"%x\r\n%s\r\n0\r\nX-Checksum: sha-of-it\r\nX-Other: 2\r\n\r\n" % (len(body), body))
     if path == b"/http10":
         return b"HTTP/1.0 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body
     return ok_response(body)

@@ -6,6 +6,8 @@ of all of them are printed.
 
 Run a file as: SLUICE_BIN=/abs/build/sluice /usr/bin/python3 test_X.py -v
 """
+import atexit
+import hashlib
 import json
 import os
 import re
@@ -34,12 +36,52 @@ CLEAN_ENV = {k: v for k, v in os.environ.items()
 
 
 def free_port():
-    """A port that was free a moment ago (for peers that cannot bind port 0 and report it)."""
+    """A port that was free a moment ago, for peers that cannot bind port 0 and report it nor
+    share a port (nginx, Prometheus): another process may take it before the peer binds it, so
+    their start-up retries with another port. Everything else uses reserve_port()."""
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     s.bind((LOOPBACK, 0))
     port = s.getsockname()[1]
     s.close()
     return port
+
+
+_RESERVED = []  # the reserving sockets, open until this test process exits
+
+
+@atexit.register
+def _release_reserved():
+    for s in _RESERVED:
+        s.close()
+
+
+def reserve_port(port=0):
+    """A loopback port that no other process can take while this test process runs: a socket
+    bound to it with SO_REUSEPORT, never listening, holds it. Connecting to it is refused until
+    a peer that also sets SO_REUSEPORT listens there: sluice's listeners and upstream_app.py
+    do, so a test can give them the port later (a restart on the same port, a fixed address in
+    a configuration file). With port, reserves a port such a peer already listens on, so that
+    it stays held after the peer is killed. e2e files run in parallel (ctest -j): a port that
+    was merely free a moment ago could be taken by another file's peers in between."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    s.bind((LOOPBACK, port))
+    _RESERVED.append(s)
+    return s.getsockname()[1]
+
+
+def wait_until(pred, timeout, what, interval=0.02):
+    """Polls pred() until it returns something true, which is returned; raises an
+    AssertionError naming `what` after timeout seconds. Deadlines are generous: they only bound
+    how long a failing test takes, the condition is what is tested."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise AssertionError("%s: not within %.1f s" % (what, timeout))
+        time.sleep(interval)
 
 
 def proc_status(pid):
@@ -205,8 +247,8 @@ LISTEN_RX = (r"sluice: listening on 127\.0\.0\.1:(\d+)(?:, \S+)* \((\d+) workers
 
 class Sluice(Proc):
     def __init__(self, args=(), env_extra=None, defaults=True, upstream=None, workers=1,
-                 subcommand=None):
-        argv = [SLUICE_BIN]
+                 subcommand=None, wrapper=()):
+        argv = list(wrapper) + [SLUICE_BIN]  # wrapper: e.g. ["prlimit", "--nofile=64:64"]
         if subcommand:
             argv.append(subcommand)
         if defaults:
@@ -315,11 +357,18 @@ class Nginx(Proc):
     """Debian's nginx as an upstream, configured in a private temporary directory."""
 
     def __init__(self, keepalive_timeout="75s", files=None):
+        """files: {name: size} (sparse zeros) or {name: ("mixed", size)} (write_mixed_file;
+        its digest in .digests[name])."""
         self.tmp = tempfile.mkdtemp(prefix="sluice-e2e-nginx-")
         os.chmod(self.tmp, 0o755)
         os.makedirs(os.path.join(self.tmp, "www", "files"))
+        self.digests = {}
         for name, size in (files or {}).items():
-            with open(os.path.join(self.tmp, "www", "files", name), "wb") as f:
+            path = os.path.join(self.tmp, "www", "files", name)
+            if isinstance(size, tuple) and size[0] == "mixed":
+                self.digests[name] = write_mixed_file(path, size[1])
+                continue
+            with open(path, "wb") as f:
                 f.truncate(size)  # sparse: nginx serves zeros
         user = "user root;" if os.geteuid() == 0 else ""
         last_error = None
@@ -716,11 +765,12 @@ class E2ETestCase(unittest.TestCase):
         return p
 
     def start_sluice(self, *args, upstream=None, env=None, defaults=True, workers=1,
-                     subcommand=None):
+                     subcommand=None, wrapper=()):
         """sluice with --listen/--admin on port 0 (unless defaults=False), --workers N (unless
-        workers=None) and --upstream 127.0.0.1:upstream (when given), then args."""
+        workers=None) and --upstream 127.0.0.1:upstream (when given), then args; run through
+        the wrapper command when given."""
         return self._track(Sluice(args, env_extra=env, defaults=defaults, upstream=upstream,
-                                  workers=workers, subcommand=subcommand))
+                                  workers=workers, subcommand=subcommand, wrapper=wrapper))
 
     def start_proc(self, name, argv):
         return self._track(Proc(name, argv))
@@ -795,6 +845,33 @@ def timed(fn):
     except BaseException as e:
         r = e
     return r, time.monotonic() - t0
+
+
+def pattern_sha256(n):
+    """The SHA-256 of pattern_bytes(n), computed without holding n bytes."""
+    h = hashlib.sha256()
+    block = bytes(range(256)) * 4096  # 1 MiB
+    left = n
+    while left > 0:
+        h.update(block[:min(left, len(block))])
+        left -= len(block)
+    return h.hexdigest()
+
+
+def write_mixed_file(path, n):
+    """n bytes that do not repeat at any power-of-two period (a random block of a prime
+    length, repeated), so that a lost, doubled or reordered piece changes the digest; returns
+    their SHA-256."""
+    block = os.urandom(1048573)
+    h = hashlib.sha256()
+    with open(path, "wb") as f:
+        left = n
+        while left > 0:
+            piece = block[:min(left, len(block))]
+            f.write(piece)
+            h.update(piece)
+            left -= len(piece)
+    return h.hexdigest()
 
 
 def pattern_bytes(n):

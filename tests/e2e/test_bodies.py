@@ -4,11 +4,12 @@ pipelining, and 200 MB transfers in both directions with bounded proxy memory.""
 import hashlib
 import json
 import os
+import subprocess
 import time
 import unittest
 
-from harness import (E2ETestCase, MiB, RawClient, curl, curl_status, pattern_bytes,
-                     request_bytes)
+from harness import (CLEAN_ENV, CURL_BIN, E2ETestCase, MiB, RawClient, curl, curl_status,
+                     pattern_bytes, pattern_sha256, request_bytes, write_mixed_file)
 
 BIG = 200 * MiB
 MEM_LIMIT = 64 * MiB
@@ -70,6 +71,41 @@ class BodiesTest(E2ETestCase):
         self.assertEqual((r.json()["query"], r.json()["body"]), ("second=1", "next"))
         c.close()
 
+    def test_chunked_request_trailers_reach_the_upstream(self):
+        up = self.start_fault("ok")
+        s = self.start_sluice(upstream=up.port)
+        c = RawClient(s.port)
+        c.send(b"POST /upload HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n"
+               b"Trailer: X-Checksum\r\n\r\n"
+               b"5\r\nhello\r\n0\r\nX-Checksum: abc123\r\n\r\n")
+        r = c.read_response()
+        self.assertEqual(r.status, 200)
+        [req] = [q for q in up.stats()["requests"] if q["head"].startswith("POST /upload ")]
+        self.assertTrue(req["body_end"].endswith("0\r\nX-Checksum: abc123\r\n\r\n"),
+                        "request trailers at the upstream: %r" % req["body_end"])
+        c.send(request_bytes("GET", "/"))  # consumed exactly: the connection carries on
+        self.assertEqual(c.read_response().status, 200)
+        c.close()
+
+    # sluice ends a chunked response with its own last chunk (Exchange, kLastChunk) and drops
+    # the upstream's trailers. Reported to the lead (issue 19): the fix belongs in
+    # proxy/server/exchange.cc, which is being refactored. Marked as an expected failure, which
+    # -v prints as such; once trailers are forwarded it becomes an unexpected success, which
+    # fails the file: then remove the mark.
+    @unittest.expectedFailure
+    def test_chunked_response_trailers_reach_the_client(self):
+        up = self.start_fault("ok")
+        s = self.start_sluice(upstream=up.port)
+        c = RawClient(s.port)
+        c.send(request_bytes("GET", "/trailers"))
+        r = c.read_response()
+        self.assertEqual((r.status, r.framing), (200, "chunked"))
+        self.assertTrue(r.body.startswith(b"ok conn="), r.body)
+        c.send(request_bytes("GET", "/"))  # consumed exactly: the connection carries on
+        self.assertEqual(c.read_response().status, 200)
+        c.close()
+        self.assertEqual(r.trailers, [("X-Checksum", "sha-of-it"), ("X-Other", "2")])
+
     def test_chunked_upload_sent_slowly_in_pieces(self):
         up = self.start_aiohttp()
         s = self.start_sluice(upstream=up.port)
@@ -120,11 +156,12 @@ class BodiesTest(E2ETestCase):
         t0 = time.monotonic()
         # curl waits up to --expect100-timeout for the 100 before sending anyway.
         code, body, rc = curl_status(s.url("/echo"), "--data-binary", "@" + path,
-                                     "-H", "Expect: 100-continue", "--expect100-timeout", "8")
+                                     "-H", "Expect: 100-continue", "--expect100-timeout", "30",
+                                     timeout=60)
         elapsed = time.monotonic() - t0
         self.assertEqual((rc, code), (0, 200))
         self.assertEqual(json.loads(body)["sha256"], hashlib.sha256(payload).hexdigest())
-        self.assertLess(elapsed, 6, "curl waited for a 100 Continue that never came")
+        self.assertLess(elapsed, 20, "curl waited for a 100 Continue that never came")
 
     # ---- response framings -----------------------------------------------------------------
 
@@ -152,13 +189,15 @@ class BodiesTest(E2ETestCase):
         c = RawClient(s.port)
         t0 = time.monotonic()
         c.send(request_bytes("GET", "/slow-body"))
-        first = []
-        r = c.read_response(on_data=lambda d: first.append(time.monotonic() - t0) if not first
-                            else None)
+        arrivals = []
+        r = c.read_response(on_data=lambda d: arrivals.append(time.monotonic() - t0))
         total = time.monotonic() - t0
         self.assertEqual(r.status, 200)
         self.assertGreater(total, 0.8)
-        self.assertLess(first[0], 0.5, "the body was buffered instead of streamed")
+        # The upstream sends its 10 chunks over 0.9 s: streamed, they arrive spread out too;
+        # buffered, all at once at the end.
+        self.assertGreater(arrivals[-1] - arrivals[0], 0.3,
+                           "the body was buffered instead of streamed: %r" % arrivals)
         c.close()
 
     def test_close_delimited_response_complete(self):
@@ -226,51 +265,68 @@ class BodiesTest(E2ETestCase):
     def test_large_download_aiohttp_bounded_memory(self):
         up = self.start_aiohttp()
         s = self.start_sluice(upstream=up.port)
-        c = RawClient(s.port, timeout=30)
+        c = RawClient(s.port, timeout=60)
         c.send(request_bytes("GET", "/bytes/%d" % BIG))
-        r = c.read_response(keep_body=False)
-        self.assertEqual((r.status, r.body_len), (200, BIG))
+        got = hashlib.sha256()
+        r = c.read_response(keep_body=False, on_data=got.update)
+        self.assertEqual((r.status, r.body_len, got.hexdigest()), (200, BIG, pattern_sha256(BIG)))
         c.close()
         self.assertMemoryBounded(s, MEM_LIMIT)
 
     def test_large_download_nginx_bounded_memory(self):
-        ng = self.start_nginx(files={"big.bin": BIG})
+        ng = self.start_nginx(files={"big.bin": ("mixed", BIG)})
         s = self.start_sluice(upstream=ng.port)
-        cp = curl("-o", "/dev/null", "-w", "%{http_code} %{size_download}",
-                  s.url("/files/big.bin"), timeout=30)
-        self.assertEqual((cp.returncode, cp.stdout.decode()), (0, "200 %d" % BIG), cp.stderr)
+        # curl writes the body to a pipe, hashed here as it comes; the status on stderr.
+        p = subprocess.Popen([CURL_BIN, "-sS", "--noproxy", "*", "--max-time", "120", "-o", "-",
+                              "-w", "%{stderr}%{http_code} %{size_download}",
+                              s.url("/files/big.bin")],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=CLEAN_ENV)
+        got = hashlib.sha256()
+        for chunk in iter(lambda: p.stdout.read(1 << 20), b""):
+            got.update(chunk)
+        err = p.stderr.read().decode()
+        self.assertEqual(p.wait(60), 0, err)
+        p.stdout.close()
+        p.stderr.close()
+        self.assertEqual((err, got.hexdigest()), ("200 %d" % BIG, ng.digests["big.bin"]))
         self.assertMemoryBounded(s, MEM_LIMIT)
 
     def test_large_upload_bounded_memory(self):
         up = self.start_aiohttp()
         s = self.start_sluice(upstream=up.port)
-        path = self.write_file(size=BIG)
+        path = os.path.join(self.make_tmpdir(), "upload.bin")
+        digest = write_mixed_file(path, BIG)
         code, body, rc = curl_status(s.url("/discard"), "-X", "POST", "-T", path,
-                                     "-H", "Expect:", timeout=30)
+                                     "-H", "Expect:", timeout=120)
         self.assertEqual((rc, code), (0, 200))
-        self.assertEqual(json.loads(body)["received"], BIG)
+        doc = json.loads(body)
+        self.assertEqual((doc["received"], doc["sha256"]), (BIG, digest))
         self.assertMemoryBounded(s, MEM_LIMIT)
 
     def test_large_chunked_upload_bounded_memory(self):
         up = self.start_aiohttp()
         s = self.start_sluice(upstream=up.port)
         n = 100 * MiB
-        path = self.write_file(size=n)
+        path = os.path.join(self.make_tmpdir(), "upload.bin")
+        digest = write_mixed_file(path, n)
         code, body, rc = curl_status(s.url("/discard"), "-X", "POST", "-T", path,
                                      "-H", "Transfer-Encoding: chunked", "-H", "Expect:",
-                                     timeout=30)
+                                     timeout=120)
         self.assertEqual((rc, code), (0, 200))
-        self.assertEqual(json.loads(body)["received"], n)
+        doc = json.loads(body)
+        self.assertEqual((doc["received"], doc["sha256"]), (n, digest))
         self.assertMemoryBounded(s, MEM_LIMIT)
 
     def test_slow_reader_bounded_memory(self):
         up = self.start_aiohttp()
         s = self.start_sluice(upstream=up.port)
-        c = RawClient(s.port, timeout=30, rcvbuf=65536)
+        c = RawClient(s.port, timeout=60, rcvbuf=65536)
         c.send(request_bytes("GET", "/bytes/%d" % BIG))
         state = {"since_pause": 0, "bursts": 0, "max_rss": 0}
+        got = hashlib.sha256()
 
         def slow(data):
+            got.update(data)
             state["since_pause"] += len(data)
             if state["since_pause"] >= MiB:  # ~1 MiB bursts, 20 ms apart: ~40 MB/s
                 state["since_pause"] = 0
@@ -280,7 +336,7 @@ class BodiesTest(E2ETestCase):
                 time.sleep(0.02)
 
         r = c.read_response(keep_body=False, on_data=slow)
-        self.assertEqual((r.status, r.body_len), (200, BIG))
+        self.assertEqual((r.status, r.body_len, got.hexdigest()), (200, BIG, pattern_sha256(BIG)))
         c.close()
         self.assertLess(state["max_rss"], MEM_LIMIT,
                         "RSS reached %.1f MiB during the slow read" % (state["max_rss"] / MiB))
@@ -290,12 +346,14 @@ class BodiesTest(E2ETestCase):
         up = self.start_aiohttp()
         s = self.start_sluice(upstream=up.port)
         n = 100 * MiB
-        path = self.write_file(size=n)
+        path = os.path.join(self.make_tmpdir(), "upload.bin")
+        digest = write_mixed_file(path, n)
         # The upstream reads ~1 MiB per 15 ms (about 60 MB/s); curl sends as fast as it can.
         code, body, rc = curl_status(s.url("/discard?ms_per_mib=15"), "-X", "POST", "-T", path,
-                                     "-H", "Expect:", timeout=30)
+                                     "-H", "Expect:", timeout=120)
         self.assertEqual((rc, code), (0, 200))
-        self.assertEqual(json.loads(body)["received"], n)
+        doc = json.loads(body)
+        self.assertEqual((doc["received"], doc["sha256"]), (n, digest))
         self.assertMemoryBounded(s, MEM_LIMIT)
 
 

@@ -25,7 +25,7 @@ import unittest
 import websockets
 
 from harness import (CLEAN_ENV, CURL_BIN, SLUICE_BIN, E2ETestCase, IncompleteResponse,
-                     RawClient, http, request_bytes, stderr_lines)
+                     RawClient, http, request_bytes, stderr_lines, wait_until)
 from ws_upstream import OP_CLOSE, WsUpstream, raw_ws_handshake, read_ws_frame, ws_connect
 
 JSON_KEYS = {"phase", "elapsed_s", "budget_s", "connections", "in_flight", "websockets",
@@ -112,20 +112,6 @@ class SessionHolder:
         return self.results
 
 
-def socket_state(sock):
-    """TCP state of our own socket, from /proc/net/tcp (None once it is gone)."""
-    lport = "%04X" % sock.getsockname()[1]
-    names = {"01": "ESTABLISHED", "06": "TIME_WAIT", "07": "CLOSE", "08": "CLOSE_WAIT",
-             "09": "LAST_ACK", "04": "FIN_WAIT1", "05": "FIN_WAIT2", "0B": "CLOSING"}
-    with open("/proc/net/tcp") as f:
-        next(f)
-        for line in f:
-            p = line.split()
-            if p[1] == "0100007F:" + lport:
-                return names.get(p[3], p[3])
-    return None
-
-
 class DrainTest(E2ETestCase):
 
     def setUp(self):
@@ -156,6 +142,30 @@ class DrainTest(E2ETestCase):
         body = b"" if method == "POST" else None
         return http(s.admin_port, method, path, headers=headers, body=body, timeout=timeout)
 
+    def phase(self, s):
+        """The drain phase GET /drain reports, or "exited" once sluice is gone."""
+        try:
+            r = self.admin(s, "GET", "/drain", timeout=10)
+        except (OSError, IncompleteResponse):
+            if s.alive():
+                raise
+            return "exited"
+        self.assertEqual(r.status, 200, r)
+        return r.json()["phase"]
+
+    def wait_phase(self, s, phases, timeout=30):
+        """Waits until the drain phase is one of phases; returns it."""
+        return wait_until(lambda: (lambda p: p if p in phases else None)(self.phase(s)),
+                          timeout, "drain phase in %r" % (phases,), interval=0.05)
+
+    def hold(self, up, s):
+        """A request held in flight at the upstream until up.release(); returns its client."""
+        c = RawClient(s.port, timeout=60)
+        c.send(request_bytes("GET", "/hold"))
+        st = up.wait_stats(lambda st: st["held"] >= 1, timeout=30)
+        self.assertGreaterEqual(st["held"], 1, "the held request never reached the upstream")
+        return c
+
     def drain_state(self, s, headers=None):
         r = self.admin(s, "GET", "/drain", headers=headers)
         self.assertEqual(r.status, 200, r)
@@ -172,10 +182,10 @@ class DrainTest(E2ETestCase):
         self.assertLess(watcher.at - t0, before, "sluice exited %.2f s after the drain start "
                         "%s" % (watcher.at - t0, what))
 
-    def assertStaysThenStops(self, s, watcher, what=""):
+    def assertStaysThenStops(self, s, watcher, what="", rc=0):
         """A drain the admin API started leaves sluice running (the app's preStop hook, also
-        before a liveness kill: POST /resume may follow) until its own SIGTERM; then it exits 0
-        at once."""
+        before a liveness kill: POST /resume may follow) until its own SIGTERM; then it exits
+        at once, 0 (or 2 when the drain had to force connections closed)."""
         deadline = time.monotonic() + 15
         while self.drain_state(s)["phase"] != "done":
             self.assertLess(time.monotonic(), deadline, "the drain did not end %s" % what)
@@ -183,14 +193,14 @@ class DrainTest(E2ETestCase):
         s.wait_line(r"drain done; waiting for SIGTERM", timeout=5)
         self.assertIsNone(watcher.rc, "sluice exited after an admin-API drain %s" % what)
         t0 = self.sigterm(s)
-        self.assertExit(watcher, t0, 0, 1.0, "(SIGTERM after the admin-API drain %s)" % what)
+        self.assertExit(watcher, t0, rc, 10.0, "(SIGTERM after the admin-API drain %s)" % what)
 
     # ---- WebSocket sessions ----------------------------------------------------------------
 
     def test_300_websockets_get_1001_spread_over_the_window(self):
-        delay, spread, close_timeout, budget = 1.0, 2.0, 1.0, 8.0
+        delay, spread, close_timeout, budget = 1.0, 4.0, 1.0, 20.0
         n = 300
-        up, s = self.start_pair(*drain_flags("1s", "2s", "1s", "8s"), workers=2)
+        up, s = self.start_pair(*drain_flags("1s", "4s", "1s", "20s"), workers=2)
         url = "ws://127.0.0.1:%d/ws" % s.port
         box = {}
 
@@ -209,7 +219,7 @@ class DrainTest(E2ETestCase):
             box["exit"] = ExitWatcher(s)
             return await asyncio.gather(*[wait_close(ws, budget + 4) for ws in conns])
 
-        results = asyncio.run(asyncio.wait_for(main(), 60))
+        results = asyncio.run(asyncio.wait_for(main(), 120))
         t0 = box["t0"]
         kinds = collections.Counter(r["kind"] for r in results)
         codes = collections.Counter(r.get("code") for r in results)
@@ -221,13 +231,15 @@ class DrainTest(E2ETestCase):
         self.assertGreaterEqual(frames[0], delay - 0.05,
                                 "first 1001 at %.2f s, before the end of the %.1f s delay" %
                                 (frames[0], delay))
-        self.assertLessEqual(frames[-1], delay + spread + 1.0,
+        self.assertLessEqual(frames[-1], delay + spread + 3.0,
                              "last 1001 at %.2f s (delay %.1f + spread %.1f)" %
                              (frames[-1], delay, spread))
         self.assertGreaterEqual(frames[-1] - frames[0], spread / 2,
                                 "1001s not spread: first %.3f s, last %.3f s" %
                                 (frames[0], frames[-1]))
-        # No more than 25 % of the sessions in any 10 % slice of the window (even: 10 %).
+        # No more than 25 % of the sessions in any 10 % slice of the window (even: 10 %). The
+        # timestamps are the client's: a client stalled for a slice would bunch them, hence the
+        # wide window and the margin.
         slice_ = spread / 10
         j = 0
         worst = 0
@@ -238,7 +250,7 @@ class DrainTest(E2ETestCase):
         self.assertLessEqual(worst, n // 4, "%d of %d 1001s within %.2f s" % (worst, n, slice_))
         # sluice closes each client connection once the handshake is done (or at the timeout).
         late = [r["closed_at"] - r["frame_at"] for r in results
-                if r["closed_at"] - r["frame_at"] > close_timeout + 0.5]
+                if r["closed_at"] - r["frame_at"] > close_timeout + 3.0]
         self.assertEqual(late, [], "client connections closed long after their 1001")
         st = up.wait_stats(lambda st: st["closed"] == n)
         self.assertEqual((st["open"], st["closed"], st["close_codes"]),
@@ -246,33 +258,32 @@ class DrainTest(E2ETestCase):
         self.assertExit(box["exit"], t0, 0, budget)
 
     def test_client_ignoring_the_close_is_cut_after_close_timeout(self):
-        delay, spread, close_timeout, budget = 0.5, 1.0, 1.0, 8.0
-        up, s = self.start_pair(*drain_flags("500ms", "1s", "1s", "8s"))
-        # Completes the handshake, then never reads and never answers.
-        c, _ = raw_ws_handshake(s.port)
-        self.assertEqual(socket_state(c.sock), "ESTABLISHED")
+        delay, close_timeout, budget = 0.5, 1.0, 20.0
+        up, s = self.start_pair(*drain_flags("500ms", "1s", "1s", "20s"))
+        # Completes the handshake, then never answers. It reads what comes (the Close frame):
+        # reading does not answer a Close, and sluice cannot tell.
+        c, _ = raw_ws_handshake(s.port, timeout=budget + 10)
         t0 = self.sigterm(s)
         ex = ExitWatcher(s)
-        closed_at = None
-        while time.monotonic() < t0 + budget + 1:
-            if socket_state(c.sock) != "ESTABLISHED":
-                closed_at = time.monotonic() - t0
-                break
-            time.sleep(0.02)
-        self.assertIsNotNone(closed_at, "the ignoring client was never cut")
-        self.assertGreaterEqual(closed_at, delay + close_timeout - 0.1,
-                                "cut %.2f s after SIGTERM: no close timeout was waited" %
-                                closed_at)
-        self.assertLessEqual(closed_at, delay + spread + close_timeout + 0.7,
-                             "cut %.2f s after SIGTERM, not at the close timeout" % closed_at)
-        # The close-timeout cut is part of the sequence, not a budget force: exit 0, early.
-        self.assertExit(ex, t0, 0, delay + spread + close_timeout + 1.5)
-        # What it was sent meanwhile: one unmasked Close frame with 1001, then the end.
+        # What it is sent: one unmasked Close frame with 1001, then the end.
         fin, op, masked, payload = read_ws_frame(c)
+        frame_at = time.monotonic() - t0
         self.assertEqual((fin, op, masked, payload[:2]), (True, OP_CLOSE, False, b"\x03\xe9"))
-        self.assertTrue(c.closed_within(2))
+        self.assertTrue(c.closed_within(budget + 5), "the ignoring client was never cut")
+        cut_at = time.monotonic() - t0
         self.assertEqual(c.buf, b"", "bytes after the Close frame")
         c.close()
+        # Cut no earlier than the close timeout after the Close frame. sluice's clocks start
+        # after t0, and this thread only sees events late, so the first bound is safe on any
+        # machine; the second compares two late observations, hence the margin (half).
+        self.assertGreaterEqual(cut_at, delay + close_timeout - 0.05,
+                                "cut %.2f s after SIGTERM: no close timeout was waited" % cut_at)
+        self.assertGreaterEqual(cut_at - frame_at, close_timeout / 2,
+                                "cut %.2f s after its Close frame, close timeout %.1f s" %
+                                (cut_at - frame_at, close_timeout))
+        # Cut by the close timeout, not forced at the budget: exit 0, before the budget.
+        self.assertLess(cut_at, budget, "cut only at the drain budget")
+        self.assertExit(ex, t0, 0, budget)
         st = up.wait_stats(lambda st: st["closed"] == 1)
         self.assertEqual(st["close_codes"], {"1001": 1}, "the upstream side must still be "
                          "closed with a masked 1001: %r" % st)
@@ -280,18 +291,20 @@ class DrainTest(E2ETestCase):
     # ---- HTTP during the delay -------------------------------------------------------------
 
     def test_keepalive_load_during_delay_zero_errors_then_refused(self):
-        delay = 2.0
-        up, s = self.start_pair(*drain_flags(delay="2s"), workers=2)
-        state = {"stop_at": time.monotonic() + 30, "t0": None}
+        # The delay is long enough for the checks made during it on a loaded machine; each
+        # check is followed by a look at the phase, so a check made too late fails as such.
+        delay, budget = 4.0, 30.0
+        up, s = self.start_pair(*drain_flags(delay="4s", budget="30s"), workers=2)
+        state = {"stop_at": time.monotonic() + 120}
+        logs = [[] for _ in range(4)]
 
-        def load():
-            log = []
+        def load(log):
             conn = None
             while time.monotonic() < state["stop_at"]:
                 if conn is None:
                     t = time.monotonic()
                     try:
-                        conn = RawClient(s.port, timeout=5)
+                        conn = RawClient(s.port, timeout=10)
                     except ConnectionRefusedError:
                         log.append(("refused", t))
                         break
@@ -311,140 +324,163 @@ class DrainTest(E2ETestCase):
                     continue
                 nreq += 1
                 close = "close" in (r.header("Connection") or "").lower()
-                log.append(("response", t, r.status, close, nreq))
+                log.append(("response", t, r.status, close, nreq, time.monotonic()))
                 if close:
-                    if not conn.closed_within(2):
+                    if not conn.closed_within(10):
                         log.append(("error", t, "connection open after Connection: close"))
                     conn.close()
                     conn = None
             if conn is not None:
                 conn.close()
-            return log
 
-        results = [None] * 4
-
-        def run(i):
-            results[i] = load()
-
-        threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(4)]
+        threads = [threading.Thread(target=load, args=(logs[i],), daemon=True)
+                   for i in range(4)]
         for t in threads:
             t.start()
-        idle = RawClient(s.port)  # one request, then idle through the delay
+        idle = RawClient(s.port, timeout=60)  # one request, then idle through the delay
         idle.send(request_bytes("GET", "/"))
         self.assertEqual(idle.read_response().status, 200)
-        time.sleep(0.7)
+        held = self.hold(up, s)  # keeps sluice draining after the delay
+        # Keep-alive load under way (connections reused) before the signal.
+        wait_until(lambda: len([e for l in logs for e in list(l)
+                                if e[0] == "response" and e[4] > 1]) >= 50,
+                   60, "50 keep-alive responses before SIGTERM")
         t0 = self.sigterm(s)
-        state["stop_at"] = t0 + delay + 3
         ex = ExitWatcher(s)
-        # A brand-new connection in the middle of the delay is served (with Connection: close).
-        time.sleep(delay / 2)
+        self.wait_phase(s, ("delay",))
+        draining_seen = time.monotonic()
+        # A brand-new connection during the delay is served (with Connection: close), and the
+        # idle keep-alive connection is still open.
         fresh = RawClient(s.port)
         fresh.send(request_bytes("GET", "/"))
         r = fresh.read_response()
         self.assertEqual(r.status, 200)
         self.assertIn("close", (r.header("Connection") or "").lower())
-        self.assertTrue(fresh.closed_within(2))
+        self.assertTrue(fresh.closed_within(10))
         fresh.close()
-        time.sleep(max(0.0, t0 + delay - 0.3 - time.monotonic()))
         self.assertTrue(idle.is_open(), "idle keep-alive connection closed during the delay")
-        self.assertTrue(idle.closed_within(t0 + delay + 0.6 - time.monotonic()),
+        self.assertEqual(self.phase(s), "delay", "the checks above ran after the %.0f s delay: "
+                         "too slow a machine for this test" % delay)
+        # At the end of the delay: the idle connection is closed, and not before.
+        self.assertTrue(idle.closed_within(delay + 30),
                         "idle keep-alive connection still open after the delay")
+        self.assertNotEqual(self.phase(s), "delay", "idle connection closed during the delay")
         idle.close()
+        # After the delay, with the held request keeping the drain going: refused.
+        self.assertEqual(self.wait_phase(s, ("draining",)), "draining")
+        with self.assertRaises(ConnectionRefusedError, msg="accepted after the delay"):
+            RawClient(s.port, timeout=10).close()
         for t in threads:
-            t.join(15)
-        logs = [l for r in results for l in (r or [])]
-        errors = [e for e in logs if e[0] == "error"]
+            t.join(60)
+        self.assertFalse(any(t.is_alive() for t in threads), "load threads still running")
+        up.release()
+        r = held.read_response()
+        self.assertEqual((r.status, r.body), (200, b"released\n"))
+        held.close()
+        all_ = [e for l in logs for e in l]
+        errors = [e for e in all_ if e[0] == "error"]
         self.assertEqual(errors[:5], [], "%d errors under keep-alive load" % len(errors))
-        responses = [e for e in logs if e[0] == "response"]
+        responses = [e for e in all_ if e[0] == "response"]
         self.assertEqual({e[2] for e in responses}, {200})
-        before = [e for e in responses if e[1] < t0 - 0.05]
-        after = [e for e in responses if e[1] > t0 + 0.05]
-        self.assertGreater(len(before), 50)
-        self.assertTrue(any(e[4] > 1 for e in before), "no keep-alive reuse before SIGTERM")
+        # Ordered by what is known: answered before the signal was sent, or asked after
+        # sluice was seen in its drain delay.
+        before = [e for e in responses if e[5] < t0]
+        after = [e for e in responses if e[1] > draining_seen]
         self.assertEqual([e for e in before if e[3]], [], "Connection: close before SIGTERM")
-        self.assertGreater(len(after), 20)
+        self.assertGreater(len(after), 4, "few responses during the delay")
         self.assertEqual([e for e in after if not e[3]][:5], [],
                          "responses after SIGTERM without Connection: close")
-        new_during = [e for e in logs if e[0] == "connect" and t0 + 0.05 < e[1] < t0 + delay - 0.1]
-        self.assertGreater(len(new_during), 10, "few new connections during the delay")
-        refused = [e[1] - t0 for e in logs if e[0] == "refused"]
+        new_during = [e for e in all_ if e[0] == "connect" and draining_seen < e[1]]
+        self.assertGreater(len(new_during), 4, "few new connections during the delay")
+        refused = [e[1] - t0 for e in all_ if e[0] == "refused"]
         self.assertEqual(len(refused), 4, "every load thread should end refused: %r" % refused)
         self.assertGreaterEqual(min(refused), delay - 0.05, "refused before the delay ended")
-        self.assertLessEqual(max(refused), delay + 0.5, "still accepting after the delay")
-        try:
-            RawClient(s.port, timeout=2).close()
-            refused_now = False
-        except ConnectionRefusedError:
-            refused_now = True
-        self.assertTrue(refused_now, "new connection accepted after the delay")
-        self.assertExit(ex, t0, 0, delay + 2)
+        self.assertExit(ex, t0, 0, budget)
 
     def test_readyz_flips_at_once(self):
-        up, s = self.start_pair(*drain_flags(delay="1s"))
+        # "At once": before the delay ends, and never back. Each /readyz poll sits between two
+        # GET /drain: once sluice reports the drain started, /readyz must already say 503, and
+        # the first 503 must come while the delay still runs.
+        delay = 3.0
+        up, s = self.start_pair(*drain_flags(delay="3s"))
         for _ in range(3):
             self.assertEqual(self.admin(s, "GET", "/readyz").status, 200)
         t0 = self.sigterm(s)
         ex = ExitWatcher(s)
         polls = []
-        while time.monotonic() < t0 + 0.6:
-            polls.append((self.admin(s, "GET", "/readyz", timeout=2).status,
-                          time.monotonic() - t0))
-            time.sleep(0.005)
-        first = next((t for st, t in polls if st == 503), None)
-        self.assertIsNotNone(first, "/readyz never answered 503: %r" % polls[:5])
-        self.assertLess(first, 0.1, "/readyz flipped %.3f s after SIGTERM" % first)
-        self.assertEqual([p for p in polls if p[1] > first and p[0] != 503], [],
-                         "/readyz went back from 503")
-        self.assertExit(ex, t0, 0, 3)
+        deadline = t0 + 30
+        while time.monotonic() < deadline:
+            before = self.phase(s)
+            ready = self.admin(s, "GET", "/readyz", timeout=10).status
+            after = self.phase(s)
+            polls.append((before, ready, after))
+            if ready == 503:
+                break
+        self.assertEqual(polls[-1][1], 503, "/readyz never answered 503: %r" % polls[-5:])
+        self.assertEqual([p for p in polls if p[0] != "serving" and p[1] != 503], [],
+                         "/readyz still 200 once the drain had started")
+        self.assertEqual(polls[-1][2], "delay", "/readyz flipped only after the %.0f s delay"
+                         % delay)
+        # It never goes back while sluice runs.
+        while True:
+            try:
+                ready = self.admin(s, "GET", "/readyz", timeout=10).status
+            except (OSError, IncompleteResponse):
+                break  # exited
+            self.assertEqual(ready, 503, "/readyz went back from 503")
+            if ex.rc is not None:
+                break
+        self.assertExit(ex, t0, 0, 30)
 
     def test_in_flight_request_completes(self):
-        up, s = self.start_pair(*drain_flags(delay="500ms"))
-        c = RawClient(s.port, timeout=10)
-        c.send(request_bytes("GET", "/slow/1500"))
-        time.sleep(0.3)
+        up, s = self.start_pair(*drain_flags(delay="500ms", budget="30s"))
+        c = self.hold(up, s)
         t0 = self.sigterm(s)
         ex = ExitWatcher(s)
-        time.sleep(0.9)  # after the delay, with the request still running
+        # After the delay, with the request still running: the listener is closed, sluice runs.
+        self.assertEqual(self.wait_phase(s, ("draining", "done", "exited")), "draining")
         with self.assertRaises(ConnectionRefusedError, msg="listener open after the delay"):
-            RawClient(s.port, timeout=2).close()
+            RawClient(s.port, timeout=10).close()
         self.assertIsNone(ex.rc, "sluice exited with a request in flight")
+        self.assertEqual(self.drain_state(s)["in_flight"], 1)
+        released = time.monotonic()
+        up.release()
         r = c.read_response()
-        done = time.monotonic()
-        self.assertEqual((r.status, r.body), (200, b"slow 1500\n"))
+        self.assertEqual((r.status, r.body), (200, b"released\n"))
         self.assertIn("close", (r.header("Connection") or "").lower(),
                       "response during the drain without Connection: close")
-        self.assertTrue(c.closed_within(2))
+        self.assertTrue(c.closed_within(10))
         c.close()
-        self.assertExit(ex, t0, 0, 3)
-        self.assertGreaterEqual(ex.at, done - 0.05)
+        self.assertExit(ex, t0, 0, 30)
+        self.assertGreaterEqual(ex.at, released, "exited before the request was answered")
 
     def test_budget_forces_what_is_left_exit_2(self):
+        budget = 3.0
         up, s = self.start_pair(*drain_flags(delay="500ms", budget="3s"))
-        c = RawClient(s.port, timeout=10)
-        c.send(request_bytes("GET", "/slow/60000"))
-        time.sleep(0.3)
+        c = self.hold(up, s)  # never released: only the budget ends it
         before = len(stderr_lines(s))
         t0 = self.sigterm(s)
         ex = ExitWatcher(s)
+        self.wait_phase(s, ("delay", "draining"))
         waited = {}
 
         def wait():  # /drain/wait answers at the budget, with the forced count
             try:
-                waited["resp"] = self.admin(s, "GET", "/drain/wait", timeout=8)
+                waited["resp"] = self.admin(s, "GET", "/drain/wait", timeout=60)
             except Exception as e:
                 waited["error"] = e
 
         wt = threading.Thread(target=wait, daemon=True)
-        time.sleep(0.1)
         wt.start()
-        ex.join(6)
-        wt.join(3)
-        self.assertIsNotNone(ex.at, "sluice still running 6 s after SIGTERM with a 3 s budget")
+        ex.join(budget + 30)
+        wt.join(30)
+        self.assertIsNotNone(ex.at, "sluice still running %.0f s after SIGTERM with a %.0f s "
+                             "budget" % (budget + 30, budget))
         self.assertEqual(ex.rc, 2, "exit status after forcing an in-flight request")
-        self.assertGreaterEqual(ex.at - t0, 2.7, "exited before the budget")
-        self.assertLessEqual(ex.at - t0, 3.7, "exited %.2f s after SIGTERM, budget 3 s" %
-                             (ex.at - t0))
-        self.assertTrue(c.closed_within(1), "forced client connection not closed")
+        # Not before the budget (sluice's clock starts after t0). The held request would
+        # otherwise never end: any exit proves the force, the exit status says it was counted.
+        self.assertGreaterEqual(ex.at - t0, budget - 0.05, "exited before the budget")
+        self.assertTrue(c.closed_within(10), "forced client connection not closed")
         c.close()
         self.assertNotIn("error", waited, "GET /drain/wait: %r" % waited.get("error"))
         r = waited["resp"]
@@ -455,50 +491,52 @@ class DrainTest(E2ETestCase):
                         "no log line with the forced count (1): %r" % new)
 
     def test_second_signal_exits_at_once(self):
+        # "At once": long before the 20 s delay would have ended, with a request held in flight.
         for second in (signal.SIGTERM, signal.SIGINT):
             with self.subTest(second=second.name):
-                up, s = self.start_pair(*drain_flags(delay="2s"))
-                c = RawClient(s.port, timeout=10)
-                c.send(request_bytes("GET", "/slow/60000"))
-                time.sleep(0.3)
+                up, s = self.start_pair(*drain_flags(delay="20s", budget="60s"))
+                c = self.hold(up, s)
                 self.sigterm(s)
                 ex = ExitWatcher(s)
-                time.sleep(0.5)
+                self.wait_phase(s, ("delay",))
                 self.assertIsNone(ex.rc, "sluice exited during the drain delay")
                 t1 = time.monotonic()
                 s.proc.send_signal(second)
-                self.assertExit(ex, t1, 2, 0.5, "after a second signal (%s)" % second.name)
+                self.assertExit(ex, t1, 2, 10, "after a second signal (%s)" % second.name)
                 c.close()
 
     # ---- server-sent events ----------------------------------------------------------------
 
     def test_sse_stream_ends_at_an_event_boundary(self):
-        delay = 1.0
-        up, s = self.start_pair(*drain_flags(delay="1s"))
+        budget = 20.0
+        up, s = self.start_pair(*drain_flags(delay="1s", budget="20s"))
         out = {}
         pieces = []
 
         def reader():
-            c = RawClient(s.port, timeout=15)
+            c = RawClient(s.port, timeout=60)
             c.send(request_bytes("GET", "/sse", [("Accept", "text/event-stream")]))
             try:
                 out["resp"] = c.read_response(
                     on_data=lambda d: pieces.append((time.monotonic(), d)))
-                out["closed"] = c.closed_within(2)
+                out["closed"] = c.closed_within(10)
             except Exception as e:
                 out["error"] = e
             c.close()
 
         t = threading.Thread(target=reader, daemon=True)
         t.start()
-        cp = subprocess.Popen([CURL_BIN, "-sS", "-N", "--noproxy", "*", "--max-time", "15",
+        cp = subprocess.Popen([CURL_BIN, "-sS", "-N", "--noproxy", "*", "--max-time", "60",
                                "http://127.0.0.1:%d/sse" % s.port],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=CLEAN_ENV)
-        time.sleep(1.0)
+        # Both streams under way (the raw reader has had events) before the signal.
+        up.wait_stats(lambda st: st["sse_open"] == 2, timeout=30)
+        wait_until(lambda: b"\n\n" in b"".join(d for _, d in list(pieces)), 30,
+                   "a first event through sluice")
         t0 = self.sigterm(s)
         ex = ExitWatcher(s)
-        t.join(15)
-        curl_out, curl_err = cp.communicate(timeout=20)
+        t.join(60)
+        curl_out, curl_err = cp.communicate(timeout=70)
         self.assertNotIn("error", out, "raw SSE reader: %r" % out.get("error"))
         r = out["resp"]
         self.assertEqual((r.status, r.framing), (200, "chunked"))
@@ -508,28 +546,30 @@ class DrainTest(E2ETestCase):
         k = body.count(b"\n\n")
         self.assertGreaterEqual(k, 4)
         self.assertEqual(body, b"".join(b"data: tick %d\n\n" % i for i in range(k)))
-        self.assertLessEqual(pieces[-1][0] - t0, delay + 1.0,
-                             "stream still running %.2f s after SIGTERM" % (pieces[-1][0] - t0))
+        # Ended by the drain itself (a stream runs forever otherwise), not forced at the budget:
+        # the exit status below is 0.
+        self.assertLess(pieces[-1][0] - t0, budget,
+                        "stream still running %.2f s after SIGTERM" % (pieces[-1][0] - t0))
         self.assertTrue(out["closed"], "connection open after the terminating chunk")
         self.assertEqual(cp.returncode, 0, "curl: %r" % curl_err)
         self.assertTrue(curl_out.endswith(b"\n\n"), curl_out[-40:])
         self.assertTrue(curl_out.startswith(b"data: tick 0\n\n"))
-        self.assertExit(ex, t0, 0, delay + 2)
+        self.assertExit(ex, t0, 0, budget)
         st = up.wait_stats(lambda st: st["sse_open"] == 0)
         self.assertEqual(st["sse_open"], 0, "upstream SSE streams left open")
 
     # ---- admin API -------------------------------------------------------------------------
 
     def test_admin_drain_api(self):
-        delay, budget = 1.0, 8.0
-        up, s = self.start_pair(*drain_flags(delay="1s", spread="1s", budget="8s"))
+        delay, budget = 3.0, 20.0
+        up, s = self.start_pair(*drain_flags(delay="3s", spread="1s", budget="20s"))
         holder = SessionHolder("ws://127.0.0.1:%d/ws" % s.port, 3)
         doc = self.drain_state(s)
         self.assertEqual((doc["phase"], doc["websockets"], doc["forced"], doc["budget_s"]),
                          ("serving", 3, 0, budget), doc)
         self.assertEqual(self.admin(s, "GET", "/readyz").status, 200)
-        r = self.admin(s, "POST", "/drain")
         t0 = time.monotonic()
+        r = self.admin(s, "POST", "/drain")
         self.assertEqual(r.status, 202, r)
         ex = ExitWatcher(s)
         self.assertEqual(self.admin(s, "GET", "/readyz").status, 503)
@@ -542,7 +582,7 @@ class DrainTest(E2ETestCase):
 
         def wait():
             try:
-                waited["resp"] = self.admin(s, "GET", "/drain/wait", timeout=budget + 5)
+                waited["resp"] = self.admin(s, "GET", "/drain/wait", timeout=budget + 30)
             except Exception as e:
                 waited["error"] = e
             waited["at"] = time.monotonic()
@@ -550,9 +590,9 @@ class DrainTest(E2ETestCase):
         wt = threading.Thread(target=wait, daemon=True)
         wt.start()
         seen = []
-        while time.monotonic() < t0 + budget + 2:
+        while time.monotonic() < t0 + budget + 30:
             try:
-                r = self.admin(s, "GET", "/drain", timeout=2)
+                r = self.admin(s, "GET", "/drain", timeout=10)
             except (OSError, IncompleteResponse):
                 break  # sluice has exited
             if r.status == 200:
@@ -560,7 +600,7 @@ class DrainTest(E2ETestCase):
                 if not seen or seen[-1] != phase:
                     seen.append(phase)
             time.sleep(0.05)
-        wt.join(budget + 5)
+        wt.join(budget + 30)
         self.assertTrue(all(p in PHASES for p in seen), seen)
         self.assertEqual(seen, sorted(seen, key=PHASES.index), "phases out of order: %r" % seen)
         self.assertIn("draining", seen)
@@ -572,7 +612,7 @@ class DrainTest(E2ETestCase):
         self.assertEqual((doc["phase"], doc["forced"]), ("done", 0), doc)
         self.assertGreaterEqual(waited["at"] - t0, delay, "/drain/wait answered during the "
                                 "delay")
-        results = holder.join(10)
+        results = holder.join(30)
         self.assertEqual([(x["kind"], x.get("code")) for x in results],
                          [("ConnectionClosedOK", 1001)] * 3)
         self.assertGreaterEqual(waited["at"], max(x["frame_at"] for x in results) - 0.05,
@@ -581,32 +621,72 @@ class DrainTest(E2ETestCase):
 
     def test_sluice_drain_command_wait(self):
         delay = 1.0
-        up, s = self.start_pair(*drain_flags(delay="1s", spread="1s"))
+        up, s = self.start_pair(*drain_flags(delay="1s", spread="1s", budget="30s"))
         holder = SessionHolder("ws://127.0.0.1:%d/ws" % s.port, 1)
         t0 = time.monotonic()
         cp = subprocess.run([SLUICE_BIN, "drain", "--admin", "127.0.0.1:%d" % s.admin_port,
                              "--wait"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env=CLEAN_ENV, timeout=20)
+                            env=CLEAN_ENV, timeout=60)
         took = time.monotonic() - t0
         ex = ExitWatcher(s)
         self.assertEqual(cp.returncode, 0, "sluice drain --wait: %r %r" % (cp.stdout,
                                                                           cp.stderr))
         self.assertGreaterEqual(took, delay, "sluice drain --wait returned during the delay")
-        results = holder.join(5)
+        doc = json.loads(cp.stdout)
+        self.assertEqual((doc["phase"], doc["forced"]), ("done", 0), doc)
+        # Not a terminal: no progress line.
+        self.assertNotIn(b"\r", cp.stderr, "a progress line on a pipe: %r" % cp.stderr)
+        results = holder.join(30)
         self.assertEqual([(x["kind"], x.get("code")) for x in results],
                          [("ConnectionClosedOK", 1001)])
         self.assertStaysThenStops(s, ex, "(sluice drain --wait)")
 
+    def test_sluice_drain_command_wait_forced_on_a_terminal(self):
+        # The forced path: a request that never ends is cut at the budget, and the command
+        # exits 2. On a terminal (script(1) gives it a pty) it shows a progress line meanwhile.
+        budget = 3.0
+        up, s = self.start_pair(*drain_flags(delay="500ms", budget="3s"))
+        c = self.hold(up, s)  # never released
+        t0 = time.monotonic()
+        command = "%s drain --admin 127.0.0.1:%d --wait" % (SLUICE_BIN, s.admin_port)
+        cp = subprocess.run(["script", "-q", "-e", "-c", command, "/dev/null"],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=CLEAN_ENV, timeout=60)
+        took = time.monotonic() - t0
+        ex = ExitWatcher(s)
+        out = cp.stdout.decode("utf-8", "replace")
+        self.assertEqual(cp.returncode, 2, "sluice drain --wait after a forced drain: %r %r" %
+                         (out, cp.stderr))
+        self.assertGreaterEqual(took, budget - 0.05, "returned before the budget")
+        # The progress line, redrawn in place: "\r", clear to the end of the line, the phase
+        # and the counts (here the held request, in flight).
+        progress = re.findall(r"\r\x1b\[Kdrain: (\S+) +(\d+) connections, (\d+) in flight, "
+                              r"(\d+) WebSockets, ([\d.]+) s of budget left", out)
+        self.assertTrue(progress, "no progress line on the terminal: %r" % out)
+        self.assertTrue(any(p[0] == "draining" and p[2] == "1" for p in progress),
+                        "no progress line showing the request in flight: %r" % progress)
+        lefts = [float(p[4]) for p in progress]
+        self.assertEqual(lefts, sorted(lefts, reverse=True), "budget left going up: %r" % lefts)
+        self.assertLessEqual(lefts[0], budget)
+        doc = json.loads(out[out.index("{"):out.rindex("}") + 1])
+        self.assertGreaterEqual(doc["forced"], 1, doc)
+        self.assertTrue(c.closed_within(10), "forced client connection not closed")
+        c.close()
+        # An admin-API drain, so sluice stays until its own SIGTERM; it then exits 2 (forced).
+        self.assertStaysThenStops(s, ex, "(forced, sluice drain --wait)", rc=2)
+
     def test_sluice_drain_command_without_wait(self):
-        up, s = self.start_pair(*drain_flags(delay="2s"))
+        delay = 5.0
+        up, s = self.start_pair(*drain_flags(delay="5s"))
         t0 = time.monotonic()
         cp = subprocess.run([SLUICE_BIN, "drain", "--admin", "127.0.0.1:%d" % s.admin_port],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=CLEAN_ENV,
-                            timeout=20)
+                            timeout=60)
         took = time.monotonic() - t0
         ex = ExitWatcher(s)
         self.assertEqual(cp.returncode, 0, "sluice drain: %r %r" % (cp.stdout, cp.stderr))
-        self.assertLess(took, 1.0, "sluice drain without --wait waited")
+        # Without --wait it returns at once: well within the delay it would otherwise wait.
+        self.assertLess(took, delay / 2, "sluice drain without --wait waited")
         self.assertEqual(self.admin(s, "GET", "/readyz").status, 503)
         self.assertEqual(self.drain_state(s)["phase"], "delay")
         self.assertStaysThenStops(s, ex, "(sluice drain)")
@@ -637,8 +717,8 @@ class DrainTest(E2ETestCase):
         self.assertEqual(self.admin(s, "GET", "/readyz").status, 200)
         self.assertEqual(self.drain_state(s)["phase"], "serving")
         # Loopback without the token may start the drain.
-        r = self.admin(s, "POST", "/drain")
         t0 = time.monotonic()
+        r = self.admin(s, "POST", "/drain")
         self.assertEqual(r.status, 202, r)
         ex = ExitWatcher(s)
         self.assertEqual(self.admin(s, "GET", "/readyz").status, 503)

@@ -21,7 +21,7 @@ import threading
 import time
 import unittest
 
-from harness import (E2ETestCase, IncompleteResponse, MiB, RawClient, curl_status, free_port,
+from harness import (E2ETestCase, IncompleteResponse, MiB, RawClient, curl_status, reserve_port,
                      http, pattern_bytes, request_bytes)
 
 
@@ -231,7 +231,7 @@ class FaultsTest(E2ETestCase):
                 results.append("closed")
             # Whatever was answered, the client connection cannot carry another request: the
             # rest of its body was never read.
-            self.assertTrue(c.closed_within(5), "client connection left open after the reset")
+            self.assertTrue(c.closed_within(30), "client connection left open after the reset")
             c.close()
         outcomes = load.stop()
         self.assertLoadClean(load, outcomes, "reset mid upload")
@@ -270,7 +270,7 @@ class FaultsTest(E2ETestCase):
         # is still being made; once it passes the high watermark (256 KiB) sluice stops reading
         # the client. When the last read both completes the request and crosses the watermark,
         # the 502 (connect refused) keeps the connection alive, so the reading must resume.
-        s = self.start_sluice(upstream=free_port())
+        s = self.start_sluice(upstream=reserve_port())
         kept = []
         for kib in range(252, 324, 4):
             c = RawClient(s.port, timeout=5)
@@ -294,6 +294,7 @@ class FaultsTest(E2ETestCase):
 
     def test_upstream_restart_pool_recovers_at_once_and_other_clusters_never_notice(self):
         app = self.start_aiohttp(name="v1")
+        reserve_port(app.port)  # held between the kill and the restart
         other = self.start_aiohttp(name="other")
         cfg = os.path.join(self.make_tmpdir(), "sluice.yaml")
         with open(cfg, "w") as f:

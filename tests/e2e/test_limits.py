@@ -6,15 +6,12 @@ reserve descriptor sheds what comes in if the limit is reached anyway) and slowl
 heads are cut at the header timeout while other clients are served)."""
 import json
 import os
-import re
-import resource
+import select
 import socket
-import subprocess
 import time
 import unittest
 
-from harness import (CLEAN_ENV, SLUICE_BIN, E2ETestCase, RawClient, free_port, http,
-                     request_bytes, timed)
+from harness import (E2ETestCase, RawClient, http, request_bytes, timed, wait_until)
 
 
 def refused(s, reason, listener="ingress"):
@@ -56,11 +53,11 @@ class LimitsTest(E2ETestCase):
         r = c.read_response()
         self.assertEqual(r.status, 503)
         self.assertIn(b"connection limit reached (listener_limit)", r.body)
-        self.assertTrue(c.closed_within(3))
+        self.assertTrue(c.closed_within(30))
         c.close()
         self.assertEqual(refused(s, "listener_limit"), 1)
         kept.pop().close()
-        deadline = time.monotonic() + 3
+        deadline = time.monotonic() + 30
         while True:  # the slot frees once sluice has seen the close
             r = http(s.port, "GET", "/")
             if r.status == 200 or time.monotonic() > deadline:
@@ -91,68 +88,55 @@ class LimitsTest(E2ETestCase):
 
     def test_descriptor_exhaustion_sheds_connections_without_spinning(self):
         up = self.start_aiohttp()
-        admin = free_port()
+        s = self.start_sluice(upstream=up.port, wrapper=["prlimit", "--nofile=64:64"])
+        socks = []
+        for _ in range(120):  # far beyond 64 descriptors
+            socks.append(socket.create_connection(("127.0.0.1", s.port), timeout=10))
+        s.wait_line("share of the descriptor limit", timeout=30, stream="err")
+        # The loop is not spinning on the readable listening socket: little CPU while the
+        # surplus connections wait (a spinning loop takes a whole core, or what the load
+        # beside it leaves of one: far more than 0.3 s in 1 s).
+        stat = lambda: sum(int(x) for x in open("/proc/%d/stat" % s.pid).read()
+                           .rsplit(")", 1)[1].split()[11:13])
+        before = stat()
+        time.sleep(1.0)  # the measurement window, not a synchronisation
+        used = (stat() - before) / os.sysconf("SC_CLK_TCK")
+        self.assertLess(used, 0.3, "sluice used %.2f s of CPU in 1 s while out of "
+                                   "descriptors" % used)
+        for c in socks:
+            c.close()
 
-        def low_fd_limit():
-            resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
-
-        proc = subprocess.Popen(
-            [SLUICE_BIN, "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:%d" % admin,
-             "--workers", "1", "--drain-delay", "0s", "--upstream", "127.0.0.1:%d" % up.port],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-            env=CLEAN_ENV, preexec_fn=low_fd_limit)
-        try:
-            port = int(re.search(r"listening on 127\.0\.0\.1:(\d+)",
-                                 proc.stderr.readline().decode()).group(1))
-            socks = []
-            for _ in range(120):  # far beyond 64 descriptors
-                s = socket.create_connection(("127.0.0.1", port), timeout=5)
-                socks.append(s)
-            time.sleep(0.5)
-            # The loop is not spinning on the readable listening socket: little CPU while the
-            # surplus connections wait.
-            stat = lambda: sum(int(x) for x in open("/proc/%d/stat" % proc.pid).read()
-                               .rsplit(")", 1)[1].split()[11:13])
-            before = stat()
-            time.sleep(1.0)
-            used = (stat() - before) / os.sysconf("SC_CLK_TCK")
-            self.assertLess(used, 0.3, "sluice used %.2f s of CPU in 1 s while out of "
-                                       "descriptors" % used)
-            for s in socks:
-                s.close()
-            time.sleep(0.5)
-            # It recovers: requests are served again, and the shedding was counted and logged.
-            r = http(port, "GET", "/")
-            self.assertEqual(r.status, 200)
-            st = json.loads(http(admin, "GET", "/stats").body)
-            self.assertGreater(st["listeners"][0]["connections_refused"]["fd_limit"], 0)
-        finally:
-            proc.terminate()
+        def served():  # the descriptors free once sluice has seen the closes
             try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-            err = proc.stderr.read().decode()
-            proc.stderr.close()
+                return http(s.port, "GET", "/", timeout=5).status == 200
+            except (OSError, AssertionError):
+                return False
+
+        wait_until(served, 30, "a request served after the flood")
+        st = json.loads(http(s.admin_port, "GET", "/stats").body)
+        self.assertGreater(st["listeners"][0]["connections_refused"]["fd_limit"], 0)
         # Logged once for the whole flood.
+        err = s.text("err")
         self.assertEqual(err.count("share of the descriptor limit"), 1, err)
 
     def test_slowloris_is_cut_at_the_header_timeout_and_others_are_served(self):
         up = self.start_aiohttp()
-        s = self.start_sluice("--header-timeout", "2s", upstream=up.port)
+        header_timeout = 3.0
+        s = self.start_sluice("--header-timeout", "3s", upstream=up.port)
         n = 1000
         slow = []
         for i in range(n):
-            c = socket.create_connection(("127.0.0.1", s.port), timeout=5)
+            c = socket.create_connection(("127.0.0.1", s.port), timeout=10)
             c.setblocking(False)
             c.send(b"G")
             slow.append(c)
+        opened = time.monotonic()
         head = b"ET / HTTP/1.1\r\nHost: x\r\n"
-        t0 = time.monotonic()
         latencies = []
         sent = 0
-        # Trickle one byte per connection every 0.4 s; meanwhile time normal requests.
-        while time.monotonic() - t0 < 3.5:
+        # Trickle one byte per connection every 0.4 s (never a whole head) for longer than the
+        # header timeout; meanwhile time normal requests.
+        while time.monotonic() - opened < header_timeout + 1.5:
             for c in slow:
                 try:
                     c.send(head[sent % len(head):sent % len(head) + 1])
@@ -160,23 +144,39 @@ class LimitsTest(E2ETestCase):
                     pass
             sent += 1
             r, dt = timed(lambda: http(s.port, "GET", "/"))
+            self.assertNotIsInstance(r, BaseException, r)
             self.assertEqual(r.status, 200)
             latencies.append(dt)
-            time.sleep(0.4)
-        time.sleep(0.5)
-        cut = 0
+            time.sleep(0.4)  # the trickle's pace, not a synchronisation
+        # Every trickling connection is cut: wait for each one's EOF (or reset).
+        left = {c.fileno(): c for c in slow}
+        poller = select.poll()  # select() cannot take descriptors above 1023
+        for fd in left:
+            poller.register(fd, select.POLLIN)
+        deadline = time.monotonic() + 30
+        while left and time.monotonic() < deadline:
+            for fd, _ in poller.poll(500):
+                try:
+                    data = left[fd].recv(4096)
+                except BlockingIOError:
+                    continue
+                except OSError:
+                    data = b""
+                if data == b"":
+                    poller.unregister(fd)
+                    del left[fd]
         for c in slow:
-            try:
-                data = c.recv(4096)
-                cut += data == b""  # closed by sluice
-            except BlockingIOError:
-                pass
-            except OSError:
-                cut += 1
             c.close()
-        self.assertEqual(cut, n, "only %d of %d trickling connections were cut" % (cut, n))
-        self.assertLess(max(latencies), 0.5, "normal requests took up to %.3f s" % max(latencies))
-        s.wait_line("request head not received within the header timeout", timeout=3, stream="err")
+        self.assertEqual(len(left), 0, "only %d of %d trickling connections were cut" %
+                         (n - len(left), n))
+        # Normal requests are served beside them without waiting for the cut: a proxy that
+        # let the trickling heads hold it up would answer only once they are cut, a header
+        # timeout later. (The bound is the header timeout, not a latency target: this runs
+        # on loaded machines and under sanitizers.)
+        self.assertLess(max(latencies), header_timeout,
+                        "normal requests took up to %.3f s" % max(latencies))
+        s.wait_line("request head not received within the header timeout", timeout=10,
+                    stream="err")
 
 
 if __name__ == "__main__":

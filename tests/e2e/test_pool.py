@@ -6,11 +6,12 @@ import json
 import random
 import socket
 import struct
+import threading
 import time
 import unittest
 
 from harness import (E2ETestCase, IncompleteResponse, RawClient, curl_status, http,
-                     request_bytes, run_parallel, tcp_sockets)
+                     request_bytes, run_parallel, tcp_sockets, wait_until)
 
 
 def conn_of(r):
@@ -29,7 +30,12 @@ class PoolTest(E2ETestCase):
         """Open connections at the aiohttp upstream, not counting the /stats request's own."""
         return up.stats()["open"] - 1
 
-    def wait_upstream_open(self, up, want, timeout=3.0):
+    def queued(self, s):
+        """Requests sluice holds beyond the first (GET /drain's in_flight counts requests read
+        and not yet answered, waiting for a connection included)."""
+        return http(s.admin_port, "GET", "/drain").json()["in_flight"] - 1
+
+    def wait_upstream_open(self, up, want, timeout=30.0):
         deadline = time.monotonic() + timeout
         while True:
             n = self.upstream_open(up)
@@ -60,8 +66,9 @@ class PoolTest(E2ETestCase):
                 r = http(s.port, "GET", "/")
                 code, body = r.status, r.body
             self.assertEqual((code, body), (200, b"hello from nginx\n"), "request %d" % i)
-        time.sleep(0.2)
-        log = ng.access_log()
+        # nginx logs a request once its response is sent: wait for the 300th line.
+        log = wait_until(lambda: (lambda l: l if len(l) >= 300 else None)(ng.access_log()),
+                         30, "300 lines in nginx's access log")
         self.assertEqual(len(log), 300)
         conns = {e["conn"] for e in log}
         self.assertLessEqual(len(conns), 4, "300 requests used %d nginx connections"
@@ -182,22 +189,31 @@ class PoolTest(E2ETestCase):
         ng = self.start_nginx(keepalive_timeout="1s")
         s = self.start_sluice(upstream=ng.port)
         statuses = []
+        # Each time nginx has closed the pooled connection (its 1 s keep-alive timeout; sluice's
+        # socket to it left ESTABLISHED), the next request is still a 200, on a new connection.
         for i in range(4):
             statuses.append(http(s.port, "GET", "/").status)
-            time.sleep(1.15)
+            wait_until(lambda: "ESTABLISHED" not in tcp_sockets(ng.port), 30,
+                       "nginx closing the idle connection")
+        # Requests arriving about when nginx closes (gaps around its timeout: the race with
+        # the close, which sluice must hide by sending the request again).
+        for gap in (0.95, 1.0, 1.05):
+            statuses.append(http(s.port, "GET", "/").status)
+            time.sleep(gap)  # the stimulus, not a synchronisation
         statuses.append(http(s.port, "GET", "/").status)
-        self.assertEqual(statuses, [200] * 5)
-        time.sleep(0.1)
-        self.assertGreaterEqual(len({e["conn"] for e in ng.access_log()}), 4)
+        self.assertEqual(statuses, [200] * 8)
+        conns = wait_until(lambda: (lambda c: c if len(c) >= 5 else None)(
+            {e["conn"] for e in ng.access_log()}), 30, "5 nginx connections in its log")
+        self.assertGreaterEqual(len(conns), 5)
 
     def test_idle_pooled_connection_closed_by_upstream_leaves_pool(self):
         up = self.start_aiohttp(idle_close=0.3)
         s = self.start_sluice(upstream=up.port)
         r1 = http(s.port, "GET", "/")
-        time.sleep(0.8)  # aiohttp closed it; sluice must have noticed and closed its end
-        self.assertEqual(self.upstream_open(up), 0)
-        self.assertNotIn("CLOSE_WAIT", tcp_sockets(up.port),
-                         "sluice did not notice that the upstream closed an idle connection")
+        # aiohttp closes it; sluice must notice and close its end (no CLOSE_WAIT left).
+        self.assertEqual(self.wait_upstream_open(up, 0), 0)
+        wait_until(lambda: not {"ESTABLISHED", "CLOSE_WAIT"} & set(tcp_sockets(up.port)), 30,
+                   "sluice closing its end of the connection the upstream closed")
         r2 = http(s.port, "GET", "/")
         self.assertEqual((r1.status, r2.status), (200, 200))
         self.assertNotEqual(conn_of(r1), conn_of(r2))
@@ -205,15 +221,18 @@ class PoolTest(E2ETestCase):
     # ---- pool limits -----------------------------------------------------------------------
 
     def test_pool_idle_timeout(self):
+        # aiohttp's own keep-alive timeout is 75 s: only sluice closes within this test.
+        idle_timeout = 2.0
         up = self.start_aiohttp()
-        s = self.start_sluice("--pool-idle-timeout", "300ms", upstream=up.port)
+        s = self.start_sluice("--pool-idle-timeout", "2s", upstream=up.port)
         a = conn_of(http(s.port, "GET", "/"))
-        time.sleep(0.1)
         b = conn_of(http(s.port, "GET", "/"))
+        last_use = time.monotonic()
         self.assertEqual(a, b, "connection not reused within the pool idle timeout")
-        time.sleep(0.8)
         self.assertEqual(self.wait_upstream_open(up, 0), 0,
                          "sluice kept an idle upstream connection past --pool-idle-timeout")
+        self.assertGreaterEqual(time.monotonic() - last_use, idle_timeout - 0.05,
+                                "closed before the idle timeout")
         c = conn_of(http(s.port, "GET", "/"))
         self.assertNotEqual(b, c, "connection reused after --pool-idle-timeout")
 
@@ -251,9 +270,13 @@ class PoolTest(E2ETestCase):
         self.assertTrue(all(isinstance(r, tuple) for r in rs), rs)
         statuses = sorted(st for st, _ in rs)
         self.assertEqual(statuses, [200, 200, 503, 503, 503], rs)
+        # The queued ones are answered at their queue timeout, before the two served ones end
+        # (2 s upstream sleeps): they did not wait for a connection.
+        first_200 = min(t for st, t in rs if st == 200)
         for st, t in rs:
             if st == 503:
-                self.assertLess(t, 1.5, "503 after %.2fs with a 300ms queue timeout" % t)
+                self.assertLess(t, first_200, "503 after %.2f s, later than the first 200 "
+                                "(%.2f s), with a 300ms queue timeout" % (t, first_200))
         self.assertLessEqual(up.stats()["accepted"], 2 + 1)
 
     def test_pool_max_connections_queue_serves_all(self):
@@ -275,11 +298,30 @@ class PoolTest(E2ETestCase):
             r = http(s.port, "GET", "/sleep/1000")
             return r.status, time.monotonic() - t0
 
-        rs = run_parallel([one] * 3, start_gap=0.2)  # in use, queued, rejected
+        # In use, queued, rejected: each started once the one before is where it should be.
+        box = [None] * 3
+        threads = []
+
+        def start(i):
+            t = threading.Thread(target=lambda: box.__setitem__(i, one()), daemon=True)
+            t.start()
+            threads.append(t)
+
+        start(0)
+        wait_until(lambda: up.stats()["open"] >= 2, 30, "the first request at the upstream")
+        start(1)
+        wait_until(lambda: self.queued(s) >= 1, 30, "the second request queued")
+        start(2)
+        for t in threads:
+            t.join(60)
+        rs = box
         self.assertTrue(all(isinstance(r, tuple) for r in rs), rs)
         self.assertEqual([st for st, _ in rs], [200, 200, 503], rs)
-        self.assertLess(rs[2][1], 1.0, "a full queue should answer 503 at once")
-        self.assertGreater(rs[1][1], 1.8, "the queued request did not wait for the connection")
+        # Ordering: the rejected one is answered before the one in use ends (at once), the
+        # queued one only after it (it waited for the connection).
+        self.assertLess(rs[2][1], rs[0][1], "a full queue should answer 503 at once")
+        self.assertGreater(rs[1][1], rs[0][1], "the queued request did not wait for the "
+                           "connection")
 
     def test_a_client_that_leaves_while_queued_is_taken_off_the_queue(self):
         """A request waiting for a pooled connection whose client resets its connection leaves
@@ -339,7 +381,9 @@ class PoolTest(E2ETestCase):
         head = c.read_head()
         self.assertEqual(conn_of(head), a)
         c.close()
-        time.sleep(0.3)
+        # sluice closes that upstream connection once it sees the client gone.
+        self.assertEqual(self.wait_upstream_open(up, 0), 0,
+                         "the connection with an unfinished body was kept")
         rs = [http(s.port, "GET", "/echo?i=%d" % i) for i in range(3)]
         for i, r in enumerate(rs):
             self.assertEqual((r.status, r.json()["query"]), (200, "i=%d" % i))

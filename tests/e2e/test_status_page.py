@@ -30,7 +30,7 @@ import unittest
 
 import websockets
 
-from harness import (CLEAN_ENV, E2ETestCase, Proc, RawClient, free_port, http, request_bytes)
+from harness import (CLEAN_ENV, E2ETestCase, Proc, RawClient, reserve_port, http, request_bytes)
 from ws_upstream import WsUpstream, raw_ws_handshake, read_ws_frame, ws_frame
 
 CHROMIUM = "/usr/bin/chromium"
@@ -405,7 +405,7 @@ class StatusPageTest(E2ETestCase):
 
     def test_listeners_clusters_readiness_and_websocket_sessions(self):
         ws_up = self._track(WsUpstream())
-        closed_port = free_port()  # nothing listens there
+        closed_port = reserve_port()  # nothing listens there
         cfg = os.path.join(self.make_tmpdir(), "sluice.yaml")
         with open(cfg, "w") as f:
             f.write(CONFIG.format(app=ws_up.port, closed=closed_port))

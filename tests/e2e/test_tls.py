@@ -38,7 +38,8 @@ import unittest
 import warnings
 
 from harness import (CLEAN_ENV, HERE, LOOPBACK, PYTHON, SLUICE_BIN, E2ETestCase, MiB, Proc,
-                     RawClient, curl, http, request_bytes, run_parallel, stderr_lines)
+                     RawClient, curl, http, request_bytes, run_parallel, stderr_lines,
+                     tcp_sockets)
 from tls_certs import OPENSSL, CertSet
 from ws_upstream import (OP_CLOSE, OP_TEXT, WsUpstream, close_payload, read_ws_frame,
                          upgrade_request, ws_connect, ws_frame)
@@ -264,19 +265,20 @@ class TerminationTest(TlsCase):
         n = len(stderr_lines(s))
         c = RawClient(s.port)
         c.send(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
-        self.assertTrue(c.closed_within(3), "plain HTTP on a TLS listener left open")
+        self.assertTrue(c.closed_within(30), "plain HTTP on a TLS listener left open")
         self.assertFalse(c.buf.startswith(b"HTTP/"), c.buf[:100])
         c.close()
         self.wait_for(lambda: any(re.search(r" info client 127\.0\.0\.1: TLS handshake: ", l)
-                                  for l in stderr_lines(s)[n:]), 3,
+                                  for l in stderr_lines(s)[n:]), 30,
                       "the failed handshake logged at info level")
         # A client that connects and sends nothing is cut at the handshake timeout (1 s).
         c = RawClient(s.port)
         t0 = time.monotonic()
-        self.assertTrue(c.closed_within(4), "silent client not cut by handshake_timeout")
+        # Not before it, and before the 10 s header timeout (the other timer it could be).
+        self.assertTrue(c.closed_within(8), "silent client not cut by handshake_timeout")
         took = time.monotonic() - t0
-        self.assertGreater(took, 0.8)
-        self.assertLess(took, 2.5, "cut after %.2f s (handshake_timeout 1s)" % took)
+        self.assertGreater(took, 0.9)
+        self.assertLess(took, 8, "cut after %.2f s (handshake_timeout 1s)" % took)
         c.close()
         self.assertEqual(up.stats()["requests"], 4 + 1 + 1, "only the good requests arrive")
 
@@ -369,22 +371,41 @@ class TerminationTest(TlsCase):
                 "-CAfile", CERTS.path("ca"), "-servername", "localhost"]
         p = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, env=CLEAN_ENV)
+        chunks = []
+        reader = threading.Thread(target=lambda: chunks.extend(iter(
+            lambda: p.stdout.read1(65536), b"")), daemon=True)
+        reader.start()
+        seen = lambda text: text in b"".join(list(chunks))
         try:
-            time.sleep(0.5)  # handshake done
+            # The handshake is done once s_client has printed its session summary.
+            self.wait_for(lambda: seen(b"Verify return code") or p.poll() is not None, 30,
+                          "s_client's handshake")
             p.stdin.write(b"R\n")
             p.stdin.flush()
-            time.sleep(0.5)
+            self.wait_for(lambda: seen(b"RENEGOTIATING") or p.poll() is not None, 30,
+                          "s_client starting the renegotiation")
             try:
                 p.stdin.write(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
                 p.stdin.flush()
             except BrokenPipeError:
                 pass
-            out, _ = p.communicate(timeout=5)
+            # Refused: sluice's alert ends the connection and s_client exits by itself (its
+            # stdin stays open). Accepted: it would stay connected, and show the response.
+            try:
+                p.wait(30)
+            except subprocess.TimeoutExpired:
+                pass
         finally:
             if p.poll() is None:
                 p.kill()
                 p.wait()
-        out = out.decode(errors="replace")
+            reader.join(10)
+            for f in (p.stdin, p.stdout):
+                try:
+                    f.close()
+                except BrokenPipeError:  # s_client gone with a byte of ours unread
+                    pass
+        out = b"".join(chunks).decode(errors="replace")
         self.assertIn("RENEGOTIATING", out, out)
         self.assertIn("no renegotiation", out.lower(), "renegotiation not refused:\n" + out)
         self.assertNotIn("hello from aiohttp", out, "the connection went on after the "
@@ -472,7 +493,7 @@ class TerminationTest(TlsCase):
         self.assertEqual(read_ws_frame(c), (True, OP_TEXT, False, b"early bird"))
         c.send(ws_frame(OP_CLOSE, close_payload(1000)))
         self.assertEqual(read_ws_frame(c)[1], OP_CLOSE)
-        self.assertTrue(c.closed_within(3))
+        self.assertTrue(c.closed_within(30))
         c.close()
         up.wait_stats(lambda st: st["closed"] == 1)
 
@@ -637,7 +658,9 @@ class OriginationTest(TlsCase):
             r = http(s.port, "GET", "/echo")
             self.assertEqual(r.status, 200, r)
             conns.append(r.header("X-Upstream-Conn"))
-            time.sleep(0.6)
+            # The upstream closes it 0.3 s later; sluice notices and closes its end.
+            self.wait_for(lambda: not {"ESTABLISHED", "CLOSE_WAIT"} & set(tcp_sockets(up.port)),
+                          30, "the idle upstream connection closed at both ends")
         self.assertEqual(len(set(conns)), 3, conns)
         m = self.metrics(s)
         self.assertEqual(m[("sluice_upstream_request_retries_total",
@@ -683,12 +706,12 @@ class OriginationTest(TlsCase):
                     continue
                 self.assertEqual(r.status, 502, r)
                 self.assertIn(b"upstream TLS handshake failed", r.body)
-                self.assertLess(took, 2.0)
+                self.assertLess(took, 10)  # refused at the handshake, not at a timeout
                 port = endpoint.rsplit(":", 1)[1]
                 # "upstream localhost:PORT (127.0.0.1): TLS handshake: ..."
                 rx = (r"upstream \S*:%s(?: \(\S+\))?: TLS handshake: certificate verify "
                       r"failed: %s$" % (port, re.escape(reason)))
-                self.wait_for(lambda: any(re.search(rx, l) for l in stderr_lines(s)[n:]), 3,
+                self.wait_for(lambda: any(re.search(rx, l) for l in stderr_lines(s)[n:]), 30,
                               "log line /%s/" % rx)
         self.assertTrue(s.alive())
 
@@ -857,9 +880,10 @@ class RotationTest(TlsCase):
             cn, timeout, sorted({r[1] for r in load.since(since)}, key=str)))
 
     def assertOnly(self, load, since, name, what):
+        """Waits for six handshakes started after `since`; all presented certificate name."""
         cn = self.identity(name)
+        self.wait_for(lambda: len(load.since(since)) > 5, 30, "six handshakes %s" % what)
         recs = load.since(since)
-        self.assertGreater(len(recs), 5, "too few handshakes %s" % what)
         self.assertEqual({r[1] for r in recs}, {cn}, what)
 
     def test_symlink_swap_under_load(self):
@@ -894,8 +918,7 @@ class RotationTest(TlsCase):
             # v1 -> v2.
             t_swap = time.monotonic()
             mount.update(*CERTS.pair("rot_v2"))
-            seen = self.wait_cert(load, t_swap, "rot_v2", 2.0)
-            time.sleep(1.2)
+            seen = self.wait_cert(load, t_swap, "rot_v2", 30)
             self.assertOnly(load, seen + 1.0, "rot_v2",
                             "handshakes later than 1 s after the first v2 (every worker)")
             # A ticket from before the rotation gives a full handshake with the new certificate.
@@ -911,23 +934,21 @@ class RotationTest(TlsCase):
             t_broken = time.monotonic()
             mount.update(CERTS.path("broken"), CERTS.key("rot_v2"))
             self.wait_for(lambda: any(re.search(r" error .*%s" % re.escape(mount.cert), l)
-                                      for l in stderr_lines(s)[n:]), 3,
+                                      for l in stderr_lines(s)[n:]), 30,
                           "an error naming %s" % mount.cert)
-            time.sleep(0.5)
             self.assertOnly(load, t_broken, "rot_v2", "after the broken swap")
             # -> v3 whose key belongs to another certificate: rejected as well.
             n = len(stderr_lines(s))
             mount.update(CERTS.path("rot_v3"), CERTS.key("rot_v2"))
             self.wait_for(lambda: any(" error " in l and "key.pem" in l
-                                      for l in stderr_lines(s)[n:]), 3,
+                                      for l in stderr_lines(s)[n:]), 30,
                           "an error about the key that does not match")
             t_mismatch = time.monotonic()
-            time.sleep(0.5)
             self.assertOnly(load, t_mismatch, "rot_v2", "after the mismatched key")
             # -> v4, good again: the watch survived the rejections.
             t_swap = time.monotonic()
             mount.update(*CERTS.pair("rot_v4"))
-            self.wait_cert(load, t_swap, "rot_v4", 2.0)
+            self.wait_cert(load, t_swap, "rot_v4", 30)
             ka.send(request_bytes("GET", "/", host="localhost"))
             self.assertEqual(ka.read_response().status, 200)
         finally:
@@ -954,7 +975,7 @@ class RotationTest(TlsCase):
 
         self.assertEqual((accepted("client"), accepted("rogue_client")), (True, False))
         mount.update(CERTS.path("rogue_ca"), CERTS.key("rogue_ca"))
-        self.wait_for(lambda: accepted("rogue_client"), 2, "the new client_ca in use")
+        self.wait_for(lambda: accepted("rogue_client"), 30, "the new client_ca in use")
         self.assertFalse(accepted("client"), "a client of the old CA still accepted")
 
     def test_sighup_and_post_reload_reread_the_files(self):
@@ -986,14 +1007,14 @@ class RotationTest(TlsCase):
         c.close()
         n = len(stderr_lines(s))
         os.kill(s.pid, signal.SIGHUP)
-        self.wait_for(lambda: any("reload: applied" in l for l in stderr_lines(s)[n:]), 3,
+        self.wait_for(lambda: any("reload: applied" in l for l in stderr_lines(s)[n:]), 30,
                       "the reload applied")
         c = tls_client(s.port, ctx=ctx, session=ticket)
         self.assertTrue(c.sock.session_reused, "an unchanged reload invalidated the tickets")
         c.close()
         put(*CERTS.pair("rot_v2"))
         os.kill(s.pid, signal.SIGHUP)
-        self.wait_for(lambda: current() == "rotation v2", 2, "v2 after SIGHUP")
+        self.wait_for(lambda: current() == "rotation v2", 30, "v2 after SIGHUP")
         # A broken file: POST /reload is refused naming it, and v2 stays.
         put(CERTS.path("truncated"), CERTS.key("rot_v3"))
         r = self.admin(s, "POST", "/reload")
@@ -1006,7 +1027,7 @@ class RotationTest(TlsCase):
         put(*CERTS.pair("rot_v3"))
         r = self.admin(s, "POST", "/reload")
         self.assertIn(r.status, (200, 202), r)
-        self.wait_for(lambda: current() == "rotation v3", 2, "v3 after POST /reload")
+        self.wait_for(lambda: current() == "rotation v3", 30, "v3 after POST /reload")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -50,7 +50,7 @@ class WebSocketTest(E2ETestCase):
     def url(s, path="/ws"):
         return "ws://127.0.0.1:%d%s" % (s.port, path)
 
-    def assertNoOpenSockets(self, port, what, timeout=3.0):
+    def assertNoOpenSockets(self, port, what, timeout=30.0):
         """No ESTABLISHED/CLOSE_WAIT socket on this host connected to 127.0.0.1:port."""
         deadline = time.monotonic() + timeout
         while True:
@@ -141,7 +141,7 @@ class WebSocketTest(E2ETestCase):
         c.send(ws_frame(OP_CLOSE, close_payload(1000, b"done")))
         fin, op, masked, payload = read_ws_frame(c)
         self.assertEqual((op, masked, payload[:2]), (OP_CLOSE, False, close_payload(1000)))
-        self.assertTrue(c.closed_within(3), "connection not closed after the close handshake")
+        self.assertTrue(c.closed_within(30), "connection not closed after the close handshake")
         c.close()
         st = up.wait_stats(lambda st: st["closed"] == 1)
         self.assertEqual(st["close_codes"], {"1000": 1})
@@ -197,7 +197,7 @@ class WebSocketTest(E2ETestCase):
         async def main():
             out = []
             for code, reason in ((4000, "client bye"), (1000, "")):
-                ws = await ws_connect(self.url(s), compression=None)
+                ws = await ws_connect(self.url(s), compression=None, close_timeout=30)
                 await ws.send("before close")
                 self.assertEqual(await ws.recv(), "before close")
                 t0 = time.monotonic()
@@ -208,9 +208,9 @@ class WebSocketTest(E2ETestCase):
         for sent, got_code, got_reason, took in run_async(main()):
             # The upstream answers with the code it received: both sides saw the same handshake.
             self.assertEqual(got_code, sent, "close code seen by the client")
-            # websockets waits close_timeout (5 s) for the server to close TCP: a quick return
-            # means sluice closed the client connection once the handshake was done.
-            self.assertLess(took, 2.0, "client connection not closed after the close handshake")
+            # websockets waits close_timeout (30 s here) for the server to close TCP: a quicker
+            # return means sluice closed the client connection once the handshake was done.
+            self.assertLess(took, 15, "client connection not closed after the close handshake")
         st = up.wait_stats(lambda st: st["closed"] == 2)
         self.assertEqual((st["open"], st["close_codes"]), (0, {"4000": 1, "1000": 1}), st)
         self.assertNoOpenSockets(up.port, "sluice to upstream")
@@ -246,7 +246,7 @@ class WebSocketTest(E2ETestCase):
         c.send(upgrade_request("/")[0])
         r = c.read_response()
         self.assertEqual((r.status, r.body), (200, b"hello from ws_upstream\n"), r)
-        self.assertTrue(c.closed_within(3), "client connection left open after a non-101 "
+        self.assertTrue(c.closed_within(30), "client connection left open after a non-101 "
                         "answer to an upgrade")
         c.close()
         # ... and 400 to a WebSocket handshake without a key.
@@ -257,7 +257,7 @@ class WebSocketTest(E2ETestCase):
         c.send(head)
         r = c.read_response()
         self.assertEqual(r.status, 400, r)
-        self.assertTrue(c.closed_within(3), "client connection left open after a 400 to an "
+        self.assertTrue(c.closed_within(30), "client connection left open after a 400 to an "
                         "upgrade")
         c.close()
 
@@ -297,7 +297,7 @@ class WebSocketTest(E2ETestCase):
         f1, f2 = read_ws_frame(c), read_ws_frame(c)
         self.assertEqual((f1[1], f1[3]), (OP_TEXT, b"hi and bye"))
         self.assertEqual((f2[1], f2[3][:2]), (OP_CLOSE, close_payload(1000)))
-        self.assertTrue(c.closed_within(3))
+        self.assertTrue(c.closed_within(30))
         c.close()
         st = up.wait_stats(lambda st: st["closed"] == 2)
         self.assertEqual(st["close_codes"].get("1000"), 1, st)
@@ -317,7 +317,7 @@ class WebSocketTest(E2ETestCase):
         self.assertEqual(read_ws_frame(c)[3], b"upgraded late")
         c.send(ws_frame(OP_CLOSE, close_payload(1000)))
         self.assertEqual(read_ws_frame(c)[1], OP_CLOSE)
-        self.assertTrue(c.closed_within(3))
+        self.assertTrue(c.closed_within(30))
         c.close()
         # The tunnelled upstream connection must never go back to the pool.
         for i in range(20):

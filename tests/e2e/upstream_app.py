@@ -134,16 +134,18 @@ async def discard(request):
     # ?ms_per_mib=K: a slow reader that sleeps K ms per MiB received.
     ms_per_mib = int(request.query.get("ms_per_mib", "0"))
     n = 0
+    digest = hashlib.sha256()
     next_pause = 1 << 20
     while True:
         chunk = await request.content.readany()
         if not chunk:
             break
         n += len(chunk)
+        digest.update(chunk)
         if ms_per_mib and n >= next_pause:
             next_pause += 1 << 20
             await asyncio.sleep(ms_per_mib / 1000.0)
-    return web.json_response({"received": n})
+    return web.json_response({"received": n, "sha256": digest.hexdigest()})
 
 
 async def stream_bytes(request):
@@ -264,7 +266,8 @@ async def serve(port, keepalive_timeout, host="127.0.0.1", tls=None):
     loop = asyncio.get_running_loop()
     server.connection_made = made
     server.connection_lost = lost
-    srv = await loop.create_server(server, host, port, backlog=1024, ssl=tls)
+    # SO_REUSEPORT: a test may hold the port (harness.reserve_port) to restart us on it.
+    srv = await loop.create_server(server, host, port, backlog=1024, ssl=tls, reuse_port=True)
     print("PORT %d" % srv.sockets[0].getsockname()[1], flush=True)
     await asyncio.Event().wait()
 

@@ -15,12 +15,17 @@ Endpoints:
   GET /ws-stats    JSON {"opened": n, "open": n, "closed": n,
                          "close_codes": {"1001": k, "abnormal": m, ...},
                          "server_closes": n, "sse_open": n, "sse_started": n,
-                         "last_close_at": monotonic seconds or null}
+                         "last_close_at": monotonic seconds or null,
+                         "slow_open": n, "held": n}
   GET /sse         text/event-stream (chunked): "data: tick N\\n\\n" every 200 ms, forever. Each
                    event is written in two chunks, split at a position that varies with N, with
                    30 ms between them, so an event boundary never coincides with a chunk boundary
                    for a proxy that does not track it.
-  GET /slow/MS     200 "slow MS\\n" after MS milliseconds.
+  GET /slow/MS     200 "slow MS\\n" after MS milliseconds ("slow_open" in /ws-stats counts those
+                   in progress).
+  GET /hold        200 "released\\n" once GET /release has been called ("held" in /ws-stats
+                   counts those waiting): an in-flight request that ends when the test says so.
+  GET /release     releases every /hold, present and future.
   GET /            200 "hello from ws_upstream\\n" (also answers requests that ask for an
                    upgrade: a non-101 answer to an upgrade request).
 
@@ -37,7 +42,8 @@ import time
 from aiohttp import WSMsgType, web
 
 STATS = {"opened": 0, "open": 0, "closed": 0, "server_closes": 0, "sse_open": 0,
-         "sse_started": 0, "last_close_at": None}
+         "sse_started": 0, "last_close_at": None, "slow_open": 0, "held": 0}
+RELEASE = []  # the asyncio.Event /release sets (made in the server's loop)
 CLOSE_CODES = collections.Counter()
 
 
@@ -118,8 +124,26 @@ async def sse(request):
 
 async def slow(request):
     ms = int(request.match_info["ms"])
-    await asyncio.sleep(ms / 1000.0)
+    STATS["slow_open"] += 1
+    try:
+        await asyncio.sleep(ms / 1000.0)
+    finally:
+        STATS["slow_open"] -= 1
     return web.Response(text="slow %d\n" % ms)
+
+
+async def hold(request):
+    STATS["held"] += 1
+    try:
+        await RELEASE[0].wait()
+    finally:
+        STATS["held"] -= 1
+    return web.Response(text="released\n")
+
+
+async def release(request):
+    RELEASE[0].set()
+    return web.Response(text="released\n")
 
 
 async def root(request):
@@ -132,11 +156,14 @@ def make_app():
     app.router.add_get("/ws-stats", ws_stats)
     app.router.add_get("/sse", sse)
     app.router.add_get("/slow/{ms:\\d+}", slow)
+    app.router.add_get("/hold", hold)
+    app.router.add_get("/release", release)
     app.router.add_get("/", root)
     return app
 
 
 async def serve(port):
+    RELEASE.append(asyncio.Event())
     runner = web.AppRunner(make_app(), access_log=None, handle_signals=False)
     await runner.setup()
     loop = asyncio.get_running_loop()
@@ -182,7 +209,11 @@ class WsUpstream(harness.Proc):
     def stats(self):
         return json.loads(harness.direct_get(self.port, "/ws-stats").body)
 
-    def wait_stats(self, pred, timeout=5.0):
+    def release(self):
+        """Answers every /hold request, present and future."""
+        harness.direct_get(self.port, "/release")
+
+    def wait_stats(self, pred, timeout=10.0):
         """Polls /ws-stats until pred(stats) holds; returns the last stats either way."""
         deadline = time.monotonic() + timeout
         st = self.stats()
