@@ -154,7 +154,7 @@ const CLUSTER_CELLS = ['name:text', 'endpoints:text', 'load-balancing:text', 're
 const PHASE_NOTES = {
   delay: 'readiness fails so load balancers stop sending; new connections are still served',
   draining: 'no new connections; idle ones are closed, in-flight requests finish',
-  done: 'everything has closed; sluice is exiting',
+  done: 'everything has closed; sluice exits on its signal (POST /resume serves again)',
 };
 
 const samples = new Map();  // rate key -> [{t, n}], t in sluice's uptime seconds
