@@ -140,13 +140,60 @@ int Server::run() {
     addresses.push_back(a);
   }
 
-  st.listener_stats = std::make_unique<ShardSet<ListenerStats>>(workers);
-  st.cluster_stats = std::make_unique<ShardSet<ClusterStats>>(workers);
   auto drain_state = std::make_shared<DrainState>();
-  st.access_sink = std::make_unique<AccessLogSink>(STDOUT_FILENO);
-  const bool colour = isatty(STDOUT_FILENO) == 1;
   log_set_level(config_->log.level);
   log_set_format(config_->log.format);
+  bool ok = start_workers(workers, addresses, fds, drain_state);
+  st.started_ms = uv_now(&st.loop);
+  st.metrics =
+      std::make_unique<Metrics>([this](StatsTotals& t, ServerFigures& f) { sum_figures(t, f); });
+  refresh_probes();
+  st.certificates = std::make_unique<CertificateWatch>(&st.loop, kFileEventSettleMs,
+                                                       [this] { rotate_certificates(); });
+  st.certificates->watch(*config_);
+  watch_config_file();
+  st.drain =
+      std::make_unique<DrainCoordinator>(&st.loop, config_->drain, drain_state, drain_hooks());
+
+  st.admin = std::make_unique<AdminServer>(
+      *st.ctx, [this](const AdminRequest& req) { return route_admin_request(*this, req); });
+  if (int r = st.admin->start(admin_fd); r != 0) {
+    fprintf(stderr, "sluice: admin %s: %s\n", config_->admin.address.str().c_str(), uv_strerror(r));
+    ok = false;
+  }
+
+  watch_signals();
+  signal(SIGPIPE, SIG_IGN);
+
+  if (!ok) {
+    st.exit_code = 1;
+    stop_now();
+  } else {
+    announce_listening(*config_, workers);
+  }
+
+  uv_run(&st.loop, UV_RUN_DEFAULT);
+  for (auto& w : st.workers) w->join();
+  st.workers.clear();
+  st.access_sink.reset();  // writes what the workers left
+  st.reloader.reset();
+  st.probes.clear();
+  st.admin.reset();
+  st.drain.reset();
+  uv_run(&st.loop, UV_RUN_DEFAULT);
+  if (uv_loop_close(&st.loop) != 0) LOG_ERROR("main loop closed with handles still open");
+  LOG_INFO("stopped");
+  return st.exit_code;
+}
+
+bool Server::start_workers(unsigned workers, const std::vector<AddressList>& addresses,
+                           std::vector<std::vector<int>>& fds,
+                           const std::shared_ptr<DrainState>& drain_state) {
+  State& st = *state_;
+  st.listener_stats = std::make_unique<ShardSet<ListenerStats>>(workers);
+  st.cluster_stats = std::make_unique<ShardSet<ClusterStats>>(workers);
+  st.access_sink = std::make_unique<AccessLogSink>(STDOUT_FILENO);
+  const bool colour = isatty(STDOUT_FILENO) == 1;
   const uint32_t fd_cap = client_connection_cap(workers, config_->listeners.size());
   std::vector<std::atomic<uint32_t>*> listener_open;
   for (size_t i = 0; i < config_->listeners.size(); ++i) {
@@ -170,151 +217,117 @@ int Server::run() {
     }
   }
 
-  st.started_ms = uv_now(&st.loop);
-  st.metrics = std::make_unique<Metrics>([this](StatsTotals& t, ServerFigures& f) {
-    State& s = *state_;
-    t = sum_stats(*s.listener_stats, *s.cluster_stats);
-    // The running configuration's listeners and clusters first, in its order.
-    auto order = [](auto& items, const auto& names) {
-      std::stable_partition(items.begin(), items.end(), [&](const auto& it) {
-        return std::any_of(names.begin(), names.end(),
-                           [&](const auto& n) { return n.name == it.name; });
-      });
-    };
-    order(t.listeners, config_->listeners);
-    order(t.clusters, config_->clusters);
-    f.workers = static_cast<unsigned>(s.workers.size());
-    f.uptime_seconds = static_cast<double>(uv_now(&s.loop) - s.started_ms) / 1000.0;
-    f.draining = s.drain->phase() != DrainPhase::kServing;
-    f.drain_duration_seconds = s.drain->elapsed_seconds();
-    for (auto& w : s.workers) {
-      f.drain_forced_closes += w->stats().drain_forced_closes.get();
-      f.access_log_dropped += w->stats().access_log_dropped.get();
+  return ok;
+}
+
+void Server::sum_figures(StatsTotals& t, ServerFigures& f) {
+  State& s = *state_;
+  t = sum_stats(*s.listener_stats, *s.cluster_stats);
+  // The running configuration's listeners and clusters first, in its order.
+  auto order = [](auto& items, const auto& names) {
+    std::stable_partition(items.begin(), items.end(), [&](const auto& it) {
+      return std::any_of(names.begin(), names.end(),
+                         [&](const auto& n) { return n.name == it.name; });
+    });
+  };
+  order(t.listeners, config_->listeners);
+  order(t.clusters, config_->clusters);
+  f.workers = static_cast<unsigned>(s.workers.size());
+  f.uptime_seconds = static_cast<double>(uv_now(&s.loop) - s.started_ms) / 1000.0;
+  f.draining = s.drain->phase() != DrainPhase::kServing;
+  f.drain_duration_seconds = s.drain->elapsed_seconds();
+  for (auto& w : s.workers) {
+    f.drain_forced_closes += w->stats().drain_forced_closes.get();
+    f.access_log_dropped += w->stats().access_log_dropped.get();
+  }
+}
+
+DrainCoordinator::Hooks Server::drain_hooks() {
+  return DrainCoordinator::Hooks{[this] {
+                                   DrainCounts c;
+                                   for (auto& w : state_->workers) {
+                                     const WorkerStats& ws = w->stats();
+                                     // Connections of `drain: false` listeners stay until the end;
+                                     // their requests in flight still count.
+                                     c.connections += ws.downstream_connections_active.get() -
+                                                      ws.drain_exempt_connections.get();
+                                     c.in_flight += ws.exchanges_active.get();
+                                     c.websockets += ws.websocket_sessions_active.get();
+                                     c.forced += ws.drain_forced_closes.get();
+                                   }
+                                   return c;
+                                 },
+                                 [this] {
+                                   for (auto& w : state_->workers) w->notify_drain();
+                                 },
+                                 [this](int status) { drain_done(status); }};
+}
+
+void Server::drain_done(int status) {
+  State& s = *state_;
+  s.exit_code = status;
+  s.admin->complete_deferred(AdminResponse{200, "application/json", s.drain->status_json()});
+  if (!s.signalled) {
+    // The admin API started it (the app's preStop hook, also before a liveness kill): stay
+    // until sluice's own signal, or until POST /resume undoes it.
+    if (s.resume_pending) {
+      s.resume_pending = false;
+      resume_serving();
+      return;
     }
-  });
-  refresh_probes();
-  st.certificates = std::make_unique<CertificateWatch>(&st.loop, kFileEventSettleMs,
-                                                       [this] { rotate_certificates(); });
-  st.certificates->watch(*config_);
-  watch_config_file();
-  st.drain = std::make_unique<DrainCoordinator>(
-      &st.loop, config_->drain, drain_state,
-      DrainCoordinator::Hooks{
-          [this] {
-            DrainCounts c;
-            for (auto& w : state_->workers) {
-              const WorkerStats& ws = w->stats();
-              // Connections of `drain: false` listeners stay until the end; their requests
-              // in flight still count.
-              c.connections +=
-                  ws.downstream_connections_active.get() - ws.drain_exempt_connections.get();
-              c.in_flight += ws.exchanges_active.get();
-              c.websockets += ws.websocket_sessions_active.get();
-              c.forced += ws.drain_forced_closes.get();
-            }
-            return c;
-          },
-          [this] {
-            for (auto& w : state_->workers) w->notify_drain();
-          },
-          [this](int status) {
-            State& s = *state_;
-            s.exit_code = status;
-            s.admin->complete_deferred(
-                AdminResponse{200, "application/json", s.drain->status_json()});
-            if (!s.signalled) {
-              // The admin API started it (the app's preStop hook, also before a liveness kill):
-              // stay until sluice's own signal, or until POST /resume undoes it.
-              if (s.resume_pending) {
-                s.resume_pending = false;
-                resume_serving();
-                return;
-              }
-              LOG_INFO(has_undrained_listener(*config_)
-                           ? "drain done; the drain: false listeners serve until SIGTERM "
-                             "(POST /resume serves again)"
-                           : "drain done; waiting for SIGTERM (POST /resume serves again)");
-              return;
-            }
-            stop_when_app_gone();
-          }});
-
-  st.admin = std::make_unique<AdminServer>(
-      *st.ctx, [this](const AdminRequest& req) { return route_admin_request(*this, req); });
-  if (int r = st.admin->start(admin_fd); r != 0) {
-    fprintf(stderr, "sluice: admin %s: %s\n", config_->admin.address.str().c_str(), uv_strerror(r));
-    ok = false;
+    LOG_INFO(has_undrained_listener(*config_)
+                 ? "drain done; the drain: false listeners serve until SIGTERM "
+                   "(POST /resume serves again)"
+                 : "drain done; waiting for SIGTERM (POST /resume serves again)");
+    return;
   }
+  stop_when_app_gone();
+}
 
-  {
+void Server::watch_signals() {
+  State& st = *state_;
+  auto watch = [&](int signum, std::function<void(int)> fn) {
     auto sw = std::make_unique<SignalWatch>();
     uv_signal_init(&st.loop, &sw->handle);
     sw->handle.data = sw.get();
-    sw->fn = [this](int) { reload("SIGHUP"); };
-    uv_signal_start(
-        &sw->handle,
-        [](uv_signal_t* h, int signum) { static_cast<SignalWatch*>(h->data)->fn(signum); }, SIGHUP);
-    st.signals.push_back(std::move(sw));
-  }
-  for (int signum : {SIGTERM, SIGINT}) {
-    auto sw = std::make_unique<SignalWatch>();
-    uv_signal_init(&st.loop, &sw->handle);
-    sw->handle.data = sw.get();
-    sw->fn = [this](int signum) {
-      State& s = *state_;
-      const bool first = !s.signalled;
-      s.signalled = true;
-      if (s.drain->phase() == DrainPhase::kServing) {
-        s.drain->start(strsignal(signum));
-        return;
-      }
-      if (s.drain->finished()) {  // drained by the admin API, waiting for this signal
-        if (!first || s.exit_timer) {
-          LOG_WARN("%s: stopping now", strsignal(signum));
-          stop_now();
-          return;
-        }
-        LOG_INFO("%s after the drain: stopping", strsignal(signum));
-        stop_when_app_gone();
-        return;
-      }
-      if (first) {
-        // The admin API started this drain (a preStop hook), and the kubelet's SIGTERM can come
-        // while it runs (sluice as a plain container): finish it, then exit.
-        LOG_INFO("%s during the drain: exiting when it is done", strsignal(signum));
-        return;
-      }
-      // A second signal during a drain: stop at once.
-      LOG_WARN("%s during the drain: stopping now", strsignal(signum));
-      s.exit_code = 2;
-      stop_now();
-    };
+    sw->fn = std::move(fn);
     uv_signal_start(
         &sw->handle,
         [](uv_signal_t* h, int signum) { static_cast<SignalWatch*>(h->data)->fn(signum); }, signum);
     st.signals.push_back(std::move(sw));
-  }
-  signal(SIGPIPE, SIG_IGN);
+  };
+  watch(SIGHUP, [this](int) { reload("SIGHUP"); });
+  for (int signum : {SIGTERM, SIGINT}) watch(signum, [this](int n) { stop_signal(n); });
+}
 
-  if (!ok) {
-    st.exit_code = 1;
-    stop_now();
-  } else {
-    announce_listening(*config_, workers);
+void Server::stop_signal(int signum) {
+  State& s = *state_;
+  const bool first = !s.signalled;
+  s.signalled = true;
+  if (s.drain->phase() == DrainPhase::kServing) {
+    s.drain->start(strsignal(signum));
+    return;
   }
-
-  uv_run(&st.loop, UV_RUN_DEFAULT);
-  for (auto& w : st.workers) w->join();
-  st.workers.clear();
-  st.access_sink.reset();  // writes what the workers left
-  st.reloader.reset();
-  st.probes.clear();
-  st.admin.reset();
-  st.drain.reset();
-  uv_run(&st.loop, UV_RUN_DEFAULT);
-  if (uv_loop_close(&st.loop) != 0) LOG_ERROR("main loop closed with handles still open");
-  LOG_INFO("stopped");
-  return st.exit_code;
+  if (s.drain->finished()) {  // drained by the admin API, waiting for this signal
+    if (!first || s.exit_timer) {
+      LOG_WARN("%s: stopping now", strsignal(signum));
+      stop_now();
+      return;
+    }
+    LOG_INFO("%s after the drain: stopping", strsignal(signum));
+    stop_when_app_gone();
+    return;
+  }
+  if (first) {
+    // The admin API started this drain (a preStop hook), and the kubelet's SIGTERM can come
+    // while it runs (sluice as a plain container): finish it, then exit.
+    LOG_INFO("%s during the drain: exiting when it is done", strsignal(signum));
+    return;
+  }
+  // A second signal during a drain: stop at once.
+  LOG_WARN("%s during the drain: stopping now", strsignal(signum));
+  s.exit_code = 2;
+  stop_now();
 }
 
 AdminResponse Server::healthz() {

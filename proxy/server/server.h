@@ -13,7 +13,9 @@
 #include "admin/admin_routes.h"
 #include "core/config.h"
 #include "core/stats.h"
+#include "metrics/metrics.h"
 #include "server/config_reloader.h"
+#include "server/drain_coordinator.h"
 
 namespace sluice {
 
@@ -45,6 +47,17 @@ class Server final : private AdminBackend {
   AdminResponse reload() override;
   bool allowed_to_change(const AdminRequest& req) const override;
   void stop_now();
+  // Start-up pieces of run(), named.
+  // Stats shards, the access log, descriptor budget, then each worker on its sockets; false
+  // when one could not listen (it says why on stderr).
+  bool start_workers(unsigned workers, const std::vector<AddressList>& addresses,
+                     std::vector<std::vector<int>>& fds,
+                     const std::shared_ptr<DrainState>& drain_state);
+  void sum_figures(StatsTotals& t, ServerFigures& f);  // what /metrics and /stats sum
+  DrainCoordinator::Hooks drain_hooks();
+  void drain_done(int status);
+  void watch_signals();  // SIGHUP reloads; SIGTERM and SIGINT drain, then stop
+  void stop_signal(int signum);
   // A start that failed before the workers ran: closes what the loop has, returns 1.
   int abandon_start();
   // After a drain a signal asked for: stops, but with `drain.wait_for_app` and a `drain: false`

@@ -283,7 +283,9 @@ class ObservabilityTest(E2ETestCase):
         s = self.start_sluice("--drain-delay", "2s", upstream=up.port)
         self.assertEqual(self.admin(s, "GET", "/readyz").status, 200)
         self.assertEqual(self.admin(s, "GET", "/nope").status, 404)
-        self.assertEqual(self.admin(s, "POST", "/metrics").status, 404)
+        # A known path with a method it does not take: 405 naming the one it takes.
+        r = self.admin(s, "POST", "/metrics")
+        self.assertEqual((r.status, r.body), (405, b"use GET\n"))
         self.admin(s, "POST", "/drain")
         r = self.admin(s, "GET", "/readyz")
         self.assertEqual((r.status, r.body), (503, b"draining\n"))

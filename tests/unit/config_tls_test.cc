@@ -35,9 +35,11 @@ std::string with_listener_tls(const std::string& tls_lines) {
          tls_lines + "clusters: [{name: app, endpoints: [127.0.0.1:4000]}]\n";
 }
 
-// "LINE:COL" of the first `needle` in `line_text`, for lines that hold temporary file names.
+// "LINE:COL" of the last `needle` in `line_text`, for lines that hold temporary file names: the
+// values looked for come after the names, and a random name may itself hold a short needle
+// ("0s" in /tmp/sluice-...-X0sYzq made HandshakeTimeout fail now and then).
 std::string at(int line, const std::string& line_text, const std::string& needle) {
-  return std::to_string(line) + ":" + std::to_string(line_text.find(needle) + 1);
+  return std::to_string(line) + ":" + std::to_string(line_text.rfind(needle) + 1);
 }
 
 TEST(ConfigTls, OffByDefault) {
