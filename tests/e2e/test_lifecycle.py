@@ -234,8 +234,9 @@ class LifecycleTest(E2ETestCase):
         took = time.monotonic() - t0
         self.procs.remove(s)
         self.assertEqual(rc, 0, s.log())
-        self.assertLess(took, 3.0, "sluice took %.2f s to stop after the app had gone" % took)
-        self.assertIn("the app has gone: stopping", s.text())
+        # Wrong would be staying until the drain budget or the next signal: the bound is generous.
+        self.assertLess(took, 8.0, "sluice took %.2f s to stop after the app had gone" % took)
+        s.wait_line("the app has gone: stopping", timeout=10)  # stderr is read by a thread
 
     def test_plain_mode_second_signal_stops_at_once(self):
         app = self.start_aiohttp(name="app")
