@@ -237,8 +237,7 @@ void write_simple_response(BlockWriter& w, int status, std::string_view content_
   if (!head_only) w.append(body);
 }
 
-void write_error_response(BlockWriter& w, int status, std::string_view why, bool close,
-                          bool head_only) {
+std::string error_body(int status, std::string_view why) {
   std::string body = std::to_string(status);
   body += ' ';
   body += status_reason(status);
@@ -247,7 +246,12 @@ void write_error_response(BlockWriter& w, int status, std::string_view why, bool
     body += why;
   }
   body += '\n';
-  write_simple_response(w, status, "text/plain", body, close, head_only);
+  return body;
+}
+
+void write_error_response(BlockWriter& w, int status, std::string_view why, bool close,
+                          bool head_only) {
+  write_simple_response(w, status, "text/plain", error_body(status, why), close, head_only);
 }
 
 const Slice kChunkEnd{BlockRef(), "\r\n", 2};

@@ -4,6 +4,7 @@
 // Transfer-Encoding, Upgrade, HTTP2-Settings), framing is set by sluice, forwarding headers are
 // added. An upgrade is forwarded only for the protocols on the listener's list (http/upgrade.h).
 #include <cstdint>
+#include <string>
 #include <string_view>
 
 #include "core/block.h"
@@ -61,7 +62,9 @@ void write_response_head(BlockWriter& w, const MessageHead& resp, const Response
 void write_simple_response(BlockWriter& w, int status, std::string_view content_type,
                            std::string_view body, bool close, bool head_only = false);
 std::string_view status_reason(int status);
-// The error responses sluice answers itself: text/plain "<code> <reason>: <why>".
+// The body of an error response sluice answers itself: "<code> <reason>: <why>\n".
+std::string error_body(int status, std::string_view why);
+// The error responses sluice answers itself: text/plain error_body().
 void write_error_response(BlockWriter& w, int status, std::string_view why, bool close,
                           bool head_only = false);
 

@@ -389,14 +389,7 @@ size_t Http2Stream::send_error(int status, std::string_view why, bool) {
 }
 
 size_t Http2Stream::respond_text(int status, std::string_view why) {
-  std::string body = std::to_string(status);
-  body += ' ';
-  body += status_reason(status);
-  if (!why.empty()) {
-    body += ": ";
-    body += why;
-  }
-  body += '\n';
+  std::string body = error_body(status, why);
   const std::string code = std::to_string(status);
   const std::string length = std::to_string(body.size());
   auto nv = [](std::string_view n, std::string_view v) {
