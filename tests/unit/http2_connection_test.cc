@@ -15,12 +15,15 @@
 
 #include "config/config_file.h"
 #include "exchange/exchange.h"
+#include "fake_upstream.h"
 #include "http/parser.h"
 #include "net/tcp_stream.h"
 #include "server/http2_stream.h"
 
 namespace sluice {
 namespace {
+
+using namespace test;
 
 MessageHead parse_response(const std::string& text) {
   struct Sink : BodySink {
@@ -31,81 +34,6 @@ MessageHead parse_response(const std::string& text) {
   EXPECT_EQ(r.event, ParseEvent::kHead) << text;
   return parser.head();
 }
-
-Slice slice_of(BlockPool& pool, std::string_view s) {
-  BlockRef b = pool.get(s.size());
-  std::memcpy(b->data(), s.data(), s.size());
-  return Slice{b, b->data(), s.size()};
-}
-
-struct FakeSide final : UpstreamSide {
-  UpstreamHandler* handler = nullptr;
-  std::string head, body;
-  Framing framing = Framing::kNone;
-  bool ended = false, released = false, was_reset = false, paused = false;
-  size_t queued_bytes = 0;
-
-  bool reused() const override { return false; }
-  void bind(UpstreamHandler* h, bool) override { handler = h; }
-  int send_head(const Slice& h, Framing f) override {
-    head.assign(h.view());
-    framing = f;
-    return 0;
-  }
-  int send_body(const Slice& d) override {
-    body.append(d.view());
-    return 0;
-  }
-  int send_end(const Slice&) override {
-    ended = true;
-    return 0;
-  }
-  void expect_response(uint64_t) override {}
-  size_t queued() const override { return queued_bytes; }
-  void pause_response() override { paused = true; }
-  void resume_response() override { paused = false; }
-  void release(bool) override {
-    released = true;
-    handler = nullptr;
-  }
-  void reset() override {
-    was_reset = true;
-    handler = nullptr;
-  }
-  std::unique_ptr<TcpStream> take_socket() override { return nullptr; }
-};
-
-struct FakeSource final : UpstreamSource {
-  std::vector<std::unique_ptr<FakeSide>> sides;
-  size_t next_queued = 0;  // what the next side's socket holds already (a slow upstream)
-  std::string host_ = "app.internal:8080", name_ = "app.internal:8080 (127.0.0.1)";
-  Acquire acquire_side(PoolClient*, bool, UpstreamSide** side, PoolFailure*) override {
-    sides.push_back(std::make_unique<FakeSide>());
-    sides.back()->queued_bytes = next_queued;
-    *side = sides.back().get();
-    return Acquire::kReady;
-  }
-  void cancel(PoolClient*) override {}
-  const std::string& host() const override { return host_; }
-  const std::string& name() const override { return name_; }
-};
-
-struct FakeSet final : UpstreamSet {
-  FakeSource source;
-  ClusterStats stats_;
-  ClusterConfig config_;
-  UpstreamSource* pick_source(const UpstreamSource*) override { return &source; }
-  size_t address_count() const override { return 1; }
-  ClusterStats& stats() override { return stats_; }
-  const ClusterConfig& config() const override { return config_; }
-};
-
-struct FakeDirectory final : ClusterDirectory {
-  FakeSet* set = nullptr;
-  UpstreamSet* route(size_t, std::string_view host, std::string_view) override {
-    return host == "unrouted.example" ? nullptr : set;
-  }
-};
 
 struct FakeTransport final : Http2Transport {
   LoopContext* ctx = nullptr;
