@@ -120,7 +120,8 @@ class LineWriter {
 // The worst case of a line: its fixed text and numbers, and every string byte escaped.
 size_t worst_line(const AccessLogEntry& e) {
   const size_t strings = e.listener.size() + e.client.size() + e.method.size() + e.target.size() +
-                         e.host.size() + e.cluster.size() + e.upstream.size() + e.request_id.size();
+                         e.host.size() + e.cluster.size() + e.upstream.size() + e.request_id.size() +
+                         e.protocol.size() + e.reason.size();
   return 512 + 6 * strings;
 }
 }  // namespace
@@ -247,6 +248,12 @@ void AccessLog::append(const AccessLogEntry& e, LogFormat format, bool colour) {
         o.lit(",\"reused\":false");
       }
       o.json_field(",\"request_id\":\"", e.request_id);
+      o.json_field(",\"protocol\":\"", e.protocol);
+      if (e.reason.empty()) {
+        o.lit(",\"reason\":null");
+      } else {
+        o.json_field(",\"reason\":\"", e.reason);
+      }
       o.lit("}\n");
     } else {
       std::string_view on, off;
@@ -265,6 +272,10 @@ void AccessLog::append(const AccessLogEntry& e, LogFormat format, bool colour) {
       o.ch(' ');
       o.text(e.host);
       o.text(e.target);
+      if (!e.protocol.empty()) {
+        o.ch(' ');
+        o.text(e.protocol);
+      }
       o.lit("\" ");
       o.raw(on);
       o.number(static_cast<uint64_t>(e.status));
@@ -293,6 +304,10 @@ void AccessLog::append(const AccessLogEntry& e, LogFormat format, bool colour) {
       }
       o.lit(" id=");
       o.text(or_dash(e.request_id));
+      if (!e.reason.empty()) {
+        o.lit(" reason=");
+        o.text(e.reason);
+      }
       o.ch('\n');
     }
   }

@@ -52,6 +52,8 @@ struct AccessLogEntry {
   std::string_view cluster, upstream;
   bool reused = false;
   std::string_view request_id;
+  std::string_view protocol;  // "HTTP/1.1" or "HTTP/2"
+  std::string_view reason;    // why sluice refused the request itself (empty: it did not)
 };
 
 // A worker's side of the access log. Must outlive the loop's deferred tasks (the worker

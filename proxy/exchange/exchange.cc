@@ -93,6 +93,7 @@ void Exchange::begin(const MessageHead& req) {
     log_->target.clear();
     log_->host.clear();
     log_->request_id.clear();
+    log_->reason.clear();
   } else {
     log_.reset();
   }
@@ -462,6 +463,8 @@ void Exchange::write_access_log(uint64_t duration_us) {
   if (pool_ && upstream_ns_) e.upstream = pool_->name();
   e.reused = conn_reused_;
   e.request_id = log_->request_id;
+  e.protocol = rc_->protocol;
+  e.reason = log_->reason;
   log->append(e, cfg.log.format, rc_->colour_log);
 }
 

@@ -39,6 +39,11 @@ class Exchange : private UpstreamHandler, private PoolClient {
   // Sends an error response for a request sluice refuses itself (e.g. 413 after the head).
   // `malformed`: the client's connection cannot serve another request after it.
   void respond_error(int status, const char* why, bool malformed = false);
+  // Why sluice refused this request itself, for the access log's `reason` field
+  // ("rate_limited:api", "maintenance", ...). Cleared at each begin().
+  void set_reason(std::string_view reason) {
+    if (log_) log_->reason.assign(reason);
+  }
 
   // Drain: a text/event-stream response ends at its next event boundary (a blank line) with
   // the end of its body, so EventSource clients reconnect elsewhere.
@@ -122,7 +127,7 @@ class Exchange : private UpstreamHandler, private PoolClient {
   uint64_t response_bytes_ = 0;
   // What the access log line needs beyond the above, copied at begin (only while it is on).
   struct LogFields {
-    std::string target, host, request_id;
+    std::string target, host, request_id, reason;
   };
   std::unique_ptr<LogFields> log_;
 };

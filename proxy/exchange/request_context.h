@@ -36,6 +36,7 @@ struct RequestContext {
   bool colour_log = false;
   bool secure = false;  // the client connection has TLS (X-Forwarded-Proto)
   std::string_view client_ip;
+  std::string_view protocol = "HTTP/1.1";  // as the access log names it: "HTTP/1.1", "HTTP/2"
   ClusterDirectory* clusters = nullptr;
 
   const Limits& limits() const { return config->limits; }

@@ -346,13 +346,15 @@ class ObservabilityTest(E2ETestCase):
         a, b, nf = [json.loads(l) for l in lines]
         self.assertEqual(set(a), {"time", "listener", "client", "method", "path", "host", "status",
                                   "bytes_in", "bytes_out", "duration_ms", "upstream_duration_ms",
-                                  "cluster", "upstream", "reused", "request_id"})
+                                  "cluster", "upstream", "reused", "request_id", "protocol",
+                                  "reason"})
         self.assertRegex(a["time"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
         self.assertEqual((a["listener"], a["client"], a["method"], a["path"], a["host"]),
                          ("ingress", "127.0.0.1", "POST", '/echo?a="b"', "test.local"))
         self.assertEqual((a["status"], a["bytes_in"], a["cluster"], a["upstream"], a["reused"],
                           a["request_id"]),
                          (200, 100, "app", "127.0.0.1:%d" % up.port, False, "req-42"))
+        self.assertEqual((a["protocol"], a["reason"]), ("HTTP/1.1", None))
         self.assertGreater(a["bytes_out"], len(r1.body))  # the body and the head
         self.assertGreater(a["duration_ms"], 0)
         self.assertGreaterEqual(a["duration_ms"], a["upstream_duration_ms"])
@@ -371,7 +373,7 @@ class ObservabilityTest(E2ETestCase):
         s = self.start_sluice(upstream=up.port)
         http(s.port, "GET", "/echo")
         line = self.access_lines(s, 1)[0]
-        self.assertRegex(line, r'^\S+Z ingress 127\.0\.0\.1 "GET test\.local/echo" 200 in=0 '
+        self.assertRegex(line, r'^\S+Z ingress 127\.0\.0\.1 "GET test\.local/echo HTTP/1\.1" 200 in=0 '
                                r'out=\d+ [\d.]+ms upstream=[\d.]+ms app 127\.0\.0\.1:%d new '
                                r'id=[0-9a-f]{32}$' % up.port)
         # Off: nothing at all on stdout. Lines are written by a thread after a flush (every

@@ -51,6 +51,7 @@ AccessLogEntry sample() {
   e.upstream = "127.0.0.1:4000";
   e.reused = true;
   e.request_id = "0123456789abcdef";
+  e.protocol = "HTTP/1.1";
   return e;
 }
 
@@ -79,6 +80,8 @@ TEST(AccessLog, JsonLineHasEveryField) {
   EXPECT_EQ(j["upstream"], "127.0.0.1:4000");
   EXPECT_EQ(j["reused"], true);
   EXPECT_EQ(j["request_id"], "0123456789abcdef");
+  EXPECT_EQ(j["protocol"], "HTTP/1.1");
+  EXPECT_TRUE(j["reason"].is_null());
   const std::string t = j["time"];
   ASSERT_EQ(t.size(), 24u) << t;  // 2026-12-01T18:25:38.246Z
   EXPECT_EQ(t[10], 'T');
@@ -106,6 +109,20 @@ TEST(AccessLog, JsonEscapesAnyBytes) {
   EXPECT_EQ(nlohmann::json::parse(ls[1])["path"], "/api/items?x=1");
 }
 
+TEST(AccessLog, ReasonSaysWhySluiceRefused) {
+  AccessLogEntry e = sample();
+  e.status = 429;
+  e.protocol = "HTTP/2";
+  e.reason = "rate_limited:api";
+  auto j = nlohmann::json::parse(render({e}, LogFormat::kJson, false));
+  EXPECT_EQ(j["protocol"], "HTTP/2");
+  EXPECT_EQ(j["reason"], "rate_limited:api");
+  const std::string text = render({e}, LogFormat::kText, false);
+  EXPECT_NE(text.find(" HTTP/2\" 429 "), std::string::npos) << text;
+  EXPECT_NE(text.find(" id=0123456789abcdef reason=rate_limited:api\n"), std::string::npos)
+      << text;
+}
+
 TEST(AccessLog, TextLineIsOneLine) {
   AccessLogEntry e = sample();
   e.target = "/x\ny\x01";
@@ -114,7 +131,7 @@ TEST(AccessLog, TextLineIsOneLine) {
   e.upstream_us = 0;
   const std::string out = render({e}, LogFormat::kText, false);
   ASSERT_EQ(lines(out).size(), 1u) << out;
-  EXPECT_NE(out.find(" ingress 10.0.0.7 \"GET app.example.com/x\\x0ay\\x01\" 503 in=12 "
+  EXPECT_NE(out.find(" ingress 10.0.0.7 \"GET app.example.com/x\\x0ay\\x01 HTTP/1.1\" 503 in=12 "
                      "out=3456 12.345ms upstream=- - 127.0.0.1:4000 reused "
                      "id=0123456789abcdef\n"),
             std::string::npos)
