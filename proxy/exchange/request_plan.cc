@@ -51,7 +51,7 @@ RequestPlan plan_request(const MessageHead& req, uint64_t max_body_bytes, Upgrad
     host = req.value(host_at);
   }
   p.host = host_without_port(host, host_buf);
-  p.expect_continue = req.has_token("expect", "100-continue") && p.framing != Framing::kNone;
+  p.expect_continue = p.framing != Framing::kNone && req.has_token("expect", "100-continue");
   return p;
 }
 

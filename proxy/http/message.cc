@@ -2,10 +2,11 @@
 
 #include <strings.h>
 
+
 namespace sluice {
 
-bool iequals(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && strncasecmp(a.data(), b.data(), a.size()) == 0;
+bool iequals_tail(std::string_view a, std::string_view b) {
+  return strncasecmp(a.data(), b.data(), a.size()) == 0;
 }
 
 size_t MessageHead::find(std::string_view n) const {

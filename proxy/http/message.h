@@ -56,7 +56,17 @@ class MessageHead {
   std::vector<HeaderRef> headers_;
 };
 
-bool iequals(std::string_view a, std::string_view b);
+// ASCII case-insensitive equality (header names and tokens). Most calls compare a header name
+// with a literal of the same length that differs in its first byte: that is decided inline, and
+// only the rest goes to strncasecmp. (x | 0x20) folds ASCII letters; two bytes that differ after
+// it differ in any case.
+bool iequals_tail(std::string_view a, std::string_view b);
+inline bool iequals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  if (a.empty()) return true;
+  if ((a[0] | 0x20) != (b[0] | 0x20)) return false;
+  return iequals_tail(a, b);
+}
 // Calls f(token) for each comma-separated, whitespace-trimmed token of a header value.
 template <typename F>
 void for_each_token(std::string_view v, F&& f) {

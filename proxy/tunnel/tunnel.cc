@@ -3,7 +3,6 @@
 #include <cstring>
 
 #include "core/log.h"
-#include "tunnel/tunnel_upstream.h"
 
 namespace sluice {
 
@@ -23,15 +22,16 @@ const char* tunnel_end_name(TunnelEnd e) {
   return "?";
 }
 
-Tunnel::Tunnel(TunnelClient& down, std::unique_ptr<TcpStream> upstream, bool websocket,
-               TunnelRegistry& registry, uint16_t listener, bool drain_exempt)
+Tunnel::Tunnel(TunnelClient& down, TunnelServer& up, bool websocket, TunnelRegistry& registry,
+               uint16_t listener, bool drain_exempt)
     : down_(down),
-      up_(new TunnelUpstream(std::move(upstream), this)),
+      up_(&up),
       registry_(registry),
       listener_(listener),
       websocket_(websocket),
       drain_exempt_(drain_exempt) {
   registry_.add_tunnel(this, drain_exempt_);
+  up_->attach(this);
 }
 
 Tunnel::~Tunnel() {

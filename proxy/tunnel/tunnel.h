@@ -3,11 +3,11 @@
 // Upgrade (101). Bytes pass both ways untouched with backpressure. For WebSocket sessions it
 // follows frame boundaries in both directions (WsFrameTracker) so that a drain can inject a
 // Close frame (1001) at a boundary on each side, answer the close handshake and swallow the
-// replies. Owned by its client connection (through the TunnelClient interface); holds the
-// upstream socket it was given (TunnelUpstream, which frees itself once closed) and ends it when
-// the tunnel ends. Registered in its registry (the worker's session lists) while open.
+// replies. Owned by its client connection (through the TunnelClient interface); uses the
+// upstream end it was given (TunnelServer: in production a TunnelUpstream, which frees itself
+// once closed) until it ends it. Registered in its registry (the worker's session lists) while
+// open.
 #include <cstdint>
-#include <memory>
 
 #include "core/block.h"
 #include "core/intrusive_list.h"
@@ -16,14 +16,12 @@
 
 namespace sluice {
 
-class TcpStream;
-class TunnelUpstream;
 
 class Tunnel : public ListNode {
  public:
-  // `upstream`: the socket the upstream connection gave up after its 101.
-  Tunnel(TunnelClient& down, std::unique_ptr<TcpStream> upstream, bool websocket,
-         TunnelRegistry& registry, uint16_t listener, bool drain_exempt);
+  // `up`: the upstream end (attached here; ended, never deleted, by the tunnel).
+  Tunnel(TunnelClient& down, TunnelServer& up, bool websocket, TunnelRegistry& registry,
+         uint16_t listener, bool drain_exempt);
   ~Tunnel();
   Tunnel(const Tunnel&) = delete;
   Tunnel& operator=(const Tunnel&) = delete;
@@ -56,7 +54,7 @@ class Tunnel : public ListNode {
   void end(TunnelEnd why);
 
   TunnelClient& down_;
-  TunnelUpstream* up_;  // null once ended
+  TunnelServer* up_;  // null once ended
   TunnelRegistry& registry_;
   uint16_t listener_;
   WsFrameTracker c2s_{WsFrameTracker::Direction::kClientToServer};

@@ -1,8 +1,9 @@
 #pragma once
 // What a Tunnel needs from the objects around it, as interfaces, so that the tunnel layer
-// depends on nothing above it: its client connection (TunnelClient, the HTTP/1.1 client
-// connection that switched protocols) and the registry of open sessions the drain walks
-// (TunnelRegistry, the worker).
+// depends on nothing above it (and its unit tests need no socket): its client connection
+// (TunnelClient, the HTTP/1.1 client connection that switched protocols), its upstream end
+// (TunnelServer, the socket the upstream connection gave up after its 101: TunnelUpstream) and
+// the registry of open sessions the drain walks (TunnelRegistry, the worker).
 #include <cstddef>
 #include <string>
 
@@ -34,6 +35,24 @@ class TunnelClient {
 
  protected:
   ~TunnelClient() = default;
+};
+
+class TunnelServer {
+ public:
+  // From now on the server's bytes and events go to `t` (reading starts), until end().
+  virtual void attach(Tunnel* t) = 0;
+  // Bytes for the server; 0 or a uv error (the tunnel ends).
+  virtual int write(const Slice& s) = 0;
+  virtual bool above_high_watermark() const = 0;
+  // Backpressure on the server's bytes (the client's write queue is over its watermark).
+  virtual void pause_reading() = 0;
+  virtual void resume_reading() = 0;
+  // The tunnel is over: no event reaches it any more; what is queued for the server is flushed,
+  // then the end closes (and frees itself: the tunnel never deletes it). Idempotent.
+  virtual void end() = 0;
+
+ protected:
+  ~TunnelServer() = default;
 };
 
 class TunnelRegistry {

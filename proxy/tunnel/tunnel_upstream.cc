@@ -10,10 +10,14 @@ namespace {
 constexpr uint64_t kLingerMs = 2000;
 }  // namespace
 
-TunnelUpstream::TunnelUpstream(std::unique_ptr<TcpStream> stream, Tunnel* tunnel)
-    : stream_(std::move(stream)), tunnel_(tunnel) {
+TunnelUpstream::TunnelUpstream(std::unique_ptr<TcpStream> stream) : stream_(std::move(stream)) {
   stream_->set_handler(this);
   stream_->set_compact(true);
+}
+
+void TunnelUpstream::attach(Tunnel* t) {
+  if (ending_) return;
+  tunnel_ = t;
   stream_->read_start();
 }
 

@@ -1,9 +1,12 @@
 #pragma once
-// TunnelUpstream: the upstream socket of a tunnel, handed over by the upstream connection after
-// a 101 (its pool has forgotten it). Owns the TcpStream and, only while it ends, a timer that
-// bounds the flush of the last bytes. Its tunnel uses it until end(); it frees itself once its
-// stream has closed, which may be after the tunnel and its client connection are gone.
+// TunnelUpstream: the upstream socket of a tunnel (its TunnelServer), handed over by the upstream
+// connection after a 101 (its pool has forgotten it). Owns the TcpStream and, only while it
+// ends, a timer that bounds the flush of the last bytes. Made with adopt(); its tunnel uses it
+// until end(); it frees itself once its stream has closed, which may be after the tunnel and
+// its client connection are gone.
 #include <memory>
+
+#include "tunnel/tunnel_sides.h"
 
 #include "core/on_demand_timer.h"
 #include "net/tcp_stream.h"
@@ -12,23 +15,27 @@ namespace sluice {
 
 class Tunnel;
 
-class TunnelUpstream final : private StreamHandler {
+class TunnelUpstream final : public TunnelServer, private StreamHandler {
  public:
-  TunnelUpstream(std::unique_ptr<TcpStream> stream, Tunnel* tunnel);
+  // The tunnel's upstream end for `stream`; it lives until its stream has closed after end().
+  static TunnelServer& adopt(std::unique_ptr<TcpStream> stream) {
+    return *new TunnelUpstream(std::move(stream));
+  }
   TunnelUpstream(const TunnelUpstream&) = delete;
   TunnelUpstream& operator=(const TunnelUpstream&) = delete;
 
-  int write(const Slice& s) { return stream_->write(s); }
-  bool above_high_watermark() const { return stream_->above_high_watermark(); }
-  void pause_reading() { stream_->read_stop(); }
-  void resume_reading() {
+  void attach(Tunnel* t) override;
+  int write(const Slice& s) override { return stream_->write(s); }
+  bool above_high_watermark() const override { return stream_->above_high_watermark(); }
+  void pause_reading() override { stream_->read_stop(); }
+  void resume_reading() override {
     if (!ending_) stream_->read_start();
   }
-  // The tunnel is over: no event reaches it any more; what is queued is flushed (within the
-  // linger time), then the socket closes. Idempotent.
-  void end();
+  // What is queued is flushed within the linger time, then the socket closes.
+  void end() override;
 
  private:
+  explicit TunnelUpstream(std::unique_ptr<TcpStream> stream);
   ~TunnelUpstream() = default;  // only from on_stream_closed
   void on_stream_read(const Slice& data) override;
   void on_stream_eof() override;
@@ -39,7 +46,7 @@ class TunnelUpstream final : private StreamHandler {
   void close();
 
   std::unique_ptr<TcpStream> stream_;
-  Tunnel* tunnel_;  // null once ended
+  Tunnel* tunnel_ = nullptr;  // null until attached and once ended
   OnDemandTimer timer_;
   bool ending_ = false;
 };

@@ -109,6 +109,31 @@ TEST(AccessLog, JsonEscapesAnyBytes) {
   EXPECT_EQ(nlohmann::json::parse(ls[1])["path"], "/api/items?x=1");
 }
 
+// The escaping looks at eight bytes at a time: every byte that needs escaping, at every place
+// in a word and across word boundaries, comes back as it was.
+TEST(AccessLog, JsonEscapesEveryByteAtEveryPlaceInAWord) {
+  const std::string specials = std::string("\0\x01\x1f\"\\\x7f", 6);
+  for (char c : specials) {
+    for (size_t at = 0; at < 24; ++at) {
+      // 'a's with the byte at `at`, and a UTF-8 "é" (bytes from 0x80 pass as they are) away
+      // from it.
+      std::string target;
+      for (size_t i = 0; i < 24; ++i) target.push_back(i == at ? c : 'a');
+      target += at < 12 ? "\xc3\xa9" : "";
+      if (at >= 12) target = "\xc3\xa9" + target;
+      AccessLogEntry e = sample();
+      e.target = target;
+      const std::string out = render({e}, LogFormat::kJson, false);
+      EXPECT_EQ(nlohmann::json::parse(out)["path"], target)
+          << "byte " << int(static_cast<unsigned char>(c)) << " at " << at;
+    }
+  }
+  AccessLogEntry e = sample();
+  e.target = "/plain/path/of/forty/bytes/0123456789ab";  // whole words, nothing escaped
+  EXPECT_NE(render({e}, LogFormat::kJson, false).find("\"path\":\"" + std::string(e.target) + "\""),
+            std::string::npos);
+}
+
 TEST(AccessLog, ReasonSaysWhySluiceRefused) {
   AccessLogEntry e = sample();
   e.status = 429;
