@@ -62,17 +62,22 @@ class LineWriter {
     p_[3] = static_cast<char>('0' + us % 10);
     p_ += 4;
   }
-  // A JSON string's content: runs of plain bytes copied whole, the rest escaped (at most 6
-  // bytes each: \u00XX).
+  // A JSON string's content: plain bytes copied as they are (eight at a time while a whole
+  // word is plain), the others escaped (at most 6 bytes each: \u00XX).
   void json(std::string_view s) {
+    const char* in = s.data();
+    const size_t n = s.size();
     size_t i = 0;
-    while (i < s.size()) {
-      size_t run = i + plain_words(s.data() + i, s.size() - i);
-      while (run < s.size() && kJsonPlain[static_cast<unsigned char>(s[run])]) ++run;
-      raw(s.substr(i, run - i));
-      if (run == s.size()) break;
-      const auto u = static_cast<unsigned char>(s[run]);
-      if (u == '"' || u == '\\') {
+    while (n - i >= 8 && plain_word(in + i)) {
+      std::memcpy(p_, in + i, 8);
+      p_ += 8;
+      i += 8;
+    }
+    for (; i < n; ++i) {
+      const auto u = static_cast<unsigned char>(in[i]);
+      if (kJsonPlain[u]) {
+        *p_++ = static_cast<char>(u);
+      } else if (u == '"' || u == '\\') {
         p_[0] = '\\';
         p_[1] = static_cast<char>(u);
         p_ += 2;
@@ -80,7 +85,6 @@ class LineWriter {
         lit("\\u00");
         hex(u);
       }
-      i = run + 1;
     }
   }
   // Text format: printable bytes as they are, others as \xNN (4 bytes), so a line stays one.
@@ -95,6 +99,13 @@ class LineWriter {
       }
     }
   }
+  // A field whose value is one of sluice's own names, made of characters JSON takes as they
+  // are (AccessLogEntry says which): copied without the escaping scan.
+  void own_field(std::string_view key_quoted, std::string_view v) {
+    raw(key_quoted);
+    raw(v);
+    ch('"');
+  }
   void json_field(std::string_view key_quoted, std::string_view v) {
     raw(key_quoted);  // ,"name":"
     json(v);
@@ -102,24 +113,18 @@ class LineWriter {
   }
 
  private:
-  // How many leading bytes of p[0..n) are plain, eight at a time (a whole word or nothing):
-  // a word is plain when no byte is below 0x20, '"', '\\' or 0x7f (bytes from 0x80 on are
-  // plain). The classic "has a byte less than / equal to" word tricks; a word with one of
-  // them stops the count and the byte loop takes over.
-  static size_t plain_words(const char* p, size_t n) {
+  // Whether the eight bytes at p are all plain: none below 0x20, '"', '\\' or 0x7f (bytes from
+  // 0x80 on are plain). The classic "has a byte less than / equal to" word tricks: they may
+  // only err towards "not plain", and the byte loop then decides.
+  static bool plain_word(const char* p) {
     constexpr uint64_t kOnes = 0x0101010101010101ull, kHigh = 0x8080808080808080ull;
-    size_t done = 0;
-    while (n - done >= 8) {
-      uint64_t w;
-      std::memcpy(&w, p + done, 8);
-      const uint64_t ascii = ~w & kHigh;  // the bytes below 0x80
-      const uint64_t below_space = (w - kOnes * 0x20) & ascii;
-      const uint64_t q = w ^ (kOnes * '"'), b = w ^ (kOnes * '\\'), del = w ^ (kOnes * 0x7f);
-      const uint64_t special = ((q - kOnes) & ~q) | ((b - kOnes) & ~b) | ((del - kOnes) & ~del);
-      if ((below_space | (special & kHigh)) != 0) break;
-      done += 8;
-    }
-    return done;
+    uint64_t w;
+    std::memcpy(&w, p, 8);
+    const uint64_t ascii = ~w & kHigh;  // the bytes below 0x80
+    const uint64_t below_space = (w - kOnes * 0x20) & ascii;
+    const uint64_t q = w ^ (kOnes * '"'), b = w ^ (kOnes * '\\'), del = w ^ (kOnes * 0x7f);
+    const uint64_t special = ((q - kOnes) & ~q) | ((b - kOnes) & ~b) | ((del - kOnes) & ~del);
+    return (below_space | (special & kHigh)) == 0;
   }
   static constexpr std::array<bool, 256> kJsonPlain = [] {
     std::array<bool, 256> t{};
@@ -141,8 +146,8 @@ class LineWriter {
 // The worst case of a line: its fixed text and numbers, and every string byte escaped.
 size_t worst_line(const AccessLogEntry& e) {
   const size_t strings = e.listener.size() + e.client.size() + e.method.size() + e.target.size() +
-                         e.host.size() + e.cluster.size() + e.upstream.size() + e.request_id.size() +
-                         e.protocol.size() + e.reason.size();
+                         e.host.size() + e.cluster.size() + e.upstream.size() +
+                         e.request_id.size() + e.protocol.size() + e.reason.size();
   return 512 + 6 * strings;
 }
 }  // namespace
@@ -242,9 +247,9 @@ void AccessLog::append(const AccessLogEntry& e, LogFormat format, bool colour) {
       o.lit("{\"time\":\"");
       o.raw(stamp);
       o.ch('"');
-      o.json_field(",\"listener\":\"", e.listener);
+      o.own_field(",\"listener\":\"", e.listener);
       o.json_field(",\"client\":\"", e.client);
-      o.json_field(",\"method\":\"", e.method);
+      o.own_field(",\"method\":\"", e.method);
       o.json_field(",\"path\":\"", e.target);
       o.json_field(",\"host\":\"", e.host);
       o.lit(",\"status\":");
@@ -261,7 +266,7 @@ void AccessLog::append(const AccessLogEntry& e, LogFormat format, bool colour) {
       } else {
         o.lit("null");
       }
-      o.json_field(",\"cluster\":\"", e.cluster);
+      o.own_field(",\"cluster\":\"", e.cluster);
       o.json_field(",\"upstream\":\"", e.upstream);
       if (e.reused) {
         o.lit(",\"reused\":true");
@@ -269,9 +274,7 @@ void AccessLog::append(const AccessLogEntry& e, LogFormat format, bool colour) {
         o.lit(",\"reused\":false");
       }
       o.json_field(",\"request_id\":\"", e.request_id);
-      o.lit(",\"protocol\":\"");
-      o.raw(e.protocol);  // one of sluice's own names ("HTTP/1.1", "HTTP/2"): nothing to escape
-      o.ch('"');
+      o.own_field(",\"protocol\":\"", e.protocol);
       if (e.reason.empty()) {
         o.lit(",\"reason\":null");
       } else {

@@ -42,7 +42,10 @@ class AccessLogSink {
   std::thread thread_;
 };
 
-// One request's line.
+// One request's line. `listener`, `method`, `cluster` and `protocol` are sluice's own
+// names (configuration names are checked to [A-Za-z0-9._-], methods come from llhttp's table,
+// the protocol is a literal) and go into a JSON line without the escaping scan; every
+// other string may hold any byte.
 struct AccessLogEntry {
   std::string_view listener, client, method, target, host;
   int status = 0;

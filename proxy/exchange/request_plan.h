@@ -32,11 +32,29 @@ struct RequestPlan {
 RequestPlan plan_request(const MessageHead& req, uint64_t max_body_bytes, UpgradeAllowList upgrades,
                          std::string& host_buf);
 
-// How the head of a request planned for forwarding is rewritten. `request_id`: the id sluice
+// How the head of a request planned for forwarding is rewritten (inline: it only copies fields,
+// and a call per request cost more than the copying). `request_id`: the id sluice
 // adds, empty when the request has one; `default_host`: the Host of an HTTP/1.0 request that
 // has none.
-RequestRewrite plan_request_rewrite(const MessageHead& req, const RequestPlan& plan,
-                                    std::string_view client_ip, bool secure,
-                                    std::string_view request_id, std::string_view default_host);
+inline RequestRewrite plan_request_rewrite(const MessageHead& req, const RequestPlan& plan,
+                                           std::string_view client_ip, bool secure,
+                                           std::string_view request_id,
+                                           std::string_view default_host) {
+  RequestRewrite rw;
+  rw.client_ip = client_ip;
+  rw.proto = secure ? "https" : "http";
+  rw.request_id = request_id;
+  rw.default_host = default_host;
+  if (plan.target.absolute) {
+    // Forwarded in origin-form with the target's authority as Host (RFC 9112 §3.2.2).
+    rw.target = plan.target.path;
+    rw.host = plan.target.authority;
+  }
+  rw.framing = plan.framing;
+  rw.content_length = req.content_length;
+  rw.upgrade = plan.upgrade;
+  rw.upgrades = plan.upgrades;
+  return rw;
+}
 
 }  // namespace sluice

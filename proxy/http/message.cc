@@ -2,7 +2,6 @@
 
 #include <strings.h>
 
-
 namespace sluice {
 
 bool iequals_tail(std::string_view a, std::string_view b) {

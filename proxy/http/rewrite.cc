@@ -84,22 +84,6 @@ void write_upgrade(BlockWriter& w, const MessageHead& req, UpgradeAllowList allo
 
 }  // namespace
 
-ResponseRewrite plan_response_rewrite(const MessageHead& resp, const ResponseClient& c) {
-  ResponseRewrite rw;
-  if (resp.status == 101) return rw;
-  if (c.head_request || resp.status == 204 || resp.status == 304) {
-    rw.framing = Framing::kNone;
-  } else if (resp.has_content_length && !resp.chunked) {
-    rw.framing = Framing::kContentLength;
-    rw.content_length = resp.content_length;
-  } else {
-    rw.framing = c.http10 ? Framing::kClose : Framing::kChunked;
-  }
-  rw.close = !c.keep_alive || rw.framing == Framing::kClose || !c.body_done || c.draining;
-  rw.keep_alive_header = c.http10 && !rw.close;
-  return rw;
-}
-
 void write_request_head(BlockWriter& w, const MessageHead& req, const RequestRewrite& rw) {
   w.append(llhttp_method_name(static_cast<llhttp_method_t>(req.method)));
   w.append(' ');

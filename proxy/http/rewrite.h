@@ -51,8 +51,22 @@ struct ResponseClient {
   bool draining = false;      // the drain asks clients to go elsewhere
 };
 // How a final response head (or a 101, which goes out as it came) is framed for the client
-// and whether the connection closes after it.
-ResponseRewrite plan_response_rewrite(const MessageHead& resp, const ResponseClient& client);
+// and whether the connection closes after it. (Inline: a few comparisons, once per response.)
+inline ResponseRewrite plan_response_rewrite(const MessageHead& resp, const ResponseClient& c) {
+  ResponseRewrite rw;
+  if (resp.status == 101) return rw;
+  if (c.head_request || resp.status == 204 || resp.status == 304) {
+    rw.framing = Framing::kNone;
+  } else if (resp.has_content_length && !resp.chunked) {
+    rw.framing = Framing::kContentLength;
+    rw.content_length = resp.content_length;
+  } else {
+    rw.framing = c.http10 ? Framing::kClose : Framing::kChunked;
+  }
+  rw.close = !c.keep_alive || rw.framing == Framing::kClose || !c.body_done || c.draining;
+  rw.keep_alive_header = c.http10 && !rw.close;
+  return rw;
+}
 
 void write_request_head(BlockWriter& w, const MessageHead& req, const RequestRewrite& rw);
 // An upper bound of write_request_head's output for typical requests (the writer grows if not).

@@ -518,8 +518,8 @@ void DownstreamConnection::start_tunnel(std::unique_ptr<TcpStream> upstream,
   state_ = State::kTunnel;
   timer_.release();  // an idle session needs none; a drain makes one for its close timeout
   tunnel_ = std::make_unique<Tunnel>(static_cast<TunnelClient&>(*this),
-                                     TunnelUpstream::adopt(std::move(upstream)), websocket,
-                                     worker_, listener_, bool(drain_exempt_));
+                                     TunnelUpstream::adopt(std::move(upstream)), websocket, worker_,
+                                     listener_, bool(drain_exempt_));
   stream_.set_compact(true);
   // The client may have sent bytes of the new protocol right after its request.
   std::vector<Slice> held;

@@ -16,7 +16,6 @@
 
 namespace sluice {
 
-
 class Tunnel : public ListNode {
  public:
   // `up`: the upstream end (attached here; ended, never deleted, by the tunnel).

@@ -144,8 +144,7 @@ TEST(AccessLog, ReasonSaysWhySluiceRefused) {
   EXPECT_EQ(j["reason"], "rate_limited:api");
   const std::string text = render({e}, LogFormat::kText, false);
   EXPECT_NE(text.find(" HTTP/2\" 429 "), std::string::npos) << text;
-  EXPECT_NE(text.find(" id=0123456789abcdef reason=rate_limited:api\n"), std::string::npos)
-      << text;
+  EXPECT_NE(text.find(" id=0123456789abcdef reason=rate_limited:api\n"), std::string::npos) << text;
 }
 
 TEST(AccessLog, TextLineIsOneLine) {

@@ -42,8 +42,9 @@ struct Frame {
   uint8_t opcode;
   std::string payload;
   uint16_t close_code() const {
-    return payload.size() >= 2 ? static_cast<uint16_t>((uint8_t(payload[0]) << 8) | uint8_t(payload[1]))
-                               : 0;
+    return payload.size() >= 2
+               ? static_cast<uint16_t>((uint8_t(payload[0]) << 8) | uint8_t(payload[1]))
+               : 0;
   }
 };
 std::vector<Frame> frames(const std::string& bytes) {
