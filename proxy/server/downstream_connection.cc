@@ -518,7 +518,7 @@ void DownstreamConnection::start_tunnel(std::unique_ptr<TcpStream> upstream,
   state_ = State::kTunnel;
   timer_.release();  // an idle session needs none; a drain makes one for its close timeout
   tunnel_ = std::make_unique<Tunnel>(static_cast<TunnelClient&>(*this),
-                                     TunnelUpstream::adopt(std::move(upstream)), websocket, worker_,
+                                     TunnelUpstream::adopt(std::move(upstream)), websocket,
                                      listener_, bool(drain_exempt_));
   stream_.set_compact(true);
   // The client may have sent bytes of the new protocol right after its request.
@@ -531,6 +531,10 @@ void DownstreamConnection::start_tunnel(std::unique_ptr<TcpStream> upstream,
   if (read_blocks_ == 0) stream_.read_start();
   for (auto& s : held) tunnel_->from_client(s);
   if (state_ == State::kTunnel) tunnel_->from_server(from_server);
+}
+
+TunnelRegistry& DownstreamConnection::tunnel_registry() {
+  return worker_;
 }
 
 void DownstreamConnection::arm_tunnel_timeout() {

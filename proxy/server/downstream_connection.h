@@ -106,6 +106,7 @@ class DownstreamConnection final : public ListNode,
   void resume_client() override { unblock_reading(kBackpressure); }
   void finish_tunnel() override { close_after_flush(false); }
   void arm_tunnel_timeout() override;
+  TunnelRegistry& tunnel_registry() override;
   // Http2Transport
   LoopContext& loop_context() override { return ctx(); }
   const RequestContext& fresh_request_context() override;

@@ -22,15 +22,14 @@ const char* tunnel_end_name(TunnelEnd e) {
   return "?";
 }
 
-Tunnel::Tunnel(TunnelClient& down, TunnelServer& up, bool websocket, TunnelRegistry& registry,
-               uint16_t listener, bool drain_exempt)
+Tunnel::Tunnel(TunnelClient& down, TunnelServer& up, bool websocket, uint16_t listener,
+               bool drain_exempt)
     : down_(down),
       up_(&up),
-      registry_(registry),
       listener_(listener),
       websocket_(websocket),
       drain_exempt_(drain_exempt) {
-  registry_.add_tunnel(this, drain_exempt_);
+  down_.tunnel_registry().add_tunnel(this, drain_exempt_);
   up_->attach(this);
 }
 
@@ -181,7 +180,7 @@ void Tunnel::end(TunnelEnd why) {
 void Tunnel::close(TunnelEnd why) {
   if (closed_) return;
   closed_ = true;
-  registry_.remove_tunnel(this, why);
+  down_.tunnel_registry().remove_tunnel(this, why);
   if (up_) {
     up_->end();  // flushes what is queued for the upstream, then closes
     up_ = nullptr;

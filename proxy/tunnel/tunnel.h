@@ -19,8 +19,9 @@ namespace sluice {
 class Tunnel : public ListNode {
  public:
   // `up`: the upstream end (attached here; ended, never deleted, by the tunnel).
-  Tunnel(TunnelClient& down, TunnelServer& up, bool websocket, TunnelRegistry& registry,
-         uint16_t listener, bool drain_exempt);
+  // Registered in down.tunnel_registry() until it ends.
+  Tunnel(TunnelClient& down, TunnelServer& up, bool websocket, uint16_t listener,
+         bool drain_exempt);
   ~Tunnel();
   Tunnel(const Tunnel&) = delete;
   Tunnel& operator=(const Tunnel&) = delete;
@@ -54,7 +55,6 @@ class Tunnel : public ListNode {
 
   TunnelClient& down_;
   TunnelServer* up_;  // null once ended
-  TunnelRegistry& registry_;
   uint16_t listener_;
   WsFrameTracker c2s_{WsFrameTracker::Direction::kClientToServer};
   WsFrameTracker s2c_{WsFrameTracker::Direction::kServerToClient};

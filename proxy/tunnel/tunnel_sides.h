@@ -13,6 +13,7 @@
 namespace sluice {
 
 class Tunnel;
+class TunnelRegistry;
 
 // Why a session ended (the label of sluice_websocket_sessions_closed_total).
 enum class TunnelEnd : uint8_t { kClient, kUpstream, kDrainClose, kDrainForced, kError };
@@ -32,6 +33,8 @@ class TunnelClient {
   // The drain's close handshake must finish within the close timeout.
   virtual void arm_tunnel_timeout() = 0;
   virtual std::string peer_ip() const = 0;
+  // Where the session is registered while it is open (the worker's session lists).
+  virtual TunnelRegistry& tunnel_registry() = 0;
 
  protected:
   ~TunnelClient() = default;

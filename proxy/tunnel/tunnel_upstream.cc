@@ -16,7 +16,6 @@ TunnelUpstream::TunnelUpstream(std::unique_ptr<TcpStream> stream) : stream_(std:
 }
 
 void TunnelUpstream::attach(Tunnel* t) {
-  if (ending_) return;
   tunnel_ = t;
   stream_->read_start();
 }
@@ -46,14 +45,13 @@ void TunnelUpstream::on_stream_error(int status) {
 void TunnelUpstream::on_stream_drained() {
   if (tunnel_) {
     tunnel_->server_drained();
-  } else if (ending_ && stream_->queued() == 0) {
+  } else if (stream_->queued() == 0) {
     close();  // end() was waiting for the last bytes
   }
 }
 
 void TunnelUpstream::end() {
-  if (ending_) return;
-  ending_ = true;
+  if (!tunnel_) return;
   tunnel_ = nullptr;
   if (stream_->flush_now()) {
     close();
@@ -70,7 +68,6 @@ void TunnelUpstream::on_timer(uv_timer_t* t) {
 
 void TunnelUpstream::close() {
   tunnel_ = nullptr;
-  ending_ = true;
   timer_.release();
   stream_->close();  // idempotent
 }

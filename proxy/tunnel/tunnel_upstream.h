@@ -29,7 +29,7 @@ class TunnelUpstream final : public TunnelServer, private StreamHandler {
   bool above_high_watermark() const override { return stream_->above_high_watermark(); }
   void pause_reading() override { stream_->read_stop(); }
   void resume_reading() override {
-    if (!ending_) stream_->read_start();
+    if (tunnel_) stream_->read_start();
   }
   // What is queued is flushed within the linger time, then the socket closes.
   void end() override;
@@ -46,9 +46,10 @@ class TunnelUpstream final : public TunnelServer, private StreamHandler {
   void close();
 
   std::unique_ptr<TcpStream> stream_;
-  Tunnel* tunnel_ = nullptr;  // null until attached and once ended
+  // From attach() (right after it is made) to end(): null means ending (every session's
+  // bytes count, so no separate flag).
+  Tunnel* tunnel_ = nullptr;
   OnDemandTimer timer_;
-  bool ending_ = false;
 };
 
 }  // namespace sluice

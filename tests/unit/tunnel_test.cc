@@ -82,6 +82,8 @@ struct FakeClient final : TunnelClient {
   void finish_tunnel() override { finished = true; }
   void arm_tunnel_timeout() override { timeout_armed = true; }
   std::string peer_ip() const override { return "192.0.2.7"; }
+  TunnelRegistry& tunnel_registry() override { return *registry; }
+  TunnelRegistry* registry = nullptr;
 };
 
 struct FakeServer final : TunnelServer {
@@ -125,7 +127,8 @@ class TunnelTest : public ::testing::Test {
     EXPECT_EQ(uv_loop_close(&loop_), 0);
   }
   Tunnel& open(bool websocket) {
-    tunnel_ = std::make_unique<Tunnel>(client_, server_, websocket, registry_, 0, false);
+    client_.registry = &registry_;
+    tunnel_ = std::make_unique<Tunnel>(client_, server_, websocket, 0, false);
     return *tunnel_;
   }
   void from_client(std::string_view s) { tunnel_->from_client(slice_of(ctx_->blocks, s)); }
