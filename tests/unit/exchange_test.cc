@@ -162,6 +162,48 @@ TEST_F(ExchangeTest, EverySplitOfARequestAndResponseBody) {
   }
 }
 
+// A pipelined request behind a slow response: the HTTP/1.1 side holds the second request's
+// bytes until the first exchange is done, then begins it on the same Exchange. Nothing of the
+// first request leaks into the second (its id, framing, status, upstream side), and the first
+// response reaches the client whole before the second request goes up.
+TEST_F(ExchangeTest, APipelinedRequestBehindASlowResponseStartsClean) {
+  begin("GET /slow HTTP/1.1\r\nHost: a\r\nX-Request-Id: one\r\n\r\n");
+  ex().on_request_complete(no_trailers_);
+  FakeSide* first = source().last();
+  ASSERT_NE(first, nullptr);
+  EXPECT_TRUE(ex().active());  // the upstream is slow: nothing yet
+  EXPECT_EQ(client_->status, 0);
+  respond(first, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n");
+  first->handler->on_upstream_body(slice_of(pool_, "slow answer"));
+  EXPECT_FALSE(client_->done);
+  first->handler->on_upstream_complete();
+  EXPECT_TRUE(client_->done);
+  EXPECT_EQ(client_->body, "slow answer");
+  EXPECT_FALSE(ex().active());
+
+  client_->done = client_->ended = false;
+  client_->status = 0;
+  client_->body.clear();
+  begin("POST /next HTTP/1.1\r\nHost: b\r\nContent-Length: 4\r\nX-Request-Id: two\r\n\r\n");
+  FakeSide* second = source().last();
+  ASSERT_NE(second, nullptr);
+  EXPECT_NE(second, first);
+  EXPECT_EQ(second->head.rfind("POST /next HTTP/1.1\r\n", 0), 0u) << second->head;
+  EXPECT_NE(second->head.find("X-Request-Id: two\r\n"), std::string::npos) << second->head;
+  EXPECT_EQ(second->head.find("one"), std::string::npos) << second->head;
+  EXPECT_EQ(second->framing, Framing::kContentLength);
+  ex().on_request_body(slice_of(pool_, "next"));
+  ex().on_request_complete(no_trailers_);
+  EXPECT_EQ(second->body, "next");
+  respond(second, "HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\n");
+  EXPECT_EQ(client_->status, 201);
+  second->handler->on_upstream_body(slice_of(pool_, "ok"));
+  second->handler->on_upstream_complete();
+  EXPECT_EQ(client_->body, "ok");
+  EXPECT_TRUE(client_->done);
+  EXPECT_EQ(listener_stats_.requests[status_class(200)].get(), 2u);  // both, once each
+}
+
 // Body bytes that come before the upstream side is ready wait, and are sent in order.
 TEST_F(ExchangeTest, BodyBeforeTheConnectionIsReadyWaitsInOrder) {
   source().queue = true;
