@@ -5,6 +5,7 @@
 
 #include "core/log.h"
 #include "http/rewrite.h"
+#include "http/trailers.h"
 #include "server/worker.h"
 #include "tls/tls_layer.h"
 
@@ -350,6 +351,7 @@ size_t DownstreamConnection::send_head(const MessageHead& head) {
                                                  .draining = draining()});
   h.close_after = rw.close;
   h.response_framing = rw.framing;
+  h.trailers_sent = false;
   BlockWriter w(ctx().blocks);
   write_response_head(w, head, rw);
   Slice out = w.finish();
@@ -369,8 +371,18 @@ void DownstreamConnection::send_body(const Slice& data) {
   if (r != 0) close();
 }
 
+void DownstreamConnection::send_trailers(const MessageHead& trailers) {
+  // Only a chunked body has a place for them (RFC 9112 §7.1.2): its last chunk.
+  if (http_->response_framing != Framing::kChunked) return;
+  http_->trailers_sent = true;
+  BlockWriter w(ctx().blocks);
+  write_last_chunk(w, trailers);
+  write_or_close(w.finish());
+}
+
 void DownstreamConnection::send_end() {
-  if (http_->response_framing == Framing::kChunked) write_or_close(kLastChunk);
+  if (http_->response_framing == Framing::kChunked && !http_->trailers_sent)
+    write_or_close(kLastChunk);
 }
 
 size_t DownstreamConnection::send_error(int status, std::string_view why, bool malformed) {

@@ -87,6 +87,7 @@ class DownstreamConnection final : public ListNode,
   void send_interim(const MessageHead& head) override;
   size_t send_head(const MessageHead& head) override;
   void send_body(const Slice& data) override;
+  void send_trailers(const MessageHead& trailers) override;
   void send_end() override;
   bool can_end_response_early() const override {
     return http_->response_framing == Framing::kChunked ||
@@ -169,6 +170,7 @@ class DownstreamConnection final : public ListNode,
     bool keep_alive = false;  // the client asked for it (and did not ask to upgrade)
     bool head_request = false;
     bool close_after = false;  // the connection closes after this response
+    bool trailers_sent = false;  // the response's last chunk went out with its trailers
     std::vector<Slice> held;   // pipelined bytes waiting for the current exchange to finish
     std::shared_ptr<const ServerTls> handshake_tls;  // held until the TLS handshake completes
     size_t held_bytes = 0;
