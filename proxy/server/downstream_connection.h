@@ -137,6 +137,7 @@ class DownstreamConnection final : public ListNode,
   // a part of it that may become one).
   bool take_preface(const Slice& data);
   void start_http2(const Slice& first);
+  void count_protocol(bool http2);
   void hold(const Slice& s);
   void resume_held();
   void start_request();
@@ -199,6 +200,7 @@ class DownstreamConnection final : public ListNode,
   bool head_timer_armed_ : 1 = false;
   bool body_timer_ : 1 = false;       // the current request has a body: its pauses are timed
   bool preface_checked_ : 1 = false;  // the first bytes were not the HTTP/2 preface
+  bool protocol_counted_ : 1 = false;  // in sluice_downstream_connections_total
   uint64_t body_at_ = 0;  // when body bytes last arrived  // kClosing: FIN sent, reading until EOF
                           // or the linger timeout
 };

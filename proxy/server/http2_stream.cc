@@ -103,10 +103,12 @@ h2::ssize read_callback(nghttp2_session*, int32_t, uint8_t* buf, size_t length, 
 
 Http2Stream::Http2Stream(Http2Connection& conn, int32_t id, const RequestContext& rc)
     : conn_(conn), id_(id), rc_(rc), exchange_(*this), head_(std::make_unique<RequestHead>()) {
+  rc_.loop->stats.http2_streams_active.add();  // the drain's and /stats' figure
   rc_.protocol = "HTTP/2";
 }
 
 Http2Stream::~Http2Stream() {
+  rc_.loop->stats.http2_streams_active.sub();
   exchange_.abort();
 }
 
