@@ -103,7 +103,8 @@ footer span { margin-right: 18px; }
           <th colspan="6" class="group g">requests</th><th colspan="2" class="group g">latency</th>
           <th colspan="2" class="group g">WebSocket sessions</th></tr>
       <tr><th class="text">name</th><th class="text">address</th><th class="g">active</th>
-          <th title="of which HTTP/2">HTTP/2</th><th>total</th><th title="of which HTTP/2">HTTP/2</th>
+          <th title="of which HTTP/2">HTTP/2</th><th>total</th>
+          <th title="of which HTTP/2">HTTP/2</th>
           <th class="g">1xx</th><th>2xx</th><th>3xx</th><th>4xx</th><th>5xx</th>
           <th>req/s</th><th class="g">p50</th><th>p99</th><th class="g">active</th>
           <th class="text">closed</th></tr>

@@ -105,7 +105,7 @@ struct WorkerStats {
   Counter http2_connections_active;
   Counter http2_streams_active;  // open streams of those connections (their requests in flight)
   Counter drain_forced_closes;
-  Counter drain_forced_http2_streams;  // streams open on connections closed at the budget
+  Counter drain_forced_http2_streams;     // streams open on connections closed at the budget
   Counter sluice_errors;                  // responses sluice answered itself with a 4xx/5xx
   Counter access_log_dropped;             // lines the access log could not take
   std::atomic<uint64_t> heartbeat_ms{0};  // the worker loop's clock, updated by a timer

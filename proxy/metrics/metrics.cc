@@ -402,8 +402,9 @@ nlohmann::json Metrics::render_json(const Config& config) const {
     x["connections_active"] = l.connections_active;
     x["connections_total"] = l.connections_total[0] + l.connections_total[1];
     x["connections_by_protocol"] = {
-        {"http1", {{"active", l.connections_active - l.http2_connections_active},
-                   {"total", l.connections_total[0]}}},
+        {"http1",
+         {{"active", l.connections_active - l.http2_connections_active},
+          {"total", l.connections_total[0]}}},
         {"http2", {{"active", l.http2_connections_active}, {"total", l.connections_total[1]}}}};
     x["websocket_sessions_active"] = l.websocket_sessions_active;
     json closed = json::object();

@@ -258,8 +258,7 @@ DrainCoordinator::Hooks Server::drain_hooks() {
                                      c.forced += ws.drain_forced_closes.get();
                                      c.http2_connections += ws.http2_connections_active.get();
                                      c.http2_streams += ws.http2_streams_active.get();
-                                     c.forced_http2_streams +=
-                                         ws.drain_forced_http2_streams.get();
+                                     c.forced_http2_streams += ws.drain_forced_http2_streams.get();
                                    }
                                    return c;
                                  },

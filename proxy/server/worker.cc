@@ -291,7 +291,8 @@ void Worker::apply_drain_phase(DrainPhase p) {
     }
     connections_.for_each([this](DownstreamConnection* c) {
       ctx_->stats.drain_forced_closes.add();
-      if (Http2Connection* h2 = c->http2()) ctx_->stats.drain_forced_http2_streams.add(h2->open_streams());
+      if (Http2Connection* h2 = c->http2())
+        ctx_->stats.drain_forced_http2_streams.add(h2->open_streams());
       c->close();
     });
   }

@@ -198,8 +198,8 @@ MessageHead trailer_section(const std::string& fields) {
   } sink;
   HttpParser parser(HTTP_RESPONSE, &sink);
   BlockPool pool;
-  const std::string text = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n" +
-                           fields + "\r\n";
+  const std::string text =
+      "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n" + fields + "\r\n";
   Slice in = slice_of(pool, text);
   ParseResult r = parser.execute(in);
   EXPECT_EQ(r.event, ParseEvent::kHead);
@@ -260,8 +260,7 @@ TEST_F(ExchangeTest, RequestTrailersReachTheUpstreamFilteredInTheLastChunk) {
   ex().on_request_body(slice_of(pool_, "abc"));
   ex().on_request_complete(trailer_section(kMixedTrailers));
   EXPECT_TRUE(side->ended);
-  EXPECT_EQ(side->trailers,
-            "0\r\nX-Checksum: abc\r\ngrpc-status: 0\r\ngrpc-message: fine\r\n\r\n");
+  EXPECT_EQ(side->trailers, "0\r\nX-Checksum: abc\r\ngrpc-status: 0\r\ngrpc-message: fine\r\n\r\n");
   // Nothing forwardable: the plain last chunk (the side writes it for an empty section).
   begin("POST /up HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n");
   side = source().last();

@@ -115,8 +115,7 @@ struct Client {
     nghttp2_data_provider prd;
     prd.source.ptr = this;
     prd.read_callback = [](nghttp2_session* s, int32_t id, uint8_t* buf, size_t len,
-                           uint32_t* flags,
-                           nghttp2_data_source* src, void*) -> ssize_t {
+                           uint32_t* flags, nghttp2_data_source* src, void*) -> ssize_t {
       auto* c = static_cast<Client*>(src->ptr);
       size_t n = std::min(len, c->upload.size() - c->upload_off);
       std::memcpy(buf, c->upload.data() + c->upload_off, n);
@@ -284,7 +283,7 @@ TEST_F(Http2ConnectionTest, TrailersBothWays) {
   const Client::Response& r = client_.responses[id];
   EXPECT_EQ(r.body, "hello");
   EXPECT_EQ(r.trailers, (std::map<std::string, std::string>{{"grpc-status", "0"},
-                                                           {"x-server-timing", "db;dur=53"}}));
+                                                            {"x-server-timing", "db;dur=53"}}));
   EXPECT_TRUE(r.ended_by_trailers);
   EXPECT_TRUE(r.closed);
   EXPECT_EQ(r.error, 0u);
@@ -292,8 +291,8 @@ TEST_F(Http2ConnectionTest, TrailersBothWays) {
   EXPECT_EQ(conn_->open_streams(), 0u);
 
   // A HEAD response has no body and so no trailers: the head ends the stream.
-  int32_t head_id = client_.request({{":method", "HEAD"}, {":scheme", "http"},
-                                     {":authority", "app.example"}, {":path", "/h"}});
+  int32_t head_id = client_.request(
+      {{":method", "HEAD"}, {":scheme", "http"}, {":authority", "app.example"}, {":path", "/h"}});
   pump();
   ASSERT_NE(side(1), nullptr);
   respond(side(1), "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n");
