@@ -401,10 +401,12 @@ nlohmann::json Metrics::render_json(const Config& config) const {
     x["latency"] = latency(l.duration);
     x["connections_active"] = l.connections_active;
     x["connections_total"] = l.connections_total[0] + l.connections_total[1];
+    // The two gauges are read one after the other while workers move them: never below 0.
+    const uint64_t http1_active = l.connections_active > l.http2_connections_active
+                                      ? l.connections_active - l.http2_connections_active
+                                      : 0;
     x["connections_by_protocol"] = {
-        {"http1",
-         {{"active", l.connections_active - l.http2_connections_active},
-          {"total", l.connections_total[0]}}},
+        {"http1", {{"active", http1_active}, {"total", l.connections_total[0]}}},
         {"http2", {{"active", l.http2_connections_active}, {"total", l.connections_total[1]}}}};
     x["websocket_sessions_active"] = l.websocket_sessions_active;
     json closed = json::object();
