@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # bench/run.sh: wrk against the upstream directly, sluice, nginx and HAProxy (one worker each,
-# pinned to one core; upstream and wrk pinned to the other), runs alternated and repeated.
+# pinned to one core; upstream and wrk pinned to the other), runs alternated and repeated. The
+# `h2` scenario loads the same proxies (the same HTTP/1.1 upstream behind them) with h2load over
+# HTTP/2: cleartext with prior knowledge (h2c), or ALPN h2 with TLS=1.
 # Reports req/s, p50/p99 latency, each proxy's CPU time per request (utime+stime of all its
 # processes and threads from /proc, divided by the requests wrk completed) and, for the
 # Connection: close scenario, upstream connections opened per 1,000 requests.
@@ -43,6 +45,8 @@ OUT_DIR=${OUT_DIR:-bench/out}
 PATH_REQ=${PATH_REQ:-/}            # request path
 TLS=${TLS:-0}                      # 1: the proxies terminate HTTPS (same ECDSA P-256 certificate);
                                    # the "close" scenario is then a full TLS handshake per request
+H2_CONNS=${H2_CONNS:-8}            # h2 scenario: h2load -c (connections)
+H2_STREAMS=${H2_STREAMS:-8}        # h2 scenario: h2load -m (streams per connection; 8 x 8 = wrk's 64 in flight)
 
 die() { echo "bench: $*" >&2; exit 1; }
 log() { echo "bench: $*" >&2; }
@@ -56,6 +60,9 @@ if [[ $UPSTREAM == demo-app || " $TARGETS " == *" sluice "* ]]; then
   [[ -x $SLUICE ]] || die "$SLUICE not found: run 'make build' first (or set SLUICE=path)"
 fi
 [[ $(nproc --all) -ge 2 ]] || die "needs at least 2 cores"
+if [[ " $SCENARIOS " == *" h2 "* ]]; then
+  command -v h2load >/dev/null || die "missing h2load (make deps: nghttp2-client)"
+fi
 
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 if awk -v l="${LOAD_BEFORE%% *}" 'BEGIN { exit !(l > 0.5) }'; then
@@ -181,8 +188,8 @@ NGINX_UPSTREAM_KEEPALIVE=${NGINX_UPSTREAM_KEEPALIVE:-64}   # 0: no pool (checks 
 # job = 1 (the nginx-job target): nginx also does what sluice does by default: a JSON access log
 # line per request (buffered, as sluice's is), X-Forwarded-For/-Proto, Host kept, X-Request-Id
 # added when absent.
-write_nginx_proxy_conf() {   # dir listen_port upstream_port [job]
-  local dir=$1 port=$2 up=$3 job=${4:-0}
+write_nginx_proxy_conf() {   # dir listen_port upstream_port [job] [h2_port]
+  local dir=$1 port=$2 up=$3 job=${4:-0} h2port=${5:-}
   local job_http="" job_loc=""
   if [[ $job == 1 ]]; then
     job_http="log_format sluice_json escape=json '{\"time\":\"\$time_iso8601\",\"client\":\"\$remote_addr\",\"method\":\"\$request_method\",\"path\":\"\$request_uri\",\"host\":\"\$host\",\"status\":\$status,\"bytes_in\":\$request_length,\"bytes_out\":\$bytes_sent,\"duration_s\":\$request_time,\"upstream_duration_s\":\"\$upstream_response_time\",\"upstream\":\"\$upstream_addr\",\"request_id\":\"\$sluice_request_id\"}';
@@ -194,6 +201,27 @@ write_nginx_proxy_conf() {   # dir listen_port upstream_port [job]
       proxy_set_header X-Request-Id \$sluice_request_id;"
   else
     job_http="access_log off;"
+  fi
+  # HTTP/2 (the h2 scenario): with TLS, ALPN h2; without, h2c prior knowledge only (nginx 1.22:
+  # "http2" on a plain listen serves nothing else, hence a port of its own).
+  local h2_server=""
+  if [[ -n $h2port ]]; then
+    local h2_ssl="" h2_tls=""
+    if [[ $TLS == 1 ]]; then
+      h2_ssl=" ssl"
+      h2_tls="ssl_certificate $CERT_DIR/cert.pem; ssl_certificate_key $CERT_DIR/key.pem; ssl_protocols TLSv1.2 TLSv1.3;"
+    fi
+    h2_server="http2_max_requests $NGINX_KEEPALIVE_REQUESTS;
+  server {
+    listen 127.0.0.1:$h2port$h2_ssl http2;
+    $h2_tls
+    location / {
+      proxy_pass http://backend;
+      proxy_http_version 1.1;
+      proxy_set_header Connection \"\";
+      $job_loc
+    }
+  }"
   fi
   mkdir -p "$dir/tmp"
   cat >"$dir/nginx.conf" <<EOF
@@ -224,6 +252,7 @@ http {
       $job_loc
     }
   }
+  $h2_server
 }
 EOF
 }
@@ -256,8 +285,16 @@ EOF
 # job = 1 (the haproxy-job target): HAProxy also does what sluice does by default: a JSON log line
 # per request (to stdout, HAProxy's only file-like log target; its log file here), X-Forwarded-For
 # and -Proto, X-Request-Id added when absent.
-write_haproxy_cfg() {   # file listen_port upstream_port [job]
-  local job_global="" job_fe=""
+write_haproxy_cfg() {   # file listen_port upstream_port [job] [h2_port]
+  local job_global="" job_fe="" h2_fe=""
+  if [[ -n ${5:-} ]]; then
+    # HTTP/2 (the h2 scenario): h2c prior knowledge (proto h2), or ALPN h2 with TLS.
+    if [[ $TLS == 1 ]]; then
+      h2_fe="bind 127.0.0.1:$5 ssl crt $CERT_DIR/combined.pem alpn h2"
+    else
+      h2_fe="bind 127.0.0.1:$5 proto h2"
+    fi
+  fi
   if [[ ${4:-0} == 1 ]]; then
     job_global="log stdout format raw local0"
     job_fe="log global
@@ -287,6 +324,7 @@ defaults
 
 frontend fe
   bind 127.0.0.1:$2$([[ $TLS == 1 ]] && echo " ssl crt $CERT_DIR/combined.pem")
+  $h2_fe
   default_backend be
   $job_fe
 
@@ -318,7 +356,7 @@ esac
 UP_PID=$LAST_PID
 wait_ready upstream "$UP_PID" "$UP_PORT"
 
-declare -A PORT PID
+declare -A PORT PID H2PORT
 PORT[upstream]=$UP_PORT
 PID[upstream]=$UP_PID
 for t in $TARGETS; do
@@ -342,6 +380,7 @@ CONF
         start sluice "$PROXY_CPU" "$SLUICE" --workers 1 --listen "127.0.0.1:${PORT[sluice]}" \
           --upstream "127.0.0.1:$UP_PORT" --admin 127.0.0.1:0 --log-format json
       fi
+      H2PORT[sluice]=${PORT[sluice]}   # one listener: the HTTP/2 preface or ALPN h2 picks it
       PID[sluice]=$LAST_PID ;;
     sluice-quiet)
       # The same binary without the access log (metrics cannot be turned off at run time).
@@ -360,12 +399,14 @@ CONF
       PID[$t]=$LAST_PID ;;
     nginx)
       PORT[nginx]=$(free_port)
-      write_nginx_proxy_conf "$RUN_DIR/nginx" "${PORT[nginx]}" "$UP_PORT"
+      H2PORT[nginx]=$(free_port)
+      write_nginx_proxy_conf "$RUN_DIR/nginx" "${PORT[nginx]}" "$UP_PORT" 0 "${H2PORT[nginx]}"
       start nginx "$PROXY_CPU" nginx -p "$RUN_DIR/nginx" -c "$RUN_DIR/nginx/nginx.conf" -g 'daemon off;'
       PID[nginx]=$LAST_PID ;;
     haproxy)
       PORT[haproxy]=$(free_port)
-      write_haproxy_cfg "$RUN_DIR/haproxy.cfg" "${PORT[haproxy]}" "$UP_PORT"
+      H2PORT[haproxy]=$(free_port)
+      write_haproxy_cfg "$RUN_DIR/haproxy.cfg" "${PORT[haproxy]}" "$UP_PORT" 0 "${H2PORT[haproxy]}"
       start haproxy "$PROXY_CPU" haproxy -db -f "$RUN_DIR/haproxy.cfg"
       PID[haproxy]=$LAST_PID ;;
     nginx-job)
@@ -385,6 +426,18 @@ for t in $TARGETS; do
   [[ $t == upstream ]] && continue
   wait_ready "$t" "${PID[$t]}" "${PORT[$t]}"
 done
+# The h2 scenario's port of each target answers over HTTP/2 (targets without one, the upstream
+# and the *-job ones, are left out of that scenario).
+if [[ " $SCENARIOS " == *" h2 "* ]]; then
+  h2flag=--http2-prior-knowledge scheme=http
+  [[ $TLS == 1 ]] && h2flag=--http2 scheme=https
+  for t in $TARGETS; do
+    [[ -n ${H2PORT[$t]:-} ]] || continue
+    got=$(curl -sSk "$h2flag" -o /dev/null -w '%{http_version} %{http_code}' --max-time 5 \
+      "$scheme://127.0.0.1:${H2PORT[$t]}$PATH_REQ" 2>&1) || true
+    [[ $got == "2 200" ]] || die "$t: no HTTP/2 200 on :${H2PORT[$t]} ($got)"
+  done
+fi
 # With TLS, what each proxy negotiates with an OpenSSL client (wrk uses the same library): the
 # comparison holds only when it is the same (nginx 1.22's default protocols stop at TLS 1.2,
 # hence its ssl_protocols line above: TLS 1.2 and 1.3, as sluice and HAProxy allow).
@@ -429,6 +482,24 @@ parse_wrk() {
   ' "$1"
 }
 
+# parse_h2load FILE: the same fields from h2load's summary ("-" for the p99 it does not give;
+# its mean time for request as p50; failed + errored + timed-out requests as errors).
+parse_h2load() {
+  awk '
+    function ms(v) {
+      if (v ~ /us$/) return substr(v, 1, length(v) - 2) / 1000
+      if (v ~ /ms$/) return substr(v, 1, length(v) - 2) + 0
+      if (v ~ /s$/)  return substr(v, 1, length(v) - 1) * 1000
+      return v + 0
+    }
+    /^finished in/           { rps = $4 }
+    /^requests:/             { req = $8; err = $10 + $12 + $14 }
+    /^status codes:/         { non2xx = $5 + $7 + $9 }
+    /^time for request:/     { mean = ms($6) }
+    END { printf "%d %.2f %.3f - %d %d\n", req, rps, mean, non2xx, err }
+  ' "$1"
+}
+
 # run_one SCENARIO REPEAT TARGET [warmup]
 run_one() {
   local scen=$1 rep=$2 t=$3 warm=${4:-}
@@ -439,6 +510,7 @@ run_one() {
   local scheme=http
   [[ $TLS == 1 && $t != upstream ]] && scheme=https
   local url="$scheme://127.0.0.1:${PORT[$t]}$PATH_REQ"
+  [[ $scen == h2 ]] && url="$scheme://127.0.0.1:${H2PORT[$t]}$PATH_REQ"
   local base="$RUN_DIR/$scen-$t-r$rep"
   [[ -n $warm ]] && base="$RUN_DIR/$scen-$t-warmup"
   local opens0 retr0 drops0 cpu0 ucpu0 upcpu0 opens1 retr1 drops1 cpu1 ucpu1 upcpu1
@@ -450,8 +522,14 @@ run_one() {
   read -r upcpu0 _ < <(cpu_ticks "$UP_PID")
   local t0 t1
   t0=$(date +%s%N)
-  taskset -c "$CLIENT_CPU" wrk -t "$THREADS" -c "$CONNS" -d "$dur" --latency "${hdr[@]}" "$url" >"$base.wrk" 2>&1 \
-    || { cat "$base.wrk" >&2; die "wrk failed against $t"; }
+  if [[ $scen == h2 ]]; then
+    # h2load has no percentiles: its mean time for request goes in the p50 column.
+    taskset -c "$CLIENT_CPU" h2load -t "$THREADS" -c "$H2_CONNS" -m "$H2_STREAMS" -D "${dur%s}" "$url" >"$base.wrk" 2>&1 \
+      || { cat "$base.wrk" >&2; die "h2load failed against $t"; }
+  else
+    taskset -c "$CLIENT_CPU" wrk -t "$THREADS" -c "$CONNS" -d "$dur" --latency "${hdr[@]}" "$url" >"$base.wrk" 2>&1 \
+      || { cat "$base.wrk" >&2; die "wrk failed against $t"; }
+  fi
   t1=$(date +%s%N)
   cpu1=0 ucpu1=0
   [[ $t != upstream ]] && read -r cpu1 ucpu1 < <(cpu_ticks "${PID[$t]}")
@@ -468,7 +546,11 @@ run_one() {
   [[ -n $warm ]] && return
 
   local req rps p50 p99 non2xx errs
-  read -r req rps p50 p99 non2xx errs < <(parse_wrk "$base.wrk")
+  if [[ $scen == h2 ]]; then
+    read -r req rps p50 p99 non2xx errs < <(parse_h2load "$base.wrk")
+  else
+    read -r req rps p50 p99 non2xx errs < <(parse_wrk "$base.wrk")
+  fi
   [[ $req -gt 0 ]] || { cat "$base.wrk" >&2; die "no requests completed against $t"; }
   local secs
   secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", (b - a) / 1e9 }')   # wall time of the wrk run
@@ -488,6 +570,7 @@ run_one() {
   # wrk's residual (0 when nothing failed), i.e. the method's noise floor.
   local wrk_connects=$((1 + CONNS + errs))
   [[ $scen == close ]] && wrk_connects=$((wrk_connects + req))
+  [[ $scen == h2 ]] && wrk_connects=$((H2_CONNS + errs))   # h2load makes no probe connect
   up_connects=$((opens1 - opens0 - wrk_connects))
   per1k=$(awk -v u="$up_connects" -v n="$req" 'BEGIN { printf "%.2f", u * 1000 / n }')
   # Anything else that ran on the proxy's core during the run (should be ~0), and the time the
@@ -525,9 +608,12 @@ measure() {
 }
 
 for scen in $SCENARIOS; do
-  [[ $scen == keepalive || $scen == close ]] || die "unknown scenario '$scen' (keepalive close)"
+  [[ $scen == keepalive || $scen == close || $scen == h2 ]] || die "unknown scenario '$scen' (keepalive close h2)"
   for rep in $(seq "$REPEATS"); do
-    for t in $TARGETS; do measure "$scen" "$rep" "$t"; sleep "$PAUSE"; done
+    for t in $TARGETS; do
+      [[ $scen == h2 && -z ${H2PORT[$t]:-} ]] && continue   # no HTTP/2 there
+      measure "$scen" "$rep" "$t"; sleep "$PAUSE"
+    done
   done
 done
 rm -f "$RUN_DIR/last-row.tsv"
@@ -554,6 +640,7 @@ REPORT="$RUN_DIR/results.md"
   [[ $UPSTREAM != demo-app ]] && cmd+=" UPSTREAM=$UPSTREAM"
   [[ $TARGETS != "upstream sluice nginx haproxy" ]] && cmd+=" TARGETS='$TARGETS'"
   [[ $SCENARIOS != "keepalive close" ]] && cmd+=" SCENARIOS='$SCENARIOS'"
+  [[ " $SCENARIOS " == *" h2 "* ]] && cmd+=" H2_CONNS=$H2_CONNS H2_STREAMS=$H2_STREAMS"
   [[ $PATH_REQ != / ]] && cmd+=" PATH_REQ=$PATH_REQ"
   [[ $TLS == 1 ]] && cmd="TLS=1 $cmd"
   echo "Command: \`$cmd bench/run.sh\`"
@@ -598,6 +685,7 @@ REPORT="$RUN_DIR/results.md"
       ns = split(scenarios, S, " "); nt = split(targets, T, " ")
       title["keepalive"] = "Scenario 1: keep-alive small GETs"
       title["close"] = "Scenario 2: a new client connection per request (wrk -H \"Connection: close\")"
+      title["h2"] = "Scenario 3: HTTP/2 small GETs (h2load; p50 is its mean request time, p99 not measured)"
       for (i = 1; i <= ns; i++) {
         s = S[i]
         print "### " title[s]; print ""

@@ -90,6 +90,7 @@ footer span { margin-right: 18px; }
   <div class="left">left:
     <span>connections <b data-metric="drain-connections"></b></span>
     <span>requests in flight <b data-metric="drain-in-flight"></b></span>
+    <span>HTTP/2 streams <b data-metric="drain-http2-streams"></b></span>
     <span>WebSocket sessions <b data-metric="drain-websockets"></b></span>
     <span>closed by force <b data-metric="drain-forced"></b></span>
   </div>
@@ -98,11 +99,13 @@ footer span { margin-right: 18px; }
   <h2>Listeners</h2>
   <div class="scroll"><table id="listeners">
     <thead>
-      <tr><th colspan="2"></th><th colspan="2" class="group g">connections</th>
+      <tr><th colspan="2"></th><th colspan="4" class="group g">connections</th>
           <th colspan="6" class="group g">requests</th><th colspan="2" class="group g">latency</th>
           <th colspan="2" class="group g">WebSocket sessions</th></tr>
       <tr><th class="text">name</th><th class="text">address</th><th class="g">active</th>
-          <th>total</th><th class="g">1xx</th><th>2xx</th><th>3xx</th><th>4xx</th><th>5xx</th>
+          <th title="of which HTTP/2">HTTP/2</th><th>total</th>
+          <th title="of which HTTP/2">HTTP/2</th>
+          <th class="g">1xx</th><th>2xx</th><th>3xx</th><th>4xx</th><th>5xx</th>
           <th>req/s</th><th class="g">p50</th><th>p99</th><th class="g">active</th>
           <th class="text">closed</th></tr>
     </thead>
@@ -144,7 +147,8 @@ const RATE_WINDOW_S = 5;
 const CLASSES = ['1xx', '2xx', '3xx', '4xx', '5xx'];
 const WS_REASONS = ['client', 'upstream', 'drain_close', 'drain_forced', 'error'];
 // metric:classes; "g" starts a column group.
-const LISTENER_CELLS = ['name:text', 'address:text', 'connections-active:g', 'connections-total',
+const LISTENER_CELLS = ['name:text', 'address:text', 'connections-active:g',
+  'connections-http2-active', 'connections-total', 'connections-http2-total',
   'requests-1xx:g', 'requests-2xx', 'requests-3xx', 'requests-4xx', 'requests-5xx', 'rps',
   'p50:g', 'p99', 'ws-active:g', 'ws-closed:text'];
 const CLUSTER_CELLS = ['name:text', 'endpoints:text', 'load-balancing:text', 'requests-total:g',
@@ -256,6 +260,10 @@ function renderListeners(list, t) {
     set(r, 'address', l.address || '', l.address || '—');
     set(r, 'connections-active', num(l.connections_active));
     set(r, 'connections-total', num(l.connections_total));
+    // The protocol split: HTTP/2 connections each carry many streams (requests) at once.
+    const h2 = (l.connections_by_protocol && l.connections_by_protocol.http2) || {};
+    set(r, 'connections-http2-active', num(h2.active));
+    set(r, 'connections-http2-total', num(h2.total));
     for (const c of CLASSES) {
       const n = num(l.requests && l.requests[c]);
       set(r, 'requests-' + c, n, undefined, c === '5xx' && n ? 'bad' : '');
@@ -332,6 +340,7 @@ function renderDrain(d) {
   set(box, 'drain-budget', budget, seconds(budget));
   set(box, 'drain-connections', num(d.connections));
   set(box, 'drain-in-flight', num(d.in_flight));
+  set(box, 'drain-http2-streams', num(d.http2_streams));
   set(box, 'drain-websockets', num(d.websockets));
   set(box, 'drain-forced', num(d.forced), undefined, num(d.forced) ? 'bad' : '');
 }

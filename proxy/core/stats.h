@@ -62,11 +62,15 @@ inline size_t status_class(int status) {
 inline constexpr const char* kWebSocketCloseReasons[] = {"client", "upstream", "drain_close",
                                                          "drain_forced", "error"};
 
+// The protocol a client connection speaks, as a label value (the order of connections_total).
+inline constexpr const char* kConnectionProtocols[] = {"http1", "http2"};
+
 struct ListenerStats {
   Counter requests[5];  // by status class of the response sent
   Histogram duration;   // head received to response complete
   Counter connections_active;
-  Counter connections_total;
+  Counter http2_connections_active;  // gauge: the part of connections_active speaking HTTP/2
+  Counter connections_total[2];      // by kConnectionProtocols, once the protocol is known
   Counter websocket_sessions_active;
   Counter websocket_closed[5];  // by TunnelEnd
   Counter refused[3];           // by ConnectionRefusal
@@ -98,7 +102,10 @@ struct WorkerStats {
   Counter drain_exempt_connections;  // active ones on `drain: false` listeners
   Counter websocket_sessions_active;
   Counter exchanges_active;  // requests between their head and the end of their response
+  Counter http2_connections_active;
+  Counter http2_streams_active;  // open streams of those connections (their requests in flight)
   Counter drain_forced_closes;
+  Counter drain_forced_http2_streams;     // streams open on connections closed at the budget
   Counter sluice_errors;                  // responses sluice answered itself with a 4xx/5xx
   Counter access_log_dropped;             // lines the access log could not take
   std::atomic<uint64_t> heartbeat_ms{0};  // the worker loop's clock, updated by a timer

@@ -29,6 +29,11 @@ class ClientSide {
   // The final response head (101 included). Returns the bytes written, for the access log.
   virtual size_t send_head(const MessageHead& head) = 0;
   virtual void send_body(const Slice& data) = 0;
+  // The response's trailer fields, only the forwardable ones (http/trailers.h) and at least
+  // one, right before send_end(): a chunked trailer section for HTTP/1.1, a trailing HEADERS
+  // frame for HTTP/2. A side whose response framing has no place for them (a Content-Length or
+  // close-delimited HTTP/1.1 body) drops them.
+  virtual void send_trailers(const MessageHead& trailers) = 0;
   // The response body is complete.
   virtual void send_end() = 0;
   // Whether the response may end before the upstream's does (a drained event stream): true for

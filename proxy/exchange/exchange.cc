@@ -4,6 +4,7 @@
 
 #include "core/log.h"
 #include "exchange/request_plan.h"
+#include "http/trailers.h"
 #include "net/tcp_stream.h"
 
 namespace sluice {
@@ -262,16 +263,11 @@ void Exchange::on_request_body(const Slice& data) {
 void Exchange::on_request_complete(const MessageHead& trailers) {
   if (!active_) return;
   request_complete_ = true;
-  if (request_framing_ == Framing::kChunked && trailers.header_count()) {
+  // Trailers reach an HTTP/1.1 upstream only in a chunked body (an HTTP/2 request with a
+  // content-length has no place for them there).
+  if (request_framing_ == Framing::kChunked && forwardable_trailer_count(trailers)) {
     BlockWriter w(rc_->loop->blocks);
-    w.append("0\r\n");
-    for (size_t i = 0; i < trailers.header_count(); ++i) {
-      w.append(trailers.name(i));
-      w.append(": ");
-      w.append(trailers.value(i));
-      w.append("\r\n");
-    }
-    w.append("\r\n");
+    write_last_chunk(w, trailers);
     request_trailers_ = w.finish();
   }
   if (up_) flush_pending();
@@ -368,6 +364,15 @@ void Exchange::end_event_stream() {
   drop_upstream();  // its response is unfinished: never reused
   client_.send_end();
   if (active_) finish();
+}
+
+void Exchange::on_upstream_trailers(const MessageHead& trailers) {
+  // Without a side the exchange has let go of the response (a drained event stream ended).
+  if (!up_ || !response_head_sent_) return;
+  static thread_local MessageHead forwardable;  // scratch: trailers are rare and small
+  copy_forwardable_trailers(trailers, forwardable);
+  if (forwardable.header_count()) client_.send_trailers(forwardable);
+  forwardable.release_memory();
 }
 
 void Exchange::on_upstream_upgraded(const Slice& rest) {

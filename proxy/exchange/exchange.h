@@ -57,6 +57,7 @@ class Exchange : private UpstreamHandler, private PoolClient {
   // UpstreamHandler
   void on_upstream_head(const MessageHead& head) override;
   void on_upstream_body(const Slice& data) override;
+  void on_upstream_trailers(const MessageHead& trailers) override;
   void on_upstream_complete() override;
   void on_upstream_error(UpstreamError e, bool response_started) override;
   void on_upstream_drained() override;

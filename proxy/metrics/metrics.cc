@@ -50,7 +50,8 @@ StatsTotals sum_stats(const ShardSet<ListenerStats>& listeners,
       for (size_t i = 0; i < 5; ++i) l.requests[i] += s->requests[i].get();
       l.duration.add(s->duration);
       l.connections_active += s->connections_active.get();
-      l.connections_total += s->connections_total.get();
+      l.http2_connections_active += s->http2_connections_active.get();
+      for (size_t i = 0; i < 2; ++i) l.connections_total[i] += s->connections_total[i].get();
       l.websocket_sessions_active += s->websocket_sessions_active.get();
       for (size_t i = 0; i < 5; ++i) l.websocket_closed[i] += s->websocket_closed[i].get();
       for (size_t i = 0; i < 3; ++i) l.refused[i] += s->refused[i].get();
@@ -232,8 +233,18 @@ std::vector<MetricFamily> Metrics::Collect() const {
             "From a request's head to the end of its response");
   per_item(out, L, "listener", "sluice_downstream_connections_active", "Open client connections",
            T::Gauge, [](const Li& l) { return l.connections_active; });
-  per_item(out, L, "listener", "sluice_downstream_connections_total", "Client connections accepted",
-           T::Counter, [](const Li& l) { return l.connections_total; });
+  {
+    MetricFamily f = family("sluice_downstream_connections_total",
+                            "Client connections accepted, by the protocol they speak (known at "
+                            "their first request; one closed before it counts as http1)",
+                            T::Counter);
+    for (const Li& l : L)
+      for (size_t p = 0; p < 2; ++p)
+        f.metric.push_back(
+            value_metric(T::Counter, static_cast<double>(l.connections_total[p]),
+                         {{"listener", l.name}, {"protocol", kConnectionProtocols[p]}}));
+    out.push_back(std::move(f));
+  }
   {
     MetricFamily f = family("sluice_downstream_connections_refused_total",
                             "Client connections refused at accept, by reason", T::Counter);
@@ -372,6 +383,8 @@ nlohmann::json Metrics::render_json(const Config& config) const {
   j["drain_duration_s"] = s.drain_duration_seconds;
   j["drain_forced_closes"] = s.drain_forced_closes;
   j["access_log_dropped"] = s.access_log_dropped;
+  j["http2"] = {{"connections_active", s.http2_connections_active},
+                {"streams_active", s.http2_streams_active}};
   j["reloads"] = {{"success", reloads(true)}, {"failure", reloads(false)}};
   ProcessStats p = read_process_stats();
   j["process"] = {{"cpu_seconds", p.cpu_seconds},
@@ -387,7 +400,14 @@ nlohmann::json Metrics::render_json(const Config& config) const {
     x["requests"] = codes(l.requests);
     x["latency"] = latency(l.duration);
     x["connections_active"] = l.connections_active;
-    x["connections_total"] = l.connections_total;
+    x["connections_total"] = l.connections_total[0] + l.connections_total[1];
+    // The two gauges are read one after the other while workers move them: never below 0.
+    const uint64_t http1_active = l.connections_active > l.http2_connections_active
+                                      ? l.connections_active - l.http2_connections_active
+                                      : 0;
+    x["connections_by_protocol"] = {
+        {"http1", {{"active", http1_active}, {"total", l.connections_total[0]}}},
+        {"http2", {{"active", l.http2_connections_active}, {"total", l.connections_total[1]}}}};
     x["websocket_sessions_active"] = l.websocket_sessions_active;
     json closed = json::object();
     for (size_t r = 0; r < 5; ++r) closed[kWebSocketCloseReasons[r]] = l.websocket_closed[r];

@@ -36,7 +36,8 @@ struct StatsTotals {
     std::string name;
     uint64_t requests[5] = {};
     HistogramTotals duration;
-    uint64_t connections_active = 0, connections_total = 0;
+    uint64_t connections_active = 0, http2_connections_active = 0;
+    uint64_t connections_total[2] = {};  // by kConnectionProtocols
     uint64_t websocket_sessions_active = 0;
     uint64_t websocket_closed[5] = {};
     uint64_t refused[3] = {};
@@ -71,6 +72,7 @@ struct ServerFigures {
   double drain_duration_seconds = 0;  // so far, or in all once done
   uint64_t drain_forced_closes = 0;
   uint64_t access_log_dropped = 0;
+  uint64_t http2_connections_active = 0, http2_streams_active = 0;  // summed over the workers
   unsigned workers = 0;
   double uptime_seconds = 0;
 };

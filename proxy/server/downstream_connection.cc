@@ -5,6 +5,7 @@
 
 #include "core/log.h"
 #include "http/rewrite.h"
+#include "http/trailers.h"
 #include "server/worker.h"
 #include "tls/tls_layer.h"
 #include "tunnel/tunnel_upstream.h"
@@ -231,10 +232,22 @@ bool DownstreamConnection::take_preface(const Slice& data) {
   return true;
 }
 
+// sluice_downstream_connections_total{protocol}: counted once the protocol is known (the first
+// HTTP/1.1 request head, the HTTP/2 preface or ALPN h2); a connection that closes before that
+// counts as HTTP/1.1, the protocol it was served with (a refusal's 503, a timeout).
+void DownstreamConnection::count_protocol(bool http2) {
+  if (protocol_counted_) return;
+  protocol_counted_ = true;
+  worker_.listener_stats(listener_).connections_total[http2 ? 1 : 0].add();
+}
+
 void DownstreamConnection::start_http2(const Slice& first) {
   state_ = State::kHttp2;
   ++served_;
   h2_ = std::make_unique<Http2Connection>(static_cast<Http2Transport&>(*this));
+  count_protocol(true);
+  ctx().stats.http2_connections_active.add();  // both back in Worker::remove_connection
+  worker_.listener_stats(listener_).http2_connections_active.add();
   if (!h2_->start(limits().max_header_bytes)) {
     LOG_WARN("client %s: could not start an HTTP/2 session", std::string(client_ip()).c_str());
     close();
@@ -242,9 +255,8 @@ void DownstreamConnection::start_http2(const Slice& first) {
   }
   arm_timer(limits().idle_timeout);
   h2_->on_input(first);  // the preface (nghttp2 checks it) and what came with it; our SETTINGS
-  // Accepted (or its handshake done) after the drain told the others to go: it goes too.
-  if (state_ == State::kHttp2 && draining() && worker_.drain().get() >= DrainPhase::kDraining)
-    h2_->shutdown();
+  // Accepted (or its handshake done) after the drain started: it gets the two GOAWAYs too.
+  if (state_ == State::kHttp2 && draining()) h2_->shutdown();
 }
 
 void DownstreamConnection::hold(const Slice& s) {
@@ -295,6 +307,7 @@ void DownstreamConnection::process(Slice rest) {
 
 void DownstreamConnection::start_request() {
   state_ = State::kActive;
+  if (served_ == 0) count_protocol(false);
   ++served_;
   request_done_ = response_done_ = false;
   refresh_snapshot();
@@ -351,6 +364,7 @@ size_t DownstreamConnection::send_head(const MessageHead& head) {
                                                  .draining = draining()});
   h.close_after = rw.close;
   h.response_framing = rw.framing;
+  h.trailers_sent = false;
   BlockWriter w(ctx().blocks);
   write_response_head(w, head, rw);
   Slice out = w.finish();
@@ -370,8 +384,18 @@ void DownstreamConnection::send_body(const Slice& data) {
   if (r != 0) close();
 }
 
+void DownstreamConnection::send_trailers(const MessageHead& trailers) {
+  // Only a chunked body has a place for them (RFC 9112 §7.1.2): its last chunk.
+  if (http_->response_framing != Framing::kChunked) return;
+  http_->trailers_sent = true;
+  BlockWriter w(ctx().blocks);
+  write_last_chunk(w, trailers);
+  write_or_close(w.finish());
+}
+
 void DownstreamConnection::send_end() {
-  if (http_->response_framing == Framing::kChunked) write_or_close(kLastChunk);
+  if (http_->response_framing == Framing::kChunked && !http_->trailers_sent)
+    write_or_close(kLastChunk);
 }
 
 size_t DownstreamConnection::send_error(int status, std::string_view why, bool malformed) {
@@ -600,6 +624,7 @@ void DownstreamConnection::close() {
     http_->held_bytes = 0;
   }
   if (tunnel_) tunnel_->close(TunnelEnd::kError);
+  count_protocol(false);
   worker_.remove_connection(this);
   timer_.release();
   stream_.close();

@@ -87,6 +87,7 @@ class DownstreamConnection final : public ListNode,
   void send_interim(const MessageHead& head) override;
   size_t send_head(const MessageHead& head) override;
   void send_body(const Slice& data) override;
+  void send_trailers(const MessageHead& trailers) override;
   void send_end() override;
   bool can_end_response_early() const override {
     return http_->response_framing == Framing::kChunked ||
@@ -137,6 +138,7 @@ class DownstreamConnection final : public ListNode,
   // a part of it that may become one).
   bool take_preface(const Slice& data);
   void start_http2(const Slice& first);
+  void count_protocol(bool http2);
   void hold(const Slice& s);
   void resume_held();
   void start_request();
@@ -169,8 +171,9 @@ class DownstreamConnection final : public ListNode,
     bool http10 = false;
     bool keep_alive = false;  // the client asked for it (and did not ask to upgrade)
     bool head_request = false;
-    bool close_after = false;  // the connection closes after this response
-    std::vector<Slice> held;   // pipelined bytes waiting for the current exchange to finish
+    bool close_after = false;    // the connection closes after this response
+    bool trailers_sent = false;  // the response's last chunk went out with its trailers
+    std::vector<Slice> held;     // pipelined bytes waiting for the current exchange to finish
     std::shared_ptr<const ServerTls> handshake_tls;  // held until the TLS handshake completes
     size_t held_bytes = 0;
     std::string preface;  // first bytes that may be the start of the HTTP/2 preface
@@ -196,8 +199,9 @@ class DownstreamConnection final : public ListNode,
   bool peer_eof_ : 1 = false;
   bool linger_ : 1 = false;
   bool head_timer_armed_ : 1 = false;
-  bool body_timer_ : 1 = false;       // the current request has a body: its pauses are timed
-  bool preface_checked_ : 1 = false;  // the first bytes were not the HTTP/2 preface
+  bool body_timer_ : 1 = false;        // the current request has a body: its pauses are timed
+  bool preface_checked_ : 1 = false;   // the first bytes were not the HTTP/2 preface
+  bool protocol_counted_ : 1 = false;  // in sluice_downstream_connections_total
   uint64_t body_at_ = 0;  // when body bytes last arrived  // kClosing: FIN sent, reading until EOF
                           // or the linger timeout
 };

@@ -52,9 +52,12 @@ void DrainCoordinator::enter_draining() {
   if (phase() != DrainPhase::kDelay) return;
   DrainCounts c = hooks_.counts();
   LOG_INFO(
-      "drain: closing listeners; %llu connections, %llu requests in flight, %llu WebSocket "
-      "sessions",
-      static_cast<unsigned long long>(c.connections), static_cast<unsigned long long>(c.in_flight),
+      "drain: closing listeners; %llu connections (%llu HTTP/2), %llu requests in flight "
+      "(%llu HTTP/2 streams), %llu WebSocket sessions",
+      static_cast<unsigned long long>(c.connections),
+      static_cast<unsigned long long>(c.http2_connections),
+      static_cast<unsigned long long>(c.in_flight),
+      static_cast<unsigned long long>(c.http2_streams),
       static_cast<unsigned long long>(c.websockets));
   set_phase(DrainPhase::kDraining);
 }
@@ -63,10 +66,13 @@ void DrainCoordinator::force() {
   if (phase() >= DrainPhase::kForced) return;
   if (phase() == DrainPhase::kDelay) enter_draining();
   DrainCounts c = hooks_.counts();
-  LOG_WARN("drain budget of %s reached: closing %llu connections (%llu WebSocket sessions)",
-           format_duration(settings_.budget).c_str(),
-           static_cast<unsigned long long>(c.connections),
-           static_cast<unsigned long long>(c.websockets));
+  LOG_WARN(
+      "drain budget of %s reached: closing %llu connections (%llu WebSocket sessions, %llu "
+      "HTTP/2 connections with %llu streams open)",
+      format_duration(settings_.budget).c_str(), static_cast<unsigned long long>(c.connections),
+      static_cast<unsigned long long>(c.websockets),
+      static_cast<unsigned long long>(c.http2_connections),
+      static_cast<unsigned long long>(c.http2_streams));
   set_phase(DrainPhase::kForced);
 }
 
@@ -77,9 +83,10 @@ void DrainCoordinator::check_done() {
   final_ = c;
   finished_ms_ = uv_now(loop_);
   state_->phase.store(DrainPhase::kDone, std::memory_order_relaxed);
-  LOG_INFO("drain done in %.3f s; %llu connections force-closed",
+  LOG_INFO("drain done in %.3f s; %llu connections force-closed (%llu HTTP/2 streams reset)",
            static_cast<double>(finished_ms_ - started_ms_) / 1000.0,
-           static_cast<unsigned long long>(c.forced));
+           static_cast<unsigned long long>(c.forced),
+           static_cast<unsigned long long>(c.forced_http2_streams));
   for (uv_timer_t* t : {phase_timer_, budget_timer_, poll_timer_}) uv_timer_stop(t);
   hooks_.on_done(c.forced ? 2 : 0);
 }
@@ -95,6 +102,9 @@ std::string DrainCoordinator::status_json() const {
   j["in_flight"] = c.in_flight;
   j["websockets"] = c.websockets;
   j["forced"] = c.forced;
+  j["http2_connections"] = c.http2_connections;
+  j["http2_streams"] = c.http2_streams;
+  j["forced_http2_streams"] = c.forced_http2_streams;
   return j.dump() + "\n";
 }
 

@@ -21,6 +21,9 @@ struct DrainCounts {
   uint64_t in_flight = 0;    // requests whose response is not complete
   uint64_t websockets = 0;
   uint64_t forced = 0;
+  uint64_t http2_connections = 0;     // the part of `connections` speaking HTTP/2
+  uint64_t http2_streams = 0;         // their open streams (each a request in flight, or ending)
+  uint64_t forced_http2_streams = 0;  // streams open on connections closed at the budget
 };
 
 class DrainCoordinator {

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <vector>
 
 #include "core/log.h"
 #include "http/parser.h"
@@ -102,10 +103,12 @@ h2::ssize read_callback(nghttp2_session*, int32_t, uint8_t* buf, size_t length, 
 
 Http2Stream::Http2Stream(Http2Connection& conn, int32_t id, const RequestContext& rc)
     : conn_(conn), id_(id), rc_(rc), exchange_(*this), head_(std::make_unique<RequestHead>()) {
+  rc_.loop->stats.http2_streams_active.add();  // the drain's and /stats' figure
   rc_.protocol = "HTTP/2";
 }
 
 Http2Stream::~Http2Stream() {
+  rc_.loop->stats.http2_streams_active.sub();
   exchange_.abort();
 }
 
@@ -274,6 +277,8 @@ h2::ssize Http2Stream::read_body(uint8_t* buf, size_t length, uint32_t* flags) {
   }
   if (out_.empty() && body_end_) {
     *flags |= NGHTTP2_DATA_FLAG_EOF;
+    // With trailers the last DATA frame leaves the stream open for their HEADERS frame.
+    if (trailers_out_ && submit_trailers()) *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
     return static_cast<h2::ssize>(n);
   }
   if (n == 0) {
@@ -372,6 +377,35 @@ void Http2Stream::send_body(const Slice& data) {
   out_.push_back(data);
   out_bytes_ += data.len;
   resume_data();
+}
+
+void Http2Stream::send_trailers(const MessageHead& trailers) {
+  if (!response_has_body_ || closed_) return;  // HEAD, 204, 304: the head ended the stream
+  if (!trailers_out_) trailers_out_ = std::make_unique<MessageHead>();
+  trailers_out_->clear();
+  for (size_t i = 0; i < trailers.header_count(); ++i)
+    trailers_out_->add_header(trailers.name(i), trailers.value(i));
+}
+
+// Called from the data provider as it reports the end of the body, which nghttp2 allows: the
+// HEADERS frame is queued behind the last DATA frame. nghttp2 copies the fields and lower-cases
+// the names (an HTTP/1.1 upstream's "X-Checksum" goes out as "x-checksum").
+bool Http2Stream::submit_trailers() {
+  std::unique_ptr<MessageHead> t = std::move(trailers_out_);
+  std::vector<nghttp2_nv> nv;
+  nv.reserve(t->header_count());
+  for (size_t i = 0; i < t->header_count(); ++i) {
+    std::string_view n = t->name(i), v = t->value(i);
+    nv.push_back({reinterpret_cast<uint8_t*>(const_cast<char*>(n.data())),
+                  reinterpret_cast<uint8_t*>(const_cast<char*>(v.data())), n.size(), v.size(),
+                  NGHTTP2_NV_FLAG_NONE});
+  }
+  int rv = nghttp2_submit_trailer(conn_.session(), id_, nv.data(), nv.size());
+  if (rv != 0) {
+    LOG_DEBUG("http2 stream %d: trailers not submitted: %s", id_, nghttp2_strerror(rv));
+    return false;
+  }
+  return true;
 }
 
 void Http2Stream::send_end() {

@@ -72,6 +72,7 @@ class Http2Stream final : private ClientSide {
   void send_interim(const MessageHead& head) override;
   size_t send_head(const MessageHead& head) override;
   void send_body(const Slice& data) override;
+  void send_trailers(const MessageHead& trailers) override;
   void send_end() override;
   bool can_end_response_early() const override { return true; }
   size_t send_error(int status, std::string_view why, bool malformed) override;
@@ -88,6 +89,9 @@ class Http2Stream final : private ClientSide {
   void reset(uint32_t error_code);
   // A response sluice makes itself before (or without) an exchange.
   size_t respond_text(int status, std::string_view why);
+  // From the data provider at the end of the body: the trailing HEADERS frame (END_STREAM).
+  // False when nghttp2 would not take it: the body then ends without them.
+  bool submit_trailers();
   // Submits a final response head; `has_body`: DATA follows through the data provider.
   bool submit_head(int status, const nghttp2_nv* fields, size_t count, bool has_body);
   void resume_data();
@@ -114,6 +118,7 @@ class Http2Stream final : private ClientSide {
   std::deque<Slice> out_;
   size_t out_off_ = 0;
   size_t out_bytes_ = 0;
+  std::unique_ptr<MessageHead> trailers_out_;  // the response's trailers, until submitted
   size_t held_credit_ = 0;   // request bytes received while paused: window not yet credited
   uint64_t body_at_ms_ = 0;  // when request body bytes last arrived (or the head)
   uint64_t out_at_ms_ = 0;   // when the client last took response bytes (or some were queued)

@@ -239,6 +239,8 @@ void Server::sum_figures(StatsTotals& t, ServerFigures& f) {
   for (auto& w : s.workers) {
     f.drain_forced_closes += w->stats().drain_forced_closes.get();
     f.access_log_dropped += w->stats().access_log_dropped.get();
+    f.http2_connections_active += w->stats().http2_connections_active.get();
+    f.http2_streams_active += w->stats().http2_streams_active.get();
   }
 }
 
@@ -254,6 +256,9 @@ DrainCoordinator::Hooks Server::drain_hooks() {
                                      c.in_flight += ws.exchanges_active.get();
                                      c.websockets += ws.websocket_sessions_active.get();
                                      c.forced += ws.drain_forced_closes.get();
+                                     c.http2_connections += ws.http2_connections_active.get();
+                                     c.http2_streams += ws.http2_streams_active.get();
+                                     c.forced_http2_streams += ws.drain_forced_http2_streams.get();
                                    }
                                    return c;
                                  },

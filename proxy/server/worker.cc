@@ -250,7 +250,16 @@ void Worker::on_mailbox(uv_async_t* a) {
 }
 
 void Worker::apply_drain_phase(DrainPhase p) {
-  if (p == DrainPhase::kDraining) {
+  if (p == DrainPhase::kDelay) {
+    // HTTP/2 has no `Connection: close`: its connections get the shutdown notice at once, at
+    // the start of the delay, and the final GOAWAY a PING round trip later (Http2Connection::
+    // shutdown). Clients open their new streams elsewhere while the pod still accepts; streams
+    // in flight finish.
+    connections_.for_each([](DownstreamConnection* c) {
+      if (c->drain_exempt()) return;
+      if (Http2Connection* h2 = c->http2()) h2->shutdown();
+    });
+  } else if (p == DrainPhase::kDraining) {
     // New handshakes are refused from now on; those under way get a short grace to complete
     // and be accepted, and what is queued then is served before the sockets close.
     for (size_t i = 0; i < listeners_.size(); ++i)
@@ -266,7 +275,7 @@ void Worker::apply_drain_phase(DrainPhase p) {
       if (c->idle_keep_alive()) {
         c->close();
       } else if (Http2Connection* h2 = c->http2()) {
-        h2->shutdown();  // GOAWAY: streams in flight finish, then the connection closes
+        h2->shutdown();  // sent at the delay's start already (idempotent); streams finish
       } else if (Exchange* e = c->exchange(); e && e->active()) {
         e->drain_event_stream();
       }
@@ -282,6 +291,8 @@ void Worker::apply_drain_phase(DrainPhase p) {
     }
     connections_.for_each([this](DownstreamConnection* c) {
       ctx_->stats.drain_forced_closes.add();
+      if (Http2Connection* h2 = c->http2())
+        ctx_->stats.drain_forced_http2_streams.add(h2->open_streams());
       c->close();
     });
   }
@@ -368,8 +379,7 @@ void Worker::add_connection(size_t listener,
   connections_.push_back(c);
   ctx_->stats.downstream_connections_active.add();
   ListenerStats& ls = listener_stats(listener);
-  ls.connections_total.add();
-  ls.connections_active.add();
+  ls.connections_active.add();  // connections_total: once its protocol is known
   if (c->drain_exempt()) ctx_->stats.drain_exempt_connections.add();
   if (int r = open(c); r != 0) {
     LOG_WARN("accept: %s", uv_strerror(r));
@@ -398,6 +408,10 @@ void Worker::remove_connection(DownstreamConnection* c) {
   connections_.remove(c);
   ctx_->stats.downstream_connections_active.sub();
   listener_stats(c->listener()).connections_active.sub();
+  if (c->http2()) {
+    ctx_->stats.http2_connections_active.sub();
+    listener_stats(c->listener()).http2_connections_active.sub();
+  }
   setup_.listener_open[c->listener()]->fetch_sub(1, std::memory_order_relaxed);
   if (c->drain_exempt()) ctx_->stats.drain_exempt_connections.sub();
 }

@@ -200,6 +200,10 @@ void UpstreamConnection::on_stream_read(const Slice& data) {
         }
         if (parser_.head().status < 200) break;  // interim
         reusable_ = parser_.should_keep_alive() && rest.len == 0 && !parser_.upgrade();
+        if (parser_.trailers().header_count()) {
+          handler_->on_upstream_trailers(parser_.trailers());
+          if (state_ != State::kBusy || !handler_) return;  // the exchange let go (reset)
+        }
         UpstreamHandler* h = handler_;
         handler_ = nullptr;
         h->on_upstream_complete();

@@ -37,6 +37,10 @@ class UpstreamHandler {
  public:
   virtual void on_upstream_head(const MessageHead& head) = 0;
   virtual void on_upstream_body(const Slice& data) = 0;
+  // The response's trailer fields, as they came (an HTTP/1.1 chunked trailer section, an
+  // HTTP/2 trailing HEADERS frame): called only when there is at least one, right before
+  // on_upstream_complete. The handler may let go of the side here (its client went away).
+  virtual void on_upstream_trailers(const MessageHead& trailers) = 0;
   virtual void on_upstream_complete() = 0;
   // The side is already closed when this is called; `response_started` says whether any
   // response byte had arrived.

@@ -87,12 +87,7 @@ class BodiesTest(E2ETestCase):
         self.assertEqual(c.read_response().status, 200)
         c.close()
 
-    # sluice ends a chunked response with its own last chunk (Exchange, kLastChunk) and drops
-    # the upstream's trailers. Reported to the lead (issue 19): the fix belongs in
-    # proxy/server/exchange.cc, which is being refactored. Marked as an expected failure, which
-    # -v prints as such; once trailers are forwarded it becomes an unexpected success, which
-    # fails the file: then remove the mark.
-    @unittest.expectedFailure
+    # The upstream's trailer section reaches the client in sluice's last chunk (issue #15).
     def test_chunked_response_trailers_reach_the_client(self):
         up = self.start_fault("ok")
         s = self.start_sluice(upstream=up.port)

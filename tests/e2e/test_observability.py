@@ -129,7 +129,10 @@ class ObservabilityTest(E2ETestCase):
         self.assertEqual(v("sluice_upstream_request_duration_seconds_count", cluster="app"), 8)
         self.assertGreater(v("sluice_downstream_request_duration_seconds_sum", listener="ingress"), 0)
         self.assertEqual(v("sluice_downstream_connections_active", listener="ingress"), 1)
-        self.assertEqual(v("sluice_downstream_connections_total", listener="ingress"), 1)
+        self.assertEqual(v("sluice_downstream_connections_total", listener="ingress",
+                           protocol="http1"), 1)
+        self.assertEqual(v("sluice_downstream_connections_total", listener="ingress",
+                           protocol="http2"), 0)
         self.assertEqual(v("sluice_upstream_connections_created_total", cluster="app"), 1)
         self.assertEqual(v("sluice_upstream_pool_idle_connections", cluster="app"), 1)
         self.assertEqual(v("sluice_upstream_pool_active_connections", cluster="app"), 0)

@@ -252,8 +252,10 @@ class TerminationTest(TlsCase):
             headers = {k.lower(): v for k, v in b["headers"]}
             self.assertEqual(headers.get("x-forwarded-proto"), "https", b["headers"])
             self.assertEqual(headers.get("host"), "localhost:%d" % s.port)
-        self.assertEqual(self.metrics(s)[("sluice_downstream_connections_total",
-                                          frozenset({("listener", "ingress")}))], 1.0)
+        m = self.metrics(s)
+        for protocol, n in (("http1", 1.0), ("http2", 0.0)):
+            self.assertEqual(m[("sluice_downstream_connections_total",
+                                frozenset({("listener", "ingress"), ("protocol", protocol)}))], n)
         # Also by IP (the certificate has IP:127.0.0.1; curl sends no SNI for an IP).
         cp = curl("--cacert", CERTS.path("ca"), "https://127.0.0.1:%d/" % s.port)
         self.assertEqual((cp.returncode, cp.stdout), (0, b"hello from aiohttp\n"), cp.stderr)

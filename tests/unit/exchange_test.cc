@@ -28,10 +28,12 @@ struct FakeClient final : ClientSide {
   std::vector<int> interim;
   int status = 0;
   std::string body;
+  std::string trailers;  // "name: value\n" per field sent with send_trailers
   bool ended = false, done = false, cut = false;
   int error_status = 0;
   bool error_malformed = false;
   bool above = false, body_paused = false, early_end_ok = true, tunnel = false;
+  bool abort_on_trailers = false;
 
   const RequestContext& request_context() const override { return rc; }
   void send_continue() override { ++continues; }
@@ -41,6 +43,15 @@ struct FakeClient final : ClientSide {
     return 100;
   }
   void send_body(const Slice& d) override { body.append(d.view()); }
+  void send_trailers(const MessageHead& t) override {
+    EXPECT_FALSE(ended);
+    if (abort_on_trailers) {  // the HTTP/1.1 side's write failed: it closes, aborting
+      exchange.abort();
+      return;
+    }
+    for (size_t i = 0; i < t.header_count(); ++i)
+      trailers += std::string(t.name(i)) + ": " + std::string(t.value(i)) + "\n";
+  }
   void send_end() override { ended = true; }
   bool can_end_response_early() const override { return early_end_ok; }
   size_t send_error(int s, std::string_view, bool malformed) override {
@@ -219,6 +230,92 @@ TEST_F(ExchangeTest, BodyBeforeTheConnectionIsReadyWaitsInOrder) {
   EXPECT_EQ(side->body, "one,two");
   EXPECT_EQ(side->framing, Framing::kChunked);
   EXPECT_TRUE(side->ended);
+}
+
+// Trailer fields both ways, filtered (RFC 9110 §6.5.1): what only means something to one
+// connection, to the framing or to routing stays behind; the rest passes in its order.
+MessageHead trailer_section(const std::string& fields) {
+  struct Sink : BodySink {
+    void on_body(const Slice&) override {}
+  } sink;
+  HttpParser parser(HTTP_RESPONSE, &sink);
+  BlockPool pool;
+  const std::string text =
+      "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n" + fields + "\r\n";
+  Slice in = slice_of(pool, text);
+  ParseResult r = parser.execute(in);
+  EXPECT_EQ(r.event, ParseEvent::kHead);
+  r = parser.execute(in.sub(r.consumed, in.len - r.consumed));
+  EXPECT_EQ(r.event, ParseEvent::kMessageComplete) << text;
+  return parser.trailers();
+}
+
+const char kMixedTrailers[] =
+    "X-Checksum: abc\r\nContent-Length: 5\r\nConnection: close\r\nHost: evil.example\r\n"
+    "Transfer-Encoding: chunked\r\nTE: trailers\r\nKeep-Alive: 5\r\nTrailer: X\r\n"
+    "grpc-status: 0\r\ngrpc-message: fine\r\n";
+
+TEST_F(ExchangeTest, ResponseTrailersReachTheClientFilteredBeforeTheEnd) {
+  begin(kGet);
+  ex().on_request_complete(no_trailers_);
+  FakeSide* side = source().last();
+  respond(side, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n");
+  side->handler->on_upstream_body(slice_of(pool_, "data"));
+  side->handler->on_upstream_trailers(trailer_section(kMixedTrailers));
+  EXPECT_FALSE(client_->ended);
+  side->handler->on_upstream_complete();
+  EXPECT_EQ(client_->trailers, "X-Checksum: abc\ngrpc-status: 0\ngrpc-message: fine\n");
+  EXPECT_EQ(client_->body, "data");
+  EXPECT_TRUE(client_->ended);
+  EXPECT_EQ(side->released, std::optional<bool>(true));
+  // Only fields that stay behind: the client hears of no trailers at all.
+  client_->trailers.clear();
+  begin(kGet);
+  ex().on_request_complete(no_trailers_);
+  side = source().last();
+  respond(side, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n");
+  side->handler->on_upstream_trailers(trailer_section("Content-Length: 1\r\nHost: x\r\n"));
+  side->handler->on_upstream_complete();
+  EXPECT_EQ(client_->trailers, "");
+  EXPECT_TRUE(client_->done);
+}
+
+// A client that goes away while its trailers are written aborts the exchange: the upstream
+// side is reset, never released, and nothing more reaches the client.
+TEST_F(ExchangeTest, AClientGoneAtTheTrailersLetsTheUpstreamSideGo) {
+  client_->abort_on_trailers = true;
+  begin(kGet);
+  ex().on_request_complete(no_trailers_);
+  FakeSide* side = source().last();
+  respond(side, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n");
+  side->handler->on_upstream_trailers(trailer_section("X-A: 1\r\n"));
+  EXPECT_TRUE(side->was_reset);
+  EXPECT_EQ(side->handler, nullptr);
+  EXPECT_FALSE(side->released.has_value());
+  EXPECT_FALSE(ex().active());
+  EXPECT_FALSE(client_->ended);
+}
+
+TEST_F(ExchangeTest, RequestTrailersReachTheUpstreamFilteredInTheLastChunk) {
+  begin("POST /up HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n");
+  FakeSide* side = source().last();
+  ex().on_request_body(slice_of(pool_, "abc"));
+  ex().on_request_complete(trailer_section(kMixedTrailers));
+  EXPECT_TRUE(side->ended);
+  EXPECT_EQ(side->trailers, "0\r\nX-Checksum: abc\r\ngrpc-status: 0\r\ngrpc-message: fine\r\n\r\n");
+  // Nothing forwardable: the plain last chunk (the side writes it for an empty section).
+  begin("POST /up HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n");
+  side = source().last();
+  ex().on_request_complete(trailer_section("Content-Length: 3\r\n"));
+  EXPECT_TRUE(side->ended);
+  EXPECT_EQ(side->trailers, "");
+  // A body framed by Content-Length has no place for trailers.
+  begin("POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\n");
+  side = source().last();
+  ex().on_request_body(slice_of(pool_, "abc"));
+  ex().on_request_complete(trailer_section("X-A: 1\r\n"));
+  EXPECT_TRUE(side->ended);
+  EXPECT_EQ(side->trailers, "");
 }
 
 TEST_F(ExchangeTest, BackpressureBothWays) {

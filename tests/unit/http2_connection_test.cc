@@ -58,6 +58,8 @@ struct FakeTransport final : Http2Transport {
 struct Client {
   struct Response {
     std::map<std::string, std::string> headers;
+    std::map<std::string, std::string> trailers;  // a HEADERS frame after the response head
+    bool ended_by_trailers = false;               // END_STREAM came on that frame
     std::string body;
     bool closed = false;
     uint32_t error = 0;
@@ -66,6 +68,7 @@ struct Client {
   std::map<int32_t, Response> responses;
   std::string upload;  // the body a request's data provider sends
   size_t upload_off = 0;
+  std::vector<std::pair<std::string, std::string>> upload_trailers;  // sent after the body
 
   Client() {
     nghttp2_session_callbacks* cb;
@@ -73,10 +76,17 @@ struct Client {
     nghttp2_session_callbacks_set_on_header_callback(
         cb, [](nghttp2_session*, const nghttp2_frame* f, const uint8_t* n, size_t nl,
                const uint8_t* v, size_t vl, uint8_t, void* u) {
-          static_cast<Client*>(u)
-              ->responses[f->hd.stream_id]
-              .headers[std::string(reinterpret_cast<const char*>(n), nl)] =
+          Response& r = static_cast<Client*>(u)->responses[f->hd.stream_id];
+          auto& fields = f->headers.cat == NGHTTP2_HCAT_HEADERS ? r.trailers : r.headers;
+          fields[std::string(reinterpret_cast<const char*>(n), nl)] =
               std::string(reinterpret_cast<const char*>(v), vl);
+          return 0;
+        });
+    nghttp2_session_callbacks_set_on_frame_recv_callback(
+        cb, [](nghttp2_session*, const nghttp2_frame* f, void* u) {
+          if (f->hd.type == NGHTTP2_HEADERS && f->headers.cat == NGHTTP2_HCAT_HEADERS &&
+              (f->hd.flags & NGHTTP2_FLAG_END_STREAM))
+            static_cast<Client*>(u)->responses[f->hd.stream_id].ended_by_trailers = true;
           return 0;
         });
     nghttp2_session_callbacks_set_on_data_chunk_recv_callback(
@@ -104,13 +114,23 @@ struct Client {
                     n.size(), v.size(), NGHTTP2_NV_FLAG_NONE});
     nghttp2_data_provider prd;
     prd.source.ptr = this;
-    prd.read_callback = [](nghttp2_session*, int32_t, uint8_t* buf, size_t len, uint32_t* flags,
-                           nghttp2_data_source* src, void*) -> ssize_t {
+    prd.read_callback = [](nghttp2_session* s, int32_t id, uint8_t* buf, size_t len,
+                           uint32_t* flags, nghttp2_data_source* src, void*) -> ssize_t {
       auto* c = static_cast<Client*>(src->ptr);
       size_t n = std::min(len, c->upload.size() - c->upload_off);
       std::memcpy(buf, c->upload.data() + c->upload_off, n);
       c->upload_off += n;
       if (c->upload_off == c->upload.size()) *flags |= NGHTTP2_DATA_FLAG_EOF;
+      if (c->upload_off == c->upload.size() && !c->upload_trailers.empty()) {
+        *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
+        std::vector<nghttp2_nv> tv;
+        for (auto& [tn, tval] : c->upload_trailers)
+          tv.push_back({reinterpret_cast<uint8_t*>(tn.data()),
+                        reinterpret_cast<uint8_t*>(tval.data()), tn.size(), tval.size(),
+                        NGHTTP2_NV_FLAG_NONE});
+        if (nghttp2_submit_trailer(s, id, tv.data(), tv.size()) != 0)
+          return NGHTTP2_ERR_CALLBACK_FAILURE;
+      }
       return static_cast<ssize_t>(n);
     };
     return nghttp2_submit_request(session, nullptr, nv.data(), nv.size(), body ? &prd : nullptr,
@@ -230,6 +250,58 @@ TEST_F(Http2ConnectionTest, AGetBecomesAnHttp11RequestAndItsResponseComesBackAsF
   EXPECT_TRUE(side()->released);
   EXPECT_EQ(conn_->open_streams(), 0u);
   EXPECT_EQ(listener_stats_.requests[status_class(200)].get(), 1u);
+}
+
+// Trailers both ways (issue #15, the ground gRPC needs): an HTTP/1.1 upstream's chunked trailer
+// section becomes a trailing HEADERS frame with END_STREAM (names lower-cased, the last DATA
+// frame without END_STREAM); a client's trailing HEADERS reach the upstream as the chunked
+// body's trailer section.
+TEST_F(Http2ConnectionTest, TrailersBothWays) {
+  client_.upload = "abc";
+  client_.upload_trailers = {{"x-checksum", "c0ffee"}, {"grpc-timeout", "1S"}};
+  Fields f = {
+      {":method", "POST"}, {":scheme", "http"}, {":authority", "app.example"}, {":path", "/up"}};
+  int32_t id = client_.request(f, /*body=*/true);
+  pump();
+  ASSERT_NE(side(), nullptr);
+  EXPECT_EQ(side()->framing, Framing::kChunked);
+  EXPECT_EQ(side()->body, "abc");
+  EXPECT_TRUE(side()->ended);
+  EXPECT_EQ(side()->trailers, "0\r\nx-checksum: c0ffee\r\ngrpc-timeout: 1S\r\n\r\n");
+
+  respond(side(), "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: Grpc-Status\r\n\r\n");
+  side()->handler->on_upstream_body(slice_of(pool_, "hello"));
+  pump();
+  EXPECT_FALSE(client_.responses[id].closed);
+  MessageHead t;
+  t.add_header("Grpc-Status", "0");
+  t.add_header("Content-Length", "5");  // framing: stays behind
+  t.add_header("X-Server-Timing", "db;dur=53");
+  side()->handler->on_upstream_trailers(t);
+  side()->handler->on_upstream_complete();
+  pump();
+  const Client::Response& r = client_.responses[id];
+  EXPECT_EQ(r.body, "hello");
+  EXPECT_EQ(r.trailers, (std::map<std::string, std::string>{{"grpc-status", "0"},
+                                                            {"x-server-timing", "db;dur=53"}}));
+  EXPECT_TRUE(r.ended_by_trailers);
+  EXPECT_TRUE(r.closed);
+  EXPECT_EQ(r.error, 0u);
+  EXPECT_TRUE(side()->released);
+  EXPECT_EQ(conn_->open_streams(), 0u);
+
+  // A HEAD response has no body and so no trailers: the head ends the stream.
+  int32_t head_id = client_.request(
+      {{":method", "HEAD"}, {":scheme", "http"}, {":authority", "app.example"}, {":path", "/h"}});
+  pump();
+  ASSERT_NE(side(1), nullptr);
+  respond(side(1), "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n");
+  side(1)->handler->on_upstream_trailers(t);
+  side(1)->handler->on_upstream_complete();
+  pump();
+  EXPECT_TRUE(client_.responses[head_id].closed);
+  EXPECT_EQ(client_.responses[head_id].error, 0u);
+  EXPECT_TRUE(client_.responses[head_id].trailers.empty());
 }
 
 TEST_F(Http2ConnectionTest, ConnectionSpecificFieldsAndBadTeResetTheStream) {

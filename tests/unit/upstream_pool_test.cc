@@ -52,6 +52,7 @@ class TestClient final : public PoolClient, public UpstreamHandler {
   std::vector<UpstreamConnection*> used;
   int status = 0;
   std::string body;
+  size_t trailers = 0;  // trailer fields of the last response
   int completed = 0;
   struct Error {
     UpstreamError e;
@@ -90,6 +91,7 @@ class TestClient final : public PoolClient, public UpstreamHandler {
 
   void on_upstream_head(const MessageHead& head) override { status = head.status; }
   void on_upstream_body(const Slice& data) override { body.append(data.view()); }
+  void on_upstream_trailers(const MessageHead& t) override { trailers = t.header_count(); }
   void on_upstream_complete() override {
     ++completed;
     if (release_on_complete) release();
