@@ -38,11 +38,25 @@ import h2.events
 import h2.exceptions
 import h2.settings
 
+from tls_certs import CertSet
 from harness import (LOOPBACK, E2ETestCase, MiB, RawClient, curl, http, request_bytes,
                      tcp_sockets, wait_until)
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 EYC = h2.errors.ErrorCodes.ENHANCE_YOUR_CALM
+
+
+CERTS = None
+
+
+def setUpModule():
+    global CERTS
+    CERTS = CertSet.create()
+
+
+def tearDownModule():
+    if CERTS is not None:
+        CERTS.cleanup()
 
 
 def frame(ftype, flags, sid, payload=b""):
@@ -247,10 +261,12 @@ def read_until_closed(sock, timeout):
 
 class Http2AttackCase(E2ETestCase):
 
-    def start_with(self, upstream_port, http2="", limits="", log=""):
+    def start_with(self, upstream_port, http2="", limits="", log="", tls=False):
         text = ("admin: {address: 127.0.0.1:0}\nworkers: 1\ndrain: {delay: 0s, budget: 5s}\n"
                 "listeners:\n  - name: ingress\n    address: 127.0.0.1:0\n    cluster: app\n"
                 + ("    http2: %s\n" % http2 if http2 else "")
+                + ("    tls: {cert: %s, key: %s}\n" % tuple(json.dumps(p) for p in
+                                                       CERTS.pair("localhost")) if tls else "")
                 + "clusters:\n  - name: app\n    endpoints: [127.0.0.1:%d]\n" % upstream_port
                 + ("limits: %s\n" % limits if limits else "")
                 + ("log: %s\n" % log if log else ""))
@@ -625,6 +641,16 @@ class Http2AttackCase(E2ETestCase):
         self.assertEqual(c.conn.remote_settings.initial_window_size, 1 << 20)
         c.wait(lambda: c.conn.outbound_flow_control_window >= 8 << 20,
                what="the connection window")
+
+    def test_tls_alpn_follows_the_http2_block(self):
+        up = self.slow_upstream()
+        for http2, want in (("", b"2"), ("{enabled: false}", b"1.1"), ("{alpn: [http/1.1]}", b"1.1"),
+                            ("{alpn: [http/1.1, h2]}", b"1.1")):
+            s = self.start_with(up.port, http2=http2, tls=True)
+            cp = curl("--http2", "--cacert", CERTS.path("ca"), "--resolve",
+                      "localhost:%d:127.0.0.1" % s.port, "-s", "-o", "/dev/null",
+                      "-w", "%{http_version} %{http_code}", "https://localhost:%d/fast" % s.port)
+            self.assertEqual(cp.stdout, want + b" 200", (http2, cp.stderr))
 
     def test_http2_off_answers_the_preface_with_505(self):
         up = self.slow_upstream()
