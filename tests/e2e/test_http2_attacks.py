@@ -642,6 +642,20 @@ class Http2AttackCase(E2ETestCase):
         c.wait(lambda: c.conn.outbound_flow_control_window >= 8 << 20,
                what="the connection window")
 
+    def test_idle_goaway_is_counted_by_its_reason(self):
+        up = self.slow_upstream()
+        s = self.start_with(up.port, limits="{idle_timeout: 1s}")
+        c = self.client(s)
+        sid = c.get("/fast")
+        c.send()
+        c.wait(lambda: sid in c.ended, what="the response")
+        c.wait(lambda: c.goaway is not None, what="GOAWAY")
+        self.assertEqual(c.goaway.error_code, h2.errors.ErrorCodes.NO_ERROR)
+        self.wait_metric(s, "sluice_http2_goaway_sent_total", lambda v: v == 1, reason="idle")
+        self.assertEqual(self.metric(s, "sluice_http2_goaway_sent_total"), 1)  # once, not twice
+        self.assertEqual(self.metric(s, "sluice_http2_flood_closes_total"), 0)
+        self.assertEqual(self.metric(s, "sluice_http2_resets_total"), 0)
+
     def test_tls_alpn_follows_the_http2_block(self):
         up = self.slow_upstream()
         for http2, want in (("", b"2"), ("{enabled: false}", b"1.1"), ("{alpn: [http/1.1]}", b"1.1"),
