@@ -137,7 +137,7 @@ class YamlReader : public FieldReader {
     boolean(f, "drain", l.drain);
     count(f, "max_connections", l.max_connections);
     if (const Field* u = f.get("upgrades")) read_upgrades(*u, l);
-    if (const Field* h = map_field(f, "http2")) read_http2(*h, l.http2, l.tls.enabled);
+    if (const Field* h = map_field(f, "http2")) read_http2(*h, l.http2);
 
     const Field* routes = f.get("routes");
     const Field* shorthand = f.get("cluster");
@@ -204,8 +204,9 @@ class YamlReader : public FieldReader {
   }
 
   // listeners[].http2: the SETTINGS values within what RFC 9113 §6.5.2 allows, and ALPN names
-  // sluice speaks.
-  void read_http2(const Field& section, ListenerHttp2& h, bool tls) {
+  // sluice speaks. (`alpn` does nothing on a plain listener, and h2 is left out of it while
+  // `enabled` is false: no warning, as --print-config writes the list for every listener.)
+  void read_http2(const Field& section, ListenerHttp2& h) {
     Fields f(section.value, section.path, kListenerHttp2Keys, diag_);
     boolean(f, "enabled", h.enabled);
     if (const Field* m = f.get("max_concurrent_streams"))
@@ -232,13 +233,6 @@ class YamlReader : public FieldReader {
         }
       }
       if (!ok) return;
-      if (!tls)
-        diag_.warning(where_of(a->key), a->path +
-                                            ": ALPN is a TLS handshake's; this listener has no "
-                                            "'tls' (plain clients choose HTTP/2 by its preface)");
-      if (!h.enabled && std::find(out.begin(), out.end(), "h2") != out.end())
-        diag_.warning(where_of(a->key), a->path + ": 'h2' is not offered while " + section.path +
-                                            ".enabled is false");
       h.alpn = std::move(out);
     }
   }
