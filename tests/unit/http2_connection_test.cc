@@ -423,6 +423,28 @@ TEST_F(Http2ConnectionTest, EmptyDataFramesBeyondTheBudgetEndTheConnection) {
   EXPECT_TRUE(side()->was_reset);  // the exchange in flight was let go
 }
 
+TEST_F(Http2ConnectionTest, AHeaderBlockNotCompleteWithinTheHeaderTimeoutEndsTheConnection) {
+  Http2Settings settings;
+  settings.header_timeout_ms = 30;
+  restart(conn_, transport_, settings);
+  pump();  // the prefaces and SETTINGS
+  // HEADERS with END_STREAM but without END_HEADERS (:method GET, :scheme http, :path /,
+  // :authority app), and no CONTINUATION after it.
+  const char headers[] =
+      "\x00\x00\x08\x01\x01\x00\x00\x00\x01\x82\x86\x84\x41\x03"
+      "app";
+  conn_->on_input(slice_of(pool_, std::string_view(headers, sizeof headers - 1)));
+  EXPECT_EQ(conn_->open_streams(), 1u);
+  EXPECT_FALSE(transport_.over);
+  const uint64_t start = uv_now(&loop_);
+  while (!transport_.over && uv_now(&loop_) - start < 5000) uv_run(&loop_, UV_RUN_ONCE);
+  EXPECT_TRUE(transport_.over);
+  EXPECT_GE(uv_now(&loop_) - start, 25u);
+  EXPECT_EQ(listener_stats_.http2_goaway[static_cast<size_t>(Http2Goaway::kHeaderTimeout)].get(),
+            1u);
+  EXPECT_TRUE(set_.source.sides.empty());
+}
+
 TEST_F(Http2ConnectionTest, APingFloodIsClosedAndCountedAsOne) {
   pump();                       // the prefaces and SETTINGS
   transport_.congested = true;  // the client reads nothing: the ACKs pile up
