@@ -26,6 +26,19 @@ deps:
 	  if [ "$$(id -u)" != 0 ]; then SUDO=sudo; fi; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
 	else echo "all Debian packages present"; fi
+	@# libnghttp2-14 at the latest Debian 12 update: its updates carry the fixes for crafted
+	@# frames (CVE-2023-44487, CVE-2024-28182 backports; issue #15). Package lists older than
+	@# a day are refreshed first; nothing is printed when it is already the latest.
+	@if [ "$$(id -u)" != 0 ]; then SUDO=sudo; fi; \
+	if [ -z "$$(find /var/lib/apt/lists -maxdepth 1 -name '*Packages*' -mmin -1440 2>/dev/null | head -1)" ]; then \
+	  $$SUDO apt-get update -qq >/dev/null 2>&1 || echo "warning: apt-get update failed; checking libnghttp2-14 against the cached lists" >&2; \
+	fi; \
+	inst=$$(dpkg-query -W -f='$${Version}' libnghttp2-14 2>/dev/null); \
+	cand=$$(apt-cache policy libnghttp2-14 2>/dev/null | awk '/Candidate:/ {print $$2}'); \
+	if [ -n "$$cand" ] && [ "$$cand" != "(none)" ] && [ "$$cand" != "$$inst" ]; then \
+	  echo "upgrading libnghttp2-14 $$inst -> $$cand"; \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --only-upgrade libnghttp2-14; \
+	fi
 	@# The chart tests' npm packages, from the lockfile (tests/chart/test_chart.py checks the
 	@# stamp and fails, rather than installing, when they are missing or stale).
 	@stamp=tests/chart/node_modules/.sluice-lock-sha256; \

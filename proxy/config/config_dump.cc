@@ -25,6 +25,15 @@ Json build(const Config& c) {
     lj["max_connections"] = l.max_connections;
     lj["upgrades"] = Json::array();
     for (const auto& u : l.upgrades) lj["upgrades"].push_back(u);
+    Json hj = Json::object();
+    hj["enabled"] = l.http2.enabled;
+    hj["max_concurrent_streams"] = l.http2.max_concurrent_streams;
+    hj["initial_stream_window"] = format_size(l.http2.initial_stream_window);
+    hj["connection_window"] = format_size(l.http2.connection_window);
+    hj["max_stream_errors"] = l.http2.max_stream_errors;
+    hj["alpn"] = Json::array();
+    for (const auto& a : l.http2.alpn) hj["alpn"].push_back(a);
+    lj["http2"] = std::move(hj);
     if (l.tls.enabled) {  // file names only: the runtime reads the PEM files
       Json tj = Json::object();
       if (l.tls.certificates.size() == 1) {
@@ -101,6 +110,7 @@ Json build(const Config& c) {
   limits["header_timeout"] = format_duration(c.limits.header_timeout);
   limits["idle_timeout"] = format_duration(c.limits.idle_timeout);
   limits["max_connections_per_worker"] = c.limits.max_connections_per_worker;
+  limits["max_header_fields"] = c.limits.max_header_fields;
   j["limits"] = std::move(limits);
 
   Json drain = Json::object();

@@ -18,8 +18,11 @@ namespace {
 const std::vector<std::string> kRootKeys{"admin",  "workers", "listeners", "clusters",
                                          "limits", "drain",   "log",       "reload"};
 const std::vector<std::string> kAdminKeys{"address", "token_file"};
-const std::vector<std::string> kListenerKeys{"name",  "address",         "routes",   "cluster",
-                                             "drain", "max_connections", "upgrades", "tls"};
+const std::vector<std::string> kListenerKeys{
+    "name", "address", "routes", "cluster", "drain", "max_connections", "upgrades", "http2", "tls"};
+const std::vector<std::string> kListenerHttp2Keys{
+    "enabled",           "max_concurrent_streams", "initial_stream_window",
+    "connection_window", "max_stream_errors",      "alpn"};
 const std::vector<std::string> kRouteKeys{"host", "prefix", "cluster"};
 const std::vector<std::string> kClusterKeys{
     "name",        "endpoints", "load_balancing", "connect_timeout", "response_timeout",
@@ -30,8 +33,9 @@ const std::vector<std::string> kPoolKeys{
     "queue_timeout"};
 const std::vector<std::string> kOutlierKeys{"consecutive_failures", "base_ejection", "max_ejection",
                                             "max_ejection_percent"};
-const std::vector<std::string> kLimitsKeys{"max_header_bytes", "max_body_bytes", "header_timeout",
-                                           "idle_timeout", "max_connections_per_worker"};
+const std::vector<std::string> kLimitsKeys{
+    "max_header_bytes",           "max_body_bytes",   "header_timeout", "idle_timeout",
+    "max_connections_per_worker", "max_header_fields"};
 const std::vector<std::string> kDrainKeys{"delay", "budget", "ws_close_spread", "ws_close_timeout",
                                           "wait_for_app"};
 const std::vector<std::string> kLogKeys{"format", "level", "access"};
@@ -114,7 +118,8 @@ class YamlReader : public FieldReader {
   void read_listener(const YAML::Node& node, const std::string& path, ListenerConfig& l,
                      ListenerMarks& m) {
     m.self = where_of(node);
-    Fields f(node, path, kListenerKeys, diag_, {{"tls", kListenerTlsKeys}});
+    Fields f(node, path, kListenerKeys, diag_,
+             {{"tls", kListenerTlsKeys}, {"http2", kListenerHttp2Keys}});
     if (const Field* n = f.get("name")) {
       m.name.where = n->where();
       m.name.ok = name(*n, l.name);
@@ -132,6 +137,7 @@ class YamlReader : public FieldReader {
     boolean(f, "drain", l.drain);
     count(f, "max_connections", l.max_connections);
     if (const Field* u = f.get("upgrades")) read_upgrades(*u, l);
+    if (const Field* h = map_field(f, "http2")) read_http2(*h, l.http2);
 
     const Field* routes = f.get("routes");
     const Field* shorthand = f.get("cluster");
@@ -195,6 +201,55 @@ class YamlReader : public FieldReader {
       out.push_back(std::move(s));
     }
     if (ok) l.upgrades = std::move(out);
+  }
+
+  // listeners[].http2: the SETTINGS values within what RFC 9113 §6.5.2 allows, and ALPN names
+  // sluice speaks. (`alpn` does nothing on a plain listener, and h2 is left out of it while
+  // `enabled` is false: no warning, as --print-config writes the list for every listener.)
+  void read_http2(const Field& section, ListenerHttp2& h) {
+    Fields f(section.value, section.path, kListenerHttp2Keys, diag_);
+    boolean(f, "enabled", h.enabled);
+    if (const Field* m = f.get("max_concurrent_streams"))
+      number(*m, h.max_concurrent_streams, 1, 100000);
+    window(f, "initial_stream_window", h.initial_stream_window, 1);
+    window(f, "connection_window", h.connection_window, 65535);
+    if (const Field* m = f.get("max_stream_errors")) number(*m, h.max_stream_errors, 1, 1000000);
+    if (const Field* a = f.get("alpn")) {
+      static const char* kExpected = "a list of 'h2' and 'http/1.1', such as [h2, http/1.1]";
+      if (!expect(*a, a->value.IsSequence() && a->value.size() > 0, kExpected)) return;
+      std::vector<std::string> out;
+      bool ok = true;
+      for (size_t i = 0; i < a->value.size(); ++i) {
+        Field item{a->path + "[" + std::to_string(i) + "]", a->key, a->value[i]};
+        std::string s;
+        if (!scalar(item, s, kExpected)) {
+          ok = false;
+        } else if (s != "h2" && s != "http/1.1") {
+          ok = invalid(item, s, "'h2' or 'http/1.1'");
+        } else if (std::find(out.begin(), out.end(), s) != out.end()) {
+          ok = invalid(item, s, "each protocol once", ": listed twice");
+        } else {
+          out.push_back(std::move(s));
+        }
+      }
+      if (!ok) return;
+      h.alpn = std::move(out);
+    }
+  }
+
+  // A flow-control window: a size from `min` to 2^31-1 bytes.
+  void window(const Fields& fields, std::string_view key, uint32_t& out, uint64_t min) {
+    const Field* f = fields.get(key);
+    std::string s;
+    const std::string expected =
+        "a size from " + std::to_string(min) + " to 2147483647 bytes (2GiB - 1), such as 64KiB";
+    if (!f || !scalar(*f, s, expected.c_str())) return;
+    auto v = parse_size(s);
+    if (!v || *v < min || *v > 0x7fffffffu) {
+      invalid(*f, s, expected);
+      return;
+    }
+    out = static_cast<uint32_t>(*v);
   }
 
   void read_routes(const Field& f, ListenerConfig& l, ListenerMarks& m) {
@@ -348,6 +403,8 @@ class YamlReader : public FieldReader {
     duration(f, "header_timeout", config_.limits.header_timeout);
     duration(f, "idle_timeout", config_.limits.idle_timeout);
     count(f, "max_connections_per_worker", config_.limits.max_connections_per_worker);
+    if (const Field* m = f.get("max_header_fields"))
+      number(*m, config_.limits.max_header_fields, 1, 10000);
   }
 
   void read_drain(const Field& section) {

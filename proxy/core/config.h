@@ -81,6 +81,7 @@ struct Limits {
   Millis header_timeout{10000};
   Millis idle_timeout{75000};
   uint32_t max_connections_per_worker = 0;  // client connections per worker; 0 = no limit
+  uint32_t max_header_fields = 100;         // fields in a request head (HTTP/1.1 and HTTP/2)
   bool operator==(const Limits&) const = default;
 };
 
@@ -124,6 +125,21 @@ struct ListenerTls {
   bool operator==(const ListenerTls&) const = default;
 };
 
+// HTTP/2 from clients on a listener (`http2:`): the SETTINGS sluice sends, the protocols a TLS
+// listener offers by ALPN, and the per-connection budget of streams the client made fail.
+struct ListenerHttp2 {
+  bool enabled = true;  // false: h2c prior knowledge answered as HTTP/1.1, ALPN without h2
+  uint32_t max_concurrent_streams = 100;
+  uint32_t initial_stream_window = 64 * 1024;
+  uint32_t connection_window = 1024 * 1024;
+  // Streams sluice resets or refuses because of the client (malformed, over the limits,
+  // refused over the upstream-work cap) allowed per connection in a burst (a tenth of it comes
+  // back each second); beyond them: GOAWAY ENHANCE_YOUR_CALM ("MadeYouReset").
+  uint32_t max_stream_errors = 100;
+  std::vector<std::string> alpn{"h2", "http/1.1"};  // TLS: offered in this order
+  bool operator==(const ListenerHttp2&) const = default;
+};
+
 struct ListenerConfig {
   std::string name = "ingress";
   HostPort address{"0.0.0.0", 8080};
@@ -133,6 +149,7 @@ struct ListenerConfig {
   // Protocols a client may upgrade to through this listener (lower case, no versions); any
   // other Upgrade is removed and the request forwarded as a plain one (http/upgrade.h).
   std::vector<std::string> upgrades{"websocket"};
+  ListenerHttp2 http2;
   ListenerTls tls;
   bool operator==(const ListenerConfig&) const = default;
 };

@@ -64,6 +64,35 @@ inline constexpr const char* kWebSocketCloseReasons[] = {"client", "upstream", "
 
 // The protocol a client connection speaks, as a label value (the order of connections_total).
 inline constexpr const char* kConnectionProtocols[] = {"http1", "http2"};
+// HTTP/2 label values (the order of the counters in ListenerStats).
+inline constexpr const char* kHttp2ResetDirections[] = {"received", "sent"};
+// Why sluice sent a connection's (first) GOAWAY.
+enum class Http2Goaway : uint8_t {
+  kDrain,            // the drain's two-step GOAWAY
+  kIdle,             // no stream for the idle timeout
+  kEnhanceYourCalm,  // a guard's budget ran out (refused streams, stream errors, empty frames)
+  kProtocolError,    // nghttp2 found the client breaking the protocol
+  kFlood,            // nghttp2's own limits (RST_STREAM rate, outbound ACK queue)
+  kHeaderTimeout,    // a header block not complete within limits.header_timeout
+  kOther,
+};
+inline constexpr const char* kHttp2GoawayReasons[] = {
+    "drain", "idle", "enhance_your_calm", "protocol_error", "flood", "header_timeout", "other"};
+inline constexpr size_t kHttp2GoawayReasonCount = std::size(kHttp2GoawayReasons);
+// What made sluice close an HTTP/2 connection as an attack (CVE-2019-9512/9515/9518,
+// CVE-2023-44487, CVE-2024-28182, CVE-2025-8671).
+enum class Http2Flood : uint8_t {
+  kPing,          // PING ACKs queued beyond nghttp2's limit
+  kSettings,      // SETTINGS ACKs queued beyond it, or too many entries
+  kEmptyFrames,   // DATA frames without payload or END_STREAM beyond the budget
+  kRapidReset,    // RST_STREAM rate, or streams refused over the upstream-work cap
+  kContinuation,  // CONTINUATION frames beyond nghttp2's cap
+  kStreamErrors,  // streams the client made fail beyond http2.max_stream_errors
+  kOther,         // nghttp2's other flood checks
+};
+inline constexpr const char* kHttp2FloodKinds[] = {
+    "ping", "settings", "empty_frames", "rapid_reset", "continuation", "stream_errors", "other"};
+inline constexpr size_t kHttp2FloodKindCount = std::size(kHttp2FloodKinds);
 
 struct ListenerStats {
   Counter requests[5];  // by status class of the response sent
@@ -72,8 +101,12 @@ struct ListenerStats {
   Counter http2_connections_active;  // gauge: the part of connections_active speaking HTTP/2
   Counter connections_total[2];      // by kConnectionProtocols, once the protocol is known
   Counter websocket_sessions_active;
-  Counter websocket_closed[5];  // by TunnelEnd
-  Counter refused[3];           // by ConnectionRefusal
+  Counter websocket_closed[5];   // by TunnelEnd
+  Counter refused[3];            // by ConnectionRefusal
+  Counter http2_streams_active;  // gauge
+  Counter http2_resets[2];       // RST_STREAM by kHttp2ResetDirections
+  Counter http2_goaway[kHttp2GoawayReasonCount];
+  Counter http2_flood_closes[kHttp2FloodKindCount];
 };
 
 // Why a client connection was refused at accept (label values in this order).

@@ -55,6 +55,12 @@ StatsTotals sum_stats(const ShardSet<ListenerStats>& listeners,
       l.websocket_sessions_active += s->websocket_sessions_active.get();
       for (size_t i = 0; i < 5; ++i) l.websocket_closed[i] += s->websocket_closed[i].get();
       for (size_t i = 0; i < 3; ++i) l.refused[i] += s->refused[i].get();
+      l.http2_streams_active += s->http2_streams_active.get();
+      for (size_t i = 0; i < 2; ++i) l.http2_resets[i] += s->http2_resets[i].get();
+      for (size_t i = 0; i < kHttp2GoawayReasonCount; ++i)
+        l.http2_goaway[i] += s->http2_goaway[i].get();
+      for (size_t i = 0; i < kHttp2FloodKindCount; ++i)
+        l.http2_flood_closes[i] += s->http2_flood_closes[i].get();
     }
     t.listeners.push_back(std::move(l));
   }
@@ -267,6 +273,31 @@ std::vector<MetricFamily> Metrics::Collect() const {
                          {{"listener", l.name}, {"reason", kWebSocketCloseReasons[r]}}));
     out.push_back(std::move(f));
   }
+
+  per_item(out, L, "listener", "sluice_http2_streams_active", "HTTP/2 streams open now", T::Gauge,
+           [](const Li& l) { return l.http2_streams_active; });
+  // A family with one label besides the listener's, every value from start-up.
+  auto by_label = [&](const char* name, const char* help, const char* label,
+                      const char* const* values, size_t n, auto get) {
+    MetricFamily f = family(name, help, T::Counter);
+    for (const Li& l : L)
+      for (size_t i = 0; i < n; ++i)
+        f.metric.push_back(value_metric(T::Counter, static_cast<double>(get(l)[i]),
+                                        {{"listener", l.name}, {label, values[i]}}));
+    out.push_back(std::move(f));
+  };
+  by_label("sluice_http2_resets_total",
+           "HTTP/2 RST_STREAM frames received from clients and sent to them", "direction",
+           kHttp2ResetDirections, 2, [](const Li& l) { return l.http2_resets; });
+  by_label("sluice_http2_goaway_sent_total",
+           "HTTP/2 connections sluice sent a GOAWAY on, by why (the first GOAWAY of each)",
+           "reason", kHttp2GoawayReasons, kHttp2GoawayReasonCount,
+           [](const Li& l) { return l.http2_goaway; });
+  by_label("sluice_http2_flood_closes_total",
+           "HTTP/2 connections closed as an attack (floods, rapid reset, CONTINUATION flood, "
+           "stream errors), by kind",
+           "kind", kHttp2FloodKinds, kHttp2FloodKindCount,
+           [](const Li& l) { return l.http2_flood_closes; });
 
   by_code(out, C, "cluster", "sluice_upstream_requests_total",
           "Requests to the cluster by status class: the upstreams' responses, and the 502, 503 "

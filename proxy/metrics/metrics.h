@@ -41,6 +41,10 @@ struct StatsTotals {
     uint64_t websocket_sessions_active = 0;
     uint64_t websocket_closed[5] = {};
     uint64_t refused[3] = {};
+    uint64_t http2_streams_active = 0;
+    uint64_t http2_resets[2] = {};
+    uint64_t http2_goaway[kHttp2GoawayReasonCount] = {};
+    uint64_t http2_flood_closes[kHttp2FloodKindCount] = {};
   };
   struct Cluster {
     std::string name;

@@ -91,7 +91,8 @@ ConfigPtr ConfigReloader::reconcile(std::shared_ptr<Config> next,
       l.routes = it->routes;
       l.drain = it->drain;
       l.upgrades = it->upgrades;
-      l.tls = it->tls;  // new handshakes use the new settings and files
+      l.http2 = it->http2;  // new connections use the new settings
+      l.tls = it->tls;      // new handshakes use the new settings and files
     }
     for (const RouteConfig& r : l.routes)
       if (next->cluster_index(r.cluster) < 0)

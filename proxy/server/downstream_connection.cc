@@ -37,7 +37,7 @@ DownstreamConnection::DownstreamConnection(Worker& worker, uint16_t listener)
   rc.listener_stats = &worker.listener_stats(listener);
   rc.colour_log = worker.colour_log();
   rc.clusters = &worker;
-  http_->parser.set_limits(rc.config->limits.max_header_bytes);
+  http_->parser.set_limits(rc.config->limits.max_header_bytes, rc.config->limits.max_header_fields);
 }
 
 LoopContext& DownstreamConnection::ctx() {
@@ -52,7 +52,8 @@ void DownstreamConnection::refresh_snapshot() {
   RequestContext& rc = http_->rc;
   if (rc.config.get() != &worker_.config()) {
     rc.config = worker_.config_ptr();
-    http_->parser.set_limits(rc.config->limits.max_header_bytes);
+    http_->parser.set_limits(rc.config->limits.max_header_bytes,
+                             rc.config->limits.max_header_fields);
   }
   rc.access_log = worker_.access_log();
 }
@@ -228,6 +229,19 @@ bool DownstreamConnection::take_preface(const Slice& data) {
     return true;
   }
   preface_checked_ = true;
+  if (!worker_.config().listeners[listener_].http2.enabled) {
+    // HTTP/2 is off on this listener (`http2.enabled: false`): the preface's request line says
+    // HTTP/2.0, so the answer is HTTP/1.1's 505, and the connection closes.
+    LOG_DEBUG("client %s: HTTP/2 preface on a listener without HTTP/2",
+              std::string(client_ip()).c_str());
+    BlockWriter w(ctx().blocks);
+    write_error_response(w, 505, "HTTP/2 is not enabled on this listener", true);
+    stream_.write(w.finish());
+    ctx().stats.sluice_errors.add();
+    worker_.listener_stats(listener_).requests[status_class(505)].add();
+    close_after_flush(true);
+    return true;
+  }
   start_http2(in);
   return true;
 }
@@ -244,7 +258,14 @@ void DownstreamConnection::count_protocol(bool http2) {
 void DownstreamConnection::start_http2(const Slice& first) {
   state_ = State::kHttp2;
   ++served_;
-  h2_ = std::make_unique<Http2Connection>(static_cast<Http2Transport&>(*this));
+  const ListenerHttp2& cfg = http_->rc.config->listeners[listener_].http2;
+  Http2Settings settings;
+  settings.max_concurrent_streams = cfg.max_concurrent_streams;
+  settings.initial_window = cfg.initial_stream_window;
+  settings.connection_window = cfg.connection_window;
+  settings.max_stream_errors = cfg.max_stream_errors;
+  settings.header_timeout_ms = static_cast<uint64_t>(limits().header_timeout.count());
+  h2_ = std::make_unique<Http2Connection>(static_cast<Http2Transport&>(*this), settings);
   count_protocol(true);
   ctx().stats.http2_connections_active.add();  // both back in Worker::remove_connection
   worker_.listener_stats(listener_).http2_connections_active.add();

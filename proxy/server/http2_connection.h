@@ -19,7 +19,9 @@
 #include "core/block.h"
 #include "core/loop_context.h"
 #include "core/on_demand_timer.h"
+#include "core/stats.h"
 #include "exchange/request_context.h"
+#include "server/http2_guard.h"
 
 namespace sluice {
 
@@ -45,10 +47,13 @@ class Http2Transport {
   ~Http2Transport() = default;
 };
 
+// A connection's settings: the listener's `http2:` block and the header timeout.
 struct Http2Settings {
-  uint32_t max_concurrent_streams = 100;
+  uint32_t max_concurrent_streams = 100;  // also the cap on streams with upstream work
   uint32_t initial_window = 64 * 1024;
   uint32_t connection_window = 1024 * 1024;
+  uint32_t max_stream_errors = 100;
+  uint64_t header_timeout_ms = 10000;  // a header block must be complete within it (0: none)
 };
 
 class Http2Connection {
@@ -81,6 +86,11 @@ class Http2Connection {
 
   // For the streams.
   nghttp2_session* session() { return session_; }
+  Http2Guard& guard() { return guard_; }
+  // The client made a stream fail (sluice refused it): spends the stream-error budget, and
+  // ends the connection with ENHANCE_YOUR_CALM when it is gone.
+  void stream_error(Http2Flood kind = Http2Flood::kStreamErrors);
+  ListenerStats* stats() { return stats_; }
   LoopContext& ctx() { return transport_.loop_context(); }
   bool draining() const { return transport_.drain_asked(); }
   // Frames to send: produced on a later loop turn (one pass for all streams), or right after
@@ -99,7 +109,14 @@ class Http2Connection {
                            size_t len, void* user);
   static int on_frame_send(nghttp2_session*, const nghttp2_frame* frame, void* user);
   static int on_stream_close(nghttp2_session*, int32_t stream_id, uint32_t error_code, void* user);
+  static int on_begin_frame(nghttp2_session*, const nghttp2_frame_hd* hd, void* user);
   static void send_task(void* self);
+  static void on_header_timer(uv_timer_t* t);
+  void arm_header_timer();
+  // Ends the session with GOAWAY ENHANCE_YOUR_CALM: an attack guard's budget ran out.
+  void calm(Http2Flood kind, const char* why);
+  void count_flood(Http2Flood kind);
+  void count_goaway(uint32_t error_code);
   static void on_goaway_timer(uv_timer_t* t);
   void final_goaway();
   static void sweep_task(void* self);
@@ -113,6 +130,8 @@ class Http2Connection {
 
   Http2Transport& transport_;
   Http2Settings settings_;
+  Http2Guard guard_;
+  ListenerStats* stats_ = nullptr;  // the listener's shard (null in some tests)
   nghttp2_session* session_ = nullptr;
   std::vector<std::unique_ptr<Http2Stream>> streams_;
   std::vector<Http2Stream*> drained_;
@@ -128,6 +147,14 @@ class Http2Connection {
   bool over_ = false;           // session_over() was called
   uint8_t goaway_ = 0;          // 0: none sent; 1: the notice and its PING; 2: the final GOAWAY
   OnDemandTimer goaway_timer_;  // the notice's PING round trip, capped
+  OnDemandTimer header_timer_;  // the oldest incomplete header block's header timeout
+  bool header_timer_armed_ = false;
+  bool calm_ = false;            // ending with ENHANCE_YOUR_CALM: no new stream is taken
+  bool goaway_counted_ = false;  // the first GOAWAY sent is counted, by why
+  bool flood_counted_ = false;
+  int8_t goaway_reason_ = -1;     // Http2Goaway of the GOAWAY sluice asked for (-1: none)
+  uint8_t last_frame_ = 0xff;     // type of the frame being received (flood kinds)
+  uint64_t resets_received_ = 0;  // RST_STREAM frames (nghttp2's rate limit is behind a GOAWAY)
 };
 
 }  // namespace sluice

@@ -105,11 +105,21 @@ Http2Stream::Http2Stream(Http2Connection& conn, int32_t id, const RequestContext
     : conn_(conn), id_(id), rc_(rc), exchange_(*this), head_(std::make_unique<RequestHead>()) {
   rc_.loop->stats.http2_streams_active.add();  // the drain's and /stats' figure
   rc_.protocol = "HTTP/2";
+  opened_ms_ = conn_.ctx().now_ms();
+  if (rc_.listener_stats) rc_.listener_stats->http2_streams_active.add();
 }
 
 Http2Stream::~Http2Stream() {
   rc_.loop->stats.http2_streams_active.sub();
   exchange_.abort();
+  end_upstream_work();  // a reset stream's upstream is closed by now (the abort, a turn ago)
+  if (rc_.listener_stats) rc_.listener_stats->http2_streams_active.sub();
+}
+
+void Http2Stream::end_upstream_work() {
+  if (!upstream_work_) return;
+  upstream_work_ = false;
+  conn_.guard().upstream_work_ended();
 }
 
 bool Http2Stream::on_header(std::string_view name, std::string_view value, bool trailer) {
@@ -125,10 +135,16 @@ bool Http2Stream::on_header(std::string_view name, std::string_view value, bool 
   }
   RequestHead& h = *head_;
   // Counted as HPACK counts a header list (RFC 9113 §6.5.2), each cookie crumb on its own:
-  // nghttp2 advertises the limit but does not enforce it on what it decodes.
+  // nghttp2 advertises the limit but does not enforce it on what it decodes. An HPACK bomb (a
+  // large dynamic-table entry referenced again and again, or many tiny fields) stops being
+  // stored at either limit, and the stream gets 431 at the end of its block.
   h.bytes += name.size() + value.size() + 32;
-  if (h.bytes > rc_.limits().max_header_bytes) {
-    h.too_large = true;
+  ++h.field_count;
+  if (h.bytes > rc_.limits().max_header_bytes || h.field_count > rc_.limits().max_header_fields) {
+    if (h.bytes > rc_.limits().max_header_bytes)
+      h.too_large = true;
+    else
+      h.too_many = true;
     h.fields.clear();
     h.cookies.clear();
     return true;
@@ -153,7 +169,7 @@ bool Http2Stream::on_header(std::string_view name, std::string_view value, bool 
     reset(NGHTTP2_PROTOCOL_ERROR);
     return false;
   }
-  if (h.too_large) return true;
+  if (h.too_large || h.too_many) return true;
   if (name == "cookie") {
     if (!h.cookies.empty()) h.cookies.append("; ");
     h.cookies.append(value);
@@ -182,12 +198,15 @@ void Http2Stream::on_request_headers(bool end_stream) {
   std::unique_ptr<RequestHead> h = std::move(head_);
   request_ended_ = end_stream;
   head_request_ = h->method == "HEAD";
-  if (h->too_large) {
-    respond_text(431, "request header fields over the limit");
+  if (h->too_large || h->too_many) {
+    refuse(431,
+           h->too_large ? "request header fields over the limit" : "too many request header fields",
+           h->too_large ? "header_bytes" : "header_fields", *h);
+    conn_.stream_error();  // an HPACK bomb repeated spends the stream-error budget
     return;
   }
   if (h->method == "CONNECT") {
-    respond_text(501, "CONNECT is not supported over HTTP/2");
+    refuse(501, "CONNECT is not supported over HTTP/2", "connect", *h);
     return;
   }
   if (h->method.empty() || h->path.empty() || has_space_or_ctl(h->method) ||
@@ -206,14 +225,20 @@ void Http2Stream::on_request_headers(bool end_stream) {
   text.append("\r\n");
 
   HttpParser parser(HTTP_REQUEST, &g_no_body);
-  parser.set_limits(rc_.limits().max_header_bytes + text.size());
+  // The fields were counted above; the synthesized head adds Host and Transfer-Encoding.
+  parser.set_limits(rc_.limits().max_header_bytes + text.size(),
+                    rc_.limits().max_header_fields + 4);
   ParseResult r = parser.execute(Slice{BlockRef(), text.data(), text.size()});
   if (r.event != ParseEvent::kHead) {
     int status = parser.error_status() ? parser.error_status() : 400;
-    respond_text(status, parser.error_reason() ? parser.error_reason() : "bad request");
+    refuse(status, parser.error_reason() ? parser.error_reason() : "bad request", "bad_request",
+           *h);
+    conn_.stream_error();
     return;
   }
   started_ = true;
+  upstream_work_ = true;  // from now until the exchange ends, or the stream is freed
+  conn_.guard().upstream_work_started();
   body_at_ms_ = conn_.ctx().now_ms();
   exchange_.begin(parser.head());
   if (end_stream) exchange_.on_request_complete(trailers_);
@@ -422,6 +447,28 @@ bool Http2Stream::above_high_watermark() const {
 size_t Http2Stream::send_error(int status, std::string_view why, bool) {
   // `malformed` closes an HTTP/1.1 connection; a stream's error ends only the stream.
   return respond_text(status, why);
+}
+
+void Http2Stream::refuse(int status, std::string_view why, std::string_view reason,
+                         const RequestHead& h) {
+  const size_t bytes = respond_text(status, why);
+  LoopContext& ctx = conn_.ctx();
+  ctx.stats.sluice_errors.add();
+  if (rc_.listener_stats) rc_.listener_stats->requests[status_class(status)].add();
+  if (AccessLog* log = rc_.access_log) {
+    const Config& cfg = *rc_.config;
+    AccessLogEntry e;
+    e.listener = cfg.listeners[rc_.listener].name;
+    e.client = rc_.client_ip;
+    e.method = h.method;
+    e.target = h.path;
+    e.host = h.authority;
+    e.status = status;
+    e.bytes_out = bytes;
+    e.protocol = rc_.protocol;
+    e.reason = reason;
+    log->append(e, cfg.log.format, rc_.colour_log);
+  }
 }
 
 size_t Http2Stream::respond_text(int status, std::string_view why) {

@@ -64,6 +64,9 @@ class Http2Stream final : private ClientSide {
 
   bool closed() const { return closed_; }
   bool refused() const { return refused_; }
+  // Its header block has begun and is not complete (the header timeout runs).
+  bool awaiting_headers() const { return head_ != nullptr && !refused_ && !closed_; }
+  uint64_t opened_ms() const { return opened_ms_; }
 
  private:
   // ClientSide
@@ -80,7 +83,7 @@ class Http2Stream final : private ClientSide {
   bool above_high_watermark() const override;
   void pause_request_body() override { body_paused_ = true; }
   void resume_request_body() override;
-  void exchange_done() override {}
+  void exchange_done() override { end_upstream_work(); }
   void start_tunnel(std::unique_ptr<TcpStream> upstream, const Slice& from_server,
                     bool websocket) override;
   bool draining() const override;
@@ -92,6 +95,8 @@ class Http2Stream final : private ClientSide {
   // From the data provider at the end of the body: the trailing HEADERS frame (END_STREAM).
   // False when nghttp2 would not take it: the body then ends without them.
   bool submit_trailers();
+  // The stream no longer holds upstream work (its exchange ended, or the stream is freed).
+  void end_upstream_work();
   // Submits a final response head; `has_body`: DATA follows through the data provider.
   bool submit_head(int status, const nghttp2_nv* fields, size_t count, bool has_body);
   void resume_data();
@@ -104,14 +109,19 @@ class Http2Stream final : private ClientSide {
   // The request's header block, gathered until it is complete.
   struct RequestHead {
     std::string method, scheme, authority, path;
-    std::string fields;   // "name: value\r\n" for the regular fields
-    std::string cookies;  // cookie crumbs joined with "; " (RFC 9113 §8.2.3)
-    uint64_t bytes = 0;   // decoded size, counted as HPACK does (name + value + 32)
+    std::string fields;        // "name: value\r\n" for the regular fields
+    std::string cookies;       // cookie crumbs joined with "; " (RFC 9113 §8.2.3)
+    uint64_t bytes = 0;        // decoded size, counted as HPACK does (name + value + 32)
+    uint32_t field_count = 0;  // decoded fields, each cookie crumb and pseudo-header included
     bool has_content_length = false;
     bool has_host = false;
     bool too_large = false;
+    bool too_many = false;
   };
   std::unique_ptr<RequestHead> head_;  // freed once the exchange has the head
+  // A request refused before its exchange began (431, 400, 501): counted with the listener's
+  // requests and written to the access log with `reason`, as the exchange would have.
+  void refuse(int status, std::string_view why, std::string_view reason, const RequestHead& h);
   MessageHead trailers_;
 
   // The response body queued for DATA frames, oldest first; off_ into the front slice.
@@ -122,6 +132,7 @@ class Http2Stream final : private ClientSide {
   size_t held_credit_ = 0;   // request bytes received while paused: window not yet credited
   uint64_t body_at_ms_ = 0;  // when request body bytes last arrived (or the head)
   uint64_t out_at_ms_ = 0;   // when the client last took response bytes (or some were queued)
+  uint64_t opened_ms_ = 0;   // when its HEADERS began
 
   bool started_ = false;        // the exchange has the request head
   bool request_ended_ = false;  // the client's END_STREAM arrived
@@ -135,6 +146,7 @@ class Http2Stream final : private ClientSide {
   bool response_ended_ = false;      // END_STREAM sent
   bool refused_ = false;
   bool closed_ = false;
+  bool upstream_work_ = false;  // counted in the connection's guard (Http2Guard)
 };
 
 }  // namespace sluice

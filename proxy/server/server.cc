@@ -478,7 +478,7 @@ void Server::rotate_certificates() {
     const ListenerConfig& l = config_->listeners[i];
     if (!l.tls.enabled) continue;
     std::string error;
-    auto tls = ServerTls::build(l.name, l.tls, error);
+    auto tls = ServerTls::build(l.name, l.tls, l.http2, error);
     if (!tls) {
       LOG_ERROR("tls: %s; the running certificate stays", error.c_str());
       continue;
@@ -502,7 +502,7 @@ bool Server::build_tls(const Config& c, TlsSet& out, std::vector<std::string>& e
       continue;
     }
     std::string error;
-    auto tls = ServerTls::build(l.name, l.tls, error);
+    auto tls = ServerTls::build(l.name, l.tls, l.http2, error);
     if (!tls) {
       errors.push_back(error);
       continue;

@@ -21,7 +21,6 @@ constexpr const char* kDefaultCiphers =
     "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
 const unsigned char kAlpnHttp11[] = {8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
 // What a listener offers, in its order of preference: HTTP/2, then HTTP/1.1.
-const unsigned char kAlpnServer[] = {2, 'h', '2', 8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
 
 bool read_file(const std::string& path, std::string& out, std::string& error) {
   std::ifstream f(path, std::ios::binary);
@@ -76,18 +75,6 @@ bool name_matches(const std::string& pattern, const std::string& name) {
   return pattern == name;
 }
 
-int select_alpn(SSL*, const unsigned char** out, unsigned char* outlen, const unsigned char* in,
-                unsigned int inlen, void*) {
-  unsigned char* selected = nullptr;
-  // The server's order decides: h2 when the client offers it, else http/1.1.
-  if (SSL_select_next_proto(&selected, outlen, kAlpnServer, sizeof kAlpnServer, in, inlen) ==
-      OPENSSL_NPN_NEGOTIATED) {
-    *out = selected;
-    return SSL_TLSEXT_ERR_OK;
-  }
-  return SSL_TLSEXT_ERR_NOACK;  // neither offered: carry on without ALPN (HTTP/1.1)
-}
-
 // The settings every context shares: versions, no renegotiation, no compression, buffers
 // released while idle (an idle keep-alive or WebSocket connection holds none).
 bool common_settings(SSL_CTX* ctx, const std::string& version, const std::string& ciphers) {
@@ -113,9 +100,32 @@ std::string openssl_errors() {
 
 ServerTls::~ServerTls() = default;
 
+int ServerTls::on_alpn(SSL*, const unsigned char** out, unsigned char* outlen,
+                       const unsigned char* in, unsigned int inlen, void* arg) {
+  const std::string& offer = static_cast<const ServerTls*>(arg)->alpn_;
+  unsigned char* selected = nullptr;
+  // The server's order decides: h2 when the client offers it (and HTTP/2 is on), else
+  // http/1.1.
+  if (!offer.empty() &&
+      SSL_select_next_proto(&selected, outlen, reinterpret_cast<const unsigned char*>(offer.data()),
+                            static_cast<unsigned int>(offer.size()), in,
+                            inlen) == OPENSSL_NPN_NEGOTIATED) {
+    *out = selected;
+    return SSL_TLSEXT_ERR_OK;
+  }
+  return SSL_TLSEXT_ERR_NOACK;  // none in common: carry on without ALPN (HTTP/1.1)
+}
+
 std::shared_ptr<const ServerTls> ServerTls::build(const std::string& listener,
-                                                  const ListenerTls& settings, std::string& error) {
+                                                  const ListenerTls& settings,
+                                                  const ListenerHttp2& http2, std::string& error) {
   auto tls = std::shared_ptr<ServerTls>(new ServerTls());
+  for (const std::string& p : http2.alpn) {
+    if (p == "h2" && !http2.enabled) continue;
+    tls->alpn_.push_back(static_cast<char>(p.size()));
+    tls->alpn_ += p;
+  }
+  tls->fingerprint_ = "alpn:" + tls->alpn_ + ";";
   const std::string who = "listener " + listener + ": ";
   ERR_clear_error();
   std::string client_ca_pem;
@@ -166,7 +176,7 @@ std::shared_ptr<const ServerTls> ServerTls::build(const std::string& listener,
       SSL_CTX_set_client_CA_list(ctx.get(), SSL_load_client_CA_file(settings.client_ca.c_str()));
       SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, nullptr);
     }
-    SSL_CTX_set_alpn_select_cb(ctx.get(), &select_alpn, nullptr);
+    SSL_CTX_set_alpn_select_cb(ctx.get(), &ServerTls::on_alpn, tls.get());
     // Session tickets (stateless resumption) with a key per context, so a rotation also
     // rotates the ticket key; a session id context lets client-certificate sessions resume.
     static const unsigned char kSid[] = "sluice";

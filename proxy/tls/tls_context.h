@@ -28,8 +28,14 @@ std::string openssl_errors();
 class ServerTls {
  public:
   // Reads every file; nullptr and `error` ("listener ingress: cert.pem: ...") on failure.
+  // ALPN offers `http2.alpn` in its order, without h2 when HTTP/2 is off.
   static std::shared_ptr<const ServerTls> build(const std::string& listener,
-                                                const ListenerTls& settings, std::string& error);
+                                                const ListenerTls& settings,
+                                                const ListenerHttp2& http2, std::string& error);
+  static std::shared_ptr<const ServerTls> build(const std::string& listener,
+                                                const ListenerTls& settings, std::string& error) {
+    return build(listener, settings, ListenerHttp2{}, error);
+  }
   ~ServerTls();
   // The context new connections start with (SNI may switch them to another certificate's).
   SSL_CTX* default_ctx() const { return certs_.front().ctx.get(); }
@@ -42,10 +48,13 @@ class ServerTls {
     std::vector<std::string> names;  // lower-case DNS names from subjectAltName (or CN)
   };
   static int on_servername(SSL* ssl, int* alert, void* arg);
+  static int on_alpn(SSL* ssl, const unsigned char** out, unsigned char* outlen,
+                     const unsigned char* in, unsigned int inlen, void* arg);
   const Cert* match(const std::string& name) const;
 
   std::vector<Cert> certs_;
   std::string fingerprint_;
+  std::string alpn_;  // the protocols offered, in ALPN's wire format
 };
 
 class ClientTls {

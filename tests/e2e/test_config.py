@@ -147,6 +147,12 @@ class ConfigTest(E2ETestCase):
         self.assertEqual(c["listeners"], [{"name": "ingress", "address": "0.0.0.0:8080",
                                            "drain": True, "max_connections": 0,
                                            "upgrades": ["websocket"],
+                                           "http2": {"enabled": True,
+                                                     "max_concurrent_streams": 100,
+                                                     "initial_stream_window": "64KiB",
+                                                     "connection_window": "1MiB",
+                                                     "max_stream_errors": 100,
+                                                     "alpn": ["h2", "http/1.1"]},
                                            "routes": [{"cluster": "app"}]}])
         self.assertEqual(c["clusters"][0]["endpoints"], ["127.0.0.1:4000"])
         self.assertEqual(c["clusters"][0]["pool"]["idle_timeout"], "4s")

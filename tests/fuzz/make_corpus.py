@@ -266,7 +266,60 @@ def tls_seeds():
         write("tls_server", name, bytes([0]) + data)
 
 
+def h2_frame(ftype, flags, sid, payload=b""):
+    return struct.pack(">I", len(payload))[1:] + bytes([ftype, flags]) + \
+        struct.pack(">I", sid) + payload
+
+
+def http2_seeds():
+    """fuzz_http2: frames after the connection preface (the target adds it)."""
+    import hpack  # python3-hpack, with python3-h2
+    enc = hpack.Encoder()
+
+    def block(path, method="GET", extra=()):
+        return enc.encode([(":method", method), (":scheme", "http"), (":authority", "app"),
+                           (":path", path)] + list(extra))
+
+    settings = h2_frame(4, 0, 0, struct.pack(">HI", 4, 1 << 20))
+    ack = h2_frame(4, 1, 0)
+    get = h2_frame(1, 0x5, 1, block("/a"))
+    post = h2_frame(1, 0x4, 3, block("/up", "POST")) + h2_frame(0, 0, 3, b"hello") + \
+        h2_frame(0, 1, 3, b" world")
+    seeds = {
+        "get": settings + ack + get,
+        "post_body": settings + post,
+        "get_then_reset": settings + get + h2_frame(3, 0, 1, struct.pack(">I", 8)),
+        "rapid_reset": settings + b"".join(
+            h2_frame(1, 0x5, i, block("/r%d" % i)) + h2_frame(3, 0, i, struct.pack(">I", 8))
+            for i in range(1, 60, 2)),
+        "continuation": settings + h2_frame(1, 0x1, 1, block("/c")[:3]) +
+        h2_frame(9, 0, 1, block("/c")[3:4]) + h2_frame(9, 0x4, 1, block("/c")[4:]),
+        "continuation_flood": settings + h2_frame(1, 0x1, 1, block("/c")) +
+        b"".join(h2_frame(9, 0, 1, b"\x40\x01x\x01y") for _ in range(12)),
+        "ping_flood": settings + h2_frame(6, 0, 0, b"12345678") * 40,
+        "settings_flood": settings * 40,
+        "empty_data": settings + h2_frame(1, 0x4, 1, block("/e", "POST")) + h2_frame(0, 0, 1) * 40,
+        "window_update_zero": settings + get + h2_frame(8, 0, 1, struct.pack(">I", 0)),
+        "window_update": settings + h2_frame(8, 0, 0, struct.pack(">I", 1 << 20)) + get,
+        "too_many_fields": settings + h2_frame(
+            1, 0x5, 1, block("/f", extra=[("x-%d" % i, "v") for i in range(20)])),
+        "hpack_bomb": settings + h2_frame(
+            1, 0x5, 1, block("/b", extra=[("x-bomb", "a" * 500)] * 10)),
+        "trailers": settings + h2_frame(1, 0x4, 1, block("/t", "POST")) +
+        h2_frame(0, 0, 1, b"x") + h2_frame(1, 0x5, 1, enc.encode([("x-sum", "1")])),
+        "priority_goaway": settings + h2_frame(2, 0, 1, struct.pack(">IB", 0, 16)) + get +
+        h2_frame(7, 0, 0, struct.pack(">II", 1, 0)),
+        "connection_header": settings + h2_frame(
+            1, 0x5, 1, block("/x", extra=[("connection", "close")])),
+    }
+    for name, data in seeds.items():
+        for c in (0, 7):
+            for flags in (0, 7):
+                write("http2", "%s_s%d_f%d" % (name, c, flags), bytes([c, flags]) + data)
+
+
 if __name__ == "__main__":
+    http2_seeds()
     http_seeds()
     ws_seeds()
     config_seeds()

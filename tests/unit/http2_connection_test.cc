@@ -386,6 +386,152 @@ TEST_F(Http2ConnectionTest, AClientResetMidResponseResetsTheUpstreamConnection) 
   EXPECT_EQ(conn_->open_streams(), 0u);
 }
 
+// ---- attack guards (Http2Guard through the connection) ----------------------------------
+
+// A connection with other settings than the fixture's (before the client said anything).
+void restart(std::unique_ptr<Http2Connection>& conn, FakeTransport& t, Http2Settings settings) {
+  conn = std::make_unique<Http2Connection>(t, settings);
+  ASSERT_TRUE(conn->start(t.rc.config->limits.max_header_bytes));
+}
+
+TEST_F(Http2ConnectionTest, RapidResetStreamsOverTheUpstreamWorkCapAreRefused) {
+  Http2Settings settings;
+  settings.max_concurrent_streams = 4;
+  restart(conn_, transport_, settings);
+  std::vector<int32_t> first;
+  for (int i = 0; i < 4; ++i) first.push_back(client_.request(get("/slow")));
+  pump();
+  ASSERT_EQ(set_.source.sides.size(), 4u);
+  // Reset all four and open four more in the same bytes: the reset streams still count (their
+  // upstream goes on a later turn), so the new ones are refused before any exchange begins.
+  for (int32_t id : first)
+    nghttp2_submit_rst_stream(client_.session, NGHTTP2_FLAG_NONE, id, NGHTTP2_CANCEL);
+  std::vector<int32_t> second;
+  for (int i = 0; i < 4; ++i) second.push_back(client_.request(get("/again")));
+  pump();
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_TRUE(side(static_cast<size_t>(i))->was_reset) << i;
+    EXPECT_TRUE(client_.responses[second[static_cast<size_t>(i)]].closed);
+    EXPECT_EQ(client_.responses[second[static_cast<size_t>(i)]].error,
+              static_cast<uint32_t>(NGHTTP2_REFUSED_STREAM));
+  }
+  EXPECT_EQ(set_.source.sides.size(), 4u);               // the upstream saw no fifth request
+  EXPECT_EQ(listener_stats_.http2_resets[0].get(), 4u);  // received
+  EXPECT_EQ(listener_stats_.http2_resets[1].get(), 4u);  // sent: the refusals
+  // A turn later the reset streams are freed: a new stream is served.
+  uv_run(&loop_, UV_RUN_NOWAIT);
+  EXPECT_EQ(conn_->guard().upstream_work(), 0u);
+  int32_t ok = client_.request(get("/after"));
+  pump();
+  ASSERT_EQ(set_.source.sides.size(), 5u);
+  respond(side(4), "HTTP/1.1 204 No Content\r\n\r\n");
+  side(4)->handler->on_upstream_complete();
+  pump();
+  EXPECT_EQ(client_.responses[ok].headers.at(":status"), "204");
+  EXPECT_EQ(conn_->guard().upstream_work(), 0u);
+}
+
+TEST_F(Http2ConnectionTest, StreamErrorsBeyondTheBudgetEndTheConnectionWithEnhanceYourCalm) {
+  Http2Settings settings;
+  settings.max_stream_errors = 5;
+  restart(conn_, transport_, settings);
+  for (int i = 0; i < 8 && !transport_.over; ++i) {
+    Fields f = get("/bad");
+    f.push_back({"connection", "close"});  // each one a PROTOCOL_ERROR reset
+    client_.request(f);
+    pump();
+  }
+  EXPECT_TRUE(transport_.over);
+  EXPECT_EQ(listener_stats_.http2_goaway[static_cast<size_t>(Http2Goaway::kEnhanceYourCalm)].get(),
+            1u);
+  EXPECT_EQ(
+      listener_stats_.http2_flood_closes[static_cast<size_t>(Http2Flood::kStreamErrors)].get(), 1u);
+  EXPECT_TRUE(set_.source.sides.empty());
+}
+
+TEST_F(Http2ConnectionTest, TooManyHeaderFieldsGet431CountedAndTheConnectionGoesOn) {
+  Fields f = get("/many");
+  for (int i = 0; i < 120; ++i) f.push_back({"x-f" + std::to_string(i), "v"});  // over 100
+  int32_t id = client_.request(f);
+  Fields c = get("/crumbs");
+  for (int i = 0; i < 120; ++i) c.push_back({"cookie", "c" + std::to_string(i) + "=1"});
+  int32_t crumbs = client_.request(c);  // each cookie crumb is a field
+  pump();
+  EXPECT_EQ(client_.responses[id].headers.at(":status"), "431");
+  EXPECT_EQ(client_.responses[crumbs].headers.at(":status"), "431");
+  EXPECT_TRUE(set_.source.sides.empty());
+  EXPECT_EQ(listener_stats_.requests[status_class(431)].get(), 2u);
+  int32_t ok = client_.request(get("/fine"));
+  pump();
+  ASSERT_EQ(set_.source.sides.size(), 1u);
+  respond(side(), "HTTP/1.1 204 No Content\r\n\r\n");
+  side()->handler->on_upstream_complete();
+  pump();
+  EXPECT_EQ(client_.responses[ok].headers.at(":status"), "204");
+}
+
+TEST_F(Http2ConnectionTest, EmptyDataFramesBeyondTheBudgetEndTheConnection) {
+  Fields f = {
+      {":method", "POST"}, {":scheme", "http"}, {":authority", "app.example"}, {":path", "/up"}};
+  std::vector<nghttp2_nv> nv;
+  for (auto& [n, v] : f)
+    nv.push_back({reinterpret_cast<uint8_t*>(n.data()), reinterpret_cast<uint8_t*>(v.data()),
+                  n.size(), v.size(), NGHTTP2_NV_FLAG_NONE});
+  int32_t id = nghttp2_submit_headers(client_.session, NGHTTP2_FLAG_NONE, -1, nullptr, nv.data(),
+                                      nv.size(), nullptr);
+  ASSERT_GT(id, 0);
+  pump();
+  // 150 DATA frame headers with no payload and no END_STREAM, written by hand.
+  std::string frames;
+  for (int i = 0; i < 150; ++i) {
+    const char hd[9] = {0, 0, 0, 0 /*DATA*/, 0, 0, 0, 0, static_cast<char>(id)};
+    frames.append(hd, 9);
+  }
+  conn_->on_input(slice_of(pool_, frames));
+  uv_run(&loop_, UV_RUN_NOWAIT);
+  EXPECT_TRUE(transport_.over);
+  EXPECT_EQ(listener_stats_.http2_flood_closes[static_cast<size_t>(Http2Flood::kEmptyFrames)].get(),
+            1u);
+  EXPECT_TRUE(side()->was_reset);  // the exchange in flight was let go
+}
+
+TEST_F(Http2ConnectionTest, AHeaderBlockNotCompleteWithinTheHeaderTimeoutEndsTheConnection) {
+  Http2Settings settings;
+  settings.header_timeout_ms = 30;
+  restart(conn_, transport_, settings);
+  pump();  // the prefaces and SETTINGS
+  // HEADERS with END_STREAM but without END_HEADERS (:method GET, :scheme http, :path /,
+  // :authority app), and no CONTINUATION after it.
+  const char headers[] =
+      "\x00\x00\x08\x01\x01\x00\x00\x00\x01\x82\x86\x84\x41\x03"
+      "app";
+  conn_->on_input(slice_of(pool_, std::string_view(headers, sizeof headers - 1)));
+  EXPECT_EQ(conn_->open_streams(), 1u);
+  EXPECT_FALSE(transport_.over);
+  const uint64_t start = uv_now(&loop_);
+  while (!transport_.over && uv_now(&loop_) - start < 5000) uv_run(&loop_, UV_RUN_ONCE);
+  EXPECT_TRUE(transport_.over);
+  EXPECT_GE(uv_now(&loop_) - start, 25u);
+  EXPECT_EQ(listener_stats_.http2_goaway[static_cast<size_t>(Http2Goaway::kHeaderTimeout)].get(),
+            1u);
+  EXPECT_TRUE(set_.source.sides.empty());
+}
+
+TEST_F(Http2ConnectionTest, APingFloodIsClosedAndCountedAsOne) {
+  pump();                       // the prefaces and SETTINGS
+  transport_.congested = true;  // the client reads nothing: the ACKs pile up
+  std::string frames;
+  for (int i = 0; i < 1200; ++i) {
+    const char hd[9] = {0, 0, 8, 6 /*PING*/, 0, 0, 0, 0, 0};
+    frames.append(hd, 9);
+    frames.append(8, static_cast<char>(i));
+  }
+  conn_->on_input(slice_of(pool_, frames));
+  EXPECT_TRUE(transport_.over);
+  EXPECT_EQ(listener_stats_.http2_flood_closes[static_cast<size_t>(Http2Flood::kPing)].get(), 1u);
+  transport_.congested = false;
+}
+
 TEST_F(Http2ConnectionTest, ACongestedSocketStopsFramesAndReading) {
   client_.request(get("/a"));
   pump();
