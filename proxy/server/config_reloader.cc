@@ -92,6 +92,7 @@ ConfigPtr ConfigReloader::reconcile(std::shared_ptr<Config> next,
       l.drain = it->drain;
       l.upgrades = it->upgrades;
       l.tls = it->tls;  // new handshakes use the new settings and files
+      l.maintenance = it->maintenance;  // an admin API override may stay (MaintenanceBoard)
     }
     for (const RouteConfig& r : l.routes)
       if (next->cluster_index(r.cluster) < 0)
