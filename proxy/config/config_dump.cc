@@ -10,6 +10,11 @@
 namespace sluice {
 namespace {
 
+bool is_default(const MaintenanceSettings& m) {
+  static const MaintenanceSettings defaults;
+  return m == defaults;
+}
+
 template <typename Json>
 Json build(const Config& c) {
   Json j = Json::object();
@@ -47,7 +52,7 @@ Json build(const Config& c) {
       tj["ciphers"] = l.tls.ciphers;
       lj["tls"] = std::move(tj);
     }
-    {
+    if (!is_default(l.maintenance)) {  // like tls: shown when set
       const MaintenanceSettings& m = l.maintenance;
       Json mj = Json::object();
       mj["mode"] = maintenance_mode_name(m.mode);

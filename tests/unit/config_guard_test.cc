@@ -141,8 +141,16 @@ TEST(ConfigGuards, PrintConfigRoundTrips) {
   ASSERT_TRUE(second.config) << yaml << joined(second.errors);
   EXPECT_EQ(*second.config, *first.config) << yaml;
   EXPECT_EQ(dump_config_yaml(*second.config), yaml);
-  // "off" is quoted: a YAML 1.1 reader would take it for false.
-  EXPECT_NE(dump_config_yaml(default_config()).find("mode: \"off\""), std::string::npos);
+  // A listener's maintenance is shown when it differs from the defaults, and "off" is quoted
+  // then: a YAML 1.1 reader would take it for false.
+  EXPECT_EQ(dump_config_yaml(default_config()).find("maintenance"), std::string::npos);
+  Config c = default_config();
+  c.listeners[0].maintenance.message = "soon";
+  const std::string off = dump_config_yaml(c);
+  EXPECT_NE(off.find("mode: \"off\""), std::string::npos) << off;
+  ConfigLoad again = load(off);
+  ASSERT_TRUE(again.config) << off << joined(again.errors);
+  EXPECT_EQ(again.config->listeners[0].maintenance, c.listeners[0].maintenance);
 }
 
 }  // namespace
