@@ -67,7 +67,7 @@ class BreakerTest(E2ETestCase):
         app = self._track(FlakyApp())
         s = self.config("  - name: api\n    endpoints: [127.0.0.1:%d]\n"
                         "    circuit_breaker: {window: 30s, min_requests: 6, failure_ratio: 0.5,"
-                        " open_for: 2s, trial_requests: 2}\n" % app.port)
+                        " open_for: 5s, trial_requests: 2}\n" % app.port)
         # Closed: the app answers.
         for _ in range(3):
             self.assertEqual(http(s.port, "GET", "/api/orders").status, 200)
@@ -80,8 +80,9 @@ class BreakerTest(E2ETestCase):
         self.assertEqual(self.state(s), 1)
         self.assertEqual(self.transitions(s, "open"), 1)
         # Open: sluice answers at once, the app sees nothing; every worker knows (two of them).
-        for _ in range(6):
-            self.assert_fails_fast(s, app, 2)
+        # (open_for is 5 s so that these checks finish within it on a busy machine.)
+        for _ in range(4):
+            self.assert_fails_fast(s, app, 5)
         s.wait_line(r'"reason":\s*"circuit_open"', timeout=10, stream="out")
         s.wait_line("circuit breaker open", timeout=10, stream="err")
         # Half-open after open_for: a trial reaches the app, which still fails: open again.
@@ -92,7 +93,7 @@ class BreakerTest(E2ETestCase):
         self.assertEqual(app.stats()["api"], before + 1)
         self.assertEqual(self.transitions(s, "half_open"), 1)
         self.assertEqual(self.transitions(s, "open"), 2)
-        self.assert_fails_fast(s, app, 2)
+        self.assert_fails_fast(s, app, 5)
         # The app recovers: the next trials succeed and the breaker closes.
         app.control(False)
         wait_until(lambda: http(s.port, "GET", "/api/orders").status == 200, 30,
@@ -128,7 +129,8 @@ class BreakerTest(E2ETestCase):
         s = self.config("  - name: api\n    endpoints: [127.0.0.1:%d]\n"
                         "    limits: {max_requests: 2}\n" % app.port)
         slow = []
-        threads = [threading.Thread(target=lambda: slow.append(http(s.port, "GET", "/slow/3000")))
+        # Long enough that the checks below run while both are in flight, on a busy machine too.
+        threads = [threading.Thread(target=lambda: slow.append(http(s.port, "GET", "/slow/6000")))
                    for _ in range(2)]
         for t in threads:
             t.start()
@@ -148,10 +150,10 @@ class BreakerTest(E2ETestCase):
     def test_max_pending_answers_503_beyond_the_waiting_requests(self):
         app = self._track(FlakyApp())
         s = self.config("  - name: api\n    endpoints: [127.0.0.1:%d]\n"
-                        "    pool: {max_connections: 1}\n"
+                        "    pool: {max_connections: 1, queue_timeout: 30s}\n"
                         "    limits: {max_pending: 1}\n" % app.port, workers=1)
         results = []
-        first = threading.Thread(target=lambda: results.append(http(s.port, "GET", "/slow/2000")))
+        first = threading.Thread(target=lambda: results.append(http(s.port, "GET", "/slow/6000")))
         first.start()
         wait_until(lambda: app.stats()["in_flight"] == 1, 15, "the slow request at the app")
         second = threading.Thread(target=lambda: results.append(http(s.port, "GET", "/api/x")))
