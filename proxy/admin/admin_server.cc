@@ -57,8 +57,10 @@ class AdminServer::Connection final : public ListNode, private StreamHandler, pr
         const MessageHead& req = parser_.head();
         std::string_view url = req.url();
         const size_t q = url.find('?');
-        AdminRequest ar{req, url.substr(0, q), client_ip_, is_loopback(client_ip_), body_,
-                        q == std::string_view::npos ? std::string_view() : url.substr(q + 1)};
+        AdminRequest ar{
+            req,        url.substr(0, q),
+            client_ip_, is_loopback(client_ip_),
+            body_,      q == std::string_view::npos ? std::string_view() : url.substr(q + 1)};
         AdminResponse resp = body_over_
                                  ? AdminResponse{413, "text/plain", "request body too large\n"}
                                  : server_.handler_(ar);

@@ -10,11 +10,10 @@
 
 namespace sluice {
 
-const std::vector<std::string> kMaintenanceKeys{"mode",        "retry_after", "message", "allow_methods",
-                                                "allow_paths", "body",        "content_type"};
-const std::vector<std::string> kCircuitBreakerKeys{"window",           "min_requests",
-                                                   "failure_ratio",    "failure_statuses",
-                                                   "open_for",         "trial_requests"};
+const std::vector<std::string> kMaintenanceKeys{
+    "mode", "retry_after", "message", "allow_methods", "allow_paths", "body", "content_type"};
+const std::vector<std::string> kCircuitBreakerKeys{
+    "window", "min_requests", "failure_ratio", "failure_statuses", "open_for", "trial_requests"};
 const std::vector<std::string> kClusterLimitsKeys{"max_requests", "max_pending"};
 const std::vector<std::string> kRetryBudgetKeys{"percent", "min_retries"};
 

@@ -19,14 +19,23 @@ namespace {
 const std::vector<std::string> kRootKeys{"admin",  "workers", "listeners", "clusters",
                                          "limits", "drain",   "log",       "reload"};
 const std::vector<std::string> kAdminKeys{"address", "token_file"};
-const std::vector<std::string> kListenerKeys{"name",  "address",         "routes",   "cluster",
-                                             "drain", "max_connections", "upgrades", "tls",
-                                             "maintenance"};
+const std::vector<std::string> kListenerKeys{"name",     "address", "routes",
+                                             "cluster",  "drain",   "max_connections",
+                                             "upgrades", "tls",     "maintenance"};
 const std::vector<std::string> kRouteKeys{"host", "prefix", "cluster"};
-const std::vector<std::string> kClusterKeys{
-    "name",        "endpoints", "load_balancing", "connect_timeout", "response_timeout",
-    "dns_refresh", "pool",      "outlier",        "readiness",       "tls",
-    "circuit_breaker", "limits", "retry_budget"};
+const std::vector<std::string> kClusterKeys{"name",
+                                            "endpoints",
+                                            "load_balancing",
+                                            "connect_timeout",
+                                            "response_timeout",
+                                            "dns_refresh",
+                                            "pool",
+                                            "outlier",
+                                            "readiness",
+                                            "tls",
+                                            "circuit_breaker",
+                                            "limits",
+                                            "retry_budget"};
 const std::vector<std::string> kPoolKeys{
     "max_idle",        "idle_timeout",   "max_requests_per_connection",
     "max_connections", "max_connecting", "queue_size",

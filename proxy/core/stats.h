@@ -68,8 +68,8 @@ struct ListenerStats {
   Counter connections_active;
   Counter connections_total;
   Counter websocket_sessions_active;
-  Counter websocket_closed[5];  // by TunnelEnd
-  Counter refused[3];           // by ConnectionRefusal
+  Counter websocket_closed[5];   // by TunnelEnd
+  Counter refused[3];            // by ConnectionRefusal
   Counter maintenance_rejected;  // requests answered 503 by the maintenance mode
 };
 

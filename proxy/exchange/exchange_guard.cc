@@ -17,20 +17,22 @@ bool Exchange::admit_to_cluster() {
   const std::string& name = cluster_->config().name;
   if (!g->start_request(cluster_->guard_slot())) {
     cluster_->stats().overflow[0].add();
-    respond_refusal(503, "overflow",
-                    "cluster '" + name + "' has its limit of requests in flight (limits.max_requests)",
-                    0);
+    respond_refusal(
+        503, "overflow",
+        "cluster '" + name + "' has its limit of requests in flight (limits.max_requests)", 0);
     return false;
   }
   guard_ = g;
   guard_slot_ = cluster_->guard_slot();
   if (CircuitBreaker* b = g->breaker()) {
     const CircuitBreaker::Admission a = b->admit(rc_->loop->now_ms());
-    if (a.transition) cluster_->stats().circuit_transitions[static_cast<size_t>(*a.transition)].add();
+    if (a.transition)
+      cluster_->stats().circuit_transitions[static_cast<size_t>(*a.transition)].add();
     if (!a.allowed) {
       const bool open = a.state == CircuitState::kOpen;
       respond_refusal(503, "circuit_open",
-                      "circuit breaker " + std::string(open ? "open" : "half-open, trials under way") +
+                      "circuit breaker " +
+                          std::string(open ? "open" : "half-open, trials under way") +
                           " for cluster '" + name + "'",
                       a.retry_after_s, "X-Sluice-Circuit", open ? "open" : "half-open");
       return false;
@@ -122,7 +124,8 @@ void Exchange::respond_refusal(int status, const char* reason, std::string_view 
   h.status = status;
   h.has_content_length = true;
   h.content_length = out.size();
-  h.add_header("Content-Type", content_type.empty() ? std::string_view("text/plain") : content_type);
+  h.add_header("Content-Type",
+               content_type.empty() ? std::string_view("text/plain") : content_type);
   h.add_header("Content-Length", std::to_string(out.size()));
   if (retry_after_s) h.add_header("Retry-After", std::to_string(retry_after_s));
   if (!header.empty()) h.add_header(header, value);

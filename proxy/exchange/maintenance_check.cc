@@ -16,7 +16,8 @@ MaintenanceDecision check_maintenance(const MaintenanceView& view, std::string_v
   MaintenanceDecision d;
   if (s.mode == MaintenanceMode::kOff) return d;
   for (const MaintenancePath& p : s.allow_paths)
-    if (path.substr(0, p.prefix.size()) == p.prefix && (p.methods.empty() || listed(p.methods, method)))
+    if (path.substr(0, p.prefix.size()) == p.prefix &&
+        (p.methods.empty() || listed(p.methods, method)))
       return d;
   if (s.mode == MaintenanceMode::kReadOnly) {
     if (!upgrade && listed(s.allow_methods, method)) return d;
@@ -34,7 +35,8 @@ std::string_view maintenance_content_type(const MaintenanceSettings& s) {
   if (!s.content_type.empty()) return s.content_type;
   const size_t at = s.body.find_first_not_of(" \t\r\n");
   if (at != std::string::npos && s.body[at] == '<') return "text/html; charset=utf-8";
-  if (at != std::string::npos && (s.body[at] == '{' || s.body[at] == '[')) return "application/json";
+  if (at != std::string::npos && (s.body[at] == '{' || s.body[at] == '['))
+    return "application/json";
   return "text/plain; charset=utf-8";
 }
 

@@ -41,15 +41,16 @@ size_t index(int v, size_t n) {
 
 void collect_guard_metrics(std::vector<MetricFamily>& out, const StatsTotals& t) {
   using T = MetricType;
-  MetricFamily mode = family("sluice_maintenance_mode",
-                             "Maintenance mode of the listener: 0 off, 1 read-only, 2 full", T::Gauge);
-  MetricFamily rejected = family("sluice_maintenance_rejected_total",
-                                 "Requests answered 503 by the listener's maintenance mode",
-                                 T::Counter);
+  MetricFamily mode =
+      family("sluice_maintenance_mode",
+             "Maintenance mode of the listener: 0 off, 1 read-only, 2 full", T::Gauge);
+  MetricFamily rejected =
+      family("sluice_maintenance_rejected_total",
+             "Requests answered 503 by the listener's maintenance mode", T::Counter);
   for (const auto& l : t.listeners) {
     mode.metric.push_back(metric(T::Gauge, l.maintenance_mode, {{"listener", l.name}}));
-    rejected.metric.push_back(metric(T::Counter, static_cast<double>(l.maintenance_rejected),
-                                     {{"listener", l.name}}));
+    rejected.metric.push_back(
+        metric(T::Counter, static_cast<double>(l.maintenance_rejected), {{"listener", l.name}}));
   }
   out.push_back(std::move(mode));
   out.push_back(std::move(rejected));
@@ -64,9 +65,9 @@ void collect_guard_metrics(std::vector<MetricFamily>& out, const StatsTotals& t)
                                  "Requests answered 503 at a concurrency cap of the cluster "
                                  "(limits.max_requests, limits.max_pending)",
                                  T::Counter);
-  MetricFamily exhausted = family("sluice_upstream_retry_budget_exhausted_total",
-                                  "Retries not made because the cluster's retry budget was spent",
-                                  T::Counter);
+  MetricFamily exhausted =
+      family("sluice_upstream_retry_budget_exhausted_total",
+             "Retries not made because the cluster's retry budget was spent", T::Counter);
   for (const auto& c : t.clusters) {
     state.metric.push_back(metric(T::Gauge, c.circuit_state, {{"cluster", c.name}}));
     for (size_t i = 0; i < 3; ++i)
@@ -75,8 +76,8 @@ void collect_guard_metrics(std::vector<MetricFamily>& out, const StatsTotals& t)
     for (size_t i = 0; i < 2; ++i)
       overflow.metric.push_back(metric(T::Counter, static_cast<double>(c.overflow[i]),
                                        {{"cluster", c.name}, {"limit", kLimits[i]}}));
-    exhausted.metric.push_back(metric(T::Counter, static_cast<double>(c.retry_budget_exhausted),
-                                      {{"cluster", c.name}}));
+    exhausted.metric.push_back(
+        metric(T::Counter, static_cast<double>(c.retry_budget_exhausted), {{"cluster", c.name}}));
   }
   out.push_back(std::move(state));
   out.push_back(std::move(moves));

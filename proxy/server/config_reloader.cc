@@ -91,7 +91,7 @@ ConfigPtr ConfigReloader::reconcile(std::shared_ptr<Config> next,
       l.routes = it->routes;
       l.drain = it->drain;
       l.upgrades = it->upgrades;
-      l.tls = it->tls;  // new handshakes use the new settings and files
+      l.tls = it->tls;                  // new handshakes use the new settings and files
       l.maintenance = it->maintenance;  // an admin API override may stay (MaintenanceBoard)
     }
     for (const RouteConfig& r : l.routes)

@@ -16,9 +16,10 @@ void MaintenanceBoard::apply_config(const Config& config) {
     for (const ListenerConfig& l : config.listeners) {
       if (l.name != e.name) continue;
       if (!(l.maintenance == e.file) && e.api) {
-        LOG_INFO("maintenance: listener %s: the file's maintenance section changed; it replaces "
-                 "the admin API's mode (%s)",
-                 e.name.c_str(), maintenance_mode_name(e.api->mode));
+        LOG_INFO(
+            "maintenance: listener %s: the file's maintenance section changed; it replaces "
+            "the admin API's mode (%s)",
+            e.name.c_str(), maintenance_mode_name(e.api->mode));
         e.api.reset();
       }
       e.file = l.maintenance;

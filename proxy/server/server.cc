@@ -208,9 +208,18 @@ bool Server::start_workers(unsigned workers, const std::vector<AddressList>& add
   std::vector<std::future<std::string>> ready;
   const auto guards = guards_for(*config_);
   for (unsigned w = 0; w < workers; ++w) {
-    WorkerSetup setup{config_, addresses, cluster_stats_for(*config_, w),
-                      listener_stats_for(*config_, w), st.tls.clusters, st.tls.listeners,
-                      listener_open, fd_cap, st.access_sink.get(), colour, fds[w], drain_state};
+    WorkerSetup setup{config_,
+                      addresses,
+                      cluster_stats_for(*config_, w),
+                      listener_stats_for(*config_, w),
+                      st.tls.clusters,
+                      st.tls.listeners,
+                      listener_open,
+                      fd_cap,
+                      st.access_sink.get(),
+                      colour,
+                      fds[w],
+                      drain_state};
     setup.cluster_guards = guards;
     setup.maintenance = st.maintenance->switches();
     st.workers.push_back(std::make_unique<Worker>(w, std::move(setup)));
@@ -658,8 +667,8 @@ void Server::apply_config(ConfigPtr config, const std::vector<AddressList>& addr
   s.maintenance->apply_config(*config_);
   const auto guards = guards_for(*config_);
   for (auto& w : s.workers) {
-    w->post([cfg = config_, addresses, stats = cluster_stats_for(*config_, w->index()),
-             tls = s.tls, guards](Worker& wk) {
+    w->post([cfg = config_, addresses, stats = cluster_stats_for(*config_, w->index()), tls = s.tls,
+             guards](Worker& wk) {
       wk.apply_config(cfg, addresses, stats, tls.clusters, guards);
       for (size_t i = 0; i < tls.listeners.size(); ++i) wk.set_listener_tls(i, tls.listeners[i]);
     });

@@ -9,7 +9,8 @@ namespace sluice {
 CircuitBreaker::CircuitBreaker(std::string cluster, const CircuitBreakerSettings& settings)
     : cluster_(std::move(cluster)),
       settings_(settings),
-      bucket_ms_(std::max<uint64_t>(1, static_cast<uint64_t>(settings.window.count()) / kBuckets)) {}
+      bucket_ms_(std::max<uint64_t>(1, static_cast<uint64_t>(settings.window.count()) / kBuckets)) {
+}
 
 void CircuitBreaker::set_state(CircuitState s) {
   state_.store(static_cast<uint8_t>(s), std::memory_order_relaxed);
@@ -94,15 +95,16 @@ std::optional<CircuitState> CircuitBreaker::record(const Ticket& t, bool failure
     }
   }
   if (moved == CircuitState::kOpen && failures) {
-    LOG_WARN("cluster %s: circuit breaker open (%u of %u requests failed within %lld ms); "
-             "failing fast for %lld ms",
-             cluster_.c_str(), failures, requests,
-             static_cast<long long>(settings_.window.count()),
-             static_cast<long long>(settings_.open_for.count()));
+    LOG_WARN(
+        "cluster %s: circuit breaker open (%u of %u requests failed within %lld ms); "
+        "failing fast for %lld ms",
+        cluster_.c_str(), failures, requests, static_cast<long long>(settings_.window.count()),
+        static_cast<long long>(settings_.open_for.count()));
   } else if (moved == CircuitState::kOpen) {
-    LOG_WARN("cluster %s: circuit breaker open again (a trial request failed); failing fast for "
-             "%lld ms",
-             cluster_.c_str(), static_cast<long long>(settings_.open_for.count()));
+    LOG_WARN(
+        "cluster %s: circuit breaker open again (a trial request failed); failing fast for "
+        "%lld ms",
+        cluster_.c_str(), static_cast<long long>(settings_.open_for.count()));
   } else if (moved == CircuitState::kClosed) {
     LOG_INFO("cluster %s: circuit breaker closed (%u trial requests succeeded)", cluster_.c_str(),
              settings_.trial_requests);

@@ -48,7 +48,9 @@ class CircuitBreaker {
   // given back.
   void cancel(const Ticket& ticket);
 
-  CircuitState state() const { return static_cast<CircuitState>(state_.load(std::memory_order_relaxed)); }
+  CircuitState state() const {
+    return static_cast<CircuitState>(state_.load(std::memory_order_relaxed));
+  }
   // The window's counts now (closed), for /stats.
   void window_counts(uint64_t now_ms, uint32_t& requests, uint32_t& failures) const;
   // Until when it stays open (ms), while open.
@@ -62,8 +64,8 @@ class CircuitBreaker {
     uint64_t epoch = UINT64_MAX;  // now / bucket width when it was filled
     uint32_t requests = 0, failures = 0;
   };
-  void set_state(CircuitState s);  // under mu_
-  void open(uint64_t now_ms);      // under mu_
+  void set_state(CircuitState s);                                              // under mu_
+  void open(uint64_t now_ms);                                                  // under mu_
   void totals(uint64_t now_ms, uint32_t& requests, uint32_t& failures) const;  // under mu_
 
   const std::string cluster_;

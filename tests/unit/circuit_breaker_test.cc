@@ -51,7 +51,7 @@ TEST(CircuitBreaker, OpensWhenTheRatioIsReachedNotBefore) {
   EXPECT_FALSE(one(b, t++, false));
   EXPECT_FALSE(one(b, t++, true));  // 2 of 6
   EXPECT_EQ(b.state(), CircuitState::kClosed);
-  EXPECT_EQ(one(b, t++, true), std::nullopt);     // 3 of 7
+  EXPECT_EQ(one(b, t++, true), std::nullopt);         // 3 of 7
   EXPECT_EQ(one(b, t++, true), CircuitState::kOpen);  // 4 of 8: the ratio is reached
 }
 
@@ -76,7 +76,7 @@ TEST(CircuitBreaker, OpenFailsFastWithTheRemainingTimeRoundedUp) {
   EXPECT_FALSE(a.allowed);
   EXPECT_EQ(a.state, CircuitState::kOpen);
   EXPECT_EQ(a.retry_after_s, 30u);
-  EXPECT_EQ(b.admit(5000 + 29001).retry_after_s, 1u);  // 999 ms left: at least 1 s
+  EXPECT_EQ(b.admit(5000 + 29001).retry_after_s, 1u);   // 999 ms left: at least 1 s
   EXPECT_EQ(b.admit(5000 + 10500).retry_after_s, 20u);  // 19.5 s left
   EXPECT_EQ(b.open_until_ms(), 35000u);
 }

@@ -58,15 +58,15 @@ TEST(ConfigGuards, EverySetting) {
   EXPECT_EQ(c.caps, (ClusterCaps{100, 10}));
   EXPECT_EQ(c.retry_budget, (RetryBudgetSettings{50, 0}));
 
-  r = expect_ok(with_listener(
-      "    maintenance:\n"
-      "      mode: read-only\n"
-      "      retry_after: 5m\n"
-      "      message: migrating the database\n"
-      "      allow_methods: [get, HEAD]\n"
-      "      allow_paths: [/healthz, {prefix: /login, methods: [POST]}]\n"
-      "      body: '<h1>Back soon</h1>'\n"
-      "      content_type: text/html\n"));
+  r =
+      expect_ok(with_listener("    maintenance:\n"
+                              "      mode: read-only\n"
+                              "      retry_after: 5m\n"
+                              "      message: migrating the database\n"
+                              "      allow_methods: [get, HEAD]\n"
+                              "      allow_paths: [/healthz, {prefix: /login, methods: [POST]}]\n"
+                              "      body: '<h1>Back soon</h1>'\n"
+                              "      content_type: text/html\n"));
   ASSERT_TRUE(r.config);
   const MaintenanceSettings& m = r.config->listeners[0].maintenance;
   EXPECT_EQ(m.mode, MaintenanceMode::kReadOnly);

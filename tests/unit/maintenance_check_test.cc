@@ -45,7 +45,7 @@ TEST(MaintenanceCheck, ExceptionsByPrefixAndMethod) {
     MaintenanceView v = view(m);
     EXPECT_FALSE(check_maintenance(v, "POST", "/login", false).refuse);
     EXPECT_FALSE(check_maintenance(v, "POST", "/login?next=/", false).refuse);
-    EXPECT_TRUE(check_maintenance(v, "PUT", "/login", false).refuse);  // POST only
+    EXPECT_TRUE(check_maintenance(v, "PUT", "/login", false).refuse);            // POST only
     EXPECT_FALSE(check_maintenance(v, "DELETE", "/health/deep", false).refuse);  // any method
     EXPECT_TRUE(check_maintenance(v, "POST", "/logout", false).refuse);
   }
