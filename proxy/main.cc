@@ -195,12 +195,32 @@ int main(int argc, char** argv) {
       ->envname("SLUICE_ADMIN")
       ->capture_default_str();
 
+  std::string maint_mode, maint_listener, maint_retry, maint_message;
+  auto* maint = app.add_subcommand(
+      "maintenance",
+      "switch maintenance mode live through the admin API: on (full), read-only, off, or clear "
+      "(back to the configuration file's mode)");
+  maint->add_option("MODE", maint_mode, "on | full | read-only | off | clear")
+      ->required()
+      ->check(CLI::IsMember({"on", "full", "read-only", "off", "clear"}));
+  maint->add_option("--listener", maint_listener, "only this listener (default: every listener)");
+  maint->add_option("--retry-after", maint_retry,
+                    "Retry-After of the 503s, a duration such as 120s (default: the file's)");
+  auto* maint_message_opt =
+      maint->add_option("--message", maint_message, "text shown in the 503 body");
+  maint->add_option("--admin", drain_admin, "the admin listener of the sluice to switch")
+      ->envname("SLUICE_ADMIN")
+      ->capture_default_str();
+
   app.require_subcommand(0, 1);
   CLI11_PARSE(app, argc, argv);
 
   if (*check) return check_config(check_files);
   if (*drain) return run_drain_command(address("admin", drain_admin), drain_wait);
   if (*resume) return run_resume_command(address("admin", drain_admin));
+  if (*maint)
+    return run_maintenance_command(address("admin", drain_admin), maint_mode, maint_listener,
+                                   maint_retry, maint_message, maint_message_opt->count() > 0);
   if (*demo_app) return run_demo_app(address("listen", demo_app_listen));
   if (*demo) return run_proxy(demo_cmd, true);
   return run_proxy(proxy, false);

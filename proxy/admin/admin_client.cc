@@ -15,9 +15,12 @@ namespace sluice {
 
 namespace {
 
-bool send_request(int fd, const char* method, const char* path, const std::string& host) {
+bool send_request(int fd, const char* method, const char* path, const std::string& host,
+                  const std::string& body = {}) {
   std::string req = std::string(method) + " " + path + " HTTP/1.1\r\nHost: " + host +
-                    "\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+                    (body.empty() ? "" : "\r\nContent-Type: application/json") +
+                    "\r\nContent-Length: " + std::to_string(body.size()) +
+                    "\r\nConnection: close\r\n\r\n" + body;
   return ::send(fd, req.data(), req.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(req.size());
 }
 
@@ -169,6 +172,40 @@ int AdminClient::resume() const {
     return 0;
   }
   fprintf(stderr, "sluice resume: %s answered %d: %s", shown_.c_str(), status, body.c_str());
+  return 1;
+}
+
+int AdminClient::maintenance(const std::string& mode, const std::string& listener,
+                             const std::string& retry_after, const std::string& message,
+                             bool message_given) const {
+  int fd = connect_once();
+  if (fd < 0) {
+    fprintf(stderr, "sluice maintenance: cannot reach the admin listener at %s: %s\n",
+            shown_.c_str(), strerror(-fd));
+    return 1;
+  }
+  bool sent;
+  if (mode == "clear") {
+    std::string path = "/maintenance";
+    if (!listener.empty()) path += "?listener=" + listener;
+    sent = send_request(fd, "DELETE", path.c_str(), shown_);
+  } else {
+    nlohmann::json j;
+    j["mode"] = mode == "on" ? "full" : mode;
+    if (!listener.empty()) j["listener"] = listener;
+    if (!retry_after.empty()) j["retry_after"] = retry_after;
+    if (message_given) j["message"] = message;
+    sent = send_request(fd, "POST", "/maintenance", shown_, j.dump());
+  }
+  std::string body;
+  int status = sent ? read_response(fd, body) : 0;
+  ::close(fd);
+  if (status == 200) {
+    printf("%s", body.c_str());
+    fflush(stdout);
+    return 0;
+  }
+  fprintf(stderr, "sluice maintenance: %s answered %d: %s", shown_.c_str(), status, body.c_str());
   return 1;
 }
 

@@ -24,6 +24,12 @@ class AdminClient {
   // when there is no sluice to resume (nothing listens: a sluice that starts serves anyway);
   // 1 on any other answer.
   int resume() const;
+  // POST /maintenance {"mode", "listener"?, "retry_after"?, "message"?} ("on" is "full"), or
+  // DELETE /maintenance[?listener=] for "clear" (back to the file's mode). Prints the answer;
+  // 0 when sluice took it, 1 otherwise.
+  int maintenance(const std::string& mode, const std::string& listener,
+                  const std::string& retry_after, const std::string& message,
+                  bool message_given) const;
 
   // Parses a numeric "HOST:PORT" ("127.0.0.1:9901", "[::1]:9901"); false if it is not one.
   static bool parse_numeric(const std::string& text, sockaddr_storage& out, socklen_t& length);

@@ -20,6 +20,11 @@ class AdminBackend {
   virtual AdminResponse reload() = 0;
   // Serves again after a drain no signal started (the app's container restarted).
   virtual AdminResponse resume() = 0;
+  // Maintenance mode (issue 17): GET /maintenance, POST /maintenance with a JSON body,
+  // DELETE /maintenance[?listener=NAME] (back to the file's mode).
+  virtual AdminResponse maintenance_status() = 0;
+  virtual AdminResponse set_maintenance(const AdminRequest& req) = 0;
+  virtual AdminResponse clear_maintenance(const AdminRequest& req) = 0;
   // A state-changing request: from loopback, or with the admin token (logged when refused).
   virtual bool allowed_to_change(const AdminRequest& req) const = 0;
 

@@ -24,7 +24,10 @@ struct AdminRequest {
   std::string_view path;  // without the query
   std::string_view client_ip;
   bool from_loopback;
+  std::string_view body = {};   // the request body (at most kMaxBody bytes)
+  std::string_view query = {};  // after '?', without it
   std::string_view header(std::string_view name) const;
+  static constexpr size_t kMaxBody = 64 * 1024;
 };
 
 struct AdminResponse {

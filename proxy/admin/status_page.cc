@@ -130,6 +130,24 @@ footer span { margin-right: 18px; }
   </table></div>
   <div class="empty" id="clusters-empty" hidden>no clusters</div>
 </section>
+<section id="protection">
+  <h2>Maintenance and circuit breakers</h2>
+  <div class="scroll"><table id="maintenance">
+    <thead>
+      <tr><th class="text">listener</th><th class="text">maintenance</th><th class="text">set by</th>
+          <th>Retry-After</th><th>refused</th></tr>
+    </thead>
+    <tbody></tbody>
+  </table></div>
+  <div class="scroll"><table id="breakers">
+    <thead>
+      <tr><th class="text">cluster</th><th class="text">circuit</th><th>window failures</th>
+          <th>in flight</th><th>waiting</th><th>over a cap</th><th>retries refused</th>
+          <th class="text">transitions</th></tr>
+    </thead>
+    <tbody></tbody>
+  </table></div>
+</section>
 </main>
 <footer>
   <span>cpu <b id="cpu" data-metric="cpu-seconds"></b></span>
@@ -155,6 +173,10 @@ const CLUSTER_CELLS = ['name:text', 'endpoints:text', 'load-balancing:text', 're
   'requests-5xx', 'error-rate', 'rps', 'p50:g', 'p99', 'pool-idle:g', 'pool-active',
   'connections-created', 'retries:g', 'connect-failures', 'timeouts', 'ejections',
   'readiness:text g'];
+const MAINTENANCE_CELLS = ['name:text', 'maintenance:text', 'source:text', 'retry-after',
+  'refused'];
+const BREAKER_CELLS = ['name:text', 'circuit:text', 'window-failures', 'in-flight', 'pending',
+  'overflow', 'retry-budget-exhausted', 'transitions:text'];
 const PHASE_NOTES = {
   delay: 'readiness fails so load balancers stop sending; new connections are still served',
   draining: 'no new connections; idle ones are closed, in-flight requests finish',
@@ -322,6 +344,53 @@ function renderClusters(list, readiness, t) {
   $('clusters-empty').hidden = list.length > 0;
 }
 
+// Maintenance modes per listener, circuit breakers and caps per cluster (issue 17).
+function renderProtection(s) {
+  const modes = s.maintenance || {};
+  const guards = s.guards || {};
+  const mt = $('maintenance');
+  const keepL = new Set();
+  for (const l of Array.isArray(s.listeners) ? s.listeners : []) {
+    if (l.configured === false) continue;
+    keepL.add(l.name);
+    const r = row(mt, 'listener', l.name, MAINTENANCE_CELLS);
+    const m = modes[l.name] || {};
+    const mode = l.maintenance_mode || 'off';
+    set(r, 'name', l.name);
+    set(r, 'maintenance', mode, undefined, mode === 'off' ? 'good' : mode === 'full' ? 'bad' : 'warn');
+    set(r, 'source', m.source || 'file');
+    set(r, 'retry-after', num(m.retry_after_s), num(m.retry_after_s) + ' s');
+    set(r, 'refused', num(l.maintenance_rejected));
+  }
+  prune(mt, 'listener', keepL);
+  const bt = $('breakers');
+  const keepC = new Set();
+  for (const c of Array.isArray(s.clusters) ? s.clusters : []) {
+    if (c.configured === false) continue;
+    keepC.add(c.name);
+    const r = row(bt, 'cluster', c.name, BREAKER_CELLS);
+    const g = guards[c.name] || {};
+    set(r, 'name', c.name);
+    const circuit = g.circuit || 'none';
+    set(r, 'circuit', circuit, circuit === 'open' && g.open_for_s ? 'open (' + g.open_for_s + ' s)'
+        : circuit, circuit === 'open' ? 'bad' : circuit === 'half_open' ? 'warn'
+        : circuit === 'none' ? 'muted' : 'good');
+    set(r, 'window-failures', num(g.window_failures),
+        g.circuit ? int(g.window_failures) + ' of ' + int(g.window_requests) : '—');
+    set(r, 'in-flight', num(g.requests_in_flight));
+    set(r, 'pending', num(g.pending));
+    const over = num(c.overflow && c.overflow.requests) + num(c.overflow && c.overflow.pending);
+    set(r, 'overflow', over, undefined, over ? 'warn' : '');
+    set(r, 'retry-budget-exhausted', num(c.retry_budget_exhausted), undefined,
+        num(c.retry_budget_exhausted) ? 'warn' : '');
+    const t = c.circuit_transitions || {};
+    const moves = ['open', 'half_open', 'closed'].filter((k) => num(t[k]))
+        .map((k) => k + ' ' + int(t[k]));
+    set(r, 'transitions', moves.length, moves.length ? moves.join(', ') : '—');
+  }
+  prune(bt, 'cluster', keepC);
+}
+
 function renderDrain(d) {
   const phase = (d && d.phase) || 'serving';
   const box = $('drain');
@@ -367,6 +436,7 @@ function render(s) {
   sampled.clear();
   renderListeners(Array.isArray(s.listeners) ? s.listeners : [], t);
   renderClusters(Array.isArray(s.clusters) ? s.clusters : [], readiness, t);
+  renderProtection(s);
   for (const key of Array.from(samples.keys())) if (!sampled.has(key)) samples.delete(key);
   const p = s.process || {};
   set(document, 'cpu-seconds', num(p.cpu_seconds), num(p.cpu_seconds).toFixed(2) + ' s');

@@ -2,11 +2,18 @@
 // (loadable again) and as JSON for the admin API. One builder makes both, so they never differ.
 #include <yaml-cpp/yaml.h>
 
+#include <charconv>
+
 #include "config/config_file.h"
 #include "config/setting_values.h"
 
 namespace sluice {
 namespace {
+
+bool is_default(const MaintenanceSettings& m) {
+  static const MaintenanceSettings defaults;
+  return m == defaults;
+}
 
 template <typename Json>
 Json build(const Config& c) {
@@ -53,6 +60,26 @@ Json build(const Config& c) {
       tj["min_version"] = l.tls.min_version;
       tj["ciphers"] = l.tls.ciphers;
       lj["tls"] = std::move(tj);
+    }
+    if (!is_default(l.maintenance)) {  // like tls: shown when set
+      const MaintenanceSettings& m = l.maintenance;
+      Json mj = Json::object();
+      mj["mode"] = maintenance_mode_name(m.mode);
+      mj["retry_after"] = format_duration(m.retry_after);
+      mj["message"] = m.message;
+      mj["allow_methods"] = Json::array();
+      for (const auto& method : m.allow_methods) mj["allow_methods"].push_back(method);
+      mj["allow_paths"] = Json::array();
+      for (const auto& p : m.allow_paths) {
+        Json pj = Json::object();
+        pj["prefix"] = p.prefix;
+        pj["methods"] = Json::array();
+        for (const auto& method : p.methods) pj["methods"].push_back(method);
+        mj["allow_paths"].push_back(std::move(pj));
+      }
+      mj["body"] = m.body;
+      mj["content_type"] = m.content_type;
+      lj["maintenance"] = std::move(mj);
     }
     lj["routes"] = Json::array();
     for (const auto& r : l.routes) {
@@ -101,6 +128,26 @@ Json build(const Config& c) {
       tj["min_version"] = cl.tls.min_version;
       cj["tls"] = std::move(tj);
     }
+    if (cl.circuit_breaker.enabled) {
+      const CircuitBreakerSettings& b = cl.circuit_breaker;
+      Json bj = Json::object();
+      bj["window"] = format_duration(b.window);
+      bj["min_requests"] = b.min_requests;
+      bj["failure_ratio"] = b.failure_ratio;
+      bj["failure_statuses"] = Json::array();
+      for (int code : b.failure_statuses) bj["failure_statuses"].push_back(code);
+      bj["open_for"] = format_duration(b.open_for);
+      bj["trial_requests"] = b.trial_requests;
+      cj["circuit_breaker"] = std::move(bj);
+    }
+    Json caps = Json::object();
+    caps["max_requests"] = cl.caps.max_requests;
+    caps["max_pending"] = cl.caps.max_pending;
+    cj["limits"] = std::move(caps);
+    Json budget = Json::object();
+    budget["percent"] = cl.retry_budget.percent;
+    budget["min_retries"] = cl.retry_budget.min_retries;
+    cj["retry_budget"] = std::move(budget);
     j["clusters"].push_back(std::move(cj));
   }
 
@@ -170,9 +217,14 @@ void emit(YAML::Emitter& out, const nlohmann::ordered_json& j, bool in_list) {
     out << j.get<uint64_t>();
   } else if (j.is_number_integer()) {
     out << j.get<int64_t>();
+  } else if (j.is_number_float()) {  // the shortest text that reads back as the same double
+    char buf[32];
+    auto r = std::to_chars(buf, buf + sizeof buf, j.get<double>());
+    out << std::string(buf, r.ptr);
   } else {
     const std::string s = j.get<std::string>();
-    if (looks_like_a_number(s)) out << YAML::DoubleQuoted;
+    // "off" (maintenance.mode): a YAML 1.1 reader takes it for false; quoted like "1.2".
+    if (looks_like_a_number(s) || s == "off" || s == "on") out << YAML::DoubleQuoted;
     out << s;
   }
 }

@@ -8,6 +8,7 @@
 
 #include "config/config_marks.h"
 #include "config/field_reader.h"
+#include "config/guard_reader.h"
 #include "config/setting_values.h"
 #include "config/tls_reader.h"
 #include "http/upgrade.h"
@@ -18,15 +19,26 @@ namespace {
 const std::vector<std::string> kRootKeys{"admin",  "workers", "listeners", "clusters",
                                          "limits", "drain",   "log",       "reload"};
 const std::vector<std::string> kAdminKeys{"address", "token_file"};
-const std::vector<std::string> kListenerKeys{
-    "name", "address", "routes", "cluster", "drain", "max_connections", "upgrades", "http2", "tls"};
+const std::vector<std::string> kListenerKeys{"name",  "address",         "routes",   "cluster",
+                                             "drain", "max_connections", "upgrades", "http2",
+                                             "tls",   "maintenance"};
 const std::vector<std::string> kListenerHttp2Keys{
     "enabled",           "max_concurrent_streams", "initial_stream_window",
     "connection_window", "max_stream_errors",      "alpn"};
 const std::vector<std::string> kRouteKeys{"host", "prefix", "cluster"};
-const std::vector<std::string> kClusterKeys{
-    "name",        "endpoints", "load_balancing", "connect_timeout", "response_timeout",
-    "dns_refresh", "pool",      "outlier",        "readiness",       "tls"};
+const std::vector<std::string> kClusterKeys{"name",
+                                            "endpoints",
+                                            "load_balancing",
+                                            "connect_timeout",
+                                            "response_timeout",
+                                            "dns_refresh",
+                                            "pool",
+                                            "outlier",
+                                            "readiness",
+                                            "tls",
+                                            "circuit_breaker",
+                                            "limits",
+                                            "retry_budget"};
 const std::vector<std::string> kPoolKeys{
     "max_idle",        "idle_timeout",   "max_requests_per_connection",
     "max_connections", "max_connecting", "queue_size",
@@ -119,7 +131,9 @@ class YamlReader : public FieldReader {
                      ListenerMarks& m) {
     m.self = where_of(node);
     Fields f(node, path, kListenerKeys, diag_,
-             {{"tls", kListenerTlsKeys}, {"http2", kListenerHttp2Keys}});
+             {{"tls", kListenerTlsKeys},
+              {"http2", kListenerHttp2Keys},
+              {"maintenance", kMaintenanceKeys}});
     if (const Field* n = f.get("name")) {
       m.name.where = n->where();
       m.name.ok = name(*n, l.name);
@@ -138,6 +152,7 @@ class YamlReader : public FieldReader {
     count(f, "max_connections", l.max_connections);
     if (const Field* u = f.get("upgrades")) read_upgrades(*u, l);
     if (const Field* h = map_field(f, "http2")) read_http2(*h, l.http2);
+    read_listener_maintenance(f, l.maintenance, diag_);
 
     const Field* routes = f.get("routes");
     const Field* shorthand = f.get("cluster");
@@ -339,7 +354,12 @@ class YamlReader : public FieldReader {
                     ClusterMarks& m) {
     m.self = where_of(node);
     Fields f(node, path, kClusterKeys, diag_,
-             {{"pool", kPoolKeys}, {"outlier", kOutlierKeys}, {"tls", kClusterTlsKeys}});
+             {{"pool", kPoolKeys},
+              {"outlier", kOutlierKeys},
+              {"tls", kClusterTlsKeys},
+              {"circuit_breaker", kCircuitBreakerKeys},
+              {"limits", kClusterLimitsKeys},
+              {"retry_budget", kRetryBudgetKeys}});
     if (const Field* n = f.get("name")) {
       m.name.where = n->where();
       m.name.ok = name(*n, c.name);
@@ -394,6 +414,7 @@ class YamlReader : public FieldReader {
         number(*p, c.outlier.max_ejection_percent, 0, 100);
     }
     read_cluster_tls(f, c.tls, m, diag_);
+    read_cluster_guards(f, c, diag_);
   }
 
   void read_limits(const Field& section) {

@@ -9,6 +9,7 @@
 #include <string_view>
 #include <vector>
 
+#include "core/guard_settings.h"
 #include "core/log.h"
 
 namespace sluice {
@@ -72,6 +73,9 @@ struct ClusterConfig {
   OutlierSettings outlier;
   bool readiness = false;  // /readyz fails while no endpoint of this cluster is reachable
   ClusterTls tls;
+  CircuitBreakerSettings circuit_breaker;
+  ClusterCaps caps;  // the file's `limits`
+  RetryBudgetSettings retry_budget;
   bool operator==(const ClusterConfig&) const = default;
 };
 
@@ -151,6 +155,7 @@ struct ListenerConfig {
   std::vector<std::string> upgrades{"websocket"};
   ListenerHttp2 http2;
   ListenerTls tls;
+  MaintenanceSettings maintenance;  // the file's; POST /maintenance may override it
   bool operator==(const ListenerConfig&) const = default;
 };
 

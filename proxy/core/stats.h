@@ -107,6 +107,7 @@ struct ListenerStats {
   Counter http2_resets[2];       // RST_STREAM by kHttp2ResetDirections
   Counter http2_goaway[kHttp2GoawayReasonCount];
   Counter http2_flood_closes[kHttp2FloodKindCount];
+  Counter maintenance_rejected;  // requests answered 503 by the maintenance mode
 };
 
 // Why a client connection was refused at accept (label values in this order).
@@ -127,7 +128,13 @@ struct ClusterStats {
   Counter connect_retries;         // connects started again on the same address after a backoff
   Counter tls_handshakes_full;     // TLS origination: new sessions
   Counter tls_handshakes_resumed;  // ...and resumed ones (the per-address session cache works)
+  Counter overflow[2];             // 503s at a concurrency cap, by kOverflowLimits
+  Counter retry_budget_exhausted;  // retries not made: the retry budget was spent
+  Counter circuit_transitions[3];  // by the state moved to (CircuitState: closed, open, half-open)
 };
+
+// Concurrency caps as label values of sluice_upstream_overflow_total{limit}.
+inline constexpr const char* kOverflowLimits[] = {"requests", "pending"};
 
 // What the drain (and /healthz) needs of a worker as a whole.
 struct WorkerStats {

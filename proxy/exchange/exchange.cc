@@ -3,9 +3,11 @@
 #include <llhttp.h>
 
 #include "core/log.h"
+#include "exchange/maintenance_check.h"
 #include "exchange/request_plan.h"
 #include "http/trailers.h"
 #include "net/tcp_stream.h"
+#include "upstream/cluster_guard.h"
 
 namespace sluice {
 
@@ -57,6 +59,7 @@ void Exchange::use_pool(UpstreamSource* p) {
 }
 
 void Exchange::reset() {
+  release_guard();
   use_cluster(nullptr);
   use_pool(nullptr);
   up_ = nullptr;
@@ -118,6 +121,19 @@ void Exchange::begin(const MessageHead& req) {
     respond_error(plan.refuse_status, plan.refuse_why, plan.malformed);
     return;
   }
+  if (rc_->maintenance && rc_->maintenance->mode() != MaintenanceMode::kOff) {
+    const auto view = rc_->maintenance->view();
+    const MaintenanceDecision d =
+        check_maintenance(*view, llhttp_method_name(static_cast<llhttp_method_t>(req.method)),
+                          plan.target.path, plan.upgrade);
+    if (d.refuse) {
+      rc_->listener_stats->maintenance_rejected.add();
+      const MaintenanceSettings& ms = view->settings;
+      respond_refusal(503, "maintenance", d.why, view->retry_after_s(), {}, {},
+                      ms.body.empty() ? std::string_view() : maintenance_content_type(ms), ms.body);
+      return;
+    }
+  }
   UpstreamSet* cluster = rc_->clusters->route(rc_->listener, plan.host, plan.target.path);
   if (!cluster) {
     std::string why = "no route for host '" + std::string(plan.host) + "' and path '" +
@@ -126,6 +142,7 @@ void Exchange::begin(const MessageHead& req) {
     return;
   }
   use_cluster(cluster);
+  if (!admit_to_cluster()) return;
   use_pool(cluster->pick_source());
   if (!pool_) {
     respond_error(503, "cluster has no address yet (its endpoints did not resolve)");
@@ -161,6 +178,7 @@ void Exchange::acquire(bool fresh) {
       break;
     case UpstreamSource::Acquire::kQueued:
       queued_ = true;
+      if (!count_pending()) return;
       break;
     case UpstreamSource::Acquire::kFailed:
       on_pool_failure(failure);
@@ -170,15 +188,18 @@ void Exchange::acquire(bool fresh) {
 
 void Exchange::on_pool_ready(UpstreamSide* side) {
   queued_ = false;
+  stop_pending();
   send_to(side);
 }
 
 void Exchange::on_pool_failure(PoolFailure f) {
   queued_ = false;
+  stop_pending();
   // A failed connect sent nothing: try another address of the cluster (at most two more).
   bool connect_failed = f == PoolFailure::kConnectRefused || f == PoolFailure::kConnectTimeout ||
                         f == PoolFailure::kTlsHandshake;
-  if (connect_failed && connect_retries_ < 2 && cluster_->address_count() > 1) {
+  // The budget first: picking another address moves the round robin on.
+  if (connect_failed && connect_retries_ < 2 && cluster_->address_count() > 1 && take_retry()) {
     UpstreamSource* next = cluster_->pick_source(pool_);
     if (next && next != pool_) {
       ++connect_retries_;
@@ -190,6 +211,8 @@ void Exchange::on_pool_failure(PoolFailure f) {
       return;
     }
   }
+  // The queue being full is sluice's own limit, not the upstream failing.
+  if (f != PoolFailure::kQueueFull) breaker_outcome(true);
   respond_error(f == PoolFailure::kConnectRefused || f == PoolFailure::kTlsHandshake ? 502 : 503,
                 pool_failure_name(f));
 }
@@ -288,6 +311,7 @@ void Exchange::on_upstream_drained() {
 
 void Exchange::on_upstream_head(const MessageHead& head) {
   if (head.status == 100) return;  // sluice answered the client's Expect itself
+  if (head.status == 101 || head.status >= 200) breaker_outcome(failure_status(head.status));
   if (head.status == 101 && upgrade_ && !upgrade_response_allowed(head, upgrades())) {
     drop_upstream();
     respond_error(502, "upstream switched to a protocol not on the listener's upgrades list");
@@ -418,7 +442,7 @@ void Exchange::on_upstream_error(UpstreamError e, bool response_started) {
     client_.cut_response();
     return;
   }
-  if (!response_started && can_retry(e)) {
+  if (!response_started && can_retry(e) && take_retry()) {
     retried_ = true;
     cluster_->stats().retries.add();
     LOG_DEBUG("upstream %s: stale pooled connection (%s), retrying on a fresh one",
@@ -426,6 +450,7 @@ void Exchange::on_upstream_error(UpstreamError e, bool response_started) {
     acquire(true);
     return;
   }
+  breaker_outcome(true);
   respond_error(e == UpstreamError::kResponseTimeout ? 504 : 502, upstream_error_name(e));
 }
 
@@ -484,6 +509,7 @@ void Exchange::leave_queue() {
   if (!queued_) return;
   pool_->cancel(this);
   queued_ = false;
+  stop_pending();
 }
 
 void Exchange::deactivate() {
@@ -497,6 +523,7 @@ void Exchange::deactivate() {
     ls.duration.observe_us(duration_us);
   }
   if (log_) write_access_log(duration_us);
+  release_guard();
   use_pool(nullptr);
   use_cluster(nullptr);
 }

@@ -16,6 +16,7 @@
 #include "http/message.h"
 #include "http/rewrite.h"
 #include "http/upgrade.h"
+#include "upstream/circuit_breaker.h"
 #include "upstream/upstream_side.h"
 
 namespace sluice {
@@ -75,6 +76,20 @@ class Exchange : private UpstreamHandler, private PoolClient {
   void flush_pending();
   void update_request_backpressure();
   bool can_retry(UpstreamError e) const;
+  // Protection (issue 17, exchange_guard.cc): the cluster's caps and circuit breaker at the
+  // start, the retry budget before a retry, the breaker's outcome once per request.
+  bool admit_to_cluster();  // false: refused (answered)
+  bool take_retry();        // false: the retry budget is spent (counted)
+  bool count_pending();     // false: max_pending wait already (answered)
+  void stop_pending();      // the wait in a pool's queue ended
+  void breaker_outcome(bool failure);
+  bool failure_status(int status) const;
+  void release_guard();  // everything the request holds on the guard, once
+  // A response sluice makes itself with a Retry-After (seconds; 0: none), an optional extra
+  // header and an optional custom body (else error_body()). `reason`: the access log's.
+  void respond_refusal(int status, const char* reason, std::string_view why, uint32_t retry_after_s,
+                       std::string_view header = {}, std::string_view value = {},
+                       std::string_view content_type = {}, std::string_view body = {});
   void finish();
   void reset();
   void deactivate();
@@ -112,6 +127,12 @@ class Exchange : private UpstreamHandler, private PoolClient {
   bool conn_reused_ = false;
   bool retried_ = false;
   uint8_t connect_retries_ = 0;  // other addresses tried after a failed connect
+  // The cluster's guard while this request is counted on it (admit_to_cluster).
+  ClusterGuard* guard_ = nullptr;
+  unsigned guard_slot_ = 0;
+  bool pending_counted_ = false;   // waiting in a queue, counted for max_pending
+  bool retry_counted_ = false;     // a retry drew on the budget
+  CircuitBreaker::Ticket ticket_;  // valid until its outcome is recorded
   Slice request_trailers_;
 
   // The response.

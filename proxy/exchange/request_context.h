@@ -11,6 +11,7 @@
 #include "core/access_log.h"
 #include "core/config.h"
 #include "core/loop_context.h"
+#include "core/maintenance_switch.h"
 #include "core/stats.h"
 
 namespace sluice {
@@ -38,6 +39,7 @@ struct RequestContext {
   std::string_view client_ip;
   std::string_view protocol = "HTTP/1.1";  // as the access log names it: "HTTP/1.1", "HTTP/2"
   ClusterDirectory* clusters = nullptr;
+  const MaintenanceSwitch* maintenance = nullptr;  // the listener's; null: never in maintenance
 
   const Limits& limits() const { return config->limits; }
 };

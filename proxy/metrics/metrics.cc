@@ -61,6 +61,7 @@ StatsTotals sum_stats(const ShardSet<ListenerStats>& listeners,
         l.http2_goaway[i] += s->http2_goaway[i].get();
       for (size_t i = 0; i < kHttp2FloodKindCount; ++i)
         l.http2_flood_closes[i] += s->http2_flood_closes[i].get();
+      l.maintenance_rejected += s->maintenance_rejected.get();
     }
     t.listeners.push_back(std::move(l));
   }
@@ -81,6 +82,9 @@ StatsTotals sum_stats(const ShardSet<ListenerStats>& listeners,
       c.connect_retries += s->connect_retries.get();
       c.tls_full += s->tls_handshakes_full.get();
       c.tls_resumed += s->tls_handshakes_resumed.get();
+      for (size_t i = 0; i < 2; ++i) c.overflow[i] += s->overflow[i].get();
+      c.retry_budget_exhausted += s->retry_budget_exhausted.get();
+      for (size_t i = 0; i < 3; ++i) c.circuit_transitions[i] += s->circuit_transitions[i].get();
     }
     t.clusters.push_back(std::move(c));
   }
@@ -347,6 +351,8 @@ std::vector<MetricFamily> Metrics::Collect() const {
     out.push_back(std::move(f));
   }
 
+  collect_guard_metrics(out, t);
+
   auto single = [&](const char* name, const char* help, T type, double v) {
     MetricFamily f = family(name, help, type);
     f.metric.push_back(value_metric(type, v));
@@ -446,6 +452,7 @@ nlohmann::json Metrics::render_json(const Config& config) const {
     json refused = json::object();
     for (size_t r = 0; r < 3; ++r) refused[kRefusalReasons[r]] = l.refused[r];
     x["connections_refused"] = refused;
+    guard_json(x, l);
     j["listeners"].push_back(std::move(x));
   }
   j["clusters"] = json::array();
@@ -472,6 +479,7 @@ nlohmann::json Metrics::render_json(const Config& config) const {
     x["ejections_prevented"] = c.ejections_prevented;
     x["connect_retries"] = c.connect_retries;
     x["tls_handshakes"] = {{"full", c.tls_full}, {"resumed", c.tls_resumed}};
+    guard_json(x, c);
     j["clusters"].push_back(std::move(x));
   }
   return j;

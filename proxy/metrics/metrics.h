@@ -45,6 +45,8 @@ struct StatsTotals {
     uint64_t http2_resets[2] = {};
     uint64_t http2_goaway[kHttp2GoawayReasonCount] = {};
     uint64_t http2_flood_closes[kHttp2FloodKindCount] = {};
+    uint64_t maintenance_rejected = 0;
+    int maintenance_mode = 0;  // MaintenanceMode, filled by the server
   };
   struct Cluster {
     std::string name;
@@ -54,12 +56,18 @@ struct StatsTotals {
     uint64_t retries = 0, connect_failures = 0, timeouts = 0, ejections = 0;
     uint64_t ejections_prevented = 0, connect_retries = 0;
     uint64_t tls_full = 0, tls_resumed = 0;
+    uint64_t overflow[2] = {}, retry_budget_exhausted = 0, circuit_transitions[3] = {};
+    int circuit_state = 0;  // CircuitState (0 closed, also without a breaker), by the server
   };
   std::vector<Listener> listeners;
   std::vector<Cluster> clusters;
 };
 StatsTotals sum_stats(const ShardSet<ListenerStats>& listeners,
                       const ShardSet<ClusterStats>& clusters);
+// Issue 17's families (guard_metrics.cc): maintenance modes, circuit breakers, caps, budgets.
+void collect_guard_metrics(std::vector<prometheus::MetricFamily>& out, const StatsTotals& t);
+void guard_json(nlohmann::json& listener, const StatsTotals::Listener& l);
+void guard_json(nlohmann::json& cluster, const StatsTotals::Cluster& c);
 
 // Process figures from /proc and getrusage.
 struct ProcessStats {

@@ -91,8 +91,9 @@ ConfigPtr ConfigReloader::reconcile(std::shared_ptr<Config> next,
       l.routes = it->routes;
       l.drain = it->drain;
       l.upgrades = it->upgrades;
-      l.http2 = it->http2;  // new connections use the new settings
-      l.tls = it->tls;      // new handshakes use the new settings and files
+      l.http2 = it->http2;              // new connections use the new settings
+      l.tls = it->tls;                  // new handshakes use the new settings and files
+      l.maintenance = it->maintenance;  // an admin API override may stay (MaintenanceBoard)
     }
     for (const RouteConfig& r : l.routes)
       if (next->cluster_index(r.cluster) < 0)

@@ -37,6 +37,7 @@ DownstreamConnection::DownstreamConnection(Worker& worker, uint16_t listener)
   rc.listener_stats = &worker.listener_stats(listener);
   rc.colour_log = worker.colour_log();
   rc.clusters = &worker;
+  rc.maintenance = worker.maintenance(listener);
   http_->parser.set_limits(rc.config->limits.max_header_bytes, rc.config->limits.max_header_fields);
 }
 

@@ -48,4 +48,17 @@ int run_resume_command(const HostPort& admin) {
   return AdminClient(address, length, admin.str()).resume();
 }
 
+int run_maintenance_command(const HostPort& admin, const std::string& mode,
+                            const std::string& listener, const std::string& retry_after,
+                            const std::string& message, bool message_given) {
+  sockaddr_storage address{};
+  socklen_t length = 0;
+  if (!resolve(admin, address, length)) {
+    fprintf(stderr, "sluice maintenance: cannot resolve %s\n", admin.str().c_str());
+    return 1;
+  }
+  return AdminClient(address, length, admin.str())
+      .maintenance(mode, listener, retry_after, message, message_given);
+}
+
 }  // namespace sluice

@@ -26,8 +26,10 @@
 #include "server/config_reloader.h"
 #include "server/drain_coordinator.h"
 #include "server/file_watch.h"
+#include "server/maintenance_board.h"
 #include "server/startup.h"
 #include "server/worker.h"
+#include "upstream/cluster_guard.h"
 #include "upstream/readiness_probe.h"
 
 namespace sluice {
@@ -67,6 +69,8 @@ struct Server::State {
   std::unique_ptr<ShardSet<ListenerStats>> listener_stats;
   std::vector<std::unique_ptr<std::atomic<uint32_t>>> listener_open;  // by listener index
   std::unique_ptr<ShardSet<ClusterStats>> cluster_stats;
+  std::unique_ptr<MaintenanceBoard> maintenance;  // outlives the workers (they read its switches)
+  std::map<std::string, std::shared_ptr<ClusterGuard>> guards;  // by cluster name
   int exit_code = 0;
   bool stopping = false;
   bool signalled = false;       // SIGTERM or SIGINT came: exit once the drain is done
@@ -141,6 +145,7 @@ int Server::run() {
   }
 
   auto drain_state = std::make_shared<DrainState>();
+  st.maintenance = std::make_unique<MaintenanceBoard>(*config_);
   log_set_level(config_->log.level);
   log_set_format(config_->log.format);
   bool ok = start_workers(workers, addresses, fds, drain_state);
@@ -201,11 +206,23 @@ bool Server::start_workers(unsigned workers, const std::vector<AddressList>& add
     listener_open.push_back(st.listener_open.back().get());
   }
   std::vector<std::future<std::string>> ready;
+  const auto guards = guards_for(*config_);
   for (unsigned w = 0; w < workers; ++w) {
-    st.workers.push_back(std::make_unique<Worker>(
-        w, WorkerSetup{config_, addresses, cluster_stats_for(*config_, w),
-                       listener_stats_for(*config_, w), st.tls.clusters, st.tls.listeners,
-                       listener_open, fd_cap, st.access_sink.get(), colour, fds[w], drain_state}));
+    WorkerSetup setup{config_,
+                      addresses,
+                      cluster_stats_for(*config_, w),
+                      listener_stats_for(*config_, w),
+                      st.tls.clusters,
+                      st.tls.listeners,
+                      listener_open,
+                      fd_cap,
+                      st.access_sink.get(),
+                      colour,
+                      fds[w],
+                      drain_state};
+    setup.cluster_guards = guards;
+    setup.maintenance = st.maintenance->switches();
+    st.workers.push_back(std::make_unique<Worker>(w, std::move(setup)));
     ready.push_back(st.workers.back()->start());
   }
   bool ok = true;
@@ -232,6 +249,12 @@ void Server::sum_figures(StatsTotals& t, ServerFigures& f) {
   };
   order(t.listeners, config_->listeners);
   order(t.clusters, config_->clusters);
+  for (auto& l : t.listeners) l.maintenance_mode = static_cast<int>(s.maintenance->mode(l.name));
+  for (auto& c : t.clusters) {
+    auto it = s.guards.find(c.name);
+    if (it != s.guards.end() && it->second->breaker())
+      c.circuit_state = static_cast<int>(it->second->breaker()->state());
+  }
   f.workers = static_cast<unsigned>(s.workers.size());
   f.uptime_seconds = static_cast<double>(uv_now(&s.loop) - s.started_ms) / 1000.0;
   f.draining = s.drain->phase() != DrainPhase::kServing;
@@ -373,6 +396,27 @@ AdminResponse Server::stats() {
   }
   j["readiness"] = ready;
   j["readiness_reasons"] = reasons;
+  j["maintenance"] = s.maintenance->status();
+  nlohmann::json breakers = nlohmann::json::object();
+  for (auto& [name, g] : s.guards) {
+    const CircuitBreaker* b = g->breaker();
+    nlohmann::json x;
+    x["requests_in_flight"] = g->requests_in_flight();
+    x["pending"] = g->pending();
+    x["retries_in_flight"] = g->retries_in_flight();
+    if (b) {
+      uint32_t requests = 0, failures = 0;
+      const uint64_t now = uv_now(&s.loop);
+      b->window_counts(now, requests, failures);
+      x["circuit"] = kCircuitStateNames[static_cast<size_t>(b->state())];
+      x["window_requests"] = requests;
+      x["window_failures"] = failures;
+      if (b->state() == CircuitState::kOpen)
+        x["open_for_s"] = b->open_until_ms() > now ? (b->open_until_ms() - now + 999) / 1000 : 0;
+    }
+    breakers[name] = std::move(x);
+  }
+  j["guards"] = std::move(breakers);
   return AdminResponse{200, "application/json", json_body(j)};
 }
 
@@ -411,6 +455,44 @@ AdminResponse Server::reload() {
                : r.result == "invalid" ? 400
                                        : 409;
   return AdminResponse{status, "application/json", json_body(j)};
+}
+
+std::vector<std::shared_ptr<ClusterGuard>> Server::guards_for(const Config& c) {
+  State& s = *state_;
+  const unsigned workers = std::max(1u, worker_count(*config_));
+  std::map<std::string, std::shared_ptr<ClusterGuard>> next;
+  std::vector<std::shared_ptr<ClusterGuard>> v;
+  for (const ClusterConfig& cl : c.clusters) {
+    auto it = s.guards.find(cl.name);
+    std::shared_ptr<ClusterGuard> g = it != s.guards.end() && it->second->same_settings(cl)
+                                          ? it->second
+                                          : std::make_shared<ClusterGuard>(cl, workers);
+    next[cl.name] = g;
+    v.push_back(std::move(g));
+  }
+  s.guards = std::move(next);
+  return v;
+}
+
+AdminResponse Server::maintenance_status() {
+  return AdminResponse{200, "application/json", json_body(state_->maintenance->status())};
+}
+
+AdminResponse Server::set_maintenance(const AdminRequest& req) {
+  std::string listener, error;
+  MaintenanceBoard::Override o;
+  if (!MaintenanceBoard::parse_request(req.body, listener, o, error) ||
+      !state_->maintenance->set(listener, o, error))
+    return AdminResponse{400, "application/json", json_body({{"error", error}})};
+  return maintenance_status();
+}
+
+AdminResponse Server::clear_maintenance(const AdminRequest& req) {
+  std::string listener, error;
+  if (req.query.substr(0, 9) == "listener=") listener = std::string(req.query.substr(9));
+  if (!state_->maintenance->clear(listener, error))
+    return AdminResponse{400, "application/json", json_body({{"error", error}})};
+  return maintenance_status();
 }
 
 std::vector<ClusterStats*> Server::cluster_stats_for(const Config& c, unsigned worker) {
@@ -587,10 +669,12 @@ void Server::apply_config(ConfigPtr config, const std::vector<AddressList>& addr
   log_set_format(config_->log.format);
   s.drain->update_settings(config_->drain);
   s.tls = std::move(tls);
+  s.maintenance->apply_config(*config_);
+  const auto guards = guards_for(*config_);
   for (auto& w : s.workers) {
-    w->post([cfg = config_, addresses, stats = cluster_stats_for(*config_, w->index()),
-             tls = s.tls](Worker& wk) {
-      wk.apply_config(cfg, addresses, stats, tls.clusters);
+    w->post([cfg = config_, addresses, stats = cluster_stats_for(*config_, w->index()), tls = s.tls,
+             guards](Worker& wk) {
+      wk.apply_config(cfg, addresses, stats, tls.clusters, guards);
       for (size_t i = 0; i < tls.listeners.size(); ++i) wk.set_listener_tls(i, tls.listeners[i]);
     });
   }

@@ -19,6 +19,8 @@
 
 namespace sluice {
 
+class ClusterGuard;
+
 struct ServerOptions {
   // Reads the configuration again (SIGHUP, POST /reload): the file, then the same environment
   // and flag overrides as at start. Empty when there is no file to re-read.
@@ -45,6 +47,9 @@ class Server final : private AdminBackend {
   AdminResponse drain_status() override;
   AdminResponse start_drain(bool wait) override;
   AdminResponse reload() override;
+  AdminResponse maintenance_status() override;
+  AdminResponse set_maintenance(const AdminRequest& req) override;
+  AdminResponse clear_maintenance(const AdminRequest& req) override;
   bool allowed_to_change(const AdminRequest& req) const override;
   void stop_now();
   // Start-up pieces of run(), named.
@@ -78,6 +83,9 @@ class Server final : private AdminBackend {
   // This worker's stats shards for the configuration's clusters / listeners, by index.
   std::vector<ClusterStats*> cluster_stats_for(const Config& c, unsigned worker);
   std::vector<ListenerStats*> listener_stats_for(const Config& c, unsigned worker);
+  // Each cluster's guard (circuit breaker, caps, retry budget), by index of `c.clusters`: the
+  // running one while the cluster keeps its name and those settings, else a new one.
+  std::vector<std::shared_ptr<ClusterGuard>> guards_for(const Config& c);
   // Readiness probes for the running configuration's `readiness: true` clusters.
   void refresh_probes();
   // TLS contexts for `c`; unchanged ones are the running ones. False: `errors` says why.
@@ -95,5 +103,10 @@ class Server final : private AdminBackend {
 int run_drain_command(const HostPort& admin, bool wait);
 // `sluice resume`: POST /resume (AdminClient::resume); 0 when sluice serves again.
 int run_resume_command(const HostPort& admin);
+// `sluice maintenance MODE`: POST /maintenance ({"mode", "listener", "retry_after", "message"}
+// as given; MODE "clear" sends DELETE /maintenance). 0 when sluice took it.
+int run_maintenance_command(const HostPort& admin, const std::string& mode,
+                            const std::string& listener, const std::string& retry_after,
+                            const std::string& message, bool message_given);
 
 }  // namespace sluice

@@ -76,20 +76,23 @@ void Worker::set_listener_tls(size_t listener, std::shared_ptr<const ServerTls> 
 
 void Worker::apply_config(ConfigPtr config, const std::vector<AddressList>& addresses,
                           const std::vector<ClusterStats*>& stats,
-                          const std::vector<std::shared_ptr<const ClientTls>>& tls) {
+                          const std::vector<std::shared_ptr<const ClientTls>>& tls,
+                          const std::vector<std::shared_ptr<ClusterGuard>>& guards) {
   if (stopping_) return;
+  auto guard = [&](size_t i) { return i < guards.size() ? guards[i] : nullptr; };
   std::vector<std::unique_ptr<UpstreamCluster>> next;
   for (size_t i = 0; i < config->clusters.size(); ++i) {
     const ClusterConfig& want = config->clusters[i];
     std::unique_ptr<UpstreamCluster> kept;
     for (auto& c : clusters_) {
-      if (c && c->config() == want && c->tls() == tls[i].get()) {
+      if (c && c->config() == want && c->tls() == tls[i].get() && c->guard() == guard(i).get()) {
         kept = std::move(c);  // same settings: its pools and connections carry on
         break;
       }
     }
     if (!kept) {
-      kept = std::make_unique<UpstreamCluster>(*ctx_, cluster_config(config, i), *stats[i], tls[i]);
+      kept = std::make_unique<UpstreamCluster>(*ctx_, cluster_config(config, i), *stats[i], tls[i],
+                                               guard(i), index_);
       kept->set_addresses(addresses[i]);
     }
     next.push_back(std::move(kept));
@@ -199,7 +202,8 @@ void Worker::run(std::promise<std::string> ready) {
   const Config& cfg = *config_;
   for (size_t i = 0; i < cfg.clusters.size(); ++i) {
     clusters_.push_back(std::make_unique<UpstreamCluster>(
-        *ctx_, cluster_config(config_, i), *setup_.cluster_stats[i], setup_.cluster_tls[i]));
+        *ctx_, cluster_config(config_, i), *setup_.cluster_stats[i], setup_.cluster_tls[i],
+        i < setup_.cluster_guards.size() ? setup_.cluster_guards[i] : nullptr, index_));
     clusters_.back()->set_addresses(setup_.addresses[i]);
   }
   setup_.addresses.clear();

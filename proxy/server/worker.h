@@ -18,6 +18,7 @@
 #include "core/drain_state.h"
 #include "core/intrusive_list.h"
 #include "core/loop_context.h"
+#include "core/maintenance_switch.h"
 #include "exchange/request_context.h"
 #include "http/router.h"
 #include "net/listener.h"
@@ -45,6 +46,10 @@ struct WorkerSetup {
   bool colour_log = false;               // stdout is a terminal: colour the text access log
   std::vector<int> listen_fds;           // one per config->listeners entry, owned by the worker
   std::shared_ptr<DrainState> drain;
+  // Issue 17: each cluster's guard (breaker, caps, retry budget; null: none), by cluster index,
+  // and each listener's maintenance switch (owned by the server), by listener index.
+  std::vector<std::shared_ptr<ClusterGuard>> cluster_guards;
+  std::vector<const MaintenanceSwitch*> maintenance;
 };
 
 class Worker final : public ClusterDirectory, public TunnelRegistry {
@@ -70,7 +75,8 @@ class Worker final : public ClusterDirectory, public TunnelRegistry {
   // for new requests; clusters whose settings did not change keep their pools.
   void apply_config(ConfigPtr config, const std::vector<AddressList>& addresses,
                     const std::vector<ClusterStats*>& stats,
-                    const std::vector<std::shared_ptr<const ClientTls>>& tls);
+                    const std::vector<std::shared_ptr<const ClientTls>>& tls,
+                    const std::vector<std::shared_ptr<ClusterGuard>>& guards = {});
   // New certificates for a listener (rotation): new handshakes use them.
   void set_listener_tls(size_t listener, std::shared_ptr<const ServerTls> tls);
   // The resolver's new addresses for a cluster of the current configuration.
@@ -91,6 +97,9 @@ class Worker final : public ClusterDirectory, public TunnelRegistry {
   void remove_tunnel(Tunnel* t, TunnelEnd why) override;
   const WorkerStats& stats() const { return ctx_->stats; }
   ListenerStats& listener_stats(size_t listener) { return *setup_.listener_stats[listener]; }
+  const MaintenanceSwitch* maintenance(size_t listener) const {
+    return listener < setup_.maintenance.size() ? setup_.maintenance[listener] : nullptr;
+  }
   // The listener's TLS context for a new connection (null: plain TCP).
   const std::shared_ptr<const ServerTls>& listener_tls(size_t listener) const {
     return setup_.listener_tls[listener];

@@ -19,8 +19,14 @@ bool UpstreamAddress::same_address(const UpstreamAddress& o) const {
 }
 
 UpstreamCluster::UpstreamCluster(LoopContext& ctx, std::shared_ptr<const ClusterConfig> config,
-                                 ClusterStats& stats, std::shared_ptr<const ClientTls> tls)
-    : ctx_(ctx), config_(std::move(config)), stats_(stats), tls_(std::move(tls)) {}
+                                 ClusterStats& stats, std::shared_ptr<const ClientTls> tls,
+                                 std::shared_ptr<ClusterGuard> guard, unsigned worker)
+    : ctx_(ctx),
+      config_(std::move(config)),
+      stats_(stats),
+      tls_(std::move(tls)),
+      guard_(std::move(guard)),
+      worker_(worker) {}
 
 // Its pools close their connections as they are destroyed, without calling anyone back (the
 // worker shuts clusters down, failing what waits, before it deletes them).

@@ -11,6 +11,7 @@
 
 #include "core/config.h"
 #include "tls/tls_context.h"
+#include "upstream/cluster_guard.h"
 #include "upstream/upstream_pool.h"
 
 namespace sluice {
@@ -28,13 +29,16 @@ class UpstreamCluster final : public UpstreamSet, public PoolSiblings {
  public:
   // `config` must outlive the cluster (an aliasing pointer into the Config snapshot).
   UpstreamCluster(LoopContext& ctx, std::shared_ptr<const ClusterConfig> config,
-                  ClusterStats& stats, std::shared_ptr<const ClientTls> tls = nullptr);
+                  ClusterStats& stats, std::shared_ptr<const ClientTls> tls = nullptr,
+                  std::shared_ptr<ClusterGuard> guard = nullptr, unsigned worker = 0);
   ~UpstreamCluster();
   UpstreamCluster(const UpstreamCluster&) = delete;
   UpstreamCluster& operator=(const UpstreamCluster&) = delete;
 
   const ClusterConfig& config() const override { return *config_; }
   ClusterStats& stats() override { return stats_; }
+  ClusterGuard* guard() override { return guard_.get(); }
+  unsigned guard_slot() const override { return worker_; }
   const ClientTls* tls() const { return tls_.get(); }
   // The resolver's latest addresses: pools of addresses still present are kept (with their
   // connections), new addresses get pools, pools of vanished ones retire.
@@ -71,6 +75,8 @@ class UpstreamCluster final : public UpstreamSet, public PoolSiblings {
   std::shared_ptr<const ClusterConfig> config_;
   ClusterStats& stats_;
   std::shared_ptr<const ClientTls> tls_;  // null: plain TCP
+  std::shared_ptr<ClusterGuard> guard_;   // shared with the other workers; null: none
+  unsigned worker_;
   std::vector<std::unique_ptr<UpstreamPool>> pools_;
   std::vector<std::unique_ptr<UpstreamPool>> retired_pools_;
   std::vector<UpstreamPool*> candidates_;  // scratch for pick_least_request

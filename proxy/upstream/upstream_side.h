@@ -20,6 +20,7 @@
 namespace sluice {
 
 class TcpStream;
+class ClusterGuard;
 
 enum class UpstreamError : uint8_t {
   kConnectRefused,   // connect failed (refused, unreachable): 502
@@ -148,6 +149,10 @@ class UpstreamSet {
   virtual size_t address_count() const = 0;
   virtual ClusterStats& stats() = 0;
   virtual const ClusterConfig& config() const = 0;
+  // The cluster's circuit breaker, caps and retry budget, shared by every worker (null: none),
+  // and this worker's slot in it.
+  virtual ClusterGuard* guard() { return nullptr; }
+  virtual unsigned guard_slot() const { return 0; }
   // Exchanges that use it hold it until they are done (a cluster a reload removed stays for
   // the requests that started on it).
   void add_user() { ++users_; }

@@ -38,9 +38,15 @@ struct FakeClient final : ClientSide {
   const RequestContext& request_context() const override { return rc; }
   void send_continue() override { ++continues; }
   void send_interim(const MessageHead& h) override { interim.push_back(h.status); }
+  MessageHead head;  // the last response head
   size_t send_head(const MessageHead& h) override {
     status = h.status;
+    head = h;
     return 100;
+  }
+  std::string header(std::string_view name) const {
+    size_t i = head.find(name);
+    return i == std::string_view::npos ? std::string() : std::string(head.value(i));
   }
   void send_body(const Slice& d) override { body.append(d.view()); }
   void send_trailers(const MessageHead& t) override {
@@ -482,6 +488,107 @@ TEST_F(ExchangeTest, AnEventStreamUnderAContentLengthIsNotEndedEarly) {
   ex().drain_event_stream();
   side->handler->on_upstream_body(slice_of(pool_, "data: one\n\n"));
   EXPECT_FALSE(client_->ended);
+}
+
+// ---- issue 17: maintenance, circuit breaker, caps, retry budget -----------------------------
+
+const char kPost[] = "POST /orders HTTP/1.1\r\nHost: app\r\nContent-Length: 2\r\n\r\n";
+
+TEST_F(ExchangeTest, ReadOnlyMaintenanceRefusesAPostWithRetryAfterAndLetsAGetThrough) {
+  MaintenanceSwitch sw;
+  auto v = std::make_shared<MaintenanceView>();
+  v->settings.mode = MaintenanceMode::kReadOnly;
+  v->settings.retry_after = Millis(90000);
+  sw.publish(v);
+  client_->rc.maintenance = &sw;
+  begin(kPost);
+  EXPECT_EQ(client_->status, 503);
+  EXPECT_EQ(client_->header("Retry-After"), "90");
+  EXPECT_NE(client_->body.find("read-only mode: POST"), std::string::npos) << client_->body;
+  EXPECT_TRUE(client_->ended && client_->done);
+  EXPECT_EQ(source().acquires, 0);
+  EXPECT_EQ(listener_stats_.maintenance_rejected.get(), 1u);
+  client_->done = false;
+  begin(kGet);
+  EXPECT_EQ(source().acquires, 1);
+  respond(source().last(), "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+  EXPECT_EQ(client_->status, 200);
+}
+
+TEST_F(ExchangeTest, AnOpenBreakerFailsFastWithoutTouchingThePool) {
+  set_.config_.name = "api";
+  set_.config_.circuit_breaker.enabled = true;
+  set_.config_.circuit_breaker.min_requests = 1;
+  ClusterGuard guard(set_.config_, 1);
+  set_.guard_ptr = &guard;
+  begin(kGet);
+  respond(source().last(), "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n");
+  EXPECT_EQ(client_->status, 503);
+  EXPECT_TRUE(client_->header("X-Sluice-Circuit").empty());  // the upstream's own 503
+  EXPECT_EQ(guard.breaker()->state(), CircuitState::kOpen);
+  EXPECT_EQ(set_.stats_.circuit_transitions[1].get(), 1u);
+  source().last()->handler->on_upstream_complete();
+  begin(kGet);
+  EXPECT_EQ(source().acquires, 1);
+  EXPECT_EQ(client_->status, 503);
+  EXPECT_EQ(client_->header("X-Sluice-Circuit"), "open");
+  EXPECT_EQ(client_->header("Retry-After"), "30");
+  EXPECT_EQ(guard.requests_in_flight(), 0u);
+  set_.guard_ptr = nullptr;
+}
+
+TEST_F(ExchangeTest, MaxRequestsAndMaxPendingAnswer503AndReleaseOnEnd) {
+  set_.config_.caps = ClusterCaps{1, 0};
+  ClusterGuard guard(set_.config_, 1);
+  set_.guard_ptr = &guard;
+  source().queue = true;
+  begin(kGet);
+  EXPECT_EQ(guard.requests_in_flight(), 1u);
+  FakeClient other;
+  other.rc = client_->rc;
+  other.exchange.begin(parse_head(HTTP_REQUEST, kGet));
+  EXPECT_EQ(other.status, 503);
+  EXPECT_EQ(set_.stats_.overflow[0].get(), 1u);
+  ex().abort();  // the client went away while waiting: nothing stays counted
+  EXPECT_EQ(guard.requests_in_flight(), 0u);
+  set_.guard_ptr = nullptr;
+
+  set_.config_.caps = ClusterCaps{0, 1};
+  ClusterGuard pending(set_.config_, 1);
+  set_.guard_ptr = &pending;
+  begin(kGet);
+  EXPECT_EQ(pending.pending(), 1u);
+  PoolClient* waiter = source().waiting;
+  ASSERT_NE(waiter, nullptr);
+  FakeClient third;
+  third.rc = client_->rc;
+  third.exchange.begin(parse_head(HTTP_REQUEST, kGet));  // queued, then over max_pending
+  EXPECT_EQ(third.status, 503);
+  EXPECT_EQ(set_.stats_.overflow[1].get(), 1u);
+  EXPECT_EQ(pending.pending(), 1u);
+  source().waiting = nullptr;
+  waiter->on_pool_ready(source().new_side());
+  EXPECT_EQ(pending.pending(), 0u);
+  respond(source().last(), "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+  source().last()->handler->on_upstream_complete();
+  EXPECT_EQ(pending.requests_in_flight(), 0u);
+  set_.guard_ptr = nullptr;
+}
+
+TEST_F(ExchangeTest, ASpentRetryBudgetRefusesTheStaleRetry) {
+  set_.config_.retry_budget = RetryBudgetSettings{0, 0};
+  ClusterGuard guard(set_.config_, 1);
+  set_.guard_ptr = &guard;
+  source().next_reused = true;
+  begin(kGet);
+  ex().on_request_complete(no_trailers_);
+  source().last()->handler->on_upstream_error(UpstreamError::kClosed, false);
+  EXPECT_EQ(client_->error_status, 502);
+  EXPECT_EQ(source().acquires, 1);  // not retried
+  EXPECT_EQ(set_.stats_.retry_budget_exhausted.get(), 1u);
+  EXPECT_EQ(guard.retries_in_flight(), 0u);
+  EXPECT_EQ(guard.requests_in_flight(), 0u);
+  set_.guard_ptr = nullptr;
 }
 
 }  // namespace

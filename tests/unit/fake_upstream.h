@@ -13,6 +13,7 @@
 #include "exchange/request_context.h"
 #include "http/parser.h"
 #include "net/tcp_stream.h"
+#include "upstream/cluster_guard.h"
 #include "upstream/upstream_side.h"
 
 namespace sluice::test {
@@ -137,6 +138,9 @@ struct FakeSet final : UpstreamSet {
   size_t address_count() const override { return 1; }
   ClusterStats& stats() override { return stats_; }
   const ClusterConfig& config() const override { return config_; }
+  ClusterGuard* guard_ptr =
+      nullptr;  // the cluster's breaker, caps and budget, when a test sets one
+  ClusterGuard* guard() override { return guard_ptr; }
   uint32_t users() const { return users_; }
 };
 
