@@ -7,7 +7,7 @@
 
 namespace sluice {
 
-// One admin client connection; requests carry no body worth keeping (it is discarded).
+// One admin client connection; a request body is kept up to kMaxAdminBody (POST /bans).
 class AdminServer::Connection final : public ListNode, private StreamHandler, private BodySink {
  public:
   Connection(AdminServer& server)
@@ -56,8 +56,16 @@ class AdminServer::Connection final : public ListNode, private StreamHandler, pr
       if (r.event == ParseEvent::kMessageComplete) {
         const MessageHead& req = parser_.head();
         std::string_view url = req.url();
-        AdminRequest ar{req, url.substr(0, url.find('?')), client_ip_, is_loopback(client_ip_)};
+        if (body_too_long_) {
+          body_.clear();
+          body_too_long_ = false;
+          respond(AdminResponse{413, "text/plain", "request body too long\n"}, true, false);
+          return;
+        }
+        AdminRequest ar{req, url.substr(0, url.find('?')), client_ip_, is_loopback(client_ip_),
+                        body_};
         AdminResponse resp = server_.handler_(ar);
+        body_.clear();
         if (resp.deferred) {
           waiting_ = true;
           server_.deferred_.push_back(this);
@@ -79,12 +87,20 @@ class AdminServer::Connection final : public ListNode, private StreamHandler, pr
   void on_stream_error(int) override { close(); }
   void on_stream_drained() override {}
   void on_stream_closed() override { delete this; }
-  void on_body(const Slice&) override {}
+  void on_body(const Slice& data) override {
+    if (body_.size() + data.len > kMaxAdminBody) {
+      body_too_long_ = true;
+      return;
+    }
+    body_.append(data.view());
+  }
 
   AdminServer& server_;
   TcpStream stream_;
   HttpParser parser_;
   std::string client_ip_;
+  std::string body_;
+  bool body_too_long_ = false;
   bool closed_ = false;
   bool closing_ = false;
   bool waiting_ = false;

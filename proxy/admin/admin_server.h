@@ -19,11 +19,14 @@ namespace sluice {
 
 class MessageHead;
 
+inline constexpr size_t kMaxAdminBody = 64 * 1024;
+
 struct AdminRequest {
   const MessageHead& head;
   std::string_view path;  // without the query
   std::string_view client_ip;
   bool from_loopback;
+  std::string_view body = {};  // at most kMaxAdminBody bytes (a longer one gets 413)
   std::string_view header(std::string_view name) const;
 };
 

@@ -3,6 +3,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include "config/config_file.h"
+#include "config/guard_reader.h"
 #include "config/setting_values.h"
 
 namespace sluice {
@@ -45,6 +46,7 @@ Json build(const Config& c) {
       tj["ciphers"] = l.tls.ciphers;
       lj["tls"] = std::move(tj);
     }
+    dump_listener_guard(lj, l);
     lj["routes"] = Json::array();
     for (const auto& r : l.routes) {
       Json rj = Json::object();
@@ -120,6 +122,7 @@ Json build(const Config& c) {
   Json reload = Json::object();
   reload["watch"] = c.reload.watch;
   j["reload"] = std::move(reload);
+  dump_root_guard(j, c);
   return j;
 }
 

@@ -8,6 +8,7 @@
 
 #include "config/config_marks.h"
 #include "config/field_reader.h"
+#include "config/guard_reader.h"
 #include "config/setting_values.h"
 #include "config/tls_reader.h"
 #include "http/upgrade.h"
@@ -16,10 +17,12 @@ namespace sluice {
 namespace {
 
 const std::vector<std::string> kRootKeys{"admin",  "workers", "listeners", "clusters",
-                                         "limits", "drain",   "log",       "reload"};
+                                         "limits", "drain",   "log",       "reload",
+                                         "trusted_proxies", "rate_limits"};
 const std::vector<std::string> kAdminKeys{"address", "token_file"};
 const std::vector<std::string> kListenerKeys{"name",  "address",         "routes",   "cluster",
-                                             "drain", "max_connections", "upgrades", "tls"};
+                                             "drain", "max_connections", "upgrades", "tls",
+                                             "trusted_proxies", "ip_rules"};
 const std::vector<std::string> kRouteKeys{"host", "prefix", "cluster"};
 const std::vector<std::string> kClusterKeys{
     "name",        "endpoints", "load_balancing", "connect_timeout", "response_timeout",
@@ -65,6 +68,7 @@ class YamlReader : public FieldReader {
     if (auto* drain = map_field(f, "drain")) read_drain(*drain);
     if (auto* log = map_field(f, "log")) read_log(*log);
     if (auto* reload = map_field(f, "reload")) read_reload(*reload);
+    read_root_guard(f, config_, diag_);  // after the listeners: rules name them
   }
 
  private:
@@ -114,7 +118,8 @@ class YamlReader : public FieldReader {
   void read_listener(const YAML::Node& node, const std::string& path, ListenerConfig& l,
                      ListenerMarks& m) {
     m.self = where_of(node);
-    Fields f(node, path, kListenerKeys, diag_, {{"tls", kListenerTlsKeys}});
+    Fields f(node, path, kListenerKeys, diag_,
+             {{"tls", kListenerTlsKeys}, {"ip_rules", kIpRulesKeys}});
     if (const Field* n = f.get("name")) {
       m.name.where = n->where();
       m.name.ok = name(*n, l.name);
@@ -132,6 +137,7 @@ class YamlReader : public FieldReader {
     boolean(f, "drain", l.drain);
     count(f, "max_connections", l.max_connections);
     if (const Field* u = f.get("upgrades")) read_upgrades(*u, l);
+    read_listener_guard(f, l, diag_);
 
     const Field* routes = f.get("routes");
     const Field* shorthand = f.get("cluster");

@@ -9,6 +9,7 @@
 #include <string_view>
 #include <vector>
 
+#include "core/guard_config.h"
 #include "core/log.h"
 
 namespace sluice {
@@ -134,6 +135,10 @@ struct ListenerConfig {
   // other Upgrade is removed and the request forwarded as a plain one (http/upgrade.h).
   std::vector<std::string> upgrades{"websocket"};
   ListenerTls tls;
+  // Networks whose X-Forwarded-For is believed (the client IP, issue #17); unset: the top-level
+  // `trusted_proxies`.
+  std::optional<std::vector<IpNetwork>> trusted_proxies;
+  IpRules ip_rules;
   bool operator==(const ListenerConfig&) const = default;
 };
 
@@ -165,6 +170,8 @@ struct Config {
   LogSettings log;
   ReloadSettings reload;
   std::string admin_token;  // read from admin.token_file at load; never printed
+  std::vector<IpNetwork> trusted_proxies;  // every listener's, unless it sets its own
+  std::vector<RateLimitRule> rate_limits;  // issue #17; every matching rule applies
 
   const ClusterConfig* find_cluster(std::string_view name) const;
   int cluster_index(std::string_view name) const;  // -1 when absent

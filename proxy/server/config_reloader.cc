@@ -92,6 +92,8 @@ ConfigPtr ConfigReloader::reconcile(std::shared_ptr<Config> next,
       l.drain = it->drain;
       l.upgrades = it->upgrades;
       l.tls = it->tls;  // new handshakes use the new settings and files
+      l.trusted_proxies = it->trusted_proxies;  // issue #17: reloadable
+      l.ip_rules = it->ip_rules;
     }
     for (const RouteConfig& r : l.routes)
       if (next->cluster_index(r.cluster) < 0)

@@ -74,7 +74,8 @@ class Http2Stream final : private ClientSide {
   void send_body(const Slice& data) override;
   void send_end() override;
   bool can_end_response_early() const override { return true; }
-  size_t send_error(int status, std::string_view why, bool malformed) override;
+  size_t send_error(int status, std::string_view why, bool malformed,
+                    std::span<const ExtraHeader> extra) override;
   void cut_response() override;
   bool above_high_watermark() const override;
   void pause_request_body() override { body_paused_ = true; }
@@ -87,7 +88,7 @@ class Http2Stream final : private ClientSide {
   // Refuses the stream with RST_STREAM (a malformed request: PROTOCOL_ERROR).
   void reset(uint32_t error_code);
   // A response sluice makes itself before (or without) an exchange.
-  size_t respond_text(int status, std::string_view why);
+  size_t respond_text(int status, std::string_view why, std::span<const ExtraHeader> extra = {});
   // Submits a final response head; `has_body`: DATA follows through the data provider.
   bool submit_head(int status, const nghttp2_nv* fields, size_t count, bool has_body);
   void resume_data();

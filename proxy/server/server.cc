@@ -26,6 +26,7 @@
 #include "server/config_reloader.h"
 #include "server/drain_coordinator.h"
 #include "server/file_watch.h"
+#include "server/guard_admin.h"
 #include "server/startup.h"
 #include "server/worker.h"
 #include "upstream/readiness_probe.h"
@@ -67,6 +68,8 @@ struct Server::State {
   std::unique_ptr<ShardSet<ListenerStats>> listener_stats;
   std::vector<std::unique_ptr<std::atomic<uint32_t>>> listener_open;  // by listener index
   std::unique_ptr<ShardSet<ClusterStats>> cluster_stats;
+  Guard guard;  // bans and rate-limit buckets (issue #17); outlives the workers and reloads
+  std::shared_ptr<const GuardPolicy> guard_policy;  // of config_
   int exit_code = 0;
   bool stopping = false;
   bool signalled = false;       // SIGTERM or SIGINT came: exit once the drain is done
@@ -147,6 +150,9 @@ int Server::run() {
   st.started_ms = uv_now(&st.loop);
   st.metrics =
       std::make_unique<Metrics>([this](StatsTotals& t, ServerFigures& f) { sum_figures(t, f); });
+  st.metrics->add_families([this](std::vector<prometheus::MetricFamily>& out) {
+    guard_families(state_->guard.figures(*config_), out);
+  });
   refresh_probes();
   st.certificates = std::make_unique<CertificateWatch>(&st.loop, kFileEventSettleMs,
                                                        [this] { rotate_certificates(); });
@@ -191,6 +197,7 @@ bool Server::start_workers(unsigned workers, const std::vector<AddressList>& add
                            const std::shared_ptr<DrainState>& drain_state) {
   State& st = *state_;
   st.listener_stats = std::make_unique<ShardSet<ListenerStats>>(workers);
+  st.guard_policy = st.guard.configure(*config_);
   st.cluster_stats = std::make_unique<ShardSet<ClusterStats>>(workers);
   st.access_sink = std::make_unique<AccessLogSink>(STDOUT_FILENO);
   const bool colour = isatty(STDOUT_FILENO) == 1;
@@ -205,7 +212,8 @@ bool Server::start_workers(unsigned workers, const std::vector<AddressList>& add
     st.workers.push_back(std::make_unique<Worker>(
         w, WorkerSetup{config_, addresses, cluster_stats_for(*config_, w),
                        listener_stats_for(*config_, w), st.tls.clusters, st.tls.listeners,
-                       listener_open, fd_cap, st.access_sink.get(), colour, fds[w], drain_state}));
+                       listener_open, fd_cap, st.access_sink.get(), colour, fds[w], drain_state,
+                       st.guard_policy}));
     ready.push_back(st.workers.back()->start());
   }
   bool ok = true;
@@ -368,6 +376,7 @@ AdminResponse Server::stats() {
   }
   j["readiness"] = ready;
   j["readiness_reasons"] = reasons;
+  j["guard"] = guard_json(s.guard.figures(*config_));
   return AdminResponse{200, "application/json", json_body(j)};
 }
 
@@ -532,6 +541,10 @@ bool Server::build_tls(const Config& c, TlsSet& out, std::vector<std::string>& e
   return errors.empty();
 }
 
+AdminResponse Server::bans(const AdminRequest& req) {
+  return answer_bans(state_->guard.bans(), req);
+}
+
 bool Server::allowed_to_change(const AdminRequest& req) const {
   const std::string& token = config_->admin_token;
   if (req.from_loopback || (!token.empty() && req.header("x-sluice-admin-token") == token))
@@ -582,10 +595,12 @@ void Server::apply_config(ConfigPtr config, const std::vector<AddressList>& addr
   log_set_format(config_->log.format);
   s.drain->update_settings(config_->drain);
   s.tls = std::move(tls);
+  s.guard_policy = s.guard.configure(*config_);
   for (auto& w : s.workers) {
     w->post([cfg = config_, addresses, stats = cluster_stats_for(*config_, w->index()),
-             tls = s.tls](Worker& wk) {
+             tls = s.tls, guard = s.guard_policy](Worker& wk) {
       wk.apply_config(cfg, addresses, stats, tls.clusters);
+      wk.set_guard_policy(guard);
       for (size_t i = 0; i < tls.listeners.size(); ++i) wk.set_listener_tls(i, tls.listeners[i]);
     });
   }

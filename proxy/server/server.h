@@ -45,6 +45,7 @@ class Server final : private AdminBackend {
   AdminResponse drain_status() override;
   AdminResponse start_drain(bool wait) override;
   AdminResponse reload() override;
+  AdminResponse bans(const AdminRequest& req) override;  // server/guard_admin.cc
   bool allowed_to_change(const AdminRequest& req) const override;
   void stop_now();
   // Start-up pieces of run(), named.

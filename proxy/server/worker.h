@@ -45,6 +45,8 @@ struct WorkerSetup {
   bool colour_log = false;               // stdout is a terminal: colour the text access log
   std::vector<int> listen_fds;           // one per config->listeners entry, owned by the worker
   std::shared_ptr<DrainState> drain;
+  // Bans, IP rules, trusted proxies and rate limits of `config` (issue #17; the Guard's).
+  std::shared_ptr<const GuardPolicy> guard;
 };
 
 class Worker final : public ClusterDirectory, public TunnelRegistry {
@@ -71,6 +73,8 @@ class Worker final : public ClusterDirectory, public TunnelRegistry {
   void apply_config(ConfigPtr config, const std::vector<AddressList>& addresses,
                     const std::vector<ClusterStats*>& stats,
                     const std::vector<std::shared_ptr<const ClientTls>>& tls);
+  // The guard policy of a reloaded configuration (posted right after apply_config).
+  void set_guard_policy(std::shared_ptr<const GuardPolicy> policy) { setup_.guard = std::move(policy); }
   // New certificates for a listener (rotation): new handshakes use them.
   void set_listener_tls(size_t listener, std::shared_ptr<const ServerTls> tls);
   // The resolver's new addresses for a cluster of the current configuration.
@@ -98,6 +102,7 @@ class Worker final : public ClusterDirectory, public TunnelRegistry {
   // The worker's access log while `log.access` is on, else null.
   AccessLog* access_log() { return config_->log.access ? access_log_.get() : nullptr; }
   bool colour_log() const { return setup_.colour_log; }
+  const std::shared_ptr<const GuardPolicy>& guard_policy() const { return setup_.guard; }
   unsigned index() const { return index_; }
   const DrainState& drain() const { return *setup_.drain; }
 

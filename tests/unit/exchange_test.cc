@@ -31,6 +31,7 @@ struct FakeClient final : ClientSide {
   bool ended = false, done = false, cut = false;
   int error_status = 0;
   bool error_malformed = false;
+  std::vector<ExtraHeader> extra_headers;
   bool above = false, body_paused = false, early_end_ok = true, tunnel = false;
 
   const RequestContext& request_context() const override { return rc; }
@@ -43,7 +44,9 @@ struct FakeClient final : ClientSide {
   void send_body(const Slice& d) override { body.append(d.view()); }
   void send_end() override { ended = true; }
   bool can_end_response_early() const override { return early_end_ok; }
-  size_t send_error(int s, std::string_view, bool malformed) override {
+  size_t send_error(int s, std::string_view, bool malformed,
+                    std::span<const ExtraHeader> extra) override {
+    extra_headers.assign(extra.begin(), extra.end());
     error_status = s;
     error_malformed = malformed;
     return 50;
