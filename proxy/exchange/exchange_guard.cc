@@ -40,7 +40,7 @@ bool Exchange::screen_client(const MessageHead& req) {
     if (log_ && !(client_addr_ == rc_->peer)) log_->client = client_addr_.str();
   }
   const GuardPolicy::Denial d =
-      g->screen_request(rc_->listener, rc_->peer, client_addr_, guard_now_ms());
+      g->screen_request(rc_->listener, rc_->peer, client_addr_, /*now_ms: when needed*/ 0);
   if (!d.denied) return true;
   if (d.list == DenyList::kBan) {
     // A ban added while this connection was open: the request is refused and an HTTP/1.1

@@ -27,6 +27,8 @@ class BanList {
   bool remove(const IpNetwork& network, uint64_t now_ms);
   // Whether a ban in force covers `a`. Lock-free while no ban exists.
   bool banned(const IpAddress& a, uint64_t now_ms) const;
+  // No ban at all (expired ones included until they are pruned): one relaxed load.
+  bool empty() const { return count_.load(std::memory_order_relaxed) == 0; }
   // The bans in force, soonest expiry first.
   std::vector<Ban> list(uint64_t now_ms);
   size_t active(uint64_t now_ms) const;

@@ -74,7 +74,7 @@ uint64_t guard_now_ms() {
 GuardPolicy::Denial GuardPolicy::screen_connection(size_t listener, const IpAddress& peer,
                                                    uint64_t now_ms) const {
   const Listener& l = listeners_[listener];
-  if (bans_->banned(peer, now_ms)) {
+  if (!bans_->empty() && bans_->banned(peer, now_ms ? now_ms : guard_now_ms())) {
     l.denied->lists[static_cast<size_t>(DenyList::kBan)].fetch_add(1, std::memory_order_relaxed);
     return Denial{true, DenyList::kBan, true};
   }
@@ -95,7 +95,9 @@ GuardPolicy::Denial GuardPolicy::screen_connection(size_t listener, const IpAddr
 GuardPolicy::Denial GuardPolicy::screen_request(size_t listener, const IpAddress& peer,
                                                 const IpAddress& client, uint64_t now_ms) const {
   const Listener& l = listeners_[listener];
-  if (bans_->banned(peer, now_ms) || (!(client == peer) && bans_->banned(client, now_ms))) {
+  if (!bans_->empty() && !now_ms) now_ms = guard_now_ms();
+  if (!bans_->empty() &&
+      (bans_->banned(peer, now_ms) || (!(client == peer) && bans_->banned(client, now_ms)))) {
     l.denied->lists[static_cast<size_t>(DenyList::kBan)].fetch_add(1, std::memory_order_relaxed);
     return Denial{true, DenyList::kBan, false};
   }

@@ -74,7 +74,7 @@ class GuardPolicy {
   size_t listener_count() const { return listeners_.size(); }
 
   // At accept, where only the socket's address is known: bans, and the listener's IP rules
-  // when they match the peer.
+  // when they match the peer. `now_ms` (guard_now_ms) 0: the clock is read only if a ban exists.
   Denial screen_connection(size_t listener, const IpAddress& peer, uint64_t now_ms) const;
   // At each request: bans on the peer or the client IP, and the IP rules on whichever address
   // the listener's rules match.

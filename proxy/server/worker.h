@@ -1,8 +1,8 @@
 #pragma once
 // Worker: one thread with its own uv_loop_t, its own SO_REUSEPORT listening socket per
 // listener, its own upstream pools and its client connections. Nothing on the request path is
-// shared with other workers. The main thread talks to it only through a mailbox (mutex +
-// uv_async_t) and reads its counters.
+// shared with other workers but the rate-limit buckets and the bans (guard/, thread-safe). The
+// main thread talks to it only through a mailbox (mutex + uv_async_t) and reads its counters.
 #include <uv.h>
 
 #include <atomic>
