@@ -31,7 +31,7 @@ void BucketTable::set_params(const BucketParams& p, uint64_t now_ns) {
     std::lock_guard lock(s->mutex);
     for (Entry& e : s->lru) {
       if (e.tat <= now_ns) continue;
-      const unsigned __int128 wait = static_cast<unsigned __int128>(e.tat - now_ns) *
+      const uint128_t wait = static_cast<uint128_t>(e.tat - now_ns) *
                                      p.interval_ns / old_interval;
       e.tat = now_ns + static_cast<uint64_t>(wait);
     }

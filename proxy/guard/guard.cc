@@ -166,9 +166,15 @@ std::shared_ptr<const GuardPolicy> Guard::configure(const Config& config, uint64
       r->table = std::make_shared<BucketTable>(rule.max_keys, evictions_);
     }
     const uint64_t period_ns = static_cast<uint64_t>(rule.period.count()) * 1'000'000;
+    // Saturated far below 2^64 so that TAT arithmetic never wraps (1/h with a burst of 10^9
+    // would be 3.6 × 10^21 ns: "practically unlimited" either way).
+    constexpr uint64_t kMaxSpanNs = uint64_t{1} << 61;
     BucketParams bp;
-    bp.interval_ns = std::max<uint64_t>(period_ns / std::max<uint64_t>(rule.requests, 1), 1);
-    bp.burst_ns = bp.interval_ns * rule.effective_burst();
+    bp.interval_ns = std::clamp<uint64_t>(period_ns / std::max<uint64_t>(rule.requests, 1), 1,
+                                          kMaxSpanNs);
+    const uint128_t burst_ns =
+        static_cast<uint128_t>(bp.interval_ns) * rule.effective_burst();
+    bp.burst_ns = burst_ns > kMaxSpanNs ? kMaxSpanNs : static_cast<uint64_t>(burst_ns);
     r->table->set_params(bp, now_ns);
     tables[rule.name] = r->table;
     r->methods = method_numbers(rule.methods);

@@ -10,6 +10,9 @@
 
 namespace sluice {
 
+// 128-bit products for rescaling spans (GCC and clang; __extension__ keeps -Wpedantic quiet).
+__extension__ typedef unsigned __int128 uint128_t;
+
 struct BucketParams {
   uint64_t interval_ns = 1'000'000'000;  // time per request (period / requests)
   uint64_t burst_ns = 1'000'000'000;     // burst × interval: how far ahead TAT may run

@@ -338,6 +338,27 @@ rate_limits: [{name: all, key: none, rate: 1/h, dry_run: true}]
   EXPECT_EQ(f.rules[0].results[static_cast<size_t>(RateResult::kDryRunLimited)], 2u);
 }
 
+TEST_F(Policy, ExtremeRatesNeitherWrapNorRefuseWrongly) {
+  // 1/h with a burst of 10^9: burst x interval would pass 2^64 ns; it is saturated instead.
+  auto p = configure(R"(
+rate_limits:
+  - {name: huge, key: none, rate: 1/h, burst: 1000000000}
+  - {name: fast, key: none, prefix: /fast, rate: 1000000000/s, burst: 1}
+)");
+  ASSERT_TRUE(p);
+  MessageHead get = head("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+  for (int i = 0; i < 1000; ++i)
+    ASSERT_FALSE(p->rate_check(0, "x", "/", get, ip("192.0.2.1"), kSecond).limited_by) << i;
+  // 10^9/s is one request per nanosecond: a second request at the same instant waits 1 ns,
+  // and Retry-After still says at least one second.
+  MessageHead fast = head("GET /fast HTTP/1.1\r\nHost: x\r\n\r\n");
+  EXPECT_FALSE(p->rate_check(0, "x", "/fast", fast, ip("192.0.2.1"), 2 * kSecond).limited_by);
+  auto v = p->rate_check(0, "x", "/fast", fast, ip("192.0.2.1"), 2 * kSecond);
+  ASSERT_TRUE(v.limited_by);
+  EXPECT_EQ(v.retry_after_s, 1u);
+  EXPECT_FALSE(p->rate_check(0, "x", "/fast", fast, ip("192.0.2.1"), 2 * kSecond + 1).limited_by);
+}
+
 TEST_F(Policy, IpRulesOnThePeerOrTheClientAndBans) {
   auto p = configure(R"(
 listeners:
