@@ -117,7 +117,8 @@ class IpFilterTest(E2ETestCase):
         self.assertFalse(r.json()["replaced"])
         listed = admin(s, "GET", "/bans").json()["bans"]
         self.assertEqual([b["address"] for b in listed], ["127.0.0.1"])
-        self.assertTrue(595 <= listed[0]["expires_in_seconds"] <= 600, listed)
+        # 600 s less the time between the POST and the GET (generous for a busy machine).
+        self.assertTrue(540 <= listed[0]["expires_in_seconds"] <= 600, listed)
 
         # New connections are closed at accept, without an answer.
         self.assertTrue(refused_without_answer(s.port))
