@@ -14,9 +14,9 @@
 namespace sluice {
 
 const std::vector<std::string> kIpRulesKeys{"allow", "deny", "action", "match"};
-const std::vector<std::string> kRateLimitRuleKeys{"name",   "listener", "host", "prefix",
-                                                  "methods", "key",     "header", "rate",
-                                                  "burst",  "max_keys", "dry_run"};
+const std::vector<std::string> kRateLimitRuleKeys{"name",    "listener", "host",   "prefix",
+                                                  "methods", "key",      "header", "rate",
+                                                  "burst",   "max_keys", "dry_run"};
 
 namespace {
 
@@ -119,8 +119,9 @@ class GuardReader : public FieldReader {
         if (n.IsDefined() && n.IsScalar() && is_valid_name(n.Scalar()))
           path = "rate_limits[" + n.Scalar() + "]";
       } else {
-        diag_.error(where_of(node), path + ": expected a map such as {name: api, rate: 10/s}, got " +
-                                        describe(node));
+        diag_.error(
+            where_of(node),
+            path + ": expected a map such as {name: api, rate: 10/s}, got " + describe(node));
         continue;
       }
       RateLimitRule rule;
@@ -149,8 +150,9 @@ class GuardReader : public FieldReader {
     }
     if (const Field* l = f.get("listener")) {
       if (name(*l, rule.listener)) {
-        const bool known = std::any_of(c.listeners.begin(), c.listeners.end(),
-                                       [&](const ListenerConfig& x) { return x.name == rule.listener; });
+        const bool known =
+            std::any_of(c.listeners.begin(), c.listeners.end(),
+                        [&](const ListenerConfig& x) { return x.name == rule.listener; });
         if (!known) {
           std::vector<std::string> names;
           for (const ListenerConfig& x : c.listeners) names.push_back(x.name);
@@ -183,7 +185,8 @@ class GuardReader : public FieldReader {
             continue;
           }
           std::string upper = s;
-          for (char& ch : upper) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+          for (char& ch : upper)
+            ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
           if (!is_known_method(upper)) {
             ok = invalid(item, s, kExpectedMethod);
           } else if (upper != s) {

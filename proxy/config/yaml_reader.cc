@@ -16,13 +16,13 @@
 namespace sluice {
 namespace {
 
-const std::vector<std::string> kRootKeys{"admin",  "workers", "listeners", "clusters",
-                                         "limits", "drain",   "log",       "reload",
+const std::vector<std::string> kRootKeys{"admin",           "workers",    "listeners", "clusters",
+                                         "limits",          "drain",      "log",       "reload",
                                          "trusted_proxies", "rate_limits"};
 const std::vector<std::string> kAdminKeys{"address", "token_file"};
-const std::vector<std::string> kListenerKeys{"name",  "address",         "routes",   "cluster",
-                                             "drain", "max_connections", "upgrades", "tls",
-                                             "trusted_proxies", "ip_rules"};
+const std::vector<std::string> kListenerKeys{
+    "name",     "address", "routes",          "cluster", "drain", "max_connections",
+    "upgrades", "tls",     "trusted_proxies", "ip_rules"};
 const std::vector<std::string> kRouteKeys{"host", "prefix", "cluster"};
 const std::vector<std::string> kClusterKeys{
     "name",        "endpoints", "load_balancing", "connect_timeout", "response_timeout",

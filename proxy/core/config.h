@@ -170,8 +170,10 @@ struct Config {
   LogSettings log;
   ReloadSettings reload;
   std::string admin_token;  // read from admin.token_file at load; never printed
-  std::vector<IpNetwork> trusted_proxies;  // every listener's, unless it sets its own
-  std::vector<RateLimitRule> rate_limits;  // issue #17; every matching rule applies
+  // Issue #17: networks whose X-Forwarded-For is believed (every listener's, unless it sets its
+  // own), and the rate-limit rules (every matching rule applies).
+  std::vector<IpNetwork> trusted_proxies;
+  std::vector<RateLimitRule> rate_limits;
 
   const ClusterConfig* find_cluster(std::string_view name) const;
   int cluster_index(std::string_view name) const;  // -1 when absent

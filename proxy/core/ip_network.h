@@ -15,7 +15,7 @@ namespace sluice {
 
 struct IpAddress {
   std::array<uint8_t, 16> bytes{};
-  bool is_v4() const;  // an IPv4-mapped address
+  bool is_v4() const;       // an IPv4-mapped address
   std::string str() const;  // "10.1.2.3" for v4, RFC 5952 text for v6
   bool operator==(const IpAddress&) const = default;
 };

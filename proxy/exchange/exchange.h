@@ -96,7 +96,8 @@ class Exchange : private UpstreamHandler, private PoolClient {
 
   ClientSide& client_;
   const RequestContext* rc_ = nullptr;  // the client side's, for the current request
-  IpAddress client_addr_;  // the client's address (X-Forwarded-For from a trusted peer, or the peer)
+  // The client's address (from X-Forwarded-For when the peer is a trusted proxy, or the peer).
+  IpAddress client_addr_;
   UpstreamSet* cluster_ = nullptr;
   UpstreamSource* pool_ = nullptr;
   UpstreamSide* up_ = nullptr;

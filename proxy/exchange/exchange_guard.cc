@@ -68,7 +68,8 @@ bool Exchange::check_rate_limits(const MessageHead& req, const RequestPlan& plan
   if (!v.limited_by) return true;
   if (log_) log_->reason = "rate_limited:" + v.limited_by->config.name;
   // TODO(gRPC, a later issue): a call with content-type application/grpc* should get HTTP 200
-  // with grpc-status 8 (RESOURCE_EXHAUSTED) and the same Retry-After; the refusal is made here, in one place.
+  // with grpc-status 8 (RESOURCE_EXHAUSTED) and the same Retry-After; the refusal is made here, in
+  // one place.
   char retry[24];
   snprintf(retry, sizeof retry, "%llu", static_cast<unsigned long long>(v.retry_after_s));
   const ExtraHeader extra[] = {{"Retry-After", retry}};

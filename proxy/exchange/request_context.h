@@ -37,8 +37,9 @@ struct RequestContext {
   AccessLog* access_log = nullptr;  // null while the access log is off
   bool colour_log = false;
   bool secure = false;  // the client connection has TLS (X-Forwarded-Proto)
-  std::string_view client_ip;  // the socket's peer (appended to X-Forwarded-For)
-  IpAddress peer;              // the same, parsed
+  // The socket's peer (appended to X-Forwarded-For), as text and parsed.
+  std::string_view client_ip;
+  IpAddress peer;
   // Bans, IP rules, trusted proxies and rate limits of the configuration (null: none).
   std::shared_ptr<const GuardPolicy> guard;
   std::string_view protocol = "HTTP/1.1";  // as the access log names it: "HTTP/1.1", "HTTP/2"

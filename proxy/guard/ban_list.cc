@@ -52,8 +52,8 @@ std::vector<BanList::Ban> BanList::list(uint64_t now_ms) {
 
 size_t BanList::active(uint64_t now_ms) const {
   std::lock_guard lock(mutex_);
-  return static_cast<size_t>(std::count_if(bans_.begin(), bans_.end(),
-                                           [now_ms](const Ban& b) { return b.expires_ms > now_ms; }));
+  return static_cast<size_t>(std::count_if(
+      bans_.begin(), bans_.end(), [now_ms](const Ban& b) { return b.expires_ms > now_ms; }));
 }
 
 }  // namespace sluice

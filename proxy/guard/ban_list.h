@@ -37,8 +37,8 @@ class BanList {
   void prune(uint64_t now_ms);  // with mutex_ held
 
   mutable std::mutex mutex_;
-  std::vector<Ban> bans_;               // guarded by mutex_
-  std::atomic<size_t> count_{0};        // bans_.size(), for the lock-free empty check
+  std::vector<Ban> bans_;         // guarded by mutex_
+  std::atomic<size_t> count_{0};  // bans_.size(), for the lock-free empty check
 };
 
 }  // namespace sluice

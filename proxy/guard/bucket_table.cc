@@ -31,8 +31,7 @@ void BucketTable::set_params(const BucketParams& p, uint64_t now_ns) {
     std::lock_guard lock(s->mutex);
     for (Entry& e : s->lru) {
       if (e.tat <= now_ns) continue;
-      const uint128_t wait = static_cast<uint128_t>(e.tat - now_ns) *
-                                     p.interval_ns / old_interval;
+      const uint128_t wait = static_cast<uint128_t>(e.tat - now_ns) * p.interval_ns / old_interval;
       e.tat = now_ns + static_cast<uint64_t>(wait);
     }
   }

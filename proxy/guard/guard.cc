@@ -119,8 +119,7 @@ GuardPolicy::Denial GuardPolicy::screen_request(size_t listener, const IpAddress
 
 GuardPolicy::RateVerdict GuardPolicy::rate_check(size_t listener, std::string_view host,
                                                  std::string_view path, const MessageHead& req,
-                                                 const IpAddress& client,
-                                                 uint64_t now_ns) const {
+                                                 const IpAddress& client, uint64_t now_ns) const {
   RateVerdict v;
   std::string buf;
   for (const CompiledRule* r : listeners_[listener].rules) {
@@ -145,8 +144,7 @@ GuardPolicy::RateVerdict GuardPolicy::rate_check(size_t listener, std::string_vi
 }
 
 Guard::Guard()
-    : bans_(std::make_shared<BanList>()),
-      evictions_(std::make_shared<std::atomic<uint64_t>>(0)) {}
+    : bans_(std::make_shared<BanList>()), evictions_(std::make_shared<std::atomic<uint64_t>>(0)) {}
 
 std::shared_ptr<const GuardPolicy> Guard::configure(const Config& config, uint64_t now_ns) {
   if (now_ns == 0) now_ns = uv_hrtime();
@@ -170,10 +168,9 @@ std::shared_ptr<const GuardPolicy> Guard::configure(const Config& config, uint64
     // would be 3.6 × 10^21 ns: "practically unlimited" either way).
     constexpr uint64_t kMaxSpanNs = uint64_t{1} << 61;
     BucketParams bp;
-    bp.interval_ns = std::clamp<uint64_t>(period_ns / std::max<uint64_t>(rule.requests, 1), 1,
-                                          kMaxSpanNs);
-    const uint128_t burst_ns =
-        static_cast<uint128_t>(bp.interval_ns) * rule.effective_burst();
+    bp.interval_ns =
+        std::clamp<uint64_t>(period_ns / std::max<uint64_t>(rule.requests, 1), 1, kMaxSpanNs);
+    const uint128_t burst_ns = static_cast<uint128_t>(bp.interval_ns) * rule.effective_burst();
     bp.burst_ns = burst_ns > kMaxSpanNs ? kMaxSpanNs : static_cast<uint64_t>(burst_ns);
     r->table->set_params(bp, now_ns);
     tables[rule.name] = r->table;
@@ -231,7 +228,8 @@ GuardFigures Guard::figures(const Config& config) const {
     GuardFigures::Denied d;
     d.listener = l.name;
     if (auto it = denied_.find(l.name); it != denied_.end())
-      for (size_t i = 0; i < 3; ++i) d.lists[i] = it->second->lists[i].load(std::memory_order_relaxed);
+      for (size_t i = 0; i < 3; ++i)
+        d.lists[i] = it->second->lists[i].load(std::memory_order_relaxed);
     f.denied.push_back(std::move(d));
   }
   for (const auto& [name, t] : tables_) f.keys += t->keys();

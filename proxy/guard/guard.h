@@ -127,7 +127,7 @@ class Guard {
   mutable std::mutex mutex_;  // the maps below (configure on the main thread, figures anywhere)
   std::map<std::string, std::shared_ptr<BucketTable>> tables_;  // by rule name
   std::map<std::pair<std::string, std::string>, std::shared_ptr<RuleCounters>>
-      rule_counters_;                                               // by (rule, listener)
+      rule_counters_;                                            // by (rule, listener)
   std::map<std::string, std::shared_ptr<DenyCounters>> denied_;  // by listener name
 };
 

@@ -92,7 +92,9 @@ ConfigPtr ConfigReloader::reconcile(std::shared_ptr<Config> next,
       l.drain = it->drain;
       l.upgrades = it->upgrades;
       l.tls = it->tls;  // new handshakes use the new settings and files
-      l.trusted_proxies = it->trusted_proxies;  // issue #17: reloadable
+      // Issue #17: the client IP's sources and the IP rules apply to the next connections and
+      // requests.
+      l.trusted_proxies = it->trusted_proxies;
       l.ip_rules = it->ip_rules;
     }
     for (const RouteConfig& r : l.routes)

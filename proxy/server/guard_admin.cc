@@ -48,7 +48,9 @@ nlohmann::json ban_json(const BanList::Ban& b, uint64_t now_ms) {
 bool body_object(const AdminRequest& req, nlohmann::json& out, std::string& why) {
   out = nlohmann::json::parse(req.body, nullptr, /*allow_exceptions=*/false);
   if (out.is_discarded() || !out.is_object()) {
-    why = "the body must be a JSON object such as {\"address\": \"192.0.2.7\", \"duration\": \"10m\"}";
+    why =
+        "the body must be a JSON object such as {\"address\": \"192.0.2.7\", \"duration\": "
+        "\"10m\"}";
     return false;
   }
   return true;
@@ -137,13 +139,14 @@ void guard_families(const GuardFigures& f, std::vector<prometheus::MetricFamily>
   };
   {
     MetricFamily fam{"sluice_ratelimit_requests_total",
-                     "Requests a rate-limit rule looked at, by result", MetricType::Counter, {}};
+                     "Requests a rate-limit rule looked at, by result",
+                     MetricType::Counter,
+                     {}};
     for (const GuardFigures::Rule& r : f.rules)
       for (size_t i = 0; i < 3; ++i)
-        fam.metric.push_back(metric(MetricType::Counter, static_cast<double>(r.results[i]),
-                                    {{"listener", r.listener},
-                                     {"rule", r.rule},
-                                     {"result", kRateResultNames[i]}}));
+        fam.metric.push_back(
+            metric(MetricType::Counter, static_cast<double>(r.results[i]),
+                   {{"listener", r.listener}, {"rule", r.rule}, {"result", kRateResultNames[i]}}));
     if (!fam.metric.empty()) out.push_back(std::move(fam));  // no rules: no family
   }
   out.push_back(MetricFamily{"sluice_ratelimit_keys",
@@ -167,7 +170,9 @@ void guard_families(const GuardFigures& f, std::vector<prometheus::MetricFamily>
                                     {{"listener", d.listener}, {"list", kDenyListNames[i]}}));
     out.push_back(std::move(fam));
   }
-  out.push_back(MetricFamily{"sluice_bans_active", "Runtime bans in force", MetricType::Gauge,
+  out.push_back(MetricFamily{"sluice_bans_active",
+                             "Runtime bans in force",
+                             MetricType::Gauge,
                              {metric(MetricType::Gauge, static_cast<double>(f.bans_active), {})}});
 }
 

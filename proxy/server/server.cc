@@ -597,8 +597,8 @@ void Server::apply_config(ConfigPtr config, const std::vector<AddressList>& addr
   s.tls = std::move(tls);
   s.guard_policy = s.guard.configure(*config_);
   for (auto& w : s.workers) {
-    w->post([cfg = config_, addresses, stats = cluster_stats_for(*config_, w->index()),
-             tls = s.tls, guard = s.guard_policy](Worker& wk) {
+    w->post([cfg = config_, addresses, stats = cluster_stats_for(*config_, w->index()), tls = s.tls,
+             guard = s.guard_policy](Worker& wk) {
       wk.apply_config(cfg, addresses, stats, tls.clusters);
       wk.set_guard_policy(guard);
       for (size_t i = 0; i < tls.listeners.size(); ++i) wk.set_listener_tls(i, tls.listeners[i]);

@@ -74,7 +74,9 @@ class Worker final : public ClusterDirectory, public TunnelRegistry {
                     const std::vector<ClusterStats*>& stats,
                     const std::vector<std::shared_ptr<const ClientTls>>& tls);
   // The guard policy of a reloaded configuration (posted right after apply_config).
-  void set_guard_policy(std::shared_ptr<const GuardPolicy> policy) { setup_.guard = std::move(policy); }
+  void set_guard_policy(std::shared_ptr<const GuardPolicy> policy) {
+    setup_.guard = std::move(policy);
+  }
   // New certificates for a listener (rotation): new handshakes use them.
   void set_listener_tls(size_t listener, std::shared_ptr<const ServerTls> tls);
   // The resolver's new addresses for a cluster of the current configuration.

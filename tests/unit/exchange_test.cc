@@ -400,8 +400,9 @@ TEST_F(ExchangeGuardTest, RateLimitedWith429AndTheBucketsRetryAfter) {
 }
 
 TEST_F(ExchangeGuardTest, ClientIpFromATrustedProxyKeysTheBuckets) {
-  guard("trusted_proxies: [192.0.2.0/24]\n"
-        "rate_limits: [{name: per-ip, rate: 1/h, burst: 1}]\n");
+  guard(
+      "trusted_proxies: [192.0.2.0/24]\n"
+      "rate_limits: [{name: per-ip, rate: 1/h, burst: 1}]\n");
   auto get = [](const char* xff) {
     return std::string("GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: ") + xff + "\r\n\r\n";
   };
@@ -426,8 +427,9 @@ TEST_F(ExchangeGuardTest, ABanRefusesTheNextRequestAndClosesTheConnection) {
 }
 
 TEST_F(ExchangeGuardTest, DenyWithCloseCutsWithoutAnAnswer) {
-  guard("listeners: [{name: ingress, cluster: app,"
-        " ip_rules: {deny: [192.0.2.7], action: close}}]\n");
+  guard(
+      "listeners: [{name: ingress, cluster: app,"
+      " ip_rules: {deny: [192.0.2.7], action: close}}]\n");
   EXPECT_FALSE(serve(kGet));
   EXPECT_TRUE(client_->cut);
   EXPECT_EQ(client_->error_status, 0);

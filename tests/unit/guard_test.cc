@@ -10,12 +10,12 @@
 
 #include "config/config_file.h"
 #include "core/ip_network.h"
+#include "fake_upstream.h"
 #include "guard/ban_list.h"
 #include "guard/bucket_table.h"
 #include "guard/client_ip.h"
 #include "guard/guard.h"
 #include "guard/token_bucket.h"
-#include "fake_upstream.h"
 #include "http/parser.h"
 
 namespace sluice {
@@ -76,8 +76,8 @@ TEST(IpNetwork, RejectsBadNetworksWithAReason) {
   EXPECT_NE(why.find("0 to 32"), std::string::npos) << why;
   EXPECT_FALSE(parse_network("fd00::/129", &why));
   EXPECT_NE(why.find("0 to 128"), std::string::npos) << why;
-  for (const char* bad : {"10.0.0.0/", "10.0.0.0/08", "10.0.0.0/-1", "10.0.0.0/8x", "/8",
-                          "nonsense", "10.0.0.0 /8"})
+  for (const char* bad :
+       {"10.0.0.0/", "10.0.0.0/08", "10.0.0.0/-1", "10.0.0.0/8x", "/8", "nonsense", "10.0.0.0 /8"})
     EXPECT_FALSE(parse_network(bad)) << bad;
 }
 
