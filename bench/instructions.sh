@@ -5,6 +5,8 @@
 # nothing about the kernel's share (see run.sh for that).
 #
 #   bench/instructions.sh [SLUICE_BINARY]      (default build/sluice; needs valgrind and wrk)
+#   SLUICE_CONFIG=FILE bench/instructions.sh    (also --config FILE, e.g. with a rate-limit rule;
+#                                               the flags below still set listener and upstream)
 #
 # One worker with the JSON access log (as run.sh runs sluice), in front of `sluice demo-app`;
 # wrk with CONNS connections for a warm-up, then callgrind's counters are zeroed, wrk runs for
@@ -38,7 +40,9 @@ PORT=$(free_port)
 
 "$SLUICE" demo-app --listen "127.0.0.1:$UP" >"$OUT/upstream.log" 2>&1 &
 PIDS+=($!)
-valgrind --tool=callgrind --callgrind-out-file="$OUT/callgrind.%p" "$SLUICE" --workers 1 \
+CONFIG_ARGS=()
+[[ -n ${SLUICE_CONFIG:-} ]] && CONFIG_ARGS=(--config "$(readlink -f "$SLUICE_CONFIG")")
+valgrind --tool=callgrind --callgrind-out-file="$OUT/callgrind.%p" "$SLUICE" "${CONFIG_ARGS[@]}" --workers 1 \
   --listen "127.0.0.1:$PORT" --upstream "127.0.0.1:$UP" --admin 127.0.0.1:0 --log-format json \
   >"$OUT/sluice.log" 2>"$OUT/valgrind.log" &
 VG=$!

@@ -388,6 +388,20 @@ CONF
       start "$t" "$PROXY_CPU" "$SLUICE" --workers 1 --listen "127.0.0.1:${PORT[$t]}" \
         --upstream "127.0.0.1:$UP_PORT" --admin 127.0.0.1:0 --access-log false
       PID[$t]=$LAST_PID ;;
+    sluice-ratelimit)
+      # As `sluice` (JSON access log) with a per-client-IP rate-limit rule that never refuses
+      # (issue #17): what a rule costs per request.
+      PORT[$t]=$(free_port)
+      cat >"$RUN_DIR/sluice-ratelimit.yaml" <<CONF
+admin: {address: 127.0.0.1:0}
+workers: 1
+log: {format: json}
+listeners: [{name: ingress, address: "127.0.0.1:${PORT[$t]}", cluster: app}]
+clusters: [{name: app, endpoints: ["127.0.0.1:$UP_PORT"]}]
+rate_limits: [{name: per-ip, key: client_ip, rate: 1000000000/s}]
+CONF
+      start "$t" "$PROXY_CPU" "$SLUICE" --config "$RUN_DIR/sluice-ratelimit.yaml"
+      PID[$t]=$LAST_PID ;;
     sluice-base)
       # Another build given by SLUICE_BASE (e.g. the commit before metrics and access log),
       # with the flags it knows.
@@ -419,7 +433,7 @@ CONF
       write_haproxy_cfg "$RUN_DIR/$t.cfg" "${PORT[$t]}" "$UP_PORT" 1
       start "$t" "$PROXY_CPU" haproxy -db -f "$RUN_DIR/$t.cfg"
       PID[$t]=$LAST_PID ;;
-    *) die "unknown target '$t' (upstream sluice sluice-quiet sluice-base nginx haproxy nginx-job haproxy-job)" ;;
+    *) die "unknown target '$t' (upstream sluice sluice-quiet sluice-ratelimit sluice-base nginx haproxy nginx-job haproxy-job)" ;;
   esac
 done
 for t in $TARGETS; do

@@ -17,8 +17,9 @@ struct Route {
   uint8_t methods;
   bool changes_state;
   AdminResponse (*answer)(AdminBackend&);
-  // Instead of `answer`, for routes that read the request (its body, its query).
+  // Routes that read the request (its body, the rest of its path) answer here instead.
   AdminResponse (*answer_request)(AdminBackend&, const AdminRequest&) = nullptr;
+  bool prefix = false;  // `path` is a prefix ("/bans/" + an address)
 };
 
 const Route kRoutes[] = {
@@ -38,6 +39,12 @@ const Route kRoutes[] = {
      [](AdminBackend& b, const AdminRequest& r) { return b.set_maintenance(r); }},
     {"/maintenance", kDelete, true, nullptr,
      [](AdminBackend& b, const AdminRequest& r) { return b.clear_maintenance(r); }},
+    {"/bans", kGet, false, nullptr,
+     [](AdminBackend& b, const AdminRequest& r) { return b.bans(r); }},
+    {"/bans", kPost | kDelete, true, nullptr,
+     [](AdminBackend& b, const AdminRequest& r) { return b.bans(r); }},
+    {"/bans/", kDelete, true, nullptr,
+     [](AdminBackend& b, const AdminRequest& r) { return b.bans(r); }, true},
 };
 
 uint8_t method_of(uint8_t m) {
@@ -53,7 +60,9 @@ AdminResponse route_admin_request(AdminBackend& backend, const AdminRequest& req
   const uint8_t method = method_of(req.head.method);
   uint8_t allowed = 0;
   for (const Route& r : kRoutes) {
-    if (r.path != req.path) continue;
+    if (r.prefix ? req.path.substr(0, r.path.size()) != r.path || req.path.size() == r.path.size()
+                 : r.path != req.path)
+      continue;
     if (!(r.methods & kAnyMethod) && !(r.methods & method)) {
       allowed |= r.methods;
       continue;

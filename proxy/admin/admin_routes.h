@@ -25,6 +25,10 @@ class AdminBackend {
   virtual AdminResponse maintenance_status() = 0;
   virtual AdminResponse set_maintenance(const AdminRequest& req) = 0;
   virtual AdminResponse clear_maintenance(const AdminRequest& req) = 0;
+  // Runtime bans (issue #17): GET /bans lists them, POST /bans adds one ({"address": "1.2.3.4"
+  // or "10.0.0.0/24", "duration": "10m"}), DELETE /bans (same body) or DELETE /bans/ADDRESS
+  // lifts one.
+  virtual AdminResponse bans(const AdminRequest& req) = 0;
   // A state-changing request: from loopback, or with the admin token (logged when refused).
   virtual bool allowed_to_change(const AdminRequest& req) const = 0;
 

@@ -148,6 +148,19 @@ footer span { margin-right: 18px; }
     <tbody></tbody>
   </table></div>
 </section>
+<section>
+  <h2>Rate limits: the busiest rules</h2>
+  <div class="scroll"><table id="ratelimits">
+    <thead>
+      <tr><th class="text">rule</th><th class="text">listener</th><th class="g">allowed</th>
+          <th>limited</th><th>dry run limited</th></tr>
+    </thead>
+    <tbody></tbody>
+  </table></div>
+  <div class="empty" id="ratelimits-empty" hidden>no rate-limit rules</div>
+  <div class="empty">keys <b data-metric="ratelimit-keys"></b>, evicted
+    <b data-metric="ratelimit-evictions"></b>; bans in force <b data-metric="bans-active"></b></div>
+</section>
 </main>
 <footer>
   <span>cpu <b id="cpu" data-metric="cpu-seconds"></b></span>
@@ -177,6 +190,9 @@ const MAINTENANCE_CELLS = ['name:text', 'maintenance:text', 'source:text', 'retr
   'refused'];
 const BREAKER_CELLS = ['name:text', 'circuit:text', 'window-failures', 'in-flight', 'pending',
   'overflow', 'retry-budget-exhausted', 'transitions:text'];
+const RATELIMIT_CELLS = ['rule:text', 'listener:text', 'allowed:g', 'limited',
+  'dry-run-limited'];
+const BUSIEST_RULES = 10;
 const PHASE_NOTES = {
   delay: 'readiness fails so load balancers stop sending; new connections are still served',
   draining: 'no new connections; idle ones are closed, in-flight requests finish',
@@ -414,6 +430,33 @@ function renderDrain(d) {
   set(box, 'drain-forced', num(d.forced), undefined, num(d.forced) ? 'bad' : '');
 }
 
+// The rules that refused the most (then admitted the most), at most BUSIEST_RULES of them.
+function renderRateLimits(g) {
+  const table = $('ratelimits');
+  const rules = (g && Array.isArray(g.ratelimit_rules) ? g.ratelimit_rules : []).slice();
+  const refused = (r) => num(r.limited) + num(r.dry_run_limited);
+  rules.sort((a, b) => refused(b) - refused(a) || num(b.allowed) - num(a.allowed));
+  const shown = rules.slice(0, BUSIEST_RULES);
+  const keep = new Set();
+  shown.forEach((r, i) => {
+    const key = r.rule + '@' + r.listener;
+    keep.add(key);
+    const tr = row(table, 'rule', key, RATELIMIT_CELLS);
+    table.tBodies[0].appendChild(tr);  // in the order of the sort
+    set(tr, 'rule', r.rule, r.dry_run ? r.rule + ' (dry run)' : r.rule);
+    set(tr, 'listener', r.listener);
+    set(tr, 'allowed', num(r.allowed));
+    set(tr, 'limited', num(r.limited), undefined, num(r.limited) ? 'warn' : '');
+    set(tr, 'dry-run-limited', num(r.dry_run_limited));
+  });
+  prune(table, 'rule', keep);
+  $('ratelimits-empty').hidden = shown.length > 0;
+  set(document, 'ratelimit-keys', num(g && g.ratelimit_keys));
+  set(document, 'ratelimit-evictions', num(g && g.ratelimit_evictions));
+  set(document, 'bans-active', num(g && g.bans_active), undefined,
+      num(g && g.bans_active) ? 'warn' : '');
+}
+
 function render(s) {
   const t = num(s.uptime_s);
   const phase = (s.drain && s.drain.phase) || (s.draining ? 'draining' : 'serving');
@@ -437,6 +480,7 @@ function render(s) {
   renderListeners(Array.isArray(s.listeners) ? s.listeners : [], t);
   renderClusters(Array.isArray(s.clusters) ? s.clusters : [], readiness, t);
   renderProtection(s);
+  renderRateLimits(s.guard);
   for (const key of Array.from(samples.keys())) if (!sampled.has(key)) samples.delete(key);
   const p = s.process || {};
   set(document, 'cpu-seconds', num(p.cpu_seconds), num(p.cpu_seconds).toFixed(2) + ' s');

@@ -5,6 +5,8 @@
 #include <charconv>
 
 #include "config/config_file.h"
+#include "config/client_guard_reader.h"
+#include "config/guard_reader.h"
 #include "config/setting_values.h"
 
 namespace sluice {
@@ -81,6 +83,7 @@ Json build(const Config& c) {
       mj["content_type"] = m.content_type;
       lj["maintenance"] = std::move(mj);
     }
+    dump_listener_guard(lj, l);
     lj["routes"] = Json::array();
     for (const auto& r : l.routes) {
       Json rj = Json::object();
@@ -177,6 +180,7 @@ Json build(const Config& c) {
   Json reload = Json::object();
   reload["watch"] = c.reload.watch;
   j["reload"] = std::move(reload);
+  dump_root_guard(j, c);
   return j;
 }
 

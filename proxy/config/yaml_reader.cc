@@ -8,6 +8,7 @@
 
 #include "config/config_marks.h"
 #include "config/field_reader.h"
+#include "config/client_guard_reader.h"
 #include "config/guard_reader.h"
 #include "config/setting_values.h"
 #include "config/tls_reader.h"
@@ -16,12 +17,13 @@
 namespace sluice {
 namespace {
 
-const std::vector<std::string> kRootKeys{"admin",  "workers", "listeners", "clusters",
-                                         "limits", "drain",   "log",       "reload"};
+const std::vector<std::string> kRootKeys{"admin",           "workers",    "listeners", "clusters",
+                                         "limits",          "drain",      "log",       "reload",
+                                         "trusted_proxies", "rate_limits"};
 const std::vector<std::string> kAdminKeys{"address", "token_file"};
 const std::vector<std::string> kListenerKeys{"name",  "address",         "routes",   "cluster",
                                              "drain", "max_connections", "upgrades", "http2",
-                                             "tls",   "maintenance"};
+                                             "tls",   "maintenance",     "trusted_proxies", "ip_rules"};
 const std::vector<std::string> kListenerHttp2Keys{
     "enabled",           "max_concurrent_streams", "initial_stream_window",
     "connection_window", "max_stream_errors",      "alpn"};
@@ -81,6 +83,7 @@ class YamlReader : public FieldReader {
     if (auto* drain = map_field(f, "drain")) read_drain(*drain);
     if (auto* log = map_field(f, "log")) read_log(*log);
     if (auto* reload = map_field(f, "reload")) read_reload(*reload);
+    read_root_guard(f, config_, diag_);  // after the listeners: rules name them
   }
 
  private:
@@ -133,7 +136,8 @@ class YamlReader : public FieldReader {
     Fields f(node, path, kListenerKeys, diag_,
              {{"tls", kListenerTlsKeys},
               {"http2", kListenerHttp2Keys},
-              {"maintenance", kMaintenanceKeys}});
+              {"maintenance", kMaintenanceKeys},
+              {"ip_rules", kIpRulesKeys}});
     if (const Field* n = f.get("name")) {
       m.name.where = n->where();
       m.name.ok = name(*n, l.name);
@@ -153,6 +157,7 @@ class YamlReader : public FieldReader {
     if (const Field* u = f.get("upgrades")) read_upgrades(*u, l);
     if (const Field* h = map_field(f, "http2")) read_http2(*h, l.http2);
     read_listener_maintenance(f, l.maintenance, diag_);
+    read_listener_guard(f, l, diag_);
 
     const Field* routes = f.get("routes");
     const Field* shorthand = f.get("cluster");

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "core/guard_settings.h"
+#include "core/guard_config.h"
 #include "core/log.h"
 
 namespace sluice {
@@ -156,6 +157,10 @@ struct ListenerConfig {
   ListenerHttp2 http2;
   ListenerTls tls;
   MaintenanceSettings maintenance;  // the file's; POST /maintenance may override it
+  // Networks whose X-Forwarded-For is believed (the client IP, issue #17); unset: the top-level
+  // `trusted_proxies`.
+  std::optional<std::vector<IpNetwork>> trusted_proxies;
+  IpRules ip_rules;
   bool operator==(const ListenerConfig&) const = default;
 };
 
@@ -187,6 +192,10 @@ struct Config {
   LogSettings log;
   ReloadSettings reload;
   std::string admin_token;  // read from admin.token_file at load; never printed
+  // Issue #17: networks whose X-Forwarded-For is believed (every listener's, unless it sets its
+  // own), and the rate-limit rules (every matching rule applies).
+  std::vector<IpNetwork> trusted_proxies;
+  std::vector<RateLimitRule> rate_limits;
 
   const ClusterConfig* find_cluster(std::string_view name) const;
   int cluster_index(std::string_view name) const;  // -1 when absent

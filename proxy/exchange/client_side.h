@@ -7,11 +7,13 @@
 // exchange (Exchange::abort) before it returns, so the exchange re-checks that it is active.
 #include <cstddef>
 #include <memory>
+#include <span>
 #include <string_view>
 
 #include "core/block.h"
 #include "exchange/request_context.h"
 #include "http/message.h"
+#include "http/rewrite.h"
 
 namespace sluice {
 
@@ -40,9 +42,10 @@ class ClientSide {
   // a chunked or close-delimited HTTP/1.1 body and for HTTP/2, false under a Content-Length.
   virtual bool can_end_response_early() const = 0;
   // A whole response sluice makes itself: `status` with a short text saying why. `malformed`:
-  // the request was malformed, the connection must not serve another one. Returns the bytes
-  // written.
-  virtual size_t send_error(int status, std::string_view why, bool malformed) = 0;
+  // the request was malformed, the connection must not serve another one. `extra`: headers to
+  // add (Retry-After). Returns the bytes written.
+  virtual size_t send_error(int status, std::string_view why, bool malformed,
+                            std::span<const ExtraHeader> extra = {}) = 0;
   // The response cannot be completed (the upstream failed mid-body): the client must never
   // take the truncated response for a whole one. Aborts the exchange.
   virtual void cut_response() = 0;

@@ -98,6 +98,7 @@ void Exchange::begin(const MessageHead& req) {
     log_->host.clear();
     log_->request_id.clear();
     log_->reason.clear();
+    log_->client.clear();
   } else {
     log_.reset();
   }
@@ -121,6 +122,7 @@ void Exchange::begin(const MessageHead& req) {
     respond_error(plan.refuse_status, plan.refuse_why, plan.malformed);
     return;
   }
+  if (!screen_client(req)) return;
   if (rc_->maintenance && rc_->maintenance->mode() != MaintenanceMode::kOff) {
     const auto view = rc_->maintenance->view();
     const MaintenanceDecision d =
@@ -142,6 +144,7 @@ void Exchange::begin(const MessageHead& req) {
     return;
   }
   use_cluster(cluster);
+  if (!check_rate_limits(req, plan)) return;
   if (!admit_to_cluster()) return;
   use_pool(cluster->pick_source());
   if (!pool_) {
@@ -455,6 +458,11 @@ void Exchange::on_upstream_error(UpstreamError e, bool response_started) {
 }
 
 void Exchange::respond_error(int status, const char* why, bool malformed) {
+  answer_error(status, why, malformed, {}, true);
+}
+
+void Exchange::answer_error(int status, const char* why, bool malformed,
+                            std::span<const ExtraHeader> extra, bool warn) {
   if (!active_) return;
   if (response_head_sent_) {
     client_.cut_response();
@@ -467,9 +475,14 @@ void Exchange::respond_error(int status, const char* why, bool malformed) {
   ctx.stats.sluice_errors.add();
   // The cluster failed this request (no address, connect, timeout, bad response): its count too.
   if (cluster_ && status >= 500) cluster_->stats().requests[4].add();
-  LOG_WARN("%s from %s: %d %s", llhttp_method_name(static_cast<llhttp_method_t>(method_)),
-           std::string(rc_->client_ip).c_str(), status, why);
-  response_bytes_ += client_.send_error(status, why, malformed);
+  if (warn) {
+    LOG_WARN("%s from %s: %d %s", llhttp_method_name(static_cast<llhttp_method_t>(method_)),
+             std::string(rc_->client_ip).c_str(), status, why);
+  } else {
+    LOG_DEBUG("%s from %s: %d %s", llhttp_method_name(static_cast<llhttp_method_t>(method_)),
+              std::string(rc_->client_ip).c_str(), status, why);
+  }
+  response_bytes_ += client_.send_error(status, why, malformed, extra);
   if (active_) finish();
 }
 
@@ -480,7 +493,7 @@ void Exchange::write_access_log(uint64_t duration_us) {
   const Config& cfg = *rc_->config;
   AccessLogEntry e;
   e.listener = cfg.listeners[rc_->listener].name;
-  e.client = rc_->client_ip;
+  e.client = log_->client.empty() ? rc_->client_ip : std::string_view(log_->client);
   e.method = llhttp_method_name(static_cast<llhttp_method_t>(method_));
   e.target = log_->target;
   e.host = log_->host;

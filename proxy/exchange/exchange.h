@@ -21,6 +21,8 @@
 
 namespace sluice {
 
+struct RequestPlan;
+
 class Exchange : private UpstreamHandler, private PoolClient {
  public:
   explicit Exchange(ClientSide& client) : client_(client) {}
@@ -99,9 +101,19 @@ class Exchange : private UpstreamHandler, private PoolClient {
   void relay_event_stream(const Slice& data);
   void write_response_body(const Slice& data);
   void write_access_log(uint64_t duration_us);
+  // Issue #17 (exchange_guard.cc): the client's address, bans and IP rules (before routing),
+  // then the rate limits (after routing). False when the request was refused.
+  bool screen_client(const MessageHead& req);
+  bool check_rate_limits(const MessageHead& req, const RequestPlan& plan);
+  // respond_error's work; `warn`: log it (refusals of a rate limit or an IP rule are routine,
+  // logged at debug level only, so that a flood does not flood the log too).
+  void answer_error(int status, const char* why, bool malformed, std::span<const ExtraHeader> extra,
+                    bool warn);
 
   ClientSide& client_;
   const RequestContext* rc_ = nullptr;  // the client side's, for the current request
+  // The client's address (from X-Forwarded-For when the peer is a trusted proxy, or the peer).
+  IpAddress client_addr_;
   UpstreamSet* cluster_ = nullptr;
   UpstreamSource* pool_ = nullptr;
   UpstreamSide* up_ = nullptr;
@@ -150,6 +162,7 @@ class Exchange : private UpstreamHandler, private PoolClient {
   // What the access log line needs beyond the above, copied at begin (only while it is on).
   struct LogFields {
     std::string target, host, request_id, reason;
+    std::string client;  // when it is not the peer (X-Forwarded-For from a trusted proxy)
   };
   std::unique_ptr<LogFields> log_;
 };

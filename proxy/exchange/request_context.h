@@ -10,9 +10,11 @@
 
 #include "core/access_log.h"
 #include "core/config.h"
+#include "core/ip_network.h"
 #include "core/loop_context.h"
 #include "core/maintenance_switch.h"
 #include "core/stats.h"
+#include "guard/guard.h"
 
 namespace sluice {
 
@@ -36,7 +38,11 @@ struct RequestContext {
   AccessLog* access_log = nullptr;  // null while the access log is off
   bool colour_log = false;
   bool secure = false;  // the client connection has TLS (X-Forwarded-Proto)
+  // The socket's peer (appended to X-Forwarded-For), as text and parsed.
   std::string_view client_ip;
+  IpAddress peer;
+  // Bans, IP rules, trusted proxies and rate limits of the configuration (null: none).
+  std::shared_ptr<const GuardPolicy> guard;
   std::string_view protocol = "HTTP/1.1";  // as the access log names it: "HTTP/1.1", "HTTP/2"
   ClusterDirectory* clusters = nullptr;
   const MaintenanceSwitch* maintenance = nullptr;  // the listener's; null: never in maintenance

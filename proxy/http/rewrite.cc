@@ -200,7 +200,8 @@ void write_response_head(BlockWriter& w, const MessageHead& resp, const Response
 }
 
 void write_simple_response(BlockWriter& w, int status, std::string_view content_type,
-                           std::string_view body, bool close, bool head_only) {
+                           std::string_view body, bool close, bool head_only,
+                           std::span<const ExtraHeader> extra) {
   w.append("HTTP/1.1 ");
   w.append_decimal(static_cast<uint64_t>(status));
   w.append(' ');
@@ -216,6 +217,12 @@ void write_simple_response(BlockWriter& w, int status, std::string_view content_
     w.append_decimal(body.size());
     w.append("\r\n");
     if (close) w.append("Connection: close\r\n");
+    for (const ExtraHeader& h : extra) {
+      w.append(h.name);
+      w.append(": ");
+      w.append(h.value);
+      w.append("\r\n");
+    }
   }
   w.append("\r\n");
   if (!head_only) w.append(body);
@@ -234,8 +241,8 @@ std::string error_body(int status, std::string_view why) {
 }
 
 void write_error_response(BlockWriter& w, int status, std::string_view why, bool close,
-                          bool head_only) {
-  write_simple_response(w, status, "text/plain", error_body(status, why), close, head_only);
+                          bool head_only, std::span<const ExtraHeader> extra) {
+  write_simple_response(w, status, "text/plain", error_body(status, why), close, head_only, extra);
 }
 
 const Slice kChunkEnd{BlockRef(), "\r\n", 2};
@@ -278,6 +285,8 @@ std::string_view status_reason(int status) {
       return "Request Timeout";
     case 413:
       return "Content Too Large";
+    case 429:
+      return "Too Many Requests";
     case 431:
       return "Request Header Fields Too Large";
     case 500:

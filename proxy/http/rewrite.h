@@ -4,6 +4,7 @@
 // Transfer-Encoding, Upgrade, HTTP2-Settings), framing is set by sluice, forwarding headers are
 // added. An upgrade is forwarded only for the protocols on the listener's list (http/upgrade.h).
 #include <cstdint>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -72,15 +73,20 @@ void write_request_head(BlockWriter& w, const MessageHead& req, const RequestRew
 // An upper bound of write_request_head's output for typical requests (the writer grows if not).
 size_t request_head_estimate(const MessageHead& req);
 void write_response_head(BlockWriter& w, const MessageHead& resp, const ResponseRewrite& rw);
+// A header sluice adds to a response it answers itself (Retry-After on a 429).
+struct ExtraHeader {
+  std::string_view name, value;
+};
 // A complete small response sluice answers itself (errors, 100 Continue, admin pages).
 void write_simple_response(BlockWriter& w, int status, std::string_view content_type,
-                           std::string_view body, bool close, bool head_only = false);
+                           std::string_view body, bool close, bool head_only = false,
+                           std::span<const ExtraHeader> extra = {});
 std::string_view status_reason(int status);
 // The body of an error response sluice answers itself: "<code> <reason>: <why>\n".
 std::string error_body(int status, std::string_view why);
 // The error responses sluice answers itself: text/plain error_body().
 void write_error_response(BlockWriter& w, int status, std::string_view why, bool close,
-                          bool head_only = false);
+                          bool head_only = false, std::span<const ExtraHeader> extra = {});
 
 // Chunked framing (RFC 9112 §7.1) of bytes sluice re-frames: "<hex size>\r\n" + data + "\r\n",
 // ended by the last chunk. The constants are static storage (no block).

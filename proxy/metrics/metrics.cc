@@ -385,6 +385,7 @@ std::vector<MetricFamily> Metrics::Collect() const {
          p.start_time_seconds);
 
   for (MetricFamily& f : registry_->Collect()) out.push_back(std::move(f));
+  for (const Families& extra : extra_) extra(out);
   return out;
 }
 

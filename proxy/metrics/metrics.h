@@ -98,6 +98,9 @@ class Metrics final : public prometheus::Collectable {
   uint64_t reloads(bool ok) const {
     return static_cast<uint64_t>((ok ? reload_ok_ : reload_failed_)->Value());
   }
+  // More families, appended to every scrape (the guard's, issue #17: the server builds them).
+  using Families = std::function<void(std::vector<prometheus::MetricFamily>&)>;
+  void add_families(Families f) { extra_.push_back(std::move(f)); }
   // The text exposition format (version 0.0.4).
   std::string render_text() const;
   // /stats: the same numbers as JSON, plus the configuration's view (addresses, endpoints).
@@ -106,6 +109,7 @@ class Metrics final : public prometheus::Collectable {
 
  private:
   Snapshot snapshot_;
+  std::vector<Families> extra_;
   std::shared_ptr<prometheus::Registry> registry_;  // main-thread metrics: reloads, build info
   prometheus::Counter* reload_ok_;
   prometheus::Counter* reload_failed_;

@@ -94,6 +94,10 @@ ConfigPtr ConfigReloader::reconcile(std::shared_ptr<Config> next,
       l.http2 = it->http2;              // new connections use the new settings
       l.tls = it->tls;                  // new handshakes use the new settings and files
       l.maintenance = it->maintenance;  // an admin API override may stay (MaintenanceBoard)
+      // Issue #17: the client IP's sources and the IP rules apply to the next connections and
+      // requests.
+      l.trusted_proxies = it->trusted_proxies;
+      l.ip_rules = it->ip_rules;
     }
     for (const RouteConfig& r : l.routes)
       if (next->cluster_index(r.cluster) < 0)

@@ -38,6 +38,7 @@ DownstreamConnection::DownstreamConnection(Worker& worker, uint16_t listener)
   rc.colour_log = worker.colour_log();
   rc.clusters = &worker;
   rc.maintenance = worker.maintenance(listener);
+  rc.guard = worker.guard_policy();
   http_->parser.set_limits(rc.config->limits.max_header_bytes, rc.config->limits.max_header_fields);
 }
 
@@ -57,6 +58,7 @@ void DownstreamConnection::refresh_snapshot() {
                              rc.config->limits.max_header_fields);
   }
   rc.access_log = worker_.access_log();
+  if (rc.guard != worker_.guard_policy()) rc.guard = worker_.guard_policy();
 }
 
 bool DownstreamConnection::draining() const {
@@ -81,6 +83,7 @@ const RequestContext& DownstreamConnection::fresh_request_context() {
 int DownstreamConnection::start() {
   http_->client_ip = stream_.peer_ip();
   http_->rc.client_ip = http_->client_ip;
+  http_->rc.peer = parse_ip(http_->client_ip).value_or(IpAddress{});
   if (const auto& tls = worker_.listener_tls(listener_)) {
     std::unique_ptr<TlsLayer> layer = TlsLayer::server(ctx().blocks, tls->default_ctx());
     if (!layer) return UV_ENOMEM;
@@ -107,6 +110,18 @@ void DownstreamConnection::refuse(const char* reason, bool linger) {
   write_error_response(w, 503, std::string("connection limit reached (") + reason + ")", true);
   stream_.write(w.finish());
   close_after_flush(linger);
+}
+
+void DownstreamConnection::deny(const char* list, bool forbidden) {
+  LOG_DEBUG("client %s: refused at accept (%s)", std::string(client_ip()).c_str(), list);
+  if (stream_.tls() || !forbidden) {
+    close();
+    return;
+  }
+  BlockWriter w(ctx().blocks);
+  write_error_response(w, 403, "denied by the listener's IP rules", true);
+  stream_.write(w.finish());
+  close_after_flush(true);
 }
 
 void DownstreamConnection::on_stream_secure() {
@@ -420,12 +435,13 @@ void DownstreamConnection::send_end() {
     write_or_close(kLastChunk);
 }
 
-size_t DownstreamConnection::send_error(int status, std::string_view why, bool malformed) {
+size_t DownstreamConnection::send_error(int status, std::string_view why, bool malformed,
+                                        std::span<const ExtraHeader> extra) {
   HttpState& h = *http_;
   h.close_after = malformed || !h.keep_alive || !request_body_done() || draining();
   h.response_framing = Framing::kNone;
   BlockWriter w(ctx().blocks);
-  write_error_response(w, status, why, h.close_after, h.head_request);
+  write_error_response(w, status, why, h.close_after, h.head_request, extra);
   Slice out = w.finish();
   const size_t n = out.len;
   write_or_close(out);

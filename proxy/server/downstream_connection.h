@@ -51,6 +51,10 @@ class DownstreamConnection final : public ListNode,
   // `linger`: read the client's request before closing (no reset destroys the 503); off when
   // descriptors are short.
   void refuse(const char* reason, bool linger);
+  // Refused for its address at accept (a ban, the listener's IP rules): `forbidden` answers 403
+  // before closing (plain listeners); otherwise, and on TLS listeners, it is closed at once.
+  void deny(const char* list, bool forbidden);
+  const IpAddress& peer_address() const { return http_->rc.peer; }
   // Idempotent: aborts the exchange and closes the socket now.
   void close();
 
@@ -93,7 +97,8 @@ class DownstreamConnection final : public ListNode,
     return http_->response_framing == Framing::kChunked ||
            http_->response_framing == Framing::kClose;
   }
-  size_t send_error(int status, std::string_view why, bool malformed) override;
+  size_t send_error(int status, std::string_view why, bool malformed,
+                    std::span<const ExtraHeader> extra) override;
   void cut_response() override { close(); }
   bool above_high_watermark() const override { return stream_.above_high_watermark(); }
   void pause_request_body() override { block_reading(kBackpressure); }

@@ -3,6 +3,7 @@
 #include <llhttp.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cstdlib>
 #include <cstring>
 #include <vector>
@@ -444,9 +445,10 @@ bool Http2Stream::above_high_watermark() const {
   return true;
 }
 
-size_t Http2Stream::send_error(int status, std::string_view why, bool) {
+size_t Http2Stream::send_error(int status, std::string_view why, bool,
+                               std::span<const ExtraHeader> extra) {
   // `malformed` closes an HTTP/1.1 connection; a stream's error ends only the stream.
-  return respond_text(status, why);
+  return respond_text(status, why, extra);
 }
 
 void Http2Stream::refuse(int status, std::string_view why, std::string_view reason,
@@ -471,7 +473,8 @@ void Http2Stream::refuse(int status, std::string_view why, std::string_view reas
   }
 }
 
-size_t Http2Stream::respond_text(int status, std::string_view why) {
+size_t Http2Stream::respond_text(int status, std::string_view why,
+                                 std::span<const ExtraHeader> extra) {
   std::string body = error_body(status, why);
   const std::string code = std::to_string(status);
   const std::string length = std::to_string(body.size());
@@ -480,8 +483,16 @@ size_t Http2Stream::respond_text(int status, std::string_view why) {
                       reinterpret_cast<uint8_t*>(const_cast<char*>(v.data())), n.size(), v.size(),
                       NGHTTP2_NV_FLAG_NONE};
   };
-  const nghttp2_nv fields[] = {nv(":status", code), nv("content-type", "text/plain"),
-                               nv("content-length", length)};
+  // Header names are lower case in HTTP/2 (RFC 9113 §8.2.1).
+  std::vector<std::string> extra_names;
+  std::vector<nghttp2_nv> fields{nv(":status", code), nv("content-type", "text/plain"),
+                                 nv("content-length", length)};
+  for (const ExtraHeader& h : extra) {
+    std::string n(h.name);
+    for (char& c : n) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    extra_names.push_back(std::move(n));
+  }
+  for (size_t i = 0; i < extra.size(); ++i) fields.push_back(nv(extra_names[i], extra[i].value));
   const bool has_body = !head_request_;
   if (has_body) {
     BlockWriter w(conn_.ctx().blocks, body.size());
@@ -490,7 +501,7 @@ size_t Http2Stream::respond_text(int status, std::string_view why) {
     out_bytes_ += body.size();
   }
   body_end_ = true;
-  if (!submit_head(status, fields, 3, has_body)) {
+  if (!submit_head(status, fields.data(), fields.size(), has_body)) {
     out_.clear();
     out_bytes_ = 0;
     reset(NGHTTP2_INTERNAL_ERROR);

@@ -78,7 +78,8 @@ class Http2Stream final : private ClientSide {
   void send_trailers(const MessageHead& trailers) override;
   void send_end() override;
   bool can_end_response_early() const override { return true; }
-  size_t send_error(int status, std::string_view why, bool malformed) override;
+  size_t send_error(int status, std::string_view why, bool malformed,
+                    std::span<const ExtraHeader> extra) override;
   void cut_response() override;
   bool above_high_watermark() const override;
   void pause_request_body() override { body_paused_ = true; }
@@ -91,7 +92,7 @@ class Http2Stream final : private ClientSide {
   // Refuses the stream with RST_STREAM (a malformed request: PROTOCOL_ERROR).
   void reset(uint32_t error_code);
   // A response sluice makes itself before (or without) an exchange.
-  size_t respond_text(int status, std::string_view why);
+  size_t respond_text(int status, std::string_view why, std::span<const ExtraHeader> extra = {});
   // From the data provider at the end of the body: the trailing HEADERS frame (END_STREAM).
   // False when nghttp2 would not take it: the body then ends without them.
   bool submit_trailers();

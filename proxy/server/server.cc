@@ -27,6 +27,7 @@
 #include "server/drain_coordinator.h"
 #include "server/file_watch.h"
 #include "server/maintenance_board.h"
+#include "server/guard_admin.h"
 #include "server/startup.h"
 #include "server/worker.h"
 #include "upstream/cluster_guard.h"
@@ -71,6 +72,8 @@ struct Server::State {
   std::unique_ptr<ShardSet<ClusterStats>> cluster_stats;
   std::unique_ptr<MaintenanceBoard> maintenance;  // outlives the workers (they read its switches)
   std::map<std::string, std::shared_ptr<ClusterGuard>> guards;  // by cluster name
+  Guard guard;  // bans and rate-limit buckets (issue #17); outlives the workers and reloads
+  std::shared_ptr<const GuardPolicy> guard_policy;  // of config_
   int exit_code = 0;
   bool stopping = false;
   bool signalled = false;       // SIGTERM or SIGINT came: exit once the drain is done
@@ -152,6 +155,9 @@ int Server::run() {
   st.started_ms = uv_now(&st.loop);
   st.metrics =
       std::make_unique<Metrics>([this](StatsTotals& t, ServerFigures& f) { sum_figures(t, f); });
+  st.metrics->add_families([this](std::vector<prometheus::MetricFamily>& out) {
+    guard_families(state_->guard.figures(*config_), out);
+  });
   refresh_probes();
   st.certificates = std::make_unique<CertificateWatch>(&st.loop, kFileEventSettleMs,
                                                        [this] { rotate_certificates(); });
@@ -196,6 +202,7 @@ bool Server::start_workers(unsigned workers, const std::vector<AddressList>& add
                            const std::shared_ptr<DrainState>& drain_state) {
   State& st = *state_;
   st.listener_stats = std::make_unique<ShardSet<ListenerStats>>(workers);
+  st.guard_policy = st.guard.configure(*config_);
   st.cluster_stats = std::make_unique<ShardSet<ClusterStats>>(workers);
   st.access_sink = std::make_unique<AccessLogSink>(STDOUT_FILENO);
   const bool colour = isatty(STDOUT_FILENO) == 1;
@@ -222,6 +229,7 @@ bool Server::start_workers(unsigned workers, const std::vector<AddressList>& add
                       drain_state};
     setup.cluster_guards = guards;
     setup.maintenance = st.maintenance->switches();
+    setup.guard = st.guard_policy;
     st.workers.push_back(std::make_unique<Worker>(w, std::move(setup)));
     ready.push_back(st.workers.back()->start());
   }
@@ -417,6 +425,7 @@ AdminResponse Server::stats() {
     breakers[name] = std::move(x);
   }
   j["guards"] = std::move(breakers);
+  j["guard"] = guard_json(s.guard.figures(*config_));
   return AdminResponse{200, "application/json", json_body(j)};
 }
 
@@ -619,6 +628,10 @@ bool Server::build_tls(const Config& c, TlsSet& out, std::vector<std::string>& e
   return errors.empty();
 }
 
+AdminResponse Server::bans(const AdminRequest& req) {
+  return answer_bans(state_->guard.bans(), req);
+}
+
 bool Server::allowed_to_change(const AdminRequest& req) const {
   const std::string& token = config_->admin_token;
   if (req.from_loopback || (!token.empty() && req.header("x-sluice-admin-token") == token))
@@ -671,10 +684,12 @@ void Server::apply_config(ConfigPtr config, const std::vector<AddressList>& addr
   s.tls = std::move(tls);
   s.maintenance->apply_config(*config_);
   const auto guards = guards_for(*config_);
+  s.guard_policy = s.guard.configure(*config_);
   for (auto& w : s.workers) {
     w->post([cfg = config_, addresses, stats = cluster_stats_for(*config_, w->index()), tls = s.tls,
-             guards](Worker& wk) {
+             guards, guard = s.guard_policy](Worker& wk) {
       wk.apply_config(cfg, addresses, stats, tls.clusters, guards);
+      wk.set_guard_policy(guard);
       for (size_t i = 0; i < tls.listeners.size(); ++i) wk.set_listener_tls(i, tls.listeners[i]);
     });
   }

@@ -50,6 +50,7 @@ class Server final : private AdminBackend {
   AdminResponse maintenance_status() override;
   AdminResponse set_maintenance(const AdminRequest& req) override;
   AdminResponse clear_maintenance(const AdminRequest& req) override;
+  AdminResponse bans(const AdminRequest& req) override;  // server/guard_admin.cc
   bool allowed_to_change(const AdminRequest& req) const override;
   void stop_now();
   // Start-up pieces of run(), named.

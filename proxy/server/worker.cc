@@ -404,6 +404,13 @@ void Worker::add_connection(size_t listener,
     }
     c->refuse(kRefusalReasons[static_cast<size_t>(*refuse)],
               /*linger=*/*refuse != ConnectionRefusal::kFdLimit);
+    return;
+  }
+  // Bans and IP rules on the socket's address (issue #17): the only address known at accept.
+  if (setup_.guard) {
+    const GuardPolicy::Denial d =
+        setup_.guard->screen_connection(listener, c->peer_address(), /*now_ms: when needed*/ 0);
+    if (d.denied) c->deny(kDenyListNames[static_cast<size_t>(d.list)], !d.close);
   }
 }
 

@@ -1,8 +1,8 @@
 #pragma once
 // Worker: one thread with its own uv_loop_t, its own SO_REUSEPORT listening socket per
 // listener, its own upstream pools and its client connections. Nothing on the request path is
-// shared with other workers. The main thread talks to it only through a mailbox (mutex +
-// uv_async_t) and reads its counters.
+// shared with other workers but the rate-limit buckets and the bans (guard/, thread-safe). The
+// main thread talks to it only through a mailbox (mutex + uv_async_t) and reads its counters.
 #include <uv.h>
 
 #include <atomic>
@@ -50,6 +50,8 @@ struct WorkerSetup {
   // and each listener's maintenance switch (owned by the server), by listener index.
   std::vector<std::shared_ptr<ClusterGuard>> cluster_guards;
   std::vector<const MaintenanceSwitch*> maintenance;
+  // Bans, IP rules, trusted proxies and rate limits of `config` (issue #17; the Guard's).
+  std::shared_ptr<const GuardPolicy> guard;
 };
 
 class Worker final : public ClusterDirectory, public TunnelRegistry {
@@ -77,6 +79,10 @@ class Worker final : public ClusterDirectory, public TunnelRegistry {
                     const std::vector<ClusterStats*>& stats,
                     const std::vector<std::shared_ptr<const ClientTls>>& tls,
                     const std::vector<std::shared_ptr<ClusterGuard>>& guards = {});
+  // The guard policy of a reloaded configuration (posted right after apply_config).
+  void set_guard_policy(std::shared_ptr<const GuardPolicy> policy) {
+    setup_.guard = std::move(policy);
+  }
   // New certificates for a listener (rotation): new handshakes use them.
   void set_listener_tls(size_t listener, std::shared_ptr<const ServerTls> tls);
   // The resolver's new addresses for a cluster of the current configuration.
@@ -107,6 +113,7 @@ class Worker final : public ClusterDirectory, public TunnelRegistry {
   // The worker's access log while `log.access` is on, else null.
   AccessLog* access_log() { return config_->log.access ? access_log_.get() : nullptr; }
   bool colour_log() const { return setup_.colour_log; }
+  const std::shared_ptr<const GuardPolicy>& guard_policy() const { return setup_.guard; }
   unsigned index() const { return index_; }
   const DrainState& drain() const { return *setup_.drain; }
 

@@ -112,6 +112,50 @@ class ConfigTest(E2ETestCase):
         self.assertIn("drain.delay: invalid value '5 seconds'", messages[(15, 16)])
         self.assertIn("%s: 8 errors" % path, cp.stderr)
 
+    def test_check_config_guard_settings(self):
+        # Issue #17's keys: every problem at its position, and a good file prints back.
+        path = self.write(
+            "trusted_proxies: [10.0.0.1/8]\n"
+            "listeners:\n"
+            "  - {name: ingress, address: 127.0.0.1:0, cluster: app, ip_rules: {action: drop}}\n"
+            "clusters: [{name: app, endpoints: ['127.0.0.1:4000']}]\n"
+            "rate_limits:\n"
+            "  - {name: a, rate: 10/x, listener: nope}\n")
+        cp = run("check-config", path)
+        self.assertEqual(cp.returncode, 1, cp)
+        self.assertIn("%s:1:19: trusted_proxies[0]: invalid value '10.0.0.1/8': host bits are "
+                      "set: did you mean 10.0.0.0/8?" % path, cp.stderr)
+        self.assertIn("%s:3:76: listeners[ingress].ip_rules.action: invalid value 'drop'" % path,
+                      cp.stderr)
+        self.assertIn("%s:6:21: rate_limits[a].rate: invalid value '10/x'" % path, cp.stderr)
+        self.assertIn("%s:6:37: rate_limits[a].listener: invalid value 'nope': no such listener"
+                      % path, cp.stderr)
+        self.assertIn("%s: 4 errors" % path, cp.stderr)
+        good = self.write(
+            "trusted_proxies: [10.0.0.0/8, 'fd00::/8']\n"
+            "listeners:\n"
+            "  - {name: ingress, address: 127.0.0.1:0, cluster: app,\n"
+            "     ip_rules: {deny: [192.0.2.0/24], action: close, match: client}}\n"
+            "clusters: [{name: app, endpoints: ['127.0.0.1:4000']}]\n"
+            "rate_limits:\n"
+            "  - {name: login, prefix: /login, methods: [POST], rate: 5/m, burst: 5}\n"
+            "  - {name: keys, key: header, header: X-Api-Key, rate: 100/10s, dry_run: true}\n",
+            "good.yaml")
+        cp = run("check-config", good)
+        self.assertEqual(cp.returncode, 0, cp.stderr)
+        printed = run("--config", good, "--print-config")
+        self.assertEqual(printed.returncode, 0, printed.stderr)
+        c = yaml.safe_load(printed.stdout)
+        self.assertEqual(c["trusted_proxies"], ["10.0.0.0/8", "fd00::/8"])
+        self.assertEqual(c["listeners"][0]["ip_rules"],
+                         {"allow": [], "deny": ["192.0.2.0/24"], "action": "close",
+                          "match": "client"})
+        self.assertEqual(c["rate_limits"][1], {"name": "keys", "key": "header",
+                                               "header": "x-api-key", "rate": "100/10s",
+                                               "max_keys": 100000, "dry_run": True})
+        again = run("--config", self.write(printed.stdout, "printed.yaml"), "--print-config")
+        self.assertEqual(again.stdout, printed.stdout)
+
     def test_check_config_syntax_error_and_missing_file(self):
         path = self.write("listeners:\n  - name: a\n\taddress: 127.0.0.1:80\n")
         cp = run("check-config", path)

@@ -70,6 +70,9 @@ SNAPSHOT_JS = r"""(() => {
     }),
     listeners: rows('#listeners tbody tr', 'listener'),
     clusters: rows('#clusters tbody tr', 'cluster'),
+    ratelimits: rows('#ratelimits tbody tr', 'rule'),
+    ratelimit_order: Array.from(document.querySelectorAll('#ratelimits tbody tr'))
+        .map((r) => r.dataset.rule),
     text: document.body.innerText,
   };
 })()"""
@@ -443,6 +446,37 @@ class StatusPageTest(E2ETestCase):
             value(p["listeners"]["ingress"]["ws-active"]) == 0 and
             value(p["listeners"]["ingress"]["ws-closed"]) == 1))
         self.assertEqual(snap["listeners"]["ingress"]["ws-closed"]["text"], "1 (client 1)")
+        self.assertNoConsoleProblems(page)
+
+    def test_busiest_rate_limit_rules_and_bans(self):
+        up = self.start_aiohttp()
+        cfg = os.path.join(self.make_tmpdir(), "sluice.yaml")
+        with open(cfg, "w") as f:
+            f.write("admin: {address: 127.0.0.1:0}\ndrain: {delay: 0s}\n"
+                    "listeners: [{name: ingress, address: 127.0.0.1:0, cluster: app}]\n"
+                    "clusters: [{name: app, endpoints: [127.0.0.1:%d]}]\n"
+                    "rate_limits:\n"
+                    "  - {name: quiet, prefix: /never, rate: 1/h}\n"
+                    "  - {name: busy, rate: 1/h, burst: 2}\n"
+                    "  - {name: trial, prefix: /echo, rate: 1/h, dry_run: true}\n" % up.port)
+        s = self.start_sluice("--config", cfg, defaults=False, workers=1)
+        statuses = [http(s.port, "GET", "/").status for _ in range(5)]
+        self.assertEqual(statuses, [200, 200, 429, 429, 429])
+        self.assertEqual(http(s.port, "POST", "/bans", body=b"").status, 429)
+        r = http(s.admin_port, "POST", "/bans", headers=[("Content-Type", "application/json")],
+                 body=b'{"address": "192.0.2.0/24", "duration": "1h"}')
+        self.assertEqual(r.status, 201)
+        page = self.open_page(s)
+        snap = self.wait_page(page, "the rules, the busiest first", lambda p: (
+            value(p["ratelimits"]["busy@ingress"]["limited"]) == 4))
+        # Ties keep the configuration's order.
+        self.assertEqual(snap["ratelimit_order"],
+                         ["busy@ingress", "quiet@ingress", "trial@ingress"])
+        self.assertEqual(snap["ratelimits"]["trial@ingress"]["rule"]["text"], "trial (dry run)")
+        self.assertEqual(snap["ratelimits"]["busy@ingress"]["allowed"]["text"], "2")
+        self.assertEqual(snap["ratelimits"]["quiet@ingress"]["allowed"]["text"], "0")
+        self.assertIn("bans in force 1", snap["text"])
+        self.assertIn("keys 1,", snap["text"])
         self.assertNoConsoleProblems(page)
 
     def test_drain_progress_then_not_answering_then_back(self):

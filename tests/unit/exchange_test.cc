@@ -32,6 +32,7 @@ struct FakeClient final : ClientSide {
   bool ended = false, done = false, cut = false;
   int error_status = 0;
   bool error_malformed = false;
+  std::vector<ExtraHeader> extra_headers;
   bool above = false, body_paused = false, early_end_ok = true, tunnel = false;
   bool abort_on_trailers = false;
 
@@ -60,7 +61,9 @@ struct FakeClient final : ClientSide {
   }
   void send_end() override { ended = true; }
   bool can_end_response_early() const override { return early_end_ok; }
-  size_t send_error(int s, std::string_view, bool malformed) override {
+  size_t send_error(int s, std::string_view, bool malformed,
+                    std::span<const ExtraHeader> extra) override {
+    extra_headers.assign(extra.begin(), extra.end());
     error_status = s;
     error_malformed = malformed;
     return 50;
@@ -589,6 +592,94 @@ TEST_F(ExchangeTest, ASpentRetryBudgetRefusesTheStaleRetry) {
   EXPECT_EQ(guard.retries_in_flight(), 0u);
   EXPECT_EQ(guard.requests_in_flight(), 0u);
   set_.guard_ptr = nullptr;
+}
+
+}  // namespace
+}  // namespace sluice
+
+namespace sluice {
+namespace {
+
+// Issue #17 in the exchange: the client IP from a trusted proxy, rate limits answered with 429
+// and an exact Retry-After, and a ban refusing an open connection's next request.
+class ExchangeGuardTest : public ExchangeTest {
+ protected:
+  void guard(const std::string& yaml) {
+    ConfigLoad r = load_config_text(yaml, "t.yaml", {});
+    ASSERT_TRUE(r.config) << (r.errors.empty() ? "" : r.errors[0]);
+    client_->rc.config = r.config;
+    client_->rc.guard = guard_.configure(*r.config);
+    client_->rc.peer = *parse_ip("192.0.2.7");
+  }
+  // One request through to a 200; false when sluice answered it itself.
+  bool serve(const std::string& head) {
+    client_->error_status = 0;
+    FakeSide* before = source().last();
+    begin(head);
+    FakeSide* side = source().last();
+    if (side == before || !side) return false;
+    ex().on_request_complete(no_trailers_);
+    respond(side, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+    side->handler->on_upstream_complete();
+    return true;
+  }
+  std::string extra(std::string_view name) const {
+    for (const ExtraHeader& h : client_->extra_headers)
+      if (h.name == name) return std::string(h.value);
+    return "";
+  }
+  Guard guard_;
+};
+
+TEST_F(ExchangeGuardTest, RateLimitedWith429AndTheBucketsRetryAfter) {
+  guard("rate_limits: [{name: slow, rate: 1/h, burst: 2}]\n");
+  EXPECT_TRUE(serve(kGet));
+  EXPECT_TRUE(serve(kGet));
+  EXPECT_FALSE(serve(kGet));
+  EXPECT_EQ(client_->error_status, 429);
+  EXPECT_FALSE(client_->error_malformed);  // the connection may carry the next request
+  const int retry_after = std::stoi(extra("Retry-After"));
+  EXPECT_GE(retry_after, 3599);  // 1 h after the first request, minus the test's own time
+  EXPECT_LE(retry_after, 3600);
+  EXPECT_TRUE(client_->done);
+  EXPECT_EQ(set_.users(), 0u);  // routed, then let go of without asking for an upstream
+}
+
+TEST_F(ExchangeGuardTest, ClientIpFromATrustedProxyKeysTheBuckets) {
+  guard(
+      "trusted_proxies: [192.0.2.0/24]\n"
+      "rate_limits: [{name: per-ip, rate: 1/h, burst: 1}]\n");
+  auto get = [](const char* xff) {
+    return std::string("GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: ") + xff + "\r\n\r\n";
+  };
+  EXPECT_TRUE(serve(get("198.51.100.1")));
+  EXPECT_TRUE(serve(get("198.51.100.2")));
+  EXPECT_FALSE(serve(get("203.0.113.5, 198.51.100.1")));
+  EXPECT_EQ(client_->error_status, 429);
+  // The socket's address is still what X-Forwarded-For gets appended.
+  EXPECT_TRUE(serve(get("198.51.100.3")));
+  EXPECT_NE(source().last()->head.find("X-Forwarded-For: 198.51.100.3, 192.0.2.7\r\n"),
+            std::string::npos)
+      << source().last()->head;
+}
+
+TEST_F(ExchangeGuardTest, ABanRefusesTheNextRequestAndClosesTheConnection) {
+  guard("listeners: [{name: ingress, cluster: app}]\n");
+  EXPECT_TRUE(serve(kGet));
+  guard_.bans().add(*parse_network("192.0.2.0/24"), guard_now_ms(), 60000);
+  EXPECT_FALSE(serve(kGet));
+  EXPECT_EQ(client_->error_status, 403);
+  EXPECT_TRUE(client_->error_malformed);
+}
+
+TEST_F(ExchangeGuardTest, DenyWithCloseCutsWithoutAnAnswer) {
+  guard(
+      "listeners: [{name: ingress, cluster: app,"
+      " ip_rules: {deny: [192.0.2.7], action: close}}]\n");
+  EXPECT_FALSE(serve(kGet));
+  EXPECT_TRUE(client_->cut);
+  EXPECT_EQ(client_->error_status, 0);
+  EXPECT_FALSE(ex().active());
 }
 
 }  // namespace
