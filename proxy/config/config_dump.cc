@@ -4,8 +4,8 @@
 
 #include <charconv>
 
-#include "config/config_file.h"
 #include "config/client_guard_reader.h"
+#include "config/config_file.h"
 #include "config/guard_reader.h"
 #include "config/setting_values.h"
 

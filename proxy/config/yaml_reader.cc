@@ -6,9 +6,9 @@
 #include <string>
 #include <vector>
 
+#include "config/client_guard_reader.h"
 #include "config/config_marks.h"
 #include "config/field_reader.h"
-#include "config/client_guard_reader.h"
 #include "config/guard_reader.h"
 #include "config/setting_values.h"
 #include "config/tls_reader.h"
@@ -21,9 +21,9 @@ const std::vector<std::string> kRootKeys{"admin",           "workers",    "liste
                                          "limits",          "drain",      "log",       "reload",
                                          "trusted_proxies", "rate_limits"};
 const std::vector<std::string> kAdminKeys{"address", "token_file"};
-const std::vector<std::string> kListenerKeys{"name",  "address",         "routes",   "cluster",
-                                             "drain", "max_connections", "upgrades", "http2",
-                                             "tls",   "maintenance",     "trusted_proxies", "ip_rules"};
+const std::vector<std::string> kListenerKeys{
+    "name",     "address", "routes", "cluster",     "drain",           "max_connections",
+    "upgrades", "http2",   "tls",    "maintenance", "trusted_proxies", "ip_rules"};
 const std::vector<std::string> kListenerHttp2Keys{
     "enabled",           "max_concurrent_streams", "initial_stream_window",
     "connection_window", "max_stream_errors",      "alpn"};

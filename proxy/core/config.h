@@ -9,8 +9,8 @@
 #include <string_view>
 #include <vector>
 
-#include "core/guard_settings.h"
 #include "core/guard_config.h"
+#include "core/guard_settings.h"
 #include "core/log.h"
 
 namespace sluice {
