@@ -39,6 +39,7 @@ bool Exchange::screen_client(const MessageHead& req) {
     client_addr_ = resolve_client_ip(rc_->peer, l.trusted, std::span(lines.data(), n));
     if (log_ && !(client_addr_ == rc_->peer)) log_->client = client_addr_.str();
   }
+  if (!g->may_deny(rc_->listener)) return true;  // no ban and no IP rule: nothing to look at
   const GuardPolicy::Denial d =
       g->screen_request(rc_->listener, rc_->peer, client_addr_, /*now_ms: when needed*/ 0);
   if (!d.denied) return true;

@@ -76,6 +76,11 @@ class GuardPolicy {
   // At accept, where only the socket's address is known: bans, and the listener's IP rules
   // when they match the peer. `now_ms` (guard_now_ms) 0: the clock is read only if a ban exists.
   Denial screen_connection(size_t listener, const IpAddress& peer, uint64_t now_ms) const;
+  // Whether a request on the listener can be refused by address at all (a ban exists, or the
+  // listener has IP rules): the request path skips screen_request when not.
+  bool may_deny(size_t listener) const {
+    return !bans_->empty() || !listeners_[listener].ip_rules.empty();
+  }
   // At each request: bans on the peer or the client IP, and the IP rules on whichever address
   // the listener's rules match.
   Denial screen_request(size_t listener, const IpAddress& peer, const IpAddress& client,

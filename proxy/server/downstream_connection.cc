@@ -292,8 +292,16 @@ void DownstreamConnection::start_http2(const Slice& first) {
   }
   arm_timer(limits().idle_timeout);
   h2_->on_input(first);  // the preface (nghttp2 checks it) and what came with it; our SETTINGS
-  // Accepted (or its handshake done) after the drain started: it gets the two GOAWAYs too.
-  if (state_ == State::kHttp2 && draining()) h2_->shutdown();
+  // Accepted (or its handshake done) after the drain started: it gets the two GOAWAYs too, in
+  // the delay once its first stream is served (Http2Connection::shutdown_after_first_stream),
+  // later at once.
+  if (state_ == State::kHttp2 && draining()) {
+    if (worker_.drain().get() == DrainPhase::kDelay) {
+      h2_->shutdown_after_first_stream();
+    } else {
+      h2_->shutdown();
+    }
+  }
 }
 
 void DownstreamConnection::hold(const Slice& s) {

@@ -605,6 +605,7 @@ int Http2Connection::on_stream_close(nghttp2_session*, int32_t stream_id, uint32
   if (!s) return 0;
   s->on_closed(error_code);
   if (!self->closed_) self->retire(s);  // closed: the streams go with the connection
+  if (self->shutdown_after_stream_ && !self->closed_) self->shutdown();
   return 0;
 }
 

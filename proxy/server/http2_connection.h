@@ -75,6 +75,12 @@ class Http2Connection {
   // most, the final GOAWAY with the last stream sluice took. Streams in flight finish; the
   // connection ends after the last one. Idempotent.
   void shutdown();
+  // For a connection opened while a drain's delay runs: the shutdown notice goes once its first
+  // stream has closed, not at once. A client told to go away at once reconnects at once, and
+  // while the pod is still in the endpoints that is here again: each round trip would add a
+  // connection with its first streams in flight, a reconnect storm instead of a move. Served
+  // first, it moves as a kept-alive HTTP/1.1 client does after its `Connection: close`.
+  void shutdown_after_first_stream() { shutdown_after_stream_ = true; }
   static constexpr uint64_t kGoawayWaitMs = 1000;
   // Aborts every exchange and stops; the transport closes the socket. Idempotent.
   void close();
@@ -144,10 +150,11 @@ class Http2Connection {
   bool sweep_scheduled_ = false;
   bool input_paused_ = false;
   bool closed_ = false;
-  bool over_ = false;           // session_over() was called
-  uint8_t goaway_ = 0;          // 0: none sent; 1: the notice and its PING; 2: the final GOAWAY
-  OnDemandTimer goaway_timer_;  // the notice's PING round trip, capped
-  OnDemandTimer header_timer_;  // the oldest incomplete header block's header timeout
+  bool over_ = false;   // session_over() was called
+  uint8_t goaway_ = 0;  // 0: none sent; 1: the notice and its PING; 2: the final GOAWAY
+  bool shutdown_after_stream_ = false;  // shutdown_after_first_stream() was asked
+  OnDemandTimer goaway_timer_;          // the notice's PING round trip, capped
+  OnDemandTimer header_timer_;          // the oldest incomplete header block's header timeout
   bool header_timer_armed_ = false;
   bool calm_ = false;            // ending with ENHANCE_YOUR_CALM: no new stream is taken
   bool goaway_counted_ = false;  // the first GOAWAY sent is counted, by why
