@@ -32,7 +32,8 @@ struct FakeClient final : ClientSide {
   bool ended = false, done = false, cut = false;
   int error_status = 0;
   bool error_malformed = false;
-  std::vector<ExtraHeader> extra_headers;
+  // Copies: the views sluice passes point at its own buffers, gone once send_error returns.
+  std::vector<std::pair<std::string, std::string>> extra_headers;
   bool above = false, body_paused = false, early_end_ok = true, tunnel = false;
   bool abort_on_trailers = false;
 
@@ -63,7 +64,8 @@ struct FakeClient final : ClientSide {
   bool can_end_response_early() const override { return early_end_ok; }
   size_t send_error(int s, std::string_view, bool malformed,
                     std::span<const ExtraHeader> extra) override {
-    extra_headers.assign(extra.begin(), extra.end());
+    extra_headers.clear();
+    for (const ExtraHeader& h : extra) extra_headers.emplace_back(h.name, h.value);
     error_status = s;
     error_malformed = malformed;
     return 50;
@@ -624,8 +626,8 @@ class ExchangeGuardTest : public ExchangeTest {
     return true;
   }
   std::string extra(std::string_view name) const {
-    for (const ExtraHeader& h : client_->extra_headers)
-      if (h.name == name) return std::string(h.value);
+    for (const auto& [n, v] : client_->extra_headers)
+      if (n == name) return v;
     return "";
   }
   Guard guard_;
