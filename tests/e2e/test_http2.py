@@ -29,7 +29,7 @@ import h2.errors
 import h2.events
 import h2.settings
 
-from harness import CLEAN_ENV, LOOPBACK, E2ETestCase, MiB, curl, http
+from harness import CLEAN_ENV, LOOPBACK, E2ETestCase, MiB, curl, http, wait_until
 from tls_certs import CertSet
 
 PATTERN = bytes(range(256)) * 256  # upstream_app.py's /bytes/N content, repeated
@@ -378,9 +378,7 @@ class Http2Case(E2ETestCase):
         self.assertNotEqual(json.loads(c.bodies[after])["conn"], conn_a)
         # The reset upstream connection is closed, not parked idle: the one left open is the
         # new one (stats() counts its own connection too).
-        deadline = time.monotonic() + 10
-        while up.stats()["open"] - 1 > 1 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until(lambda: up.stats()["open"] - 1 <= 1, 10, "the reset upstream connection closed")
         self.assertEqual(up.stats()["open"] - 1, 1)
 
     def test_stalled_request_body_resets_the_stream(self):

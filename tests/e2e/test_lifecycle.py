@@ -24,21 +24,10 @@ import time
 import unittest
 
 from harness import (CLEAN_ENV, SLUICE_BIN, E2ETestCase, RawClient, free_port, http,
-                     request_bytes)
+                     request_bytes, wait_until)
 
 SLUICE_DRAIN = os.environ.get("SLUICE_DRAIN_BIN") or os.path.join(
     os.path.dirname(os.path.abspath(SLUICE_BIN)), "sluice-drain")
-
-
-def wait_for(cond, timeout, what):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = cond()
-        if last:
-            return last
-        time.sleep(0.05)
-    raise AssertionError("%s: not within %.1f s (last: %r)" % (what, timeout, last))
 
 
 class LifecycleTest(E2ETestCase):
@@ -115,21 +104,21 @@ class LifecycleTest(E2ETestCase):
     def check_liveness_kill_is_undone(self, egress):
         app = self.start_aiohttp(name="app")
         s = self.start(app.port, egress=egress)
-        wait_for(lambda: self.readyz(s) == 200, 5, "ready at start")
+        wait_until(lambda: self.readyz(s) == 200, 5, "ready at start")
         # The kubelet's order for a probe kill: preStop (waits for the drain), the app stops,
         # the app starts again, postStart.
         cp = self.hook("--admin", "127.0.0.1:%d" % s.admin_port, "--wait")
         self.assertEqual(cp.returncode, 0, cp.stderr)
         self.assertEqual(json.loads(cp.stdout)["phase"], "done")
         self.assertEqual(self.readyz(s), 503)
-        wait_for(lambda: self.refused(s.port), 5, "ingress closed after the drain")
+        wait_until(lambda: self.refused(s.port), 5, "ingress closed after the drain")
         app = self.restart_app(app)
         t0 = time.monotonic()
         cp = self.hook("--admin", "127.0.0.1:%d" % s.admin_port, "--resume")
         self.assertEqual(cp.returncode, 0, cp.stderr)
         self.assertIn("resumed", cp.stderr)
-        wait_for(lambda: self.readyz(s) == 200, 5, "/readyz 200 after the resume")
-        wait_for(lambda: self.serves(s.port), 5, "ingress serves after the resume")
+        wait_until(lambda: self.readyz(s) == 200, 5, "/readyz 200 after the resume")
+        wait_until(lambda: self.serves(s.port), 5, "ingress serves after the resume")
         self.assertLess(time.monotonic() - t0, 5.0)
         self.assertEqual(self.phase(s), "serving")
         c = RawClient(s.port)  # keep-alive: not draining any more, so no Connection: close
@@ -144,7 +133,7 @@ class LifecycleTest(E2ETestCase):
         cp = self.hook("--admin", "127.0.0.1:%d" % s.admin_port, "--wait")
         self.assertEqual(cp.returncode, 0, cp.stderr)
         self.assertEqual(self.readyz(s), 503)
-        wait_for(lambda: self.refused(s.port), 5, "ingress closed after the second drain")
+        wait_until(lambda: self.refused(s.port), 5, "ingress closed after the second drain")
         app.kill()
         self.stop_by_signal(s)
 
@@ -157,18 +146,18 @@ class LifecycleTest(E2ETestCase):
     def test_resume_during_a_drain_applies_when_it_ends(self):
         app = self.start_aiohttp(name="app")
         s = self.start(app.port, egress=False, delay="0s")
-        wait_for(lambda: self.readyz(s) == 200, 5, "ready at start")
+        wait_until(lambda: self.readyz(s) == 200, 5, "ready at start")
         slow = RawClient(s.port)
         slow.send(request_bytes("GET", "/sleep/1000"))
-        wait_for(lambda: self.admin(s, "GET", "/drain").json()["in_flight"] == 1, 5,
+        wait_until(lambda: self.admin(s, "GET", "/drain").json()["in_flight"] == 1, 5,
                  "the slow request in flight")
         self.assertEqual(self.admin(s, "POST", "/drain").status, 202)
         r = self.admin(s, "POST", "/resume")
         self.assertEqual((r.status, r.json()["result"]), (202, "resuming when the drain ends"))
         self.assertEqual(slow.read_response().status, 200)
-        wait_for(lambda: self.phase(s) == "serving", 5, "serving once the drain ended")
-        wait_for(lambda: self.readyz(s) == 200, 5, "/readyz 200 after the resume")
-        wait_for(lambda: self.serves(s.port), 5, "ingress serves after the resume")
+        wait_until(lambda: self.phase(s) == "serving", 5, "serving once the drain ended")
+        wait_until(lambda: self.readyz(s) == 200, 5, "/readyz 200 after the resume")
+        wait_until(lambda: self.serves(s.port), 5, "ingress serves after the resume")
         self.assertEqual((self.admin(s, "POST", "/resume").json()["result"]), "serving")
         self.assertEqual(self.admin(s, "GET", "/resume").status, 405)
 
@@ -177,10 +166,10 @@ class LifecycleTest(E2ETestCase):
         s = self.start(app.port, egress=False, delay="0s")
         slow = RawClient(s.port)
         slow.send(request_bytes("GET", "/sleep/1500"))
-        wait_for(lambda: self.admin(s, "GET", "/drain").json()["in_flight"] == 1, 5,
+        wait_until(lambda: self.admin(s, "GET", "/drain").json()["in_flight"] == 1, 5,
                  "the slow request in flight")
         s.proc.send_signal(signal.SIGTERM)
-        wait_for(lambda: self.phase(s) != "serving", 5, "the drain started")
+        wait_until(lambda: self.phase(s) != "serving", 5, "the drain started")
         r = self.admin(s, "POST", "/resume")
         self.assertEqual((r.status, r.json()["result"]), (409, "stopping"))
         cp = self.hook("--admin", "127.0.0.1:%d" % s.admin_port, "--resume")
@@ -213,7 +202,7 @@ class LifecycleTest(E2ETestCase):
         # after the drain and may still call out on its way.
         app = self.start_aiohttp(name="app")
         s = self.start(app.port, egress=True, wait_for_app=True)
-        wait_for(lambda: self.readyz(s) == 200, 5, "ready at start")
+        wait_until(lambda: self.readyz(s) == 200, 5, "ready at start")
         kept = RawClient(s.egress_port)  # the app's pooled egress connection
         kept.send(request_bytes("GET", "/"))
         self.assertEqual(kept.read_response().status, 200)
@@ -227,7 +216,7 @@ class LifecycleTest(E2ETestCase):
             self.assertEqual(http(s.egress_port, "GET", "/").status, 200)
             kept.send(request_bytes("GET", "/"))
             self.assertEqual(kept.read_response().status, 200)
-        wait_for(lambda: self.refused(s.port), 5, "ingress closed")
+        wait_until(lambda: self.refused(s.port), 5, "ingress closed")
         t0 = time.monotonic()
         app.kill()
         rc = s.proc.wait(timeout=10)
@@ -241,7 +230,7 @@ class LifecycleTest(E2ETestCase):
     def test_plain_mode_second_signal_stops_at_once(self):
         app = self.start_aiohttp(name="app")
         s = self.start(app.port, egress=True, wait_for_app=True)
-        wait_for(lambda: self.readyz(s) == 200, 5, "ready at start")
+        wait_until(lambda: self.readyz(s) == 200, 5, "ready at start")
         s.proc.send_signal(signal.SIGTERM)
         s.wait_line(r"the app still accepts connections", timeout=10)
         self.stop_by_signal(s)
@@ -251,7 +240,7 @@ class LifecycleTest(E2ETestCase):
         # SIGTERM still means: drain, then exit, whatever the app does.
         app = self.start_aiohttp(name="app")
         s = self.start(app.port, egress=True)
-        wait_for(lambda: self.readyz(s) == 200, 5, "ready at start")
+        wait_until(lambda: self.readyz(s) == 200, 5, "ready at start")
         t0 = time.monotonic()
         s.proc.send_signal(signal.SIGTERM)
         self.assertEqual(s.proc.wait(timeout=10), 0, s.log())

@@ -338,15 +338,12 @@ class PoolTest(E2ETestCase):
         busy.send(request_bytes("GET", "/sleep/3000"))
         leaver = RawClient(s.port)
         leaver.send(request_bytes("GET", "/"))
-        deadline = time.monotonic() + 30
-        while in_flight() < 2 and time.monotonic() < deadline:
-            time.sleep(0.02)
+        wait_until(lambda: in_flight() >= 2, 30, "both requests in flight")
         self.assertEqual(in_flight(), 2, "the second request never waited in the queue")
         # A reset, not a FIN: a half-closed client is still answered; a reset one is gone.
         leaver.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         leaver.close()
-        while in_flight() > 1 and time.monotonic() < deadline:
-            time.sleep(0.02)
+        wait_until(lambda: in_flight() <= 1, 30, "the reset client's request gone")
         self.assertLessEqual(in_flight(), 1)
         self.assertTrue(s.alive(), s.log())
         self.assertEqual(busy.read_response().status, 200)

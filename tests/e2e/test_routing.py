@@ -337,9 +337,7 @@ class RoutingTest(E2ETestCase):
         before = up.stats()["requests"]
         c.send(head + chunk(piece))
         # The upload reached the upstream: its head was taken under the first configuration.
-        deadline = time.monotonic() + 30
-        while up.stats()["requests"] < before + 2 and time.monotonic() < deadline:
-            time.sleep(0.02)
+        wait_until(lambda: up.stats()["requests"] >= before + 2, 30, "the upload at the upstream")
         self.assertGreaterEqual(up.stats()["requests"], before + 2, "the upload never started")
         self.write_config(config("1MiB"), cfg)
         self.assertTrue(any("reload: applied" in l for l in self.reload(s)))
