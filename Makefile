@@ -16,6 +16,10 @@ DEB_PACKAGES := cmake ninja-build g++ pkg-config libuv1-dev node-llhttp libssl-d
 # only where there is no npm command.
 DEB_PACKAGES += golang-go golang-github-masterminds-sprig-dev golang-gopkg-yaml.v2-dev \
   python3-jsonschema nodejs $(if $(shell command -v npm),,npm)
+# gRPC peers (issue 16): Python's grpcio (generic handlers, no code generation) in the e2e
+# tests; Go's gRPC and x/net (h2c) for the test and benchmark upstreams, built from Debian's
+# GOPATH sources (/usr/share/gocode), nothing downloaded.
+DEB_PACKAGES += python3-grpcio golang-google-grpc-dev golang-golang-x-net-dev
 
 .PHONY: deps build test test-sanitize test-tsan soak fuzz-corpus test-image demo bench format clean
 
