@@ -339,6 +339,22 @@ class Http2UpstreamTest(E2ETestCase):
         self.assertLess(time.monotonic() - t0, 10)
         s.wait_line(r"upstream 127\.0\.0\.1:\d+: connect timeout", stream="err")
 
+    def test_hung_upstream_is_found_by_ping(self):
+        # SETTINGS, then silence: no response, no PING ACK. After 10 s without a frame sluice
+        # sends a PING; 5 s without an answer and the connection is closed, its stream failed.
+        app = self._track(Proc("h2-silent", [PYTHON, os.path.join(HERE, "h2_goaway_app.py"),
+                                             "--silent"]))
+        port = int(app.expect_line(r"^PORT (\d+)", stream="out").group(1))
+        s = self.start_with("    protocol: h2c\n    endpoints: [127.0.0.1:%d]\n"
+                            "    response_timeout: 120s\n" % port)
+        t0 = time.monotonic()
+        r = http(s.port, "GET", "/hang", timeout=60)
+        took = time.monotonic() - t0
+        self.assertEqual(r.status, 502, r)
+        self.assertGreater(took, 9)
+        self.assertLess(took, 40)
+        s.wait_line(r"no answer to a PING within 5000 ms; closing the connection", stream="err")
+
     def test_idle_connections_close(self):
         up, s = self.h2c_pair(extra="    pool: {idle_timeout: 300ms}\n")
         self.assertEqual(http(s.port, "GET", "/echo").status, 200)
