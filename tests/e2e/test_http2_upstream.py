@@ -426,5 +426,28 @@ class Http2UpstreamTest(E2ETestCase):
         self.assertEqual(len(info["peers"]), 1, info)
 
 
+    def test_grpc_over_tls_h2(self):
+        cert, key = CERTS.pair("localhost")
+        app = self._track(Proc("grpc-app-tls", [PYTHON, os.path.join(HERE, "grpc_app.py"),
+                                                "--tls-cert", cert, "--tls-key", key]))
+        port = int(app.expect_line(r"^PORT (\d+)", stream="out").group(1))
+        s = self.start_with("    protocol: h2\n    endpoints: [localhost:%d]\n"
+                            "    tls: {ca: %s}\n" % (port, CERTS.path("ca")))
+        ch = grpc.insecure_channel("127.0.0.1:%d" % s.port)
+        self.addCleanup(ch.close)
+        svc = "/sluice.test.Echo/"
+        r, call = ch.unary_unary(svc + "Unary").with_call(b"over tls", timeout=10)
+        self.assertEqual(r, b"over tls")
+        self.assertEqual(dict(tuple(m) for m in call.trailing_metadata())["x-trailer-bin"],
+                         b"\x00\x01\xfe\xff")
+        self.assertEqual(list(ch.stream_stream(svc + "Bidi")(iter([b"1", b"22"]), timeout=10)),
+                         [b"1", b"22"])
+        with self.assertRaises(grpc.RpcError) as cm:
+            ch.unary_unary(svc + "Unary")(b"x", metadata=[("x-status", "7"),
+                                                          ("x-message", "no")], timeout=10)
+        self.assertEqual((cm.exception.code(), cm.exception.details()),
+                         (grpc.StatusCode.PERMISSION_DENIED, "no"))
+
+
 if __name__ == "__main__":
     unittest.main()
