@@ -135,7 +135,7 @@ class Http2UpstreamTest(E2ETestCase):
         results = []
 
         def one():
-            results.append(http(s.port, "GET", "/sleep/1500", timeout=30).status)
+            results.append(http(s.port, "GET", "/sleep/3000", timeout=30).status)
 
         threads = [threading.Thread(target=one) for _ in range(30)]
         for t in threads:

@@ -24,8 +24,8 @@ TEST(ConfigProtocol, EveryValue) {
   ConfigLoad a = expect_ok(with_cluster(std::string(kEndpoints) + "    protocol: h2c\n"));
   ASSERT_TRUE(a.config);
   EXPECT_EQ(a.config->clusters[0].protocol, UpstreamProtocol::kH2c);
-  ConfigLoad b = expect_ok(with_cluster(std::string(kEndpoints) +
-                                        "    protocol: h2\n    tls: {}\n"));
+  ConfigLoad b =
+      expect_ok(with_cluster(std::string(kEndpoints) + "    protocol: h2\n    tls: {}\n"));
   ASSERT_TRUE(b.config);
   EXPECT_EQ(b.config->clusters[0].protocol, UpstreamProtocol::kH2);
   ConfigLoad c = expect_ok(with_cluster(std::string(kEndpoints) + "    protocol: http1\n"));

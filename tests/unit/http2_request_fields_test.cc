@@ -78,9 +78,9 @@ TEST(Http2RequestFields, UpgradeRequestsAreRefused) {
                     "Connection: Upgrade\r\n\r\n",
                     false, ""),
             Http2RequestFields::Result::kUpgrade);
-  EXPECT_EQ(f.build("GET /ws HTTP/1.1\r\nHost: h\r\nConnection: keep-alive, Upgrade\r\n\r\n",
-                    false, ""),
-            Http2RequestFields::Result::kUpgrade);
+  EXPECT_EQ(
+      f.build("GET /ws HTTP/1.1\r\nHost: h\r\nConnection: keep-alive, Upgrade\r\n\r\n", false, ""),
+      Http2RequestFields::Result::kUpgrade);
   EXPECT_EQ(f.build("CONNECT h:443 HTTP/1.1\r\nHost: h:443\r\n\r\n", false, ""),
             Http2RequestFields::Result::kUpgrade);
 }
@@ -112,10 +112,9 @@ TEST(Http2RequestFields, ReuseLeavesNothingBehind) {
             Http2RequestFields::Result::kOk);
   ASSERT_EQ(f.build("GET /b HTTP/1.1\r\nHost: two\r\n\r\n", false, ""),
             Http2RequestFields::Result::kOk);
-  EXPECT_EQ(all(f), (Fields{{":method", "GET"},
-                            {":scheme", "http"},
-                            {":authority", "two"},
-                            {":path", "/b"}}));
+  EXPECT_EQ(
+      all(f),
+      (Fields{{":method", "GET"}, {":scheme", "http"}, {":authority", "two"}, {":path", "/b"}}));
 }
 
 }  // namespace

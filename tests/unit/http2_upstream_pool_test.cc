@@ -19,7 +19,9 @@
 namespace sluice {
 namespace {
 
-uint64_t now_ms() { return uv_hrtime() / 1000000; }
+uint64_t now_ms() {
+  return uv_hrtime() / 1000000;
+}
 
 // The test server: one nghttp2 server session per accepted connection.
 class H2Server {
@@ -129,11 +131,10 @@ class H2Server {
   }
 
   static int on_header(nghttp2_session*, const nghttp2_frame* f, const uint8_t* name,
-                       size_t namelen, const uint8_t* value, size_t valuelen, uint8_t,
-                       void* user) {
+                       size_t namelen, const uint8_t* value, size_t valuelen, uint8_t, void* user) {
     auto* c = static_cast<Conn*>(user);
-    if (f->hd.type == NGHTTP2_HEADERS && std::string_view(reinterpret_cast<const char*>(name),
-                                                          namelen) == ":path")
+    if (f->hd.type == NGHTTP2_HEADERS &&
+        std::string_view(reinterpret_cast<const char*>(name), namelen) == ":path")
       c->path.assign(reinterpret_cast<const char*>(value), valuelen);
     return 0;
   }
@@ -168,11 +169,10 @@ class H2Server {
       std::memcpy(copy, p, static_cast<size_t>(n));
       req->data = copy;
       uv_buf_t b = uv_buf_init(copy, static_cast<unsigned>(n));
-      if (uv_write(req, reinterpret_cast<uv_stream_t*>(&c->tcp), &b, 1,
-                   [](uv_write_t* r, int) {
-                     delete[] static_cast<char*>(r->data);
-                     delete r;
-                   }) != 0) {
+      if (uv_write(req, reinterpret_cast<uv_stream_t*>(&c->tcp), &b, 1, [](uv_write_t* r, int) {
+            delete[] static_cast<char*>(r->data);
+            delete r;
+          }) != 0) {
         delete[] copy;
         delete req;
         break;
@@ -283,8 +283,8 @@ class Http2UpstreamPoolTest : public ::testing::Test {
     bool expired = false;
     guard_.data = &expired;
     uv_update_time(&loop_);
-    uv_timer_start(&guard_, [](uv_timer_t* t) { *static_cast<bool*>(t->data) = true; },
-                   timeout_ms, 0);
+    uv_timer_start(
+        &guard_, [](uv_timer_t* t) { *static_cast<bool*>(t->data) = true; }, timeout_ms, 0);
     const uint64_t hard = now_ms() + timeout_ms + 1000;
     while (!pred() && !expired && now_ms() < hard) uv_run(&loop_, UV_RUN_ONCE);
     uv_timer_stop(&guard_);
@@ -353,7 +353,8 @@ TEST_F(Http2UpstreamPoolTest, GoawayFailsStreamsAboveTheLastOneAsUnprocessed) {
   ASSERT_TRUE(run_until([&] { return pool_->http2()->active_streams() == 1; }));
   b.acquire();
   c.acquire();
-  ASSERT_TRUE(run_until([&] { return !server_->conns.empty() && server_->conns[0]->held.size() == 3; }));
+  ASSERT_TRUE(
+      run_until([&] { return !server_->conns.empty() && server_->conns[0]->held.size() == 3; }));
   server_->goaway(1);  // stream 1 (a) was processed; 3 and 5 were not
   ASSERT_TRUE(run_until([&] { return b.errors.size() == 1 && c.errors.size() == 1; }));
   EXPECT_EQ(b.errors[0], UpstreamError::kUnprocessed);
