@@ -2,8 +2,8 @@
 """Unix-domain-socket upstream endpoints (issue #16), end to end: `unix:/path` in --upstream and
 in a file, the aiohttp app (upstream_app.py --unix) and the WebSocket app (ws_upstream.py --unix)
 on a socket in a temporary directory. Requests and keep-alive reuse, large bodies both ways, a
-WebSocket session (the tunnel handover), a missing or stale socket (502, logged with the path
-and the reason), outlier detection between two sockets, readiness that follows the socket
+WebSocket session (the tunnel handover), a missing, stale or forbidden socket (502, logged with
+the path and the reason), outlier detection between two sockets, readiness that follows the socket
 appearing, TLS over the socket, and the configuration errors.
 
 Run: SLUICE_BIN=/abs/build/sluice /usr/bin/python3 test_unix_upstream.py -v
@@ -16,8 +16,8 @@ import socket
 import subprocess
 import unittest
 
-from harness import (MiB, SLUICE_BIN, CLEAN_ENV, E2ETestCase, RawClient, http, pattern_sha256,
-                     request_bytes, stderr_lines, wait_until)
+from harness import (CLEAN_ENV, SLUICE_BIN, E2ETestCase, MiB, RawClient, curl_status, http,
+                     pattern_sha256, request_bytes, wait_until)
 from tls_certs import CertSet
 from ws_upstream import WsUpstream, ws_connect
 
@@ -65,11 +65,15 @@ class UnixUpstreamTest(E2ETestCase):
             r = http(s.port, "POST", "/echo", body=b"x" * 1000)
             self.assertEqual((r.status, r.json()["body_len"]), (200, 1000), "request %d" % i)
             conns.add(r.json()["conn"])
+        # An HTTP/2 client's request goes the same way (h2c prior knowledge, curl).
+        code, body, rc = curl_status(s.url("/conn"), "--http2-prior-knowledge")
+        self.assertEqual((code, rc), (200, 0), body)
+        conns.add(json.loads(body)["conn"])
         self.assertEqual(len(conns), 1, conns)
         st = self.cluster_stats(s)
         self.assertEqual(st["endpoints"], ["unix:" + path])
         self.assertEqual(st["connections_created"], 1, st)
-        self.assertEqual(st["requests"].get("2xx"), 250, st)
+        self.assertEqual(st["requests"].get("2xx"), 251, st)
         self.assertEqual(up.stats()["accepted"], 1 + 1)  # sluice's, and this /stats request's
         # The configuration as sluice shows it.
         cfg = http(s.admin_port, "GET", "/config").json()
@@ -183,6 +187,20 @@ class UnixUpstreamTest(E2ETestCase):
         stale.close()
         self.start_aiohttp(unix=path)
         wait_until(lambda: http(s.port, "GET", "/").status == 200, 30, "a 200 once the app is up")
+
+    @unittest.skipUnless(os.geteuid() == 0, "runs sluice as another user: needs root")
+    def test_socket_sluice_may_not_open_is_502_permission_denied(self):
+        # The app's socket in a directory only root may enter (mkdtemp makes it 0700), sluice
+        # running as nobody: EACCES, the socket permissions a shared emptyDir can get wrong.
+        path = self.socket_path()
+        self.start_aiohttp(unix=path)
+        s = self.start_sluice("--upstream", "unix:" + path,
+                              wrapper=["setpriv", "--reuid=65534", "--regid=65534",
+                                       "--clear-groups"])
+        r = http(s.port, "GET", "/")
+        self.assertEqual(r.status, 502, r)
+        s.wait_line(r"upstream unix:%s: connect failed: permission denied" % path, timeout=30,
+                    stream="err")
 
     def test_outlier_detection_between_two_sockets(self):
         live = self.socket_path("live.sock")
