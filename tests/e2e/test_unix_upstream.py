@@ -12,12 +12,13 @@ import asyncio
 import hashlib
 import json
 import os
+import signal
 import socket
 import subprocess
 import unittest
 
 from harness import (CLEAN_ENV, SLUICE_BIN, E2ETestCase, MiB, RawClient, curl_status, http,
-                     pattern_sha256, request_bytes, wait_until)
+                     pattern_sha256, request_bytes, stderr_lines, wait_until)
 from tls_certs import CertSet
 from ws_upstream import WsUpstream, ws_connect
 
@@ -159,6 +160,25 @@ class UnixUpstreamTest(E2ETestCase):
         self.assertEqual((r.status, r.body), (200, b"hello from ws_upstream\n"))
         wait_until(lambda: http(s.admin_port, "GET", "/stats").json()["listeners"][0]
                    ["websocket_sessions_active"] == 0, 30, "the session is gone from /stats")
+
+    def test_reload_moves_the_cluster_from_tcp_to_the_socket(self):
+        tcp_app = self.start_aiohttp(name="tcp")
+        path = self.socket_path()
+        self.start_aiohttp(unix=path, name="unix")
+        cfg = self.write_config("  - {name: app, endpoints: [127.0.0.1:%d]}\n" % tcp_app.port)
+        s = self.start_sluice("--config", cfg, defaults=False, workers=None)
+        self.assertEqual(http(s.port, "GET", "/").header("X-Upstream-Name"), "tcp")
+        with open(cfg + ".tmp", "w") as f:
+            f.write(open(cfg).read().replace("127.0.0.1:%d" % tcp_app.port, "unix:" + path))
+        os.replace(cfg + ".tmp", cfg)
+        before = len(stderr_lines(s))
+        os.kill(s.pid, signal.SIGHUP)
+        wait_until(lambda: any("reload: applied" in l for l in stderr_lines(s)[before:]), 30,
+                   "the reload applied")
+        wait_until(lambda: http(s.port, "GET", "/").header("X-Upstream-Name") == "unix", 30,
+                   "requests reach the app on the socket")
+        st = self.cluster_stats(s)
+        self.assertEqual(st["endpoints"], ["unix:" + path])
 
     # ---- failures ----------------------------------------------------------------------------
 
