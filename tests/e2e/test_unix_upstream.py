@@ -52,7 +52,8 @@ class UnixUpstreamTest(E2ETestCase):
     def test_requests_reuse_one_connection_and_show_the_path(self):
         path = self.socket_path()
         up = self.start_aiohttp(unix=path)
-        s = self.start_sluice("--upstream", "unix:" + path)
+        # A pool idle timeout no stall of a busy machine reaches: one connection, counted.
+        s = self.start_sluice("--upstream", "unix:" + path, "--pool-idle-timeout", "60s")
         self.assertEqual(s.upstream, "unix:" + path)  # the start-up line
         c = RawClient(s.port)
         conns = set()
@@ -107,7 +108,7 @@ class UnixUpstreamTest(E2ETestCase):
     def test_large_download_and_upload(self):
         path = self.socket_path()
         self.start_aiohttp(unix=path)
-        s = self.start_sluice("--upstream", "unix:" + path)
+        s = self.start_sluice("--upstream", "unix:" + path, "--pool-idle-timeout", "60s")
         n = 64 * MiB + 3
         c = RawClient(s.port, timeout=60)
         h = hashlib.sha256()
@@ -259,7 +260,7 @@ class UnixUpstreamTest(E2ETestCase):
         path = self.socket_path()
         self.start_aiohttp(unix=path, args=["--tls-cert", cert, "--tls-key", key])
         s = self.start_with(
-            "  - name: app\n    endpoints: [\"unix:%s\"]\n"
+            "  - name: app\n    endpoints: [\"unix:%s\"]\n    pool: {idle_timeout: 60s}\n"
             "    tls: {ca: %s, sni: localhost}\n" % (path, certs.path("ca")))
         for _ in range(3):
             r = http(s.port, "GET", "/echo")
