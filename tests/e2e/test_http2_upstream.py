@@ -426,6 +426,21 @@ class Http2UpstreamTest(E2ETestCase):
         self.assertEqual(len(info["peers"]), 1, info)
 
 
+    def test_grpc_over_a_unix_socket(self):
+        sock = os.path.join(self.make_tmpdir(), "grpc.sock")
+        app = self._track(Proc("grpc-app-unix", [PYTHON, os.path.join(HERE, "grpc_app.py"),
+                                                 "--unix", sock, "--no-tcp"]))
+        app.expect_line(r"^PORT 0", stream="out")
+        s = self.start_with("    protocol: h2c\n    endpoints: [\"unix:%s\"]\n" % sock)
+        ch = grpc.insecure_channel("127.0.0.1:%d" % s.port)
+        self.addCleanup(ch.close)
+        svc = "/sluice.test.Echo/"
+        self.assertEqual(ch.unary_unary(svc + "Unary")(b"via unix", timeout=10), b"via unix")
+        self.assertEqual(len(list(ch.unary_stream(svc + "ServerStream")(
+            b"", metadata=[("x-count", "5")], timeout=10))), 5)
+        self.assertEqual(list(ch.stream_stream(svc + "Bidi")(iter([b"a", b"b"]), timeout=10)),
+                         [b"a", b"b"])
+
     def test_grpc_over_tls_h2(self):
         cert, key = CERTS.pair("localhost")
         app = self._track(Proc("grpc-app-tls", [PYTHON, os.path.join(HERE, "grpc_app.py"),
