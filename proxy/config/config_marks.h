@@ -43,6 +43,7 @@ struct ClusterMarks {
   Where outlier;
   Where tls;         // the tls key, when the cluster has one
   Where tls_verify;  // for the warning when verification is off
+  Where protocol;    // `protocol`, for its combination with `tls`
 };
 
 struct ConfigMarks {
