@@ -56,7 +56,7 @@ var callsOK, callsBad uint64
 
 func main() {
 	listen := flag.String("listen", "127.0.0.1:50051", "TCP address for h2c (empty: none)")
-	unixPath := flag.String("unix", "", "also listen on this Unix socket path (h2c)")
+	unixPath := flag.String("unix", "", "also listen on this Unix socket path (h2c, mode 0666)")
 	stats := flag.String("stats", "", "HTTP/1.1 address for the call counters (empty: none)")
 	reqBytes := flag.Int("req-bytes", 32, "expected request message length")
 	respBytes := flag.Int("resp-bytes", 32, "response message length")
@@ -102,6 +102,10 @@ func main() {
 		l, err := net.Listen("unix", *unixPath)
 		if err != nil {
 			log.Fatalf("listen unix:%s: %v", *unixPath, err)
+		}
+		// Any local user may connect (nginx's worker runs as www-data when started by root).
+		if err := os.Chmod(*unixPath, 0o666); err != nil {
+			log.Fatalf("chmod %s: %v", *unixPath, err)
 		}
 		lis = append(lis, l)
 	}
