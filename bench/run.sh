@@ -431,7 +431,9 @@ CONF
 }
 
 # grpc_check TARGET PORT: real gRPC calls through TARGET (bench/grpc_check.py, python3-grpcio):
-# grpc-status 0 and the upstream's message every time. Prints its one-line verdict.
+# grpc-status 0 and the upstream's message every time. Prints its one-line verdict; status 1 when
+# an OK call failed, 3 when only the app's error status did not come through (a finding about the
+# proxy, reported, but the benchmark's calls are all OK ones).
 grpc_check() {
   local -a tls=()
   [[ $TLS == 1 && $1 != upstream ]] && tls=(--tls "$CERT_DIR/cert.pem")
@@ -626,7 +628,9 @@ if [[ " $SCENARIOS " == *" grpc "* ]]; then
         fi
         die "$t's gRPC instance exited during start-up (log: $RUN_DIR/$n.log)"
       fi
-      got=$(grpc_check "$t" "${GPORT[$t]}") && break
+      rc=0
+      got=$(grpc_check "$t" "${GPORT[$t]}") || rc=$?
+      [[ $rc == 0 || $rc == 3 ]] && break
       got="FAILED: $got"
       sleep 0.2
     done
@@ -903,8 +907,11 @@ rm -f "$RUN_DIR/last-row.tsv"
 if [[ " $SCENARIOS " == *" grpc "* ]]; then
   for t in $TARGETS; do
     [[ -n ${GPORT[$t]:-} ]] || continue
-    got=$(grpc_check "$t" "${GPORT[$t]}") || die "$t: gRPC calls fail after the runs: $got"
+    rc=0
+    got=$(grpc_check "$t" "${GPORT[$t]}") || rc=$?
+    [[ $rc == 0 || $rc == 3 ]] || die "$t: gRPC calls fail after the runs: $got"
     log "grpc check after the runs, $t: $got"
+    [[ $rc == 3 ]] && log "WARNING: $t does not relay the app's gRPC error as it should (the benchmark's OK calls are not affected)"
     GRPC_CHECKS+="- $t: ${got#127.0.0.1:*: }"$'\n'
   done
 fi
