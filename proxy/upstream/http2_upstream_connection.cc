@@ -397,7 +397,7 @@ bool Http2UpstreamConnection::start_session() {
 }
 
 void Http2UpstreamConnection::on_stream_connected(int status) {
-  timer_.stop();
+  // The connect timeout runs on until the server's SETTINGS make the connection ready.
   if (status == TcpStream::kTlsFailed && stream_->tls()) {
     LOG_WARN("upstream %s: %s", authority().c_str(), stream_->tls_error().c_str());
     fail_connect(UpstreamError::kTlsHandshake);
@@ -422,19 +422,33 @@ void Http2UpstreamConnection::on_stream_connected(int status) {
     fail_connect(UpstreamError::kConnectRefused);
     return;
   }
-  state_ = State::kReady;
+  // Ready once the server's SETTINGS arrive (its first frame, a moment later): streams are
+  // then opened within its real limit. The connect timeout still runs until then.
+  session_started_ = true;
   last_frame_ms_ = ctx().now_ms();
   stream_->read_start();
   send();
-  if (state_ == State::kClosed) return;
-  arm_ping_timer();
-  if (pool_) pool_->on_connected(this);
 }
 
-void Http2UpstreamConnection::fail_connect(UpstreamError e) {
-  Http2UpstreamPool* pool = pool_;
-  close();
-  if (pool) pool->on_connect_failed(this, e);
+void Http2UpstreamConnection::on_settings() {
+  settings_seen_ = true;
+  if (state_ == State::kConnecting) {
+    state_ = State::kReady;
+    timer_.stop();
+    arm_ping_timer();
+    if (pool_) pool_->on_connected(this);
+    return;
+  }
+  // The server's limit may have changed: waiters may fit now.
+  if (pool_ && state_ == State::kReady) pool_->on_room(this);
+}
+
+void Http2UpstreamConnection::fail_connect(UpstreamError e) { close_with(e); }
+
+uint32_t Http2UpstreamConnection::server_max_streams() const {
+  return session_ ? nghttp2_session_get_remote_settings(session_,
+                                                        NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS)
+                  : 100;
 }
 
 bool Http2UpstreamConnection::has_room() const {
@@ -443,7 +457,6 @@ bool Http2UpstreamConnection::has_room() const {
       nghttp2_session_get_remote_settings(session_, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS);
   // Stream ids run out at 2^31: a connection near the end takes no more.
   if (nghttp2_session_get_next_stream_id(session_) > (1u << 31) - 1000) return false;
-  if (!settings_seen_) max = std::min<uint32_t>(max, 100);  // RFC 9113 §6.5.2's suggestion
   return active_ < max;
 }
 
@@ -480,7 +493,11 @@ void Http2UpstreamConnection::stream_finished(Http2UpstreamStream* s) {
   if (pool_) pool_->sync_gauges();
 }
 
-void Http2UpstreamConnection::start_idle_timer(uint64_t ms) { idle_timeout_ms_ = ms; }
+void Http2UpstreamConnection::start_idle_timer(uint64_t ms) {
+  idle_timeout_ms_ = ms;
+  if (active_ == 0) idle_since_ms_ = ctx().now_ms();
+  arm_ping_timer();
+}
 
 void Http2UpstreamConnection::arm_ping_timer() {
   if (state_ == State::kClosed) return;
@@ -559,7 +576,7 @@ void Http2UpstreamConnection::on_stream_read(const Slice& data) {
 }
 
 void Http2UpstreamConnection::on_stream_eof() {
-  if (state_ == State::kConnecting) {
+  if (state_ == State::kConnecting && !session_started_) {
     LOG_WARN("upstream %s: the upstream closed the connection during the TLS handshake",
              authority().c_str());
     fail_connect(UpstreamError::kTlsHandshake);
@@ -600,8 +617,7 @@ void Http2UpstreamConnection::send_task(void* p) {
 }
 
 void Http2UpstreamConnection::send() {
-  if (state_ == State::kClosed || state_ == State::kConnecting || in_send_ || in_recv_ ||
-      !session_)
+  if (state_ == State::kClosed || !session_started_ || in_send_ || in_recv_ || !session_)
     return;
   in_send_ = true;
   std::vector<Slice> batch;
@@ -668,17 +684,25 @@ void Http2UpstreamConnection::send() {
 
 void Http2UpstreamConnection::on_goaway(int32_t last_stream_id, uint32_t error_code) {
   if (state_ == State::kClosed) return;
+  if (state_ == State::kConnecting) {
+    // Turned away before it was ready: a failed connect.
+    LOG_WARN("upstream %s: GOAWAY before the connection was ready (%s)", authority().c_str(),
+             nghttp2_http2_strerror(error_code));
+    close_with(UpstreamError::kConnectRefused);
+    return;
+  }
   if (state_ != State::kGoingAway) {
     LOG_INFO("upstream %s: GOAWAY (last stream %d, %s): no new streams on this connection",
              authority().c_str(), last_stream_id, nghttp2_http2_strerror(error_code));
     state_ = State::kGoingAway;
-    if (pool_) pool_->on_goaway(this);
+    if (pool_) pool_->on_goaway(this);  // moves it from ready to going away
   }
 }
 
 void Http2UpstreamConnection::close_with(UpstreamError e) {
   if (state_ == State::kClosed) return;
   Http2UpstreamPool* pool = pool_;
+  const bool connecting = state_ == State::kConnecting;
   if (pool) pool->detach(this);
   pool_ = nullptr;
   state_ = State::kClosed;
@@ -690,9 +714,20 @@ void Http2UpstreamConnection::close_with(UpstreamError e) {
     if (s->bound()) bound.push_back(s.get());
   for (Http2UpstreamStream* s : bound) s->connection_lost(e);
   stream_->close();
+  // A connection that never became ready failed to connect: the pool decides what its
+  // waiters do (a retry after a backoff, or the failure).
+  if (connecting && pool && !closing_quietly_) {
+    pool->on_connect_failed(this, e == UpstreamError::kConnectTimeout ||
+                                          e == UpstreamError::kTlsHandshake
+                                      ? e
+                                      : UpstreamError::kConnectRefused);
+  }
 }
 
-void Http2UpstreamConnection::close() { close_with(UpstreamError::kReset); }
+void Http2UpstreamConnection::close() {
+  closing_quietly_ = true;  // the pool's own decision: nothing to report back
+  close_with(UpstreamError::kReset);
+}
 
 void Http2UpstreamConnection::on_stream_closed() {
   // Freed on a later turn, after the cork flush and send tasks it may have queued.
@@ -760,9 +795,7 @@ int Http2UpstreamConnection::on_frame_recv(nghttp2_session*, const nghttp2_frame
       break;
     case NGHTTP2_SETTINGS:
       // The server's limit may have grown: waiters may fit now.
-      if (frame->hd.flags & NGHTTP2_FLAG_ACK) break;
-      self->settings_seen_ = true;
-      if (self->pool_ && self->state_ == State::kReady) self->pool_->on_room(self);
+      if (!(frame->hd.flags & NGHTTP2_FLAG_ACK)) self->on_settings();
       break;
     case NGHTTP2_GOAWAY:
       self->on_goaway(frame->goaway.last_stream_id, frame->goaway.error_code);

@@ -126,6 +126,7 @@ class Http2UpstreamConnection final : public ListNode, private StreamHandler {
   // Streams open (bound or not yet swept): what counts against the server's limit.
   size_t active_streams() const { return active_; }
   // Whether another stream fits under the server's SETTINGS_MAX_CONCURRENT_STREAMS.
+  uint32_t server_max_streams() const;
   bool has_room() const;
   // A new stream for an exchange (the caller checked has_room).
   Http2UpstreamStream* open_stream();
@@ -165,6 +166,7 @@ class Http2UpstreamConnection final : public ListNode, private StreamHandler {
   void fail_connect(UpstreamError e);
   Http2UpstreamStream* stream(int32_t id);
   void on_goaway(int32_t last_stream_id, uint32_t error_code);
+  void on_settings();
 
   static int on_begin_headers(nghttp2_session*, const nghttp2_frame* frame, void* user);
   static int on_header(nghttp2_session*, const nghttp2_frame* frame, const uint8_t* name,
@@ -199,7 +201,9 @@ class Http2UpstreamConnection final : public ListNode, private StreamHandler {
   bool sweep_scheduled_ = false;
   bool ping_outstanding_ = false;
   bool input_paused_ = false;
-  bool settings_seen_ = false;  // the server's SETTINGS arrived
+  bool settings_seen_ = false;   // the server's SETTINGS arrived
+  bool session_started_ = false;  // connected (and TLS done): frames flow
+  bool closing_quietly_ = false;  // close() by the pool: no connect failure is reported
 };
 
 }  // namespace sluice
