@@ -7,6 +7,8 @@
 #   bench/instructions.sh [SLUICE_BINARY]      (default build/sluice; needs valgrind and wrk)
 #   SLUICE_CONFIG=FILE bench/instructions.sh    (also --config FILE, e.g. with a rate-limit rule;
 #                                               the flags below still set listener and upstream)
+#   PROTO=h2c bench/instructions.sh             (h2load over cleartext HTTP/2 with prior knowledge:
+#                                               H2_CONNS connections x H2_STREAMS streams; needs h2load)
 #
 # One worker with the JSON access log (as run.sh runs sluice), in front of `sluice demo-app`;
 # wrk with CONNS connections for a warm-up, then callgrind's counters are zeroed, wrk runs for
@@ -18,9 +20,13 @@ SLUICE=$(readlink -f "${1:-build/sluice}")
 DURATION=${DURATION:-8s}
 CONNS=${CONNS:-16}
 TOP=${TOP:-25}
+PROTO=${PROTO:-http1}
+H2_CONNS=${H2_CONNS:-4}
+H2_STREAMS=${H2_STREAMS:-4}
+[[ $PROTO == http1 || $PROTO == h2c ]] || { echo "instructions: PROTO is http1 or h2c" >&2; exit 1; }
 
 die() { echo "instructions: $*" >&2; exit 1; }
-for tool in valgrind callgrind_control callgrind_annotate wrk curl; do
+for tool in valgrind callgrind_control callgrind_annotate wrk curl $([[ $PROTO == h2c ]] && echo h2load); do
   command -v "$tool" >/dev/null || die "missing $tool (apt-get install valgrind wrk curl)"
 done
 [[ -x $SLUICE ]] || die "$SLUICE not found: run 'make build' first"
@@ -54,19 +60,34 @@ for _ in $(seq 100); do
 done
 curl -fs -o /dev/null "http://127.0.0.1:$PORT/" || die "sluice not answering on :$PORT"
 
-wrk -t1 -c"$CONNS" -d3s "http://127.0.0.1:$PORT/" >/dev/null     # warm-up: pools, caches
+load() {  # load SECONDS OUTFILE
+  if [[ $PROTO == h2c ]]; then
+    h2load -c"$H2_CONNS" -m"$H2_STREAMS" -D"$1" "http://127.0.0.1:$PORT/" >"$2"
+  else
+    wrk -t1 -c"$CONNS" -d"${1}s" "http://127.0.0.1:$PORT/" >"$2"
+  fi
+}
+load 3 /dev/null                                   # warm-up: pools, caches
 callgrind_control -z "$VG" >/dev/null 2>&1
-wrk -t1 -c"$CONNS" -d"$DURATION" "http://127.0.0.1:$PORT/" >"$OUT/wrk.txt"
-callgrind_control -d "$VG" >/dev/null 2>&1                              # writes callgrind.PID.1
-REQ=$(awk '/requests in/ { print $1 }' "$OUT/wrk.txt")
-[[ ${REQ:-0} -gt 0 ]] || { cat "$OUT/wrk.txt" >&2; die "no requests completed"; }
-grep -q "Non-2xx" "$OUT/wrk.txt" && { cat "$OUT/wrk.txt" >&2; die "non-2xx responses"; }
+load "${DURATION%s}" "$OUT/load.txt"
+callgrind_control -d "$VG" >/dev/null 2>&1         # writes callgrind.PID.1
+if [[ $PROTO == h2c ]]; then
+  REQ=$(awk '/^requests:/ { print $8 }' "$OUT/load.txt")   # "requests: N total, N started, N done, N succeeded"
+  [[ ${REQ:-0} -gt 0 ]] || { cat "$OUT/load.txt" >&2; die "no requests succeeded"; }
+  awk '/^status codes:/ { if ($5 + $7 + $9 > 0) exit 1 }' "$OUT/load.txt" ||
+    { cat "$OUT/load.txt" >&2; die "non-2xx responses"; }
+  CONNS="$H2_CONNS x $H2_STREAMS streams"
+else
+  REQ=$(awk '/requests in/ { print $1 }' "$OUT/load.txt")
+  [[ ${REQ:-0} -gt 0 ]] || { cat "$OUT/load.txt" >&2; die "no requests completed"; }
+  grep -q "Non-2xx" "$OUT/load.txt" && { cat "$OUT/load.txt" >&2; die "non-2xx responses"; }
+fi
 DUMP=$(ls "$OUT"/callgrind.*.1 2>/dev/null | head -n 1)
 [[ -n $DUMP ]] || die "callgrind wrote no dump"
 IR=$(callgrind_annotate "$DUMP" 2>/dev/null | awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1; exit }')
 
 echo "sluice: $("$SLUICE" --version | head -n 1) ($SLUICE)"
-echo "requests: $REQ in $DURATION on $CONNS connections (callgrind slows sluice ~50x; the count per request is what matters)"
+echo "requests ($PROTO): $REQ in $DURATION on $CONNS connections (callgrind slows sluice ~50x; the count per request is what matters)"
 echo "instructions per request: $((IR / REQ)) (total $IR)"
 echo
 echo "Top $TOP functions by self cost, instructions per request:"

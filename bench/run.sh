@@ -2,9 +2,11 @@
 # bench/run.sh: wrk against the upstream directly, sluice, nginx and HAProxy (one worker each,
 # pinned to one core; upstream and wrk pinned to the other), runs alternated and repeated. The
 # `h2` scenario loads the same proxies (the same HTTP/1.1 upstream behind them) with h2load over
-# HTTP/2: cleartext with prior knowledge (h2c), or ALPN h2 with TLS=1. The `grpc` scenario sends
-# gRPC unary calls (h2load POSTs of one gRPC message, `te: trailers`) through each proxy's own
-# gRPC instance to a grpc-go app (bench/grpc_upstream, h2c), checked with a real gRPC client.
+# HTTP/2: cleartext with prior knowledge (h2c), or ALPN h2 with TLS=1. The `unix` scenario
+# compares sluice's app hop over loopback TCP and over a Unix-domain socket (the same static
+# nginx app listening on both), round by round. The `grpc` scenario sends gRPC unary calls
+# (h2load POSTs of one gRPC message, `te: trailers`) through each proxy's own gRPC instance to a
+# grpc-go app (bench/grpc_upstream, h2c), checked with a real gRPC client.
 # Reports req/s, p50/p99 latency, each proxy's CPU time per request (utime+stime of all its
 # processes and threads from /proc, divided by the requests wrk completed) and, for the
 # Connection: close scenario, upstream connections opened per 1,000 requests.
@@ -75,6 +77,10 @@ if [[ " $SCENARIOS " == *" grpc "* ]]; then
   command -v go >/dev/null || die "missing go: the grpc scenario builds its upstream (bench/grpc_upstream) with Debian's golang-go and golang-google-grpc-dev (make deps)"
   [[ -d /usr/share/gocode/src/google.golang.org/grpc ]] || die "missing golang-google-grpc-dev (/usr/share/gocode/src/google.golang.org/grpc; make deps)"
   /usr/bin/python3 -c 'import grpc' 2>/dev/null || die "missing python3-grpcio (the grpc scenario checks grpc-status with it; make deps)"
+fi
+if [[ " $SCENARIOS " == *" unix "* ]]; then
+  command -v nginx >/dev/null || die "missing nginx (the unix scenario's app)"
+  [[ -x $SLUICE ]] || die "$SLUICE not found: run 'make build' first (or set SLUICE=path)"
 fi
 
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -270,8 +276,10 @@ http {
 EOF
 }
 
-write_nginx_static_conf() {   # dir listen_port (harness debugging upstream, UPSTREAM=nginx)
-  local dir=$1 port=$2
+# The static app: the harness-debugging upstream (UPSTREAM=nginx), and the unix scenario's app,
+# which also listens on a Unix socket (the same server block: the same response either way).
+write_nginx_static_conf() {   # dir listen_port [unix_socket_path]
+  local dir=$1 port=$2 unix_path=${3:-}
   mkdir -p "$dir/tmp"
   cat >"$dir/nginx.conf" <<EOF
 worker_processes 1;
@@ -289,6 +297,7 @@ http {
   default_type text/plain;
   server {
     listen 127.0.0.1:$port;
+    $([[ -n $unix_path ]] && echo "listen unix:$unix_path;")
     location / { return 200 "Hello from the sluice demo app\n"; }
   }
 }
@@ -608,7 +617,31 @@ if [[ " $SCENARIOS " == *" grpc "* ]]; then
     GPID[$t]=$LAST_PID
   done
 fi
-for t in $TARGETS; do
+# The unix scenario: a static nginx app on the client core listening on a TCP port and on a
+# Unix socket, and two sluice instances as `sluice` runs (JSON access log, metrics), one
+# reaching the app over loopback TCP, the other over the socket. Only the app hop differs.
+UNIX_TARGETS=""
+if [[ " $SCENARIOS " == *" unix "* ]]; then
+  UNIX_TARGETS="sluice-tcp sluice-unix"
+  UNIX_APP_PORT=$(free_port)
+  UNIX_APP_SOCK="$RUN_DIR/unix-app/app.sock"
+  (( ${#UNIX_APP_SOCK} <= 107 )) || die "$UNIX_APP_SOCK is too long for a Unix socket (set OUT_DIR)"
+  write_nginx_static_conf "$RUN_DIR/unix-app" "$UNIX_APP_PORT" "$UNIX_APP_SOCK"
+  start unix-app "$CLIENT_CPU" nginx -p "$RUN_DIR/unix-app" -c "$RUN_DIR/unix-app/nginx.conf" -g 'daemon off;'
+  PID[unix-app]=$LAST_PID
+  wait_ready unix-app "${PID[unix-app]}" "$UNIX_APP_PORT"
+  curl -fsS -o /dev/null --max-time 2 --unix-socket "$UNIX_APP_SOCK" "http://localhost$PATH_REQ" \
+    || die "unix-app: no answer on $UNIX_APP_SOCK"
+  for t in $UNIX_TARGETS; do
+    PORT[$t]=$(free_port)
+    app="127.0.0.1:$UNIX_APP_PORT"
+    [[ $t == sluice-unix ]] && app="unix:$UNIX_APP_SOCK"
+    start "$t" "$PROXY_CPU" "$SLUICE" --workers 1 --listen "127.0.0.1:${PORT[$t]}" \
+      --upstream "$app" --admin 127.0.0.1:0 --log-format json
+    PID[$t]=$LAST_PID
+  done
+fi
+for t in $TARGETS $UNIX_TARGETS; do
   [[ $t == upstream ]] && continue
   wait_ready "$t" "${PID[$t]}" "${PORT[$t]}"
 done
@@ -664,7 +697,7 @@ if [[ $TLS == 1 ]]; then
   log "TLS negotiated: $TLS_NEGOTIATED"
 fi
 {
-  for t in upstream $TARGETS; do
+  for t in upstream $TARGETS ${UNIX_TARGETS:+unix-app $UNIX_TARGETS}; do
     for p in $(instance_pids "${PID[$t]}"); do
       echo "$t pid $p ($(cat "/proc/$p/comm")): $(taskset -pc "$p" | sed 's/.*: //') cores"
     done
@@ -674,7 +707,8 @@ fi
     done
   done
 } | sort -u >"$RUN_DIR/pinning.txt"
-log "upstream ($UPSTREAM) on :$UP_PORT; targets: $(for t in $TARGETS; do printf '%s:%s ' "$t" "${PORT[$t]}"; done)"
+log "upstream ($UPSTREAM) on :$UP_PORT; targets: $(for t in $TARGETS $UNIX_TARGETS; do printf '%s:%s ' "$t" "${PORT[$t]}"; done)"
+[[ -n $UNIX_TARGETS ]] && log "unix scenario: nginx app on :$UNIX_APP_PORT and $UNIX_APP_SOCK"
 [[ " $SCENARIOS " == *" grpc "* ]] &&
   log "grpc: app (bench/grpc_upstream) on :$GUP_PORT; instances: $(for t in $TARGETS; do [[ -n ${GPORT[$t]:-} ]] && printf '%s:%s ' "$t" "${GPORT[$t]}"; done)"
 log "output in $RUN_DIR"
@@ -782,8 +816,10 @@ run_one() {
   [[ $TLS == 1 && $t != upstream ]] && scheme=https
   local url="$scheme://127.0.0.1:${PORT[$t]}$PATH_REQ"
   [[ $scen == h2 ]] && url="$scheme://127.0.0.1:${H2PORT[$t]}$PATH_REQ"
-  # The instance under test and the upstream behind it (the grpc scenario has its own of both).
+  # The instance under test and the upstream behind it (the unix and grpc scenarios have their
+  # own app: its CPU is the upstream's).
   local pid=${PID[$t]} uppid=$UP_PID pname=$t upname=upstream
+  [[ $scen == unix ]] && uppid=${PID[unix-app]} upname=unix-app
   if [[ $scen == grpc ]]; then
     url="$scheme://127.0.0.1:${GPORT[$t]}$GRPC_METHOD"
     pid=${GPID[$t]} uppid=$GUP_PID pname=$t-grpc upname=grpc_upstream
@@ -858,6 +894,9 @@ run_one() {
   [[ $scen == h2 || $scen == grpc ]] && wrk_connects=$((H2_CONNS + errs))   # h2load makes no probe connect
   up_connects=$((opens1 - opens0 - wrk_connects))
   per1k=$(awk -v u="$up_connects" -v n="$req" 'BEGIN { printf "%.2f", u * 1000 / n }')
+  # Connects to a Unix socket are no TCP active opens: not counted there.
+  [[ $t == sluice-unix ]] && up_connects="-" per1k="-"
+  [[ $scen == grpc && $GRPC_UNIX == 1 && $t != upstream ]] && up_connects="-" per1k="-"
   # Anything else that ran on the proxy's core during the run (should be ~0), and the time the
   # hypervisor took from it.
   local other_pct steal_pct
@@ -893,9 +932,12 @@ measure() {
 }
 
 for scen in $SCENARIOS; do
-  [[ $scen == keepalive || $scen == close || $scen == h2 || $scen == grpc ]] || die "unknown scenario '$scen' (keepalive close h2 grpc)"
+  [[ $scen == keepalive || $scen == close || $scen == h2 || $scen == unix || $scen == grpc ]] ||
+    die "unknown scenario '$scen' (keepalive close h2 unix grpc)"
+  scen_targets=$TARGETS
+  [[ $scen == unix ]] && scen_targets=$UNIX_TARGETS   # alternated within each round
   for rep in $(seq "$REPEATS"); do
-    for t in $TARGETS; do
+    for t in $scen_targets; do
       [[ $scen == h2 && -z ${H2PORT[$t]:-} ]] && continue   # no HTTP/2 there
       [[ $scen == grpc && -z ${GPORT[$t]:-} ]] && continue   # no gRPC instance
       measure "$scen" "$rep" "$t"; sleep "$PAUSE"
@@ -955,7 +997,7 @@ REPORT="$RUN_DIR/results.md"
     printf '%s' "$GRPC_CHECKS"
   fi
   echo
-  awk -F'\t' -v targets="$TARGETS" -v scenarios="$SCENARIOS" -v grpc_unix="$GRPC_UNIX" '
+  awk -F'\t' -v targets="$TARGETS $UNIX_TARGETS" -v scenarios="$SCENARIOS" -v grpc_unix="$GRPC_UNIX" '
     function median(key,   n, i, j, a, t, v) {
       n = cnt[key]; if (n == 0) return "-"
       for (i = 1; i <= n; i++) a[i] = vals[key, i]
@@ -967,12 +1009,12 @@ REPORT="$RUN_DIR/results.md"
     function ratio(a, b) { return (a == "-" || b == "-" || b + 0 == 0) ? "–" : sprintf("%.2f×", a / b) }
     # The ratio of CPU per request within each round (the two ran a minute apart at most), then
     # the median and range of those: a slow drift of the machine cancels out of each round.
-    function paired(s, p,   r, k, key, lo, hi, v) {
-      key = s SUBSEP p SUBSEP "paired"; lo = ""; hi = ""
+    function paired(s, a, p,   r, k, key, lo, hi, v) {
+      key = s SUBSEP a SUBSEP p SUBSEP "paired"; lo = ""; hi = ""
       for (k in rounds) {
         split(k, r, SUBSEP); if (r[1] != s) continue
-        if (!((s, "sluice", r[2]) in round_cpu) || !((s, p, r[2]) in round_cpu) || round_cpu[s, p, r[2]] + 0 == 0) continue
-        v = round_cpu[s, "sluice", r[2]] / round_cpu[s, p, r[2]]
+        if (!((s, a, r[2]) in round_cpu) || !((s, p, r[2]) in round_cpu) || round_cpu[s, p, r[2]] + 0 == 0) continue
+        v = round_cpu[s, a, r[2]] / round_cpu[s, p, r[2]]
         vals[key, ++cnt[key]] = v
         if (lo == "" || v < lo) lo = v; if (hi == "" || v > hi) hi = v
       }
@@ -993,7 +1035,8 @@ REPORT="$RUN_DIR/results.md"
       title["keepalive"] = "Scenario 1: keep-alive small GETs"
       title["close"] = "Scenario 2: a new client connection per request (wrk -H \"Connection: close\")"
       title["h2"] = "Scenario 3: HTTP/2 small GETs (h2load; p50 is its mean request time, p99 not measured)"
-      title["grpc"] = "Scenario 4: gRPC unary calls (h2load POSTs of one gRPC message with te: trailers, to a grpc-go app over h2c on " ((grpc_unix == 1) ? "a Unix socket" : "loopback TCP") "; p50 is its mean call time, p99 not measured)"
+      title["grpc"] = "Scenario 5: gRPC unary calls (h2load POSTs of one gRPC message with te: trailers, to a grpc-go app over h2c on " ((grpc_unix == 1) ? "a Unix socket" : "loopback TCP") "; p50 is its mean call time, p99 not measured)"
+      title["unix"] = "Scenario 4: sluice to its app over loopback TCP vs a Unix socket (keep-alive small GETs; the app: static nginx on both)"
       for (i = 1; i <= ns; i++) {
         s = S[i]
         print "### " title[s]; print ""
@@ -1002,7 +1045,11 @@ REPORT="$RUN_DIR/results.md"
         print "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
         for (j = 1; j <= nt; j++) {
           t = T[j]; k = s SUBSEP t
+          # The unix scenario has its own two targets, which run in no other scenario.
+          if ((s == "unix") != (t == "sluice-tcp" || t == "sluice-unix")) continue
           name = (t == "upstream") ? "upstream (direct, no proxy)" : t
+          if (t == "sluice-tcp") name = "sluice-tcp (app over loopback TCP)"
+          if (t == "sluice-unix") name = "sluice-unix (app over a Unix socket)"
           line = sprintf("| %s | %s | %s | %s | %s | %s | %s | %s", name, fmt(median(k SUBSEP "rps"), 0), fmt(median(k SUBSEP "p50"), 3),
             fmt(median(k SUBSEP "p99"), 3), fmt(median(k SUBSEP "cpu"), 1), fmt(median(k SUBSEP "ucpu"), 1), fmt(median(k SUBSEP "pct"), 0),
             fmt(median(k SUBSEP "upcpu"), 1))
@@ -1015,16 +1062,27 @@ REPORT="$RUN_DIR/results.md"
         if ((s SUBSEP "sluice" SUBSEP "rps") in cnt) {
           hdr = "| ratio |"; sep = "|---|"; r1 = "| CPU µs/" u " |"; r5 = "| CPU µs/" u ", per round: median (range) |"; r4 = "| user-space CPU µs/" u " |"; r2 = "| " u "/s |"; r3 = "| p99 |"; r6 = "| RSS mid-run |"; any = 0
           for (j = 1; j <= nt; j++) {
-            p = T[j]; if (p == "upstream" || p == "sluice") continue
+            p = T[j]; if (p == "upstream" || p == "sluice" || p == "sluice-tcp" || p == "sluice-unix") continue
             any = 1; hdr = hdr " sluice/" p " |"; sep = sep "---:|"
             r1 = r1 " " ratio(median(s SUBSEP "sluice" SUBSEP "cpu"), median(s SUBSEP p SUBSEP "cpu")) " |"
             r4 = r4 " " ratio(median(s SUBSEP "sluice" SUBSEP "ucpu"), median(s SUBSEP p SUBSEP "ucpu")) " |"
-            r5 = r5 " " paired(s, p) " |"
+            r5 = r5 " " paired(s, "sluice", p) " |"
             r2 = r2 " " ratio(median(s SUBSEP "sluice" SUBSEP "rps"), median(s SUBSEP p SUBSEP "rps")) " |"
             r3 = r3 " " ratio(median(s SUBSEP "sluice" SUBSEP "p99"), median(s SUBSEP p SUBSEP "p99")) " |"
             r6 = r6 " " ratio(median(s SUBSEP "sluice" SUBSEP "rss"), median(s SUBSEP p SUBSEP "rss")) " |"
           }
           if (any) { print hdr; print sep; print r1; print r5; print r4; print r2; print r3; print r6; print "" }
+        }
+        if (s == "unix" && ((s SUBSEP "sluice-unix" SUBSEP "rps") in cnt)) {
+          a = "sluice-unix"; p = "sluice-tcp"
+          print "| ratio | sluice-unix/sluice-tcp (below 1: what the Unix socket saves) |"; print "|---|---:|"
+          print "| CPU µs/req | " ratio(median(s SUBSEP a SUBSEP "cpu"), median(s SUBSEP p SUBSEP "cpu")) " |"
+          print "| CPU µs/req, per round: median (range) | " paired(s, a, p) " |"
+          print "| user-space CPU µs/req | " ratio(median(s SUBSEP a SUBSEP "ucpu"), median(s SUBSEP p SUBSEP "ucpu")) " |"
+          print "| app CPU µs/req | " ratio(median(s SUBSEP a SUBSEP "upcpu"), median(s SUBSEP p SUBSEP "upcpu")) " |"
+          print "| req/s | " ratio(median(s SUBSEP a SUBSEP "rps"), median(s SUBSEP p SUBSEP "rps")) " |"
+          print "| p99 | " ratio(median(s SUBSEP a SUBSEP "p99"), median(s SUBSEP p SUBSEP "p99")) " |"
+          print ""
         }
       }
       print "Medians per target. CPU: utime+stime of all the proxy'"'"'s processes/threads (/proc/PID/stat) over"
@@ -1040,7 +1098,7 @@ REPORT="$RUN_DIR/results.md"
         print "gRPC: each proxy runs a gRPC instance of its own; a run counts only if h2load saw 2xx for every"
         print "call, one whole response message per call arrived and the app answered at least as many calls OK"
         print "(h2load does not read trailers, so grpc-status is checked with a real gRPC client, above)."
-        if (grpc_unix == 1) print "The proxies reach the app over a Unix socket: upstream conns opened (TCP only) do not count them."
+        if (grpc_unix == 1) print "The proxies reach the app over a Unix socket: upstream conns opened (TCP only) cannot count them (–)."
       }
       print ""
     }' "$RAW"

@@ -363,7 +363,7 @@ function renderClusters(list, readiness, t) {
 // Maintenance modes per listener, circuit breakers and caps per cluster (issue 17).
 function renderProtection(s) {
   const modes = s.maintenance || {};
-  const guards = s.guards || {};
+  const guards = s.cluster_guards || {};
   const mt = $('maintenance');
   const keepL = new Set();
   for (const l of Array.isArray(s.listeners) ? s.listeners : []) {
@@ -480,7 +480,7 @@ function render(s) {
   renderListeners(Array.isArray(s.listeners) ? s.listeners : [], t);
   renderClusters(Array.isArray(s.clusters) ? s.clusters : [], readiness, t);
   renderProtection(s);
-  renderRateLimits(s.guard);
+  renderRateLimits(s.client_guard);
   for (const key of Array.from(samples.keys())) if (!sampled.has(key)) samples.delete(key);
   const p = s.process || {};
   set(document, 'cpu-seconds', num(p.cpu_seconds), num(p.cpu_seconds).toFixed(2) + ' s');

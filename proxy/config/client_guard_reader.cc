@@ -3,13 +3,13 @@
 // listener a rule names.
 #include "config/client_guard_reader.h"
 
-#include <llhttp.h>
 
 #include <algorithm>
 #include <cctype>
 #include <cstring>
 
 #include "config/setting_values.h"
+#include "http/method.h"
 
 namespace sluice {
 
@@ -33,13 +33,7 @@ bool is_token_char(char c) {
 }
 
 // HTTP methods as llhttp knows them (llhttp_method_name aborts on a number it does not know).
-bool is_known_method(const std::string& m) {
-#define SLUICE_METHOD(num, name, string) \
-  if (m == #string) return true;
-  HTTP_METHOD_MAP(SLUICE_METHOD)
-#undef SLUICE_METHOD
-  return false;
-}
+bool is_known_method(const std::string& m) { return method_from_name(m) >= 0; }
 
 class GuardReader : public FieldReader {
  public:

@@ -41,6 +41,7 @@ struct ClusterMarks {
   Where endpoints;
   bool endpoints_ok = true;
   Where outlier;
+  Where tls;         // the tls key, when the cluster has one
   Where tls_verify;  // for the warning when verification is off
   Where protocol;    // `protocol`, for its combination with `tls`
 };

@@ -153,6 +153,16 @@ bool FieldReader::address(const Field& f, HostPort& out, bool listen) {
   std::string s;
   const char* expected = listen ? kExpectedListenAddress : kExpectedEndpoint;
   if (!scalar(f, s, expected)) return false;
+  if (is_unix_endpoint(s)) {
+    if (listen)
+      return invalid(f, s, expected,
+                     ": sluice listens on TCP; Unix sockets are for upstream endpoints");
+    std::string problem;
+    auto unix_socket = parse_endpoint(s, &problem);
+    if (!unix_socket) return invalid(f, s, expected, ": " + problem);
+    out = *unix_socket;
+    return true;
+  }
   auto hp = parse_host_port(s);
   if (!hp) return invalid(f, s, expected);
   if (listen && !is_ip_literal(hp->host))

@@ -107,12 +107,15 @@ const std::vector<FlagRule>& rules() {
          return a.has_value();
        }},
       {{"upstream", "HOST:PORT[,...]", "clusters[0].endpoints", "127.0.0.1:4000",
-        "the app behind sluice (HOST:PORT, or several separated by commas): the endpoints of the "
-        "first cluster"},
+        "the app behind sluice (HOST:PORT or unix:/PATH of a Unix socket, or several separated "
+        "by commas): the endpoints of the first cluster"},
        Marked::kUpstream,
        [](Config& c, const std::string& v, std::string& e) {
-         auto eps = parse_endpoint_list(v);
-         if (!eps) e = std::string(kExpectedEndpoint) + ", several separated by commas";
+         std::string problem;
+         auto eps = parse_endpoint_list(v, &problem);
+         if (!eps)
+           e = std::string(kExpectedEndpoint) + ", several separated by commas" +
+               (problem.empty() ? "" : "; " + problem);
          if (eps && !c.clusters.empty()) c.clusters[0].endpoints = *eps;
          return eps.has_value();
        }},

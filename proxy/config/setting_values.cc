@@ -49,7 +49,34 @@ std::optional<HostPort> parse_listen_address(std::string_view s) {
   return hp;
 }
 
-std::optional<HostPort> parse_endpoint(std::string_view s) {
+bool is_unix_endpoint(std::string_view s) {
+  return s.substr(0, kUnixPrefix.size()) == kUnixPrefix;
+}
+
+std::string unix_path_problem(std::string_view path) {
+  if (path.empty()) return "a Unix socket endpoint needs a path after 'unix:'";
+  if (path.front() != '/')
+    return "the Unix socket path must be absolute (start with '/'), such as "
+           "unix:/run/app/app.sock";
+  if (path.find('\0') != std::string_view::npos) return "the Unix socket path contains a NUL byte";
+  if (path.size() > kMaxUnixPath)
+    return "the Unix socket path is " + std::to_string(path.size()) + " bytes long; at most " +
+           std::to_string(kMaxUnixPath) + " fit in a socket address (sun_path)";
+  return "";
+}
+
+std::optional<HostPort> parse_endpoint(std::string_view s, std::string* problem) {
+  if (is_unix_endpoint(s)) {
+    std::string_view path = s.substr(kUnixPrefix.size());
+    std::string why = unix_path_problem(path);
+    if (!why.empty()) {
+      if (problem) *problem = std::move(why);
+      return std::nullopt;
+    }
+    HostPort hp;
+    hp.unix_path = std::string(path);
+    return hp;
+  }
   auto hp = parse_host_port(s);
   if (!hp || hp->port == 0) return std::nullopt;
   bool bracketed = !s.empty() && s.front() == '[';
@@ -58,14 +85,14 @@ std::optional<HostPort> parse_endpoint(std::string_view s) {
   return hp;
 }
 
-std::optional<std::vector<HostPort>> parse_endpoint_list(std::string_view s) {
+std::optional<std::vector<HostPort>> parse_endpoint_list(std::string_view s, std::string* problem) {
   std::vector<HostPort> out;
   while (true) {
     size_t comma = s.find(',');
     std::string_view item = s.substr(0, comma);
     while (!item.empty() && item.front() == ' ') item.remove_prefix(1);
     while (!item.empty() && item.back() == ' ') item.remove_suffix(1);
-    auto ep = parse_endpoint(item);
+    auto ep = parse_endpoint(item, problem);
     if (!ep) return std::nullopt;
     out.push_back(*ep);
     if (comma == std::string_view::npos) break;

@@ -2,6 +2,9 @@
 // The values a setting may take, shared by the file reader and the flag overrides so that both
 // accept and reject exactly the same text. Each parser returns nullopt on bad input; the
 // kExpected* strings say what would have been valid, for error messages.
+#include <sys/un.h>
+
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -21,7 +24,8 @@ inline constexpr const char* kExpectedListenAddress =
     "IP:PORT such as 0.0.0.0:8080, 127.0.0.1:9901 or [::]:8080; port 0 picks a free port";
 inline constexpr const char* kExpectedEndpoint =
     "HOST:PORT with an IP address or DNS name and a port from 1 to 65535, such as "
-    "127.0.0.1:4000, app.internal:80 or [::1]:4000";
+    "127.0.0.1:4000, app.internal:80 or [::1]:4000, or a Unix socket such as "
+    "unix:/run/app/app.sock";
 inline constexpr const char* kExpectedName =
     "a name of letters, digits, '-', '_' and '.', such as 'app' or 'api-v2'";
 inline constexpr const char* kExpectedHostPattern =
@@ -38,10 +42,20 @@ std::optional<uint64_t> parse_whole_number(std::string_view s);  // decimal digi
 // An address to listen on: an IP literal (no DNS names: sockets bind to addresses) and a port,
 // 0 meaning "pick a free one".
 std::optional<HostPort> parse_listen_address(std::string_view s);
-// An upstream endpoint: IP literal or DNS name, port 1-65535.
-std::optional<HostPort> parse_endpoint(std::string_view s);
+// An upstream endpoint: IP literal or DNS name, port 1-65535; or `unix:` and the absolute path
+// of a Unix-domain socket. On bad input, `problem` (when given) may get the reason ("" when the
+// expected form says it all).
+std::optional<HostPort> parse_endpoint(std::string_view s, std::string* problem = nullptr);
 // "a:1, b:2" -> endpoints; nullopt when any is invalid or the list is empty.
-std::optional<std::vector<HostPort>> parse_endpoint_list(std::string_view s);
+std::optional<std::vector<HostPort>> parse_endpoint_list(std::string_view s,
+                                                         std::string* problem = nullptr);
+// Unix-socket endpoints: "unix:" then the path, which must be absolute, without NUL bytes and
+// short enough for a sockaddr_un (kMaxUnixPath bytes, sun_path less its terminating NUL).
+inline constexpr std::string_view kUnixPrefix = "unix:";
+inline constexpr size_t kMaxUnixPath = sizeof(sockaddr_un::sun_path) - 1;
+bool is_unix_endpoint(std::string_view s);  // starts with "unix:"
+// Why the path after "unix:" cannot be used, or "" when it can.
+std::string unix_path_problem(std::string_view path);
 
 bool is_ip_literal(const std::string& host);
 bool is_dns_name(std::string_view s);

@@ -189,6 +189,7 @@ class TlsReader : public FieldReader {
   // Origination: `tls: {}` turns it on with the defaults (verification on, the system's CAs).
   void read_origination(const Field& section, ClusterTls& tls, ClusterMarks& m) {
     tls.enabled = true;
+    m.tls = where_of(section.key);
     Fields f(section.value, section.path, kClusterTlsKeys, diag_);
     if (const Field* v = f.get("verify")) m.tls_verify = v->where();
     boolean(f, "verify", tls.verify);
@@ -198,7 +199,7 @@ class TlsReader : public FieldReader {
       if (scalar(*n, s, kExpectedSni)) {
         const bool bracketed = s.size() > 2 && s.front() == '[' && s.back() == ']';
         if (s.empty() || is_valid_sni(s))
-          tls.sni = s;  // "" is the default: the endpoint's host name
+          tls.sni = s;  // "" is the default: the endpoint's host name (validate.cc: Unix)
         else if (is_ip_literal(bracketed ? s.substr(1, s.size() - 2) : s))
           invalid(*n, s, kExpectedSni, ": SNI carries a host name, never an IP address (RFC 6066)");
         else if (s.substr(0, 2) == "*.")

@@ -133,6 +133,30 @@ void check_routes(const Config& c, const ConfigMarks& m, Diagnostics& diag) {
   }
 }
 
+// Unix-socket endpoints: a cluster's endpoints are all Unix sockets or none is. Mixed, the
+// same request would get a different Host (HTTP/1.0) and TLS name depending on the address
+// picked, and load balancing would weigh a local socket against remote hosts: two clusters say
+// what is meant. With TLS and verification on, the name to send and verify has to be given
+// (tls.sni): a path is no host name.
+void check_unix_endpoints(const ClusterConfig& cl, const ClusterMarks& cm, const std::string& path,
+                          Diagnostics& diag) {
+  const HostPort* unix_socket = nullptr;
+  const HostPort* tcp = nullptr;
+  for (const HostPort& e : cl.endpoints) (e.is_unix() ? unix_socket : tcp) = &e;
+  if (!unix_socket) return;
+  if (tcp) {
+    diag.error(cm.endpoints, path + ".endpoints: " + unix_socket->str() + " and " + tcp->str() +
+                                 ": a cluster's endpoints are either all Unix sockets or all "
+                                 "HOST:PORT; put them in two clusters");
+    return;
+  }
+  if (cl.tls.enabled && cl.tls.verify && cl.tls.sni.empty())
+    diag.error(cm.tls.in_file() ? cm.tls : cm.endpoints,
+               path +
+                   ".tls: needs 'sni' with Unix-socket endpoints: there is no host name to "
+                   "send or to verify the certificate against (tls: {sni: app.internal})");
+}
+
 void check_clusters(const Config& c, const ConfigMarks& m, Diagnostics& diag) {
   if (c.clusters.empty() && m.clusters_ok)
     diag.error(m.clusters,
@@ -157,7 +181,8 @@ void check_clusters(const Config& c, const ConfigMarks& m, Diagnostics& diag) {
     if (cl.endpoints.empty() && cm.endpoints_ok)
       diag.error(cm.endpoints, path +
                                    ": no endpoints: add 'endpoints: [HOST:PORT, ...]' (IP "
-                                   "addresses or DNS names)");
+                                   "addresses or DNS names, or unix:/PATH for a Unix socket)");
+    check_unix_endpoints(cl, cm, path, diag);
     const Where& pw = cm.protocol.in_file() ? cm.protocol : cm.self;
     if (cl.protocol == UpstreamProtocol::kH2 && !cl.tls.enabled)
       diag.error(pw, path +

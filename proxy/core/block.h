@@ -57,6 +57,27 @@ struct Slice {
   Slice sub(size_t off, size_t n) const { return Slice{block, data + off, n}; }
 };
 
+// Slices queued for writing, oldest first: a vector taken from the front. (A std::deque would
+// allocate its map and a first node when it is made, for every HTTP/2 stream.)
+class SliceQueue {
+ public:
+  bool empty() const { return head_ == items_.size(); }
+  const Slice& front() const { return items_[head_]; }
+  void push_back(Slice s) { items_.push_back(std::move(s)); }
+  void pop_front() {
+    items_[head_++] = Slice();  // its block goes back now
+    if (head_ == items_.size()) clear();
+  }
+  void clear() {
+    items_.clear();
+    head_ = 0;
+  }
+
+ private:
+  std::vector<Slice> items_;
+  size_t head_ = 0;
+};
+
 // Per-worker block allocator with a bounded free list.
 class BlockPool {
  public:

@@ -5,6 +5,7 @@
 namespace sluice {
 
 std::string HostPort::str() const {
+  if (is_unix()) return "unix:" + unix_path;
   if (host.find(':') != std::string::npos) return "[" + host + "]:" + std::to_string(port);
   return host + ":" + std::to_string(port);
 }

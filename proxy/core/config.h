@@ -20,7 +20,11 @@ using Millis = std::chrono::milliseconds;
 struct HostPort {
   std::string host;
   uint16_t port = 0;
-  std::string str() const;
+  // An upstream endpoint on a Unix-domain socket (`unix:/run/app/app.sock`) instead: its
+  // absolute path; host is empty and port 0. Listeners and the admin address never have one.
+  std::string unix_path;
+  bool is_unix() const { return !unix_path.empty(); }
+  std::string str() const;  // "host:port", "[::1]:port" or "unix:/path"
   bool operator==(const HostPort&) const = default;
 };
 
@@ -60,17 +64,21 @@ struct OutlierSettings {
 // TLS origination to a cluster's endpoints (`tls: {}` turns it on with the defaults).
 struct ClusterTls {
   bool enabled = false;
-  bool verify = true;     // verify the chain and the host name; false only for tests/labs
-  std::string ca;         // PEM bundle of trusted CAs; empty = the system's bundle
-  std::string sni;        // server name sent and verified; empty = the endpoint's host name
-  std::string cert, key;  // client certificate and key (PEM), for mTLS; both or neither
+  bool verify = true;  // verify the chain and the host name; false only for tests/labs
+  std::string ca;      // PEM bundle of trusted CAs; empty = the system's bundle
+  // Server name sent and verified; empty = the endpoint's host name (required with Unix-socket
+  // endpoints while verify is on: they have no host name).
+  std::string sni;
+  std::string cert, key;            // client certificate and key (PEM), for mTLS; both or neither
   std::string min_version = "1.2";  // "1.2" or "1.3"
   bool operator==(const ClusterTls&) const = default;
 };
 
 struct ClusterConfig {
   std::string name = "app";
-  std::vector<HostPort> endpoints;  // IP literals or DNS names
+  // IP literals, DNS names or Unix sockets; one kind per cluster: either every endpoint is a
+  // Unix socket or none is (validate.cc).
+  std::vector<HostPort> endpoints;
   LoadBalancing load_balancing = LoadBalancing::kRoundRobin;
   UpstreamProtocol protocol = UpstreamProtocol::kHttp1;
   Millis connect_timeout{2000};

@@ -1,12 +1,12 @@
 #include "guard/guard.h"
 
-#include <llhttp.h>
 #include <uv.h>
 
 #include <algorithm>
 #include <cstring>
 #include <functional>
 
+#include "http/method.h"
 #include "http/router.h"
 
 namespace sluice {
@@ -20,12 +20,8 @@ constexpr size_t kMaxKeyBytes = 128;
 // llhttp's numbers for method names (the configuration checked they are HTTP methods).
 std::vector<uint8_t> method_numbers(const std::vector<std::string>& names) {
   std::vector<uint8_t> out;
-  for (const std::string& n : names) {
-#define SLUICE_METHOD(num, name, string) \
-  if (n == #string) out.push_back(static_cast<uint8_t>(num));
-    HTTP_METHOD_MAP(SLUICE_METHOD)
-#undef SLUICE_METHOD
-  }
+  for (const std::string& n : names)
+    if (int m = method_from_name(n); m >= 0) out.push_back(static_cast<uint8_t>(m));
   return out;
 }
 

@@ -4,8 +4,10 @@
 
 #include <arpa/inet.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 
 #include <cerrno>
+#include <cstring>
 
 #include "core/log.h"
 
@@ -25,31 +27,60 @@ struct TcpStream::WriteReq {
 TcpStream::TcpStream(LoopContext& ctx, StreamHandler* handler, bool cork)
     : handler_(handler), cork_enabled_(cork) {
   if (ctx.loop->data != &ctx) std::abort();  // context() finds it there: one per loop
-  uv_tcp_init(ctx.loop, &tcp_);              // cannot fail for AF_UNSPEC
-  tcp_.data = this;
+  std::memset(&h_, 0, sizeof h_);
+  h_.handle.loop = ctx.loop;  // until the init: for context()
+  h_.handle.data = this;
+}
+
+int TcpStream::init_handle(Kind kind) {
+  if (kind_ != kUnopened) return UV_EALREADY;
+  uv_loop_t* loop = h_.handle.loop;
+  // Neither creates a socket, so neither fails for these arguments; checked all the same.
+  int r = kind == kPipe ? uv_pipe_init(loop, &h_.pipe, /*ipc=*/0) : uv_tcp_init(loop, &h_.tcp);
+  if (r != 0) return r;
+  h_.handle.data = this;
+  kind_ = kind;
+  return 0;
 }
 
 int TcpStream::accept(uv_stream_t* server) {
-  int r = uv_accept(server, reinterpret_cast<uv_stream_t*>(&tcp_));
-  if (r == 0) uv_tcp_nodelay(&tcp_, 1);
+  int r = init_handle(server->type == UV_NAMED_PIPE ? kPipe : kTcp);
+  if (r != 0) return r;
+  r = uv_accept(server, stream());
+  if (r == 0 && kind_ == kTcp) uv_tcp_nodelay(&h_.tcp, 1);
   return r;
 }
 
 int TcpStream::open(int fd) {
-  int r = uv_tcp_open(&tcp_, fd);
-  if (r == 0) uv_tcp_nodelay(&tcp_, 1);
+  int r = init_handle(kTcp);
+  if (r != 0) return r;
+  r = uv_tcp_open(&h_.tcp, fd);
+  if (r == 0) uv_tcp_nodelay(&h_.tcp, 1);
   return r;
 }
 
 int TcpStream::connect(const sockaddr* addr) {
+  const bool unix_socket = addr->sa_family == AF_UNIX;
+  int r = init_handle(unix_socket ? kPipe : kTcp);
+  if (r != 0) return r;
   auto* req = new uv_connect_t;
   req->data = this;
-  int r = uv_tcp_connect(req, &tcp_, addr, &TcpStream::on_connect);
+  if (unix_socket) {
+    // sun_path need not be terminated when the path fills it: copy it out, bounded.
+    const auto* un = reinterpret_cast<const sockaddr_un*>(addr);
+    char path[sizeof un->sun_path + 1];
+    std::memcpy(path, un->sun_path, sizeof un->sun_path);
+    path[sizeof un->sun_path] = '\0';
+    // Returns nothing: every error, even a synchronous one, comes to on_connect.
+    uv_pipe_connect(req, &h_.pipe, path, &TcpStream::on_connect);
+    return 0;
+  }
+  r = uv_tcp_connect(req, &h_.tcp, addr, &TcpStream::on_connect);
   if (r != 0) {
     delete req;
     return r;
   }
-  uv_tcp_nodelay(&tcp_, 1);
+  uv_tcp_nodelay(&h_.tcp, 1);
   return 0;
 }
 
@@ -118,15 +149,14 @@ bool TcpStream::filter_output(StreamFilter::Output& out) {
 }
 
 void TcpStream::read_start() {
-  if (reading_ || closing_) return;
-  int r = uv_read_start(reinterpret_cast<uv_stream_t*>(&tcp_), &TcpStream::on_alloc,
-                        &TcpStream::on_read);
+  if (reading_ || closing_ || kind_ == kUnopened) return;
+  int r = uv_read_start(stream(), &TcpStream::on_alloc, &TcpStream::on_read);
   if (r == 0) reading_ = true;
 }
 
 void TcpStream::read_stop() {
   if (!reading_) return;
-  uv_read_stop(reinterpret_cast<uv_stream_t*>(&tcp_));
+  uv_read_stop(stream());
   reading_ = false;
 }
 
@@ -229,10 +259,11 @@ int TcpStream::write_now(const Slice* slices, size_t count) {
     total += slices[i].len;
   }
   if (total == 0) return 0;
+  if (kind_ == kUnopened) return UV_ENOTCONN;
 
   size_t written = 0;
   if (queued_ == 0) {
-    int r = uv_try_write(reinterpret_cast<uv_stream_t*>(&tcp_), bufs, static_cast<unsigned>(n));
+    int r = uv_try_write(stream(), bufs, static_cast<unsigned>(n));
     if (r >= 0) {
       written = static_cast<size_t>(r);
     } else if (r != UV_EAGAIN && r != UV_ENOSYS) {
@@ -269,8 +300,8 @@ int TcpStream::write_now(const Slice* slices, size_t count) {
     }
     ++kept;
   }
-  int r = uv_write(&req->req, reinterpret_cast<uv_stream_t*>(&tcp_), bufs + first,
-                   static_cast<unsigned>(n - first), &TcpStream::on_write);
+  int r = uv_write(&req->req, stream(), bufs + first, static_cast<unsigned>(n - first),
+                   &TcpStream::on_write);
   if (r != 0) {
     delete req;
     return r;
@@ -294,6 +325,10 @@ void TcpStream::on_write(uv_write_t* req, int status) {
 
 void TcpStream::shutdown() {
   if (closing_ || shutdown_) return;
+  if (kind_ == kUnopened) {
+    close();  // nothing was ever sent
+    return;
+  }
   flush();
   if (closing_) return;
   if (filter_ && filter_->handshake_done()) {
@@ -308,7 +343,7 @@ void TcpStream::shutdown() {
   shutdown_ = true;
   auto* req = new uv_shutdown_t;
   req->data = this;
-  int r = uv_shutdown(req, reinterpret_cast<uv_stream_t*>(&tcp_), &TcpStream::on_shutdown);
+  int r = uv_shutdown(req, stream(), &TcpStream::on_shutdown);
   if (r != 0) {
     delete req;
     close();
@@ -326,7 +361,10 @@ void TcpStream::close() {
   reading_ = false;
   cork_.clear();
   corked_bytes_ = 0;
-  uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), &TcpStream::on_close);
+  // Never opened: a TCP handle without a socket (nothing to fail) just to close it, so that
+  // on_stream_closed() comes from the loop as always.
+  if (kind_ == kUnopened && init_handle(kTcp) != 0) std::abort();
+  uv_close(&h_.handle, &TcpStream::on_close);
 }
 
 void TcpStream::on_close(uv_handle_t* h) {
@@ -336,7 +374,8 @@ void TcpStream::on_close(uv_handle_t* h) {
 
 bool TcpStream::peek_clean() const {
   uv_os_fd_t fd;
-  if (closing_ || uv_fileno(reinterpret_cast<const uv_handle_t*>(&tcp_), &fd) != 0) return false;
+  // The same for a Unix socket: recv(MSG_PEEK) on its descriptor.
+  if (closing_ || kind_ == kUnopened || uv_fileno(&h_.handle, &fd) != 0) return false;
   char c;
   ssize_t r = ::recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
   if (filter_ && filter_->has_pending()) return false;
@@ -344,9 +383,10 @@ bool TcpStream::peek_clean() const {
 }
 
 std::string TcpStream::peer_ip() const {
+  if (kind_ != kTcp) return "";
   sockaddr_storage ss;
   int len = sizeof ss;
-  if (uv_tcp_getpeername(&tcp_, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return "";
+  if (uv_tcp_getpeername(&h_.tcp, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return "";
   char ip[INET6_ADDRSTRLEN] = "";
   if (ss.ss_family == AF_INET) {
     uv_ip4_name(reinterpret_cast<sockaddr_in*>(&ss), ip, sizeof ip);

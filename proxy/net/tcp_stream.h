@@ -1,7 +1,12 @@
 #pragma once
-// TcpStream: the byte transport of one connection side. Owns one uv_tcp_t (and, while they
-// run, a connect or shutdown request, allocated on demand so an idle stream is small); it is a
-// member of its connection object, which is freed only after on_stream_closed(). Reads borrow a
+// TcpStream: the byte transport of one connection side, over TCP or a Unix-domain socket (an
+// upstream endpoint `unix:/path`; the name stayed, the bytes do not care). Owns one libuv stream
+// handle, a uv_tcp_t or a uv_pipe_t in a union (and, while they run, a connect or shutdown
+// request, allocated on demand so an idle stream is small); it is a member of its connection
+// object, which is freed only after on_stream_closed(). The handle's kind is chosen when the
+// stream is opened: accept() takes the listening handle's kind, open() is TCP, connect() goes by
+// the address family (AF_UNIX: a pipe). Everything else — cork, try_write, the TLS filter,
+// peek_clean, shutdown, the handover to a tunnel — is the same for both. Reads borrow a
 // pool block per read and give it back when the handler is done with the bytes; writes try the
 // socket first (uv_try_write) and queue only the remainder, holding block references until the
 // write callback.
@@ -58,9 +63,15 @@ class TcpStream {
   TcpStream(const TcpStream&) = delete;
   TcpStream& operator=(const TcpStream&) = delete;
 
-  int accept(uv_stream_t* server);
-  int open(int fd);  // an accepted descriptor
+  // Each opens the stream once (a second call answers UV_EALREADY). A stream closed before it
+  // was opened still gets on_stream_closed() from the loop.
+  int accept(uv_stream_t* server);  // a TCP or pipe listening handle: this stream's kind
+  int open(int fd);                 // an accepted TCP descriptor
+  // TCP (AF_INET, AF_INET6: TCP_NODELAY) or a Unix socket (AF_UNIX, the sockaddr_un's path;
+  // without TCP's options). A Unix connect's errors (ENOENT, ECONNREFUSED, EACCES, EAGAIN when
+  // the listen backlog is full) come to on_stream_connected() like a refused TCP connect.
   int connect(const sockaddr* addr);
+  bool unix_socket() const { return kind_ == kPipe; }
   // A filter (TLS) on this stream: a server-side one after accept (before reading), a
   // client-side one before connect.
   void set_filter(std::unique_ptr<StreamFilter> filter) { filter_ = std::move(filter); }
@@ -75,7 +86,7 @@ class TcpStream {
   void read_start();
   void read_stop();
   bool reading() const { return reading_; }
-  LoopContext& context() const { return LoopContext::of(tcp_.loop); }
+  LoopContext& context() const { return LoopContext::of(h_.handle.loop); }
   // Mostly idle streams (tunnels) give the cork buffer's memory back after each flush.
   void set_compact(bool compact) { compact_ = compact; }
   // Writes (or queues) the slices in order. Returns 0 or a uv error; on error nothing is queued
@@ -97,10 +108,15 @@ class TcpStream {
   bool closing() const { return closing_; }
   // Non-blocking check that an idle connection has neither unread bytes nor a pending EOF.
   bool peek_clean() const;
+  // The peer's IP address; empty for a Unix socket (or before the stream is open).
   std::string peer_ip() const;
 
  private:
   struct WriteReq;
+  enum Kind { kUnopened, kTcp, kPipe };
+  // Initialises the handle as `kind` (once); the loop pointer was stored by the constructor.
+  int init_handle(Kind kind);
+  uv_stream_t* stream() { return &h_.stream; }
   static void on_alloc(uv_handle_t* h, size_t suggested, uv_buf_t* buf);
   static void on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf);
   static void on_write(uv_write_t* req, int status);
@@ -117,7 +133,16 @@ class TcpStream {
   // Writes the ciphertext a filter call produced; reports failures. False: the stream is done.
   bool filter_output(StreamFilter::Output& out);
 
-  uv_tcp_t tcp_;                          // its loop's data is the LoopContext
+  // One handle; which member is live says kind_. All begin with uv_handle_t's fields, so
+  // h_.handle.loop and .data are valid whatever the kind (the loop is set before the init, so
+  // context() works on a stream not opened yet; the loop's data is the LoopContext).
+  // uv_pipe_t is 16 bytes larger than uv_tcp_t.
+  union Handle {
+    uv_handle_t handle;
+    uv_stream_t stream;
+    uv_tcp_t tcp;
+    uv_pipe_t pipe;
+  } h_;
   std::unique_ptr<StreamFilter> filter_;  // null without TLS: a plain stream pays one pointer
   StreamHandler* handler_;
   std::vector<Slice> cork_;
@@ -130,6 +155,7 @@ class TcpStream {
   bool cork_enabled_ : 1 = false;
   bool flush_scheduled_ : 1 = false;
   bool compact_ : 1 = false;
+  Kind kind_ : 2 = kUnopened;
 };
 
 }  // namespace sluice

@@ -14,6 +14,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "core/block.h"
@@ -21,11 +22,36 @@
 #include "core/on_demand_timer.h"
 #include "core/stats.h"
 #include "exchange/request_context.h"
+#include "http/message.h"
 #include "server/http2_guard.h"
 
 namespace sluice {
 
 class Http2Stream;
+
+// The request header block a connection is gathering: one at a time (RFC 9113 §4.3, a header
+// block is contiguous on its connection), so one per connection, reused for every stream. It
+// becomes the exchange's MessageHead directly: the request target from :path, Host from
+// :authority, the fields as they came, cookie crumbs joined (RFC 9113 §8.2.3). nghttp2 has
+// already checked names, values, pseudo-headers and content-length (HTTP messaging is on).
+struct Http2RequestBlock {
+  MessageHead head;
+  std::string method;        // :method as sent
+  std::string cookies;       // cookie crumbs joined with "; "
+  uint64_t bytes = 0;        // decoded size, counted as HPACK does (name + value + 32)
+  uint32_t field_count = 0;  // decoded fields, each cookie crumb and pseudo-header included
+  bool has_host = false;     // from :authority, or a host field without it
+  bool too_large = false;
+  bool too_many = false;
+  void reset() {
+    head.clear();
+    method.clear();
+    cookies.clear();
+    bytes = 0;
+    field_count = 0;
+    has_host = too_large = too_many = false;
+  }
+};
 
 // What an HTTP/2 session needs of the connection under it.
 class Http2Transport {
@@ -92,6 +118,8 @@ class Http2Connection {
 
   // For the streams.
   nghttp2_session* session() { return session_; }
+  // The header block of the stream whose HEADERS are being received (Http2Stream).
+  Http2RequestBlock& request_block() { return request_block_; }
   Http2Guard& guard() { return guard_; }
   // The client made a stream fail (sluice refused it): spends the stream-error budget, and
   // ends the connection with ENHANCE_YOUR_CALM when it is gone.
@@ -140,6 +168,7 @@ class Http2Connection {
   ListenerStats* stats_ = nullptr;  // the listener's shard (null in some tests)
   nghttp2_session* session_ = nullptr;
   std::vector<std::unique_ptr<Http2Stream>> streams_;
+  Http2RequestBlock request_block_;
   std::vector<Http2Stream*> drained_;
   size_t retired_ = 0;
   const Slice* input_ = nullptr;  // the slice mem_recv is reading, for zero-copy DATA

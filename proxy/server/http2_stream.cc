@@ -3,13 +3,14 @@
 #include <llhttp.h>
 
 #include <algorithm>
+#include <charconv>
 #include <cctype>
 #include <cstdlib>
 #include <cstring>
 #include <vector>
 
 #include "core/log.h"
-#include "http/parser.h"
+#include "http/method.h"
 #include "http/rewrite.h"
 #include "net/tcp_stream.h"
 #include "server/http2_connection.h"
@@ -18,21 +19,14 @@ namespace sluice {
 
 namespace {
 
-// The synthesized head has no body bytes behind it: the parser is used for the head alone.
-class NoBody final : public BodySink {
- public:
-  void on_body(const Slice&) override {}
-};
-NoBody g_no_body;
-
 // Connection-specific fields (RFC 9113 §8.2.2): a request that carries one is malformed.
 bool is_connection_specific(std::string_view n) {
   return n == "connection" || n == "keep-alive" || n == "proxy-connection" ||
          n == "transfer-encoding" || n == "upgrade";
 }
 
-// Bytes that must never reach the HTTP/1.1 text sluice builds from a header block. nghttp2
-// validates fields already; this keeps the synthesis safe on its own.
+// Bytes that must never reach the HTTP/1.1 head sluice writes for the upstream. nghttp2
+// validates fields already; this keeps the request path safe on its own.
 bool has_unsafe_bytes(std::string_view v) {
   for (unsigned char c : v)
     if (c == '\r' || c == '\n' || c == 0) return true;
@@ -48,25 +42,41 @@ bool has_space_or_ctl(std::string_view v) {
 
 // A response head as HTTP/2 fields: ":status", then the upstream's fields lower-cased, minus
 // the hop-by-hop ones (RFC 9113 §8.2.2). The storage is reused across calls on the loop's thread
-// and must outlive only the submit call (nghttp2 copies names and values).
+// and must outlive only the submit call (nghttp2 copies names and values). Every response passes
+// here: one pass picks the fields and sizes their names, a second lower-cases them into storage
+// sized once.
 class ResponseFields {
  public:
   explicit ResponseFields(const MessageHead& head) {
-    status_ = std::to_string(head.status);
-    names_.clear();
-    offsets_.clear();
-    bool connection_tokens = head.find("connection") != std::string_view::npos;
+    const int st = head.status;  // 100-999: llhttp reads three digits
+    status_[0] = static_cast<char>('0' + st / 100 % 10);
+    status_[1] = static_cast<char>('0' + st / 10 % 10);
+    status_[2] = static_cast<char>('0' + st % 10);
+    bool connection_tokens = false;
+    for (size_t i = 0; i < head.header_count() && !connection_tokens; ++i)
+      connection_tokens = iequals(head.name(i), "connection");
+    keep_.clear();
+    size_t name_bytes = 0;
     for (size_t i = 0; i < head.header_count(); ++i) {
       std::string_view n = head.name(i);
       if (is_hop_by_hop(n) || (connection_tokens && head.has_token("connection", n))) continue;
       if (head.chunked && iequals(n, "content-length")) continue;
-      offsets_.push_back({names_.size(), i});
-      for (char c : n) names_.push_back(static_cast<char>(c >= 'A' && c <= 'Z' ? c + 32 : c));
+      keep_.push_back(static_cast<uint32_t>(i));
+      name_bytes += n.size();
     }
-    nv_.clear();
-    nv_.push_back(make(":status", status_));
-    for (auto [off, i] : offsets_)
-      nv_.push_back(make(std::string_view(names_).substr(off, head.name(i).size()), head.value(i)));
+    names_.resize(name_bytes);
+    nv_.resize(keep_.size() + 1);
+    nv_[0] = make(":status", std::string_view(status_, 3));
+    char* out = names_.data();
+    for (size_t k = 0; k < keep_.size(); ++k) {
+      std::string_view n = head.name(keep_[k]);
+      for (size_t j = 0; j < n.size(); ++j) {
+        char c = n[j];
+        out[j] = static_cast<char>(c >= 'A' && c <= 'Z' ? c + 32 : c);
+      }
+      nv_[k + 1] = make(std::string_view(out, n.size()), head.value(keep_[k]));
+      out += n.size();
+    }
   }
   const nghttp2_nv* data() const { return nv_.data(); }
   size_t size() const { return nv_.size(); }
@@ -77,22 +87,36 @@ class ResponseFields {
   }
 
  private:
+  // connection, keep-alive, proxy-connection, transfer-encoding, upgrade, te: told apart by
+  // length first.
   static bool is_hop_by_hop(std::string_view n) {
-    return iequals(n, "connection") || iequals(n, "keep-alive") || iequals(n, "proxy-connection") ||
-           iequals(n, "transfer-encoding") || iequals(n, "upgrade") || iequals(n, "te");
+    switch (n.size()) {
+      case 2:
+        return iequals(n, "te");
+      case 7:
+        return iequals(n, "upgrade");
+      case 10:
+        return iequals(n, "connection") || iequals(n, "keep-alive");
+      case 16:
+        return iequals(n, "proxy-connection");
+      case 17:
+        return iequals(n, "transfer-encoding");
+      default:
+        return false;
+    }
   }
   static nghttp2_nv make(std::string_view n, std::string_view v) {
     return nghttp2_nv{reinterpret_cast<uint8_t*>(const_cast<char*>(n.data())),
                       reinterpret_cast<uint8_t*>(const_cast<char*>(v.data())), n.size(), v.size(),
                       NGHTTP2_NV_FLAG_NONE};
   }
-  std::string status_;
+  char status_[3];
   static thread_local std::string names_;
-  static thread_local std::vector<std::pair<size_t, size_t>> offsets_;
+  static thread_local std::vector<uint32_t> keep_;
   static thread_local std::vector<nghttp2_nv> nv_;
 };
 thread_local std::string ResponseFields::names_;
-thread_local std::vector<std::pair<size_t, size_t>> ResponseFields::offsets_;
+thread_local std::vector<uint32_t> ResponseFields::keep_;
 thread_local std::vector<nghttp2_nv> ResponseFields::nv_;
 
 h2::ssize read_callback(nghttp2_session*, int32_t, uint8_t* buf, size_t length, uint32_t* flags,
@@ -103,7 +127,8 @@ h2::ssize read_callback(nghttp2_session*, int32_t, uint8_t* buf, size_t length, 
 }  // namespace
 
 Http2Stream::Http2Stream(Http2Connection& conn, int32_t id, const RequestContext& rc)
-    : conn_(conn), id_(id), rc_(rc), exchange_(*this), head_(std::make_unique<RequestHead>()) {
+    : conn_(conn), id_(id), rc_(rc), exchange_(*this) {
+  conn_.request_block().reset();  // this stream's header block begins
   rc_.loop->stats.http2_streams_active.add();  // the drain's and /stats' figure
   rc_.protocol = "HTTP/2";
   opened_ms_ = conn_.ctx().now_ms();
@@ -124,7 +149,7 @@ void Http2Stream::end_upstream_work() {
 }
 
 bool Http2Stream::on_header(std::string_view name, std::string_view value, bool trailer) {
-  if (!head_ && !trailer) return true;
+  if (!gathering_ && !trailer) return true;
   if (has_unsafe_bytes(name) || has_unsafe_bytes(value)) {
     reset(NGHTTP2_PROTOCOL_ERROR);
     return false;
@@ -134,33 +159,32 @@ bool Http2Stream::on_header(std::string_view name, std::string_view value, bool 
       trailers_.add_header(name, value);
     return true;
   }
-  RequestHead& h = *head_;
+  Http2RequestBlock& b = conn_.request_block();
   // Counted as HPACK counts a header list (RFC 9113 §6.5.2), each cookie crumb on its own:
   // nghttp2 advertises the limit but does not enforce it on what it decodes. An HPACK bomb (a
   // large dynamic-table entry referenced again and again, or many tiny fields) stops being
   // stored at either limit, and the stream gets 431 at the end of its block.
-  h.bytes += name.size() + value.size() + 32;
-  ++h.field_count;
-  if (h.bytes > rc_.limits().max_header_bytes || h.field_count > rc_.limits().max_header_fields) {
-    if (h.bytes > rc_.limits().max_header_bytes)
-      h.too_large = true;
+  b.bytes += name.size() + value.size() + 32;
+  ++b.field_count;
+  if (b.too_large || b.too_many) return true;
+  if (b.bytes > rc_.limits().max_header_bytes || b.field_count > rc_.limits().max_header_fields) {
+    if (b.bytes > rc_.limits().max_header_bytes)
+      b.too_large = true;
     else
-      h.too_many = true;
-    h.fields.clear();
-    h.cookies.clear();
+      b.too_many = true;
+    b.cookies.clear();
     return true;
   }
   if (name.empty()) return true;
-  if (name[0] == ':') {
+  if (name[0] == ':') {  // nghttp2 let each through once, before the regular fields
     if (name == ":method") {
-      h.method.assign(value);
-    } else if (name == ":scheme") {
-      h.scheme.assign(value);
-    } else if (name == ":authority") {
-      h.authority.assign(value);
+      b.method.assign(value);
     } else if (name == ":path") {
-      h.path.assign(value);
-    } else {  // :protocol (RFC 8441 is not offered) or unknown
+      b.head.append_url(value);
+    } else if (name == ":authority") {
+      b.head.add_header("host", value);
+      b.has_host = true;
+    } else if (name != ":scheme") {  // :protocol (RFC 8441 is not offered) or unknown
       reset(NGHTTP2_PROTOCOL_ERROR);
       return false;
     }
@@ -170,78 +194,80 @@ bool Http2Stream::on_header(std::string_view name, std::string_view value, bool 
     reset(NGHTTP2_PROTOCOL_ERROR);
     return false;
   }
-  if (h.too_large || h.too_many) return true;
   if (name == "cookie") {
-    if (!h.cookies.empty()) h.cookies.append("; ");
-    h.cookies.append(value);
+    if (!b.cookies.empty()) b.cookies.append("; ");
+    b.cookies.append(value);
     return true;
   }
   if (name == "host") {
-    if (!h.authority.empty()) return true;  // :authority wins (RFC 9113 §8.3.1)
-    h.has_host = true;
+    if (b.has_host) return true;  // :authority wins (RFC 9113 §8.3.1)
+    b.has_host = true;
+  } else if (name == "content-length") {
+    // nghttp2 took it only as digits, once (and checks the DATA against it).
+    uint64_t n = 0;
+    auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
+    if (ec != std::errc() || end != value.data() + value.size()) {
+      reset(NGHTTP2_PROTOCOL_ERROR);
+      return false;
+    }
+    b.head.has_content_length = true;
+    b.head.content_length = n;
   }
-  if (name == "content-length") h.has_content_length = true;
-  h.fields.append(name);
-  h.fields.append(": ");
-  h.fields.append(value);
-  h.fields.append("\r\n");
+  b.head.add_header(name, value);
   return true;
 }
 
-// The request head is handed to the exchange as the HTTP/1.1 head it stands for: the request
-// line and Host from the pseudo-headers, the fields as they came (cookies joined), and
-// Transfer-Encoding: chunked when a body follows without a Content-Length. The text is parsed
-// by the same HttpParser as HTTP/1.1 requests, so the exchange sees exactly the MessageHead
-// (llhttp's method, framing, limits) it sees for HTTP/1.1, and every check of the request path
-// applies unchanged; the cost is one small copy and parse per stream.
+// The request head is handed to the exchange as the MessageHead an HTTP/1.1 request line and
+// fields would have given: the method by llhttp's number, HTTP/1.1, the target and Host from
+// the pseudo-headers, the fields as they came (cookies joined), and Transfer-Encoding: chunked
+// when a body follows without a Content-Length (how an HTTP/1.1 upstream gets it). Every check
+// of the request path then applies unchanged.
 void Http2Stream::on_request_headers(bool end_stream) {
-  if (!head_ || started_) return;
-  std::unique_ptr<RequestHead> h = std::move(head_);
+  if (!gathering_ || started_) return;
+  gathering_ = false;
   request_ended_ = end_stream;
-  head_request_ = h->method == "HEAD";
-  if (h->too_large || h->too_many) {
+  Http2RequestBlock& b = conn_.request_block();
+  MessageHead& head = b.head;
+  head_request_ = b.method == "HEAD";
+  if (b.too_large || b.too_many) {
     refuse(431,
-           h->too_large ? "request header fields over the limit" : "too many request header fields",
-           h->too_large ? "header_bytes" : "header_fields", *h);
+           b.too_large ? "request header fields over the limit" : "too many request header fields",
+           b.too_large ? "header_bytes" : "header_fields", b);
     conn_.stream_error();  // an HPACK bomb repeated spends the stream-error budget
     return;
   }
-  if (h->method == "CONNECT") {
-    refuse(501, "CONNECT is not supported over HTTP/2", "connect", *h);
+  if (b.method == "CONNECT") {
+    refuse(501, "CONNECT is not supported over HTTP/2", "connect", b);
     return;
   }
-  if (h->method.empty() || h->path.empty() || has_space_or_ctl(h->method) ||
-      has_space_or_ctl(h->path) || has_space_or_ctl(h->authority)) {
+  const size_t host = b.has_host ? head.find("host") : std::string_view::npos;
+  if (b.method.empty() || head.url().empty() || has_space_or_ctl(b.method) ||
+      has_space_or_ctl(head.url()) ||
+      (host != std::string_view::npos && has_space_or_ctl(head.value(host)))) {
     reset(NGHTTP2_PROTOCOL_ERROR);
     return;
   }
-  std::string text;
-  text.reserve(h->method.size() + h->path.size() + h->authority.size() + h->fields.size() +
-               h->cookies.size() + 80);
-  text.append(h->method).append(" ").append(h->path).append(" HTTP/1.1\r\n");
-  if (!h->authority.empty()) text.append("host: ").append(h->authority).append("\r\n");
-  text.append(h->fields);
-  if (!h->cookies.empty()) text.append("cookie: ").append(h->cookies).append("\r\n");
-  if (!end_stream && !h->has_content_length) text.append("transfer-encoding: chunked\r\n");
-  text.append("\r\n");
-
-  HttpParser parser(HTTP_REQUEST, &g_no_body);
-  // The fields were counted above; the synthesized head adds Host and Transfer-Encoding.
-  parser.set_limits(rc_.limits().max_header_bytes + text.size(),
-                    rc_.limits().max_header_fields + 4);
-  ParseResult r = parser.execute(Slice{BlockRef(), text.data(), text.size()});
-  if (r.event != ParseEvent::kHead) {
-    int status = parser.error_status() ? parser.error_status() : 400;
-    refuse(status, parser.error_reason() ? parser.error_reason() : "bad request", "bad_request",
-           *h);
+  const int method = method_from_name(b.method);
+  if (method < 0) {
+    refuse(400, "unknown method", "bad_request", b);
     conn_.stream_error();
     return;
   }
+  if (!b.cookies.empty()) head.add_header("cookie", b.cookies);
+  head.method = static_cast<uint8_t>(method);
+  head.http_major = 1;
+  head.http_minor = 1;
+  head.keep_alive = true;
+  head.upgrade = false;
+  head.chunked = !end_stream && !head.has_content_length;
+  if (head.chunked) head.add_header("transfer-encoding", "chunked");
+  if (!head.has_content_length) head.content_length = 0;
   started_ = true;
   upstream_work_ = true;  // from now until the exchange ends, or the stream is freed
   conn_.guard().upstream_work_started();
   body_at_ms_ = conn_.ctx().now_ms();
-  exchange_.begin(parser.head());
+  exchange_.begin(head);
+  if (head.byte_size() > MessageHead::kKeptBytes) head.release_memory();
   if (end_stream) exchange_.on_request_complete(trailers_);
 }
 
@@ -452,7 +478,7 @@ size_t Http2Stream::send_error(int status, std::string_view why, bool,
 }
 
 void Http2Stream::refuse(int status, std::string_view why, std::string_view reason,
-                         const RequestHead& h) {
+                         const Http2RequestBlock& b) {
   const size_t bytes = respond_text(status, why);
   LoopContext& ctx = conn_.ctx();
   ctx.stats.sluice_errors.add();
@@ -462,9 +488,10 @@ void Http2Stream::refuse(int status, std::string_view why, std::string_view reas
     AccessLogEntry e;
     e.listener = cfg.listeners[rc_.listener].name;
     e.client = rc_.client_ip;
-    e.method = h.method;
-    e.target = h.path;
-    e.host = h.authority;
+    e.method = b.method;
+    e.target = b.head.url();
+    const size_t host = b.has_host ? b.head.find("host") : std::string_view::npos;
+    if (host != std::string_view::npos) e.host = b.head.value(host);
     e.status = status;
     e.bytes_out = bytes;
     e.protocol = rc_.protocol;
@@ -517,7 +544,7 @@ void Http2Stream::cut_response() {
 
 void Http2Stream::reset(uint32_t error_code) {
   refused_ = true;
-  head_.reset();
+  gathering_ = false;
   if (closed_) return;
   nghttp2_submit_rst_stream(conn_.session(), NGHTTP2_FLAG_NONE, id_, error_code);
   conn_.schedule_send();

@@ -9,7 +9,6 @@
 #include <nghttp2/nghttp2.h>
 
 #include <cstdint>
-#include <deque>
 #include <string>
 #include <string_view>
 
@@ -23,6 +22,8 @@
 namespace sluice {
 
 class Http2Connection;
+struct Http2RequestBlock;
+
 
 class Http2Stream final : private ClientSide {
  public:
@@ -65,7 +66,7 @@ class Http2Stream final : private ClientSide {
   bool closed() const { return closed_; }
   bool refused() const { return refused_; }
   // Its header block has begun and is not complete (the header timeout runs).
-  bool awaiting_headers() const { return head_ != nullptr && !refused_ && !closed_; }
+  bool awaiting_headers() const { return gathering_ && !refused_ && !closed_; }
   uint64_t opened_ms() const { return opened_ms_; }
 
  private:
@@ -107,26 +108,14 @@ class Http2Stream final : private ClientSide {
   RequestContext rc_;
   Exchange exchange_;
 
-  // The request's header block, gathered until it is complete.
-  struct RequestHead {
-    std::string method, scheme, authority, path;
-    std::string fields;        // "name: value\r\n" for the regular fields
-    std::string cookies;       // cookie crumbs joined with "; " (RFC 9113 §8.2.3)
-    uint64_t bytes = 0;        // decoded size, counted as HPACK does (name + value + 32)
-    uint32_t field_count = 0;  // decoded fields, each cookie crumb and pseudo-header included
-    bool has_content_length = false;
-    bool has_host = false;
-    bool too_large = false;
-    bool too_many = false;
-  };
-  std::unique_ptr<RequestHead> head_;  // freed once the exchange has the head
   // A request refused before its exchange began (431, 400, 501): counted with the listener's
   // requests and written to the access log with `reason`, as the exchange would have.
-  void refuse(int status, std::string_view why, std::string_view reason, const RequestHead& h);
+  void refuse(int status, std::string_view why, std::string_view reason,
+              const Http2RequestBlock& b);
   MessageHead trailers_;
 
   // The response body queued for DATA frames, oldest first; off_ into the front slice.
-  std::deque<Slice> out_;
+  SliceQueue out_;
   size_t out_off_ = 0;
   size_t out_bytes_ = 0;
   std::unique_ptr<MessageHead> trailers_out_;  // the response's trailers, until submitted
@@ -135,6 +124,7 @@ class Http2Stream final : private ClientSide {
   uint64_t out_at_ms_ = 0;   // when the client last took response bytes (or some were queued)
   uint64_t opened_ms_ = 0;   // when its HEADERS began
 
+  bool gathering_ = true;       // its request's header block is being gathered (the connection's)
   bool started_ = false;        // the exchange has the request head
   bool request_ended_ = false;  // the client's END_STREAM arrived
   bool body_paused_ = false;    // the exchange asked to hold the request body back

@@ -424,8 +424,8 @@ AdminResponse Server::stats() {
     }
     breakers[name] = std::move(x);
   }
-  j["guards"] = std::move(breakers);
-  j["guard"] = guard_json(s.guard.figures(*config_));
+  j["cluster_guards"] = std::move(breakers);
+  j["client_guard"] = guard_json(s.guard.figures(*config_));
   return AdminResponse{200, "application/json", json_body(j)};
 }
 

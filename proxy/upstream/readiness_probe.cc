@@ -1,14 +1,21 @@
 #include "upstream/readiness_probe.h"
 
+#include <sys/un.h>
+
 #include <algorithm>
 
 #include "core/log.h"
 
 namespace sluice {
 
-// One connect: a socket and its timeout, freed once both handles have closed.
+// One connect: a socket (TCP, or a pipe for a Unix-socket endpoint) and its timeout, freed once
+// both handles have closed.
 struct ReadinessProbe::Attempt {
-  uv_tcp_t tcp;
+  union {
+    uv_handle_t handle;
+    uv_tcp_t tcp;
+    uv_pipe_t pipe;
+  } socket;
   uv_timer_t timer;
   uv_connect_t req;
   ReadinessProbe* owner;  // null once the probe closed
@@ -20,8 +27,7 @@ struct ReadinessProbe::Attempt {
     if (done) return;
     done = true;
     uv_timer_stop(&timer);
-    for (uv_handle_t* h :
-         {reinterpret_cast<uv_handle_t*>(&tcp), reinterpret_cast<uv_handle_t*>(&timer)}) {
+    for (uv_handle_t* h : {&socket.handle, reinterpret_cast<uv_handle_t*>(&timer)}) {
       uv_close(h, [](uv_handle_t* h) {
         auto* a = static_cast<Attempt*>(h->data);
         if (--a->open_handles == 0) delete a;
@@ -67,17 +73,30 @@ void ReadinessProbe::start_round() {
       auto* a = new Attempt;
       a->owner = this;
       a->name = addr.name;
-      uv_tcp_init(loop_, &a->tcp);
+      const bool unix_socket = addr.address.ss_family == AF_UNIX;
+      if (unix_socket) {
+        uv_pipe_init(loop_, &a->socket.pipe, /*ipc=*/0);
+      } else {
+        uv_tcp_init(loop_, &a->socket.tcp);
+      }
       uv_timer_init(loop_, &a->timer);
-      a->tcp.data = a->timer.data = a->req.data = a;
+      a->socket.handle.data = a->timer.data = a->req.data = a;
       ++pending_;
       attempts_.push_back(a);
-      int r = uv_tcp_connect(&a->req, &a->tcp, reinterpret_cast<const sockaddr*>(&addr.address),
-                             [](uv_connect_t* req, int status) {
-                               auto* a = static_cast<Attempt*>(req->data);
-                               if (a->owner) a->owner->attempt_done(a, status);
-                               a->finish();
-                             });
+      auto connected = [](uv_connect_t* req, int status) {
+        auto* a = static_cast<Attempt*>(req->data);
+        if (a->owner) a->owner->attempt_done(a, status);
+        a->finish();
+      };
+      int r = 0;
+      if (unix_socket) {
+        // Errors (ENOENT while the app has not created its socket) come to the callback.
+        const auto& un = reinterpret_cast<const sockaddr_un&>(addr.address);
+        uv_pipe_connect(&a->req, &a->socket.pipe, un.sun_path, connected);
+      } else {
+        r = uv_tcp_connect(&a->req, &a->socket.tcp,
+                           reinterpret_cast<const sockaddr*>(&addr.address), connected);
+      }
       if (r != 0) {
         attempt_done(a, r);
         a->finish();

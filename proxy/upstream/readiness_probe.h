@@ -1,8 +1,9 @@
 #pragma once
 // ReadinessProbe: is the local app behind a `readiness: true` cluster reachable? Every
-// interval, a TCP connect to each of the cluster's addresses (on the main loop, never on a
-// worker); ready while the last round reached at least one. Until the first round has finished
-// the app counts as not reachable, so a pod is not marked ready before its app listens.
+// interval, a connect to each of the cluster's addresses, TCP or Unix socket (on the main loop,
+// never on a worker); ready while the last round reached at least one. Until the first round
+// has finished the app counts as not reachable, so a pod is not marked ready before its app
+// listens (or, on a Unix socket, before it has created the socket).
 #include <uv.h>
 
 #include <string>

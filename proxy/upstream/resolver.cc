@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <netdb.h>
+#include <sys/un.h>
 
 #include <algorithm>
 #include <cstring>
@@ -30,6 +31,14 @@ std::string address_text(const sockaddr_storage& ss) {
 
 bool literal_address(const HostPort& hp, sockaddr_storage& out) {
   std::memset(&out, 0, sizeof out);
+  if (hp.is_unix()) {
+    // The configuration checked that the path fits sun_path with its NUL.
+    auto* un = reinterpret_cast<sockaddr_un*>(&out);
+    if (hp.unix_path.size() >= sizeof un->sun_path) return false;
+    un->sun_family = AF_UNIX;
+    std::memcpy(un->sun_path, hp.unix_path.data(), hp.unix_path.size());
+    return true;
+  }
   auto* v4 = reinterpret_cast<sockaddr_in*>(&out);
   if (inet_pton(AF_INET, hp.host.c_str(), &v4->sin_addr) == 1) {
     v4->sin_family = AF_INET;
@@ -63,6 +72,11 @@ ClusterResolver::ClusterResolver(uv_loop_t* loop, ClusterConfig config, OnChange
     if (literal_address(hp, ss)) {
       e.literal = true;
       e.last_good.push_back(UpstreamAddress{ss, hp.str(), hp.str()});
+    } else if (hp.is_unix()) {
+      // Not looked up either: an endpoint that never gets an address (the cluster has none).
+      e.literal = true;
+      LOG_ERROR("cluster %s: %s: the path does not fit a socket address", config_.name.c_str(),
+                hp.str().c_str());
     }
     endpoints_.push_back(std::move(e));
   }

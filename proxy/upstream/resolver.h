@@ -4,6 +4,8 @@
 // are looked up again every dns_refresh; IP literals need no lookup. A failed lookup keeps the
 // endpoint's last good addresses; an endpoint that never resolved is retried sooner (1 s,
 // doubling up to dns_refresh). Whenever the combined list changes, `on_change` gets it.
+// Unix-socket endpoints are fixed addresses like IP literals: no lookup, no refresh (whether
+// the socket exists is the connect's business, and the readiness probe's).
 #include <uv.h>
 
 #include <functional>

@@ -1,11 +1,18 @@
 #include "upstream/upstream_cluster.h"
 
+#include <sys/un.h>
+
 #include <cstring>
 
 namespace sluice {
 
 bool UpstreamAddress::same_address(const UpstreamAddress& o) const {
   if (address.ss_family != o.address.ss_family) return false;
+  if (address.ss_family == AF_UNIX) {
+    const auto& a = reinterpret_cast<const sockaddr_un&>(address);
+    const auto& b = reinterpret_cast<const sockaddr_un&>(o.address);
+    return std::strncmp(a.sun_path, b.sun_path, sizeof a.sun_path) == 0;
+  }
   if (address.ss_family == AF_INET) {
     const auto& a = reinterpret_cast<const sockaddr_in&>(address);
     const auto& b = reinterpret_cast<const sockaddr_in&>(o.address);

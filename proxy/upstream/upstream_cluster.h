@@ -16,10 +16,11 @@
 
 namespace sluice {
 
-// One address of a cluster's endpoints, as the resolver found it.
+// One address of a cluster's endpoints, as the resolver found it (AF_INET, AF_INET6, or AF_UNIX
+// for a `unix:/path` endpoint).
 struct UpstreamAddress {
   sockaddr_storage address{};
-  std::string endpoint;  // the configured endpoint: "api.example.com:443"
+  std::string endpoint;  // the configured endpoint: "api.example.com:443", "unix:/run/app.sock"
   std::string name;      // for logs: "api.example.com:443 (93.184.216.34)", or the endpoint
   bool same_address(const UpstreamAddress& o) const;
 };

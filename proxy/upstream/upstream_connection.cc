@@ -61,8 +61,9 @@ void UpstreamConnection::on_stream_connected(int status) {
     return;
   }
   if (status < 0) {
-    LOG_DEBUG("upstream connect failed: %s", uv_strerror(status));
-    fail(UpstreamError::kConnectRefused);
+    // ECONNREFUSED; for a Unix socket also ENOENT (no socket file yet), EACCES (its mode) or
+    // EAGAIN (its listen backlog is full): a refused connect, logged by the pool with why.
+    fail(UpstreamError::kConnectRefused, status);
     return;
   }
   stream_->read_start();  // also watches for the upstream closing it while idle
@@ -261,7 +262,8 @@ void UpstreamConnection::on_stream_error(int status) {
     fail(UpstreamError::kTlsHandshake);
   } else if (state_ == State::kConnecting) {
     fail(status == TcpStream::kTlsFailed ? UpstreamError::kTlsHandshake
-                                         : UpstreamError::kConnectRefused);
+                                         : UpstreamError::kConnectRefused,
+         status);
   } else {
     close();
   }
@@ -273,14 +275,14 @@ void UpstreamConnection::on_stream_drained() {
   }
 }
 
-void UpstreamConnection::fail(UpstreamError e) {
+void UpstreamConnection::fail(UpstreamError e, int status) {
   State was = state_;
   UpstreamHandler* h = handler_;
   UpstreamPool* pool = pool_;
   bool started = response_started_;
   close();
   if (was == State::kConnecting && pool) {
-    pool->on_connect_failed(e, connect_round_);
+    pool->on_connect_failed(e, connect_round_, status);
   } else if (was == State::kBusy && h) {
     h->on_upstream_error(e, started);
   }

@@ -1,9 +1,10 @@
 #pragma once
-// UpstreamConnection: one HTTP/1.1 client connection to an upstream endpoint, the upstream side
-// of one exchange at a time. Owns its TcpStream (on the heap: after a 101 the socket is handed
-// to a tunnel, and the connection is gone), an on-demand timer (connect, response-head or idle
-// timeout, by state) and an HTTP_RESPONSE parser. Owned by its UpstreamPool while open; after
-// close() it is detached and frees itself on a later loop turn, once its socket closed.
+// UpstreamConnection: one HTTP/1.1 client connection to an upstream endpoint (TCP or a Unix
+// socket: its TcpStream connects by the address family), the upstream side of one exchange at
+// a time. Owns its TcpStream (on the heap: after a 101 the socket is handed to a tunnel, and
+// the connection is gone), an on-demand timer (connect, response-head or idle timeout, by
+// state) and an HTTP_RESPONSE parser. Owned by its UpstreamPool while open; after close() it is
+// detached and frees itself on a later loop turn, once its socket closed.
 #include <openssl/ssl.h>
 #include <uv.h>
 
@@ -74,7 +75,8 @@ class UpstreamConnection final : public ListNode,
   void on_stream_closed() override;
   void on_body(const Slice& data) override;
   static void on_timer(uv_timer_t* t);
-  void fail(UpstreamError e);
+  // `status`: the uv error behind a failed connect, for the pool's log line (0: none).
+  void fail(UpstreamError e, int status = 0);
 
   UpstreamPool* pool_;
   UpstreamHandler* handler_ = nullptr;

@@ -32,11 +32,18 @@ UpstreamPool::UpstreamPool(LoopContext& ctx, const sockaddr_storage& address, st
       config_(config),
       stats_(stats),
       tls_(tls) {
+  // A Unix socket has no authority to put in a Host header: "localhost" says the app is on this
+  // machine (what curl --unix-socket sends too, for http://localhost/). The endpoint text stays
+  // in name_, for logs and the access log.
+  const bool unix_socket = address_.ss_family == AF_UNIX;
+  if (unix_socket) host_ = "localhost";
   if (tls_) {
     tls_session_.full_handshakes = &stats_.tls_handshakes_full;
     tls_session_.resumed_handshakes = &stats_.tls_handshakes_resumed;
     tls_name_ = tls_->settings().sni;
-    if (tls_name_.empty()) {
+    // No name to derive from a Unix socket: without tls.sni (allowed only with verify: false)
+    // no SNI is sent and no name verified.
+    if (tls_name_.empty() && !unix_socket) {
       // The endpoint's host: "api.example.com:443" -> "api.example.com", "[::1]:443" -> "::1".
       std::string_view h = host_;
       if (!h.empty() && h.front() == '[') {
@@ -231,7 +238,7 @@ void UpstreamPool::on_connected(UpstreamConnection* conn) {
   conn->make_idle(static_cast<uint64_t>(config_.pool.idle_timeout.count()));
 }
 
-void UpstreamPool::on_connect_failed(UpstreamError e, uint32_t round) {
+void UpstreamPool::on_connect_failed(UpstreamError e, uint32_t round, int status) {
   GaugeSync sync{*this};
   stats_.connect_failures.add();
   if (e == UpstreamError::kConnectTimeout) stats_.timeouts.add();
@@ -239,13 +246,17 @@ void UpstreamPool::on_connect_failed(UpstreamError e, uint32_t round) {
   // an app that is down refuses every connect, thousands a second under load.
   if (e != UpstreamError::kTlsHandshake) {
     const uint64_t now = ctx_.now_ms();
+    // The system's reason: "connection refused", or for a Unix socket "no such file or
+    // directory" (the app has not created it yet), "permission denied" (its mode).
+    const char* why = status < 0 ? uv_strerror(status) : nullptr;
     if (now - failure_log_ms_ >= kFailureLogIntervalMs || failure_log_ms_ == 0) {
       if (failures_unlogged_)
-        LOG_WARN("upstream %s: %s (and %u more connect failures in the last %llu ms)",
-                 name_.c_str(), upstream_error_name(e), failures_unlogged_,
-                 static_cast<unsigned long long>(now - failure_log_ms_));
+        LOG_WARN("upstream %s: %s%s%s (and %u more connect failures in the last %llu ms)",
+                 name_.c_str(), upstream_error_name(e), why ? ": " : "", why ? why : "",
+                 failures_unlogged_, static_cast<unsigned long long>(now - failure_log_ms_));
       else
-        LOG_WARN("upstream %s: %s", name_.c_str(), upstream_error_name(e));
+        LOG_WARN("upstream %s: %s%s%s", name_.c_str(), upstream_error_name(e), why ? ": " : "",
+                 why ? why : "");
       failure_log_ms_ = now;
       failures_unlogged_ = 0;
     } else {

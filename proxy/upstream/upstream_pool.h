@@ -43,7 +43,8 @@ class PoolSiblings {
 class UpstreamPool final : public UpstreamSource {
  public:
   // `host` is the endpoint as configured ("api.example.com:443"), `name` adds the address
-  // for logs when they differ.
+  // for logs when they differ. For a Unix socket (`address` AF_UNIX) host() is "localhost"
+  // and name() the endpoint ("unix:/run/app/app.sock").
   UpstreamPool(LoopContext& ctx, const sockaddr_storage& address, std::string host,
                std::string name, const ClusterConfig& config, ClusterStats& stats,
                const ClientTls* tls = nullptr);
@@ -116,8 +117,9 @@ class UpstreamPool final : public UpstreamSource {
   // started at all (a local error, e.g. no descriptor left).
   bool connect_for_waiters();
   void on_connected(UpstreamConnection* conn);
-  // `round`: the failure round the connect started in (UpstreamConnection::connect_round_).
-  void on_connect_failed(UpstreamError e, uint32_t round);
+  // `round`: the failure round the connect started in (UpstreamConnection::connect_round_);
+  // `status`: the connect's uv error, for the log line (0 when there is none, e.g. a timeout).
+  void on_connect_failed(UpstreamError e, uint32_t round, int status = 0);
   void note_connect_failure();
   bool sole_address() const { return !siblings_ || siblings_->address_count() <= 1; }
   void arm_retry_timer();
@@ -140,8 +142,8 @@ class UpstreamPool final : public UpstreamSource {
   std::string name_;
   const ClusterConfig& config_;
   ClusterStats& stats_;
-  const ClientTls* tls_;        // owned by the cluster, which outlives its pools; null: plain TCP
-  std::string tls_name_;        // SNI and the name verified: `sni`, or the endpoint's host
+  const ClientTls* tls_;  // owned by the cluster, which outlives its pools; null: plain TCP
+  std::string tls_name_;  // SNI and the name verified: `sni`, or the endpoint's host (not Unix)
   TlsSessionSlot tls_session_;  // resumed by the next connection to this address
   size_t reported_idle_ = 0, reported_busy_ = 0;
   IntrusiveList<UpstreamConnection> connecting_, idle_, busy_;

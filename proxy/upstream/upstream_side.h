@@ -131,7 +131,8 @@ class UpstreamSource {
   virtual Acquire acquire_side(PoolClient* client, bool fresh, UpstreamSide** side,
                                PoolFailure* failure) = 0;
   virtual void cancel(PoolClient* client) = 0;
-  // The endpoint as configured ("api.example.com:443"): the Host of HTTP/1.0 requests.
+  // The endpoint as configured ("api.example.com:443"): the Host of HTTP/1.0 requests;
+  // "localhost" for a Unix socket (a path is no authority).
   virtual const std::string& host() const = 0;
   // For logs: the endpoint and its address.
   virtual const std::string& name() const = 0;

@@ -279,10 +279,15 @@ class Sluice(Proc):
 
 
 class AioUpstream(Proc):
-    """upstream_app.py (aiohttp) in a subprocess."""
+    """upstream_app.py (aiohttp) in a subprocess; with unix=PATH on a Unix-domain socket there
+    (port is then None), with args passed on as they are (e.g. TLS)."""
 
-    def __init__(self, keepalive_timeout=None, idle_close=None, name=None, host=None, port=0):
+    def __init__(self, keepalive_timeout=None, idle_close=None, name=None, host=None, port=0,
+                 unix=None, args=()):
         argv = [PYTHON, os.path.join(HERE, "upstream_app.py"), "--port", str(port)]
+        if unix is not None:
+            argv += ["--unix", unix]
+        argv += list(args)
         if name is not None:
             argv += ["--name", name]
         if host is not None:
@@ -292,9 +297,17 @@ class AioUpstream(Proc):
         if idle_close is not None:
             argv += ["--idle-close", str(idle_close)]
         super().__init__("aiohttp-upstream", argv)
-        self.port = int(self.expect_line(r"^PORT (\d+)", stream="out").group(1))
+        self.unix = unix
+        if unix is not None:
+            self.expect_line(r"^UNIX ", stream="out")
+            self.port = None
+        else:
+            self.port = int(self.expect_line(r"^PORT (\d+)", stream="out").group(1))
 
     def stats(self):
+        if self.unix is not None:
+            cp = curl("--unix-socket", self.unix, "http://localhost/stats", timeout=15)
+            return json.loads(cp.stdout)
         return json.loads(direct_get(self.port, "/stats").body)
 
 
@@ -776,8 +789,9 @@ class E2ETestCase(unittest.TestCase):
         return self._track(Proc(name, argv))
 
     def start_aiohttp(self, keepalive_timeout=None, idle_close=None, name=None, host=None,
-                      port=0):
-        return self._track(AioUpstream(keepalive_timeout, idle_close, name, host, port))
+                      port=0, unix=None, args=()):
+        return self._track(AioUpstream(keepalive_timeout, idle_close, name, host, port, unix,
+                                       args))
 
     def start_fault(self, mode, args=()):
         """fault_upstream.py --mode MODE, then args (e.g. ["--idle-reset", "0.2"])."""

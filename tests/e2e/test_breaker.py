@@ -105,7 +105,7 @@ class BreakerTest(E2ETestCase):
         for _ in range(5):
             self.assertEqual(http(s.port, "GET", "/api/orders").status, 200)
         stats = json.loads(http(s.admin_port, "GET", "/stats").body)
-        self.assertEqual(stats["guards"]["api"]["circuit"], "closed")
+        self.assertEqual(stats["cluster_guards"]["api"]["circuit"], "closed")
         api = [c for c in stats["clusters"] if c["name"] == "api"][0]
         self.assertEqual(api["circuit_state"], "closed")
         self.assertEqual(api["circuit_transitions"], {"closed": 1, "open": 2, "half_open": 2})
@@ -159,7 +159,7 @@ class BreakerTest(E2ETestCase):
         second = threading.Thread(target=lambda: results.append(http(s.port, "GET", "/api/x")))
         second.start()
         wait_until(lambda: json.loads(http(s.admin_port, "GET", "/stats").body)
-                   ["guards"]["api"]["pending"] == 1, 15, "one request waiting for the connection")
+                   ["cluster_guards"]["api"]["pending"] == 1, 15, "one request waiting for the connection")
         r = http(s.port, "GET", "/api/y")
         self.assertEqual(r.status, 503, r)
         self.assertIn(b"max_pending", r.body)

@@ -22,7 +22,7 @@ def admin(s, method, path, body=None):
 
 
 def denied(s, listener="ingress"):
-    return json.loads(http(s.admin_port, "GET", "/stats").body)["guard"]["access_denied"][listener]
+    return json.loads(http(s.admin_port, "GET", "/stats").body)["client_guard"]["access_denied"][listener]
 
 
 def refused_without_answer(port):

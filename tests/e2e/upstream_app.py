@@ -2,12 +2,14 @@
 """aiohttp upstream for sluice's end-to-end tests.
 
 Run: /usr/bin/python3 upstream_app.py --port 0 [--keepalive-timeout S] [--idle-close S]
-         [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]]
+         [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]] [--unix PATH]
 (--keepalive-timeout is aiohttp's own, checked only about once a second after the first
 expiry; --idle-close S closes a connection exactly S seconds after its last request ended.
 --tls-cert/--tls-key serve HTTPS instead, with Python's ssl module: TLS 1.2 and 1.3, ALPN
 http/1.1, session tickets; --tls-client-ca also requires a client certificate signed by it.)
-Prints one line `PORT <n>` on stdout once listening, then serves until killed.
+Prints one line `PORT <n>` on stdout once listening, then serves until killed. With --unix PATH
+it listens on a Unix-domain socket at PATH instead (a stale socket file there is replaced) and
+prints `UNIX <path>`.
 
 Endpoints:
   GET  /                 200 text "hello from aiohttp\n"
@@ -240,7 +242,7 @@ def make_app():
     return app
 
 
-async def serve(port, keepalive_timeout, host="127.0.0.1", tls=None):
+async def serve(port, keepalive_timeout, host="127.0.0.1", tls=None, unix=None):
     # Header limits well above sluice's 64 KiB default, so sluice's own limits are tested.
     runner = web.AppRunner(make_app(), keepalive_timeout=keepalive_timeout, access_log=None,
                            max_line_size=1 << 20, max_field_size=1 << 20)
@@ -266,6 +268,11 @@ async def serve(port, keepalive_timeout, host="127.0.0.1", tls=None):
     loop = asyncio.get_running_loop()
     server.connection_made = made
     server.connection_lost = lost
+    if unix is not None:
+        # asyncio replaces a stale socket file left by an earlier run at the same path.
+        await loop.create_unix_server(server, unix, backlog=1024, ssl=tls)
+        print("UNIX %s" % unix, flush=True)
+        await asyncio.Event().wait()
     # SO_REUSEPORT: a test may hold the port (harness.reserve_port) to restart us on it.
     srv = await loop.create_server(server, host, port, backlog=1024, ssl=tls, reuse_port=True)
     print("PORT %d" % srv.sockets[0].getsockname()[1], flush=True)
@@ -284,6 +291,8 @@ def main():
     ap.add_argument("--tls-key", default=None, help="the PEM private key of --tls-cert")
     ap.add_argument("--tls-client-ca", default=None,
                     help="require a client certificate signed by these PEM CAs")
+    ap.add_argument("--unix", default=None,
+                    help="listen on a Unix-domain socket at this path instead of TCP")
     args = ap.parse_args()
     if bool(args.tls_cert) != bool(args.tls_key) or (args.tls_client_ca and not args.tls_cert):
         ap.error("--tls-cert and --tls-key go together (and --tls-client-ca needs them)")
@@ -293,7 +302,7 @@ def main():
     IDLE_CLOSE = args.idle_close
     NAME = args.name
     try:
-        asyncio.run(serve(args.port, args.keepalive_timeout, args.host, tls))
+        asyncio.run(serve(args.port, args.keepalive_timeout, args.host, tls, args.unix))
     except KeyboardInterrupt:
         pass
     return 0

@@ -2,8 +2,9 @@
 """aiohttp upstream with WebSocket and server-sent-event endpoints, for sluice's drain and
 WebSocket end-to-end tests.
 
-Run: /usr/bin/python3 ws_upstream.py --port 0
-Prints one line `PORT <n>` on stdout once listening, then serves until killed.
+Run: /usr/bin/python3 ws_upstream.py --port 0 [--unix PATH]
+Prints one line `PORT <n>` on stdout once listening, then serves until killed (with --unix PATH:
+on a Unix-domain socket at PATH instead, and the line is `UNIX <path>`).
 
 Endpoints:
   GET /ws          WebSocket echo (text and binary, permessage-deflate if the client offers it).
@@ -162,11 +163,15 @@ def make_app():
     return app
 
 
-async def serve(port):
+async def serve(port, unix=None):
     RELEASE.append(asyncio.Event())
     runner = web.AppRunner(make_app(), access_log=None, handle_signals=False)
     await runner.setup()
     loop = asyncio.get_running_loop()
+    if unix is not None:
+        await loop.create_unix_server(runner.server, unix, backlog=2048)
+        print("UNIX %s" % unix, flush=True)
+        await asyncio.Event().wait()
     srv = await loop.create_server(runner.server, "127.0.0.1", port, backlog=2048)
     print("PORT %d" % srv.sockets[0].getsockname()[1], flush=True)
     await asyncio.Event().wait()
@@ -175,9 +180,10 @@ async def serve(port):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--unix", default=None, help="listen on a Unix-domain socket at this path")
     args = ap.parse_args()
     try:
-        asyncio.run(serve(args.port))
+        asyncio.run(serve(args.port, args.unix))
     except KeyboardInterrupt:
         pass
     return 0
@@ -201,12 +207,22 @@ OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x
 class WsUpstream(harness.Proc):
     """ws_upstream.py in a subprocess."""
 
-    def __init__(self):
+    def __init__(self, unix=None):
         argv = [harness.PYTHON, os.path.join(harness.HERE, "ws_upstream.py"), "--port", "0"]
+        if unix is not None:
+            argv += ["--unix", unix]
         super().__init__("ws-upstream", argv)
-        self.port = int(self.expect_line(r"^PORT (\d+)", stream="out").group(1))
+        self.unix = unix
+        if unix is not None:
+            self.expect_line(r"^UNIX ", stream="out")
+            self.port = None
+        else:
+            self.port = int(self.expect_line(r"^PORT (\d+)", stream="out").group(1))
 
     def stats(self):
+        if self.unix is not None:
+            cp = harness.curl("--unix-socket", self.unix, "http://localhost/ws-stats", timeout=15)
+            return json.loads(cp.stdout)
         return json.loads(harness.direct_get(self.port, "/ws-stats").body)
 
     def release(self):

@@ -475,7 +475,8 @@ drain: {delay: soon}
       "'app')",
       "t.yaml:9:17: clusters[app].endpoints[0]: invalid value '127.0.0.1:0': port 0 is only for "
       "listeners (pick a free port) (expected HOST:PORT with an IP address or DNS name and a port "
-      "from 1 to 65535, such as 127.0.0.1:4000, app.internal:80 or [::1]:4000)",
+      "from 1 to 65535, such as 127.0.0.1:4000, app.internal:80 or [::1]:4000, or a Unix "
+      "socket such as unix:/run/app/app.sock)",
       "t.yaml:10:12: unknown key 'idle_timout' in clusters[app].pool (did you mean "
       "'idle_timeout'?)",
       "t.yaml:11:16: drain.delay: invalid value 'soon' (expected a whole number with a unit: "
@@ -696,7 +697,8 @@ TEST(ConfigOverrides, InvalidValues) {
       "--log-format: invalid value 'xml' (expected one of 'json', 'text')",
       "--upstream: invalid value '127.0.0.1:4000,127.0.0.1:0' (expected HOST:PORT with an IP "
       "address or DNS name and a port from 1 to 65535, such as 127.0.0.1:4000, app.internal:80 "
-      "or [::1]:4000, several separated by commas)",
+      "or [::1]:4000, or a Unix socket such as unix:/run/app/app.sock, several separated by "
+      "commas)",
   };
   EXPECT_EQ(r.errors, expected) << joined(r.errors);
 }

@@ -338,6 +338,66 @@ TEST_F(Http2ConnectionTest, AnUnroutedRequestGetsSluicesOwn404AsText) {
   EXPECT_EQ(r.error, 0u);
 }
 
+// The head is built from the decoded fields straight into a MessageHead (no HTTP/1.1 text is
+// parsed again): the method by llhttp's number, Content-Length as framing, a Host field when there
+// is no :authority, and each stream's head starts clean in the connection's reused block.
+TEST_F(Http2ConnectionTest, EachStreamsHeadIsBuiltCleanFromItsOwnFields) {
+  client_.upload = "abcd";
+  Fields put = {{":method", "PUT"},
+                {":scheme", "http"},
+                {":path", "/doc"},
+                {"host", "app.example"},
+                {"content-length", "4"},
+                {"cookie", "k=v"},
+                {"x-one", "1"}};
+  int32_t first = client_.request(put, true);
+  pump();
+  ASSERT_NE(side(), nullptr);
+  std::string head = side()->head;
+  EXPECT_EQ(head.rfind("PUT /doc HTTP/1.1\r\n", 0), 0u) << head;
+  EXPECT_NE(head.find("host: app.example\r\n"), std::string::npos) << head;
+  EXPECT_NE(head.find("Content-Length: 4\r\n"), std::string::npos) << head;
+  EXPECT_EQ(head.find("transfer-encoding"), std::string::npos) << head;
+  EXPECT_EQ(side()->framing, Framing::kContentLength);
+  respond(side(), "HTTP/1.1 204 No Content\r\n\r\n");
+  side()->handler->on_upstream_complete();
+  pump();
+  EXPECT_EQ(client_.responses[first].headers.at(":status"), "204");
+
+  int32_t second = client_.request(get("/next"));
+  pump();
+  ASSERT_NE(side(1), nullptr);
+  head = side(1)->head;
+  EXPECT_EQ(head.rfind("GET /next HTTP/1.1\r\n", 0), 0u) << head;
+  EXPECT_EQ(head.find("x-one"), std::string::npos) << head;
+  EXPECT_EQ(head.find("cookie"), std::string::npos) << head;
+  EXPECT_EQ(head.find("Content-Length"), std::string::npos) << head;
+  EXPECT_EQ(side(1)->framing, Framing::kNone);
+  respond(side(1), "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+  side(1)->handler->on_upstream_complete();
+  pump();
+  EXPECT_EQ(client_.responses[second].headers.at(":status"), "200");
+}
+
+// A method llhttp does not know would have failed the HTTP/1.1 request line: the stream gets a
+// 400 of its own, counted as a stream error; the connection goes on.
+TEST_F(Http2ConnectionTest, AnUnknownMethodGets400AndTheConnectionGoesOn) {
+  Fields f = get("/x");
+  f[0].second = "FROBNICATE";
+  int32_t id = client_.request(f);
+  pump();
+  EXPECT_EQ(side(), nullptr);
+  EXPECT_EQ(client_.responses[id].headers.at(":status"), "400");
+  EXPECT_EQ(listener_stats_.requests[status_class(400)].get(), 1u);
+  int32_t next = client_.request(get("/y"));
+  pump();
+  ASSERT_NE(side(), nullptr);
+  respond(side(), "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+  side()->handler->on_upstream_complete();
+  pump();
+  EXPECT_EQ(client_.responses[next].headers.at(":status"), "200");
+}
+
 TEST_F(Http2ConnectionTest, ABodyWithoutLengthGoesChunkedAndThePausedStreamHoldsItsWindow) {
   client_.upload.assign(200 * 1024, 'x');
   Fields f = {

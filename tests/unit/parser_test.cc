@@ -1,5 +1,6 @@
 // HttpParser glue: every byte-split of sample messages gives the same events, heads and bodies.
 #include "http/parser.h"
+#include "http/method.h"
 
 #include <gtest/gtest.h>
 
@@ -337,3 +338,16 @@ TEST(Parser, ReleaseMemoryBetweenMessages) {
 
 }  // namespace
 }  // namespace sluice
+
+// The method table for heads that do not come through llhttp (HTTP/2's :method, configuration):
+// every name llhttp prints maps back to its number; anything else, case included, is unknown.
+TEST(MethodNames, EveryLlhttpMethodRoundTrips) {
+#define SLUICE_METHOD(num, symbol, string) \
+  EXPECT_EQ(sluice::method_from_name(#string), num) << #string;
+  HTTP_METHOD_MAP(SLUICE_METHOD)
+#undef SLUICE_METHOD
+  EXPECT_EQ(sluice::method_from_name("get"), -1);
+  EXPECT_EQ(sluice::method_from_name(""), -1);
+  EXPECT_EQ(sluice::method_from_name("FROBNICATE"), -1);
+  EXPECT_EQ(sluice::method_from_name("GETX"), -1);
+}
