@@ -45,9 +45,9 @@ h2::ssize read_callback(nghttp2_session*, int32_t, uint8_t* buf, size_t length, 
 Http2UpstreamStream::Http2UpstreamStream(Http2UpstreamConnection& conn, bool reused)
     : conn_(conn), reused_(reused) {}
 
-void Http2UpstreamStream::bind(UpstreamHandler* handler, bool head_request) {
+// A HEAD response has no DATA in HTTP/2 (the server ends the stream with its HEADERS).
+void Http2UpstreamStream::bind(UpstreamHandler* handler, bool) {
   handler_ = handler;
-  head_request_ = head_request;
 }
 
 int Http2UpstreamStream::send_head(const Slice& head, Framing framing) {
@@ -62,8 +62,7 @@ int Http2UpstreamStream::send_head(const Slice& head, Framing framing) {
       fail_later(UpstreamError::kUpgradeOverHttp2);
       return 0;
     case Http2RequestFields::Result::kMalformed:
-      LOG_ERROR("upstream %s: cannot convert a request head to HTTP/2",
-                conn_.authority().c_str());
+      LOG_ERROR("upstream %s: cannot convert a request head to HTTP/2", conn_.authority().c_str());
       h2_closed_ = true;
       fail_later(UpstreamError::kBadResponse);
       return 0;
@@ -72,8 +71,8 @@ int Http2UpstreamStream::send_head(const Slice& head, Framing framing) {
   prd.source.ptr = this;
   prd.read_callback = &read_callback;
   const bool has_body = framing != Framing::kNone;
-  int32_t id = h2::submit_request(conn_.session(), f.data(), f.size(), has_body ? &prd : nullptr,
-                                  this);
+  int32_t id =
+      h2::submit_request(conn_.session(), f.data(), f.size(), has_body ? &prd : nullptr, this);
   if (id < 0) {
     LOG_WARN("upstream %s: request not submitted: %s", conn_.authority().c_str(),
              nghttp2_strerror(id));
@@ -170,8 +169,7 @@ void Http2UpstreamStream::on_timer(uv_timer_t* t) {
   auto* self = static_cast<Http2UpstreamStream*>(t->data);
   if (!self->handler_ || self->final_head_ || !self->awaiting_head_) return;
   if (!self->h2_closed_ && self->id_ >= 0) {
-    nghttp2_submit_rst_stream(self->conn_.session(), NGHTTP2_FLAG_NONE, self->id_,
-                              NGHTTP2_CANCEL);
+    nghttp2_submit_rst_stream(self->conn_.session(), NGHTTP2_FLAG_NONE, self->id_, NGHTTP2_CANCEL);
     self->conn_.schedule_send();
   }
   self->fail(UpstreamError::kResponseTimeout);
@@ -369,7 +367,6 @@ bool Http2UpstreamConnection::start_session() {
   nghttp2_session_callbacks* raw_cb = nullptr;
   if (nghttp2_session_callbacks_new(&raw_cb) != 0) return false;
   std::unique_ptr<nghttp2_session_callbacks, CallbacksDeleter> cb(raw_cb);
-  nghttp2_session_callbacks_set_on_begin_headers_callback(cb.get(), &on_begin_headers);
   nghttp2_session_callbacks_set_on_header_callback(cb.get(), &on_header);
   nghttp2_session_callbacks_set_on_frame_recv_callback(cb.get(), &on_frame_recv);
   nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb.get(), &on_data_chunk);
@@ -390,8 +387,7 @@ bool Http2UpstreamConnection::start_session() {
   };
   if (nghttp2_submit_settings(session_, NGHTTP2_FLAG_NONE, iv, sizeof iv / sizeof iv[0]) != 0)
     return false;
-  if (nghttp2_session_set_local_window_size(session_, NGHTTP2_FLAG_NONE, 0, kConnectionWindow) !=
-      0)
+  if (nghttp2_session_set_local_window_size(session_, NGHTTP2_FLAG_NONE, 0, kConnectionWindow) != 0)
     return false;
   return true;
 }
@@ -443,7 +439,9 @@ void Http2UpstreamConnection::on_settings() {
   if (pool_ && state_ == State::kReady) pool_->on_room(this);
 }
 
-void Http2UpstreamConnection::fail_connect(UpstreamError e) { close_with(e); }
+void Http2UpstreamConnection::fail_connect(UpstreamError e) {
+  close_with(e);
+}
 
 uint32_t Http2UpstreamConnection::server_max_streams() const {
   return session_ ? nghttp2_session_get_remote_settings(session_,
@@ -531,8 +529,7 @@ void Http2UpstreamConnection::on_timer(uv_timer_t* t) {
     self->close();
     return;
   }
-  if (now - self->last_frame_ms_ >= kPingIdleMs &&
-      (self->active_ > 0 || !self->idle_timeout_ms_)) {
+  if (now - self->last_frame_ms_ >= kPingIdleMs && (self->active_ > 0 || !self->idle_timeout_ms_)) {
     // Streams wait on a server that has been quiet (or a kept connection idles): is it there?
     if (nghttp2_submit_ping(self->session_, NGHTTP2_FLAG_NONE, kPingData) == 0) {
       self->ping_outstanding_ = true;
@@ -617,8 +614,7 @@ void Http2UpstreamConnection::send_task(void* p) {
 }
 
 void Http2UpstreamConnection::send() {
-  if (state_ == State::kClosed || !session_started_ || in_send_ || in_recv_ || !session_)
-    return;
+  if (state_ == State::kClosed || !session_started_ || in_send_ || in_recv_ || !session_) return;
   in_send_ = true;
   std::vector<Slice> batch;
   size_t batch_bytes = 0;
@@ -717,10 +713,10 @@ void Http2UpstreamConnection::close_with(UpstreamError e) {
   // A connection that never became ready failed to connect: the pool decides what its
   // waiters do (a retry after a backoff, or the failure).
   if (connecting && pool && !closing_quietly_) {
-    pool->on_connect_failed(this, e == UpstreamError::kConnectTimeout ||
-                                          e == UpstreamError::kTlsHandshake
-                                      ? e
-                                      : UpstreamError::kConnectRefused);
+    pool->on_connect_failed(this,
+                            e == UpstreamError::kConnectTimeout || e == UpstreamError::kTlsHandshake
+                                ? e
+                                : UpstreamError::kConnectRefused);
   }
 }
 
@@ -762,10 +758,6 @@ void Http2UpstreamConnection::sweep() {
 }
 
 // nghttp2 callbacks. None of them frees a stream: done streams are swept on a later turn.
-
-int Http2UpstreamConnection::on_begin_headers(nghttp2_session*, const nghttp2_frame*, void*) {
-  return 0;
-}
 
 int Http2UpstreamConnection::on_header(nghttp2_session*, const nghttp2_frame* frame,
                                        const uint8_t* name, size_t namelen, const uint8_t* value,
@@ -835,8 +827,8 @@ int Http2UpstreamConnection::on_stream_close(nghttp2_session*, int32_t stream_id
   return 0;
 }
 
-int Http2UpstreamConnection::on_frame_not_send(nghttp2_session*, const nghttp2_frame* frame,
-                                               int, void* user) {
+int Http2UpstreamConnection::on_frame_not_send(nghttp2_session*, const nghttp2_frame* frame, int,
+                                               void* user) {
   auto* self = static_cast<Http2UpstreamConnection*>(user);
   if (frame->hd.type != NGHTTP2_HEADERS) return 0;
   if (Http2UpstreamStream* s = self->stream(frame->hd.stream_id)) s->on_not_sent();

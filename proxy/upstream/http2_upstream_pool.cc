@@ -24,8 +24,12 @@ Http2UpstreamPool::~Http2UpstreamPool() {
   shutdown();
 }
 
-const std::string& Http2UpstreamPool::name() const { return owner_.name(); }
-const std::string& Http2UpstreamPool::authority() const { return owner_.host(); }
+const std::string& Http2UpstreamPool::name() const {
+  return owner_.name();
+}
+const std::string& Http2UpstreamPool::authority() const {
+  return owner_.host();
+}
 
 Http2UpstreamConnection* Http2UpstreamPool::pick() {
   // The fullest connection that still has room: load packs onto few connections, and the
@@ -89,8 +93,8 @@ bool Http2UpstreamPool::start_connection() {
   const ClientTls* tls = owner_.tls_;
   auto* c = new Http2UpstreamConnection(ctx_, this, tls != nullptr);
   connecting_.push_back(c);
-  if (tls && !c->start_tls(tls->ctx(), owner_.tls_name_, tls->settings().verify,
-                           &owner_.tls_session_)) {
+  if (tls &&
+      !c->start_tls(tls->ctx(), owner_.tls_name_, tls->settings().verify, &owner_.tls_session_)) {
     LOG_ERROR("upstream %s: cannot create a TLS session: %s", name().c_str(),
               openssl_errors().c_str());
     stats_.connect_failures.add();
@@ -213,8 +217,7 @@ void Http2UpstreamPool::detach(Http2UpstreamConnection* c) {
   sync_gauges();
   // Waiters it would have served need another connection (a failed connect decides that in
   // on_connect_failed, with its backoff).
-  if (c->state() != Http2UpstreamConnection::State::kConnecting && !waiters_.empty() &&
-      !shut_down_)
+  if (c->state() != Http2UpstreamConnection::State::kConnecting && !waiters_.empty() && !shut_down_)
     connect_for_waiters();
 }
 

@@ -3,7 +3,9 @@
 the next one away unprocessed: GOAWAY with the first stream as the last one processed, then
 the connection closes. Built on python3-h2, for sluice's retry of unprocessed requests.
 
-Run: /usr/bin/python3 h2_goaway_app.py [--port 0]
+Run: /usr/bin/python3 h2_goaway_app.py [--port 0] [--silent]
+(--silent: every connection gets the server's SETTINGS, then nothing more: a server that hangs,
+for the client's PING liveness check.)
 Prints `PORT <n>` once listening. Every answered request gets 200 with a JSON body
 {"conn": k, "stream": id, "method": m, "path": p, "body_len": n}; the counters of connections,
 answered and turned-away requests are at GET /stats on a new connection (it counts as that
@@ -20,6 +22,7 @@ import h2.errors
 import h2.events
 
 STATS = {"connections": 0, "answered": 0, "turned_away": 0}
+SILENT = False
 _ids = itertools.count(1)
 
 
@@ -36,7 +39,7 @@ class Conn(asyncio.Protocol):
         self.gone = False
 
     def data_received(self, data):
-        if self.gone:
+        if self.gone or SILENT:
             return
         try:
             events = self.h2.receive_data(data)
@@ -86,7 +89,10 @@ class Conn(asyncio.Protocol):
 async def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--silent", action="store_true")
     args = ap.parse_args()
+    global SILENT
+    SILENT = args.silent
     loop = asyncio.get_running_loop()
     server = await loop.create_server(Conn, "127.0.0.1", args.port)
     print("PORT %d" % server.sockets[0].getsockname()[1], flush=True)

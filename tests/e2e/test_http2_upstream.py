@@ -135,7 +135,7 @@ class Http2UpstreamTest(E2ETestCase):
         results = []
 
         def one():
-            results.append(http(s.port, "GET", "/sleep/1500", timeout=30).status)
+            results.append(http(s.port, "GET", "/sleep/3000", timeout=30).status)
 
         threads = [threading.Thread(target=one) for _ in range(30)]
         for t in threads:
@@ -339,6 +339,22 @@ class Http2UpstreamTest(E2ETestCase):
         self.assertLess(time.monotonic() - t0, 10)
         s.wait_line(r"upstream 127\.0\.0\.1:\d+: connect timeout", stream="err")
 
+    def test_hung_upstream_is_found_by_ping(self):
+        # SETTINGS, then silence: no response, no PING ACK. After 10 s without a frame sluice
+        # sends a PING; 5 s without an answer and the connection is closed, its stream failed.
+        app = self._track(Proc("h2-silent", [PYTHON, os.path.join(HERE, "h2_goaway_app.py"),
+                                             "--silent"]))
+        port = int(app.expect_line(r"^PORT (\d+)", stream="out").group(1))
+        s = self.start_with("    protocol: h2c\n    endpoints: [127.0.0.1:%d]\n"
+                            "    response_timeout: 120s\n" % port)
+        t0 = time.monotonic()
+        r = http(s.port, "GET", "/hang", timeout=60)
+        took = time.monotonic() - t0
+        self.assertEqual(r.status, 502, r)
+        self.assertGreater(took, 9)
+        self.assertLess(took, 40)
+        s.wait_line(r"no answer to a PING within 5000 ms; closing the connection", stream="err")
+
     def test_idle_connections_close(self):
         up, s = self.h2c_pair(extra="    pool: {idle_timeout: 300ms}\n")
         self.assertEqual(http(s.port, "GET", "/echo").status, 200)
@@ -408,6 +424,29 @@ class Http2UpstreamTest(E2ETestCase):
         # Every call rode one upstream connection.
         info = json.loads(ch.unary_unary(svc + "Info")(b"", timeout=10))
         self.assertEqual(len(info["peers"]), 1, info)
+
+
+    def test_grpc_over_tls_h2(self):
+        cert, key = CERTS.pair("localhost")
+        app = self._track(Proc("grpc-app-tls", [PYTHON, os.path.join(HERE, "grpc_app.py"),
+                                                "--tls-cert", cert, "--tls-key", key]))
+        port = int(app.expect_line(r"^PORT (\d+)", stream="out").group(1))
+        s = self.start_with("    protocol: h2\n    endpoints: [localhost:%d]\n"
+                            "    tls: {ca: %s}\n" % (port, CERTS.path("ca")))
+        ch = grpc.insecure_channel("127.0.0.1:%d" % s.port)
+        self.addCleanup(ch.close)
+        svc = "/sluice.test.Echo/"
+        r, call = ch.unary_unary(svc + "Unary").with_call(b"over tls", timeout=10)
+        self.assertEqual(r, b"over tls")
+        self.assertEqual(dict(tuple(m) for m in call.trailing_metadata())["x-trailer-bin"],
+                         b"\x00\x01\xfe\xff")
+        self.assertEqual(list(ch.stream_stream(svc + "Bidi")(iter([b"1", b"22"]), timeout=10)),
+                         [b"1", b"22"])
+        with self.assertRaises(grpc.RpcError) as cm:
+            ch.unary_unary(svc + "Unary")(b"x", metadata=[("x-status", "7"),
+                                                          ("x-message", "no")], timeout=10)
+        self.assertEqual((cm.exception.code(), cm.exception.details()),
+                         (grpc.StatusCode.PERMISSION_DENIED, "no"))
 
 
 if __name__ == "__main__":
