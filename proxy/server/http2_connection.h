@@ -42,6 +42,10 @@ class Http2Transport {
   // The session is over: close once the queued bytes are written. Called at most once.
   virtual void session_over() = 0;
   virtual bool drain_asked() const = 0;
+  // gRPC calls whose response head was sent, on the worker's list: the drain ends them at their
+  // slot in the spread window (Worker). A stream leaves it when its call ends or it is freed.
+  virtual void add_grpc_call(Http2Stream* s) = 0;
+  virtual void remove_grpc_call(Http2Stream* s) = 0;
 
  protected:
   ~Http2Transport() = default;
@@ -99,6 +103,7 @@ class Http2Connection {
   ListenerStats* stats() { return stats_; }
   LoopContext& ctx() { return transport_.loop_context(); }
   bool draining() const { return transport_.drain_asked(); }
+  Http2Transport& transport() { return transport_; }
   // Frames to send: produced on a later loop turn (one pass for all streams), or right after
   // the current mem_recv.
   void schedule_send();

@@ -118,6 +118,7 @@ Http2Stream::~Http2Stream() {
 }
 
 void Http2Stream::end_upstream_work() {
+  conn_.transport().remove_grpc_call(this);  // idempotent
   if (!upstream_work_) return;
   upstream_work_ = false;
   conn_.guard().upstream_work_ended();
@@ -271,6 +272,7 @@ void Http2Stream::on_response_ended() {
 
 void Http2Stream::on_closed(uint32_t error_code) {
   closed_ = true;
+  conn_.transport().remove_grpc_call(this);
   if (exchange_.active()) {
     // The client reset the stream (or the connection ended) before the response did: the
     // exchange resets its upstream connection, which is never reused mid-response.
@@ -319,6 +321,12 @@ bool Http2Stream::reset_if_stalled(uint64_t now_ms, uint64_t timeout_ms) {
   const char* what = nullptr;
   if (out_bytes_ > 0 && now_ms - out_at_ms_ >= timeout_ms) {
     what = "the client took no response bytes";
+  } else if (exchange_.long_lived_grpc()) {
+    // A gRPC stream is idle when no bytes move either way (between messages): a bidirectional
+    // call whose client only listens is not stalled while responses flow.
+    if (body_paused_) body_at_ms_ = now_ms;
+    if (now_ms - std::max(body_at_ms_, response_at_ms_) >= timeout_ms)
+      what = "the gRPC call moved no message either way";
   } else if (started_ && !request_ended_ && exchange_.active()) {
     if (body_paused_) {
       body_at_ms_ = now_ms;  // sluice holds it back: the client is not to blame
@@ -394,12 +402,27 @@ size_t Http2Stream::send_head(const MessageHead& head) {
     cut_response();
     return 0;
   }
+  if (exchange_.long_lived_grpc()) {
+    response_at_ms_ = conn_.ctx().now_ms();
+    conn_.transport().add_grpc_call(this);
+  }
+  return f.bytes();
+}
+
+size_t Http2Stream::send_head_only(const MessageHead& head) {
+  ResponseFields f(head);
+  body_end_ = true;
+  if (!submit_head(head.status, f.data(), f.size(), /*has_body=*/false)) {
+    cut_response();
+    return 0;
+  }
   return f.bytes();
 }
 
 void Http2Stream::send_body(const Slice& data) {
   if (!response_has_body_ || data.len == 0 || closed_) return;
   if (out_bytes_ == 0) out_at_ms_ = conn_.ctx().now_ms();  // the client's time starts
+  response_at_ms_ = conn_.ctx().now_ms();
   out_.push_back(data);
   out_bytes_ += data.len;
   resume_data();
