@@ -102,6 +102,7 @@ Json build(const Config& c) {
     cj["endpoints"] = Json::array();
     for (const auto& e : cl.endpoints) cj["endpoints"].push_back(e.str());
     cj["load_balancing"] = load_balancing_name(cl.load_balancing);
+    cj["protocol"] = upstream_protocol_name(cl.protocol);
     cj["connect_timeout"] = format_duration(cl.connect_timeout);
     cj["response_timeout"] = format_duration(cl.response_timeout);
     cj["dns_refresh"] = format_duration(cl.dns_refresh);

@@ -42,6 +42,7 @@ struct ClusterMarks {
   bool endpoints_ok = true;
   Where outlier;
   Where tls_verify;  // for the warning when verification is off
+  Where protocol;    // `protocol`, for its combination with `tls`
 };
 
 struct ConfigMarks {

@@ -119,6 +119,10 @@ const std::vector<std::string>& load_balancing_names() {
   static const std::vector<std::string> names{"round_robin", "least_request"};
   return names;
 }
+const std::vector<std::string>& upstream_protocol_names() {
+  static const std::vector<std::string> names{"http1", "h2", "h2c"};
+  return names;
+}
 const std::vector<std::string>& log_format_names() {
   static const std::vector<std::string> names{"json", "text"};
   return names;
@@ -131,6 +135,13 @@ const std::vector<std::string>& log_level_names() {
 std::optional<LoadBalancing> parse_load_balancing(std::string_view s) {
   if (s == "round_robin") return LoadBalancing::kRoundRobin;
   if (s == "least_request") return LoadBalancing::kLeastRequest;
+  return std::nullopt;
+}
+
+std::optional<UpstreamProtocol> parse_upstream_protocol(std::string_view s) {
+  if (s == "http1") return UpstreamProtocol::kHttp1;
+  if (s == "h2") return UpstreamProtocol::kH2;
+  if (s == "h2c") return UpstreamProtocol::kH2c;
   return std::nullopt;
 }
 

@@ -59,10 +59,12 @@ std::string tls_version_problem(std::string_view s);
 
 // Enumerations by their file spelling.
 std::optional<LoadBalancing> parse_load_balancing(std::string_view s);
+std::optional<UpstreamProtocol> parse_upstream_protocol(std::string_view s);
 std::optional<LogFormat> parse_log_format(std::string_view s);
 std::optional<LogLevel> parse_log_level(std::string_view s);
 const char* log_format_name(LogFormat f);
 const std::vector<std::string>& load_balancing_names();
+const std::vector<std::string>& upstream_protocol_names();
 const std::vector<std::string>& log_format_names();
 const std::vector<std::string>& log_level_names();
 

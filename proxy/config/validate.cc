@@ -158,6 +158,16 @@ void check_clusters(const Config& c, const ConfigMarks& m, Diagnostics& diag) {
       diag.error(cm.endpoints, path +
                                    ": no endpoints: add 'endpoints: [HOST:PORT, ...]' (IP "
                                    "addresses or DNS names)");
+    const Where& pw = cm.protocol.in_file() ? cm.protocol : cm.self;
+    if (cl.protocol == UpstreamProtocol::kH2 && !cl.tls.enabled)
+      diag.error(pw, path +
+                         ": protocol h2 is HTTP/2 over TLS (ALPN h2) and needs 'tls: {}' (with its "
+                         "ca or verify settings); for cleartext HTTP/2 with prior knowledge use "
+                         "'protocol: h2c'");
+    if (cl.protocol == UpstreamProtocol::kH2c && cl.tls.enabled)
+      diag.error(pw, path +
+                         ": protocol h2c is cleartext HTTP/2 and cannot be used with 'tls'; for "
+                         "HTTP/2 over TLS use 'protocol: h2'");
     if (cl.outlier.base_ejection > cl.outlier.max_ejection)
       diag.error(cm.outlier, path + ".outlier: base_ejection (" +
                                  format_duration(cl.outlier.base_ejection) +

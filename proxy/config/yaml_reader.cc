@@ -31,6 +31,7 @@ const std::vector<std::string> kRouteKeys{"host", "prefix", "cluster"};
 const std::vector<std::string> kClusterKeys{"name",
                                             "endpoints",
                                             "load_balancing",
+                                            "protocol",
                                             "connect_timeout",
                                             "response_timeout",
                                             "dns_refresh",
@@ -394,6 +395,8 @@ class YamlReader : public FieldReader {
     }
     enumeration(f, "load_balancing", c.load_balancing, parse_load_balancing,
                 load_balancing_names());
+    if (const Field* p = f.get("protocol")) m.protocol = p->where();
+    enumeration(f, "protocol", c.protocol, parse_upstream_protocol, upstream_protocol_names());
     duration(f, "connect_timeout", c.connect_timeout);
     duration(f, "response_timeout", c.response_timeout);
     if (const Field* d = f.get("dns_refresh");

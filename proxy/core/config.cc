@@ -24,6 +24,18 @@ const char* load_balancing_name(LoadBalancing lb) {
   return lb == LoadBalancing::kLeastRequest ? "least_request" : "round_robin";
 }
 
+const char* upstream_protocol_name(UpstreamProtocol p) {
+  switch (p) {
+    case UpstreamProtocol::kH2:
+      return "h2";
+    case UpstreamProtocol::kH2c:
+      return "h2c";
+    case UpstreamProtocol::kHttp1:
+      break;
+  }
+  return "http1";
+}
+
 namespace {
 // Leading unsigned integer and the unit that follows it.
 bool split_number(std::string_view s, uint64_t& value, std::string_view& unit) {

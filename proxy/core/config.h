@@ -40,6 +40,11 @@ struct PoolSettings {
 enum class LoadBalancing : uint8_t { kRoundRobin, kLeastRequest };
 const char* load_balancing_name(LoadBalancing lb);
 
+// How sluice speaks to a cluster's endpoints: HTTP/1.1 (pooled keep-alive connections), HTTP/2
+// over TLS with ALPN h2, or HTTP/2 in cleartext with prior knowledge (h2c): multiplexed streams.
+enum class UpstreamProtocol : uint8_t { kHttp1, kH2, kH2c };
+const char* upstream_protocol_name(UpstreamProtocol p);
+
 // Passive outlier detection: an address with `consecutive_failures` connect failures in a row
 // is skipped for `base_ejection`, doubling on each ejection in a row, at most `max_ejection`.
 // At most `max_ejection_percent` of a cluster's addresses are ejected at once, and never the
@@ -67,6 +72,7 @@ struct ClusterConfig {
   std::string name = "app";
   std::vector<HostPort> endpoints;  // IP literals or DNS names
   LoadBalancing load_balancing = LoadBalancing::kRoundRobin;
+  UpstreamProtocol protocol = UpstreamProtocol::kHttp1;
   Millis connect_timeout{2000};
   Millis response_timeout{30000};
   Millis dns_refresh{30000};  // DNS names are re-resolved this often

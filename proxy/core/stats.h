@@ -141,6 +141,8 @@ struct ClusterStats {
   Counter overflow[2];             // 503s at a concurrency cap, by kOverflowLimits
   Counter retry_budget_exhausted;  // retries not made: the retry budget was spent
   Counter circuit_transitions[3];  // by the state moved to (CircuitState: closed, open, half-open)
+  Counter upstream_streams_active;  // gauge: HTTP/2 streams open to the cluster
+  Counter upstream_goaways;         // GOAWAY frames received from its HTTP/2 upstreams
 };
 
 // Concurrency caps as label values of sluice_upstream_overflow_total{limit}.

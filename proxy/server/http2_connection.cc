@@ -4,7 +4,7 @@
 #include <cstring>
 
 #include "core/log.h"
-#include "server/http2_shim.h"
+#include "http/http2_shim.h"
 #include "server/http2_stream.h"
 
 namespace sluice {

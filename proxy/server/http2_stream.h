@@ -19,7 +19,7 @@
 #include "exchange/exchange.h"
 #include "exchange/request_context.h"
 #include "http/message.h"
-#include "server/http2_shim.h"
+#include "http/http2_shim.h"
 
 namespace sluice {
 

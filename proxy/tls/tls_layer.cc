@@ -99,6 +99,11 @@ std::unique_ptr<TlsLayer> TlsLayer::client(BlockPool& blocks, SSL_CTX* ctx, cons
   return t;
 }
 
+bool TlsLayer::offer_alpn(std::string_view wire) {
+  return SSL_set_alpn_protos(ssl_, reinterpret_cast<const unsigned char*>(wire.data()),
+                             static_cast<unsigned>(wire.size())) == 0;
+}
+
 void TlsLayer::forget_session_slot() {
   if (!slot_) return;
   SSL_set_ex_data(ssl_, slot_index(), nullptr);

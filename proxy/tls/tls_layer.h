@@ -51,6 +51,9 @@ class TlsLayer final : public StreamFilter {
   static std::unique_ptr<TlsLayer> client(BlockPool& blocks, SSL_CTX* ctx, const std::string& name,
                                           bool verify, TlsSessionSlot* slot);
   ~TlsLayer() override;
+  // A client offers these protocols (ALPN wire format: length-prefixed names) instead of its
+  // context's (an HTTP/2 cluster offers h2 alone). Before the handshake. False on failure.
+  bool offer_alpn(std::string_view wire);
   TlsLayer(const TlsLayer&) = delete;
   TlsLayer& operator=(const TlsLayer&) = delete;
 

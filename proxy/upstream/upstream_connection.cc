@@ -22,6 +22,10 @@ const char* upstream_error_name(UpstreamError e) {
       return "response timeout";
     case UpstreamError::kBadResponse:
       return "malformed response";
+    case UpstreamError::kUnprocessed:
+      return "upstream did not process the request (HTTP/2 GOAWAY or REFUSED_STREAM)";
+    case UpstreamError::kUpgradeOverHttp2:
+      return "protocol upgrades (WebSocket) cannot be forwarded to an HTTP/2 cluster";
   }
   return "?";
 }

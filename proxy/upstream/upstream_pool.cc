@@ -53,6 +53,8 @@ UpstreamPool::UpstreamPool(LoopContext& ctx, const sockaddr_storage& address, st
   retry_timer_ = new uv_timer_t;
   uv_timer_init(ctx.loop, retry_timer_);
   retry_timer_->data = this;
+  if (config_.protocol != UpstreamProtocol::kHttp1)
+    h2_ = std::make_unique<Http2UpstreamPool>(ctx, *this, config_, stats_);
 }
 
 UpstreamPool::~UpstreamPool() {
@@ -106,6 +108,10 @@ UpstreamPool::Acquire UpstreamPool::acquire(PoolClient* client, bool fresh,
 }
 
 void UpstreamPool::cancel(PoolClient* client) {
+  if (h2_) {
+    h2_->cancel(client);
+    return;
+  }
   GaugeSync sync{*this};
   waiters_.remove(client);
   if (waiters_.empty()) uv_timer_stop(queue_timer_);
@@ -316,6 +322,7 @@ void UpstreamPool::retire() {
   if (retired_) return;
   retired_ = true;
   while (UpstreamConnection* c = idle_.front()) c->close();
+  if (h2_) h2_->retire();
 }
 
 void UpstreamPool::release(UpstreamConnection* conn) {
@@ -420,6 +427,7 @@ void UpstreamPool::shutdown() {
   GaugeSync sync{*this};
   if (shut_down_) return;
   shut_down_ = true;
+  if (h2_) h2_->shutdown();
   while (PoolClient* w = waiters_.pop_front()) w->on_pool_failure(PoolFailure::kConnectRefused);
   for (auto* list : {&connecting_, &idle_, &busy_}) {
     while (UpstreamConnection* c = list->front()) c->close();

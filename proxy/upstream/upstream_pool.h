@@ -13,6 +13,7 @@
 #include <netinet/in.h>
 #include <uv.h>
 
+#include <memory>
 #include <string>
 
 #include "core/config.h"
@@ -20,6 +21,7 @@
 #include "core/loop_context.h"
 #include "tls/tls_context.h"
 #include "tls/tls_layer.h"
+#include "upstream/http2_upstream_pool.h"
 #include "upstream/upstream_connection.h"
 
 namespace sluice {
@@ -54,8 +56,12 @@ class UpstreamPool final : public UpstreamSource {
   // for a new connection (a retry after a stale one failed).
   Acquire acquire(PoolClient* client, bool fresh, UpstreamConnection** conn, PoolFailure* failure);
   // UpstreamSource
+  // An HTTP/2 cluster's requests get a stream on a multiplexed connection (Http2UpstreamPool;
+  // `fresh` needs nothing there: a connection that failed is closed, one going away takes no
+  // new streams).
   Acquire acquire_side(PoolClient* client, bool fresh, UpstreamSide** side,
                        PoolFailure* failure) override {
+    if (h2_) return h2_->acquire(client, side, failure);
     UpstreamConnection* conn = nullptr;
     Acquire a = acquire(client, fresh, &conn, failure);
     *side = conn;
@@ -76,26 +82,33 @@ class UpstreamPool final : public UpstreamSource {
   // The cluster this pool belongs to (set by it; null: a pool alone, its cluster's only address).
   void set_siblings(const PoolSiblings* siblings) { siblings_ = siblings; }
   // Nothing left: no connection, no waiter and no exchange holding it; may be deleted.
-  bool empty() const { return open_count() == 0 && waiters_.empty() && users_ == 0; }
+  bool empty() const {
+    return open_count() == 0 && waiters_.empty() && users_ == 0 && (!h2_ || h2_->empty());
+  }
 
   // Passive outlier detection: skipped by load balancing while ejected.
   bool ejected(uint64_t now_ms) const { return now_ms < ejected_until_ms_; }
   uint64_t ejected_until_ms() const { return ejected_until_ms_; }
   // Requests on it now: busy, connecting and waiting (least-request balancing).
-  size_t load() const { return busy_.size() + connecting_.size() + waiters_.size(); }
+  size_t load() const {
+    return busy_.size() + connecting_.size() + waiters_.size() + (h2_ ? h2_->load() : 0);
+  }
   const sockaddr_storage& address() const { return address_; }
   const std::string& host() const override { return host_; }
   const TlsSessionSlot& tls_session() const { return tls_session_; }
 
   const std::string& name() const override { return name_; }
   size_t idle_count() const { return idle_.size(); }
-  size_t busy_count() const { return busy_.size(); }
+  // Busy HTTP/1.1 connections, or streams in flight on HTTP/2 ones.
+  size_t busy_count() const { return busy_.size() + (h2_ ? h2_->active_streams() : 0); }
   size_t connecting_count() const { return connecting_.size(); }
-  size_t waiting_count() const { return waiters_.size(); }
+  size_t waiting_count() const { return waiters_.size() + (h2_ ? h2_->waiting_count() : 0); }
+  Http2UpstreamPool* http2() const { return h2_.get(); }
   uint64_t connections_created() const { return created_; }
 
  private:
   friend class UpstreamConnection;
+  friend class Http2UpstreamPool;  // the address's TLS settings, session cache, outlier state
   size_t open_count() const { return idle_.size() + busy_.size() + connecting_.size(); }
   bool start_connection();
   // Starts connects for the waiters that have none, within max_connecting and max_connections,
@@ -152,6 +165,7 @@ class UpstreamPool final : public UpstreamSource {
   static constexpr uint64_t kFailureLogIntervalMs = 1000;
   bool shut_down_ = false;
   bool retired_ = false;
+  std::unique_ptr<Http2UpstreamPool> h2_;  // protocol h2/h2c: the multiplexed connections
 };
 
 }  // namespace sluice

@@ -30,6 +30,10 @@ enum class UpstreamError : uint8_t {
   kClosed,           // the upstream closed the connection before the response was complete
   kResponseTimeout,  // no response head in time: 504
   kBadResponse,      // unparsable response: 502
+  // HTTP/2: the server never processed the request (a stream above a GOAWAY's last stream id,
+  // or refused with REFUSED_STREAM): safe to retry whatever its method.
+  kUnprocessed,
+  kUpgradeOverHttp2,  // an Upgrade request to an HTTP/2 cluster (HTTP/2 has no Upgrade): 502
 };
 const char* upstream_error_name(UpstreamError e);
 
@@ -111,6 +115,7 @@ class PoolClient : public ListNode {
 
  private:
   friend class UpstreamPool;
+  friend class Http2UpstreamPool;
   uint64_t queued_at_ms_ = 0;
   bool wants_fresh_ = false;
 };
