@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "core/log.h"
+#include "http/grpc.h"
 #include "http/parser.h"
 #include "http/rewrite.h"
 #include "net/tcp_stream.h"
@@ -136,6 +137,8 @@ bool Http2Stream::on_header(std::string_view name, std::string_view value, bool 
     return true;
   }
   RequestHead& h = *head_;
+  // Known even when the block is over a limit: the refusal is then a gRPC status too.
+  if (name.size() == 12 && name == "content-type" && is_grpc_content_type(value)) h.grpc = true;
   // Counted as HPACK counts a header list (RFC 9113 §6.5.2), each cookie crumb on its own:
   // nghttp2 advertises the limit but does not enforce it on what it decodes. An HPACK bomb (a
   // large dynamic-table entry referenced again and again, or many tiny fields) stops being
@@ -476,10 +479,27 @@ size_t Http2Stream::send_error(int status, std::string_view why, bool,
 
 void Http2Stream::refuse(int status, std::string_view why, std::string_view reason,
                          const RequestHead& h) {
-  const size_t bytes = respond_text(status, why);
+  size_t bytes = 0;
+  int grpc_status = -1;
+  if (h.grpc) {
+    // A gRPC call: a Trailers-Only response (RESOURCE_EXHAUSTED for 431, INTERNAL for 400).
+    grpc_status = static_cast<int>(grpc_status_for_http(status));
+    MessageHead t;
+    t.status = 200;
+    t.add_header("content-type", "application/grpc");
+    t.add_header("grpc-status", std::to_string(grpc_status));
+    t.add_header("grpc-message", grpc_percent_encode(why));
+    bytes = send_head_only(t);
+    status = 200;
+  } else {
+    bytes = respond_text(status, why);
+  }
   LoopContext& ctx = conn_.ctx();
   ctx.stats.sluice_errors.add();
-  if (rc_.listener_stats) rc_.listener_stats->requests[status_class(status)].add();
+  if (rc_.listener_stats) {
+    rc_.listener_stats->requests[status_class(status)].add();
+    if (grpc_status >= 0) rc_.listener_stats->grpc_responses[static_cast<size_t>(grpc_status)].add();
+  }
   if (AccessLog* log = rc_.access_log) {
     const Config& cfg = *rc_.config;
     AccessLogEntry e;
@@ -492,6 +512,7 @@ void Http2Stream::refuse(int status, std::string_view why, std::string_view reas
     e.bytes_out = bytes;
     e.protocol = rc_.protocol;
     e.reason = reason;
+    e.grpc_status = grpc_status;
     log->append(e, cfg.log.format, rc_.colour_log);
   }
 }

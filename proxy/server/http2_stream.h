@@ -124,6 +124,7 @@ class Http2Stream final : public ListNode, private ClientSide {
     bool has_host = false;
     bool too_large = false;
     bool too_many = false;
+    bool grpc = false;  // content-type application/grpc*: refusals are gRPC statuses
   };
   std::unique_ptr<RequestHead> head_;  // freed once the exchange has the head
   // A request refused before its exchange began (431, 400, 501): counted with the listener's

@@ -373,6 +373,22 @@ TEST_F(Http2ConnectionTest, AnUnroutedGrpcCallGetsATrailersOnlyUnimplemented) {
   EXPECT_EQ(listener_stats_.grpc_responses[12].get(), 1u);
 }
 
+// Refused before an exchange begins (431 here): a gRPC call still gets a gRPC status.
+TEST_F(Http2ConnectionTest, AGrpcCallOverTheHeaderLimitsGetsResourceExhausted) {
+  Fields f = {{":method", "POST"}, {":scheme", "http"}, {":authority", "app.example"},
+              {":path", "/pkg.Svc/M"}, {"content-type", "application/grpc"}};
+  for (int i = 0; i < 120; ++i) f.push_back({"x-f" + std::to_string(i), "v"});
+  int32_t id = client_.request(f);
+  pump();
+  const Client::Response& r = client_.responses[id];
+  EXPECT_EQ(r.headers.at(":status"), "200");
+  EXPECT_EQ(r.headers.at("grpc-status"), "8");
+  EXPECT_EQ(r.headers.at("grpc-message"), "too many request header fields");
+  EXPECT_TRUE(r.ended_by_head);
+  EXPECT_TRUE(set_.source.sides.empty());
+  EXPECT_EQ(listener_stats_.grpc_responses[8].get(), 1u);
+}
+
 // A streaming gRPC call joins the worker's list once its response head is sent; the drain's
 // end at its slot comes at a message boundary as trailers (grpc-status 14) on the client
 // stream, and the upstream side is reset.
