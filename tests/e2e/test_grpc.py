@@ -29,6 +29,7 @@ import unittest
 import grpc
 
 from harness import HERE, E2ETestCase, http, wait_until
+from tls_certs import CertSet
 
 SERVICE = "/sluice.test.Echo/"
 IDENTITY = dict(request_serializer=None, response_deserializer=None)
@@ -59,18 +60,18 @@ class GrpcApp:
 class GrpcTest(E2ETestCase):
 
     def start_with(self, app_port, extra="", cluster_extra="", drain="{delay: 0s}",
-                   workers=1):
+                   workers=1, listener_extra=""):
         down = self.free_closed_port()
         cfg = os.path.join(self.make_tmpdir(), "sluice.yaml")
         with open(cfg, "w") as f:
             f.write("admin: {address: 127.0.0.1:0}\nworkers: %d\ndrain: %s\n"
-                    "listeners:\n  - name: ingress\n    address: 127.0.0.1:0\n    routes:\n"
+                    "listeners:\n  - name: ingress\n    address: 127.0.0.1:0\n%s    routes:\n"
                     "      - {prefix: /sluice.test.Echo/, cluster: app}\n"
                     "      - {prefix: /down.Svc/, cluster: down}\n"
                     "clusters:\n"
                     "  - {name: app, protocol: h2c, endpoints: [127.0.0.1:%d]%s}\n"
                     "  - {name: down, protocol: h2c, endpoints: [127.0.0.1:%d]}\n%s"
-                    % (workers, drain, app_port, cluster_extra, down, extra))
+                    % (workers, drain, listener_extra, app_port, cluster_extra, down, extra))
         return self.start_sluice("--config", cfg, defaults=False, workers=None)
 
     def free_closed_port(self):
@@ -130,6 +131,24 @@ class GrpcTest(E2ETestCase):
         self.assertEqual(dict(e.trailing_metadata())["x-trailer"], "done")
         wait_until(lambda: grpc_count(s, 0) == 4 and grpc_count(s, 5) == 1, 5,
                    "the calls' grpc-status counted")
+
+    def test_tls_clients_over_alpn_h2(self):
+        certs = CertSet.create()
+        self.addCleanup(certs.cleanup)
+        cert, key = certs.pair("localhost")
+        app = GrpcApp(self)
+        s = self.start_with(app.port, listener_extra="    tls: {cert: %s, key: %s}\n"
+                            % (json.dumps(cert), json.dumps(key)))
+        with open(certs.path("ca"), "rb") as f:
+            creds = grpc.ssl_channel_credentials(root_certificates=f.read())
+        ch = grpc.secure_channel("localhost:%d" % s.port, creds)
+        self.addCleanup(ch.close)
+        self.assertEqual(ch.unary_unary(SERVICE + "Unary", **IDENTITY)(b"over tls", timeout=10),
+                         b"over tls")
+        bidi = ch.stream_stream(SERVICE + "Bidi", **IDENTITY)
+        self.assertEqual(list(bidi(iter([b"1", b"22"]), timeout=10)), [b"1", b"22"])
+        self.expect_status(lambda: ch.unary_unary("/other.Svc/M", **IDENTITY)(b"", timeout=10),
+                           grpc.StatusCode.UNIMPLEMENTED, "no route")
 
     # ---- sluice's own errors --------------------------------------------------------------
 
