@@ -234,7 +234,7 @@ class GrpcTest(E2ETestCase):
     def test_a_drain_ends_streams_at_message_boundaries_spread_and_fails_no_unary_call(self):
         app = GrpcApp(self)
         spread_s = 2.0
-        s = self.start_with(app.port, drain="{delay: 3s, budget: 30s, close_spread: 2s}")
+        s = self.start_with(app.port, drain="{delay: 4s, budget: 30s, close_spread: 2s}")
         ch = self.channel(s)
         n_streams = 6
         results = [None] * n_streams
@@ -282,7 +282,7 @@ class GrpcTest(E2ETestCase):
             sch = grpc.insecure_channel("127.0.0.1:%d" % s.port)
             try:
                 out.append(sch.unary_unary(SERVICE + "Sleep", **IDENTITY)(
-                    b"slow", metadata=[("x-sleep-ms", "1500")], timeout=20))
+                    b"slow", metadata=[("x-sleep-ms", "5000")], timeout=20))
             except grpc.RpcError as e:
                 out.append(e)
             sch.close()
@@ -290,26 +290,33 @@ class GrpcTest(E2ETestCase):
         loaders = [threading.Thread(target=load) for _ in range(4)]
         for t in loaders:
             t.start()
-        time.sleep(0.3)  # the load runs before the drain (not a wait for a condition)
-        r = http(s.admin_port, "POST", "/drain", body=b"")
-        self.assertEqual(r.status, 202)
-        drain_start = time.monotonic()
-        # Stop the unary load before the delay (3 s) ends: after it the listener closes and,
-        # with no other instance here, new calls have nowhere to go.
-        wait_until(lambda: time.monotonic() - drain_start > 2.0, 5, "the load through the delay")
+        wait_until(lambda: unary_ok[0] >= 10, 10, "the unary load running")
+        # Slow unary calls in flight through the GOAWAYs and the spread (5 s: past the 4 s
+        # delay): they must finish.
         slow_results = []
         slows = [threading.Thread(target=slow, args=(slow_results,)) for _ in range(3)]
         for t in slows:
             t.start()
+        before = unary_ok[0]
+        r = http(s.admin_port, "POST", "/drain", body=b"")
+        self.assertEqual(r.status, 202)
+        drain_start = time.monotonic()
+        # The unary load goes on into the delay (the two-step GOAWAY moves new calls to new
+        # connections while the listener still accepts), and stops well before the delay ends:
+        # after it the listener closes and, with no other instance here, new calls have nowhere
+        # to go.
+        wait_until(lambda: unary_ok[0] - before >= 40 or time.monotonic() - drain_start > 1.5,
+                   10, "unary calls through the drain's delay")
         stop.set()
         for t in loaders:
             t.join(30)
+        self.assertEqual(json.loads(http(s.admin_port, "GET", "/drain").body)["phase"], "delay")
         for t in slows:
             t.join(30)
         for t in threads:
             t.join(60)
         self.assertEqual(unary_failures, [])
-        self.assertGreater(unary_ok[0], 20)
+        self.assertGreater(unary_ok[0] - before, 0)
         self.assertEqual(slow_results, [b"slow"] * 3)
         ends = []
         for kind, code, details, got, at in results:
@@ -321,7 +328,7 @@ class GrpcTest(E2ETestCase):
             ends.append(at)
         ends.sort()
         # The ends come after the delay, spread over the window (i/n of it apart).
-        self.assertGreater(ends[0] - drain_start, 2.5)
+        self.assertGreater(ends[0] - drain_start, 3.5)
         self.assertGreater(ends[-1] - ends[0], spread_s * (n_streams - 1) / n_streams * 0.5,
                            [round(e - drain_start, 3) for e in ends])
         d = json.loads(http(s.admin_port, "GET", "/drain").body)
