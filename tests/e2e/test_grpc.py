@@ -11,6 +11,9 @@ cluster.
   HTTP/1.1 client (curl) gets 505 with a text saying gRPC needs HTTP/2. Each counted in
   sluice_grpc_responses_total{grpc_status}.
 - A streaming call is not cut by the cluster's response_timeout once its head arrived.
+- Mid-stream: the grpc-timeout passing ends the call with DEADLINE_EXCEEDED trailers after
+  whole messages (curl, no deadline of its own); the app killed mid-stream ends it UNAVAILABLE.
+- TLS: grpc.secure_channel with the test CA (ALPN h2).
 - The drain: unary load through the drain delay plus N streaming calls: zero failed unary
   calls, every stream ends with UNAVAILABLE "server is draining" after whole messages only (the
   payloads are checked in sequence), the ends spread over drain.close_spread.
@@ -206,6 +209,51 @@ class GrpcTest(E2ETestCase):
             self.assertRegex(out, r"(?m)^grpc-status: 13\r?$", bad)
         self.assertEqual(grpc_count(s, 4), 1)
         self.assertEqual(grpc_count(s, 13), 4)
+
+    def test_the_deadline_passing_mid_stream_ends_it_with_trailers_after_whole_messages(self):
+        app = GrpcApp(self)
+        s = self.start_with(app.port)
+        url = "http://127.0.0.1:%d%sServerStream" % (s.port, SERVICE)
+        empty = os.path.join(self.make_tmpdir(), "empty")
+        with open(empty, "wb") as f:
+            f.write(b"\x00\x00\x00\x00\x00")  # one empty request message
+        # curl has no deadline of its own: the trailers are sluice's.
+        r = subprocess.run(["curl", "-sS", "-i", "--http2-prior-knowledge", "-m", "20",
+                            "-H", "content-type: application/grpc", "-H", "te: trailers",
+                            "-H", "grpc-timeout: 600m", "-H", "x-count: 1000",
+                            "-H", "x-size: 50", "-H", "x-interval-ms: 50",
+                            "--data-binary", "@" + empty, url],
+                           capture_output=True, timeout=30)
+        out = r.stdout
+        self.assertIn(b"grpc-status: 4", out, r.stderr)
+        self.assertIn(b"grpc-message: deadline exceeded (grpc-timeout)", out)
+        # The body between the head and the trailers is whole 5-byte-framed messages.
+        body = out.split(b"\r\n\r\n", 1)[1].split(b"grpc-status", 1)[0]
+        msgs, i = [], 0
+        while i + 5 <= len(body):
+            n = int.from_bytes(body[i + 1:i + 5], "big")
+            if n != 50:
+                break
+            msgs.append(body[i + 5:i + 5 + n])
+            i += 5 + n
+        self.assertGreater(len(msgs), 2)
+        self.assertTrue(all(m.startswith(b"msg-%d:" % k) for k, m in enumerate(msgs)), msgs[-2:])
+        self.assertEqual(grpc_count(s, 4), 1)
+
+    def test_an_upstream_lost_mid_stream_ends_the_call_unavailable(self):
+        app = GrpcApp(self)
+        s = self.start_with(app.port)
+        stream = self.channel(s).unary_stream(SERVICE + "ServerStream", **IDENTITY)
+        call = stream(b"", metadata=[("x-count", "100000"), ("x-interval-ms", "20")], timeout=30)
+        got = []
+        with self.assertRaises(grpc.RpcError) as cm:
+            for m in call:
+                got.append(m)
+                if len(got) == 5:
+                    app.proc.kill()  # the app dies: its connection is reset mid-call
+        self.assertEqual(cm.exception.code(), grpc.StatusCode.UNAVAILABLE, cm.exception)
+        self.assertIn("upstream failed", cm.exception.details())
+        self.assertTrue(all(m.startswith(b"msg-%d:" % k) for k, m in enumerate(got)))
 
     def test_a_grpc_call_over_http1_gets_a_clear_error(self):
         app = GrpcApp(self)
