@@ -130,7 +130,7 @@ struct ClusterStats {
   Counter connections_created;
   Counter idle_connections;    // gauge
   Counter active_connections;  // gauge: busy with a request
-  Counter retries;
+  Counter retries[3];  // by kRetryReasons
   Counter connect_failures;
   Counter timeouts;  // connect and response timeouts
   Counter ejections;
@@ -144,6 +144,13 @@ struct ClusterStats {
   Counter upstream_streams_active;  // gauge: HTTP/2 streams open to the cluster
   Counter upstream_goaways;         // GOAWAY frames received from its HTTP/2 upstreams
 };
+
+// Why a request was sent again (sluice_upstream_request_retries_total{reason}): a reused
+// keep-alive connection turned out stale, a connect failed (another address was tried), or an
+// HTTP/2 upstream had not processed it (a GOAWAY's last stream id, REFUSED_STREAM).
+enum class RetryReason : uint8_t { kStaleConnection, kConnectFailed, kGoawayUnprocessed };
+inline constexpr const char* kRetryReasons[] = {"stale_connection", "connect_failed",
+                                                "goaway_unprocessed"};
 
 // Concurrency caps as label values of sluice_upstream_overflow_total{limit}.
 inline constexpr const char* kOverflowLimits[] = {"requests", "pending"};

@@ -165,6 +165,9 @@ void Exchange::begin(const MessageHead& req) {
     return;
   }
   use_cluster(cluster);
+  // An HTTP/2 upstream may refuse a request unprocessed (GOAWAY): any method is then retried,
+  // with its body when it is small enough to keep.
+  if (cluster->config().protocol != UpstreamProtocol::kHttp1) retain_ok_ = true;
   if (!check_rate_limits(req, plan)) return;
   if (!admit_to_cluster()) return;
   use_pool(cluster->pick_source());
@@ -227,7 +230,7 @@ void Exchange::on_pool_failure(PoolFailure f) {
     UpstreamSource* next = cluster_->pick_source(pool_);
     if (next && next != pool_) {
       ++connect_retries_;
-      cluster_->stats().retries.add();
+      cluster_->stats().retries[static_cast<size_t>(RetryReason::kConnectFailed)].add();
       LOG_DEBUG("upstream %s: %s, trying %s", pool_->name().c_str(), pool_failure_name(f),
                 next->name().c_str());
       use_pool(next);
@@ -464,7 +467,10 @@ void Exchange::on_upstream_complete() {
 }
 
 bool Exchange::can_retry(UpstreamError e) const {
-  if (retried_ || !conn_reused_) return false;
+  if (retried_) return false;
+  // The upstream says it never processed the request: safe to send again whatever the method.
+  if (e == UpstreamError::kUnprocessed) return !wrote_any_ || retain_ok_;
+  if (!conn_reused_) return false;
   if (e != UpstreamError::kClosed && e != UpstreamError::kReset) return false;
   return !wrote_any_ || (idempotent_ && retain_ok_);
 }
@@ -489,9 +495,11 @@ void Exchange::on_upstream_error(UpstreamError e, bool response_started) {
   }
   if (!response_started && can_retry(e) && take_retry()) {
     retried_ = true;
-    cluster_->stats().retries.add();
-    LOG_DEBUG("upstream %s: stale pooled connection (%s), retrying on a fresh one",
-              pool_->name().c_str(), upstream_error_name(e));
+    const RetryReason why = e == UpstreamError::kUnprocessed ? RetryReason::kGoawayUnprocessed
+                                                             : RetryReason::kStaleConnection;
+    cluster_->stats().retries[static_cast<size_t>(why)].add();
+    LOG_DEBUG("upstream %s: %s (%s), retrying on a fresh connection", pool_->name().c_str(),
+              kRetryReasons[static_cast<size_t>(why)], upstream_error_name(e));
     acquire(true);
     return;
   }

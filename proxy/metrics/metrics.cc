@@ -77,7 +77,12 @@ StatsTotals sum_stats(const ShardSet<ListenerStats>& listeners,
       c.connections_created += s->connections_created.get();
       c.idle_connections += s->idle_connections.get();
       c.active_connections += s->active_connections.get();
-      c.retries += s->retries.get();
+      for (size_t i = 0; i < 3; ++i) {
+        c.retries_by_reason[i] += s->retries[i].get();
+        c.retries += s->retries[i].get();
+      }
+      c.streams_active += s->upstream_streams_active.get();
+      c.goaways += s->upstream_goaways.get();
       c.connect_failures += s->connect_failures.get();
       c.timeouts += s->timeouts.get();
       c.ejections += s->ejections.get();
@@ -328,10 +333,24 @@ std::vector<MetricFamily> Metrics::Collect() const {
   per_item(out, C, "cluster", "sluice_upstream_pool_active_connections",
            "Upstream connections carrying a request", T::Gauge,
            [](const Cl& c) { return c.active_connections; });
-  per_item(out, C, "cluster", "sluice_upstream_request_retries_total",
-           "Requests sent again: on a fresh connection after a stale pooled one, or to another "
-           "address after a failed connect",
-           T::Counter, [](const Cl& c) { return c.retries; });
+  {
+    MetricFamily f = family("sluice_upstream_request_retries_total",
+                            "Requests sent again, by why: stale_connection (on a fresh connection "
+                            "after a stale pooled one), connect_failed (to another address), "
+                            "goaway_unprocessed (an HTTP/2 upstream had not processed it)",
+                            T::Counter);
+    for (const Cl& c : C)
+      for (size_t i = 0; i < 3; ++i)
+        f.metric.push_back(value_metric(T::Counter, static_cast<double>(c.retries_by_reason[i]),
+                                        {{"cluster", c.name}, {"reason", kRetryReasons[i]}}));
+    out.push_back(std::move(f));
+  }
+  per_item(out, C, "cluster", "sluice_upstream_streams_active",
+           "HTTP/2 streams open to the cluster's upstreams (protocol h2/h2c)", T::Gauge,
+           [](const Cl& c) { return c.streams_active; });
+  per_item(out, C, "cluster", "sluice_upstream_goaway_received_total",
+           "GOAWAY frames received from the cluster's HTTP/2 upstreams", T::Counter,
+           [](const Cl& c) { return c.goaways; });
   per_item(out, C, "cluster", "sluice_upstream_connect_failures_total",
            "Upstream connects refused, failed or timed out", T::Counter,
            [](const Cl& c) { return c.connect_failures; });
@@ -490,6 +509,12 @@ nlohmann::json Metrics::render_json(const Config& config) const {
     x["pool_idle"] = c.idle_connections;
     x["pool_active"] = c.active_connections;
     x["retries"] = c.retries;
+    x["retries_by_reason"] = {{kRetryReasons[0], c.retries_by_reason[0]},
+                              {kRetryReasons[1], c.retries_by_reason[1]},
+                              {kRetryReasons[2], c.retries_by_reason[2]}};
+    if (cc) x["protocol"] = upstream_protocol_name(cc->protocol);
+    x["streams_active"] = c.streams_active;
+    x["goaway_received"] = c.goaways;
     x["connect_failures"] = c.connect_failures;
     x["timeouts"] = c.timeouts;
     x["ejections"] = c.ejections;

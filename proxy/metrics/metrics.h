@@ -56,6 +56,8 @@ struct StatsTotals {
     HistogramTotals duration;
     uint64_t connections_created = 0, idle_connections = 0, active_connections = 0;
     uint64_t retries = 0, connect_failures = 0, timeouts = 0, ejections = 0;
+    uint64_t retries_by_reason[3] = {};  // by kRetryReasons
+    uint64_t streams_active = 0, goaways = 0;
     uint64_t ejections_prevented = 0, connect_retries = 0;
     uint64_t tls_full = 0, tls_resumed = 0;
     uint64_t overflow[2] = {}, retry_budget_exhausted = 0, circuit_transitions[3] = {};

@@ -32,8 +32,7 @@ bool dropped(std::string_view n) {
 
 }  // namespace
 
-void Http2RequestFields::add(const char* name, size_t namelen, const char* value,
-                             size_t valuelen) {
+void Http2RequestFields::add(const char* name, size_t namelen, const char* value, size_t valuelen) {
   nv_.push_back(nghttp2_nv{reinterpret_cast<uint8_t*>(const_cast<char*>(name)),
                            reinterpret_cast<uint8_t*>(const_cast<char*>(value)), namelen, valuelen,
                            NGHTTP2_NV_FLAG_NONE});

@@ -45,9 +45,9 @@ h2::ssize read_callback(nghttp2_session*, int32_t, uint8_t* buf, size_t length, 
 Http2UpstreamStream::Http2UpstreamStream(Http2UpstreamConnection& conn, bool reused)
     : conn_(conn), reused_(reused) {}
 
-void Http2UpstreamStream::bind(UpstreamHandler* handler, bool head_request) {
+// A HEAD response has no DATA in HTTP/2 (the server ends the stream with its HEADERS).
+void Http2UpstreamStream::bind(UpstreamHandler* handler, bool) {
   handler_ = handler;
-  head_request_ = head_request;
 }
 
 int Http2UpstreamStream::send_head(const Slice& head, Framing framing) {
@@ -62,8 +62,7 @@ int Http2UpstreamStream::send_head(const Slice& head, Framing framing) {
       fail_later(UpstreamError::kUpgradeOverHttp2);
       return 0;
     case Http2RequestFields::Result::kMalformed:
-      LOG_ERROR("upstream %s: cannot convert a request head to HTTP/2",
-                conn_.authority().c_str());
+      LOG_ERROR("upstream %s: cannot convert a request head to HTTP/2", conn_.authority().c_str());
       h2_closed_ = true;
       fail_later(UpstreamError::kBadResponse);
       return 0;
@@ -72,8 +71,8 @@ int Http2UpstreamStream::send_head(const Slice& head, Framing framing) {
   prd.source.ptr = this;
   prd.read_callback = &read_callback;
   const bool has_body = framing != Framing::kNone;
-  int32_t id = h2::submit_request(conn_.session(), f.data(), f.size(), has_body ? &prd : nullptr,
-                                  this);
+  int32_t id =
+      h2::submit_request(conn_.session(), f.data(), f.size(), has_body ? &prd : nullptr, this);
   if (id < 0) {
     LOG_WARN("upstream %s: request not submitted: %s", conn_.authority().c_str(),
              nghttp2_strerror(id));
@@ -170,8 +169,7 @@ void Http2UpstreamStream::on_timer(uv_timer_t* t) {
   auto* self = static_cast<Http2UpstreamStream*>(t->data);
   if (!self->handler_ || self->final_head_ || !self->awaiting_head_) return;
   if (!self->h2_closed_ && self->id_ >= 0) {
-    nghttp2_submit_rst_stream(self->conn_.session(), NGHTTP2_FLAG_NONE, self->id_,
-                              NGHTTP2_CANCEL);
+    nghttp2_submit_rst_stream(self->conn_.session(), NGHTTP2_FLAG_NONE, self->id_, NGHTTP2_CANCEL);
     self->conn_.schedule_send();
   }
   self->fail(UpstreamError::kResponseTimeout);
@@ -369,7 +367,6 @@ bool Http2UpstreamConnection::start_session() {
   nghttp2_session_callbacks* raw_cb = nullptr;
   if (nghttp2_session_callbacks_new(&raw_cb) != 0) return false;
   std::unique_ptr<nghttp2_session_callbacks, CallbacksDeleter> cb(raw_cb);
-  nghttp2_session_callbacks_set_on_begin_headers_callback(cb.get(), &on_begin_headers);
   nghttp2_session_callbacks_set_on_header_callback(cb.get(), &on_header);
   nghttp2_session_callbacks_set_on_frame_recv_callback(cb.get(), &on_frame_recv);
   nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb.get(), &on_data_chunk);
@@ -390,14 +387,13 @@ bool Http2UpstreamConnection::start_session() {
   };
   if (nghttp2_submit_settings(session_, NGHTTP2_FLAG_NONE, iv, sizeof iv / sizeof iv[0]) != 0)
     return false;
-  if (nghttp2_session_set_local_window_size(session_, NGHTTP2_FLAG_NONE, 0, kConnectionWindow) !=
-      0)
+  if (nghttp2_session_set_local_window_size(session_, NGHTTP2_FLAG_NONE, 0, kConnectionWindow) != 0)
     return false;
   return true;
 }
 
 void Http2UpstreamConnection::on_stream_connected(int status) {
-  timer_.stop();
+  // The connect timeout runs on until the server's SETTINGS make the connection ready.
   if (status == TcpStream::kTlsFailed && stream_->tls()) {
     LOG_WARN("upstream %s: %s", authority().c_str(), stream_->tls_error().c_str());
     fail_connect(UpstreamError::kTlsHandshake);
@@ -422,19 +418,35 @@ void Http2UpstreamConnection::on_stream_connected(int status) {
     fail_connect(UpstreamError::kConnectRefused);
     return;
   }
-  state_ = State::kReady;
+  // Ready once the server's SETTINGS arrive (its first frame, a moment later): streams are
+  // then opened within its real limit. The connect timeout still runs until then.
+  session_started_ = true;
   last_frame_ms_ = ctx().now_ms();
   stream_->read_start();
   send();
-  if (state_ == State::kClosed) return;
-  arm_ping_timer();
-  if (pool_) pool_->on_connected(this);
+}
+
+void Http2UpstreamConnection::on_settings() {
+  settings_seen_ = true;
+  if (state_ == State::kConnecting) {
+    state_ = State::kReady;
+    timer_.stop();
+    arm_ping_timer();
+    if (pool_) pool_->on_connected(this);
+    return;
+  }
+  // The server's limit may have changed: waiters may fit now.
+  if (pool_ && state_ == State::kReady) pool_->on_room(this);
 }
 
 void Http2UpstreamConnection::fail_connect(UpstreamError e) {
-  Http2UpstreamPool* pool = pool_;
-  close();
-  if (pool) pool->on_connect_failed(this, e);
+  close_with(e);
+}
+
+uint32_t Http2UpstreamConnection::server_max_streams() const {
+  return session_ ? nghttp2_session_get_remote_settings(session_,
+                                                        NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS)
+                  : 100;
 }
 
 bool Http2UpstreamConnection::has_room() const {
@@ -443,7 +455,6 @@ bool Http2UpstreamConnection::has_room() const {
       nghttp2_session_get_remote_settings(session_, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS);
   // Stream ids run out at 2^31: a connection near the end takes no more.
   if (nghttp2_session_get_next_stream_id(session_) > (1u << 31) - 1000) return false;
-  if (!settings_seen_) max = std::min<uint32_t>(max, 100);  // RFC 9113 §6.5.2's suggestion
   return active_ < max;
 }
 
@@ -480,7 +491,11 @@ void Http2UpstreamConnection::stream_finished(Http2UpstreamStream* s) {
   if (pool_) pool_->sync_gauges();
 }
 
-void Http2UpstreamConnection::start_idle_timer(uint64_t ms) { idle_timeout_ms_ = ms; }
+void Http2UpstreamConnection::start_idle_timer(uint64_t ms) {
+  idle_timeout_ms_ = ms;
+  if (active_ == 0) idle_since_ms_ = ctx().now_ms();
+  arm_ping_timer();
+}
 
 void Http2UpstreamConnection::arm_ping_timer() {
   if (state_ == State::kClosed) return;
@@ -514,8 +529,7 @@ void Http2UpstreamConnection::on_timer(uv_timer_t* t) {
     self->close();
     return;
   }
-  if (now - self->last_frame_ms_ >= kPingIdleMs &&
-      (self->active_ > 0 || !self->idle_timeout_ms_)) {
+  if (now - self->last_frame_ms_ >= kPingIdleMs && (self->active_ > 0 || !self->idle_timeout_ms_)) {
     // Streams wait on a server that has been quiet (or a kept connection idles): is it there?
     if (nghttp2_submit_ping(self->session_, NGHTTP2_FLAG_NONE, kPingData) == 0) {
       self->ping_outstanding_ = true;
@@ -559,7 +573,7 @@ void Http2UpstreamConnection::on_stream_read(const Slice& data) {
 }
 
 void Http2UpstreamConnection::on_stream_eof() {
-  if (state_ == State::kConnecting) {
+  if (state_ == State::kConnecting && !session_started_) {
     LOG_WARN("upstream %s: the upstream closed the connection during the TLS handshake",
              authority().c_str());
     fail_connect(UpstreamError::kTlsHandshake);
@@ -600,9 +614,7 @@ void Http2UpstreamConnection::send_task(void* p) {
 }
 
 void Http2UpstreamConnection::send() {
-  if (state_ == State::kClosed || state_ == State::kConnecting || in_send_ || in_recv_ ||
-      !session_)
-    return;
+  if (state_ == State::kClosed || !session_started_ || in_send_ || in_recv_ || !session_) return;
   in_send_ = true;
   std::vector<Slice> batch;
   size_t batch_bytes = 0;
@@ -668,17 +680,25 @@ void Http2UpstreamConnection::send() {
 
 void Http2UpstreamConnection::on_goaway(int32_t last_stream_id, uint32_t error_code) {
   if (state_ == State::kClosed) return;
+  if (state_ == State::kConnecting) {
+    // Turned away before it was ready: a failed connect.
+    LOG_WARN("upstream %s: GOAWAY before the connection was ready (%s)", authority().c_str(),
+             nghttp2_http2_strerror(error_code));
+    close_with(UpstreamError::kConnectRefused);
+    return;
+  }
   if (state_ != State::kGoingAway) {
     LOG_INFO("upstream %s: GOAWAY (last stream %d, %s): no new streams on this connection",
              authority().c_str(), last_stream_id, nghttp2_http2_strerror(error_code));
     state_ = State::kGoingAway;
-    if (pool_) pool_->on_goaway(this);
+    if (pool_) pool_->on_goaway(this);  // moves it from ready to going away
   }
 }
 
 void Http2UpstreamConnection::close_with(UpstreamError e) {
   if (state_ == State::kClosed) return;
   Http2UpstreamPool* pool = pool_;
+  const bool connecting = state_ == State::kConnecting;
   if (pool) pool->detach(this);
   pool_ = nullptr;
   state_ = State::kClosed;
@@ -690,9 +710,20 @@ void Http2UpstreamConnection::close_with(UpstreamError e) {
     if (s->bound()) bound.push_back(s.get());
   for (Http2UpstreamStream* s : bound) s->connection_lost(e);
   stream_->close();
+  // A connection that never became ready failed to connect: the pool decides what its
+  // waiters do (a retry after a backoff, or the failure).
+  if (connecting && pool && !closing_quietly_) {
+    pool->on_connect_failed(this,
+                            e == UpstreamError::kConnectTimeout || e == UpstreamError::kTlsHandshake
+                                ? e
+                                : UpstreamError::kConnectRefused);
+  }
 }
 
-void Http2UpstreamConnection::close() { close_with(UpstreamError::kReset); }
+void Http2UpstreamConnection::close() {
+  closing_quietly_ = true;  // the pool's own decision: nothing to report back
+  close_with(UpstreamError::kReset);
+}
 
 void Http2UpstreamConnection::on_stream_closed() {
   // Freed on a later turn, after the cork flush and send tasks it may have queued.
@@ -728,10 +759,6 @@ void Http2UpstreamConnection::sweep() {
 
 // nghttp2 callbacks. None of them frees a stream: done streams are swept on a later turn.
 
-int Http2UpstreamConnection::on_begin_headers(nghttp2_session*, const nghttp2_frame*, void*) {
-  return 0;
-}
-
 int Http2UpstreamConnection::on_header(nghttp2_session*, const nghttp2_frame* frame,
                                        const uint8_t* name, size_t namelen, const uint8_t* value,
                                        size_t valuelen, uint8_t, void* user) {
@@ -760,9 +787,7 @@ int Http2UpstreamConnection::on_frame_recv(nghttp2_session*, const nghttp2_frame
       break;
     case NGHTTP2_SETTINGS:
       // The server's limit may have grown: waiters may fit now.
-      if (frame->hd.flags & NGHTTP2_FLAG_ACK) break;
-      self->settings_seen_ = true;
-      if (self->pool_ && self->state_ == State::kReady) self->pool_->on_room(self);
+      if (!(frame->hd.flags & NGHTTP2_FLAG_ACK)) self->on_settings();
       break;
     case NGHTTP2_GOAWAY:
       self->on_goaway(frame->goaway.last_stream_id, frame->goaway.error_code);
@@ -802,8 +827,8 @@ int Http2UpstreamConnection::on_stream_close(nghttp2_session*, int32_t stream_id
   return 0;
 }
 
-int Http2UpstreamConnection::on_frame_not_send(nghttp2_session*, const nghttp2_frame* frame,
-                                               int, void* user) {
+int Http2UpstreamConnection::on_frame_not_send(nghttp2_session*, const nghttp2_frame* frame, int,
+                                               void* user) {
   auto* self = static_cast<Http2UpstreamConnection*>(user);
   if (frame->hd.type != NGHTTP2_HEADERS) return 0;
   if (Http2UpstreamStream* s = self->stream(frame->hd.stream_id)) s->on_not_sent();

@@ -78,7 +78,6 @@ class Http2UpstreamStream final : public UpstreamSide {
 
  private:
   void fail(UpstreamError e);
-  void detach_handler() { handler_ = nullptr; }
   static void on_timer(uv_timer_t* t);
   void fail_later(UpstreamError e);
   static void fail_task(void* self);
@@ -87,8 +86,8 @@ class Http2UpstreamStream final : public UpstreamSide {
   Http2UpstreamConnection& conn_;
   UpstreamHandler* handler_ = nullptr;
   int32_t id_ = -1;
-  MessageHead head_;      // the response head (or an interim one) being received
-  MessageHead trailers_;  // the trailer section being received
+  MessageHead head_;       // the response head (or an interim one) being received
+  MessageHead trailers_;   // the trailer section being received
   std::deque<Slice> out_;  // request body bytes not yet taken by nghttp2
   size_t out_off_ = 0;
   size_t out_bytes_ = 0;
@@ -97,18 +96,16 @@ class Http2UpstreamStream final : public UpstreamSide {
   std::unique_ptr<Http2RequestFields> trailer_fields_;
   UpstreamError pending_error_ = UpstreamError::kReset;
   bool reused_;
-  bool head_request_ = false;
-  bool final_head_ = false;      // a final (non-1xx) response head arrived
-  bool in_trailers_ = false;     // the HEADERS being received is the trailer section
+  bool final_head_ = false;   // a final (non-1xx) response head arrived
+  bool in_trailers_ = false;  // the HEADERS being received is the trailer section
   bool response_started_ = false;
   bool awaiting_head_ = false;
-  bool body_end_ = false;        // send_end came
-  bool deferred_ = false;        // the data provider answered DEFERRED
-  bool above_high_ = false;      // queued passed the high watermark: drained is due
+  bool body_end_ = false;    // send_end came
+  bool deferred_ = false;    // the data provider answered DEFERRED
+  bool above_high_ = false;  // queued passed the high watermark: drained is due
   bool paused_ = false;
-  bool complete_ = false;        // END_STREAM received
-  bool h2_closed_ = false;       // nghttp2 is done with it (or never had it)
-  bool bad_header_ = false;
+  bool complete_ = false;   // END_STREAM received
+  bool h2_closed_ = false;  // nghttp2 is done with it (or never had it)
   bool error_scheduled_ = false;
 };
 
@@ -126,6 +123,7 @@ class Http2UpstreamConnection final : public ListNode, private StreamHandler {
   // Streams open (bound or not yet swept): what counts against the server's limit.
   size_t active_streams() const { return active_; }
   // Whether another stream fits under the server's SETTINGS_MAX_CONCURRENT_STREAMS.
+  uint32_t server_max_streams() const;
   bool has_room() const;
   // A new stream for an exchange (the caller checked has_room).
   Http2UpstreamStream* open_stream();
@@ -165,8 +163,8 @@ class Http2UpstreamConnection final : public ListNode, private StreamHandler {
   void fail_connect(UpstreamError e);
   Http2UpstreamStream* stream(int32_t id);
   void on_goaway(int32_t last_stream_id, uint32_t error_code);
+  void on_settings();
 
-  static int on_begin_headers(nghttp2_session*, const nghttp2_frame* frame, void* user);
   static int on_header(nghttp2_session*, const nghttp2_frame* frame, const uint8_t* name,
                        size_t namelen, const uint8_t* value, size_t valuelen, uint8_t flags,
                        void* user);
@@ -182,8 +180,8 @@ class Http2UpstreamConnection final : public ListNode, private StreamHandler {
   nghttp2_session* session_ = nullptr;
   std::vector<std::unique_ptr<Http2UpstreamStream>> streams_;
   std::vector<Http2UpstreamStream*> drained_;
-  Http2RequestFields fields_;  // scratch for the request heads submitted on this connection
-  OnDemandTimer timer_;        // connect timeout, then PING / idle
+  Http2RequestFields fields_;     // scratch for the request heads submitted on this connection
+  OnDemandTimer timer_;           // connect timeout, then PING / idle
   const Slice* input_ = nullptr;  // the slice mem_recv is reading, for zero-copy DATA
   State state_ = State::kConnecting;
   size_t active_ = 0;
@@ -199,7 +197,9 @@ class Http2UpstreamConnection final : public ListNode, private StreamHandler {
   bool sweep_scheduled_ = false;
   bool ping_outstanding_ = false;
   bool input_paused_ = false;
-  bool settings_seen_ = false;  // the server's SETTINGS arrived
+  bool settings_seen_ = false;    // the server's SETTINGS arrived
+  bool session_started_ = false;  // connected (and TLS done): frames flow
+  bool closing_quietly_ = false;  // close() by the pool: no connect failure is reported
 };
 
 }  // namespace sluice

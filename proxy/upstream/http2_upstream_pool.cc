@@ -1,5 +1,7 @@
 #include "upstream/http2_upstream_pool.h"
 
+#include <algorithm>
+
 #include "core/log.h"
 #include "upstream/upstream_pool.h"
 
@@ -22,8 +24,12 @@ Http2UpstreamPool::~Http2UpstreamPool() {
   shutdown();
 }
 
-const std::string& Http2UpstreamPool::name() const { return owner_.name(); }
-const std::string& Http2UpstreamPool::authority() const { return owner_.host(); }
+const std::string& Http2UpstreamPool::name() const {
+  return owner_.name();
+}
+const std::string& Http2UpstreamPool::authority() const {
+  return owner_.host();
+}
 
 Http2UpstreamConnection* Http2UpstreamPool::pick() {
   // The fullest connection that still has room: load packs onto few connections, and the
@@ -70,13 +76,14 @@ void Http2UpstreamPool::cancel(PoolClient* client) {
   if (waiters_.empty()) uv_timer_stop(queue_timer_);
 }
 
-// One new connection per 100 waiters beyond what is connecting (a connection takes at least
-// the first 100 streams before the server's SETTINGS say otherwise), within max_connecting and
+// One new connection per server stream limit's worth of waiters beyond what is connecting (the
+// limit the server's last SETTINGS gave, 100 until one came), within max_connecting and
 // max_connections.
 void Http2UpstreamPool::connect_for_waiters() {
   if (shut_down_ || retired_ || retry_at_ms_) return;
   const PoolSettings& pool = config_.pool;
-  while (waiters_.size() > connecting_.size() * 100 &&
+  const size_t per_connection = std::max<size_t>(1, expected_streams_);
+  while (waiters_.size() > connecting_.size() * per_connection &&
          connecting_.size() < pool.max_connecting && open_count() < pool.max_connections) {
     if (!start_connection()) return;
   }
@@ -86,8 +93,8 @@ bool Http2UpstreamPool::start_connection() {
   const ClientTls* tls = owner_.tls_;
   auto* c = new Http2UpstreamConnection(ctx_, this, tls != nullptr);
   connecting_.push_back(c);
-  if (tls && !c->start_tls(tls->ctx(), owner_.tls_name_, tls->settings().verify,
-                           &owner_.tls_session_)) {
+  if (tls &&
+      !c->start_tls(tls->ctx(), owner_.tls_name_, tls->settings().verify, &owner_.tls_session_)) {
     LOG_ERROR("upstream %s: cannot create a TLS session: %s", name().c_str(),
               openssl_errors().c_str());
     stats_.connect_failures.add();
@@ -112,8 +119,10 @@ void Http2UpstreamPool::on_connected(Http2UpstreamConnection* c) {
   failed_rounds_ = 0;
   owner_.consecutive_failures_ = 0;
   ready_.push_back(c);
+  expected_streams_ = c->server_max_streams();
   c->start_idle_timer(static_cast<uint64_t>(config_.pool.idle_timeout.count()));
   serve_waiters(c);
+  connect_for_waiters();  // more than it takes: the next connections start now
   sync_gauges();
 }
 
@@ -189,14 +198,27 @@ void Http2UpstreamPool::on_goaway(Http2UpstreamConnection* c) {
 }
 
 void Http2UpstreamPool::detach(Http2UpstreamConnection* c) {
-  connecting_.remove(c);
-  ready_.remove(c);
-  going_away_.remove(c);
+  // The list of its state (IntrusiveList::remove must be given the list the node is on).
+  switch (c->state()) {
+    case Http2UpstreamConnection::State::kConnecting:
+      connecting_.remove(c);
+      break;
+    case Http2UpstreamConnection::State::kReady:
+      ready_.remove(c);
+      break;
+    case Http2UpstreamConnection::State::kGoingAway:
+      going_away_.remove(c);
+      break;
+    case Http2UpstreamConnection::State::kClosed:
+      break;
+  }
   // Its streams leave the pool's count with it (their exchanges hear of it next).
   for (size_t i = 0; i < c->active_streams(); ++i) stream_closed();
   sync_gauges();
-  // Waiters it would have served need another connection.
-  if (!waiters_.empty() && !shut_down_) connect_for_waiters();
+  // Waiters it would have served need another connection (a failed connect decides that in
+  // on_connect_failed, with its backoff).
+  if (c->state() != Http2UpstreamConnection::State::kConnecting && !waiters_.empty() && !shut_down_)
+    connect_for_waiters();
 }
 
 void Http2UpstreamPool::retire() {

@@ -82,10 +82,11 @@ class Http2UpstreamPool {
   ClusterStats& stats_;
   IntrusiveList<Http2UpstreamConnection> connecting_, ready_, going_away_;
   IntrusiveList<PoolClient> waiters_;
-  uv_timer_t* queue_timer_;  // heap-allocated: freed in its close callback
-  uv_timer_t* retry_timer_;  // ditto: a connect again after a backoff (sole address)
+  uv_timer_t* queue_timer_;   // heap-allocated: freed in its close callback
+  uv_timer_t* retry_timer_;   // ditto: a connect again after a backoff (sole address)
   uint64_t retry_at_ms_ = 0;  // a backoff runs until then (0: none)
   uint32_t failed_rounds_ = 0;
+  size_t expected_streams_ = 100;  // per new connection: the server's last SETTINGS limit
   static constexpr uint32_t kConnectRetries = 3;
   size_t streams_ = 0;
   size_t reported_idle_ = 0, reported_busy_ = 0;

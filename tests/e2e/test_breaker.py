@@ -180,7 +180,7 @@ class BreakerTest(E2ETestCase):
         for _ in range(6):
             self.assertEqual(http(s.port, "GET", "/api/x").status, 200)
         self.assertGreaterEqual(metric(s, "sluice_upstream_request_retries_total",
-                                       'cluster="api"'), 3)
+                                       'cluster="api",reason="connect_failed"'), 3)
         self.assertEqual(metric(s, "sluice_upstream_retry_budget_exhausted_total",
                                 'cluster="api"'), 0)
         # No budget at all: the request that met the refusing address is answered 502.
@@ -189,7 +189,8 @@ class BreakerTest(E2ETestCase):
         self.assertEqual(sorted(statuses), [200, 200, 200, 502, 502, 502], statuses)
         self.assertEqual(metric(s2, "sluice_upstream_retry_budget_exhausted_total",
                                 'cluster="api"'), 3)
-        self.assertEqual(metric(s2, "sluice_upstream_request_retries_total", 'cluster="api"'), 0)
+        self.assertEqual(metric(s2, "sluice_upstream_request_retries_total",
+                                'cluster="api",reason="connect_failed"'), 0)
 
 
 if __name__ == "__main__":

@@ -165,7 +165,8 @@ class ObservabilityTest(E2ETestCase):
         self.assertEqual(http(s.port, "GET", "/sleep/2000").status, 504)
         m = self.metrics(s)
         self.assertEqual(self.value(m, "sluice_upstream_connect_failures_total", cluster="app"), 2)
-        self.assertEqual(self.value(m, "sluice_upstream_request_retries_total", cluster="app"), 2)
+        self.assertEqual(self.value(m, "sluice_upstream_request_retries_total", cluster="app",
+                                    reason="connect_failed"), 2)
         self.assertEqual(self.value(m, "sluice_upstream_ejections_total", cluster="app"), 1)
         self.assertEqual(self.value(m, "sluice_upstream_timeouts_total", cluster="app"), 1)
         self.assertEqual(self.value(m, "sluice_downstream_requests_total", listener="ingress",

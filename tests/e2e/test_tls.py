@@ -666,7 +666,7 @@ class OriginationTest(TlsCase):
         self.assertEqual(len(set(conns)), 3, conns)
         m = self.metrics(s)
         self.assertEqual(m[("sluice_upstream_request_retries_total",
-                            frozenset({("cluster", "api")}))], 0,
+                            frozenset({("cluster", "api"), ("reason", "stale_connection")}))], 0,
                          "a request was sent on a connection the upstream had closed")
         self.assertEqual(self.handshakes(s, "api"), (1.0, 2.0))
 

@@ -228,6 +228,10 @@ func mux() http.Handler {
 	})
 	m.HandleFunc("/trailers", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Trailer", "X-Checksum, X-Count, X-Got-Trailers")
+		w.WriteHeader(200)
+		if fl, ok := w.(http.Flusher); ok {
+			fl.Flush() // the head now: no Content-Length, the trailers follow the body
+		}
 		body, _ := io.ReadAll(r.Body) // request trailers are known once the body is read
 		var names []string
 		for k := range r.Trailer {

@@ -449,7 +449,7 @@ TEST_F(ExchangeTest, AStaleReusedConnectionIsRetriedOnceOnAFreshOne) {
   ASSERT_NE(first, second);
   EXPECT_EQ(second->head, first->head);
   EXPECT_TRUE(second->ended);
-  EXPECT_EQ(set_.stats_.retries.get(), 1u);
+  EXPECT_EQ(set_.stats_.retries[0].get(), 1u);
   second->handler->on_upstream_error(UpstreamError::kClosed, false);
   EXPECT_EQ(client_->error_status, 502);  // not a second retry
 }

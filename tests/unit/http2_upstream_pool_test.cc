@@ -1,0 +1,401 @@
+// Http2UpstreamPool's state machine against a real HTTP/2 server: a small nghttp2 server on the
+// same loop (127.0.0.1:0) whose stream limit, held responses and GOAWAY the tests control. Each
+// test drives requests the way Exchange does (acquire_side → bind → send_head → send_end →
+// complete → release) and checks the pool's connections, streams and counters; tear-down
+// closes everything and asserts uv_loop_close() == 0.
+#include <gtest/gtest.h>
+#include <nghttp2/nghttp2.h>
+
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/config.h"
+#include "core/loop_context.h"
+#include "upstream/http2_upstream_pool.h"
+#include "upstream/upstream_pool.h"
+
+namespace sluice {
+namespace {
+
+uint64_t now_ms() {
+  return uv_hrtime() / 1000000;
+}
+
+// The test server: one nghttp2 server session per accepted connection.
+class H2Server {
+ public:
+  struct Conn {
+    H2Server* server;
+    uv_tcp_t tcp;
+    nghttp2_session* session = nullptr;
+    std::vector<int32_t> held;  // streams whose response waits for release_held()
+    std::string path;           // of the header block being received
+    bool closed = false;
+  };
+
+  H2Server(uv_loop_t* loop, uint32_t max_streams) : loop_(loop), max_streams_(max_streams) {
+    uv_tcp_init(loop, &listener_);
+    listener_.data = this;
+    sockaddr_in a{};
+    uv_ip4_addr("127.0.0.1", 0, &a);
+    EXPECT_EQ(uv_tcp_bind(&listener_, reinterpret_cast<const sockaddr*>(&a), 0), 0);
+    EXPECT_EQ(uv_listen(reinterpret_cast<uv_stream_t*>(&listener_), 64, &H2Server::on_accept), 0);
+    int len = sizeof a;
+    uv_tcp_getsockname(&listener_, reinterpret_cast<sockaddr*>(&a), &len);
+    port = ntohs(a.sin_port);
+  }
+
+  void close() {  // idempotent
+    if (closed_) return;
+    closed_ = true;
+    uv_close(reinterpret_cast<uv_handle_t*>(&listener_), nullptr);
+    for (auto& c : conns) close_conn(c.get());
+  }
+
+  // Answers every held stream.
+  void release_held() {
+    for (auto& c : conns) {
+      if (c->closed) continue;
+      for (int32_t id : c->held) respond(c.get(), id);
+      c->held.clear();
+      flush(c.get());
+    }
+  }
+
+  // GOAWAY on every connection naming `last` as the last stream processed.
+  void goaway(int32_t last) {
+    for (auto& c : conns) {
+      if (c->closed) continue;
+      nghttp2_submit_goaway(c->session, NGHTTP2_FLAG_NONE, last, NGHTTP2_NO_ERROR, nullptr, 0);
+      flush(c.get());
+    }
+  }
+
+  size_t open_connections() const {
+    size_t n = 0;
+    for (auto& c : conns) n += !c->closed;
+    return n;
+  }
+
+  int port = 0;
+  std::vector<std::unique_ptr<Conn>> conns;
+
+ private:
+  static void on_accept(uv_stream_t* l, int status) {
+    auto* self = static_cast<H2Server*>(l->data);
+    if (status != 0) return;
+    auto c = std::make_unique<Conn>();
+    c->server = self;
+    uv_tcp_init(self->loop_, &c->tcp);
+    c->tcp.data = c.get();
+    if (uv_accept(l, reinterpret_cast<uv_stream_t*>(&c->tcp)) != 0) {
+      uv_close(reinterpret_cast<uv_handle_t*>(&c->tcp), nullptr);
+      c->closed = true;
+      self->conns.push_back(std::move(c));
+      return;
+    }
+    nghttp2_session_callbacks* cb;
+    nghttp2_session_callbacks_new(&cb);
+    nghttp2_session_callbacks_set_on_header_callback(cb, &H2Server::on_header);
+    nghttp2_session_callbacks_set_on_frame_recv_callback(cb, &H2Server::on_frame_recv);
+    nghttp2_session_server_new(&c->session, cb, c.get());
+    nghttp2_session_callbacks_del(cb);
+    nghttp2_settings_entry iv[] = {{NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, self->max_streams_}};
+    nghttp2_submit_settings(c->session, NGHTTP2_FLAG_NONE, iv, 1);
+    uv_read_start(
+        reinterpret_cast<uv_stream_t*>(&c->tcp),
+        [](uv_handle_t*, size_t, uv_buf_t* b) {
+          static char buf[65536];
+          *b = uv_buf_init(buf, sizeof buf);
+        },
+        &H2Server::on_read);
+    self->flush(c.get());
+    self->conns.push_back(std::move(c));
+  }
+
+  static void on_read(uv_stream_t* s, ssize_t n, const uv_buf_t* buf) {
+    auto* c = static_cast<Conn*>(s->data);
+    if (n < 0) {
+      c->server->close_conn(c);
+      return;
+    }
+    if (n == 0 || c->closed) return;
+    if (nghttp2_session_mem_recv(c->session, reinterpret_cast<const uint8_t*>(buf->base),
+                                 static_cast<size_t>(n)) < 0) {
+      c->server->close_conn(c);
+      return;
+    }
+    c->server->flush(c);
+  }
+
+  static int on_header(nghttp2_session*, const nghttp2_frame* f, const uint8_t* name,
+                       size_t namelen, const uint8_t* value, size_t valuelen, uint8_t, void* user) {
+    auto* c = static_cast<Conn*>(user);
+    if (f->hd.type == NGHTTP2_HEADERS &&
+        std::string_view(reinterpret_cast<const char*>(name), namelen) == ":path")
+      c->path.assign(reinterpret_cast<const char*>(value), valuelen);
+    return 0;
+  }
+
+  static int on_frame_recv(nghttp2_session*, const nghttp2_frame* f, void* user) {
+    auto* c = static_cast<Conn*>(user);
+    if ((f->hd.type == NGHTTP2_HEADERS || f->hd.type == NGHTTP2_DATA) &&
+        (f->hd.flags & NGHTTP2_FLAG_END_STREAM)) {
+      if (c->path == "/hold") {
+        c->held.push_back(f->hd.stream_id);
+      } else {
+        c->server->respond(c, f->hd.stream_id);
+      }
+    }
+    return 0;
+  }
+
+  void respond(Conn* c, int32_t id) {
+    static uint8_t status[] = ":status", ok[] = "200";
+    nghttp2_nv nv = {status, ok, 7, 3, NGHTTP2_NV_FLAG_NONE};
+    nghttp2_submit_response(c->session, id, &nv, 1, nullptr);
+  }
+
+  void flush(Conn* c) {
+    if (c->closed) return;
+    for (;;) {
+      const uint8_t* p;
+      ssize_t n = nghttp2_session_mem_send(c->session, &p);
+      if (n <= 0) break;
+      auto* req = new uv_write_t;
+      char* copy = new char[static_cast<size_t>(n)];
+      std::memcpy(copy, p, static_cast<size_t>(n));
+      req->data = copy;
+      uv_buf_t b = uv_buf_init(copy, static_cast<unsigned>(n));
+      if (uv_write(req, reinterpret_cast<uv_stream_t*>(&c->tcp), &b, 1, [](uv_write_t* r, int) {
+            delete[] static_cast<char*>(r->data);
+            delete r;
+          }) != 0) {
+        delete[] copy;
+        delete req;
+        break;
+      }
+    }
+  }
+
+  void close_conn(Conn* c) {
+    if (c->closed) return;
+    c->closed = true;
+    uv_close(reinterpret_cast<uv_handle_t*>(&c->tcp), nullptr);
+    nghttp2_session_del(c->session);
+    c->session = nullptr;
+  }
+
+  uv_loop_t* loop_;
+  uv_tcp_t listener_;
+  uint32_t max_streams_;
+  bool closed_ = false;
+};
+
+// One exchange, reduced to what the pool sees.
+class Client final : public PoolClient, public UpstreamHandler {
+ public:
+  Client(UpstreamPool& pool, std::string path) : pool_(pool), path_(std::move(path)) {}
+  UpstreamSource::Acquire acquire() {
+    UpstreamSide* s = nullptr;
+    PoolFailure f{};
+    UpstreamSource::Acquire r = pool_.acquire_side(this, false, &s, &f);
+    if (r == UpstreamSource::Acquire::kReady) send(s);
+    if (r == UpstreamSource::Acquire::kFailed) failures.push_back(f);
+    return r;
+  }
+  void on_pool_ready(UpstreamSide* s) override { send(s); }
+  void on_pool_failure(PoolFailure f) override { failures.push_back(f); }
+  void on_upstream_head(const MessageHead& h) override { status = h.status; }
+  void on_upstream_body(const Slice&) override {}
+  void on_upstream_trailers(const MessageHead&) override {}
+  void on_upstream_complete() override {
+    ++completed;
+    UpstreamSide* s = side;
+    side = nullptr;
+    s->release(true);
+  }
+  void on_upstream_error(UpstreamError e, bool) override {
+    side = nullptr;
+    errors.push_back(e);
+  }
+  void on_upstream_drained() override {}
+  void on_upstream_upgraded(const Slice&) override { ADD_FAILURE() << "upgrade"; }
+
+  UpstreamSide* side = nullptr;
+  int status = 0;
+  int completed = 0;
+  std::vector<UpstreamError> errors;
+  std::vector<PoolFailure> failures;
+
+ private:
+  void send(UpstreamSide* s) {
+    side = s;
+    head_ = "GET " + path_ + " HTTP/1.1\r\nHost: t\r\n\r\n";
+    s->bind(this, false);
+    EXPECT_EQ(s->send_head(Slice{BlockRef(), head_.data(), head_.size()}, Framing::kNone), 0);
+    EXPECT_EQ(s->send_end(Slice()), 0);
+    s->expect_response(10000);
+  }
+  UpstreamPool& pool_;
+  std::string path_, head_;
+};
+
+class Http2UpstreamPoolTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_EQ(uv_loop_init(&loop_), 0);
+    ctx_.start_deferred();
+    ASSERT_EQ(uv_timer_init(&loop_, &guard_), 0);
+  }
+  void TearDown() override {
+    // The clients outlive the pool's shutdown, which fails what still waits or is bound.
+    if (pool_) pool_->shutdown();
+    if (server_) server_->close();
+    uv_close(reinterpret_cast<uv_handle_t*>(&guard_), nullptr);
+    uv_run(&loop_, UV_RUN_DEFAULT);
+    ctx_.stop_deferred();
+    uv_run(&loop_, UV_RUN_DEFAULT);
+    pool_.reset();
+    uv_run(&loop_, UV_RUN_DEFAULT);
+    clients_.clear();
+    ASSERT_EQ(uv_loop_close(&loop_), 0);
+    EXPECT_EQ(ctx_.blocks.outstanding(), 0u);
+    EXPECT_EQ(stats_.upstream_streams_active.get(), 0u);
+  }
+  void start(uint32_t max_streams, PoolSettings settings = PoolSettings()) {
+    server_ = std::make_unique<H2Server>(&loop_, max_streams);
+    sockaddr_storage a{};
+    uv_ip4_addr("127.0.0.1", server_->port, reinterpret_cast<sockaddr_in*>(&a));
+    config_.protocol = UpstreamProtocol::kH2c;
+    config_.pool = settings;
+    pool_ = std::make_unique<UpstreamPool>(ctx_, a, "t:1", "t:1", config_, stats_);
+    ASSERT_NE(pool_->http2(), nullptr);
+  }
+  Client& client(const std::string& path) {
+    clients_.push_back(std::make_unique<Client>(*pool_, path));
+    return *clients_.back();
+  }
+  template <typename Pred>
+  bool run_until(Pred pred, uint64_t timeout_ms = 5000) {
+    bool expired = false;
+    guard_.data = &expired;
+    uv_update_time(&loop_);
+    uv_timer_start(
+        &guard_, [](uv_timer_t* t) { *static_cast<bool*>(t->data) = true; }, timeout_ms, 0);
+    const uint64_t hard = now_ms() + timeout_ms + 1000;
+    while (!pred() && !expired && now_ms() < hard) uv_run(&loop_, UV_RUN_ONCE);
+    uv_timer_stop(&guard_);
+    return pred();
+  }
+
+  uv_loop_t loop_;
+  LoopContext ctx_{&loop_, 1};
+  uv_timer_t guard_;
+  ClusterConfig config_;
+  ClusterStats stats_;
+  std::unique_ptr<H2Server> server_;
+  std::unique_ptr<UpstreamPool> pool_;
+  std::vector<std::unique_ptr<Client>> clients_;
+};
+
+// Streams fill each connection up to the server's limit; a new connection opens only for the
+// waiters the full ones cannot take.
+TEST_F(Http2UpstreamPoolTest, StreamsFillConnectionsUpToTheServersLimit) {
+  start(2);
+  std::vector<Client*> cs;
+  for (int i = 0; i < 5; ++i) {
+    cs.push_back(&client("/hold"));
+    EXPECT_EQ(cs.back()->acquire(), UpstreamSource::Acquire::kQueued);
+  }
+  Http2UpstreamPool& h2 = *pool_->http2();
+  ASSERT_TRUE(run_until([&] { return h2.active_streams() == 5; }));
+  EXPECT_EQ(h2.open_count(), 3u);  // 2 + 2 + 1
+  EXPECT_EQ(stats_.upstream_streams_active.get(), 5u);
+  EXPECT_EQ(stats_.active_connections.get(), 3u);
+  // A sixth waits: the third connection has room for one more.
+  Client& sixth = client("/hold");
+  EXPECT_EQ(sixth.acquire(), UpstreamSource::Acquire::kReady);
+  EXPECT_EQ(h2.open_count(), 3u);
+  ASSERT_TRUE(run_until([&] {
+    size_t held = 0;
+    for (auto& c : server_->conns) held += c->held.size();
+    return held == 6;
+  }));
+  server_->release_held();
+  ASSERT_TRUE(run_until([&] {
+    for (auto& c : clients_)
+      if (c->completed != 1) return false;
+    return true;
+  }));
+  for (auto& c : clients_) EXPECT_EQ(c->status, 200);
+  ASSERT_TRUE(run_until([&] { return h2.active_streams() == 0; }));
+  EXPECT_EQ(stats_.idle_connections.get(), 3u);
+  EXPECT_EQ(stats_.active_connections.get(), 0u);
+  EXPECT_EQ(stats_.connections_created.get(), 3u);
+  // The next request reuses a connection.
+  Client& again = client("/x");
+  EXPECT_EQ(again.acquire(), UpstreamSource::Acquire::kReady);
+  EXPECT_TRUE(again.side->reused());
+  ASSERT_TRUE(run_until([&] { return again.completed == 1; }));
+}
+
+// GOAWAY: streams above the last stream id fail as never processed; the one below it finishes;
+// no new stream goes onto that connection.
+TEST_F(Http2UpstreamPoolTest, GoawayFailsStreamsAboveTheLastOneAsUnprocessed) {
+  start(100);
+  Client& a = client("/hold");
+  Client& b = client("/hold");
+  Client& c = client("/hold");
+  a.acquire();
+  ASSERT_TRUE(run_until([&] { return pool_->http2()->active_streams() == 1; }));
+  b.acquire();
+  c.acquire();
+  ASSERT_TRUE(
+      run_until([&] { return !server_->conns.empty() && server_->conns[0]->held.size() == 3; }));
+  server_->goaway(1);  // stream 1 (a) was processed; 3 and 5 were not
+  ASSERT_TRUE(run_until([&] { return b.errors.size() == 1 && c.errors.size() == 1; }));
+  EXPECT_EQ(b.errors[0], UpstreamError::kUnprocessed);
+  EXPECT_EQ(c.errors[0], UpstreamError::kUnprocessed);
+  EXPECT_EQ(stats_.upstream_goaways.get(), 1u);
+  // A new request needs a new connection.
+  Client& d = client("/x");
+  EXPECT_EQ(d.acquire(), UpstreamSource::Acquire::kQueued);
+  ASSERT_TRUE(run_until([&] { return d.completed == 1; }));
+  server_->release_held();
+  ASSERT_TRUE(run_until([&] { return a.completed == 1; }));
+  EXPECT_EQ(a.status, 200);
+  // The connection that went away closes with its last stream.
+  ASSERT_TRUE(run_until([&] { return pool_->http2()->open_count() == 1; }));
+}
+
+// A connection without streams closes after pool.idle_timeout.
+TEST_F(Http2UpstreamPoolTest, IdleConnectionCloses) {
+  PoolSettings s;
+  s.idle_timeout = Millis(100);
+  start(100, s);
+  Client& a = client("/x");
+  a.acquire();
+  ASSERT_TRUE(run_until([&] { return a.completed == 1; }));
+  EXPECT_EQ(pool_->http2()->open_count(), 1u);
+  ASSERT_TRUE(run_until([&] { return pool_->http2()->open_count() == 0; }, 3000));
+  ASSERT_TRUE(run_until([&] { return server_->open_connections() == 0; }));
+  EXPECT_EQ(stats_.idle_connections.get(), 0u);
+}
+
+// A refused connect on the only address is retried after a backoff, then the waiters fail.
+TEST_F(Http2UpstreamPoolTest, RefusedConnectsFailTheWaitersAfterTheRetries) {
+  start(100);
+  server_->close();  // nothing listens there any more
+  uv_run(&loop_, UV_RUN_NOWAIT);
+  Client& a = client("/x");
+  EXPECT_EQ(a.acquire(), UpstreamSource::Acquire::kQueued);
+  ASSERT_TRUE(run_until([&] { return !a.failures.empty(); }));
+  EXPECT_EQ(a.failures[0], PoolFailure::kConnectRefused);
+  EXPECT_EQ(stats_.connect_retries.get(), 3u);
+}
+
+}  // namespace
+}  // namespace sluice
