@@ -442,9 +442,12 @@ class YamlReader : public FieldReader {
     Fields f(section.value, section.path, kDrainKeys, diag_);
     duration(f, "delay", config_.drain.delay);
     duration(f, "budget", config_.drain.budget);
+    // Both names: close_spread wins (a Helm chart's defaults may carry the old name while
+    // the user's values set the new one).
     if (f.get("close_spread") && f.get("ws_close_spread")) {
-      diag_.error(where_of(f.get("ws_close_spread")->key),
-                  "drain: ws_close_spread is the old name of close_spread; give only one");
+      diag_.warning(where_of(f.get("ws_close_spread")->key),
+                    "drain: ws_close_spread is the old name of close_spread, which is also given "
+                    "and wins");
     }
     duration(f, "ws_close_spread", config_.drain.close_spread);
     duration(f, "close_spread", config_.drain.close_spread);

@@ -566,8 +566,8 @@ log: {format: json, level: debug, access: false}
   EXPECT_EQ(all.find("ws_close_spread"), std::string::npos) << all;  // the new name only
 }
 
-// drain.ws_close_spread, the old name of drain.close_spread, is an alias; both at once is an
-// error.
+// drain.ws_close_spread, the old name of drain.close_spread, is an alias; with both, the new
+// name wins and the old one is warned about.
 TEST(ConfigFile, CloseSpreadAndItsOldName) {
   ConfigLoad a = load(with_cluster("    endpoints: [127.0.0.1:4000]\n") +
                       "drain: {close_spread: 3s}\n");
@@ -579,11 +579,12 @@ TEST(ConfigFile, CloseSpreadAndItsOldName) {
   EXPECT_EQ(b.config->drain.close_spread, Millis(4000));
   ConfigLoad both = load(with_cluster("    endpoints: [127.0.0.1:4000]\n") +
                          "drain: {close_spread: 3s, ws_close_spread: 4s}\n");
-  EXPECT_FALSE(both.config);
-  ASSERT_EQ(both.errors.size(), 1u) << joined(both.errors);
-  EXPECT_NE(both.errors[0].find("ws_close_spread is the old name of close_spread"),
+  ASSERT_TRUE(both.config) << joined(both.errors);
+  EXPECT_EQ(both.config->drain.close_spread, Millis(3000));
+  ASSERT_EQ(both.warnings.size(), 1u) << joined(both.warnings);
+  EXPECT_NE(both.warnings[0].find("ws_close_spread is the old name of close_spread"),
             std::string::npos)
-      << both.errors[0];
+      << both.warnings[0];
 }
 
 TEST(ConfigFile, JsonHasTheSameContent) {
