@@ -49,6 +49,12 @@ deps:
 	want=$$(sha256sum tests/chart/package-lock.json | cut -d' ' -f1); \
 	if [ "$$(cat $$stamp 2>/dev/null)" = "$$want" ]; then echo "tests/chart/node_modules up to date"; \
 	else (cd tests/chart && npm ci --no-audit --no-fund --loglevel=error) && echo "$$want" > $$stamp; fi
+	@# The gRPC Node client's npm package (@grpc/grpc-js), the same way (tests/e2e/test_grpc_node.py
+	@# checks the stamp and fails when it is missing or stale).
+	@stamp=tests/grpc_node/node_modules/.sluice-lock-sha256; \
+	want=$$(sha256sum tests/grpc_node/package-lock.json | cut -d' ' -f1); \
+	if [ "$$(cat $$stamp 2>/dev/null)" = "$$want" ]; then echo "tests/grpc_node/node_modules up to date"; \
+	else (cd tests/grpc_node && npm ci --no-audit --no-fund --loglevel=error) && echo "$$want" > $$stamp; fi
 
 build: deps
 	cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=$(TYPE)

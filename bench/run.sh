@@ -4,7 +4,9 @@
 # `h2` scenario loads the same proxies (the same HTTP/1.1 upstream behind them) with h2load over
 # HTTP/2: cleartext with prior knowledge (h2c), or ALPN h2 with TLS=1. The `unix` scenario
 # compares sluice's app hop over loopback TCP and over a Unix-domain socket (the same static
-# nginx app listening on both), round by round.
+# nginx app listening on both), round by round. The `grpc` scenario sends gRPC unary calls
+# (h2load POSTs of one gRPC message, `te: trailers`) through each proxy's own gRPC instance to a
+# grpc-go app (bench/grpc_upstream, h2c), checked with a real gRPC client.
 # Reports req/s, p50/p99 latency, each proxy's CPU time per request (utime+stime of all its
 # processes and threads from /proc, divided by the requests wrk completed) and, for the
 # Connection: close scenario, upstream connections opened per 1,000 requests.
@@ -49,6 +51,12 @@ TLS=${TLS:-0}                      # 1: the proxies terminate HTTPS (same ECDSA 
                                    # the "close" scenario is then a full TLS handshake per request
 H2_CONNS=${H2_CONNS:-8}            # h2 scenario: h2load -c (connections)
 H2_STREAMS=${H2_STREAMS:-8}        # h2 scenario: h2load -m (streams per connection; 8 x 8 = wrk's 64 in flight)
+                                   # (the grpc scenario uses the same -c and -m)
+GRPC_REQ_BYTES=${GRPC_REQ_BYTES:-32}     # grpc scenario: request message (+ the 5-byte gRPC prefix)
+GRPC_RESP_BYTES=${GRPC_RESP_BYTES:-32}   # grpc scenario: the upstream's response message
+GRPC_UNIX=${GRPC_UNIX:-0}          # grpc scenario: 1 = the proxies reach the app over a Unix socket
+GRPC_UPSTREAM_BIN=build/bench/grpc_upstream   # built from bench/grpc_upstream by this script
+GRPC_METHOD=/sluice.bench.Bench/Unary
 
 die() { echo "bench: $*" >&2; exit 1; }
 log() { echo "bench: $*" >&2; }
@@ -62,8 +70,13 @@ if [[ $UPSTREAM == demo-app || " $TARGETS " == *" sluice "* ]]; then
   [[ -x $SLUICE ]] || die "$SLUICE not found: run 'make build' first (or set SLUICE=path)"
 fi
 [[ $(nproc --all) -ge 2 ]] || die "needs at least 2 cores"
-if [[ " $SCENARIOS " == *" h2 "* ]]; then
+if [[ " $SCENARIOS " == *" h2 "* || " $SCENARIOS " == *" grpc "* ]]; then
   command -v h2load >/dev/null || die "missing h2load (make deps: nghttp2-client)"
+fi
+if [[ " $SCENARIOS " == *" grpc "* ]]; then
+  command -v go >/dev/null || die "missing go: the grpc scenario builds its upstream (bench/grpc_upstream) with Debian's golang-go and golang-google-grpc-dev (make deps)"
+  [[ -d /usr/share/gocode/src/google.golang.org/grpc ]] || die "missing golang-google-grpc-dev (/usr/share/gocode/src/google.golang.org/grpc; make deps)"
+  /usr/bin/python3 -c 'import grpc' 2>/dev/null || die "missing python3-grpcio (the grpc scenario checks grpc-status with it; make deps)"
 fi
 if [[ " $SCENARIOS " == *" unix "* ]]; then
   command -v nginx >/dev/null || die "missing nginx (the unix scenario's app)"
@@ -80,7 +93,7 @@ RUN_DIR="$OUT_DIR/run-$STAMP"
 mkdir -p "$RUN_DIR"
 RUN_DIR=$(cd "$RUN_DIR" && pwd)
 RAW="$RUN_DIR/raw.tsv"
-printf 'scenario\trepeat\ttarget\trequests\trps\tp50_ms\tp99_ms\tnon2xx\tsock_errors\tproxy_cpu_s\tproxy_cpu_us_req\tproxy_cpu_pct\tupstream_cpu_us_req\ttcp_active_opens\tup_connects\tup_connects_per_1k\ttcp_retrans\tlisten_drops\tother_on_proxy_core_pct\tsteal_pct\tproxy_user_cpu_us_req\n' >"$RAW"
+printf 'scenario\trepeat\ttarget\trequests\trps\tp50_ms\tp99_ms\tnon2xx\tsock_errors\tproxy_cpu_s\tproxy_cpu_us_req\tproxy_cpu_pct\tupstream_cpu_us_req\ttcp_active_opens\tup_connects\tup_connects_per_1k\ttcp_retrans\tlisten_drops\tother_on_proxy_core_pct\tsteal_pct\tproxy_user_cpu_us_req\tproxy_rss_kib\tproxy_pss_kib\n' >"$RAW"
 
 # ---------------------------------------------------------------- process bookkeeping
 PIDS=()
@@ -342,6 +355,108 @@ backend be
 EOF
 }
 
+# The grpc scenario: each proxy gets an instance of its own (so that its CPU time and memory are
+# the gRPC path's alone, and a sluice without HTTP/2 upstreams fails only this scenario), one
+# worker like the others, HTTP/2 on the client side (h2c, or ALPN h2 with TLS=1, as the h2
+# scenario) and an HTTP/2 cleartext pool to the grpc-go app, kept alive.
+write_nginx_grpc_conf() {   # dir listen_port app_address (127.0.0.1:PORT or unix:/PATH)
+  local dir=$1 port=$2 up=$3 ssl="" tls=""
+  if [[ $TLS == 1 ]]; then
+    ssl=" ssl"
+    tls="ssl_certificate $CERT_DIR/cert.pem; ssl_certificate_key $CERT_DIR/key.pem; ssl_protocols TLSv1.2 TLSv1.3;"
+  fi
+  mkdir -p "$dir/tmp"
+  cat >"$dir/nginx.conf" <<EOF
+worker_processes 1;
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $dir/tmp/body;
+  proxy_temp_path $dir/tmp/proxy;
+  fastcgi_temp_path $dir/tmp/fastcgi;
+  uwsgi_temp_path $dir/tmp/uwsgi;
+  scgi_temp_path $dir/tmp/scgi;
+  # Client side: nginx 1.22 ends an HTTP/2 connection after keepalive_requests streams (1,000
+  # by default: h2load does not reconnect, its streams in flight then fail).
+  keepalive_requests $NGINX_KEEPALIVE_REQUESTS;
+  upstream grpc_app {
+    server $up;
+    keepalive $NGINX_UPSTREAM_KEEPALIVE;
+    keepalive_requests $NGINX_KEEPALIVE_REQUESTS;
+  }
+  server {
+    listen 127.0.0.1:$port$ssl http2;
+    $tls
+    location / {
+      grpc_pass grpc://grpc_app;
+    }
+  }
+}
+EOF
+}
+
+write_haproxy_grpc_cfg() {   # file listen_port app_address (127.0.0.1:PORT or /PATH of a Unix socket)
+  local bind="bind 127.0.0.1:$2 proto h2"
+  [[ $TLS == 1 ]] && bind="bind 127.0.0.1:$2 ssl crt $CERT_DIR/combined.pem alpn h2"
+  cat >"$1" <<EOF
+global
+  nbthread 1
+  maxconn 4096
+
+defaults
+  mode http
+  option http-keep-alive
+  http-reuse always
+  timeout connect 2s
+  timeout client 75s
+  timeout server 30s
+  timeout http-request 10s
+  timeout http-keep-alive 75s
+
+frontend fe_grpc
+  $bind
+  default_backend be_grpc
+
+backend be_grpc
+  server s1 $3 proto h2
+EOF
+}
+
+# sluice as the sluice target runs (metrics, JSON access log), with an h2c cluster (issue 16).
+write_sluice_grpc_conf() {   # file listen_port app_endpoint (127.0.0.1:PORT or unix:/PATH)
+  local tls=""
+  [[ $TLS == 1 ]] && tls=", tls: {cert: \"$CERT_DIR/cert.pem\", key: \"$CERT_DIR/key.pem\"}"
+  cat >"$1" <<CONF
+admin: {address: 127.0.0.1:0}
+workers: 1
+log: {format: json}
+listeners:
+  - {name: grpc, address: "127.0.0.1:$2", cluster: app$tls}
+clusters:
+  - {name: app, endpoints: ["$3"], protocol: h2c}
+CONF
+}
+
+# grpc_check TARGET PORT: real gRPC calls through TARGET (bench/grpc_check.py, python3-grpcio):
+# grpc-status 0 and the upstream's message every time. Prints its one-line verdict; status 1 when
+# an OK call failed, 3 when only the app's error status did not come through (a finding about the
+# proxy, reported, but the benchmark's calls are all OK ones).
+grpc_check() {
+  local -a tls=()
+  [[ $TLS == 1 && $1 != upstream ]] && tls=(--tls "$CERT_DIR/cert.pem")
+  /usr/bin/python3 bench/grpc_check.py "127.0.0.1:$2" "${tls[@]}" --calls 20 \
+    --req-bytes "$GRPC_REQ_BYTES" --resp-bytes "$GRPC_RESP_BYTES" 2>&1
+}
+
+# grpc_upstream_calls: "ok bad" calls answered by the grpc-go app so far.
+grpc_upstream_calls() {
+  local got
+  got=$(curl -fsS --max-time 5 "http://127.0.0.1:$GUP_STATS_PORT/") || die "grpc upstream: no call counters on :$GUP_STATS_PORT"
+  awk '$1 == "ok" && $3 == "bad" { print $2, $4; f = 1 } END { exit !f }' <<<"$got" || die "grpc upstream: bad counters '$got'"
+}
+
 # ---------------------------------------------------------------- start everything
 CERT_DIR="$RUN_DIR/certs"
 if [[ $TLS == 1 ]]; then
@@ -365,7 +480,38 @@ esac
 UP_PID=$LAST_PID
 wait_ready upstream "$UP_PID" "$UP_PORT"
 
-declare -A PORT PID H2PORT
+# The grpc scenario's app: built here (incrementally, into the build tree, nothing downloaded),
+# pinned with the client like the other upstream; the request body file for h2load is one gRPC
+# message (uncompressed flag, 4-byte big-endian length, the bytes the app expects).
+if [[ " $SCENARIOS " == *" grpc "* ]]; then
+  mkdir -p "$(dirname "$GRPC_UPSTREAM_BIN")"
+  log "building $GRPC_UPSTREAM_BIN (go build, GOPATH mode against /usr/share/gocode)"
+  GOPATH=/usr/share/gocode GO111MODULE=off GOFLAGS='' GOCACHE="$PWD/build/bench/go-cache" \
+    nice go build -o "$GRPC_UPSTREAM_BIN" ./bench/grpc_upstream >"$RUN_DIR/grpc_upstream-build.log" 2>&1 \
+    || { cat "$RUN_DIR/grpc_upstream-build.log" >&2; die "go build of bench/grpc_upstream failed"; }
+  GUP_PORT=$(free_port)
+  GUP_STATS_PORT=$(free_port)
+  # With GRPC_UNIX=1 it also listens on a Unix socket, and the proxies use that (h2load and the
+  # upstream target still use TCP).
+  GUP_SOCK=""
+  [[ $GRPC_UNIX == 1 ]] && GUP_SOCK="$RUN_DIR/grpc-app.sock"
+  start grpc_upstream "$CLIENT_CPU" "$GRPC_UPSTREAM_BIN" -listen "127.0.0.1:$GUP_PORT" -stats "127.0.0.1:$GUP_STATS_PORT" \
+    ${GUP_SOCK:+-unix "$GUP_SOCK"} -req-bytes "$GRPC_REQ_BYTES" -resp-bytes "$GRPC_RESP_BYTES"
+  GUP_PID=$LAST_PID
+  for _ in $(seq 100); do
+    kill -0 "$GUP_PID" 2>/dev/null || { cat "$RUN_DIR/grpc_upstream.log" >&2; die "grpc upstream exited during start-up"; }
+    curl -fsS -o /dev/null --max-time 1 "http://127.0.0.1:$GUP_STATS_PORT/" 2>/dev/null && { [[ -z $GUP_SOCK || -S $GUP_SOCK ]] && break; }
+    sleep 0.1
+  done
+  GRPC_BODY="$RUN_DIR/grpc-request.bin"
+  hdr=$(printf '\\x%02x' 0 $((GRPC_REQ_BYTES >> 24 & 255)) $((GRPC_REQ_BYTES >> 16 & 255)) \
+    $((GRPC_REQ_BYTES >> 8 & 255)) $((GRPC_REQ_BYTES & 255)))
+  # shellcheck disable=SC2059  # the format is the escaped prefix
+  { printf "$hdr"; head -c "$GRPC_REQ_BYTES" /dev/zero | tr '\0' x; } >"$GRPC_BODY"
+  [[ $(stat -c %s "$GRPC_BODY") == $((5 + GRPC_REQ_BYTES)) ]] || die "could not write the gRPC request body"
+fi
+
+declare -A PORT PID H2PORT GPORT GPID   # GPORT/GPID: each target's gRPC instance (grpc scenario)
 PORT[upstream]=$UP_PORT
 PID[upstream]=$UP_PID
 for t in $TARGETS; do
@@ -445,6 +591,32 @@ CONF
     *) die "unknown target '$t' (upstream sluice sluice-quiet sluice-ratelimit sluice-base nginx haproxy nginx-job haproxy-job)" ;;
   esac
 done
+# The grpc scenario's instances (targets without one, the *-job and other sluice variants, are
+# left out of it; the upstream target is the grpc-go app itself).
+if [[ " $SCENARIOS " == *" grpc "* ]]; then
+  # The app's address as sluice and nginx write it, and as HAProxy does (a path is a Unix socket).
+  GAPP=127.0.0.1:$GUP_PORT GAPP_HAPROXY=127.0.0.1:$GUP_PORT
+  [[ -n $GUP_SOCK ]] && GAPP=unix:$GUP_SOCK GAPP_HAPROXY=$GUP_SOCK
+  for t in $TARGETS; do
+    case $t in
+      upstream) GPORT[$t]=$GUP_PORT; GPID[$t]=$GUP_PID; continue ;;
+      sluice)
+        GPORT[$t]=$(free_port)
+        write_sluice_grpc_conf "$RUN_DIR/sluice-grpc.yaml" "${GPORT[$t]}" "$GAPP"
+        start sluice-grpc "$PROXY_CPU" "$SLUICE" --config "$RUN_DIR/sluice-grpc.yaml" ;;
+      nginx)
+        GPORT[$t]=$(free_port)
+        write_nginx_grpc_conf "$RUN_DIR/nginx-grpc" "${GPORT[$t]}" "$GAPP"
+        start nginx-grpc "$PROXY_CPU" nginx -p "$RUN_DIR/nginx-grpc" -c "$RUN_DIR/nginx-grpc/nginx.conf" -g 'daemon off;' ;;
+      haproxy)
+        GPORT[$t]=$(free_port)
+        write_haproxy_grpc_cfg "$RUN_DIR/haproxy-grpc.cfg" "${GPORT[$t]}" "$GAPP_HAPROXY"
+        start haproxy-grpc "$PROXY_CPU" haproxy -db -f "$RUN_DIR/haproxy-grpc.cfg" ;;
+      *) continue ;;
+    esac
+    GPID[$t]=$LAST_PID
+  done
+fi
 # The unix scenario: a static nginx app on the client core listening on a TCP port and on a
 # Unix socket, and two sluice instances as `sluice` runs (JSON access log, metrics), one
 # reaching the app over loopback TCP, the other over the socket. Only the app hop differs.
@@ -473,6 +645,32 @@ for t in $TARGETS $UNIX_TARGETS; do
   [[ $t == upstream ]] && continue
   wait_ready "$t" "${PID[$t]}" "${PORT[$t]}"
 done
+# Each gRPC instance must carry real gRPC calls (grpc-status 0, the app's message) before any
+# measurement: h2load alone would count a proxy's own Trailers-Only error (HTTP 200) as a success.
+GRPC_CHECKS=""
+if [[ " $SCENARIOS " == *" grpc "* ]]; then
+  for t in $TARGETS; do
+    [[ -n ${GPORT[$t]:-} ]] || continue
+    got=""
+    for _ in $(seq 10); do
+      if ! kill -0 "${GPID[$t]}" 2>/dev/null; then
+        n=$t-grpc; [[ $t == upstream ]] && n=grpc_upstream
+        cat "$RUN_DIR/$n.log" >&2
+        if [[ $t == sluice ]] && grep -q -e "protocol" -e "unix:" "$RUN_DIR/$n.log"; then
+          die "this sluice does not take the grpc instance's configuration ($RUN_DIR/sluice-grpc.yaml: an HTTP/2 upstream, cluster 'protocol: h2c'$([[ -n $GUP_SOCK ]] && echo ", at a 'unix:' endpoint"), issue 16): run the grpc scenario with TARGETS='upstream nginx haproxy', or build a sluice that has it"
+        fi
+        die "$t's gRPC instance exited during start-up (log: $RUN_DIR/$n.log)"
+      fi
+      rc=0
+      got=$(grpc_check "$t" "${GPORT[$t]}") || rc=$?
+      [[ $rc == 0 || $rc == 3 ]] && break
+      got="FAILED: $got"
+      sleep 0.2
+    done
+    [[ $got != FAILED* ]] || die "$t: gRPC calls through :${GPORT[$t]} do not succeed: ${got#FAILED: }"
+    log "grpc check, $t: $got"
+  done
+fi
 # The h2 scenario's port of each target answers over HTTP/2 (targets without one, the upstream
 # and the *-job ones, are left out of that scenario).
 if [[ " $SCENARIOS " == *" h2 "* ]]; then
@@ -503,10 +701,16 @@ fi
     for p in $(instance_pids "${PID[$t]}"); do
       echo "$t pid $p ($(cat "/proc/$p/comm")): $(taskset -pc "$p" | sed 's/.*: //') cores"
     done
+    [[ -n ${GPID[$t]:-} ]] || continue
+    for p in $(instance_pids "${GPID[$t]}"); do
+      echo "$t (grpc) pid $p ($(cat "/proc/$p/comm")): $(taskset -pc "$p" | sed 's/.*: //') cores"
+    done
   done
 } | sort -u >"$RUN_DIR/pinning.txt"
 log "upstream ($UPSTREAM) on :$UP_PORT; targets: $(for t in $TARGETS $UNIX_TARGETS; do printf '%s:%s ' "$t" "${PORT[$t]}"; done)"
 [[ -n $UNIX_TARGETS ]] && log "unix scenario: nginx app on :$UNIX_APP_PORT and $UNIX_APP_SOCK"
+[[ " $SCENARIOS " == *" grpc "* ]] &&
+  log "grpc: app (bench/grpc_upstream) on :$GUP_PORT; instances: $(for t in $TARGETS; do [[ -n ${GPORT[$t]:-} ]] && printf '%s:%s ' "$t" "${GPORT[$t]}"; done)"
 log "output in $RUN_DIR"
 
 # ---------------------------------------------------------------- one wrk run
@@ -548,61 +752,127 @@ parse_h2load() {
   ' "$1"
 }
 
+# client_run SCENARIO URL DURATION OUT: the load generator of the scenario, pinned to the client core.
+client_run() {
+  local scen=$1 url=$2 dur=$3 out=$4
+  case $scen in
+    h2)   # h2load has no percentiles: its mean time for request goes in the p50 column.
+      taskset -c "$CLIENT_CPU" h2load -t "$THREADS" -c "$H2_CONNS" -m "$H2_STREAMS" -D "${dur%s}" "$url" >"$out" 2>&1 ;;
+    grpc) # One gRPC message per POST; h2load never reads trailers (grpc_verify_run makes up for it).
+      taskset -c "$CLIENT_CPU" h2load -t "$THREADS" -c "$H2_CONNS" -m "$H2_STREAMS" -D "${dur%s}" -d "$GRPC_BODY" \
+        -H 'content-type: application/grpc' -H 'te: trailers' "$url" >"$out" 2>&1 ;;
+    close)
+      taskset -c "$CLIENT_CPU" wrk -t "$THREADS" -c "$CONNS" -d "$dur" --latency -H 'Connection: close' "$url" >"$out" 2>&1 ;;
+    *)
+      taskset -c "$CLIENT_CPU" wrk -t "$THREADS" -c "$CONNS" -d "$dur" --latency "$url" >"$out" 2>&1 ;;
+  esac
+}
+client_name() { [[ $1 == h2 || $1 == grpc ]] && echo h2load || echo wrk; }
+
+# mem_kib PID: "VmRSS Pss" in KiB summed over PID and its descendants (RSS counts the pages nginx's
+# master and worker share twice; PSS splits them).
+mem_kib() {
+  local rss=0 pss=0 p v
+  for p in $(instance_pids "$1"); do
+    v=$(awk '$1 == "VmRSS:" { print $2 }' "/proc/$p/status" 2>/dev/null) && rss=$((rss + ${v:-0}))
+    v=$(awk '$1 == "Pss:" { print $2 }' "/proc/$p/smaps_rollup" 2>/dev/null) && pss=$((pss + ${v:-0}))
+  done
+  echo "$rss $pss"
+}
+
+# grpc_verify_run TARGET H2LOAD_OUTPUT SUCCEEDED NON2XX ERRORS "OK BAD before" "OK BAD after": a
+# gRPC run counts only if every call succeeded. h2load reports HTTP statuses, and a gRPC error
+# (the proxy's own Trailers-Only response included) is an HTTP 200 with grpc-status in the
+# trailers, which h2load does not read. So: no non-2xx and no failed, errored or timed-out
+# stream; at least one whole response message (5 + GRPC_RESP_BYTES bytes of DATA) per call
+# counted (a Trailers-Only error has no DATA); the app answered OK at least as many calls
+# (it also answered the last ones in flight, which h2load dropped at the end) and refused none.
+grpc_verify_run() {
+  local t=$1 out=$2 req=$3 non2xx=$4 errs=$5 ok0 bad0 ok1 bad1 data s2xx
+  read -r ok0 bad0 <<<"$6"
+  read -r ok1 bad1 <<<"$7"
+  data=$(awk '/^traffic:/ { if (match($0, /\(([0-9]+)\) data/)) { s = substr($0, RSTART + 1); sub(/\).*/, "", s); print s } }' "$out")
+  s2xx=$(awk '/^status codes:/ { print $3 }' "$out")
+  local why=""
+  [[ $non2xx == 0 && $errs == 0 ]] || why="$non2xx non-2xx responses and $errs failed, errored or timed-out calls"
+  # (2xx statuses include the streams in flight at the end whose response head had arrived.)
+  [[ -z $why && ${s2xx:-0} -lt $req ]] && why="h2load counted $req succeeded calls but ${s2xx:-no} 2xx statuses"
+  [[ -z $why && ${data:-0} -lt $((req * (5 + GRPC_RESP_BYTES))) ]] &&
+    why="${data:-0} bytes of DATA for $req calls: fewer than one $((5 + GRPC_RESP_BYTES))-byte response message per call (gRPC errors in Trailers-Only responses?)"
+  [[ -z $why && $((ok1 - ok0)) -lt $req ]] && why="the app answered $((ok1 - ok0)) calls OK, h2load counted $req successes"
+  [[ -z $why && $bad1 != "$bad0" ]] && why="the app refused $((bad1 - bad0)) malformed calls"
+  if [[ -n $why ]]; then
+    cat "$out" >&2
+    die "grpc run against $t failed, no figures reported: $why (h2load output: $out)"
+  fi
+}
+
 # run_one SCENARIO REPEAT TARGET [warmup]
 run_one() {
   local scen=$1 rep=$2 t=$3 warm=${4:-}
   local dur=$DURATION
   [[ -n $warm ]] && dur=$WARMUP
-  local -a hdr=()
-  [[ $scen == close ]] && hdr=(-H 'Connection: close')
   local scheme=http
   [[ $TLS == 1 && $t != upstream ]] && scheme=https
   local url="$scheme://127.0.0.1:${PORT[$t]}$PATH_REQ"
-  # The unix scenario's app is its own nginx: its CPU is the upstream's.
-  local up_pid=$UP_PID
-  [[ $scen == unix ]] && up_pid=${PID[unix-app]}
   [[ $scen == h2 ]] && url="$scheme://127.0.0.1:${H2PORT[$t]}$PATH_REQ"
+  # The instance under test and the upstream behind it (the unix and grpc scenarios have their
+  # own app: its CPU is the upstream's).
+  local pid=${PID[$t]} uppid=$UP_PID pname=$t upname=upstream
+  [[ $scen == unix ]] && uppid=${PID[unix-app]} upname=unix-app
+  if [[ $scen == grpc ]]; then
+    url="$scheme://127.0.0.1:${GPORT[$t]}$GRPC_METHOD"
+    pid=${GPID[$t]} uppid=$GUP_PID pname=$t-grpc upname=grpc_upstream
+    [[ $t == upstream ]] && pname=grpc_upstream
+  fi
   local base="$RUN_DIR/$scen-$t-r$rep"
   [[ -n $warm ]] && base="$RUN_DIR/$scen-$t-warmup"
+  # The app's call counters (grpc): read outside the TCP counters' window (curl connects too).
+  local calls0="" calls1=""
+  [[ $scen == grpc && -z $warm ]] && calls0=$(grpc_upstream_calls)
   local opens0 retr0 drops0 cpu0 ucpu0 upcpu0 opens1 retr1 drops1 cpu1 ucpu1 upcpu1
   read -r opens0 retr0 drops0 < <(tcp_counters)
   local busy0 total0 steal0 busy1 total1 steal1
   read -r busy0 total0 steal0 < <(core_ticks "$PROXY_CPU")
   cpu0=0 ucpu0=0
-  [[ $t != upstream ]] && read -r cpu0 ucpu0 < <(cpu_ticks "${PID[$t]}")
-  read -r upcpu0 _ < <(cpu_ticks "$up_pid")
-  local t0 t1
+  [[ $t != upstream ]] && read -r cpu0 ucpu0 < <(cpu_ticks "$pid")
+  read -r upcpu0 _ < <(cpu_ticks "$uppid")
+  local t0 t1 cpid rss="-" pss="-"
   t0=$(date +%s%N)
-  if [[ $scen == h2 ]]; then
-    # h2load has no percentiles: its mean time for request goes in the p50 column.
-    taskset -c "$CLIENT_CPU" h2load -t "$THREADS" -c "$H2_CONNS" -m "$H2_STREAMS" -D "${dur%s}" "$url" >"$base.wrk" 2>&1 \
-      || { cat "$base.wrk" >&2; die "h2load failed against $t"; }
-  else
-    taskset -c "$CLIENT_CPU" wrk -t "$THREADS" -c "$CONNS" -d "$dur" --latency "${hdr[@]}" "$url" >"$base.wrk" 2>&1 \
-      || { cat "$base.wrk" >&2; die "wrk failed against $t"; }
+  client_run "$scen" "$url" "$dur" "$base.wrk" &
+  cpid=$!
+  # The proxy's memory half-way through the measured run (all streams or connections open).
+  if [[ -z $warm && $t != upstream ]]; then
+    sleep "$(awk -v d="${dur%s}" 'BEGIN { print d / 2 }')"
+    read -r rss pss < <(mem_kib "$pid")
   fi
+  wait "$cpid" || { cat "$base.wrk" >&2; die "$(client_name "$scen") failed against $t"; }
   t1=$(date +%s%N)
   cpu1=0 ucpu1=0
-  [[ $t != upstream ]] && read -r cpu1 ucpu1 < <(cpu_ticks "${PID[$t]}")
-  read -r upcpu1 _ < <(cpu_ticks "$up_pid")
+  [[ $t != upstream ]] && read -r cpu1 ucpu1 < <(cpu_ticks "$pid")
+  read -r upcpu1 _ < <(cpu_ticks "$uppid")
   read -r busy1 total1 steal1 < <(core_ticks "$PROXY_CPU")
   read -r opens1 retr1 drops1 < <(tcp_counters)
-  local who
-  for who in "$t" $([[ $scen == unix ]] && echo unix-app || echo upstream); do
-    if ! kill -0 "${PID[$who]}" 2>/dev/null; then
-      tail -n 20 "$RUN_DIR/$who.log" >&2
-      die "$who died during the run against $t (log: $RUN_DIR/$who.log)"
+  [[ -n $calls0 ]] && calls1=$(grpc_upstream_calls)
+  local who_pid who_name
+  for who_name in "$pname" "$upname"; do
+    who_pid=$pid
+    [[ $who_name == "$upname" ]] && who_pid=$uppid
+    if ! kill -0 "$who_pid" 2>/dev/null; then
+      tail -n 20 "$RUN_DIR/$who_name.log" >&2
+      die "$who_name died during the run against $t (log: $RUN_DIR/$who_name.log)"
     fi
   done
   [[ -n $warm ]] && return
 
   local req rps p50 p99 non2xx errs
-  if [[ $scen == h2 ]]; then
+  if [[ $scen == h2 || $scen == grpc ]]; then
     read -r req rps p50 p99 non2xx errs < <(parse_h2load "$base.wrk")
   else
     read -r req rps p50 p99 non2xx errs < <(parse_wrk "$base.wrk")
   fi
   [[ $req -gt 0 ]] || { cat "$base.wrk" >&2; die "no requests completed against $t"; }
+  [[ $scen == grpc ]] && grpc_verify_run "$t" "$base.wrk" "$req" "$non2xx" "$errs" "$calls0" "$calls1"
   local secs
   secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", (b - a) / 1e9 }')   # wall time of the wrk run
 
@@ -621,23 +891,24 @@ run_one() {
   # wrk's residual (0 when nothing failed), i.e. the method's noise floor.
   local wrk_connects=$((1 + CONNS + errs))
   [[ $scen == close ]] && wrk_connects=$((wrk_connects + req))
-  [[ $scen == h2 ]] && wrk_connects=$((H2_CONNS + errs))   # h2load makes no probe connect
+  [[ $scen == h2 || $scen == grpc ]] && wrk_connects=$((H2_CONNS + errs))   # h2load makes no probe connect
   up_connects=$((opens1 - opens0 - wrk_connects))
   per1k=$(awk -v u="$up_connects" -v n="$req" 'BEGIN { printf "%.2f", u * 1000 / n }')
   # Connects to a Unix socket are no TCP active opens: not counted there.
   [[ $t == sluice-unix ]] && up_connects="-" per1k="-"
+  [[ $scen == grpc && $GRPC_UNIX == 1 && $t != upstream ]] && up_connects="-" per1k="-"
   # Anything else that ran on the proxy's core during the run (should be ~0), and the time the
   # hypervisor took from it.
   local other_pct steal_pct
   read -r other_pct steal_pct < <(awk -v b="$((busy1 - busy0))" -v t="$((total1 - total0))" -v p="$((cpu1 - cpu0))" \
     -v st="$((steal1 - steal0))" 'BEGIN { if (t <= 0) t = 1; o = 100 * (b - p) / t; if (o < 0) o = 0; printf "%.1f %.1f\n", o, 100 * st / t }')
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$scen" "$rep" "$t" "$req" "$rps" "$p50" "$p99" \
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$scen" "$rep" "$t" "$req" "$rps" "$p50" "$p99" \
     "$non2xx" "$errs" "$proxy_cpu_s" "$proxy_us" "$proxy_pct" "$up_us" "$((opens1 - opens0))" "$up_connects" "$per1k" "$((retr1 - retr0))" "$((drops1 - drops0))" "$other_pct" "$steal_pct" \
-    "$proxy_user_us" >"$RUN_DIR/last-row.tsv"
+    "$proxy_user_us" "$rss" "$pss" >"$RUN_DIR/last-row.tsv"
   LAST_OTHER=$other_pct
-  log "$(printf '%-9s r%s %-8s %9s req/s  p50 %7s ms  p99 %7s ms  cpu %6s us/req (user %s, %s%%)  upstream connects %s (%s/1k)  non2xx %s  errors %s  retrans %s  listen drops %s  other load on proxy core %s%%  steal %s%%' \
+  log "$(printf '%-9s r%s %-8s %9s req/s  p50 %7s ms  p99 %7s ms  cpu %6s us/req (user %s, %s%%)  upstream connects %s (%s/1k)  non2xx %s  errors %s  retrans %s  listen drops %s  other load on proxy core %s%%  steal %s%%  RSS %s KiB (PSS %s)' \
     "$scen" "$rep" "$t" "$rps" "$p50" "$p99" "$proxy_us" "$proxy_user_us" "$proxy_pct" "$up_connects" "$per1k" "$non2xx" "$errs" \
-    "$((retr1 - retr0))" "$((drops1 - drops0))" "$other_pct" "$steal_pct")"
+    "$((retr1 - retr0))" "$((drops1 - drops0))" "$other_pct" "$steal_pct" "$rss" "$pss")"
 }
 
 # ---------------------------------------------------------------- the runs
@@ -661,18 +932,31 @@ measure() {
 }
 
 for scen in $SCENARIOS; do
-  [[ $scen == keepalive || $scen == close || $scen == h2 || $scen == unix ]] ||
-    die "unknown scenario '$scen' (keepalive close h2 unix)"
+  [[ $scen == keepalive || $scen == close || $scen == h2 || $scen == unix || $scen == grpc ]] ||
+    die "unknown scenario '$scen' (keepalive close h2 unix grpc)"
   scen_targets=$TARGETS
   [[ $scen == unix ]] && scen_targets=$UNIX_TARGETS   # alternated within each round
   for rep in $(seq "$REPEATS"); do
     for t in $scen_targets; do
       [[ $scen == h2 && -z ${H2PORT[$t]:-} ]] && continue   # no HTTP/2 there
+      [[ $scen == grpc && -z ${GPORT[$t]:-} ]] && continue   # no gRPC instance
       measure "$scen" "$rep" "$t"; sleep "$PAUSE"
     done
   done
 done
 rm -f "$RUN_DIR/last-row.tsv"
+# After the runs, real gRPC calls through every instance once more (h2load saw HTTP statuses only).
+if [[ " $SCENARIOS " == *" grpc "* ]]; then
+  for t in $TARGETS; do
+    [[ -n ${GPORT[$t]:-} ]] || continue
+    rc=0
+    got=$(grpc_check "$t" "${GPORT[$t]}") || rc=$?
+    [[ $rc == 0 || $rc == 3 ]] || die "$t: gRPC calls fail after the runs: $got"
+    log "grpc check after the runs, $t: $got"
+    [[ $rc == 3 ]] && log "WARNING: $t does not relay the app's gRPC error as it should (the benchmark's OK calls are not affected)"
+    GRPC_CHECKS+="- $t: ${got#127.0.0.1:*: }"$'\n'
+  done
+fi
 
 # ---------------------------------------------------------------- report
 # Which sluice: its --version, and the repository state when the binary was built from this
@@ -696,7 +980,9 @@ REPORT="$RUN_DIR/results.md"
   [[ $UPSTREAM != demo-app ]] && cmd+=" UPSTREAM=$UPSTREAM"
   [[ $TARGETS != "upstream sluice nginx haproxy" ]] && cmd+=" TARGETS='$TARGETS'"
   [[ $SCENARIOS != "keepalive close" ]] && cmd+=" SCENARIOS='$SCENARIOS'"
-  [[ " $SCENARIOS " == *" h2 "* ]] && cmd+=" H2_CONNS=$H2_CONNS H2_STREAMS=$H2_STREAMS"
+  [[ " $SCENARIOS " == *" h2 "* || " $SCENARIOS " == *" grpc "* ]] && cmd+=" H2_CONNS=$H2_CONNS H2_STREAMS=$H2_STREAMS"
+  [[ " $SCENARIOS " == *" grpc "* ]] && cmd+=" GRPC_REQ_BYTES=$GRPC_REQ_BYTES GRPC_RESP_BYTES=$GRPC_RESP_BYTES"
+  [[ " $SCENARIOS " == *" grpc "* && $GRPC_UNIX == 1 ]] && cmd+=" GRPC_UNIX=1"
   [[ $PATH_REQ != / ]] && cmd+=" PATH_REQ=$PATH_REQ"
   [[ $TLS == 1 ]] && cmd="TLS=1 $cmd"
   echo "Command: \`$cmd bench/run.sh\`"
@@ -704,8 +990,14 @@ REPORT="$RUN_DIR/results.md"
     "kernel $(uname -r); $(nginx -v 2>&1 | sed 's/.*: //'); HAProxy $(haproxy -v | awk 'NR == 1 { print $3 }'); wrk $THREADS thread(s), $CONNS connections;" \
     "medians of $REPEATS runs of $DURATION; load average before the run: $LOAD_BEFORE)"
   [[ -n $TLS_NEGOTIATED ]] && echo "TLS negotiated with an OpenSSL client: $TLS_NEGOTIATED."
+  if [[ -n $GRPC_CHECKS ]]; then
+    echo
+    echo "gRPC calls checked with python3-grpcio ($GRPC_METHOD through each instance, after the runs):"
+    echo
+    printf '%s' "$GRPC_CHECKS"
+  fi
   echo
-  awk -F'\t' -v targets="$TARGETS $UNIX_TARGETS" -v scenarios="$SCENARIOS" '
+  awk -F'\t' -v targets="$TARGETS $UNIX_TARGETS" -v scenarios="$SCENARIOS" -v grpc_unix="$GRPC_UNIX" '
     function median(key,   n, i, j, a, t, v) {
       n = cnt[key]; if (n == 0) return "-"
       for (i = 1; i <= n; i++) a[i] = vals[key, i]
@@ -735,6 +1027,7 @@ REPORT="$RUN_DIR/results.md"
       add(s SUBSEP t SUBSEP "cpu", $11); add(s SUBSEP t SUBSEP "pct", $12); add(s SUBSEP t SUBSEP "upcpu", $13)
       add(s SUBSEP t SUBSEP "per1k", $16); add(s SUBSEP t SUBSEP "other", $19)
       add(s SUBSEP t SUBSEP "ucpu", $21)
+      if (NF >= 23) { add(s SUBSEP t SUBSEP "rss", ($22 == "-") ? "-" : $22 / 1024); add(s SUBSEP t SUBSEP "pss", ($23 == "-") ? "-" : $23 / 1024) }
       if ($11 != "-") { round_cpu[s, t, $2] = $11; rounds[s, $2] = 1 }
       bad[s SUBSEP t] += $8 + $9; reqs[s SUBSEP t] += $4 }
     END {
@@ -742,12 +1035,14 @@ REPORT="$RUN_DIR/results.md"
       title["keepalive"] = "Scenario 1: keep-alive small GETs"
       title["close"] = "Scenario 2: a new client connection per request (wrk -H \"Connection: close\")"
       title["h2"] = "Scenario 3: HTTP/2 small GETs (h2load; p50 is its mean request time, p99 not measured)"
+      title["grpc"] = "Scenario 5: gRPC unary calls (h2load POSTs of one gRPC message with te: trailers, to a grpc-go app over h2c on " ((grpc_unix == 1) ? "a Unix socket" : "loopback TCP") "; p50 is its mean call time, p99 not measured)"
       title["unix"] = "Scenario 4: sluice to its app over loopback TCP vs a Unix socket (keep-alive small GETs; the app: static nginx on both)"
       for (i = 1; i <= ns; i++) {
         s = S[i]
         print "### " title[s]; print ""
-        print "| target | req/s | p50 ms | p99 ms | proxy CPU µs/req | of which user space | proxy CPU % of core | upstream CPU µs/req | upstream conns opened /1k req | non-2xx + socket errors | other load on proxy core % |"
-        print "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        u = (s == "grpc") ? "call" : "req"
+        print "| target | " u "/s | p50 ms | p99 ms | proxy CPU µs/" u " | of which user space | proxy CPU % of core | upstream CPU µs/" u " | upstream conns opened /1k " u " | non-2xx + socket errors | other load on proxy core % | proxy RSS MiB (PSS) mid-run |"
+        print "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
         for (j = 1; j <= nt; j++) {
           t = T[j]; k = s SUBSEP t
           # The unix scenario has its own two targets, which run in no other scenario.
@@ -760,11 +1055,12 @@ REPORT="$RUN_DIR/results.md"
             fmt(median(k SUBSEP "upcpu"), 1))
           v = fmt(median(k SUBSEP "per1k"), 2)
           line = line " | " ((t == "upstream") ? "(" v ")" : v)
-          print line sprintf(" | %d of %d | %s |", bad[k], reqs[k], fmt(median(k SUBSEP "other"), 1))
+          mem = (median(k SUBSEP "rss") == "-") ? "–" : fmt(median(k SUBSEP "rss"), 1) " (" fmt(median(k SUBSEP "pss"), 1) ")"
+          print line sprintf(" | %d of %d | %s | %s |", bad[k], reqs[k], fmt(median(k SUBSEP "other"), 1), mem)
         }
         print ""
         if ((s SUBSEP "sluice" SUBSEP "rps") in cnt) {
-          hdr = "| ratio |"; sep = "|---|"; r1 = "| CPU µs/req |"; r5 = "| CPU µs/req, per round: median (range) |"; r4 = "| user-space CPU µs/req |"; r2 = "| req/s |"; r3 = "| p99 |"; any = 0
+          hdr = "| ratio |"; sep = "|---|"; r1 = "| CPU µs/" u " |"; r5 = "| CPU µs/" u ", per round: median (range) |"; r4 = "| user-space CPU µs/" u " |"; r2 = "| " u "/s |"; r3 = "| p99 |"; r6 = "| RSS mid-run |"; any = 0
           for (j = 1; j <= nt; j++) {
             p = T[j]; if (p == "upstream" || p == "sluice" || p == "sluice-tcp" || p == "sluice-unix") continue
             any = 1; hdr = hdr " sluice/" p " |"; sep = sep "---:|"
@@ -773,8 +1069,9 @@ REPORT="$RUN_DIR/results.md"
             r5 = r5 " " paired(s, "sluice", p) " |"
             r2 = r2 " " ratio(median(s SUBSEP "sluice" SUBSEP "rps"), median(s SUBSEP p SUBSEP "rps")) " |"
             r3 = r3 " " ratio(median(s SUBSEP "sluice" SUBSEP "p99"), median(s SUBSEP p SUBSEP "p99")) " |"
+            r6 = r6 " " ratio(median(s SUBSEP "sluice" SUBSEP "rss"), median(s SUBSEP p SUBSEP "rss")) " |"
           }
-          if (any) { print hdr; print sep; print r1; print r5; print r4; print r2; print r3; print "" }
+          if (any) { print hdr; print sep; print r1; print r5; print r4; print r2; print r3; print r6; print "" }
         }
         if (s == "unix" && ((s SUBSEP "sluice-unix" SUBSEP "rps") in cnt)) {
           a = "sluice-unix"; p = "sluice-tcp"
@@ -795,13 +1092,20 @@ REPORT="$RUN_DIR/results.md"
       print "network namespace minus wrk'"'"'s own connects; the value in parentheses (no proxy) is the"
       print "method'"'"'s noise floor. Other load on proxy core: busy time of that core (/proc/stat) not"
       print "spent by the proxy; more than a few % means something else ran there and the row is suspect"
-      print "(such runs are redone RETRIES times; see rejected.tsv)."
+      print "(such runs are redone RETRIES times; see rejected.tsv). Proxy RSS: VmRSS summed over the"
+      print "proxy'"'"'s processes half-way through the run (PSS in parentheses: shared pages split)."
+      if (index(" " scenarios " ", " grpc ")) {
+        print "gRPC: each proxy runs a gRPC instance of its own; a run counts only if h2load saw 2xx for every"
+        print "call, one whole response message per call arrived and the app answered at least as many calls OK"
+        print "(h2load does not read trailers, so grpc-status is checked with a real gRPC client, above)."
+        if (grpc_unix == 1) print "The proxies reach the app over a Unix socket: upstream conns opened (TCP only) cannot count them (–)."
+      }
       print ""
     }' "$RAW"
   echo "<details><summary>All runs</summary>"
   echo
-  echo "| scenario | round | target | requests | req/s | p50 ms | p99 ms | non-2xx | socket errors | proxy CPU s | proxy CPU µs/req | proxy CPU % | upstream CPU µs/req | TCP active opens | upstream conns opened | per 1k req | TCP retransmits | listen drops | other load on proxy core % | steal % | proxy user CPU µs/req |"
-  echo "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+  echo "| scenario | round | target | requests | req/s | p50 ms | p99 ms | non-2xx | socket errors | proxy CPU s | proxy CPU µs/req | proxy CPU % | upstream CPU µs/req | TCP active opens | upstream conns opened | per 1k req | TCP retransmits | listen drops | other load on proxy core % | steal % | proxy user CPU µs/req | proxy RSS KiB | proxy PSS KiB |"
+  echo "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
   awk -F'\t' 'NR > 1 { line = "|"; for (i = 1; i <= NF; i++) line = line " " $i " |"; print line }' "$RAW"
   echo
   echo "</details>"

@@ -41,10 +41,10 @@ void show_progress(const std::string& json) {
   if (j.is_discarded()) return;
   double left = j.value("budget_s", 0.0) - j.value("elapsed_s", 0.0);
   fprintf(stderr,
-          "\r\033[Kdrain: %-8s %llu connections, %llu in flight, %llu WebSockets, %.1f s of budget "
-          "left",
+          "\r\033[Kdrain: %-8s %llu connections, %llu in flight, %llu WebSockets, %llu gRPC "
+          "streams, %.1f s of budget left",
           j.value("phase", "?").c_str(), j.value("connections", 0ull), j.value("in_flight", 0ull),
-          j.value("websockets", 0ull), left > 0 ? left : 0.0);
+          j.value("websockets", 0ull), j.value("grpc_calls", 0ull), left > 0 ? left : 0.0);
   fflush(stderr);
 }
 

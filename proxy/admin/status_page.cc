@@ -92,6 +92,7 @@ footer span { margin-right: 18px; }
     <span>requests in flight <b data-metric="drain-in-flight"></b></span>
     <span>HTTP/2 streams <b data-metric="drain-http2-streams"></b></span>
     <span>WebSocket sessions <b data-metric="drain-websockets"></b></span>
+    <span>gRPC streams <b data-metric="drain-grpc-calls"></b></span>
     <span>closed by force <b data-metric="drain-forced"></b></span>
   </div>
 </section>
@@ -427,6 +428,7 @@ function renderDrain(d) {
   set(box, 'drain-in-flight', num(d.in_flight));
   set(box, 'drain-http2-streams', num(d.http2_streams));
   set(box, 'drain-websockets', num(d.websockets));
+  set(box, 'drain-grpc-calls', num(d.grpc_calls));
   set(box, 'drain-forced', num(d.forced), undefined, num(d.forced) ? 'bad' : '');
 }
 

@@ -167,7 +167,7 @@ Json build(const Config& c) {
   Json drain = Json::object();
   drain["delay"] = format_duration(c.drain.delay);
   drain["budget"] = format_duration(c.drain.budget);
-  drain["ws_close_spread"] = format_duration(c.drain.ws_close_spread);
+  drain["close_spread"] = format_duration(c.drain.close_spread);
   drain["ws_close_timeout"] = format_duration(c.drain.ws_close_timeout);
   drain["wait_for_app"] = c.drain.wait_for_app;
   j["drain"] = std::move(drain);

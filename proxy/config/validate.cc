@@ -238,12 +238,12 @@ void warn(const Config& c, const ConfigMarks& m, Diagnostics& diag) {
                        "only)");
   }
   const DrainSettings& d = c.drain;
-  if (d.delay + d.ws_close_spread > d.budget)
-    diag.warning(m.drain, "drain: delay (" + format_duration(d.delay) + ") + ws_close_spread (" +
-                              format_duration(d.ws_close_spread) + ") exceed the budget (" +
+  if (d.delay + d.close_spread > d.budget)
+    diag.warning(m.drain, "drain: delay (" + format_duration(d.delay) + ") + close_spread (" +
+                              format_duration(d.close_spread) + ") exceed the budget (" +
                               format_duration(d.budget) +
-                              "): WebSocket sessions still open at the budget are cut without "
-                              "a close frame");
+                              "): WebSocket sessions and gRPC calls still open at the budget "
+                              "are cut without a close frame or a grpc-status");
 }
 
 }  // namespace

@@ -51,8 +51,9 @@ const std::vector<std::string> kOutlierKeys{"consecutive_failures", "base_ejecti
 const std::vector<std::string> kLimitsKeys{
     "max_header_bytes",           "max_body_bytes",   "header_timeout", "idle_timeout",
     "max_connections_per_worker", "max_header_fields"};
-const std::vector<std::string> kDrainKeys{"delay", "budget", "ws_close_spread", "ws_close_timeout",
-                                          "wait_for_app"};
+// ws_close_spread: the old name of close_spread (an alias).
+const std::vector<std::string> kDrainKeys{"delay",           "budget",           "close_spread",
+                                          "ws_close_spread", "ws_close_timeout", "wait_for_app"};
 const std::vector<std::string> kLogKeys{"format", "level", "access"};
 const std::vector<std::string> kReloadKeys{"watch"};
 
@@ -441,7 +442,15 @@ class YamlReader : public FieldReader {
     Fields f(section.value, section.path, kDrainKeys, diag_);
     duration(f, "delay", config_.drain.delay);
     duration(f, "budget", config_.drain.budget);
-    duration(f, "ws_close_spread", config_.drain.ws_close_spread);
+    // Both names: close_spread wins (a Helm chart's defaults may carry the old name while
+    // the user's values set the new one).
+    if (f.get("close_spread") && f.get("ws_close_spread")) {
+      diag_.warning(where_of(f.get("ws_close_spread")->key),
+                    "drain: ws_close_spread is the old name of close_spread, which is also given "
+                    "and wins");
+    }
+    duration(f, "ws_close_spread", config_.drain.close_spread);
+    duration(f, "close_spread", config_.drain.close_spread);
     duration(f, "ws_close_timeout", config_.drain.ws_close_timeout);
     boolean(f, "wait_for_app", config_.drain.wait_for_app);
   }

@@ -280,6 +280,10 @@ void AccessLog::append(const AccessLogEntry& e, LogFormat format, bool colour) {
       } else {
         o.json_field(",\"reason\":\"", e.reason);
       }
+      if (e.grpc_status >= 0) {  // gRPC calls only
+        o.lit(",\"grpc_status\":");
+        o.number(static_cast<uint64_t>(e.grpc_status));
+      }
       o.lit("}\n");
     } else {
       std::string_view on, off;
@@ -333,6 +337,10 @@ void AccessLog::append(const AccessLogEntry& e, LogFormat format, bool colour) {
       if (!e.reason.empty()) {
         o.lit(" reason=");
         o.text(e.reason);
+      }
+      if (e.grpc_status >= 0) {
+        o.lit(" grpc_status=");
+        o.number(static_cast<uint64_t>(e.grpc_status));
       }
       o.ch('\n');
     }

@@ -57,6 +57,7 @@ struct AccessLogEntry {
   std::string_view request_id;
   std::string_view protocol;  // "HTTP/1.1" or "HTTP/2"
   std::string_view reason;    // why sluice refused the request itself (empty: it did not)
+  int grpc_status = -1;       // a gRPC call's final grpc-status (17: another value; -1: none)
 };
 
 // A worker's side of the access log. Must outlive the loop's deferred tasks (the worker

@@ -107,7 +107,9 @@ struct Limits {
 struct DrainSettings {
   Millis delay{5000};             // keep accepting (with Connection: close) this long
   Millis budget{25000};           // from the signal to exit, at most
-  Millis ws_close_spread{10000};  // WebSocket 1001s spread over this window
+  // WebSocket 1001s and gRPC calls' grpc-status 14 spread over this window (YAML
+  // `close_spread`; the old name `ws_close_spread` is an alias).
+  Millis close_spread{10000};
   Millis ws_close_timeout{3000};  // close handshake, per session
   // After a drain a signal started or joined, with a `drain: false` listener: exit only once no
   // `readiness: true` cluster accepts connections (sluice as a plain container in a pod gets

@@ -94,6 +94,13 @@ inline constexpr const char* kHttp2FloodKinds[] = {
     "ping", "settings", "empty_frames", "rapid_reset", "continuation", "stream_errors", "other"};
 inline constexpr size_t kHttp2FloodKindCount = std::size(kHttp2FloodKinds);
 
+// Label values of sluice_grpc_responses_total{grpc_status}: the codes 0..16 as the wire
+// carries them, then "other" for any other value (http/grpc.h).
+inline constexpr const char* kGrpcStatusLabels[] = {"0",  "1",  "2",  "3",  "4",    "5",
+                                                    "6",  "7",  "8",  "9",  "10",   "11",
+                                                    "12", "13", "14", "15", "16", "other"};
+inline constexpr size_t kGrpcStatusLabelCount = std::size(kGrpcStatusLabels);
+
 struct ListenerStats {
   Counter requests[5];  // by status class of the response sent
   Histogram duration;   // head received to response complete
@@ -108,6 +115,9 @@ struct ListenerStats {
   Counter http2_goaway[kHttp2GoawayReasonCount];
   Counter http2_flood_closes[kHttp2FloodKindCount];
   Counter maintenance_rejected;  // requests answered 503 by the maintenance mode
+  // gRPC calls by their final grpc-status: 0..16, then "other" (http/grpc.h's labels).
+  Counter grpc_responses[kGrpcStatusLabelCount];
+  Counter grpc_drain_ended;  // streaming calls the drain ended with grpc-status 14
 };
 
 // Why a client connection was refused at accept (label values in this order).
@@ -154,6 +164,10 @@ struct WorkerStats {
   Counter http2_connections_active;
   Counter http2_streams_active;  // open streams of those connections (their requests in flight)
   Counter drain_forced_closes;
+  // gRPC calls whose response head was sent (long-lived: the drain spreads their ends), and
+  // those the drain ended with grpc-status 14 at a message boundary.
+  Counter grpc_calls_active;
+  Counter grpc_drain_ended;
   Counter drain_forced_http2_streams;     // streams open on connections closed at the budget
   Counter sluice_errors;                  // responses sluice answered itself with a 4xx/5xx
   Counter access_log_dropped;             // lines the access log could not take

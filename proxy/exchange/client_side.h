@@ -46,6 +46,10 @@ class ClientSide {
   // add (Retry-After). Returns the bytes written.
   virtual size_t send_error(int status, std::string_view why, bool malformed,
                             std::span<const ExtraHeader> extra = {}) = 0;
+  // A whole response that is a head alone, sluice's own (a gRPC Trailers-Only response): one
+  // HEADERS frame with END_STREAM for HTTP/2; for HTTP/1.1 the head with Content-Length: 0.
+  // Returns the bytes written.
+  virtual size_t send_head_only(const MessageHead& head) = 0;
   // The response cannot be completed (the upstream failed mid-body): the client must never
   // take the truncated response for a whole one. Aborts the exchange.
   virtual void cut_response() = 0;

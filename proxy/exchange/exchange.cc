@@ -86,6 +86,11 @@ void Exchange::reset() {
   response_bytes_ = 0;
   upstream_us_ = 0;
   started_ns_ = upstream_ns_ = 0;
+  grpc_ = grpc_end_pending_ = grpc_end_on_message_ = grpc_deadline_ = false;
+  grpc_status_ = -1;
+  grpc_in_ = GrpcMessageTracker();
+  grpc_out_ = GrpcMessageTracker();
+  grpc_timeout_ms_ = 0;
 }
 
 void Exchange::begin(const MessageHead& req) {
@@ -118,9 +123,25 @@ void Exchange::begin(const MessageHead& req) {
     log_->target.assign(plan.target.absolute ? plan.target.path : req.url());
     log_->host.assign(plan.host);
   }
+  // A gRPC call gets gRPC's answers (Trailers-Only) only from an HTTP/2 client: gRPC has no
+  // HTTP/1.1 mapping, and one that comes over HTTP/1.1 is refused with a text saying so.
+  grpc_ = plan.grpc && rc_->protocol == "HTTP/2";
   if (plan.refuse_status) {
     respond_error(plan.refuse_status, plan.refuse_why, plan.malformed);
     return;
+  }
+  if (plan.grpc && !grpc_) {
+    set_reason("grpc_over_http1");
+    respond_error(505,
+                  "gRPC requires HTTP/2: this call came over HTTP/1.1 (connect with HTTP/2: h2 "
+                  "over TLS, or h2c with prior knowledge)");
+    return;
+  }
+  if (grpc_ && plan.has_grpc_timeout) {
+    // The call's deadline counts from its arrival, whatever it waits for.
+    grpc_deadline_ = true;
+    grpc_timeout_ms_ = plan.grpc_timeout_ms;
+    deadline_timer_.start(ctx.loop, this, &Exchange::on_grpc_deadline, plan.grpc_timeout_ms);
   }
   if (!screen_client(req)) return;
   if (rc_->maintenance && rc_->maintenance->mode() != MaintenanceMode::kOff) {
@@ -256,7 +277,12 @@ void Exchange::flush_pending() {
   pending_bytes_ = 0;
   if (ok && request_complete_ && !request_end_written_) {
     request_end_written_ = true;
-    up_->expect_response(static_cast<uint64_t>(cluster_->config().response_timeout.count()));
+    uint64_t timeout = static_cast<uint64_t>(cluster_->config().response_timeout.count());
+    // A gRPC call's deadline bounds the wait for its response head too (its own timer ends
+    // the call whatever it waits for; this makes the upstream side's timeout agree).
+    if (grpc_deadline_ && (timeout == 0 || grpc_timeout_ms_ < timeout))
+      timeout = grpc_timeout_ms_ ? grpc_timeout_ms_ : 1;
+    up_->expect_response(timeout);
     ok = up_->send_end(request_trailers_) == 0;
   }
   if (!ok) {
@@ -270,6 +296,7 @@ void Exchange::flush_pending() {
 void Exchange::on_request_body(const Slice& data) {
   if (!active_) return;
   request_body_bytes_ += data.len;
+  if (grpc_) grpc_in_.feed(data.data, data.len);
   uint64_t max = rc_->limits().max_body_bytes;
   if (max && request_body_bytes_ > max) {
     respond_error(413, "request body over the limit");
@@ -342,10 +369,15 @@ void Exchange::on_upstream_head(const MessageHead& head) {
   }
   status_ = head.status;
   cluster_->stats().requests[status_class(head.status)].add();
+  if (grpc_) note_grpc_status(head);  // a Trailers-Only response carries it in its head
   size_t ct = head.find("content-type");
   event_stream_ = ct != std::string_view::npos && head.value(ct).size() >= 17 &&
                   iequals(head.value(ct).substr(0, 17), "text/event-stream");
   response_head_sent_ = true;
+  if (grpc_) {
+    grpc_long_ = true;  // the drain spreads the ends of these
+    rc_->loop->stats.grpc_calls_active.add();
+  }
   response_bytes_ += client_.send_head(head);
 }
 
@@ -357,6 +389,7 @@ void Exchange::write_response_body(const Slice& data) {
 
 void Exchange::on_upstream_body(const Slice& data) {
   if (!up_) return;
+  if (grpc_) return relay_grpc(data);
   if (event_stream_) return relay_event_stream(data);
   write_response_body(data);
   if (up_ && client_.above_high_watermark()) up_->pause_response();
@@ -399,6 +432,7 @@ void Exchange::end_event_stream() {
 void Exchange::on_upstream_trailers(const MessageHead& trailers) {
   // Without a side the exchange has let go of the response (a drained event stream ended).
   if (!up_ || !response_head_sent_) return;
+  if (grpc_) note_grpc_status(trailers);
   static thread_local MessageHead forwardable;  // scratch: trailers are rare and small
   copy_forwardable_trailers(trailers, forwardable);
   if (forwardable.header_count()) client_.send_trailers(forwardable);
@@ -444,6 +478,14 @@ bool Exchange::can_retry(UpstreamError e) const {
 void Exchange::on_upstream_error(UpstreamError e, bool response_started) {
   up_ = nullptr;
   if (e == UpstreamError::kResponseTimeout) cluster_->stats().timeouts.add();
+  if (response_head_sent_ && grpc_ && grpc_out_.at_boundary()) {
+    // A gRPC call ends cleanly between two messages: UNAVAILABLE, which clients retry.
+    LOG_WARN("upstream %s: %s mid-call; ending the gRPC call of client %s with UNAVAILABLE",
+             pool_->name().c_str(), upstream_error_name(e), std::string(rc_->client_ip).c_str());
+    end_grpc_call(GrpcStatus::kUnavailable,
+                  std::string("upstream failed: ") + upstream_error_name(e));
+    return;
+  }
   if (response_head_sent_) {
     // The body is cut: the client must never take a truncated body for a complete one.
     LOG_WARN("upstream %s: %s mid-response; cutting the response to client %s",
@@ -472,6 +514,7 @@ void Exchange::respond_error(int status, const char* why, bool malformed) {
 void Exchange::answer_error(int status, const char* why, bool malformed,
                             std::span<const ExtraHeader> extra, bool warn) {
   if (!active_) return;
+  if (grpc_) return respond_grpc(status, why, extra, warn);
   if (response_head_sent_) {
     client_.cut_response();
     return;
@@ -516,6 +559,7 @@ void Exchange::write_access_log(uint64_t duration_us) {
   e.request_id = log_->request_id;
   e.protocol = rc_->protocol;
   e.reason = log_->reason;
+  e.grpc_status = grpc_ ? grpc_status_ : -1;
   log->append(e, cfg.log.format, rc_->colour_log);
 }
 
@@ -542,6 +586,17 @@ void Exchange::deactivate() {
     ListenerStats& ls = *rc_->listener_stats;
     ls.requests[status_class(status_)].add();
     ls.duration.observe_us(duration_us);
+    if (grpc_) {
+      // A response without grpc-status: what the client makes of its HTTP status.
+      if (grpc_status_ < 0 && status_ != 200)
+        grpc_status_ = static_cast<int8_t>(grpc_status_for_http(status_));
+      if (grpc_status_ >= 0) ls.grpc_responses[static_cast<size_t>(grpc_status_)].add();
+    }
+  }
+  if (grpc_) deadline_timer_.stop();
+  if (grpc_long_) {
+    grpc_long_ = false;
+    rc_->loop->stats.grpc_calls_active.sub();
   }
   if (log_) write_access_log(duration_us);
   release_guard();

@@ -12,7 +12,9 @@
 #include <vector>
 
 #include "core/block.h"
+#include "core/on_demand_timer.h"
 #include "exchange/client_side.h"
+#include "http/grpc.h"
 #include "http/message.h"
 #include "http/rewrite.h"
 #include "http/upgrade.h"
@@ -22,6 +24,9 @@
 namespace sluice {
 
 struct RequestPlan;
+
+// The grpc-message of the calls a drain ends (grpc-status 14).
+inline constexpr std::string_view kGrpcDrainMessage = "server is draining";
 
 class Exchange : private UpstreamHandler, private PoolClient {
  public:
@@ -51,6 +56,18 @@ class Exchange : private UpstreamHandler, private PoolClient {
   // Drain: a text/event-stream response ends at its next event boundary (a blank line) with
   // the end of its body, so EventSource clients reconnect elsewhere.
   void drain_event_stream();
+
+  // Drain, at a gRPC call's slot in the spread window: a call whose response head was sent is
+  // ended at its next response message boundary with trailers grpc-status 14 (UNAVAILABLE,
+  // "server is draining"), and its upstream stream is reset (CANCEL). A call shaped like a unary
+  // one (the request ended with at most one message, at most one response message so far) ends
+  // only if another response message begins: its trailers normally follow at once. False when
+  // this is no such call (the drain has nothing to do with it).
+  bool drain_grpc_call();
+  // A gRPC call from an HTTP/2 client whose response head was sent (the drain spreads these).
+  bool long_lived_grpc() const { return active_ && grpc_ && response_head_sent_; }
+  // Whether the request is a gRPC call (decided at begin()).
+  bool grpc() const { return grpc_; }
 
   bool active() const { return active_; }
   bool response_started() const { return response_head_sent_; }
@@ -98,6 +115,18 @@ class Exchange : private UpstreamHandler, private PoolClient {
   void drop_upstream();  // resets the bound upstream side, if any (never reused)
   void leave_queue();    // stops waiting for a pooled connection, if waiting
   void end_event_stream();
+  // gRPC (exchange_grpc.cc). A call sluice answers itself: a Trailers-Only response whose
+  // grpc-status stands for `http_status` (grpc_status_for_http).
+  void respond_grpc(int http_status, std::string_view why, std::span<const ExtraHeader> extra,
+                    bool warn);
+  void relay_grpc(const Slice& data);
+  // Ends a call whose response head was sent with trailers `status` and `why` (at a message
+  // boundary: the caller checked), resetting the upstream side.
+  void end_grpc_call(GrpcStatus status, std::string_view why);
+  // At the next response message boundary (now if there is one): end_grpc_call.
+  void end_grpc_call_at_boundary(GrpcStatus status, std::string_view why);
+  static void on_grpc_deadline(uv_timer_t* t);
+  void note_grpc_status(const MessageHead& fields);
   void relay_event_stream(const Slice& data);
   void write_response_body(const Slice& data);
   void write_access_log(uint64_t duration_us);
@@ -165,6 +194,20 @@ class Exchange : private UpstreamHandler, private PoolClient {
     std::string client;  // when it is not the peer (X-Forwarded-For from a trusted proxy)
   };
   std::unique_ptr<LogFields> log_;
+
+  // gRPC (only for a call from an HTTP/2 client).
+  bool grpc_ = false;
+  bool grpc_end_pending_ = false;  // end at the next response message boundary
+  bool grpc_end_on_message_ = false;  // ...only once a new message begins (unary-shaped calls)
+  GrpcStatus grpc_end_status_ = GrpcStatus::kOk;
+  std::string_view grpc_end_why_;
+  int8_t grpc_status_ = -1;  // the call's final grpc-status as a label index; -1: none seen
+  GrpcMessageTracker grpc_in_;   // request messages (client to upstream)
+  GrpcMessageTracker grpc_out_;  // response messages (upstream to client)
+  uint64_t grpc_timeout_ms_ = 0;  // its grpc-timeout; 0 with !grpc_deadline_: none
+  bool grpc_deadline_ = false;
+  bool grpc_long_ = false;  // counted in grpc_calls_active (its response head was relayed)
+  OnDemandTimer deadline_timer_;  // the grpc-timeout deadline, while the call runs
 };
 
 }  // namespace sluice

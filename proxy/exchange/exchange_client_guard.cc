@@ -68,9 +68,8 @@ bool Exchange::check_rate_limits(const MessageHead& req, const RequestPlan& plan
       g->rate_check(rc_->listener, plan.host, plan.target.path, req, client_addr_, uv_hrtime());
   if (!v.limited_by) return true;
   if (log_) log_->reason = "rate_limited:" + v.limited_by->config.name;
-  // TODO(gRPC, a later issue): a call with content-type application/grpc* should get HTTP 200
-  // with grpc-status 8 (RESOURCE_EXHAUSTED) and the same Retry-After; the refusal is made here, in
-  // one place.
+  // A gRPC call gets HTTP 200 with grpc-status 8 (RESOURCE_EXHAUSTED) and the same Retry-After
+  // (answer_error makes the Trailers-Only form).
   char retry[24];
   snprintf(retry, sizeof retry, "%llu", static_cast<unsigned long long>(v.retry_after_s));
   const ExtraHeader extra[] = {{"Retry-After", retry}};

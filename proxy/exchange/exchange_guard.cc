@@ -109,9 +109,21 @@ void Exchange::respond_refusal(int status, const char* reason, std::string_view 
     client_.cut_response();
     return;
   }
+  set_reason(reason);
+  if (grpc_) {
+    // The same refusal as a gRPC status (UNAVAILABLE for every 503 here), with its Retry-After
+    // and extra header as fields of the Trailers-Only response.
+    char retry[24];
+    snprintf(retry, sizeof retry, "%u", retry_after_s);
+    ExtraHeader extra[2];
+    size_t n = 0;
+    if (retry_after_s) extra[n++] = {"Retry-After", retry};
+    if (!header.empty()) extra[n++] = {header, value};
+    respond_grpc(status, why, std::span<const ExtraHeader>(extra, n), false);
+    return;
+  }
   drop_upstream();
   leave_queue();
-  set_reason(reason);
   status_ = status;
   LoopContext& ctx = *rc_->loop;
   ctx.stats.sluice_errors.add();

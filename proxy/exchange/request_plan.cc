@@ -1,5 +1,7 @@
 #include "exchange/request_plan.h"
 
+#include "http/grpc.h"
+
 namespace sluice {
 
 namespace {
@@ -28,6 +30,21 @@ RequestPlan plan_request(const MessageHead& req, uint64_t max_body_bytes, Upgrad
     p.framing = Framing::kChunked;
   } else if (req.has_content_length) {
     p.framing = Framing::kContentLength;
+  }
+  // One look for the content type: the only cost a request that is not a gRPC call pays.
+  const size_t ct = req.find("content-type");
+  p.grpc = ct != std::string_view::npos && is_grpc_content_type(req.value(ct));
+  if (p.grpc) {
+    if (const size_t t = req.find("grpc-timeout"); t != std::string_view::npos) {
+      const std::optional<uint64_t> ms = parse_grpc_timeout(req.value(t));
+      if (!ms) {
+        // PROTOCOL-HTTP2.md: a malformed grpc-timeout is a malformed call (INTERNAL).
+        refuse(p, 400, "malformed grpc-timeout (1 to 8 digits and a unit: H M S m u n)");
+        return p;
+      }
+      p.grpc_timeout_ms = *ms;
+      p.has_grpc_timeout = true;
+    }
   }
   // RFC 9112 §3.2: a request with more than one Host header is refused, and so is an HTTP/1.1
   // request without one; malformed, so the connection closes after the 400.

@@ -23,6 +23,11 @@ struct RequestPlan {
   bool websocket = false;     // ...to WebSocket
   UpgradeAllowList upgrades;  // the listener's allow-list (other protocols are removed)
   bool expect_continue = false;
+  // A gRPC call (content-type application/grpc, +suffix or ;parameters): sluice's own answers
+  // to it are Trailers-Only responses (http/grpc.h).
+  bool grpc = false;
+  uint64_t grpc_timeout_ms = 0;  // its grpc-timeout (0: none)
+  bool has_grpc_timeout = false;
   RequestTarget target;
   std::string_view host;  // routing host: lower-case, without port (may view host_buf)
 };

@@ -62,6 +62,9 @@ StatsTotals sum_stats(const ShardSet<ListenerStats>& listeners,
       for (size_t i = 0; i < kHttp2FloodKindCount; ++i)
         l.http2_flood_closes[i] += s->http2_flood_closes[i].get();
       l.maintenance_rejected += s->maintenance_rejected.get();
+      for (size_t i = 0; i < kGrpcStatusLabelCount; ++i)
+        l.grpc_responses[i] += s->grpc_responses[i].get();
+      l.grpc_drain_ended += s->grpc_drain_ended.get();
     }
     t.listeners.push_back(std::move(l));
   }
@@ -307,6 +310,14 @@ std::vector<MetricFamily> Metrics::Collect() const {
            "stream errors), by kind",
            "kind", kHttp2FloodKinds, kHttp2FloodKindCount,
            [](const Li& l) { return l.http2_flood_closes; });
+  by_label("sluice_grpc_responses_total",
+           "gRPC calls (content-type application/grpc) by their final grpc-status: the "
+           "upstream's trailers or Trailers-Only head, or sluice's own answer",
+           "grpc_status", kGrpcStatusLabels, kGrpcStatusLabelCount,
+           [](const Li& l) { return l.grpc_responses; });
+  per_item(out, L, "listener", "sluice_grpc_drain_ended_total",
+           "gRPC streaming calls a drain ended at a message boundary with grpc-status 14",
+           T::Counter, [](const Li& l) { return l.grpc_drain_ended; });
 
   by_code(out, C, "cluster", "sluice_upstream_requests_total",
           "Requests to the cluster by status class: the upstreams' responses, and the 502, 503 "
@@ -472,6 +483,11 @@ nlohmann::json Metrics::render_json(const Config& config) const {
     json refused = json::object();
     for (size_t r = 0; r < 3; ++r) refused[kRefusalReasons[r]] = l.refused[r];
     x["connections_refused"] = refused;
+    json grpc = json::object();
+    for (size_t i = 0; i < kGrpcStatusLabelCount; ++i)
+      if (l.grpc_responses[i]) grpc[kGrpcStatusLabels[i]] = l.grpc_responses[i];
+    x["grpc_responses"] = grpc;
+    x["grpc_drain_ended"] = l.grpc_drain_ended;
     guard_json(x, l);
     j["listeners"].push_back(std::move(x));
   }

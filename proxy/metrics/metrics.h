@@ -46,6 +46,8 @@ struct StatsTotals {
     uint64_t http2_goaway[kHttp2GoawayReasonCount] = {};
     uint64_t http2_flood_closes[kHttp2FloodKindCount] = {};
     uint64_t maintenance_rejected = 0;
+    uint64_t grpc_responses[kGrpcStatusLabelCount] = {};
+    uint64_t grpc_drain_ended = 0;
     int maintenance_mode = 0;  // MaintenanceMode, filled by the server
   };
   struct Cluster {

@@ -75,6 +75,14 @@ int DownstreamConnection::accept(uv_stream_t* server) {
   return r != 0 ? r : start();
 }
 
+void DownstreamConnection::add_grpc_call(Http2Stream* s) {
+  if (!drain_exempt()) worker_.add_grpc_call(s);  // a `drain: false` listener's stay to the end
+}
+
+void DownstreamConnection::remove_grpc_call(Http2Stream* s) {
+  worker_.remove_grpc_call(s);
+}
+
 const RequestContext& DownstreamConnection::fresh_request_context() {
   refresh_snapshot();
   return http_->rc;
@@ -441,6 +449,18 @@ void DownstreamConnection::send_trailers(const MessageHead& trailers) {
 void DownstreamConnection::send_end() {
   if (http_->response_framing == Framing::kChunked && !http_->trailers_sent)
     write_or_close(kLastChunk);
+}
+
+size_t DownstreamConnection::send_head_only(const MessageHead& head) {
+  MessageHead h;
+  h.status = head.status;
+  for (size_t i = 0; i < head.header_count(); ++i) h.add_header(head.name(i), head.value(i));
+  h.has_content_length = true;
+  h.content_length = 0;
+  h.add_header("Content-Length", "0");
+  const size_t n = send_head(h);
+  if (http_) send_end();
+  return n;
 }
 
 size_t DownstreamConnection::send_error(int status, std::string_view why, bool malformed,

@@ -99,6 +99,7 @@ class DownstreamConnection final : public ListNode,
   }
   size_t send_error(int status, std::string_view why, bool malformed,
                     std::span<const ExtraHeader> extra) override;
+  size_t send_head_only(const MessageHead& head) override;
   void cut_response() override { close(); }
   bool above_high_watermark() const override { return stream_.above_high_watermark(); }
   void pause_request_body() override { block_reading(kBackpressure); }
@@ -124,6 +125,8 @@ class DownstreamConnection final : public ListNode,
   void resume_input() override { unblock_reading(kBackpressure); }
   void session_over() override { close_after_flush(false); }
   bool drain_asked() const override { return draining(); }
+  void add_grpc_call(Http2Stream* s) override;
+  void remove_grpc_call(Http2Stream* s) override;
 
   enum class State : uint8_t { kIdle, kHead, kActive, kTunnel, kHttp2, kClosing, kClosed };
 

@@ -29,9 +29,9 @@ void DrainCoordinator::set_phase(DrainPhase p) {
 void DrainCoordinator::start(const std::string& why) {
   if (closed_ || phase() != DrainPhase::kServing) return;
   started_ms_ = uv_now(loop_);
-  LOG_INFO("drain started (%s): delay %s, budget %s, WebSocket close spread %s", why.c_str(),
+  LOG_INFO("drain started (%s): delay %s, budget %s, close spread %s", why.c_str(),
            format_duration(settings_.delay).c_str(), format_duration(settings_.budget).c_str(),
-           format_duration(settings_.ws_close_spread).c_str());
+           format_duration(settings_.close_spread).c_str());
   set_phase(DrainPhase::kDelay);
   phase_timer_ = make_timer();
   budget_timer_ = make_timer();
@@ -53,12 +53,13 @@ void DrainCoordinator::enter_draining() {
   DrainCounts c = hooks_.counts();
   LOG_INFO(
       "drain: closing listeners; %llu connections (%llu HTTP/2), %llu requests in flight "
-      "(%llu HTTP/2 streams), %llu WebSocket sessions",
+      "(%llu HTTP/2 streams), %llu WebSocket sessions, %llu gRPC calls",
       static_cast<unsigned long long>(c.connections),
       static_cast<unsigned long long>(c.http2_connections),
       static_cast<unsigned long long>(c.in_flight),
       static_cast<unsigned long long>(c.http2_streams),
-      static_cast<unsigned long long>(c.websockets));
+      static_cast<unsigned long long>(c.websockets),
+      static_cast<unsigned long long>(c.grpc_calls));
   set_phase(DrainPhase::kDraining);
 }
 
@@ -105,6 +106,8 @@ std::string DrainCoordinator::status_json() const {
   j["http2_connections"] = c.http2_connections;
   j["http2_streams"] = c.http2_streams;
   j["forced_http2_streams"] = c.forced_http2_streams;
+  j["grpc_calls"] = c.grpc_calls;
+  j["grpc_drain_ended"] = c.grpc_drain_ended;
   return j.dump() + "\n";
 }
 

@@ -24,6 +24,8 @@ struct DrainCounts {
   uint64_t http2_connections = 0;     // the part of `connections` speaking HTTP/2
   uint64_t http2_streams = 0;         // their open streams (each a request in flight, or ending)
   uint64_t forced_http2_streams = 0;  // streams open on connections closed at the budget
+  uint64_t grpc_calls = 0;        // gRPC calls whose response head was sent, still open
+  uint64_t grpc_drain_ended = 0;  // calls the drain ended with grpc-status 14 at a boundary
 };
 
 class DrainCoordinator {

@@ -43,13 +43,14 @@ struct Http2RequestBlock {
   bool has_host = false;     // from :authority, or a host field without it
   bool too_large = false;
   bool too_many = false;
+  bool grpc = false;  // content-type application/grpc*: refusals are gRPC statuses
   void reset() {
     head.clear();
     method.clear();
     cookies.clear();
     bytes = 0;
     field_count = 0;
-    has_host = too_large = too_many = false;
+    has_host = too_large = too_many = grpc = false;
   }
 };
 
@@ -68,6 +69,10 @@ class Http2Transport {
   // The session is over: close once the queued bytes are written. Called at most once.
   virtual void session_over() = 0;
   virtual bool drain_asked() const = 0;
+  // gRPC calls whose response head was sent, on the worker's list: the drain ends them at their
+  // slot in the spread window (Worker). A stream leaves it when its call ends or it is freed.
+  virtual void add_grpc_call(Http2Stream* s) = 0;
+  virtual void remove_grpc_call(Http2Stream* s) = 0;
 
  protected:
   ~Http2Transport() = default;
@@ -127,6 +132,7 @@ class Http2Connection {
   ListenerStats* stats() { return stats_; }
   LoopContext& ctx() { return transport_.loop_context(); }
   bool draining() const { return transport_.drain_asked(); }
+  Http2Transport& transport() { return transport_; }
   // Frames to send: produced on a later loop turn (one pass for all streams), or right after
   // the current mem_recv.
   void schedule_send();

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "core/log.h"
+#include "http/grpc.h"
 #include "http/method.h"
 #include "http/rewrite.h"
 #include "net/tcp_stream.h"
@@ -143,6 +144,7 @@ Http2Stream::~Http2Stream() {
 }
 
 void Http2Stream::end_upstream_work() {
+  conn_.transport().remove_grpc_call(this);  // idempotent
   if (!upstream_work_) return;
   upstream_work_ = false;
   conn_.guard().upstream_work_ended();
@@ -160,6 +162,8 @@ bool Http2Stream::on_header(std::string_view name, std::string_view value, bool 
     return true;
   }
   Http2RequestBlock& b = conn_.request_block();
+  // Known even when the block is over a limit: the refusal is then a gRPC status too.
+  if (name.size() == 12 && name == "content-type" && is_grpc_content_type(value)) b.grpc = true;
   // Counted as HPACK counts a header list (RFC 9113 §6.5.2), each cookie crumb on its own:
   // nghttp2 advertises the limit but does not enforce it on what it decodes. An HPACK bomb (a
   // large dynamic-table entry referenced again and again, or many tiny fields) stops being
@@ -297,6 +301,7 @@ void Http2Stream::on_response_ended() {
 
 void Http2Stream::on_closed(uint32_t error_code) {
   closed_ = true;
+  conn_.transport().remove_grpc_call(this);
   if (exchange_.active()) {
     // The client reset the stream (or the connection ended) before the response did: the
     // exchange resets its upstream connection, which is never reused mid-response.
@@ -345,6 +350,12 @@ bool Http2Stream::reset_if_stalled(uint64_t now_ms, uint64_t timeout_ms) {
   const char* what = nullptr;
   if (out_bytes_ > 0 && now_ms - out_at_ms_ >= timeout_ms) {
     what = "the client took no response bytes";
+  } else if (exchange_.long_lived_grpc()) {
+    // A gRPC stream is idle when no bytes move either way (between messages): a bidirectional
+    // call whose client only listens is not stalled while responses flow.
+    if (body_paused_) body_at_ms_ = now_ms;
+    if (now_ms - std::max(body_at_ms_, response_at_ms_) >= timeout_ms)
+      what = "the gRPC call moved no message either way";
   } else if (started_ && !request_ended_ && exchange_.active()) {
     if (body_paused_) {
       body_at_ms_ = now_ms;  // sluice holds it back: the client is not to blame
@@ -420,12 +431,27 @@ size_t Http2Stream::send_head(const MessageHead& head) {
     cut_response();
     return 0;
   }
+  if (exchange_.long_lived_grpc()) {
+    response_at_ms_ = conn_.ctx().now_ms();
+    conn_.transport().add_grpc_call(this);
+  }
+  return f.bytes();
+}
+
+size_t Http2Stream::send_head_only(const MessageHead& head) {
+  ResponseFields f(head);
+  body_end_ = true;
+  if (!submit_head(head.status, f.data(), f.size(), /*has_body=*/false)) {
+    cut_response();
+    return 0;
+  }
   return f.bytes();
 }
 
 void Http2Stream::send_body(const Slice& data) {
   if (!response_has_body_ || data.len == 0 || closed_) return;
   if (out_bytes_ == 0) out_at_ms_ = conn_.ctx().now_ms();  // the client's time starts
+  response_at_ms_ = conn_.ctx().now_ms();
   out_.push_back(data);
   out_bytes_ += data.len;
   resume_data();
@@ -479,10 +505,27 @@ size_t Http2Stream::send_error(int status, std::string_view why, bool,
 
 void Http2Stream::refuse(int status, std::string_view why, std::string_view reason,
                          const Http2RequestBlock& b) {
-  const size_t bytes = respond_text(status, why);
+  size_t bytes = 0;
+  int grpc_status = -1;
+  if (b.grpc) {
+    // A gRPC call: a Trailers-Only response (RESOURCE_EXHAUSTED for 431, INTERNAL for 400).
+    grpc_status = static_cast<int>(grpc_status_for_http(status));
+    MessageHead t;
+    t.status = 200;
+    t.add_header("content-type", "application/grpc");
+    t.add_header("grpc-status", std::to_string(grpc_status));
+    t.add_header("grpc-message", grpc_percent_encode(why));
+    bytes = send_head_only(t);
+    status = 200;
+  } else {
+    bytes = respond_text(status, why);
+  }
   LoopContext& ctx = conn_.ctx();
   ctx.stats.sluice_errors.add();
-  if (rc_.listener_stats) rc_.listener_stats->requests[status_class(status)].add();
+  if (rc_.listener_stats) {
+    rc_.listener_stats->requests[status_class(status)].add();
+    if (grpc_status >= 0) rc_.listener_stats->grpc_responses[static_cast<size_t>(grpc_status)].add();
+  }
   if (AccessLog* log = rc_.access_log) {
     const Config& cfg = *rc_.config;
     AccessLogEntry e;
@@ -496,6 +539,7 @@ void Http2Stream::refuse(int status, std::string_view why, std::string_view reas
     e.bytes_out = bytes;
     e.protocol = rc_.protocol;
     e.reason = reason;
+    e.grpc_status = grpc_status;
     log->append(e, cfg.log.format, rc_.colour_log);
   }
 }

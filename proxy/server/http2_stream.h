@@ -13,6 +13,7 @@
 #include <string_view>
 
 #include "core/block.h"
+#include "core/intrusive_list.h"
 #include "exchange/client_side.h"
 #include "exchange/exchange.h"
 #include "exchange/request_context.h"
@@ -25,7 +26,8 @@ class Http2Connection;
 struct Http2RequestBlock;
 
 
-class Http2Stream final : private ClientSide {
+// A ListNode for the worker's list of long-lived gRPC calls (Http2Transport::add_grpc_call).
+class Http2Stream final : public ListNode, private ClientSide {
  public:
   Http2Stream(Http2Connection& conn, int32_t id, const RequestContext& rc);
   Http2Stream(const Http2Stream&) = delete;
@@ -55,6 +57,9 @@ class Http2Stream final : private ClientSide {
   void notify_drained();
   // Drain: an event stream ends at its next event boundary.
   void drain_event_stream() { exchange_.drain_event_stream(); }
+  // Drain, at the call's slot in the spread window: a gRPC call ends at its next response
+  // message boundary with grpc-status 14 (Exchange::drain_grpc_call). False: no such call.
+  bool drain_grpc_call() { return exchange_.drain_grpc_call(); }
   // The connection is going away: let the exchange go.
   void abort() { exchange_.abort(); }
   // A request body that stopped arriving for `timeout_ms` (while sluice was not holding it
@@ -81,6 +86,7 @@ class Http2Stream final : private ClientSide {
   bool can_end_response_early() const override { return true; }
   size_t send_error(int status, std::string_view why, bool malformed,
                     std::span<const ExtraHeader> extra) override;
+  size_t send_head_only(const MessageHead& head) override;
   void cut_response() override;
   bool above_high_watermark() const override;
   void pause_request_body() override { body_paused_ = true; }
@@ -138,6 +144,7 @@ class Http2Stream final : private ClientSide {
   bool refused_ = false;
   bool closed_ = false;
   bool upstream_work_ = false;  // counted in the connection's guard (Http2Guard)
+  uint64_t response_at_ms_ = 0;  // when response body bytes were last queued (gRPC idle)
 };
 
 }  // namespace sluice

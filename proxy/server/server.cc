@@ -290,6 +290,8 @@ DrainCoordinator::Hooks Server::drain_hooks() {
                                      c.http2_connections += ws.http2_connections_active.get();
                                      c.http2_streams += ws.http2_streams_active.get();
                                      c.forced_http2_streams += ws.drain_forced_http2_streams.get();
+                                     c.grpc_calls += ws.grpc_calls_active.get();
+                                     c.grpc_drain_ended += ws.grpc_drain_ended.get();
                                    }
                                    return c;
                                  },

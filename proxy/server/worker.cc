@@ -6,6 +6,7 @@
 
 #include "core/log.h"
 #include "server/downstream_connection.h"
+#include "server/http2_stream.h"
 #include "tunnel/tunnel.h"
 
 namespace sluice {
@@ -284,7 +285,7 @@ void Worker::apply_drain_phase(DrainPhase p) {
         e->drain_event_stream();
       }
     });
-    start_ws_spread();
+    start_close_spread();
   } else if (p == DrainPhase::kForced) {
     if (spread_timer_) uv_timer_stop(spread_timer_);
     for (auto* list : {&tunnels_, &draining_tunnels_, &exempt_tunnels_}) {
@@ -312,8 +313,10 @@ void Worker::close_listeners() {
   }
 }
 
-void Worker::start_ws_spread() {
-  spread_total_ = tunnels_.size();
+void Worker::start_close_spread() {
+  spread_ws_total_ = tunnels_.size();
+  spread_ws_done_ = 0;
+  spread_total_ = tunnels_.size() + grpc_calls_.size();
   spread_done_ = 0;
   spread_start_ms_ = ctx_->now_ms();
   if (!spread_timer_) {
@@ -321,29 +324,59 @@ void Worker::start_ws_spread() {
     uv_timer_init(&loop_, spread_timer_);
     spread_timer_->data = this;
   }
-  uint64_t window = static_cast<uint64_t>(config().drain.ws_close_spread.count());
+  uint64_t window = static_cast<uint64_t>(config().drain.close_spread.count());
   uint64_t tick = spread_total_ ? window / spread_total_ : 50;
   tick = tick < 1 ? 1 : (tick > 50 ? 50 : tick);
   uv_timer_start(spread_timer_, &Worker::on_spread_tick, 0, tick);
 }
 
-// Session i of n gets its 1001 at i * window / n: evenly spread, so clients do not all
-// reconnect at once. Sessions that end on their own simply leave the list.
+// Session or call i of n gets its end (a 1001 Close; grpc-status 14 at the next message
+// boundary) at i * window / n: evenly spread, so clients do not all reconnect at once. The two
+// kinds are interleaved in proportion, each evenly over the window. Sessions and calls that end
+// on their own simply leave their list.
 void Worker::on_spread_tick(uv_timer_t* t) {
   auto* self = static_cast<Worker*>(t->data);
-  uint64_t window = static_cast<uint64_t>(self->config().drain.ws_close_spread.count());
+  uint64_t window = static_cast<uint64_t>(self->config().drain.close_spread.count());
   uint64_t elapsed = self->ctx_->now_ms() - self->spread_start_ms_;
-  size_t due = self->tunnels_.size() + self->spread_done_;  // everything, once the window is over
+  // Everything, once the window is over.
+  size_t due = self->tunnels_.size() + self->grpc_calls_.size() + self->spread_done_;
   if (elapsed < window && self->spread_total_)
     due = static_cast<size_t>(elapsed * self->spread_total_ / window) + 1;
+  const size_t ws_total = self->spread_ws_total_;
+  const size_t grpc_total = self->spread_total_ - ws_total;
   while (self->spread_done_ < due) {
-    Tunnel* tunnel = self->tunnels_.pop_front();
-    if (!tunnel) break;
-    self->draining_tunnels_.push_back(tunnel);
-    ++self->spread_done_;
-    tunnel->drain_close();
+    // The kind that is further behind its share goes next.
+    const size_t grpc_done = self->spread_done_ - self->spread_ws_done_;
+    const bool ws_next = !self->tunnels_.empty() &&
+                         (self->grpc_calls_.empty() ||
+                          self->spread_ws_done_ * grpc_total <= grpc_done * ws_total);
+    if (ws_next) {
+      Tunnel* tunnel = self->tunnels_.pop_front();
+      self->draining_tunnels_.push_back(tunnel);
+      ++self->spread_done_;
+      ++self->spread_ws_done_;
+      tunnel->drain_close();
+    } else if (Http2Stream* s = self->grpc_calls_.pop_front()) {
+      ++self->spread_done_;
+      s->drain_grpc_call();  // ends it now, or at its next message boundary
+    } else {
+      break;
+    }
   }
-  if (self->tunnels_.empty() && elapsed >= window) uv_timer_stop(t);
+  if (self->tunnels_.empty() && self->grpc_calls_.empty() && elapsed >= window) uv_timer_stop(t);
+}
+
+void Worker::add_grpc_call(Http2Stream* s) {
+  if (stopping_ || s->linked()) return;
+  grpc_calls_.push_back(s);
+  // A call whose head came after the spread began is ended with the rest at the window's end.
+  if (spread_timer_ && seen_phase_ >= DrainPhase::kDraining && seen_phase_ < DrainPhase::kForced &&
+      !uv_is_active(reinterpret_cast<uv_handle_t*>(spread_timer_)))
+    uv_timer_start(spread_timer_, &Worker::on_spread_tick, 50, 50);
+}
+
+void Worker::remove_grpc_call(Http2Stream* s) {
+  grpc_calls_.remove(s);
 }
 
 void Worker::on_accept(uv_stream_t* server, size_t listener) {

@@ -29,6 +29,7 @@
 namespace sluice {
 
 class DownstreamConnection;
+class Http2Stream;
 
 struct WorkerSetup {
   ConfigPtr config;
@@ -101,6 +102,10 @@ class Worker final : public ClusterDirectory, public TunnelRegistry {
   void remove_connection(DownstreamConnection* c);
   void add_tunnel(Tunnel* t, bool drain_exempt) override;
   void remove_tunnel(Tunnel* t, TunnelEnd why) override;
+  // gRPC calls whose response head was sent (long-lived, as WebSocket sessions are): the drain
+  // spreads their ends over drain.close_spread. Idempotent.
+  void add_grpc_call(Http2Stream* s);
+  void remove_grpc_call(Http2Stream* s);
   const WorkerStats& stats() const { return ctx_->stats; }
   ListenerStats& listener_stats(size_t listener) { return *setup_.listener_stats[listener]; }
   const MaintenanceSwitch* maintenance(size_t listener) const {
@@ -125,7 +130,9 @@ class Worker final : public ClusterDirectory, public TunnelRegistry {
   void add_connection(size_t listener, const std::function<int(DownstreamConnection*)>& open);
   void stop_now();
   void apply_drain_phase(DrainPhase p);
-  void start_ws_spread();
+  // The drain's close spread: WebSocket sessions (1001) and gRPC calls (grpc-status 14), each
+  // kind evenly over drain.close_spread.
+  void start_close_spread();
   void close_listeners();
   static void on_spread_tick(uv_timer_t* t);
   static void on_mailbox(uv_async_t* a);
@@ -157,13 +164,15 @@ class Worker final : public ClusterDirectory, public TunnelRegistry {
   IntrusiveList<Tunnel> tunnels_;           // sessions not yet told to go away
   IntrusiveList<Tunnel> draining_tunnels_;  // told (1001 sent or pending), handshake under way
   IntrusiveList<Tunnel> exempt_tunnels_;    // on drain: false listeners, closed at the stop
+  IntrusiveList<Http2Stream> grpc_calls_;   // gRPC calls not yet told to end (Http2Stream)
   DrainPhase seen_phase_ = DrainPhase::kServing;
   uv_timer_t* spread_timer_ = nullptr;    // freed in its close callback
   uv_timer_t* listener_timer_ = nullptr;  // closes the listeners after the handshake grace
   uint64_t spread_start_ms_ = 0;
   uint64_t accept_error_logged_ms_ = 0;  // accept failures are logged once per interval
-  size_t spread_total_ = 0;
+  size_t spread_total_ = 0;  // sessions and calls when the spread began
   size_t spread_done_ = 0;
+  size_t spread_ws_total_ = 0, spread_ws_done_ = 0;  // the WebSocket part of each
   std::thread thread_;
   bool stopping_ = false;
 };

@@ -519,6 +519,7 @@ class StatusPageTest(E2ETestCase):
         self.assertEqual(snap["header"]["state"]["text"], "draining")
         self.assertEqual(value(drain["drain-connections"]), 1)
         self.assertEqual(value(drain["drain-websockets"]), 0)
+        self.assertEqual(value(drain["drain-grpc-calls"]), 0)
         self.assertEqual(value(drain["drain-forced"]), 0)
         elapsed = value(drain["drain-elapsed"])
         self.assertGreaterEqual(elapsed, 3.0)  # the delay is behind it

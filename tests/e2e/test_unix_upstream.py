@@ -209,15 +209,20 @@ class UnixUpstreamTest(E2ETestCase):
         self.start_aiohttp(unix=path)
         wait_until(lambda: http(s.port, "GET", "/").status == 200, 30, "a 200 once the app is up")
 
-    @unittest.skipUnless(os.geteuid() == 0, "runs sluice as another user: needs root")
     def test_socket_sluice_may_not_open_is_502_permission_denied(self):
-        # The app's socket in a directory only root may enter (mkdtemp makes it 0700), sluice
-        # running as nobody: EACCES, the socket permissions a shared emptyDir can get wrong.
+        # EACCES, the socket permissions a shared emptyDir can get wrong. connect(2) needs write
+        # permission on the socket file: a non-root sluice meets a socket of mode 0. Root ignores
+        # modes, so as root sluice runs as nobody in front of a socket in a directory only root
+        # may enter (mkdtemp makes it 0700).
         path = self.socket_path()
         self.start_aiohttp(unix=path)
-        s = self.start_sluice("--upstream", "unix:" + path,
-                              wrapper=["setpriv", "--reuid=65534", "--regid=65534",
-                                       "--clear-groups"])
+        if os.geteuid() == 0:
+            s = self.start_sluice("--upstream", "unix:" + path,
+                                  wrapper=["setpriv", "--reuid=65534", "--regid=65534",
+                                           "--clear-groups"])
+        else:
+            os.chmod(path, 0)
+            s = self.start_sluice("--upstream", "unix:" + path)
         r = http(s.port, "GET", "/")
         self.assertEqual(r.status, 502, r)
         s.wait_line(r"upstream unix:%s: connect failed: permission denied" % path, timeout=30,

@@ -504,8 +504,9 @@ TEST(ConfigFile, Warnings) {
   ASSERT_TRUE(r.config);
   std::vector<std::string> expected{
       "t.yaml:6:12: warning: no route uses cluster 'spare': it gets no requests",
-      "t.yaml:7:1: warning: drain: delay (10s) + ws_close_spread (10s) exceed the budget (15s): "
-      "WebSocket sessions still open at the budget are cut without a close frame"};
+      "t.yaml:7:1: warning: drain: delay (10s) + close_spread (10s) exceed the budget (15s): "
+      "WebSocket sessions and gRPC calls still open at the budget are cut without a close "
+      "frame or a grpc-status"};
   EXPECT_EQ(r.warnings, expected);
 
   // Beside a route to a missing cluster, "unused" would only be noise.
@@ -543,7 +544,7 @@ clusters:
               max_ejection_percent: 100}
   - {name: storage, endpoints: [storage.googleapis.com:80]}
 limits: {max_header_bytes: 1000, max_body_bytes: 3MiB, header_timeout: 1s, idle_timeout: 1m}
-drain: {delay: 0s, budget: 1m, ws_close_spread: 250ms, ws_close_timeout: 1s}
+drain: {delay: 0s, budget: 1m, close_spread: 250ms, ws_close_timeout: 1s}
 log: {format: json, level: debug, access: false}
 )");
   ASSERT_TRUE(first.config);
@@ -560,8 +561,31 @@ log: {format: json, level: debug, access: false}
   std::string all = dump_config_yaml(default_config());
   for (const char* key :
        {"token_file:", "dns_refresh:", "readiness:", "queue_timeout:", "consecutive_failures:",
-        "ws_close_timeout:", "access:", "drain: true", "upgrades: [websocket]"})
+        "ws_close_timeout:", "access:", "drain: true", "upgrades: [websocket]",
+        "close_spread:"})
     EXPECT_NE(all.find(key), std::string::npos) << key << "\n" << all;
+  EXPECT_EQ(all.find("ws_close_spread"), std::string::npos) << all;  // the new name only
+}
+
+// drain.ws_close_spread, the old name of drain.close_spread, is an alias; with both, the new
+// name wins and the old one is warned about.
+TEST(ConfigFile, CloseSpreadAndItsOldName) {
+  ConfigLoad a = load(with_cluster("    endpoints: [127.0.0.1:4000]\n") +
+                      "drain: {close_spread: 3s}\n");
+  ASSERT_TRUE(a.config) << joined(a.errors);
+  EXPECT_EQ(a.config->drain.close_spread, Millis(3000));
+  ConfigLoad b = load(with_cluster("    endpoints: [127.0.0.1:4000]\n") +
+                      "drain: {ws_close_spread: 4s}\n");
+  ASSERT_TRUE(b.config) << joined(b.errors);
+  EXPECT_EQ(b.config->drain.close_spread, Millis(4000));
+  ConfigLoad both = load(with_cluster("    endpoints: [127.0.0.1:4000]\n") +
+                         "drain: {close_spread: 3s, ws_close_spread: 4s}\n");
+  ASSERT_TRUE(both.config) << joined(both.errors);
+  EXPECT_EQ(both.config->drain.close_spread, Millis(3000));
+  ASSERT_EQ(both.warnings.size(), 1u) << joined(both.warnings);
+  EXPECT_NE(both.warnings[0].find("ws_close_spread is the old name of close_spread"),
+            std::string::npos)
+      << both.warnings[0];
 }
 
 TEST(ConfigFile, JsonHasTheSameContent) {
@@ -744,6 +768,7 @@ TEST(ConfigOverrides, EveryFlagIsKnownOnce) {
                            "pool-queue-timeout",
                            "drain-delay",
                            "drain-budget",
+                           "close-spread",
                            "ws-close-spread",
                            "ws-close-timeout",
                            "admin-token-file",

@@ -70,6 +70,14 @@ struct FakeClient final : ClientSide {
     error_malformed = malformed;
     return 50;
   }
+  int head_only = 0;  // send_head_only calls (the head is kept in `head`)
+  size_t send_head_only(const MessageHead& h) override {
+    ++head_only;
+    status = h.status;
+    head = h;
+    ended = true;
+    return 60;
+  }
   void cut_response() override {
     cut = true;
     exchange.abort();  // the HTTP/1.1 side closes its connection, which aborts the exchange
@@ -682,6 +690,265 @@ TEST_F(ExchangeGuardTest, DenyWithCloseCutsWithoutAnAnswer) {
   EXPECT_TRUE(client_->cut);
   EXPECT_EQ(client_->error_status, 0);
   EXPECT_FALSE(ex().active());
+}
+
+}  // namespace
+}  // namespace sluice
+
+namespace sluice {
+namespace {
+
+// gRPC calls (issue 16): sluice's own answers as Trailers-Only responses, the grpc-timeout,
+// the final grpc-status counted, and the drain's end at a message boundary.
+class ExchangeGrpcTest : public ExchangeTest {
+ protected:
+  void SetUp() override {
+    ExchangeTest::SetUp();
+    client_->rc.protocol = "HTTP/2";
+  }
+  static std::string call(std::string_view host = "a", std::string_view extra = "") {
+    return "POST /pkg.Svc/Method HTTP/1.1\r\nHost: " + std::string(host) +
+           "\r\nContent-Type: application/grpc\r\nTE: trailers\r\n" + std::string(extra) +
+           "Transfer-Encoding: chunked\r\n\r\n";
+  }
+  static std::string message(std::string_view payload) {
+    std::string m(1, '\0');
+    for (int i = 3; i >= 0; --i) m.push_back(static_cast<char>((payload.size() >> (8 * i)) & 0xff));
+    m.append(payload);
+    return m;
+  }
+  std::string header(std::string_view name) const { return client_->header(name); }
+  void expect_trailers_only(int grpc_status) {
+    EXPECT_EQ(client_->head_only, 1);
+    EXPECT_EQ(client_->status, 200);
+    EXPECT_EQ(client_->error_status, 0);  // never an HTTP error page
+    EXPECT_EQ(header("content-type"), "application/grpc");
+    EXPECT_EQ(header("grpc-status"), std::to_string(grpc_status));
+    EXPECT_TRUE(client_->done);
+    EXPECT_FALSE(ex().active());
+    client_->head_only = 0;
+    client_->done = client_->ended = false;
+  }
+  // Starts a call and relays the upstream's response head.
+  FakeSide* started_call() {
+    client_->ended = client_->done = false;
+    begin(call());
+    FakeSide* side = source().last();
+    respond(side, "HTTP/1.1 200 OK\r\nContent-Type: application/grpc\r\n"
+                  "Transfer-Encoding: chunked\r\n\r\n");
+    return side;
+  }
+  void trailers(FakeSide* side, const std::string& text) {
+    side->handler->on_upstream_trailers(parse_head(HTTP_RESPONSE, "HTTP/1.1 200 OK\r\n" + text +
+                                                                      "\r\n"));
+    if (side->handler) side->handler->on_upstream_complete();
+  }
+};
+
+TEST_F(ExchangeGrpcTest, NoRouteIsUnimplementedAsTrailersOnly) {
+  begin(call("unrouted.example"));
+  expect_trailers_only(12);
+  EXPECT_EQ(header("grpc-message"), "no route for host 'unrouted.example' and path '/pkg.Svc/Method'");
+  EXPECT_EQ(listener_stats_.grpc_responses[12].get(), 1u);
+  EXPECT_EQ(source().acquires, 0);
+}
+
+TEST_F(ExchangeGrpcTest, UpstreamFailuresAreUnavailableAndTimeoutsDeadlineExceeded) {
+  source().fail = PoolFailure::kConnectRefused;
+  begin(call());
+  expect_trailers_only(14);
+  EXPECT_EQ(header("grpc-message"), "upstream connect failed");
+  source().fail = PoolFailure::kQueueTimeout;
+  begin(call());
+  expect_trailers_only(14);
+  source().fail.reset();
+  begin(call());
+  ex().on_request_complete(no_trailers_);
+  source().last()->handler->on_upstream_error(UpstreamError::kResponseTimeout, false);
+  expect_trailers_only(4);
+  begin(call());
+  ex().on_request_complete(no_trailers_);
+  source().last()->handler->on_upstream_error(UpstreamError::kBadResponse, false);
+  expect_trailers_only(14);
+  EXPECT_EQ(listener_stats_.grpc_responses[14].get(), 3u);
+  EXPECT_EQ(listener_stats_.grpc_responses[4].get(), 1u);
+}
+
+TEST_F(ExchangeGrpcTest, AGrpcCallOverHttp1GetsAClearError) {
+  client_->rc.protocol = "HTTP/1.1";
+  begin(call());
+  EXPECT_EQ(client_->error_status, 505);
+  EXPECT_EQ(client_->head_only, 0);
+  EXPECT_EQ(source().acquires, 0);
+}
+
+TEST_F(ExchangeGrpcTest, AMalformedGrpcTimeoutIsInternal) {
+  begin(call("a", "grpc-timeout: 123456789S\r\n"));
+  expect_trailers_only(13);
+  begin(call("a", "grpc-timeout: 10s\r\n"));
+  expect_trailers_only(13);
+}
+
+TEST_F(ExchangeGrpcTest, TheGrpcTimeoutBoundsTheResponseTimeout) {
+  begin(call("a", "grpc-timeout: 250m\r\n"));
+  FakeSide* side = source().last();
+  ex().on_request_complete(no_trailers_);
+  EXPECT_EQ(side->response_timeout_ms, 250u);
+  ex().abort();
+  begin(call("a", "grpc-timeout: 1H\r\n"));
+  side = source().last();
+  ex().on_request_complete(no_trailers_);
+  EXPECT_EQ(side->response_timeout_ms, 30000u);  // the cluster's is smaller
+  ex().abort();
+}
+
+TEST_F(ExchangeGrpcTest, TheDeadlinePassingBeforeTheHeadIsDeadlineExceeded) {
+  begin(call("a", "grpc-timeout: 20m\r\n"));
+  FakeSide* side = source().last();
+  const uint64_t start = uv_hrtime();
+  while (client_->head_only == 0 && uv_hrtime() - start < 5'000'000'000ull)
+    uv_run(&loop_, UV_RUN_ONCE);
+  expect_trailers_only(4);
+  EXPECT_TRUE(side->was_reset);
+  EXPECT_GE(uv_hrtime() - start, 19'000'000ull);
+}
+
+TEST_F(ExchangeGrpcTest, TheDeadlinePassingMidCallEndsItAtAMessageBoundary) {
+  begin(call("a", "grpc-timeout: 20m\r\n"));
+  FakeSide* side = source().last();
+  respond(side, "HTTP/1.1 200 OK\r\nContent-Type: application/grpc\r\n\r\n");
+  const std::string m = message("hello");
+  side->handler->on_upstream_body(slice_of(pool_, m.substr(0, 3)));
+  const uint64_t start = uv_hrtime();
+  while (uv_hrtime() - start < 40'000'000ull) uv_run(&loop_, UV_RUN_NOWAIT);
+  EXPECT_FALSE(client_->ended);  // in the middle of a message
+  side->handler->on_upstream_body(slice_of(pool_, m.substr(3) + m));
+  EXPECT_EQ(client_->body, m);  // the whole message, and nothing of the next
+  EXPECT_EQ(client_->trailers, "grpc-status: 4\ngrpc-message: deadline exceeded (grpc-timeout)\n");
+  EXPECT_TRUE(client_->ended);
+  EXPECT_TRUE(side->was_reset);
+}
+
+TEST_F(ExchangeGrpcTest, TheUpstreamsGrpcStatusIsCounted) {
+  FakeSide* side = started_call();
+  ex().on_request_body(slice_of(pool_, message("q")));
+  ex().on_request_complete(no_trailers_);
+  side->handler->on_upstream_body(slice_of(pool_, message("answer")));
+  trailers(side, "grpc-status: 0\r\n");
+  EXPECT_EQ(client_->trailers, "grpc-status: 0\n");
+  EXPECT_EQ(listener_stats_.grpc_responses[0].get(), 1u);
+  // A Trailers-Only response from the upstream carries it in its head.
+  begin(call());
+  side = source().last();
+  ex().on_request_complete(no_trailers_);
+  respond(side, "HTTP/1.1 200 OK\r\nContent-Type: application/grpc\r\ngrpc-status: 5\r\n"
+                "Content-Length: 0\r\n\r\n");
+  side->handler->on_upstream_complete();
+  EXPECT_EQ(listener_stats_.grpc_responses[5].get(), 1u);
+  // An upstream that is no gRPC server: what the client makes of its HTTP status.
+  begin(call());
+  side = source().last();
+  ex().on_request_complete(no_trailers_);
+  respond(side, "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n");
+  side->handler->on_upstream_complete();
+  EXPECT_EQ(listener_stats_.grpc_responses[14].get(), 1u);
+}
+
+TEST_F(ExchangeGrpcTest, TheDrainEndsAStreamAtTheNextMessageBoundary) {
+  FakeSide* side = started_call();
+  ex().on_request_body(slice_of(pool_, message("subscribe")));
+  ex().on_request_complete(no_trailers_);
+  const std::string one = message("one"), two = message("two"), three = message("three");
+  side->handler->on_upstream_body(slice_of(pool_, one + two + three.substr(0, 6)));
+  EXPECT_TRUE(ex().drain_grpc_call());
+  EXPECT_FALSE(client_->ended);  // in the middle of the third message
+  side->handler->on_upstream_body(slice_of(pool_, three.substr(6) + message("four")));
+  EXPECT_EQ(client_->body, one + two + three);
+  EXPECT_EQ(client_->trailers, "grpc-status: 14\ngrpc-message: server is draining\n");
+  EXPECT_TRUE(client_->ended);
+  EXPECT_TRUE(client_->done);
+  EXPECT_TRUE(side->was_reset);  // CANCEL on an HTTP/2 upstream; closed on HTTP/1.1
+  EXPECT_EQ(listener_stats_.grpc_drain_ended.get(), 1u);
+  EXPECT_EQ(listener_stats_.grpc_responses[14].get(), 1u);
+  // At a boundary already: at once.
+  client_->body.clear();
+  client_->trailers.clear();
+  side = started_call();
+  side->handler->on_upstream_body(slice_of(pool_, one + two));
+  EXPECT_TRUE(ex().drain_grpc_call());
+  EXPECT_TRUE(client_->ended);
+  EXPECT_EQ(client_->body, one + two);
+  EXPECT_EQ(listener_stats_.grpc_drain_ended.get(), 2u);
+}
+
+// A unary call whose answer went out finishes with its own trailers: the drain does not fail it.
+TEST_F(ExchangeGrpcTest, TheDrainLetsAUnaryCallFinish) {
+  FakeSide* side = started_call();
+  ex().on_request_body(slice_of(pool_, message("question")));
+  ex().on_request_complete(no_trailers_);
+  side->handler->on_upstream_body(slice_of(pool_, message("answer")));
+  EXPECT_TRUE(ex().drain_grpc_call());
+  EXPECT_FALSE(client_->ended);
+  trailers(side, "grpc-status: 0\r\n");
+  EXPECT_EQ(client_->trailers, "grpc-status: 0\n");
+  EXPECT_EQ(listener_stats_.grpc_drain_ended.get(), 0u);
+  EXPECT_EQ(side->released, std::optional<bool>(true));
+  // ...but one that turns out to stream ends before its second message.
+  client_->body.clear();
+  client_->trailers.clear();
+  side = started_call();
+  ex().on_request_body(slice_of(pool_, message("question")));
+  ex().on_request_complete(no_trailers_);
+  side->handler->on_upstream_body(slice_of(pool_, message("first")));
+  EXPECT_TRUE(ex().drain_grpc_call());
+  side->handler->on_upstream_body(slice_of(pool_, message("second")));
+  EXPECT_EQ(client_->body, message("first"));
+  EXPECT_EQ(client_->trailers, "grpc-status: 14\ngrpc-message: server is draining\n");
+  EXPECT_EQ(listener_stats_.grpc_drain_ended.get(), 1u);
+  // Not a gRPC call, or not started: nothing for the drain.
+  client_->rc.protocol = "HTTP/2";
+  begin(kGet);
+  EXPECT_FALSE(ex().drain_grpc_call());
+  ex().abort();
+}
+
+TEST_F(ExchangeGrpcTest, AnUpstreamLostMidCallEndsItWithUnavailableBetweenMessages) {
+  FakeSide* side = started_call();
+  side->handler->on_upstream_body(slice_of(pool_, message("one")));
+  side->handler->on_upstream_error(UpstreamError::kReset, true);
+  EXPECT_FALSE(client_->cut);
+  EXPECT_EQ(client_->trailers, "grpc-status: 14\ngrpc-message: upstream failed: connection reset\n");
+  EXPECT_TRUE(client_->ended);
+  // In the middle of a message: the stream is reset, the client never sees half a message.
+  side = started_call();
+  side->handler->on_upstream_body(slice_of(pool_, message("one").substr(0, 4)));
+  side->handler->on_upstream_error(UpstreamError::kClosed, true);
+  EXPECT_TRUE(client_->cut);
+}
+
+class ExchangeGrpcGuardTest : public ExchangeGuardTest {
+ protected:
+  void SetUp() override {
+    ExchangeGuardTest::SetUp();
+    client_->rc.protocol = "HTTP/2";
+  }
+};
+
+TEST_F(ExchangeGrpcGuardTest, RateLimitedCallsAreResourceExhaustedWithRetryAfter) {
+  guard("rate_limits: [{name: slow, rate: 1/h, burst: 1}]\n");
+  const std::string call =
+      "POST /pkg.Svc/M HTTP/1.1\r\nHost: a\r\nContent-Type: application/grpc+proto\r\n"
+      "Content-Length: 0\r\n\r\n";
+  EXPECT_TRUE(serve(call));
+  EXPECT_FALSE(serve(call));
+  EXPECT_EQ(client_->error_status, 0);
+  EXPECT_EQ(client_->status, 200);
+  EXPECT_EQ(client_->header("grpc-status"), "8");
+  EXPECT_EQ(client_->header("grpc-message"), "rate limited");
+  const int retry_after = std::stoi(client_->header("retry-after"));
+  EXPECT_GE(retry_after, 3599);
+  EXPECT_LE(retry_after, 3600);
+  EXPECT_EQ(listener_stats_.grpc_responses[8].get(), 1u);
 }
 
 }  // namespace

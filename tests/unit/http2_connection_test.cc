@@ -9,6 +9,7 @@
 
 #include <cstring>
 #include <map>
+#include <set>
 #include <memory>
 #include <string>
 #include <vector>
@@ -52,6 +53,9 @@ struct FakeTransport final : Http2Transport {
   void resume_input() override { input_paused = false; }
   void session_over() override { over = true; }
   bool drain_asked() const override { return false; }
+  std::set<Http2Stream*> grpc_calls;  // the worker's list of long-lived gRPC calls
+  void add_grpc_call(Http2Stream* s) override { grpc_calls.insert(s); }
+  void remove_grpc_call(Http2Stream* s) override { grpc_calls.erase(s); }
 };
 
 // The test's HTTP/2 client: an nghttp2 client session that records what comes back per stream.
@@ -60,6 +64,8 @@ struct Client {
     std::map<std::string, std::string> headers;
     std::map<std::string, std::string> trailers;  // a HEADERS frame after the response head
     bool ended_by_trailers = false;               // END_STREAM came on that frame
+    bool ended_by_head = false;  // END_STREAM came on the response's HEADERS (Trailers-Only)
+    int data_frames = 0;
     std::string body;
     bool closed = false;
     uint32_t error = 0;
@@ -87,6 +93,10 @@ struct Client {
           if (f->hd.type == NGHTTP2_HEADERS && f->headers.cat == NGHTTP2_HCAT_HEADERS &&
               (f->hd.flags & NGHTTP2_FLAG_END_STREAM))
             static_cast<Client*>(u)->responses[f->hd.stream_id].ended_by_trailers = true;
+          if (f->hd.type == NGHTTP2_HEADERS && f->headers.cat == NGHTTP2_HCAT_RESPONSE &&
+              (f->hd.flags & NGHTTP2_FLAG_END_STREAM))
+            static_cast<Client*>(u)->responses[f->hd.stream_id].ended_by_head = true;
+          if (f->hd.type == NGHTTP2_DATA) ++static_cast<Client*>(u)->responses[f->hd.stream_id].data_frames;
           return 0;
         });
     nghttp2_session_callbacks_set_on_data_chunk_recv_callback(
@@ -396,6 +406,81 @@ TEST_F(Http2ConnectionTest, AnUnknownMethodGets400AndTheConnectionGoesOn) {
   side()->handler->on_upstream_complete();
   pump();
   EXPECT_EQ(client_.responses[next].headers.at(":status"), "200");
+}
+
+// A gRPC call sluice answers itself gets a Trailers-Only response: one HEADERS frame with
+// END_STREAM, status 200, grpc-status and a percent-encoded grpc-message; no DATA.
+TEST_F(Http2ConnectionTest, AnUnroutedGrpcCallGetsATrailersOnlyUnimplemented) {
+  Fields f = {{":method", "POST"},
+              {":scheme", "http"},
+              {":authority", "unrouted.example"},
+              {":path", "/pkg.Svc/M\xc3\xa9"},
+              {"content-type", "application/grpc"},
+              {"te", "trailers"}};
+  int32_t id = client_.request(f);
+  pump();
+  const Client::Response& r = client_.responses[id];
+  EXPECT_EQ(r.headers.at(":status"), "200");
+  EXPECT_EQ(r.headers.at("content-type"), "application/grpc");
+  EXPECT_EQ(r.headers.at("grpc-status"), "12");
+  EXPECT_EQ(r.headers.at("grpc-message"),
+            "no route for host 'unrouted.example' and path '/pkg.Svc/M%C3%A9'");
+  EXPECT_TRUE(r.ended_by_head);
+  EXPECT_EQ(r.data_frames, 0);
+  EXPECT_TRUE(r.body.empty());
+  EXPECT_TRUE(r.closed);
+  EXPECT_EQ(r.error, 0u);
+  EXPECT_EQ(listener_stats_.grpc_responses[12].get(), 1u);
+}
+
+// Refused before an exchange begins (431 here): a gRPC call still gets a gRPC status.
+TEST_F(Http2ConnectionTest, AGrpcCallOverTheHeaderLimitsGetsResourceExhausted) {
+  Fields f = {{":method", "POST"}, {":scheme", "http"}, {":authority", "app.example"},
+              {":path", "/pkg.Svc/M"}, {"content-type", "application/grpc"}};
+  for (int i = 0; i < 120; ++i) f.push_back({"x-f" + std::to_string(i), "v"});
+  int32_t id = client_.request(f);
+  pump();
+  const Client::Response& r = client_.responses[id];
+  EXPECT_EQ(r.headers.at(":status"), "200");
+  EXPECT_EQ(r.headers.at("grpc-status"), "8");
+  EXPECT_EQ(r.headers.at("grpc-message"), "too many request header fields");
+  EXPECT_TRUE(r.ended_by_head);
+  EXPECT_TRUE(set_.source.sides.empty());
+  EXPECT_EQ(listener_stats_.grpc_responses[8].get(), 1u);
+}
+
+// A streaming gRPC call joins the worker's list once its response head is sent; the drain's
+// end at its slot comes at a message boundary as trailers (grpc-status 14) on the client
+// stream, and the upstream side is reset.
+TEST_F(Http2ConnectionTest, AStreamingGrpcCallIsEndedByTheDrainWithTrailers) {
+  Fields f = {{":method", "POST"},       {":scheme", "http"},
+              {":authority", "app.example"}, {":path", "/pkg.Svc/Watch"},
+              {"content-type", "application/grpc+proto"}, {"te", "trailers"}};
+  client_.upload = std::string("\0\0\0\0\2hi", 7);
+  int32_t id = client_.request(f, /*body=*/true);
+  pump();
+  ASSERT_NE(side(), nullptr);
+  EXPECT_TRUE(transport_.grpc_calls.empty());
+  respond(side(), "HTTP/1.1 200 OK\r\nContent-Type: application/grpc\r\n\r\n");
+  ASSERT_EQ(transport_.grpc_calls.size(), 1u);
+  const std::string m1("\0\0\0\0\3one", 8), m2("\0\0\0\0\3two", 8);
+  side()->handler->on_upstream_body(slice_of(pool_, m1 + m2.substr(0, 2)));
+  pump();
+  EXPECT_TRUE((*transport_.grpc_calls.begin())->drain_grpc_call());
+  pump();
+  EXPECT_FALSE(client_.responses[id].closed);  // mid-message
+  side()->handler->on_upstream_body(slice_of(pool_, m2.substr(2) + m1));
+  pump();
+  const Client::Response& r = client_.responses[id];
+  EXPECT_EQ(r.body, m1 + m2);
+  EXPECT_EQ(r.trailers, (std::map<std::string, std::string>{
+                            {"grpc-status", "14"}, {"grpc-message", "server is draining"}}));
+  EXPECT_TRUE(r.ended_by_trailers);
+  EXPECT_TRUE(r.closed);
+  EXPECT_EQ(r.error, 0u);
+  EXPECT_TRUE(side()->was_reset);
+  EXPECT_TRUE(transport_.grpc_calls.empty());
+  EXPECT_EQ(listener_stats_.grpc_drain_ended.get(), 1u);
 }
 
 TEST_F(Http2ConnectionTest, ABodyWithoutLengthGoesChunkedAndThePausedStreamHoldsItsWindow) {

@@ -1,0 +1,143 @@
+// Exchange: gRPC calls (issue 16) — sluice's own answers as Trailers-Only responses, the
+// grpc-timeout deadline, the response's message boundaries (GrpcMessageTracker), and the ends
+// at a boundary: the drain's UNAVAILABLE, a deadline passed mid-call, an upstream lost between
+// two messages.
+#include <llhttp.h>
+
+#include <string>
+
+#include "core/log.h"
+#include "exchange/exchange.h"
+
+namespace sluice {
+
+// grpc_status_ indexes the listener's counters: the codes, then "other".
+static_assert(kGrpcStatusLabelCount == kGrpcStatusCount + 1);
+
+void Exchange::respond_grpc(int http_status, std::string_view why,
+                            std::span<const ExtraHeader> extra, bool warn) {
+  if (!active_) return;
+  if (response_head_sent_) {
+    // Mid-call: trailers at a message boundary, else the stream is reset.
+    if (grpc_out_.at_boundary()) {
+      end_grpc_call(grpc_status_for_http(http_status), why);
+    } else {
+      client_.cut_response();
+    }
+    return;
+  }
+  drop_upstream();
+  leave_queue();
+  const GrpcStatus g = grpc_status_for_http(http_status);
+  LoopContext& ctx = *rc_->loop;
+  ctx.stats.sluice_errors.add();
+  if (cluster_ && http_status >= 500) cluster_->stats().requests[4].add();
+  const char* method = llhttp_method_name(static_cast<llhttp_method_t>(method_));
+  const std::string client(rc_->client_ip);
+  if (warn) {
+    LOG_WARN("%s from %s: gRPC status %d for %d %.*s", method, client.c_str(), static_cast<int>(g),
+             http_status, static_cast<int>(why.size()), why.data());
+  } else {
+    LOG_DEBUG("%s from %s: gRPC status %d for %d %.*s", method, client.c_str(),
+              static_cast<int>(g), http_status, static_cast<int>(why.size()), why.data());
+  }
+  // Trailers-Only (PROTOCOL-HTTP2.md): HTTP status 200, the content type, the status fields.
+  MessageHead h;
+  h.status = 200;
+  h.add_header("content-type", "application/grpc");
+  h.add_header("grpc-status", std::to_string(static_cast<int>(g)));
+  h.add_header("grpc-message", grpc_percent_encode(why));
+  for (const ExtraHeader& x : extra) h.add_header(x.name, x.value);
+  status_ = 200;
+  grpc_status_ = static_cast<int8_t>(g);
+  response_head_sent_ = true;
+  response_bytes_ += client_.send_head_only(h);
+  if (active_) finish();
+}
+
+void Exchange::note_grpc_status(const MessageHead& fields) {
+  const size_t i = fields.find("grpc-status");
+  if (i != std::string_view::npos)
+    grpc_status_ = static_cast<int8_t>(grpc_status_index(fields.value(i)));
+}
+
+void Exchange::relay_grpc(const Slice& data) {
+  if (!grpc_end_pending_) {
+    grpc_out_.feed(data.data, data.len);
+    write_response_body(data);
+    if (up_ && client_.above_high_watermark()) up_->pause_response();
+    return;
+  }
+  // An end is due at the next boundary: the bytes up to it go, the rest never does (the client
+  // sees whole messages only).
+  if (grpc_end_on_message_ && grpc_out_.at_boundary()) grpc_end_on_message_ = false;
+  const size_t n = grpc_out_.feed(data.data, data.len, /*stop_at_boundary=*/true);
+  if (n > 0) {
+    write_response_body(data.sub(0, n));
+    if (!active_ || !up_) return;
+  }
+  if (grpc_out_.at_boundary() && n < data.len) {
+    end_grpc_call(grpc_end_status_, grpc_end_why_);
+    return;
+  }
+  if (grpc_out_.at_boundary() && !grpc_end_on_message_) {
+    end_grpc_call(grpc_end_status_, grpc_end_why_);
+    return;
+  }
+  if (up_ && client_.above_high_watermark()) up_->pause_response();
+}
+
+void Exchange::end_grpc_call_at_boundary(GrpcStatus status, std::string_view why) {
+  grpc_end_pending_ = true;
+  grpc_end_status_ = status;
+  grpc_end_why_ = why;
+  if (grpc_out_.at_boundary() && !grpc_end_on_message_) end_grpc_call(status, why);
+}
+
+void Exchange::end_grpc_call(GrpcStatus status, std::string_view why) {
+  if (!active_) return;
+  drop_upstream();  // its response is unfinished: reset (RST_STREAM CANCEL on HTTP/2)
+  grpc_end_pending_ = false;
+  grpc_status_ = static_cast<int8_t>(status);
+  if (status == GrpcStatus::kUnavailable && why == kGrpcDrainMessage) {
+    rc_->loop->stats.grpc_drain_ended.add();
+    rc_->listener_stats->grpc_drain_ended.add();
+  }
+  MessageHead t;
+  t.add_header("grpc-status", std::to_string(static_cast<int>(status)));
+  t.add_header("grpc-message", grpc_percent_encode(why));
+  client_.send_trailers(t);
+  if (!active_) return;
+  client_.send_end();
+  if (active_) finish();
+}
+
+bool Exchange::drain_grpc_call() {
+  if (!long_lived_grpc() || !up_) return false;
+  // A unary call's response message is followed by its trailers at once: ending it at that
+  // boundary would fail a call the drain lets finish. Such a call ends only if another message
+  // begins (then it was a stream after all).
+  grpc_end_on_message_ =
+      request_complete_ && grpc_in_.messages() <= 1 && grpc_out_.messages() <= 1;
+  end_grpc_call_at_boundary(GrpcStatus::kUnavailable, kGrpcDrainMessage);
+  return true;
+}
+
+void Exchange::on_grpc_deadline(uv_timer_t* t) {
+  auto* self = static_cast<Exchange*>(t->data);
+  if (!self->active_ || !self->grpc_) return;
+  if (self->cluster_) self->cluster_->stats().timeouts.add();
+  if (!self->response_head_sent_) {
+    self->set_reason("grpc_deadline");
+    self->breaker_outcome(true);
+    self->respond_error(504, "deadline exceeded (grpc-timeout)");
+    return;
+  }
+  self->set_reason("grpc_deadline");
+  // Mid-call: DEADLINE_EXCEEDED at the next message boundary (now, between two messages).
+  self->grpc_end_on_message_ = false;
+  self->end_grpc_call_at_boundary(GrpcStatus::kDeadlineExceeded,
+                                  "deadline exceeded (grpc-timeout)");
+}
+
+}  // namespace sluice

@@ -1,0 +1,392 @@
+#!/usr/bin/python3
+"""gRPC through sluice (issue 16) with real gRPC stacks: python3-grpcio clients against sluice's
+h2c listener, tests/e2e/grpc_app.py (python3-grpcio, generic handlers) behind it on an h2c
+cluster.
+
+- Every RPC kind (unary, server streaming, client streaming, bidirectional) with trailing
+  metadata (-bin included) end to end.
+- sluice's own errors are Trailers-Only gRPC statuses: no route -> UNIMPLEMENTED, upstream down
+  -> UNAVAILABLE, rate limited -> RESOURCE_EXHAUSTED, grpc-timeout and response_timeout ->
+  DEADLINE_EXCEEDED (a slow method), a malformed grpc-timeout -> INTERNAL; a gRPC call from an
+  HTTP/1.1 client (curl) gets 505 with a text saying gRPC needs HTTP/2. Each counted in
+  sluice_grpc_responses_total{grpc_status}.
+- A streaming call is not cut by the cluster's response_timeout once its head arrived.
+- Mid-stream: the grpc-timeout passing ends the call with DEADLINE_EXCEEDED trailers after
+  whole messages (curl, no deadline of its own); the app killed mid-stream ends it UNAVAILABLE.
+- TLS: grpc.secure_channel with the test CA (ALPN h2).
+- The drain: unary load through the drain delay plus N streaming calls: zero failed unary
+  calls, every stream ends with UNAVAILABLE "server is draining" after whole messages only (the
+  payloads are checked in sequence), the ends spread over drain.close_spread.
+
+Run: SLUICE_BIN=/abs/build/sluice /usr/bin/python3 test_grpc.py -v
+"""
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+import unittest
+
+import grpc
+
+from harness import HERE, E2ETestCase, http, wait_until
+from tls_certs import CertSet
+
+SERVICE = "/sluice.test.Echo/"
+IDENTITY = dict(request_serializer=None, response_deserializer=None)
+
+
+def metric(s, name, labels):
+    text = http(s.admin_port, "GET", "/metrics").body.decode()
+    want = ",".join('%s="%s"' % kv for kv in sorted(labels.items()))
+    for line in text.splitlines():
+        m = re.match(r"^(\w+)\{(.*)\} (\S+)$", line)
+        if m and m.group(1) == name and ",".join(sorted(m.group(2).split(","))) == want:
+            return float(m.group(3))
+    raise AssertionError("no %s{%s} in /metrics" % (name, want))
+
+
+def grpc_count(s, code):
+    return metric(s, "sluice_grpc_responses_total", {"listener": "ingress",
+                                                      "grpc_status": str(code)})
+
+
+class GrpcApp:
+    def __init__(self, test, name="app"):
+        self.proc = test.start_proc("grpc-app", [sys.executable, os.path.join(HERE, "grpc_app.py"),
+                                                 "--port", "0", "--name", name])
+        self.port = int(self.proc.wait_line(r"^PORT (\d+)$", timeout=30, stream="out").group(1))
+
+
+class GrpcTest(E2ETestCase):
+
+    def start_with(self, app_port, extra="", cluster_extra="", drain="{delay: 0s}",
+                   workers=1, listener_extra=""):
+        down = self.free_closed_port()
+        cfg = os.path.join(self.make_tmpdir(), "sluice.yaml")
+        with open(cfg, "w") as f:
+            f.write("admin: {address: 127.0.0.1:0}\nworkers: %d\ndrain: %s\n"
+                    "listeners:\n  - name: ingress\n    address: 127.0.0.1:0\n%s    routes:\n"
+                    "      - {prefix: /sluice.test.Echo/, cluster: app}\n"
+                    "      - {prefix: /down.Svc/, cluster: down}\n"
+                    "clusters:\n"
+                    "  - {name: app, protocol: h2c, endpoints: [127.0.0.1:%d]%s}\n"
+                    "  - {name: down, protocol: h2c, endpoints: [127.0.0.1:%d]}\n%s"
+                    % (workers, drain, listener_extra, app_port, cluster_extra, down, extra))
+        return self.start_sluice("--config", cfg, defaults=False, workers=None)
+
+    def free_closed_port(self):
+        import socket
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        s.close()
+        return port
+
+    def channel(self, s):
+        ch = grpc.insecure_channel("127.0.0.1:%d" % s.port)
+        self.addCleanup(ch.close)
+        return ch
+
+    def expect_status(self, fn, code, details=None):
+        with self.assertRaises(grpc.RpcError) as cm:
+            fn()
+        self.assertEqual(cm.exception.code(), code, cm.exception)
+        if details is not None:
+            self.assertIn(details, cm.exception.details())
+        return cm.exception
+
+    # ---- every RPC kind -------------------------------------------------------------------
+
+    def test_every_rpc_kind_through_h2c(self):
+        app = GrpcApp(self)
+        s = self.start_with(app.port)
+        ch = self.channel(s)
+        unary = ch.unary_unary(SERVICE + "Unary", **IDENTITY)
+        payload = bytes(range(256)) * 300  # a large message over several DATA frames
+        resp, call = unary.with_call(payload, metadata=[("x-echo-a", "1")], timeout=10)
+        self.assertEqual(resp, payload)
+        self.assertIn(("x-echo-a", "1"), call.initial_metadata())
+        trailers = dict(call.trailing_metadata())
+        self.assertEqual(trailers["x-trailer"], "done")
+        self.assertEqual(trailers["x-trailer-bin"], b"\x00\x01\xfe\xff")
+
+        stream = ch.unary_stream(SERVICE + "ServerStream", **IDENTITY)
+        msgs = list(stream(b"", metadata=[("x-count", "20"), ("x-size", "100")], timeout=10))
+        self.assertEqual(len(msgs), 20)
+        self.assertTrue(all(m.startswith(b"msg-%d:" % i) and len(m) == 100
+                            for i, m in enumerate(msgs)))
+
+        client_stream = ch.stream_unary(SERVICE + "ClientStream", **IDENTITY)
+        parts = [b"x" * n for n in (1, 1000, 70000, 0, 5)]
+        self.assertTrue(client_stream(iter(parts), timeout=10).startswith(
+            b"count=5 bytes=%d " % sum(map(len, parts))))
+
+        bidi = ch.stream_stream(SERVICE + "Bidi", **IDENTITY)
+        self.assertEqual(list(bidi(iter([b"a", b"bb", b"ccc"]), timeout=10)),
+                         [b"a", b"bb", b"ccc"])
+        # The app's own error status and message pass through.
+        e = self.expect_status(lambda: unary(b"", metadata=[("x-status", "5"),
+                                                            ("x-message", "nope")], timeout=10),
+                               grpc.StatusCode.NOT_FOUND, "nope")
+        self.assertEqual(dict(e.trailing_metadata())["x-trailer"], "done")
+        wait_until(lambda: grpc_count(s, 0) == 4 and grpc_count(s, 5) == 1, 5,
+                   "the calls' grpc-status counted")
+
+    def test_tls_clients_over_alpn_h2(self):
+        certs = CertSet.create()
+        self.addCleanup(certs.cleanup)
+        cert, key = certs.pair("localhost")
+        app = GrpcApp(self)
+        s = self.start_with(app.port, listener_extra="    tls: {cert: %s, key: %s}\n"
+                            % (json.dumps(cert), json.dumps(key)))
+        with open(certs.path("ca"), "rb") as f:
+            creds = grpc.ssl_channel_credentials(root_certificates=f.read())
+        ch = grpc.secure_channel("localhost:%d" % s.port, creds)
+        self.addCleanup(ch.close)
+        self.assertEqual(ch.unary_unary(SERVICE + "Unary", **IDENTITY)(b"over tls", timeout=10),
+                         b"over tls")
+        bidi = ch.stream_stream(SERVICE + "Bidi", **IDENTITY)
+        self.assertEqual(list(bidi(iter([b"1", b"22"]), timeout=10)), [b"1", b"22"])
+        self.expect_status(lambda: ch.unary_unary("/other.Svc/M", **IDENTITY)(b"", timeout=10),
+                           grpc.StatusCode.UNIMPLEMENTED, "no route")
+
+    # ---- sluice's own errors --------------------------------------------------------------
+
+    def test_sluices_own_errors_are_grpc_statuses(self):
+        app = GrpcApp(self)
+        s = self.start_with(app.port, cluster_extra=", response_timeout: 400ms")
+        ch = self.channel(s)
+        self.expect_status(lambda: ch.unary_unary("/other.Svc/M", **IDENTITY)(b"", timeout=10),
+                           grpc.StatusCode.UNIMPLEMENTED, "no route for host")
+        self.expect_status(lambda: ch.unary_unary("/down.Svc/M", **IDENTITY)(b"", timeout=10),
+                           grpc.StatusCode.UNAVAILABLE)
+        # The cluster's response_timeout bounds the wait for the head: sluice answers.
+        sleep = ch.unary_unary(SERVICE + "Sleep", **IDENTITY)
+        self.expect_status(lambda: sleep(b"", metadata=[("x-sleep-ms", "3000")], timeout=20),
+                           grpc.StatusCode.DEADLINE_EXCEEDED, "response timeout")
+        # The client's deadline (grpc-timeout) is smaller: DEADLINE_EXCEEDED either way.
+        self.expect_status(lambda: sleep(b"", metadata=[("x-sleep-ms", "3000")], timeout=0.2),
+                           grpc.StatusCode.DEADLINE_EXCEEDED)
+        # A streaming call is not cut by response_timeout once its head arrived: 6 messages
+        # 200 ms apart take over a second.
+        stream = ch.unary_stream(SERVICE + "ServerStream", **IDENTITY)
+        msgs = list(stream(b"", metadata=[("x-count", "6"), ("x-interval-ms", "200")],
+                           timeout=20))
+        self.assertEqual(len(msgs), 6)
+        wait_until(lambda: grpc_count(s, 12) == 1 and grpc_count(s, 14) == 1 and
+                   grpc_count(s, 4) >= 1, 5, "sluice's statuses counted")
+
+    def test_grpc_timeout_from_curl_is_sluices_deadline_exceeded_and_malformed_is_internal(self):
+        app = GrpcApp(self)
+        s = self.start_with(app.port)
+        url = "http://127.0.0.1:%d%sSleep" % (s.port, SERVICE)
+        msg = os.path.join(self.make_tmpdir(), "msg")
+        with open(msg, "wb") as f:
+            f.write(b"\x00\x00\x00\x00\x02hi")
+
+        def curl(*extra, body=True):
+            # Without a body the request ends with its HEADERS: an answer at once does not race
+            # curl's upload (which the RST_STREAM NO_ERROR after an early response would cut).
+            data = ["--data-binary", "@" + msg] if body else ["-X", "POST"]
+            r = subprocess.run(["curl", "-sS", "-i", "--http2-prior-knowledge", "-m", "20",
+                                "-H", "content-type: application/grpc", "-H", "te: trailers",
+                                "-H", "x-sleep-ms: 3000"] + data +
+                               list(extra) + [url], capture_output=True, timeout=30)
+            return r.stdout.decode("latin-1") + r.stderr.decode("latin-1")
+        # No client deadline of its own: what comes back is sluice's Trailers-Only answer.
+        t0 = time.monotonic()
+        out = curl("-H", "grpc-timeout: 300m")
+        self.assertLess(time.monotonic() - t0, 2.5, out)
+        self.assertRegex(out, r"(?m)^HTTP/2 200")
+        self.assertRegex(out, r"(?m)^grpc-status: 4\r?$")
+        self.assertRegex(out, r"(?m)^grpc-message: deadline exceeded \(grpc-timeout\)")
+        self.assertRegex(out, r"(?m)^content-type: application/grpc\r?$")
+        for bad in ("123456789m", "1s", "10", "m"):
+            out = curl("-H", "grpc-timeout: " + bad, body=False)
+            self.assertRegex(out, r"(?m)^grpc-status: 13\r?$", bad)
+        self.assertEqual(grpc_count(s, 4), 1)
+        self.assertEqual(grpc_count(s, 13), 4)
+
+    def test_the_deadline_passing_mid_stream_ends_it_with_trailers_after_whole_messages(self):
+        app = GrpcApp(self)
+        s = self.start_with(app.port)
+        url = "http://127.0.0.1:%d%sServerStream" % (s.port, SERVICE)
+        empty = os.path.join(self.make_tmpdir(), "empty")
+        with open(empty, "wb") as f:
+            f.write(b"\x00\x00\x00\x00\x00")  # one empty request message
+        # curl has no deadline of its own: the trailers are sluice's.
+        r = subprocess.run(["curl", "-sS", "-i", "--http2-prior-knowledge", "-m", "20",
+                            "-H", "content-type: application/grpc", "-H", "te: trailers",
+                            "-H", "grpc-timeout: 600m", "-H", "x-count: 1000",
+                            "-H", "x-size: 50", "-H", "x-interval-ms: 50",
+                            "--data-binary", "@" + empty, url],
+                           capture_output=True, timeout=30)
+        out = r.stdout
+        self.assertIn(b"grpc-status: 4", out, r.stderr)
+        self.assertIn(b"grpc-message: deadline exceeded (grpc-timeout)", out)
+        # The body between the head and the trailers is whole 5-byte-framed messages.
+        body = out.split(b"\r\n\r\n", 1)[1].split(b"grpc-status", 1)[0]
+        msgs, i = [], 0
+        while i + 5 <= len(body):
+            n = int.from_bytes(body[i + 1:i + 5], "big")
+            if n != 50:
+                break
+            msgs.append(body[i + 5:i + 5 + n])
+            i += 5 + n
+        self.assertGreater(len(msgs), 2)
+        self.assertTrue(all(m.startswith(b"msg-%d:" % k) for k, m in enumerate(msgs)), msgs[-2:])
+        self.assertEqual(grpc_count(s, 4), 1)
+
+    def test_an_upstream_lost_mid_stream_ends_the_call_unavailable(self):
+        app = GrpcApp(self)
+        s = self.start_with(app.port)
+        stream = self.channel(s).unary_stream(SERVICE + "ServerStream", **IDENTITY)
+        call = stream(b"", metadata=[("x-count", "100000"), ("x-interval-ms", "20")], timeout=30)
+        got = []
+        with self.assertRaises(grpc.RpcError) as cm:
+            for m in call:
+                got.append(m)
+                if len(got) == 5:
+                    app.proc.kill()  # the app dies: its connection is reset mid-call
+        self.assertEqual(cm.exception.code(), grpc.StatusCode.UNAVAILABLE, cm.exception)
+        self.assertIn("upstream failed", cm.exception.details())
+        self.assertTrue(all(m.startswith(b"msg-%d:" % k) for k, m in enumerate(got)))
+
+    def test_a_grpc_call_over_http1_gets_a_clear_error(self):
+        app = GrpcApp(self)
+        s = self.start_with(app.port)
+        r = subprocess.run(["curl", "-sS", "-i", "--http1.1", "-H", "content-type: application/grpc",
+                            "--data-binary", "x", "http://127.0.0.1:%d%sUnary" % (s.port, SERVICE)],
+                           capture_output=True, timeout=30)
+        out = r.stdout.decode()
+        self.assertRegex(out, r"^HTTP/1.1 505 ")
+        self.assertIn("gRPC requires HTTP/2", out)
+
+    def test_rate_limited_calls_are_resource_exhausted(self):
+        app = GrpcApp(self)
+        s = self.start_with(app.port, extra="rate_limits: [{name: calls, rate: 1/h, burst: 2}]\n")
+        unary = self.channel(s).unary_unary(SERVICE + "Unary", **IDENTITY)
+        self.assertEqual(unary(b"1", timeout=10), b"1")
+        self.assertEqual(unary(b"2", timeout=10), b"2")
+        e = self.expect_status(lambda: unary(b"3", timeout=10),
+                               grpc.StatusCode.RESOURCE_EXHAUSTED, "rate limited")
+        retry = dict(e.initial_metadata() or ()) or dict(e.trailing_metadata() or ())
+        self.assertIn("retry-after", retry, (e.initial_metadata(), e.trailing_metadata()))
+        self.assertEqual(grpc_count(s, 8), 1)
+
+    # ---- the drain ------------------------------------------------------------------------
+
+    def test_a_drain_ends_streams_at_message_boundaries_spread_and_fails_no_unary_call(self):
+        app = GrpcApp(self)
+        spread_s = 2.0
+        s = self.start_with(app.port, drain="{delay: 4s, budget: 30s, close_spread: 2s}")
+        ch = self.channel(s)
+        n_streams = 6
+        results = [None] * n_streams
+        started = threading.Barrier(n_streams + 1)
+
+        def watch(i):
+            stream = ch.unary_stream(SERVICE + "ServerStream", **IDENTITY)
+            got = []
+            call = stream(b"", metadata=[("x-count", "100000"), ("x-size", "64"),
+                                         ("x-interval-ms", "20")], timeout=60)
+            try:
+                for m in call:
+                    got.append(m)
+                    if len(got) == 3:
+                        started.wait(timeout=30)
+                results[i] = ("ended", None, None, got, time.monotonic())
+            except grpc.RpcError as e:
+                results[i] = ("error", e.code(), e.details(), got, time.monotonic())
+
+        threads = [threading.Thread(target=watch, args=(i,)) for i in range(n_streams)]
+        for t in threads:
+            t.start()
+        started.wait(timeout=30)
+        wait_until(lambda: json.loads(http(s.admin_port, "GET", "/drain").body)["grpc_calls"] ==
+                   n_streams, 10, "the streaming calls counted as long-lived")
+
+        # Unary load through the drain delay (the two-step GOAWAY moves new calls to new
+        # connections while the listener still accepts), and slow unary calls in flight when
+        # the spread begins: none may fail.
+        unary_failures, unary_ok = [], [0]
+        stop = threading.Event()
+
+        def load():
+            lch = grpc.insecure_channel("127.0.0.1:%d" % s.port)
+            unary = lch.unary_unary(SERVICE + "Unary", **IDENTITY)
+            while not stop.is_set():
+                try:
+                    self.assertEqual(unary(b"ping", timeout=10), b"ping")
+                    unary_ok[0] += 1
+                except grpc.RpcError as e:
+                    unary_failures.append((e.code(), e.details()))
+            lch.close()
+
+        def slow(out):
+            sch = grpc.insecure_channel("127.0.0.1:%d" % s.port)
+            try:
+                out.append(sch.unary_unary(SERVICE + "Sleep", **IDENTITY)(
+                    b"slow", metadata=[("x-sleep-ms", "5000")], timeout=20))
+            except grpc.RpcError as e:
+                out.append(e)
+            sch.close()
+
+        loaders = [threading.Thread(target=load) for _ in range(4)]
+        for t in loaders:
+            t.start()
+        wait_until(lambda: unary_ok[0] >= 10, 10, "the unary load running")
+        # Slow unary calls in flight through the GOAWAYs and the spread (5 s: past the 4 s
+        # delay): they must finish.
+        slow_results = []
+        slows = [threading.Thread(target=slow, args=(slow_results,)) for _ in range(3)]
+        for t in slows:
+            t.start()
+        before = unary_ok[0]
+        r = http(s.admin_port, "POST", "/drain", body=b"")
+        self.assertEqual(r.status, 202)
+        drain_start = time.monotonic()
+        # The unary load goes on into the delay (the two-step GOAWAY moves new calls to new
+        # connections while the listener still accepts), and stops well before the delay ends:
+        # after it the listener closes and, with no other instance here, new calls have nowhere
+        # to go.
+        wait_until(lambda: unary_ok[0] - before >= 40 or time.monotonic() - drain_start > 1.5,
+                   10, "unary calls through the drain's delay")
+        stop.set()
+        for t in loaders:
+            t.join(30)
+        self.assertEqual(json.loads(http(s.admin_port, "GET", "/drain").body)["phase"], "delay")
+        for t in slows:
+            t.join(30)
+        for t in threads:
+            t.join(60)
+        self.assertEqual(unary_failures, [])
+        self.assertGreater(unary_ok[0] - before, 0)
+        self.assertEqual(slow_results, [b"slow"] * 3)
+        ends = []
+        for kind, code, details, got, at in results:
+            self.assertEqual((kind, code, details),
+                             ("error", grpc.StatusCode.UNAVAILABLE, "server is draining"))
+            # Whole messages only, in sequence.
+            self.assertTrue(all(m.startswith(b"msg-%d:" % i) and len(m) == 64
+                                for i, m in enumerate(got)), got[-3:])
+            ends.append(at)
+        ends.sort()
+        # The ends come after the delay, spread over the window (i/n of it apart).
+        self.assertGreater(ends[0] - drain_start, 3.5)
+        self.assertGreater(ends[-1] - ends[0], spread_s * (n_streams - 1) / n_streams * 0.5,
+                           [round(e - drain_start, 3) for e in ends])
+        d = json.loads(http(s.admin_port, "GET", "/drain").body)
+        self.assertEqual(d["grpc_drain_ended"], n_streams, d)
+        self.assertEqual(metric(s, "sluice_grpc_drain_ended_total", {"listener": "ingress"}),
+                         n_streams)
+        wait_until(lambda: json.loads(http(s.admin_port, "GET", "/drain").body)["phase"] ==
+                   "done", 30, "the drain done")
+        self.assertEqual(json.loads(http(s.admin_port, "GET", "/drain").body)["forced"], 0)
+
+
+if __name__ == "__main__":
+    unittest.main()
