@@ -661,7 +661,7 @@ class DrainTest(E2ETestCase):
         # The progress line, redrawn in place: "\r", clear to the end of the line, the phase
         # and the counts (here the held request, in flight).
         progress = re.findall(r"\r\x1b\[Kdrain: (\S+) +(\d+) connections, (\d+) in flight, "
-                              r"(\d+) WebSockets, ([\d.]+) s of budget left", out)
+                              r"(\d+) WebSockets, \d+ gRPC streams, ([\d.]+) s of budget left", out)
         self.assertTrue(progress, "no progress line on the terminal: %r" % out)
         self.assertTrue(any(p[0] == "draining" and p[2] == "1" for p in progress),
                         "no progress line showing the request in flight: %r" % progress)

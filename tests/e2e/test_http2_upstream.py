@@ -3,7 +3,7 @@
 trailers, GOAWAY (an upstream restarting gracefully) with the unprocessed requests retried, a
 dead upstream, idle close, and gRPC through sluice.
 
-Peers: tests/peers/h2_upstream.go (Go net/http + x/net/http2, built by CMake: $H2_UPSTREAM),
+Peers: tests/peers/h2_upstream.go (Go net/http + x/net/http2, built by the ctest fixture peers.go_h2_upstream: $H2_UPSTREAM),
 grpc_app.py (python3-grpcio), h2_goaway_app.py (python3-h2), curl and h2load.
 """
 import json
