@@ -426,7 +426,10 @@ void Http2Stream::send_interim(const MessageHead& head) {
 
 size_t Http2Stream::send_head(const MessageHead& head) {
   ResponseFields f(head);
-  const bool has_body = !head_request_ && head.status != 204 && head.status != 304;
+  // A body known to be empty (Content-Length: 0, or an HTTP/2 upstream's head that ended its
+  // stream) ends the stream on the HEADERS frame: a gRPC Trailers-Only response stays one.
+  const bool has_body = !head_request_ && head.status != 204 && head.status != 304 &&
+                        !(head.has_content_length && head.content_length == 0);
   if (!submit_head(head.status, f.data(), f.size(), has_body)) {
     cut_response();
     return 0;

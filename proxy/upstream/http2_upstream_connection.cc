@@ -271,6 +271,13 @@ void Http2UpstreamStream::on_headers_end(bool end_stream) {
         head_.has_content_length = ok;
         head_.content_length = ok ? n : 0;
       }
+      // A head that ends the stream has an empty body, whatever it says: framed so (an
+      // HTTP/2 client gets one HEADERS frame with END_STREAM, which is what makes a gRPC
+      // Trailers-Only response; an HTTP/1.1 client gets Content-Length: 0).
+      if (end_stream) {
+        head_.has_content_length = true;
+        head_.content_length = 0;
+      }
     }
     handler_->on_upstream_head(head_);
     head_.clear();

@@ -483,6 +483,33 @@ TEST_F(Http2ConnectionTest, AStreamingGrpcCallIsEndedByTheDrainWithTrailers) {
   EXPECT_EQ(listener_stats_.grpc_drain_ended.get(), 1u);
 }
 
+// A response whose body is known to be empty goes out as one HEADERS frame with END_STREAM (no
+// empty DATA frame after it): an upstream's gRPC Trailers-Only response (grpc-status in the head
+// that ended its stream, which the HTTP/2 upstream frames as Content-Length 0) stays one, as gRPC
+// clients require.
+TEST_F(Http2ConnectionTest, AnEmptyBodiedResponseEndsOnItsHeaders) {
+  int32_t id = client_.request(get("/svc/Method"));
+  pump();
+  ASSERT_NE(side(), nullptr);
+  MessageHead h;
+  h.status = 200;
+  h.has_content_length = true;
+  h.content_length = 0;
+  h.add_header("content-type", "application/grpc");
+  h.add_header("grpc-status", "3");
+  h.add_header("grpc-message", "bad size");
+  side()->handler->on_upstream_head(h);
+  side()->handler->on_upstream_complete();
+  pump();
+  const Client::Response& r = client_.responses[id];
+  EXPECT_EQ(r.headers.at(":status"), "200");
+  EXPECT_EQ(r.headers.at("grpc-status"), "3");
+  EXPECT_TRUE(r.ended_by_head);
+  EXPECT_EQ(r.data_frames, 0);
+  EXPECT_TRUE(r.closed);
+  EXPECT_EQ(r.error, 0u);
+}
+
 TEST_F(Http2ConnectionTest, ABodyWithoutLengthGoesChunkedAndThePausedStreamHoldsItsWindow) {
   client_.upload.assign(200 * 1024, 'x');
   Fields f = {
