@@ -101,6 +101,12 @@ function openSession(slot) {
       } else if (status === 0 && req.rstCode === http2.constants.NGHTTP2_REFUSED_STREAM) {
         stats.retried++;  // never processed: safe to send again, on the slot's next session
         retry(slot);
+      } else if (status === 0 && req.id === undefined) {
+        // Never sent: Node queued it, then closed its session (after the GOAWAY) before the
+        // stream got an id, and ends it with its own INTERNAL_ERROR. The server never saw it:
+        // safe to send again, as a refused one.
+        stats.retried++;
+        retry(slot);
       } else {
         fail('stream ' + req.id + ': status ' + status + ', rstCode ' + req.rstCode);
       }
