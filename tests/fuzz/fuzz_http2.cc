@@ -23,6 +23,7 @@
 
 #include <cstring>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -111,6 +112,9 @@ struct Transport final : Http2Transport {
   void resume_input() override {}
   void session_over() override { over = true; }
   bool drain_asked() const override { return false; }
+  std::set<Http2Stream*> grpc_calls;  // the worker's list of long-lived gRPC calls
+  void add_grpc_call(Http2Stream* s) override { grpc_calls.insert(s); }
+  void remove_grpc_call(Http2Stream* s) override { grpc_calls.erase(s); }
 };
 
 struct World {
@@ -219,5 +223,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   run_loop(w);
   check(stats.http2_streams_active.get() == 0, "the stream gauge is not back to 0");
+  check(t.grpc_calls.empty(), "a freed stream left on the gRPC call list");
   return 0;
 }
