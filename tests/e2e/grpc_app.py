@@ -38,7 +38,6 @@ import os
 import signal
 import sys
 import threading
-import time
 from concurrent import futures
 
 import grpc
@@ -87,14 +86,24 @@ def unary(request, context):
     return request
 
 
+def _cancel_event(context):
+    """An Event set when the call ends before its handler does (cancelled, deadline passed)."""
+    event = threading.Event()
+    if not context.add_callback(event.set):  # the call is already over
+        event.set()
+    return event
+
+
 def server_stream(request, context):
     md = _begin(context)
     count = int(md.get("x-count", "3"))
     size = int(md.get("x-size", "16"))
     interval = int(md.get("x-interval-ms", "0")) / 1000.0
+    cancelled = _cancel_event(context)
     for i in range(count):
-        if i and interval:
-            time.sleep(interval)
+        # The app's pacing between messages, cut short when the call is cancelled.
+        if i and interval and cancelled.wait(interval):
+            return
         if not context.is_active():
             return
         head = b"msg-%d:" % i
@@ -123,9 +132,8 @@ def bidi(request_iterator, context):
 
 def sleep(request, context):
     md = _begin(context)
-    deadline = time.monotonic() + int(md.get("x-sleep-ms", "0")) / 1000.0
-    while time.monotonic() < deadline and context.is_active():
-        time.sleep(min(0.01, max(0.0, deadline - time.monotonic())))
+    # The app's slow work: it ends early when the call is cancelled (a deadline, a reset).
+    _cancel_event(context).wait(int(md.get("x-sleep-ms", "0")) / 1000.0)
     _finish(context, md)
     return request
 
