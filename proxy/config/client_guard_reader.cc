@@ -3,7 +3,6 @@
 // listener a rule names.
 #include "config/client_guard_reader.h"
 
-
 #include <algorithm>
 #include <cctype>
 #include <cstring>
@@ -33,7 +32,9 @@ bool is_token_char(char c) {
 }
 
 // HTTP methods as llhttp knows them (llhttp_method_name aborts on a number it does not know).
-bool is_known_method(const std::string& m) { return method_from_name(m) >= 0; }
+bool is_known_method(const std::string& m) {
+  return method_from_name(m) >= 0;
+}
 
 class GuardReader : public FieldReader {
  public:

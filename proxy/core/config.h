@@ -105,8 +105,8 @@ struct Limits {
 };
 
 struct DrainSettings {
-  Millis delay{5000};             // keep accepting (with Connection: close) this long
-  Millis budget{25000};           // from the signal to exit, at most
+  Millis delay{5000};    // keep accepting (with Connection: close) this long
+  Millis budget{25000};  // from the signal to exit, at most
   // WebSocket 1001s and gRPC calls' grpc-status 14 spread over this window (YAML
   // `close_spread`; the old name `ws_close_spread` is an alias).
   Millis close_spread{10000};

@@ -96,8 +96,8 @@ inline constexpr size_t kHttp2FloodKindCount = std::size(kHttp2FloodKinds);
 
 // Label values of sluice_grpc_responses_total{grpc_status}: the codes 0..16 as the wire
 // carries them, then "other" for any other value (http/grpc.h).
-inline constexpr const char* kGrpcStatusLabels[] = {"0",  "1",  "2",  "3",  "4",    "5",
-                                                    "6",  "7",  "8",  "9",  "10",   "11",
+inline constexpr const char* kGrpcStatusLabels[] = {"0",  "1",  "2",  "3",  "4",  "5",
+                                                    "6",  "7",  "8",  "9",  "10", "11",
                                                     "12", "13", "14", "15", "16", "other"};
 inline constexpr size_t kGrpcStatusLabelCount = std::size(kGrpcStatusLabels);
 
@@ -130,17 +130,17 @@ struct ClusterStats {
   Counter connections_created;
   Counter idle_connections;    // gauge
   Counter active_connections;  // gauge: busy with a request
-  Counter retries[3];  // by kRetryReasons
+  Counter retries[3];          // by kRetryReasons
   Counter connect_failures;
   Counter timeouts;  // connect and response timeouts
   Counter ejections;
-  Counter ejections_prevented;     // by max_ejection_percent (or the cluster's last address)
-  Counter connect_retries;         // connects started again on the same address after a backoff
-  Counter tls_handshakes_full;     // TLS origination: new sessions
-  Counter tls_handshakes_resumed;  // ...and resumed ones (the per-address session cache works)
-  Counter overflow[2];             // 503s at a concurrency cap, by kOverflowLimits
-  Counter retry_budget_exhausted;  // retries not made: the retry budget was spent
-  Counter circuit_transitions[3];  // by the state moved to (CircuitState: closed, open, half-open)
+  Counter ejections_prevented;      // by max_ejection_percent (or the cluster's last address)
+  Counter connect_retries;          // connects started again on the same address after a backoff
+  Counter tls_handshakes_full;      // TLS origination: new sessions
+  Counter tls_handshakes_resumed;   // ...and resumed ones (the per-address session cache works)
+  Counter overflow[2];              // 503s at a concurrency cap, by kOverflowLimits
+  Counter retry_budget_exhausted;   // retries not made: the retry budget was spent
+  Counter circuit_transitions[3];   // by the state moved to (CircuitState: closed, open, half-open)
   Counter upstream_streams_active;  // gauge: HTTP/2 streams open to the cluster
   Counter upstream_goaways;         // GOAWAY frames received from its HTTP/2 upstreams
 };

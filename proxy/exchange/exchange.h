@@ -197,16 +197,16 @@ class Exchange : private UpstreamHandler, private PoolClient {
 
   // gRPC (only for a call from an HTTP/2 client).
   bool grpc_ = false;
-  bool grpc_end_pending_ = false;  // end at the next response message boundary
+  bool grpc_end_pending_ = false;     // end at the next response message boundary
   bool grpc_end_on_message_ = false;  // ...only once a new message begins (unary-shaped calls)
   GrpcStatus grpc_end_status_ = GrpcStatus::kOk;
   std::string_view grpc_end_why_;
-  int8_t grpc_status_ = -1;  // the call's final grpc-status as a label index; -1: none seen
-  GrpcMessageTracker grpc_in_;   // request messages (client to upstream)
-  GrpcMessageTracker grpc_out_;  // response messages (upstream to client)
+  int8_t grpc_status_ = -1;       // the call's final grpc-status as a label index; -1: none seen
+  GrpcMessageTracker grpc_in_;    // request messages (client to upstream)
+  GrpcMessageTracker grpc_out_;   // response messages (upstream to client)
   uint64_t grpc_timeout_ms_ = 0;  // its grpc-timeout; 0 with !grpc_deadline_: none
   bool grpc_deadline_ = false;
-  bool grpc_long_ = false;  // counted in grpc_calls_active (its response head was relayed)
+  bool grpc_long_ = false;        // counted in grpc_calls_active (its response head was relayed)
   OnDemandTimer deadline_timer_;  // the grpc-timeout deadline, while the call runs
 };
 

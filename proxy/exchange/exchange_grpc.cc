@@ -38,8 +38,8 @@ void Exchange::respond_grpc(int http_status, std::string_view why,
     LOG_WARN("%s from %s: gRPC status %d for %d %.*s", method, client.c_str(), static_cast<int>(g),
              http_status, static_cast<int>(why.size()), why.data());
   } else {
-    LOG_DEBUG("%s from %s: gRPC status %d for %d %.*s", method, client.c_str(),
-              static_cast<int>(g), http_status, static_cast<int>(why.size()), why.data());
+    LOG_DEBUG("%s from %s: gRPC status %d for %d %.*s", method, client.c_str(), static_cast<int>(g),
+              http_status, static_cast<int>(why.size()), why.data());
   }
   // Trailers-Only (PROTOCOL-HTTP2.md): HTTP status 200, the content type, the status fields.
   MessageHead h;
@@ -117,8 +117,7 @@ bool Exchange::drain_grpc_call() {
   // A unary call's response message is followed by its trailers at once: ending it at that
   // boundary would fail a call the drain lets finish. Such a call ends only if another message
   // begins (then it was a stream after all).
-  grpc_end_on_message_ =
-      request_complete_ && grpc_in_.messages() <= 1 && grpc_out_.messages() <= 1;
+  grpc_end_on_message_ = request_complete_ && grpc_in_.messages() <= 1 && grpc_out_.messages() <= 1;
   end_grpc_call_at_boundary(GrpcStatus::kUnavailable, kGrpcDrainMessage);
   return true;
 }
