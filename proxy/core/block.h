@@ -66,16 +66,33 @@ class SliceQueue {
   void push_back(Slice s) { items_.push_back(std::move(s)); }
   void pop_front() {
     items_[head_++] = Slice();  // its block goes back now
+    off_ = 0;
     if (head_ == items_.size()) clear();
+  }
+  // Copies up to `len` bytes from the front into `buf` and consumes them (an HTTP/2 data
+  // provider filling a DATA frame). Returns the bytes copied.
+  size_t take(uint8_t* buf, size_t len) {
+    size_t n = 0;
+    while (n < len && !empty()) {
+      const Slice& s = front();
+      size_t k = s.len - off_ < len - n ? s.len - off_ : len - n;
+      std::memcpy(buf + n, s.data + off_, k);
+      n += k;
+      off_ += k;
+      if (off_ == s.len) pop_front();
+    }
+    return n;
   }
   void clear() {
     items_.clear();
     head_ = 0;
+    off_ = 0;
   }
 
  private:
   std::vector<Slice> items_;
   size_t head_ = 0;
+  size_t off_ = 0;  // bytes of the front slice already taken
 };
 
 // Per-worker block allocator with a bounded free list.

@@ -314,18 +314,7 @@ void Http2Stream::on_closed(uint32_t error_code) {
 }
 
 h2::ssize Http2Stream::read_body(uint8_t* buf, size_t length, uint32_t* flags) {
-  size_t n = 0;
-  while (n < length && !out_.empty()) {
-    const Slice& s = out_.front();
-    size_t k = std::min(length - n, s.len - out_off_);
-    std::memcpy(buf + n, s.data + out_off_, k);
-    n += k;
-    out_off_ += k;
-    if (out_off_ == s.len) {
-      out_.pop_front();
-      out_off_ = 0;
-    }
-  }
+  const size_t n = out_.take(buf, length);
   out_bytes_ -= n;
   if (n > 0) out_at_ms_ = conn_.ctx().now_ms();
   if (above_high_ && out_bytes_ <= TcpStream::kLowWatermark) {

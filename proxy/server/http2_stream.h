@@ -120,9 +120,8 @@ class Http2Stream final : public ListNode, private ClientSide {
               const Http2RequestBlock& b);
   MessageHead trailers_;
 
-  // The response body queued for DATA frames, oldest first; off_ into the front slice.
+  // The response body queued for DATA frames, oldest first.
   SliceQueue out_;
-  size_t out_off_ = 0;
   size_t out_bytes_ = 0;
   std::unique_ptr<MessageHead> trailers_out_;  // the response's trailers, until submitted
   size_t held_credit_ = 0;   // request bytes received while paused: window not yet credited

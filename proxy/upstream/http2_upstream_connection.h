@@ -17,7 +17,6 @@
 #include <openssl/ssl.h>
 
 #include <cstdint>
-#include <deque>
 #include <memory>
 #include <string>
 #include <vector>
@@ -88,8 +87,7 @@ class Http2UpstreamStream final : public UpstreamSide {
   int32_t id_ = -1;
   MessageHead head_;       // the response head (or an interim one) being received
   MessageHead trailers_;   // the trailer section being received
-  std::deque<Slice> out_;  // request body bytes not yet taken by nghttp2
-  size_t out_off_ = 0;
+  SliceQueue out_;  // request body bytes not yet taken by nghttp2
   size_t out_bytes_ = 0;
   size_t unconsumed_ = 0;  // DATA delivered while paused: credited on resume
   OnDemandTimer timer_;    // response-head timeout
