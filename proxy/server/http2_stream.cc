@@ -3,8 +3,8 @@
 #include <llhttp.h>
 
 #include <algorithm>
-#include <charconv>
 #include <cctype>
+#include <charconv>
 #include <cstdlib>
 #include <cstring>
 #include <vector>
@@ -129,7 +129,7 @@ h2::ssize read_callback(nghttp2_session*, int32_t, uint8_t* buf, size_t length, 
 
 Http2Stream::Http2Stream(Http2Connection& conn, int32_t id, const RequestContext& rc)
     : conn_(conn), id_(id), rc_(rc), exchange_(*this) {
-  conn_.request_block().reset();  // this stream's header block begins
+  conn_.request_block().reset();               // this stream's header block begins
   rc_.loop->stats.http2_streams_active.add();  // the drain's and /stats' figure
   rc_.protocol = "HTTP/2";
   opened_ms_ = conn_.ctx().now_ms();
@@ -516,7 +516,8 @@ void Http2Stream::refuse(int status, std::string_view why, std::string_view reas
   ctx.stats.sluice_errors.add();
   if (rc_.listener_stats) {
     rc_.listener_stats->requests[status_class(status)].add();
-    if (grpc_status >= 0) rc_.listener_stats->grpc_responses[static_cast<size_t>(grpc_status)].add();
+    if (grpc_status >= 0)
+      rc_.listener_stats->grpc_responses[static_cast<size_t>(grpc_status)].add();
   }
   if (AccessLog* log = rc_.access_log) {
     const Config& cfg = *rc_.config;

@@ -17,14 +17,13 @@
 #include "exchange/client_side.h"
 #include "exchange/exchange.h"
 #include "exchange/request_context.h"
-#include "http/message.h"
 #include "http/http2_shim.h"
+#include "http/message.h"
 
 namespace sluice {
 
 class Http2Connection;
 struct Http2RequestBlock;
-
 
 // A ListNode for the worker's list of long-lived gRPC calls (Http2Transport::add_grpc_call).
 class Http2Stream final : public ListNode, private ClientSide {
@@ -142,7 +141,7 @@ class Http2Stream final : public ListNode, private ClientSide {
   bool response_ended_ = false;      // END_STREAM sent
   bool refused_ = false;
   bool closed_ = false;
-  bool upstream_work_ = false;  // counted in the connection's guard (Http2Guard)
+  bool upstream_work_ = false;   // counted in the connection's guard (Http2Guard)
   uint64_t response_at_ms_ = 0;  // when response body bytes were last queued (gRPC idle)
 };
 

@@ -85,9 +85,9 @@ class Http2UpstreamStream final : public UpstreamSide {
   Http2UpstreamConnection& conn_;
   UpstreamHandler* handler_ = nullptr;
   int32_t id_ = -1;
-  MessageHead head_;       // the response head (or an interim one) being received
-  MessageHead trailers_;   // the trailer section being received
-  SliceQueue out_;  // request body bytes not yet taken by nghttp2
+  MessageHead head_;      // the response head (or an interim one) being received
+  MessageHead trailers_;  // the trailer section being received
+  SliceQueue out_;        // request body bytes not yet taken by nghttp2
   size_t out_bytes_ = 0;
   size_t unconsumed_ = 0;  // DATA delivered while paused: credited on resume
   OnDemandTimer timer_;    // response-head timeout
