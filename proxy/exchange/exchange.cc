@@ -77,7 +77,7 @@ void Exchange::reset() {
   retained_bytes_ = 0;
   retain_ok_ = true;
   wrote_any_ = conn_reused_ = retried_ = false;
-  connect_retries_ = 0;
+  connect_retries_ = unprocessed_retries_ = 0;
   request_trailers_ = Slice();
   response_head_sent_ = active_ = false;
   event_stream_ = end_at_event_ = mid_event_ = false;
@@ -468,11 +468,19 @@ void Exchange::on_upstream_complete() {
 
 bool Exchange::can_retry(UpstreamError e) const {
   if (retried_) return false;
-  // The upstream says it never processed the request: safe to send again whatever the method.
-  if (e == UpstreamError::kUnprocessed) return !wrote_any_ || retain_ok_;
   if (!conn_reused_) return false;
   if (e != UpstreamError::kClosed && e != UpstreamError::kReset) return false;
   return !wrote_any_ || (idempotent_ && retain_ok_);
+}
+
+// The upstream says it never processed the request (an HTTP/2 stream above a GOAWAY's last
+// stream id, or refused with REFUSED_STREAM): safe to send again whatever the method, and not
+// drawn on the retry budget, which bounds the extra work retries put on the app: this one put
+// none. A graceful restart of the app refuses every stream in flight above the GOAWAY at once,
+// more than the budget's minimum; a request that meets a second connection going away (the old
+// process had several) is sent again too, up to kMaxUnprocessedRetries times.
+bool Exchange::can_resend_unprocessed() const {
+  return unprocessed_retries_ < kMaxUnprocessedRetries && (!wrote_any_ || retain_ok_);
 }
 
 void Exchange::on_upstream_error(UpstreamError e, bool response_started) {
@@ -493,13 +501,20 @@ void Exchange::on_upstream_error(UpstreamError e, bool response_started) {
     client_.cut_response();
     return;
   }
-  if (!response_started && can_retry(e) && take_retry()) {
+  if (!response_started && e == UpstreamError::kUnprocessed) {
+    if (can_resend_unprocessed()) {
+      ++unprocessed_retries_;
+      cluster_->stats().retries[static_cast<size_t>(RetryReason::kGoawayUnprocessed)].add();
+      LOG_DEBUG("upstream %s: request not processed, sending it again (attempt %u)",
+                pool_->name().c_str(), unprocessed_retries_ + 1u);
+      acquire(true);
+      return;
+    }
+  } else if (!response_started && can_retry(e) && take_retry()) {
     retried_ = true;
-    const RetryReason why = e == UpstreamError::kUnprocessed ? RetryReason::kGoawayUnprocessed
-                                                             : RetryReason::kStaleConnection;
-    cluster_->stats().retries[static_cast<size_t>(why)].add();
-    LOG_DEBUG("upstream %s: %s (%s), retrying on a fresh connection", pool_->name().c_str(),
-              kRetryReasons[static_cast<size_t>(why)], upstream_error_name(e));
+    cluster_->stats().retries[static_cast<size_t>(RetryReason::kStaleConnection)].add();
+    LOG_DEBUG("upstream %s: stale connection (%s), retrying on a fresh connection",
+              pool_->name().c_str(), upstream_error_name(e));
     acquire(true);
     return;
   }

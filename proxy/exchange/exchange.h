@@ -94,7 +94,9 @@ class Exchange : private UpstreamHandler, private PoolClient {
   void send_to(UpstreamSide* side);
   void flush_pending();
   void update_request_backpressure();
-  bool can_retry(UpstreamError e) const;
+  bool can_retry(UpstreamError e) const;  // after a stale connection failed the request
+  bool can_resend_unprocessed() const;    // after the upstream refused it unprocessed
+  static constexpr uint8_t kMaxUnprocessedRetries = 3;
   // Protection (issue 17, exchange_guard.cc): the cluster's caps and circuit breaker at the
   // start, the retry budget before a retry, the breaker's outcome once per request.
   bool admit_to_cluster();  // false: refused (answered)
@@ -166,8 +168,9 @@ class Exchange : private UpstreamHandler, private PoolClient {
   bool retain_ok_ = true;
   bool wrote_any_ = false;
   bool conn_reused_ = false;
-  bool retried_ = false;
-  uint8_t connect_retries_ = 0;  // other addresses tried after a failed connect
+  bool retried_ = false;          // retried once after a stale connection failed it
+  uint8_t connect_retries_ = 0;    // other addresses tried after a failed connect
+  uint8_t unprocessed_retries_ = 0;  // sent again after the upstream refused it unprocessed
   // The cluster's guard while this request is counted on it (admit_to_cluster).
   ClusterGuard* guard_ = nullptr;
   unsigned guard_slot_ = 0;

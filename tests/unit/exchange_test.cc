@@ -604,6 +604,36 @@ TEST_F(ExchangeTest, ASpentRetryBudgetRefusesTheStaleRetry) {
   set_.guard_ptr = nullptr;
 }
 
+// A request the HTTP/2 upstream refused unprocessed (above a GOAWAY's last stream id) is sent
+// again whatever its method, even with the retry budget spent: the app did no work for it, and
+// a graceful restart refuses every stream in flight at once. Bounded: three times, then 502.
+TEST_F(ExchangeTest, AnUnprocessedRequestIsSentAgainOutsideTheBudgetAtMostThreeTimes) {
+  set_.config_.retry_budget = RetryBudgetSettings{0, 0};
+  set_.config_.protocol = UpstreamProtocol::kH2c;  // a POST's body is kept for a resend
+  ClusterGuard guard(set_.config_, 1);
+  set_.guard_ptr = &guard;
+  begin(kPost);
+  ex().on_request_body(slice_of(pool_, "hi"));
+  ex().on_request_complete(no_trailers_);
+  const auto goaway = static_cast<size_t>(RetryReason::kGoawayUnprocessed);
+  for (int attempt = 1; attempt <= 3; ++attempt) {
+    FakeSide* side = source().last();
+    EXPECT_EQ(side->body, "hi") << attempt;
+    side->handler->on_upstream_error(UpstreamError::kUnprocessed, false);
+    EXPECT_EQ(source().acquires, attempt + 1);
+    EXPECT_EQ(set_.stats_.retries[goaway].get(), static_cast<uint64_t>(attempt));
+    EXPECT_EQ(client_->error_status, 0);
+  }
+  FakeSide* last = source().last();
+  EXPECT_EQ(last->body, "hi");
+  last->handler->on_upstream_error(UpstreamError::kUnprocessed, false);
+  EXPECT_EQ(client_->error_status, 502);
+  EXPECT_EQ(source().acquires, 4);
+  EXPECT_EQ(set_.stats_.retry_budget_exhausted.get(), 0u);
+  EXPECT_EQ(guard.retries_in_flight(), 0u);
+  set_.guard_ptr = nullptr;
+}
+
 }  // namespace
 }  // namespace sluice
 
