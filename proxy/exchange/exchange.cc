@@ -165,6 +165,13 @@ void Exchange::begin(const MessageHead& req) {
     return;
   }
   use_cluster(cluster);
+  if (upgrade_ && cluster->config().protocol != UpstreamProtocol::kHttp1) {
+    // HTTP/2 has no Upgrade (RFC 9113 §8.6): the route sends WebSockets to an h2/h2c cluster. A
+    // mismatch of the configuration, not the upstream failing: no connection, no breaker outcome.
+    respond_refusal(502, "upgrade_to_http2_cluster",
+                    upstream_error_name(UpstreamError::kUpgradeOverHttp2), 0, {}, {});
+    return;
+  }
   // An HTTP/2 upstream may refuse a request unprocessed (GOAWAY): any method is then retried,
   // with its body when it is small enough to keep.
   if (cluster->config().protocol != UpstreamProtocol::kHttp1) retain_ok_ = true;
@@ -518,7 +525,7 @@ void Exchange::on_upstream_error(UpstreamError e, bool response_started) {
     acquire(true);
     return;
   }
-  breaker_outcome(true);
+  if (e != UpstreamError::kUpgradeOverHttp2) breaker_outcome(true);  // else sluice's refusal
   respond_error(e == UpstreamError::kResponseTimeout ? 504 : 502, upstream_error_name(e));
 }
 
@@ -608,7 +615,10 @@ void Exchange::deactivate() {
       if (grpc_status_ >= 0) ls.grpc_responses[static_cast<size_t>(grpc_status_)].add();
     }
   }
-  if (grpc_) deadline_timer_.stop();
+  if (grpc_) {
+    deadline_timer_.stop();
+    quiet_timer_.stop();
+  }
   if (grpc_long_) {
     grpc_long_ = false;
     rc_->loop->stats.grpc_calls_active.sub();

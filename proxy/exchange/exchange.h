@@ -64,6 +64,12 @@ class Exchange : private UpstreamHandler, private PoolClient {
   // only if another response message begins: its trailers normally follow at once. False when
   // this is no such call (the drain has nothing to do with it).
   bool drain_grpc_call();
+  // The stream's idle timeout passed with no bytes either way: a call between two response
+  // messages ends with UNAVAILABLE trailers (true); else false, and the stream is reset.
+  bool end_idle_grpc_call();
+  // How long a unary-shaped call told to end by the drain waits for the trailers that follow
+  // its one response message (at once, normally).
+  static constexpr uint64_t kUnaryTrailersGraceMs = 1000;
   // A gRPC call from an HTTP/2 client whose response head was sent (the drain spreads these).
   bool long_lived_grpc() const { return active_ && grpc_ && response_head_sent_; }
   // Whether the request is a gRPC call (decided at begin()).
@@ -128,6 +134,11 @@ class Exchange : private UpstreamHandler, private PoolClient {
   // At the next response message boundary (now if there is one): end_grpc_call.
   void end_grpc_call_at_boundary(GrpcStatus status, std::string_view why);
   static void on_grpc_deadline(uv_timer_t* t);
+  // A unary-shaped call told to end whose one response message is whole: its trailers had
+  // kUnaryTrailersGraceMs to come; it was a stream gone quiet and ends at its boundary.
+  static void on_grpc_quiet(uv_timer_t* t);
+  // The response bytes of `data` up to the end of the first response message.
+  size_t feed_first_grpc_message(const Slice& data);
   void note_grpc_status(const MessageHead& fields);
   void relay_event_stream(const Slice& data);
   void write_response_body(const Slice& data);
@@ -168,8 +179,8 @@ class Exchange : private UpstreamHandler, private PoolClient {
   bool retain_ok_ = true;
   bool wrote_any_ = false;
   bool conn_reused_ = false;
-  bool retried_ = false;          // retried once after a stale connection failed it
-  uint8_t connect_retries_ = 0;    // other addresses tried after a failed connect
+  bool retried_ = false;             // retried once after a stale connection failed it
+  uint8_t connect_retries_ = 0;      // other addresses tried after a failed connect
   uint8_t unprocessed_retries_ = 0;  // sent again after the upstream refused it unprocessed
   // The cluster's guard while this request is counted on it (admit_to_cluster).
   ClusterGuard* guard_ = nullptr;
@@ -211,6 +222,7 @@ class Exchange : private UpstreamHandler, private PoolClient {
   bool grpc_deadline_ = false;
   bool grpc_long_ = false;        // counted in grpc_calls_active (its response head was relayed)
   OnDemandTimer deadline_timer_;  // the grpc-timeout deadline, while the call runs
+  OnDemandTimer quiet_timer_;     // a drained unary-shaped call's wait for its trailers
 };
 
 }  // namespace sluice

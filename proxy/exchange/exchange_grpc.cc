@@ -69,22 +69,43 @@ void Exchange::relay_grpc(const Slice& data) {
     return;
   }
   // An end is due at the next boundary: the bytes up to it go, the rest never does (the client
-  // sees whole messages only).
-  if (grpc_end_on_message_ && grpc_out_.at_boundary()) grpc_end_on_message_ = false;
-  const size_t n = grpc_out_.feed(data.data, data.len, /*stop_at_boundary=*/true);
+  // sees whole messages only). A unary-shaped call's one response message goes whole first.
+  size_t n = 0;
+  if (grpc_end_on_message_ && grpc_out_.messages() == 0) n = feed_first_grpc_message(data);
+  n += grpc_out_.feed(data.data + n, data.len - n, /*stop_at_boundary=*/true);
   if (n > 0) {
     write_response_body(data.sub(0, n));
     if (!active_ || !up_) return;
   }
-  if (grpc_out_.at_boundary() && n < data.len) {
-    end_grpc_call(grpc_end_status_, grpc_end_why_);
-    return;
-  }
-  if (grpc_out_.at_boundary() && !grpc_end_on_message_) {
-    end_grpc_call(grpc_end_status_, grpc_end_why_);
-    return;
+  if (grpc_out_.at_boundary()) {
+    // Past a unary-shaped call's one message a further one begins: it was a stream after all.
+    if (!grpc_end_on_message_ || n < data.len) {
+      end_grpc_call(grpc_end_status_, grpc_end_why_);
+      return;
+    }
+    // The unary-shaped call's message is whole: its trailers are due now.
+    quiet_timer_.start(rc_->loop->loop, this, &Exchange::on_grpc_quiet, kUnaryTrailersGraceMs);
   }
   if (up_ && client_.above_high_watermark()) up_->pause_response();
+}
+
+size_t Exchange::feed_first_grpc_message(const Slice& data) {
+  // At a boundary feed() would stop before the first byte: that byte begins the message.
+  size_t n = grpc_out_.at_boundary() && data.len > 0 ? grpc_out_.feed(data.data, 1) : 0;
+  return n + grpc_out_.feed(data.data + n, data.len - n, /*stop_at_boundary=*/true);
+}
+
+void Exchange::on_grpc_quiet(uv_timer_t* t) {
+  auto* self = static_cast<Exchange*>(t->data);
+  if (!self->active_ || !self->grpc_end_pending_ || !self->grpc_end_on_message_) return;
+  if (!self->grpc_out_.at_boundary() || self->grpc_out_.messages() == 0) return;
+  LOG_DEBUG(
+      "client %s: a unary-shaped gRPC call sent no trailers %llu ms after its message: a "
+      "stream gone quiet, ending it",
+      std::string(self->rc_->client_ip).c_str(),
+      static_cast<unsigned long long>(kUnaryTrailersGraceMs));
+  self->grpc_end_on_message_ = false;
+  self->end_grpc_call(self->grpc_end_status_, self->grpc_end_why_);
 }
 
 void Exchange::end_grpc_call_at_boundary(GrpcStatus status, std::string_view why) {
@@ -115,10 +136,24 @@ void Exchange::end_grpc_call(GrpcStatus status, std::string_view why) {
 bool Exchange::drain_grpc_call() {
   if (!long_lived_grpc() || !up_) return false;
   // A unary call's response message is followed by its trailers at once: ending it at that
-  // boundary would fail a call the drain lets finish. Such a call ends only if another message
-  // begins (then it was a stream after all).
-  grpc_end_on_message_ = request_complete_ && grpc_in_.messages() <= 1 && grpc_out_.messages() <= 1;
+  // boundary would fail a call the drain lets finish. A call shaped like one (its request ended
+  // with at most one message; no response message yet, or one and no more) keeps its one
+  // response message and kUnaryTrailersGraceMs for the trailers after it; another message
+  // beginning, or the grace passing, shows a stream, which then ends at that boundary. A call
+  // still waiting for its first message may be a slow unary one: it has the drain's budget.
+  grpc_end_on_message_ =
+      request_complete_ && grpc_in_.messages() <= 1 &&
+      (grpc_out_.messages() == 0 || (grpc_out_.messages() == 1 && grpc_out_.at_boundary()));
+  if (grpc_end_on_message_ && grpc_out_.messages() == 1)
+    quiet_timer_.start(rc_->loop->loop, this, &Exchange::on_grpc_quiet, kUnaryTrailersGraceMs);
   end_grpc_call_at_boundary(GrpcStatus::kUnavailable, kGrpcDrainMessage);
+  return true;
+}
+
+bool Exchange::end_idle_grpc_call() {
+  if (!long_lived_grpc() || !grpc_out_.at_boundary()) return false;
+  set_reason("grpc_idle");
+  end_grpc_call(GrpcStatus::kUnavailable, "stream idle timeout (limits.idle_timeout)");
   return true;
 }
 

@@ -353,6 +353,13 @@ bool Http2Stream::reset_if_stalled(uint64_t now_ms, uint64_t timeout_ms) {
     }
   }
   if (!what) return false;
+  if (out_bytes_ == 0 && exchange_.end_idle_grpc_call()) {
+    // Between two messages: trailers (UNAVAILABLE) end the call cleanly instead of a reset.
+    LOG_INFO("client %s: http2 stream %d: %s for %llu ms; ending the call with UNAVAILABLE",
+             std::string(rc_.client_ip).c_str(), id_, what,
+             static_cast<unsigned long long>(timeout_ms));
+    return true;
+  }
   LOG_INFO("client %s: http2 stream %d: %s for %llu ms; resetting it",
            std::string(rc_.client_ip).c_str(), id_, what,
            static_cast<unsigned long long>(timeout_ms));

@@ -13,7 +13,8 @@ client can call them with identity (de)serializers. Service `sluice.test.Echo`, 
   ServerStream  request payload ignored; sends `x-count` messages (default 3) of `x-size` bytes
                 (default 16), `x-interval-ms` apart (default 0). Message i is
                 b"msg-<i>:" padded with b"." to x-size
-  ClientStream  answers b"count=<n> bytes=<total> sha256=<hex>" over all request messages
+  ClientStream  answers b"count=<n> bytes=<total> sha256=<hex>" over all request messages;
+                pauses `x-interval-ms` (default 0) before reading each next message (a slow app)
   Bidi          echoes each request message as it arrives (b"" ends nothing; the client half-
                 close ends the call)
   Sleep         sleeps `x-sleep-ms` (default 0) then echoes; honours cancellation/deadlines
@@ -28,6 +29,8 @@ Request metadata that every method honours:
                       x-message-bin: UTF-8 bytes for any unicode text (grpcio percent-encodes
                       it in grpc-message)
   x-echo-*            copied into the response's initial metadata (as is, -bin keys too)
+  x-early-head: 1     the response head (initial metadata) goes out as the call starts, before
+                      any message (grpcio otherwise sends it with the first message)
 Every successful or failed call carries trailing metadata `x-trailer: done`,
 `x-trailer-bin: b"\\x00\\x01\\xfe\\xff"` and `x-upstream-name` (when --name is given).
 """
@@ -59,7 +62,7 @@ def _begin(context):
         STATS["peers"].add(context.peer())
     md = _md(context)
     echo = tuple((k, v) for k, v in context.invocation_metadata() if k.startswith("x-echo-"))
-    if echo:
+    if echo or md.get("x-early-head") == "1":
         context.send_initial_metadata(echo)
     trailers = [("x-trailer", "done"), ("x-trailer-bin", TRAILER_BIN)]
     if NAME:
@@ -115,7 +118,11 @@ def client_stream(request_iterator, context):
     md = _begin(context)
     n = total = 0
     digest = hashlib.sha256()
+    interval = int(md.get("x-interval-ms", "0")) / 1000.0
+    cancelled = _cancel_event(context) if interval else None
     for msg in request_iterator:
+        if interval and cancelled.wait(interval):
+            return b""
         n += 1
         total += len(msg)
         digest.update(msg)

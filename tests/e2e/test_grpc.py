@@ -16,7 +16,13 @@ cluster.
 - TLS: grpc.secure_channel with the test CA (ALPN h2).
 - The drain: unary load through the drain delay plus N streaming calls: zero failed unary
   calls, every stream ends with UNAVAILABLE "server is draining" after whole messages only (the
-  payloads are checked in sequence), the ends spread over drain.close_spread.
+  payloads are checked in sequence), the ends spread over drain.close_spread. A stream that
+  sent one message and went quiet (it looks unary) ends too, well before the budget, while a
+  slow unary call whose head came first finishes.
+- Large messages (4 and 8 MiB) both ways through a slow reader and a slow app: every byte
+  arrives, sluice's memory stays bounded (flow control is backpressure).
+- limits.idle_timeout applies between messages, not to the whole call: a stream with steady
+  messages outlives it, one quiet for longer ends with UNAVAILABLE trailers after whole messages.
 
 Run: SLUICE_BIN=/abs/build/sluice /usr/bin/python3 test_grpc.py -v
 """
@@ -31,7 +37,7 @@ import unittest
 
 import grpc
 
-from harness import HERE, E2ETestCase, http, wait_until
+from harness import HERE, MiB, E2ETestCase, http, wait_until
 from tls_certs import CertSet
 
 SERVICE = "/sluice.test.Echo/"
@@ -386,6 +392,115 @@ class GrpcTest(E2ETestCase):
         wait_until(lambda: json.loads(http(s.admin_port, "GET", "/drain").body)["phase"] ==
                    "done", 30, "the drain done")
         self.assertEqual(json.loads(http(s.admin_port, "GET", "/drain").body)["forced"], 0)
+
+
+    def test_a_drain_ends_a_stream_gone_quiet_after_one_message_and_lets_slow_unary_finish(self):
+        app = GrpcApp(self)
+        s = self.start_with(app.port, drain="{delay: 0s, budget: 40s, close_spread: 500ms}")
+        ch = self.channel(s)
+        # A server stream that sends one message and then nothing for a minute: unary-shaped.
+        quiet = ch.unary_stream(SERVICE + "ServerStream", **IDENTITY)(
+            b"", metadata=[("x-count", "2"), ("x-size", "32"), ("x-interval-ms", "60000")],
+            timeout=90)
+        first = next(quiet)
+        self.assertTrue(first.startswith(b"msg-0:") and len(first) == 32, first)
+        # A slow unary call whose response head went out before its message (x-early-head):
+        # unary-shaped too, and still working when the drain starts. It must finish.
+        slow = []
+
+        def call_slow():
+            try:
+                slow.append(ch.unary_unary(SERVICE + "Sleep", **IDENTITY)(
+                    b"slow", metadata=[("x-sleep-ms", "4000"), ("x-early-head", "1")],
+                    timeout=30))
+            except grpc.RpcError as e:
+                slow.append((e.code(), e.details()))
+
+        t = threading.Thread(target=call_slow)
+        t.start()
+        wait_until(lambda: json.loads(http(s.admin_port, "GET", "/drain").body)["grpc_calls"] ==
+                   2, 10, "both calls counted as long-lived (their heads went out)")
+        self.assertEqual(http(s.admin_port, "POST", "/drain", body=b"").status, 202)
+        t0 = time.monotonic()
+        with self.assertRaises(grpc.RpcError) as cm:
+            next(quiet)
+        ended_after = time.monotonic() - t0
+        self.assertEqual((cm.exception.code(), cm.exception.details()),
+                         (grpc.StatusCode.UNAVAILABLE, "server is draining"))
+        # Its slot (within 0.5 s) plus the 1 s a unary call's trailers get: far from the budget.
+        self.assertLess(ended_after, 15)
+        t.join(30)
+        self.assertEqual(slow, [b"slow"])
+        wait_until(lambda: json.loads(http(s.admin_port, "GET", "/drain").body)["phase"] ==
+                   "done", 30, "the drain done")
+        d = json.loads(http(s.admin_port, "GET", "/drain").body)
+        self.assertEqual((d["forced"], d["grpc_drain_ended"]), (0, 1), d)
+
+    # ---- large messages, backpressure, the idle timeout ------------------------------------
+
+    def test_large_messages_both_ways_through_slow_peers_keep_memory_bounded(self):
+        import hashlib
+        app = GrpcApp(self)
+        s = self.start_with(app.port)
+        big = [("grpc.max_receive_message_length", 64 << 20),
+               ("grpc.max_send_message_length", 64 << 20)]
+        ch = grpc.insecure_channel("127.0.0.1:%d" % s.port, options=big)
+        self.addCleanup(ch.close)
+        rss_before = s.memory()["VmRSS"]
+        # Down: 32 messages of 4 MiB (128 MiB) to a client that takes 20 ms over each.
+        size, count = 4 * MiB, 32
+        stream = ch.unary_stream(SERVICE + "ServerStream", **IDENTITY)
+        got = 0
+        for i, m in enumerate(stream(b"", metadata=[("x-count", str(count)),
+                                                    ("x-size", str(size))], timeout=180)):
+            head = b"msg-%d:" % i
+            self.assertEqual((len(m), m[:len(head)], m[-1:]), (size, head, b"."))
+            got += 1
+            time.sleep(0.02)
+        self.assertEqual(got, count)
+        # Up: 16 messages of 4 MiB to an app that pauses 50 ms before reading each.
+        block = os.urandom(size)
+        parts = [i.to_bytes(4, "big") + block[4:] for i in range(16)]
+        digest = hashlib.sha256(b"".join(parts)).hexdigest().encode()
+        answer = ch.stream_unary(SERVICE + "ClientStream", **IDENTITY)(
+            iter(parts), metadata=[("x-interval-ms", "50")], timeout=180)
+        self.assertEqual(answer, b"count=16 bytes=%d sha256=%s" % (16 * size, digest))
+        # Both ways at once: 8 MiB messages echoed.
+        echo = [i.to_bytes(4, "big") + os.urandom(8 * MiB - 4) for i in range(6)]
+        back = list(ch.stream_stream(SERVICE + "Bidi", **IDENTITY)(iter(echo), timeout=180))
+        self.assertEqual([hashlib.sha256(m).digest() for m in back],
+                         [hashlib.sha256(m).digest() for m in echo])
+        mem = s.memory()
+        self.assertLess(mem["VmHWM"] - rss_before, 48 * MiB,
+                        "sluice's peak RSS grew %.1f MiB over %.1f MiB"
+                        % ((mem["VmHWM"] - rss_before) / MiB, rss_before / MiB))
+
+    def test_the_idle_timeout_applies_between_messages_not_to_the_whole_call(self):
+        app = GrpcApp(self)
+        s = self.start_with(app.port, cluster_extra=", response_timeout: 1s",
+                            extra="limits: {idle_timeout: 2s}\n")
+        ch = self.channel(s)
+        stream = ch.unary_stream(SERVICE + "ServerStream", **IDENTITY)
+        # 15 messages 200 ms apart: 3 s, past the response timeout and the idle timeout, and
+        # never idle for as long.
+        t0 = time.monotonic()
+        msgs = list(stream(b"", metadata=[("x-count", "15"), ("x-interval-ms", "200")],
+                           timeout=60))
+        self.assertEqual(len(msgs), 15)
+        self.assertGreater(time.monotonic() - t0, 2.5)
+        # One message, then quiet for longer than the idle timeout: UNAVAILABLE trailers after
+        # the whole message (a clean end, not a reset).
+        got = []
+        t0 = time.monotonic()
+        with self.assertRaises(grpc.RpcError) as cm:
+            for m in stream(b"", metadata=[("x-count", "2"), ("x-size", "40"),
+                                           ("x-interval-ms", "30000")], timeout=60):
+                got.append(m)
+        self.assertEqual((cm.exception.code(), cm.exception.details()),
+                         (grpc.StatusCode.UNAVAILABLE, "stream idle timeout (limits.idle_timeout)"))
+        self.assertEqual([len(m) for m in got], [40])
+        self.assertLess(time.monotonic() - t0, 20)
+        wait_until(lambda: grpc_count(s, 14) == 1, 5, "the idle call counted as UNAVAILABLE")
 
 
 if __name__ == "__main__":

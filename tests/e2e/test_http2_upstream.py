@@ -119,14 +119,22 @@ class Http2UpstreamTest(E2ETestCase):
         self.assertEqual(up.stats()["accepted"] - 1, 1)
 
     def test_websocket_upgrade_refused(self):
-        up, s = self.h2c_pair()
-        r = http(s.port, "GET", "/echo", headers=[("Upgrade", "websocket"),
-                                                 ("Connection", "Upgrade"),
-                                                 ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
-                                                 ("Sec-WebSocket-Version", "13")])
-        self.assertEqual(r.status, 502, r)
-        self.assertIn(b"cannot be forwarded to an HTTP/2 cluster", r.body)
+        # A breaker that would open after 4 failures of 4: the refusals are sluice's (a route
+        # misconfigured), not the app failing, and must not open it.
+        up, s = self.h2c_pair(extra="    circuit_breaker: {window: 60s, min_requests: 4, "
+                                    "failure_ratio: 0.5, open_for: 60s}\n")
+        for _ in range(6):
+            r = http(s.port, "GET", "/echo", headers=[("Upgrade", "websocket"),
+                                                     ("Connection", "Upgrade"),
+                                                     ("Sec-WebSocket-Key",
+                                                      "dGhlIHNhbXBsZSBub25jZQ=="),
+                                                     ("Sec-WebSocket-Version", "13")])
+            self.assertEqual(r.status, 502, r)
+            self.assertIn(b"cannot be forwarded to an HTTP/2 cluster", r.body)
+        self.assertEqual(up.stats()["requests"], 1)  # none reached the app (1: this /stats)
         self.assertEqual(http(s.port, "GET", "/echo").status, 200)
+        g = json.loads(http(s.admin_port, "GET", "/stats").body)["cluster_guards"]["app"]
+        self.assertEqual((g["circuit"], g["window_failures"]), ("closed", 0), g)
 
     # ---- multiplexing --------------------------------------------------------------------
 

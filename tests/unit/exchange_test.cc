@@ -764,13 +764,14 @@ class ExchangeGrpcTest : public ExchangeTest {
     client_->ended = client_->done = false;
     begin(call());
     FakeSide* side = source().last();
-    respond(side, "HTTP/1.1 200 OK\r\nContent-Type: application/grpc\r\n"
-                  "Transfer-Encoding: chunked\r\n\r\n");
+    respond(side,
+            "HTTP/1.1 200 OK\r\nContent-Type: application/grpc\r\n"
+            "Transfer-Encoding: chunked\r\n\r\n");
     return side;
   }
   void trailers(FakeSide* side, const std::string& text) {
-    side->handler->on_upstream_trailers(parse_head(HTTP_RESPONSE, "HTTP/1.1 200 OK\r\n" + text +
-                                                                      "\r\n"));
+    side->handler->on_upstream_trailers(
+        parse_head(HTTP_RESPONSE, "HTTP/1.1 200 OK\r\n" + text + "\r\n"));
     if (side->handler) side->handler->on_upstream_complete();
   }
 };
@@ -778,7 +779,8 @@ class ExchangeGrpcTest : public ExchangeTest {
 TEST_F(ExchangeGrpcTest, NoRouteIsUnimplementedAsTrailersOnly) {
   begin(call("unrouted.example"));
   expect_trailers_only(12);
-  EXPECT_EQ(header("grpc-message"), "no route for host 'unrouted.example' and path '/pkg.Svc/Method'");
+  EXPECT_EQ(header("grpc-message"),
+            "no route for host 'unrouted.example' and path '/pkg.Svc/Method'");
   EXPECT_EQ(listener_stats_.grpc_responses[12].get(), 1u);
   EXPECT_EQ(source().acquires, 0);
 }
@@ -874,8 +876,9 @@ TEST_F(ExchangeGrpcTest, TheUpstreamsGrpcStatusIsCounted) {
   begin(call());
   side = source().last();
   ex().on_request_complete(no_trailers_);
-  respond(side, "HTTP/1.1 200 OK\r\nContent-Type: application/grpc\r\ngrpc-status: 5\r\n"
-                "Content-Length: 0\r\n\r\n");
+  respond(side,
+          "HTTP/1.1 200 OK\r\nContent-Type: application/grpc\r\ngrpc-status: 5\r\n"
+          "Content-Length: 0\r\n\r\n");
   side->handler->on_upstream_complete();
   EXPECT_EQ(listener_stats_.grpc_responses[5].get(), 1u);
   // An upstream that is no gRPC server: what the client makes of its HTTP status.
@@ -945,12 +948,80 @@ TEST_F(ExchangeGrpcTest, TheDrainLetsAUnaryCallFinish) {
   ex().abort();
 }
 
+// A unary call may send its response head before its message (an app that sends its initial
+// metadata early): the drain lets that message through whole, at every split, then its trailers.
+TEST_F(ExchangeGrpcTest, TheDrainLetsAUnaryCallWhoseHeadCameFirstFinishAtEverySplit) {
+  const std::string answer = message("answer");
+  for (size_t cut = 0; cut <= answer.size(); ++cut) {
+    client_->body.clear();
+    client_->trailers.clear();
+    FakeSide* side = started_call();
+    ex().on_request_body(slice_of(pool_, message("question")));
+    ex().on_request_complete(no_trailers_);
+    EXPECT_TRUE(ex().drain_grpc_call());
+    if (cut > 0) side->handler->on_upstream_body(slice_of(pool_, answer.substr(0, cut)));
+    if (cut < answer.size()) side->handler->on_upstream_body(slice_of(pool_, answer.substr(cut)));
+    EXPECT_FALSE(client_->ended) << cut;
+    EXPECT_EQ(client_->body, answer) << cut;
+    trailers(side, "grpc-status: 0\r\n");
+    EXPECT_EQ(client_->trailers, "grpc-status: 0\n") << cut;
+  }
+  EXPECT_EQ(listener_stats_.grpc_drain_ended.get(), 0u);
+  // Its message and a second one in one read: a stream; the second never reaches the client.
+  client_->body.clear();
+  client_->trailers.clear();
+  FakeSide* side = started_call();
+  ex().on_request_complete(no_trailers_);
+  EXPECT_TRUE(ex().drain_grpc_call());
+  side->handler->on_upstream_body(slice_of(pool_, answer + message("more")));
+  EXPECT_EQ(client_->body, answer);
+  EXPECT_EQ(client_->trailers, "grpc-status: 14\ngrpc-message: server is draining\n");
+  EXPECT_TRUE(side->was_reset);
+}
+
+// A server-streaming call that sent one message and went quiet looks unary: its trailers get
+// kUnaryTrailersGraceMs, then it ends at its boundary like any stream (not at the drain's budget).
+TEST_F(ExchangeGrpcTest, TheDrainEndsAUnaryShapedCallGoneQuietAfterTheGrace) {
+  FakeSide* side = started_call();
+  ex().on_request_body(slice_of(pool_, message("subscribe")));
+  ex().on_request_complete(no_trailers_);
+  side->handler->on_upstream_body(slice_of(pool_, message("first")));
+  uv_update_time(&loop_);
+  const uint64_t start = uv_hrtime();
+  EXPECT_TRUE(ex().drain_grpc_call());
+  EXPECT_FALSE(client_->ended);
+  while (!client_->ended && uv_hrtime() - start < 10'000'000'000ull) uv_run(&loop_, UV_RUN_ONCE);
+  EXPECT_GE(uv_hrtime() - start, (Exchange::kUnaryTrailersGraceMs - 5) * 1'000'000ull);
+  EXPECT_EQ(client_->body, message("first"));
+  EXPECT_EQ(client_->trailers, "grpc-status: 14\ngrpc-message: server is draining\n");
+  EXPECT_TRUE(side->was_reset);
+  EXPECT_EQ(listener_stats_.grpc_drain_ended.get(), 1u);
+}
+
+// The stream's idle timeout between two messages ends the call with trailers; in the middle of
+// a message it cannot (the stream is reset instead).
+TEST_F(ExchangeGrpcTest, AnIdleCallEndsWithUnavailableOnlyAtABoundary) {
+  FakeSide* side = started_call();
+  side->handler->on_upstream_body(slice_of(pool_, message("one")));
+  EXPECT_TRUE(ex().end_idle_grpc_call());
+  EXPECT_EQ(client_->trailers,
+            "grpc-status: 14\ngrpc-message: stream idle timeout (limits.idle_timeout)\n");
+  EXPECT_TRUE(client_->ended);
+  EXPECT_TRUE(side->was_reset);
+  side = started_call();
+  side->handler->on_upstream_body(slice_of(pool_, message("one").substr(0, 6)));
+  EXPECT_FALSE(ex().end_idle_grpc_call());
+  EXPECT_TRUE(ex().active());
+  ex().abort();
+}
+
 TEST_F(ExchangeGrpcTest, AnUpstreamLostMidCallEndsItWithUnavailableBetweenMessages) {
   FakeSide* side = started_call();
   side->handler->on_upstream_body(slice_of(pool_, message("one")));
   side->handler->on_upstream_error(UpstreamError::kReset, true);
   EXPECT_FALSE(client_->cut);
-  EXPECT_EQ(client_->trailers, "grpc-status: 14\ngrpc-message: upstream failed: connection reset\n");
+  EXPECT_EQ(client_->trailers,
+            "grpc-status: 14\ngrpc-message: upstream failed: connection reset\n");
   EXPECT_TRUE(client_->ended);
   // In the middle of a message: the stream is reset, the client never sees half a message.
   side = started_call();
