@@ -8,6 +8,10 @@
 // of calls answered OK and refused since start ("ok N bad M"): run.sh compares it with what
 // h2load counted, because h2load cannot see grpc-status (it is in the trailers).
 //
+// On SIGTERM it stops gracefully (GracefulStop: GOAWAY, the calls accepted finish), so that with
+// -reuseport a new instance started beside it takes over the port without a failed call
+// (tests/e2e/test_grpc.py restarts it under load).
+//
 // Build (nothing downloaded): GOPATH=/usr/share/gocode GO111MODULE=off go build -o X ./bench/grpc_upstream
 package main
 
@@ -60,6 +64,7 @@ func main() {
 	stats := flag.String("stats", "", "HTTP/1.1 address for the call counters (empty: none)")
 	reqBytes := flag.Int("req-bytes", 32, "expected request message length")
 	respBytes := flag.Int("resp-bytes", 32, "response message length")
+	reuse := flag.Bool("reuseport", false, "listen with SO_REUSEPORT (a restart beside the old)")
 	flag.Parse()
 
 	resp := make([]byte, *respBytes)
@@ -91,7 +96,19 @@ func main() {
 
 	var lis []net.Listener
 	if *listen != "" {
-		l, err := net.Listen("tcp", *listen)
+		lc := net.ListenConfig{}
+		if *reuse {
+			lc.Control = func(_, _ string, c syscall.RawConn) error {
+				var serr error
+				if err := c.Control(func(fd uintptr) {
+					serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, 0xf /* SO_REUSEPORT */, 1)
+				}); err != nil {
+					return err
+				}
+				return serr
+			}
+		}
+		l, err := lc.Listen(context.Background(), "tcp", *listen)
 		if err != nil {
 			log.Fatalf("listen %s: %v", *listen, err)
 		}
@@ -121,6 +138,7 @@ func main() {
 		if err != nil {
 			log.Fatalf("listen %s: %v", *stats, err)
 		}
+		log.Printf("grpc_upstream: stats on %s", l.Addr())
 		go func() { log.Fatal(http.Serve(l, mux)) }()
 	}
 	for _, l := range lis {

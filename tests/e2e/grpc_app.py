@@ -2,7 +2,7 @@
 """gRPC upstream for sluice's end-to-end tests (python3-grpcio, generic handlers, no codegen).
 
 Run: /usr/bin/python3 grpc_app.py --port 0 [--unix PATH] [--tls-cert FILE --tls-key FILE]
-         [--name NAME] [--grace S] [--max-workers N]
+         [--name NAME] [--grace S] [--max-workers N] [--reuseport]
 Prints one line `PORT <n>` on stdout once listening (`PORT 0` with only --unix), then serves
 until SIGTERM or SIGINT: the server then stops gracefully (grpcio sends GOAWAY, calls in flight
 get --grace seconds, default 5) and the process exits 0.
@@ -183,12 +183,14 @@ def main():
     ap.add_argument("--name")
     ap.add_argument("--grace", type=float, default=5.0)
     ap.add_argument("--max-workers", type=int, default=64)
+    ap.add_argument("--reuseport", action="store_true",
+                    help="SO_REUSEPORT: a new instance may listen on the port of a running one")
     args = ap.parse_args()
     NAME = args.name
 
     # Streaming calls each hold a worker thread: allow as many concurrent calls as workers.
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=args.max_workers),
-                         options=[("grpc.so_reuseport", 0),
+                         options=[("grpc.so_reuseport", 1 if args.reuseport else 0),
                                   ("grpc.max_receive_message_length", 64 << 20),
                                   ("grpc.max_send_message_length", 64 << 20)],
                          maximum_concurrent_rpcs=None)
