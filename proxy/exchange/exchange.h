@@ -60,10 +60,12 @@ class Exchange : private UpstreamHandler, private PoolClient {
   // Drain, at a gRPC call's slot in the spread window: a call whose response head was sent is
   // ended at its next response message boundary with trailers grpc-status 14 (UNAVAILABLE,
   // "server is draining"), and its upstream stream is reset (CANCEL). A call shaped like a unary
-  // one (the request ended with at most one message, at most one response message so far) ends
-  // only if another response message begins: its trailers normally follow at once. False when
-  // this is no such call (the drain has nothing to do with it).
-  bool drain_grpc_call();
+  // one (the request ended with at most one message; no response message yet, or one) keeps
+  // its one message and its trailers, which normally follow at once: it ends at the boundary
+  // after that message if another begins or no trailers came within kUnaryTrailersGraceMs, and
+  // at the latest `end_by_ms` from now (the drain's budget less a margin), a call still waiting
+  // for its first message included. False when this is no such call.
+  bool drain_grpc_call(uint64_t end_by_ms);
   // The stream's idle timeout passed with no bytes either way: a call between two response
   // messages ends with UNAVAILABLE trailers (true); else false, and the stream is reset.
   bool end_idle_grpc_call();
@@ -134,9 +136,11 @@ class Exchange : private UpstreamHandler, private PoolClient {
   // At the next response message boundary (now if there is one): end_grpc_call.
   void end_grpc_call_at_boundary(GrpcStatus status, std::string_view why);
   static void on_grpc_deadline(uv_timer_t* t);
-  // A unary-shaped call told to end whose one response message is whole: its trailers had
-  // kUnaryTrailersGraceMs to come; it was a stream gone quiet and ends at its boundary.
+  // A unary-shaped call told to end: its trailers did not come kUnaryTrailersGraceMs after its
+  // one message (a stream gone quiet), or its end-by time came; it ends at its boundary.
   static void on_grpc_quiet(uv_timer_t* t);
+  // Arms quiet_timer_ for `ms`, but never past grpc_end_by_.
+  void arm_grpc_quiet(uint64_t ms);
   // The response bytes of `data` up to the end of the first response message.
   size_t feed_first_grpc_message(const Slice& data);
   void note_grpc_status(const MessageHead& fields);
@@ -223,6 +227,7 @@ class Exchange : private UpstreamHandler, private PoolClient {
   bool grpc_long_ = false;        // counted in grpc_calls_active (its response head was relayed)
   OnDemandTimer deadline_timer_;  // the grpc-timeout deadline, while the call runs
   OnDemandTimer quiet_timer_;     // a drained unary-shaped call's wait for its trailers
+  uint64_t grpc_end_by_ = 0;      // loop time by which that call ends (drain_grpc_call)
 };
 
 }  // namespace sluice

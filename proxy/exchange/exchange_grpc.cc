@@ -84,7 +84,7 @@ void Exchange::relay_grpc(const Slice& data) {
       return;
     }
     // The unary-shaped call's message is whole: its trailers are due now.
-    quiet_timer_.start(rc_->loop->loop, this, &Exchange::on_grpc_quiet, kUnaryTrailersGraceMs);
+    arm_grpc_quiet(kUnaryTrailersGraceMs);
   }
   if (up_ && client_.above_high_watermark()) up_->pause_response();
 }
@@ -95,15 +95,22 @@ size_t Exchange::feed_first_grpc_message(const Slice& data) {
   return n + grpc_out_.feed(data.data + n, data.len - n, /*stop_at_boundary=*/true);
 }
 
+void Exchange::arm_grpc_quiet(uint64_t ms) {
+  const uint64_t now = rc_->loop->now_ms();
+  const uint64_t left = grpc_end_by_ > now ? grpc_end_by_ - now : 0;
+  quiet_timer_.start(rc_->loop->loop, this, &Exchange::on_grpc_quiet, ms < left ? ms : left);
+}
+
 void Exchange::on_grpc_quiet(uv_timer_t* t) {
   auto* self = static_cast<Exchange*>(t->data);
   if (!self->active_ || !self->grpc_end_pending_ || !self->grpc_end_on_message_) return;
-  if (!self->grpc_out_.at_boundary() || self->grpc_out_.messages() == 0) return;
+  // In the middle of its first message: the end of that message arms the timer again.
+  if (!self->grpc_out_.at_boundary()) return;
   LOG_DEBUG(
-      "client %s: a unary-shaped gRPC call sent no trailers %llu ms after its message: a "
-      "stream gone quiet, ending it",
+      "client %s: ending a unary-shaped gRPC call for the drain (%llu response messages, "
+      "no trailers)",
       std::string(self->rc_->client_ip).c_str(),
-      static_cast<unsigned long long>(kUnaryTrailersGraceMs));
+      static_cast<unsigned long long>(self->grpc_out_.messages()));
   self->grpc_end_on_message_ = false;
   self->end_grpc_call(self->grpc_end_status_, self->grpc_end_why_);
 }
@@ -133,19 +140,21 @@ void Exchange::end_grpc_call(GrpcStatus status, std::string_view why) {
   if (active_) finish();
 }
 
-bool Exchange::drain_grpc_call() {
+bool Exchange::drain_grpc_call(uint64_t end_by_ms) {
   if (!long_lived_grpc() || !up_) return false;
   // A unary call's response message is followed by its trailers at once: ending it at that
-  // boundary would fail a call the drain lets finish. A call shaped like one (its request ended
-  // with at most one message; no response message yet, or one and no more) keeps its one
-  // response message and kUnaryTrailersGraceMs for the trailers after it; another message
-  // beginning, or the grace passing, shows a stream, which then ends at that boundary. A call
-  // still waiting for its first message may be a slow unary one: it has the drain's budget.
+  // boundary would fail a call the drain lets finish. A call shaped like one keeps its one
+  // message and kUnaryTrailersGraceMs for the trailers after it; another message beginning, or
+  // the grace passing, shows a stream, which then ends at that boundary. A call still waiting
+  // for its first message may be a slow unary one whose head came early, or a stream that has
+  // not sent anything yet: it ends at `end_by_ms`, before the budget would reset it.
   grpc_end_on_message_ =
       request_complete_ && grpc_in_.messages() <= 1 &&
       (grpc_out_.messages() == 0 || (grpc_out_.messages() == 1 && grpc_out_.at_boundary()));
-  if (grpc_end_on_message_ && grpc_out_.messages() == 1)
-    quiet_timer_.start(rc_->loop->loop, this, &Exchange::on_grpc_quiet, kUnaryTrailersGraceMs);
+  if (grpc_end_on_message_) {
+    grpc_end_by_ = rc_->loop->now_ms() + end_by_ms;
+    arm_grpc_quiet(grpc_out_.messages() == 1 ? kUnaryTrailersGraceMs : end_by_ms);
+  }
   end_grpc_call_at_boundary(GrpcStatus::kUnavailable, kGrpcDrainMessage);
   return true;
 }

@@ -58,7 +58,7 @@ class Http2Stream final : public ListNode, private ClientSide {
   void drain_event_stream() { exchange_.drain_event_stream(); }
   // Drain, at the call's slot in the spread window: a gRPC call ends at its next response
   // message boundary with grpc-status 14 (Exchange::drain_grpc_call). False: no such call.
-  bool drain_grpc_call() { return exchange_.drain_grpc_call(); }
+  bool drain_grpc_call(uint64_t end_by_ms) { return exchange_.drain_grpc_call(end_by_ms); }
   // The connection is going away: let the exchange go.
   void abort() { exchange_.abort(); }
   // A request body that stopped arriving for `timeout_ms` (while sluice was not holding it

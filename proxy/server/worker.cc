@@ -347,9 +347,9 @@ void Worker::on_spread_tick(uv_timer_t* t) {
   while (self->spread_done_ < due) {
     // The kind that is further behind its share goes next.
     const size_t grpc_done = self->spread_done_ - self->spread_ws_done_;
-    const bool ws_next = !self->tunnels_.empty() &&
-                         (self->grpc_calls_.empty() ||
-                          self->spread_ws_done_ * grpc_total <= grpc_done * ws_total);
+    const bool ws_next =
+        !self->tunnels_.empty() &&
+        (self->grpc_calls_.empty() || self->spread_ws_done_ * grpc_total <= grpc_done * ws_total);
     if (ws_next) {
       Tunnel* tunnel = self->tunnels_.pop_front();
       self->draining_tunnels_.push_back(tunnel);
@@ -358,12 +358,22 @@ void Worker::on_spread_tick(uv_timer_t* t) {
       tunnel->drain_close();
     } else if (Http2Stream* s = self->grpc_calls_.pop_front()) {
       ++self->spread_done_;
-      s->drain_grpc_call();  // ends it now, or at its next message boundary
+      s->drain_grpc_call(self->grpc_end_by_ms(elapsed));  // now, or at a message boundary
     } else {
       break;
     }
   }
   if (self->tunnels_.empty() && self->grpc_calls_.empty() && elapsed >= window) uv_timer_stop(t);
+}
+
+// The spread starts at the end of the delay: the budget, counted from the drain's start, has
+// budget - delay - elapsed left. A call the drain cannot end at once must have ended
+// kDrainEndMarginMs before that, so that its trailers are out when the budget closes what is left.
+uint64_t Worker::grpc_end_by_ms(uint64_t elapsed) const {
+  const DrainSettings& d = config().drain;
+  const int64_t left = d.budget.count() - d.delay.count() - static_cast<int64_t>(elapsed) -
+                       static_cast<int64_t>(kDrainEndMarginMs);
+  return left > 0 ? static_cast<uint64_t>(left) : 0;
 }
 
 void Worker::add_grpc_call(Http2Stream* s) {

@@ -133,6 +133,9 @@ class Worker final : public ClusterDirectory, public TunnelRegistry {
   // The drain's close spread: WebSocket sessions (1001) and gRPC calls (grpc-status 14), each
   // kind evenly over drain.close_spread.
   void start_close_spread();
+  // How long a gRPC call the drain tells to end at elapsed ms into the spread may still take.
+  uint64_t grpc_end_by_ms(uint64_t elapsed) const;
+  static constexpr uint64_t kDrainEndMarginMs = 1000;
   void close_listeners();
   static void on_spread_tick(uv_timer_t* t);
   static void on_mailbox(uv_async_t* a);
@@ -170,7 +173,7 @@ class Worker final : public ClusterDirectory, public TunnelRegistry {
   uv_timer_t* listener_timer_ = nullptr;  // closes the listeners after the handshake grace
   uint64_t spread_start_ms_ = 0;
   uint64_t accept_error_logged_ms_ = 0;  // accept failures are logged once per interval
-  size_t spread_total_ = 0;  // sessions and calls when the spread began
+  size_t spread_total_ = 0;              // sessions and calls when the spread began
   size_t spread_done_ = 0;
   size_t spread_ws_total_ = 0, spread_ws_done_ = 0;  // the WebSocket part of each
   std::thread thread_;

@@ -17,8 +17,9 @@ cluster.
 - The drain: unary load through the drain delay plus N streaming calls: zero failed unary
   calls, every stream ends with UNAVAILABLE "server is draining" after whole messages only (the
   payloads are checked in sequence), the ends spread over drain.close_spread. A stream that
-  sent one message and went quiet (it looks unary) ends too, well before the budget, while a
-  slow unary call whose head came first finishes.
+  sent one message and went quiet (it looks unary) ends too, a second after its slot; a slow
+  unary call whose head came first finishes, and one that would outlast the budget ends with
+  UNAVAILABLE a second before it, not with a reset.
 - The app restarting gracefully under unary load (grpc-go's GracefulStop, a successor on the
   same port): no call fails, the GOAWAY is counted.
 - Large messages (4 and 8 MiB) both ways through a slow reader and a slow app: every byte
@@ -427,9 +428,9 @@ class GrpcTest(E2ETestCase):
         self.assertEqual(json.loads(http(s.admin_port, "GET", "/drain").body)["forced"], 0)
 
 
-    def test_a_drain_ends_a_stream_gone_quiet_after_one_message_and_lets_slow_unary_finish(self):
+    def test_a_drain_ends_quiet_calls_before_the_budget_and_lets_slow_unary_finish(self):
         app = GrpcApp(self)
-        s = self.start_with(app.port, drain="{delay: 0s, budget: 40s, close_spread: 500ms}")
+        s = self.start_with(app.port, drain="{delay: 0s, budget: 10s, close_spread: 500ms}")
         ch = self.channel(s)
         # A server stream that sends one message and then nothing for a minute: unary-shaped.
         quiet = ch.unary_stream(SERVICE + "ServerStream", **IDENTITY)(
@@ -437,22 +438,24 @@ class GrpcTest(E2ETestCase):
             timeout=90)
         first = next(quiet)
         self.assertTrue(first.startswith(b"msg-0:") and len(first) == 32, first)
-        # A slow unary call whose response head went out before its message (x-early-head):
-        # unary-shaped too, and still working when the drain starts. It must finish.
-        slow = []
+        # Unary calls whose response head went out before their message (x-early-head), still
+        # working when the drain starts: one that finishes within the budget must succeed; one
+        # that would outlast it ends with UNAVAILABLE trailers before the budget, not a reset.
+        results = {}
 
-        def call_slow():
+        def call_slow(ms):
             try:
-                slow.append(ch.unary_unary(SERVICE + "Sleep", **IDENTITY)(
-                    b"slow", metadata=[("x-sleep-ms", "4000"), ("x-early-head", "1")],
-                    timeout=30))
+                results[ms] = ch.unary_unary(SERVICE + "Sleep", **IDENTITY)(
+                    b"slow", metadata=[("x-sleep-ms", str(ms)), ("x-early-head", "1")],
+                    timeout=60)
             except grpc.RpcError as e:
-                slow.append((e.code(), e.details()))
+                results[ms] = (e.code(), e.details(), time.monotonic())
 
-        t = threading.Thread(target=call_slow)
-        t.start()
+        slow = [threading.Thread(target=call_slow, args=(ms,)) for ms in (3000, 60000)]
+        for t in slow:
+            t.start()
         wait_until(lambda: json.loads(http(s.admin_port, "GET", "/drain").body)["grpc_calls"] ==
-                   2, 10, "both calls counted as long-lived (their heads went out)")
+                   3, 10, "the three calls counted as long-lived (their heads went out)")
         self.assertEqual(http(s.admin_port, "POST", "/drain", body=b"").status, 202)
         t0 = time.monotonic()
         with self.assertRaises(grpc.RpcError) as cm:
@@ -460,14 +463,20 @@ class GrpcTest(E2ETestCase):
         ended_after = time.monotonic() - t0
         self.assertEqual((cm.exception.code(), cm.exception.details()),
                          (grpc.StatusCode.UNAVAILABLE, "server is draining"))
-        # Its slot (within 0.5 s) plus the 1 s a unary call's trailers get: far from the budget.
-        self.assertLess(ended_after, 15)
-        t.join(30)
-        self.assertEqual(slow, [b"slow"])
+        # Its slot (within 0.5 s) plus the 1 s a unary call's trailers get.
+        self.assertLess(ended_after, 8)
+        for t in slow:
+            t.join(30)
+        self.assertEqual(results[3000], b"slow")
+        code, details, at = results[60000]
+        self.assertEqual((code, details), (grpc.StatusCode.UNAVAILABLE, "server is draining"))
+        # At the budget less a second (9 s), with some room for a busy machine either way.
+        self.assertGreater(at - t0, 7)
+        self.assertLess(at - t0, 10)
         wait_until(lambda: json.loads(http(s.admin_port, "GET", "/drain").body)["phase"] ==
                    "done", 30, "the drain done")
         d = json.loads(http(s.admin_port, "GET", "/drain").body)
-        self.assertEqual((d["forced"], d["grpc_drain_ended"]), (0, 1), d)
+        self.assertEqual((d["forced"], d["grpc_drain_ended"]), (0, 2), d)
 
     def test_the_app_restarting_gracefully_under_load_fails_no_call(self):
         # A grpc-go app (bench/grpc_upstream) and its successor share the port (SO_REUSEPORT).

@@ -730,6 +730,9 @@ namespace {
 
 // gRPC calls (issue 16): sluice's own answers as Trailers-Only responses, the grpc-timeout,
 // the final grpc-status counted, and the drain's end at a message boundary.
+// How long a drained call may take at most, in the drain tests: longer than any of them runs.
+constexpr uint64_t kDrainEndBy = 60'000;
+
 class ExchangeGrpcTest : public ExchangeTest {
  protected:
   void SetUp() override {
@@ -896,7 +899,7 @@ TEST_F(ExchangeGrpcTest, TheDrainEndsAStreamAtTheNextMessageBoundary) {
   ex().on_request_complete(no_trailers_);
   const std::string one = message("one"), two = message("two"), three = message("three");
   side->handler->on_upstream_body(slice_of(pool_, one + two + three.substr(0, 6)));
-  EXPECT_TRUE(ex().drain_grpc_call());
+  EXPECT_TRUE(ex().drain_grpc_call(kDrainEndBy));
   EXPECT_FALSE(client_->ended);  // in the middle of the third message
   side->handler->on_upstream_body(slice_of(pool_, three.substr(6) + message("four")));
   EXPECT_EQ(client_->body, one + two + three);
@@ -911,7 +914,7 @@ TEST_F(ExchangeGrpcTest, TheDrainEndsAStreamAtTheNextMessageBoundary) {
   client_->trailers.clear();
   side = started_call();
   side->handler->on_upstream_body(slice_of(pool_, one + two));
-  EXPECT_TRUE(ex().drain_grpc_call());
+  EXPECT_TRUE(ex().drain_grpc_call(kDrainEndBy));
   EXPECT_TRUE(client_->ended);
   EXPECT_EQ(client_->body, one + two);
   EXPECT_EQ(listener_stats_.grpc_drain_ended.get(), 2u);
@@ -923,7 +926,7 @@ TEST_F(ExchangeGrpcTest, TheDrainLetsAUnaryCallFinish) {
   ex().on_request_body(slice_of(pool_, message("question")));
   ex().on_request_complete(no_trailers_);
   side->handler->on_upstream_body(slice_of(pool_, message("answer")));
-  EXPECT_TRUE(ex().drain_grpc_call());
+  EXPECT_TRUE(ex().drain_grpc_call(kDrainEndBy));
   EXPECT_FALSE(client_->ended);
   trailers(side, "grpc-status: 0\r\n");
   EXPECT_EQ(client_->trailers, "grpc-status: 0\n");
@@ -936,7 +939,7 @@ TEST_F(ExchangeGrpcTest, TheDrainLetsAUnaryCallFinish) {
   ex().on_request_body(slice_of(pool_, message("question")));
   ex().on_request_complete(no_trailers_);
   side->handler->on_upstream_body(slice_of(pool_, message("first")));
-  EXPECT_TRUE(ex().drain_grpc_call());
+  EXPECT_TRUE(ex().drain_grpc_call(kDrainEndBy));
   side->handler->on_upstream_body(slice_of(pool_, message("second")));
   EXPECT_EQ(client_->body, message("first"));
   EXPECT_EQ(client_->trailers, "grpc-status: 14\ngrpc-message: server is draining\n");
@@ -944,7 +947,7 @@ TEST_F(ExchangeGrpcTest, TheDrainLetsAUnaryCallFinish) {
   // Not a gRPC call, or not started: nothing for the drain.
   client_->rc.protocol = "HTTP/2";
   begin(kGet);
-  EXPECT_FALSE(ex().drain_grpc_call());
+  EXPECT_FALSE(ex().drain_grpc_call(kDrainEndBy));
   ex().abort();
 }
 
@@ -958,7 +961,7 @@ TEST_F(ExchangeGrpcTest, TheDrainLetsAUnaryCallWhoseHeadCameFirstFinishAtEverySp
     FakeSide* side = started_call();
     ex().on_request_body(slice_of(pool_, message("question")));
     ex().on_request_complete(no_trailers_);
-    EXPECT_TRUE(ex().drain_grpc_call());
+    EXPECT_TRUE(ex().drain_grpc_call(kDrainEndBy));
     if (cut > 0) side->handler->on_upstream_body(slice_of(pool_, answer.substr(0, cut)));
     if (cut < answer.size()) side->handler->on_upstream_body(slice_of(pool_, answer.substr(cut)));
     EXPECT_FALSE(client_->ended) << cut;
@@ -972,7 +975,7 @@ TEST_F(ExchangeGrpcTest, TheDrainLetsAUnaryCallWhoseHeadCameFirstFinishAtEverySp
   client_->trailers.clear();
   FakeSide* side = started_call();
   ex().on_request_complete(no_trailers_);
-  EXPECT_TRUE(ex().drain_grpc_call());
+  EXPECT_TRUE(ex().drain_grpc_call(kDrainEndBy));
   side->handler->on_upstream_body(slice_of(pool_, answer + message("more")));
   EXPECT_EQ(client_->body, answer);
   EXPECT_EQ(client_->trailers, "grpc-status: 14\ngrpc-message: server is draining\n");
@@ -988,7 +991,7 @@ TEST_F(ExchangeGrpcTest, TheDrainEndsAUnaryShapedCallGoneQuietAfterTheGrace) {
   side->handler->on_upstream_body(slice_of(pool_, message("first")));
   uv_update_time(&loop_);
   const uint64_t start = uv_hrtime();
-  EXPECT_TRUE(ex().drain_grpc_call());
+  EXPECT_TRUE(ex().drain_grpc_call(kDrainEndBy));
   EXPECT_FALSE(client_->ended);
   while (!client_->ended && uv_hrtime() - start < 10'000'000'000ull) uv_run(&loop_, UV_RUN_ONCE);
   EXPECT_GE(uv_hrtime() - start, (Exchange::kUnaryTrailersGraceMs - 5) * 1'000'000ull);
@@ -996,6 +999,35 @@ TEST_F(ExchangeGrpcTest, TheDrainEndsAUnaryShapedCallGoneQuietAfterTheGrace) {
   EXPECT_EQ(client_->trailers, "grpc-status: 14\ngrpc-message: server is draining\n");
   EXPECT_TRUE(side->was_reset);
   EXPECT_EQ(listener_stats_.grpc_drain_ended.get(), 1u);
+}
+
+// A call that sent its head and no message yet may be a slow unary call or a stream that has
+// not sent anything: it gets until its end-by time, then ends at its boundary (before the budget
+// would reset it); a message arriving in time goes whole and its trailers still end the call.
+TEST_F(ExchangeGrpcTest, TheDrainEndsACallWithoutAMessageAtItsEndByTime) {
+  FakeSide* side = started_call();
+  ex().on_request_complete(no_trailers_);
+  uv_update_time(&loop_);
+  const uint64_t start = uv_hrtime();
+  EXPECT_TRUE(ex().drain_grpc_call(50));
+  EXPECT_FALSE(client_->ended);
+  while (!client_->ended && uv_hrtime() - start < 10'000'000'000ull) uv_run(&loop_, UV_RUN_ONCE);
+  EXPECT_GE(uv_hrtime() - start, 45'000'000ull);
+  EXPECT_EQ(client_->body, "");
+  EXPECT_EQ(client_->trailers, "grpc-status: 14\ngrpc-message: server is draining\n");
+  EXPECT_TRUE(side->was_reset);
+  // Its message in time, split: whole; the grace after it is cut to what is left of end-by.
+  client_->body.clear();
+  client_->trailers.clear();
+  side = started_call();
+  ex().on_request_complete(no_trailers_);
+  EXPECT_TRUE(ex().drain_grpc_call(kDrainEndBy));
+  const std::string answer = message("answer");
+  side->handler->on_upstream_body(slice_of(pool_, answer.substr(0, 7)));
+  side->handler->on_upstream_body(slice_of(pool_, answer.substr(7)));
+  EXPECT_EQ(client_->body, answer);
+  trailers(side, "grpc-status: 0\r\n");
+  EXPECT_EQ(client_->trailers, "grpc-status: 0\n");
 }
 
 // The stream's idle timeout between two messages ends the call with trailers; in the middle of

@@ -9,8 +9,8 @@
 
 #include <cstring>
 #include <map>
-#include <set>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -96,7 +96,8 @@ struct Client {
           if (f->hd.type == NGHTTP2_HEADERS && f->headers.cat == NGHTTP2_HCAT_RESPONSE &&
               (f->hd.flags & NGHTTP2_FLAG_END_STREAM))
             static_cast<Client*>(u)->responses[f->hd.stream_id].ended_by_head = true;
-          if (f->hd.type == NGHTTP2_DATA) ++static_cast<Client*>(u)->responses[f->hd.stream_id].data_frames;
+          if (f->hd.type == NGHTTP2_DATA)
+            ++static_cast<Client*>(u)->responses[f->hd.stream_id].data_frames;
           return 0;
         });
     nghttp2_session_callbacks_set_on_data_chunk_recv_callback(
@@ -353,12 +354,8 @@ TEST_F(Http2ConnectionTest, AnUnroutedRequestGetsSluicesOwn404AsText) {
 // is no :authority, and each stream's head starts clean in the connection's reused block.
 TEST_F(Http2ConnectionTest, EachStreamsHeadIsBuiltCleanFromItsOwnFields) {
   client_.upload = "abcd";
-  Fields put = {{":method", "PUT"},
-                {":scheme", "http"},
-                {":path", "/doc"},
-                {"host", "app.example"},
-                {"content-length", "4"},
-                {"cookie", "k=v"},
+  Fields put = {{":method", "PUT"},      {":scheme", "http"},     {":path", "/doc"},
+                {"host", "app.example"}, {"content-length", "4"}, {"cookie", "k=v"},
                 {"x-one", "1"}};
   int32_t first = client_.request(put, true);
   pump();
@@ -435,8 +432,11 @@ TEST_F(Http2ConnectionTest, AnUnroutedGrpcCallGetsATrailersOnlyUnimplemented) {
 
 // Refused before an exchange begins (431 here): a gRPC call still gets a gRPC status.
 TEST_F(Http2ConnectionTest, AGrpcCallOverTheHeaderLimitsGetsResourceExhausted) {
-  Fields f = {{":method", "POST"}, {":scheme", "http"}, {":authority", "app.example"},
-              {":path", "/pkg.Svc/M"}, {"content-type", "application/grpc"}};
+  Fields f = {{":method", "POST"},
+              {":scheme", "http"},
+              {":authority", "app.example"},
+              {":path", "/pkg.Svc/M"},
+              {"content-type", "application/grpc"}};
   for (int i = 0; i < 120; ++i) f.push_back({"x-f" + std::to_string(i), "v"});
   int32_t id = client_.request(f);
   pump();
@@ -453,9 +453,12 @@ TEST_F(Http2ConnectionTest, AGrpcCallOverTheHeaderLimitsGetsResourceExhausted) {
 // end at its slot comes at a message boundary as trailers (grpc-status 14) on the client
 // stream, and the upstream side is reset.
 TEST_F(Http2ConnectionTest, AStreamingGrpcCallIsEndedByTheDrainWithTrailers) {
-  Fields f = {{":method", "POST"},       {":scheme", "http"},
-              {":authority", "app.example"}, {":path", "/pkg.Svc/Watch"},
-              {"content-type", "application/grpc+proto"}, {"te", "trailers"}};
+  Fields f = {{":method", "POST"},
+              {":scheme", "http"},
+              {":authority", "app.example"},
+              {":path", "/pkg.Svc/Watch"},
+              {"content-type", "application/grpc+proto"},
+              {"te", "trailers"}};
   client_.upload = std::string("\0\0\0\0\2hi", 7);
   int32_t id = client_.request(f, /*body=*/true);
   pump();
@@ -466,7 +469,7 @@ TEST_F(Http2ConnectionTest, AStreamingGrpcCallIsEndedByTheDrainWithTrailers) {
   const std::string m1("\0\0\0\0\3one", 8), m2("\0\0\0\0\3two", 8);
   side()->handler->on_upstream_body(slice_of(pool_, m1 + m2.substr(0, 2)));
   pump();
-  EXPECT_TRUE((*transport_.grpc_calls.begin())->drain_grpc_call());
+  EXPECT_TRUE((*transport_.grpc_calls.begin())->drain_grpc_call(60000));
   pump();
   EXPECT_FALSE(client_.responses[id].closed);  // mid-message
   side()->handler->on_upstream_body(slice_of(pool_, m2.substr(2) + m1));
