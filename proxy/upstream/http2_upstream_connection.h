@@ -9,7 +9,8 @@
 // Flow control is backpressure both ways: no automatic WINDOW_UPDATE; the connection window is
 // credited as DATA is handed to a stream, a stream's window only for the bytes its exchange took
 // while not paused. Request bodies leave through a deferred data provider; frames are produced
-// only while the socket's queue is under its high watermark.
+// only while the socket's queue is under its high watermark, and the socket is not read while it
+// is above it (a server that does not read what it is sent is not read either).
 //
 // Liveness: after kPingIdleMs without a frame from the server a PING goes out; no ACK (nor any
 // other frame) within kPingTimeoutMs closes the connection and fails its streams.
@@ -24,6 +25,7 @@
 #include "core/intrusive_list.h"
 #include "core/loop_context.h"
 #include "core/on_demand_timer.h"
+#include "http/http2_session.h"
 #include "http/http2_shim.h"
 #include "http/message.h"
 #include "net/tcp_stream.h"
@@ -56,6 +58,8 @@ class Http2UpstreamStream final : public UpstreamSide {
   void release(bool request_sent) override;
   void reset() override;
   std::unique_ptr<TcpStream> take_socket() override { return nullptr; }  // never upgraded
+
+  Http2UpstreamConnection& connection() const { return conn_; }
 
   // Connection → stream.
   int32_t id() const { return id_; }
@@ -107,7 +111,7 @@ class Http2UpstreamStream final : public UpstreamSide {
   bool error_scheduled_ = false;
 };
 
-class Http2UpstreamConnection final : public ListNode, private StreamHandler {
+class Http2UpstreamConnection final : public ListNode, private StreamHandler, private Http2Sink {
  public:
   enum class State : uint8_t { kConnecting, kReady, kGoingAway, kClosed };
 
@@ -130,10 +134,12 @@ class Http2UpstreamConnection final : public ListNode, private StreamHandler {
   void close();
   void close_with(UpstreamError e);
   void start_idle_timer(uint64_t ms);
+  // Reading stopped: the socket's queue is above its high watermark.
+  bool input_paused() const { return h2_.input_paused(); }
 
   // Stream → connection.
   LoopContext& ctx() const { return stream_->context(); }
-  nghttp2_session* session() { return session_; }
+  nghttp2_session* session() { return h2_.get(); }
   bool https() const { return https_; }
   const std::string& authority() const;
   void schedule_send();
@@ -151,6 +157,14 @@ class Http2UpstreamConnection final : public ListNode, private StreamHandler {
   void on_stream_error(int status) override;
   void on_stream_drained() override;
   void on_stream_closed() override;
+  // Http2Sink: the socket.
+  int send_bytes(const Slice* slices, size_t count) override {
+    return stream_->write(slices, count);
+  }
+  bool send_congested() const override { return stream_->above_high_watermark(); }
+  void pause_input() override { stream_->read_stop(); }
+  void resume_input() override { stream_->read_start(); }
+  static void configure(nghttp2_session_callbacks* cb, nghttp2_option* opt);
   bool start_session();
   void send();
   static void send_task(void* self);
@@ -175,12 +189,11 @@ class Http2UpstreamConnection final : public ListNode, private StreamHandler {
   Http2UpstreamPool* pool_;
   std::unique_ptr<TcpStream> stream_;
   TlsLayer* tls_ = nullptr;
-  nghttp2_session* session_ = nullptr;
+  Http2Session h2_;  // the nghttp2 session, its send loop and the input pause
   std::vector<std::unique_ptr<Http2UpstreamStream>> streams_;
   std::vector<Http2UpstreamStream*> drained_;
-  Http2RequestFields fields_;     // scratch for the request heads submitted on this connection
-  OnDemandTimer timer_;           // connect timeout, then PING / idle
-  const Slice* input_ = nullptr;  // the slice mem_recv is reading, for zero-copy DATA
+  Http2RequestFields fields_;  // scratch for the request heads submitted on this connection
+  OnDemandTimer timer_;        // connect timeout, then PING / idle
   State state_ = State::kConnecting;
   size_t active_ = 0;
   uint64_t opened_ = 0;
@@ -189,12 +202,9 @@ class Http2UpstreamConnection final : public ListNode, private StreamHandler {
   uint64_t idle_since_ms_ = 0;
   uint32_t connect_round_ = 0;
   bool https_;
-  bool in_recv_ = false;
-  bool in_send_ = false;
   bool send_scheduled_ = false;
   bool sweep_scheduled_ = false;
   bool ping_outstanding_ = false;
-  bool input_paused_ = false;
   bool settings_seen_ = false;    // the server's SETTINGS arrived
   bool session_started_ = false;  // connected (and TLS done): frames flow
   bool closing_quietly_ = false;  // close() by the pool: no connect failure is reported
