@@ -36,6 +36,24 @@ h2::ssize read_callback(nghttp2_session*, int32_t, uint8_t* buf, size_t length, 
 Http2UpstreamStream::Http2UpstreamStream(Http2UpstreamConnection& conn, bool reused)
     : conn_(conn), reused_(reused) {}
 
+void Http2UpstreamStream::recycle(bool reused) {
+  // done(): unbound, nghttp2 is done with it and no task of it is queued.
+  handler_ = nullptr;
+  id_ = -1;
+  head_.release_memory();
+  trailers_.release_memory();
+  out_.clear();
+  out_bytes_ = 0;
+  unconsumed_ = 0;
+  timer_.stop();
+  trailer_fields_.reset();
+  pending_error_ = UpstreamError::kReset;
+  reused_ = reused;
+  final_head_ = in_trailers_ = response_started_ = awaiting_head_ = false;
+  body_end_ = deferred_ = above_high_ = paused_ = complete_ = h2_closed_ = false;
+  error_scheduled_ = false;
+}
+
 // A HEAD response has no DATA in HTTP/2 (the server ends the stream with its HEADERS).
 void Http2UpstreamStream::bind(UpstreamHandler* handler, bool) {
   handler_ = handler;
@@ -172,7 +190,7 @@ void Http2UpstreamStream::release(bool request_sent) {
   }
   if (!handler_) return;
   handler_ = nullptr;
-  timer_.release();
+  timer_.stop();
   conn_.stream_finished(this);
 }
 
@@ -185,7 +203,7 @@ void Http2UpstreamStream::reset() {
   out_bytes_ = 0;
   if (!handler_) return;
   handler_ = nullptr;
-  timer_.release();
+  timer_.stop();
   conn_.stream_finished(this);
 }
 
@@ -194,7 +212,7 @@ void Http2UpstreamStream::fail(UpstreamError e) {
   if (!h) return;
   const bool started = response_started_;
   handler_ = nullptr;
-  timer_.release();
+  timer_.stop();
   out_.clear();
   out_bytes_ = 0;
   conn_.stream_finished(this);
@@ -239,7 +257,7 @@ void Http2UpstreamStream::on_headers_end(bool end_stream) {
     if (head_.status >= 200) {
       final_head_ = true;
       awaiting_head_ = false;
-      timer_.release();
+      timer_.stop();
       size_t cl = head_.find("content-length");
       if (cl != std::string_view::npos) {
         uint64_t n = 0;
@@ -435,7 +453,14 @@ bool Http2UpstreamConnection::has_room() const {
 }
 
 Http2UpstreamStream* Http2UpstreamConnection::open_stream() {
-  auto s = std::make_unique<Http2UpstreamStream>(*this, opened_ > 0);
+  std::unique_ptr<Http2UpstreamStream> s;
+  if (spare_.empty()) {
+    s = std::make_unique<Http2UpstreamStream>(*this, opened_ > 0);
+  } else {
+    s = std::move(spare_.back());
+    spare_.pop_back();
+    s->recycle(opened_ > 0);
+  }
   Http2UpstreamStream* p = s.get();
   streams_.push_back(std::move(s));
   ++active_;
@@ -676,6 +701,7 @@ void Http2UpstreamConnection::sweep() {
     if (s->done()) {
       if (h2_.get() && s->id() >= 0 && nghttp2_session_find_stream(h2_.get(), s->id()))
         nghttp2_session_set_stream_user_data(h2_.get(), s->id(), nullptr);
+      if (spare_.size() < kSpareStreams) spare_.push_back(std::move(streams_[i]));
       streams_[i] = std::move(streams_.back());
       streams_.pop_back();
     } else {

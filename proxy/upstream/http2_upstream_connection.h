@@ -40,7 +40,8 @@ class TlsLayer;
 class TlsSessionSlot;
 
 // One request/response on a multiplexed connection: the exchange's UpstreamSide. Owned by its
-// connection (swept once both nghttp2 and the exchange are done with it).
+// connection (swept once both nghttp2 and the exchange are done with it, then kept for a later
+// request: its head buffers, body queue and timer keep what they allocated).
 class Http2UpstreamStream final : public UpstreamSide {
  public:
   Http2UpstreamStream(Http2UpstreamConnection& conn, bool reused);
@@ -63,8 +64,10 @@ class Http2UpstreamStream final : public UpstreamSide {
 
   // Connection → stream.
   int32_t id() const { return id_; }
-  // Neither nghttp2 nor the exchange nor a deferred task needs it: the sweep frees it.
+  // Neither nghttp2 nor the exchange nor a deferred task needs it: the sweep takes it.
   bool done() const { return !handler_ && h2_closed_ && !error_scheduled_; }
+  // A done stream made new for another request; what it allocated stays (bounded).
+  void recycle(bool reused);
   bool bound() const { return handler_ != nullptr; }
   void on_header(std::string_view name, std::string_view value);
   void on_headers_end(bool end_stream);
@@ -86,6 +89,7 @@ class Http2UpstreamStream final : public UpstreamSide {
   static void fail_task(void* self);
   bool submit_trailers();
 
+  // Every field below is the request's: recycle() sets each back to what it is here.
   Http2UpstreamConnection& conn_;
   UpstreamHandler* handler_ = nullptr;
   int32_t id_ = -1;
@@ -191,6 +195,10 @@ class Http2UpstreamConnection final : public ListNode, private StreamHandler, pr
   TlsLayer* tls_ = nullptr;
   Http2Session h2_;  // the nghttp2 session, its send loop and the input pause
   std::vector<std::unique_ptr<Http2UpstreamStream>> streams_;
+  // Done streams kept for the next requests (an allocation, a timer and the head buffers' growth
+  // saved on each); at most kSpareStreams.
+  std::vector<std::unique_ptr<Http2UpstreamStream>> spare_;
+  static constexpr size_t kSpareStreams = 16;
   std::vector<Http2UpstreamStream*> drained_;
   Http2RequestFields fields_;  // scratch for the request heads submitted on this connection
   OnDemandTimer timer_;        // connect timeout, then PING / idle

@@ -257,6 +257,7 @@ class Client final : public PoolClient, public UpstreamHandler {
 
   UpstreamSide* side = nullptr;
   size_t body_bytes = 0;
+  uint64_t response_timeout_ms = 10000;
   int status = 0;
   int completed = 0;
   std::vector<UpstreamError> errors;
@@ -274,7 +275,7 @@ class Client final : public PoolClient, public UpstreamHandler {
     head_ = "GET " + path_ + " HTTP/1.1\r\nHost: t\r\n\r\n";
     EXPECT_EQ(s->send_head(Slice{BlockRef(), head_.data(), head_.size()}, Framing::kNone), 0);
     EXPECT_EQ(s->send_end(Slice()), 0);
-    s->expect_response(10000);
+    s->expect_response(response_timeout_ms);
   }
   UpstreamPool& pool_;
   std::string path_, head_;
@@ -477,6 +478,41 @@ TEST_F(Http2UpstreamPoolTest, StopsReadingWhileItsWriteQueueIsAboveTheHighWaterm
   ASSERT_TRUE(run_until([&] { return pool_->http2()->active_streams() == 0; }));
   ASSERT_EQ(pool_->http2()->open_count(), 1u);
   EXPECT_FALSE(conn.input_paused());
+}
+
+// A stream whose exchange is done is kept by its connection and serves a later request as new:
+// its response, its completion and its response timeout are that request's own.
+TEST_F(Http2UpstreamPoolTest, FinishedStreamsServeLaterRequestsAsNew) {
+  start(100);
+  Client& a = client("/x");
+  a.acquire();
+  ASSERT_TRUE(run_until([&] { return a.completed == 1; }));
+  const UpstreamSide* first = nullptr;
+  Client& b = client("/x");
+  // Once the sweep has run (a later loop turn), the next request gets a kept stream.
+  run_until([] { return false; }, 50);
+  EXPECT_EQ(b.acquire(), UpstreamSource::Acquire::kReady);
+  first = b.side;
+  EXPECT_TRUE(b.side->reused());
+  ASSERT_TRUE(run_until([&] { return b.completed == 1; }));
+  EXPECT_EQ(b.status, 200);
+  run_until([] { return false; }, 50);
+  // The same object again, now for a response that does not come in time.
+  Client& c = client("/hold");
+  c.response_timeout_ms = 100;
+  EXPECT_EQ(c.acquire(), UpstreamSource::Acquire::kReady);
+  EXPECT_EQ(c.side, first);
+  ASSERT_TRUE(run_until([&] { return !c.errors.empty(); }));
+  EXPECT_EQ(c.errors[0], UpstreamError::kResponseTimeout);
+  EXPECT_EQ(c.completed, 0);
+  EXPECT_EQ(c.status, 0);
+  // And again, answered.
+  run_until([] { return false; }, 50);
+  Client& d = client("/x");
+  EXPECT_EQ(d.acquire(), UpstreamSource::Acquire::kReady);
+  ASSERT_TRUE(run_until([&] { return d.completed == 1; }));
+  EXPECT_EQ(d.status, 200);
+  EXPECT_EQ(a.errors.size() + b.errors.size() + d.errors.size(), 0u);
 }
 
 }  // namespace
