@@ -32,10 +32,11 @@ bool dropped(std::string_view n) {
 
 }  // namespace
 
-void Http2RequestFields::add(const char* name, size_t namelen, const char* value, size_t valuelen) {
+void Http2RequestFields::add(const char* name, size_t namelen, const char* value, size_t valuelen,
+                             uint8_t flags) {
   nv_.push_back(nghttp2_nv{reinterpret_cast<uint8_t*>(const_cast<char*>(name)),
                            reinterpret_cast<uint8_t*>(const_cast<char*>(value)), namelen, valuelen,
-                           NGHTTP2_NV_FLAG_NONE});
+                           flags});
 }
 
 Http2RequestFields::Result Http2RequestFields::build(std::string_view head, bool https,
@@ -128,7 +129,11 @@ bool Http2RequestFields::fields(size_t pos, bool trailers) {
     }
     if (n == "content-type" && valuelen >= 16 && iequals(val.substr(0, 16), "application/grpc"))
       grpc_ = true;
-    add(name, namelen, value, valuelen);
+    // A value new with every request is sent literally, not added to the HPACK table: there it
+    // would only push out the fields that repeat (every header of every request on the
+    // connection, re-sent in full each time they fall out).
+    add(name, namelen, value, valuelen,
+        n == "x-request-id" ? NGHTTP2_NV_FLAG_NO_INDEX : NGHTTP2_NV_FLAG_NONE);
   }
 }
 

@@ -42,7 +42,8 @@ class Http2RequestFields {
   bool grpc() const { return grpc_; }
 
  private:
-  void add(const char* name, size_t namelen, const char* value, size_t valuelen);
+  void add(const char* name, size_t namelen, const char* value, size_t valuelen,
+           uint8_t flags = NGHTTP2_NV_FLAG_NONE);
   // Parses the field lines from `pos` to the blank line; false when malformed.
   bool fields(size_t pos, bool trailers);
 
