@@ -170,7 +170,7 @@ echo "Top $TOP functions by self cost, instructions per request:"
 callgrind_annotate --inclusive=no --threshold=100 "$DUMP" 2>/dev/null |
   awk -v n="$REQ" -v top="$TOP" -v total="$IR" '
     /^ *[0-9,]+ +\(/ && !/PROGRAM TOTALS/ {
-      ir = $1; gsub(",", "", ir)
+      ir = $1; gsub(",", "", ir); ir += 0   # a number, not a string, in the comparison below
       if (ir > 0.9 * total) next
       fn = $0; sub(/^ *[0-9,]+ +\([^)]*\) +/, "", fn); sub(/^[^:]*:/, "", fn)
       if (++shown > top) exit
