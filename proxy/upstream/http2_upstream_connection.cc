@@ -46,6 +46,7 @@ void Http2UpstreamStream::recycle(bool reused) {
   out_bytes_ = 0;
   unconsumed_ = 0;
   timer_.stop();
+  fields_.release_memory();
   trailer_fields_.reset();
   pending_error_ = UpstreamError::kReset;
   reused_ = reused;
@@ -61,7 +62,7 @@ void Http2UpstreamStream::bind(UpstreamHandler* handler, bool) {
 
 int Http2UpstreamStream::send_head(const Slice& head, Framing framing) {
   if (!handler_ || conn_.state() == Http2UpstreamConnection::State::kClosed) return UV_ECONNRESET;
-  Http2RequestFields& f = conn_.fields();
+  Http2RequestFields& f = fields_;
   switch (f.build(head.view(), conn_.https(), conn_.authority())) {
     case Http2RequestFields::Result::kOk:
       break;

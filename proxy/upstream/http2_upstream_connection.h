@@ -99,6 +99,8 @@ class Http2UpstreamStream final : public UpstreamSide {
   size_t out_bytes_ = 0;
   size_t unconsumed_ = 0;  // DATA delivered while paused: credited on resume
   OnDemandTimer timer_;    // response-head timeout
+  // The request's HTTP/2 fields, which nghttp2 does not copy: kept until the stream is done.
+  Http2RequestFields fields_{/*referenced=*/true};
   std::unique_ptr<Http2RequestFields> trailer_fields_;
   UpstreamError pending_error_ = UpstreamError::kReset;
   bool reused_;
@@ -151,7 +153,6 @@ class Http2UpstreamConnection final : public ListNode, private StreamHandler, pr
   // The stream ended for its exchange: it no longer counts (a slot is free for a waiter).
   void stream_finished(Http2UpstreamStream* s);
   void schedule_sweep();
-  Http2RequestFields& fields() { return fields_; }
 
  private:
   friend class Http2UpstreamPool;
@@ -200,8 +201,7 @@ class Http2UpstreamConnection final : public ListNode, private StreamHandler, pr
   std::vector<std::unique_ptr<Http2UpstreamStream>> spare_;
   static constexpr size_t kSpareStreams = 16;
   std::vector<Http2UpstreamStream*> drained_;
-  Http2RequestFields fields_;  // scratch for the request heads submitted on this connection
-  OnDemandTimer timer_;        // connect timeout, then PING / idle
+  OnDemandTimer timer_;  // connect timeout, then PING / idle
   State state_ = State::kConnecting;
   size_t active_ = 0;
   uint64_t opened_ = 0;

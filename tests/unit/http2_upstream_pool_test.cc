@@ -31,8 +31,9 @@ class H2Server {
     H2Server* server;
     uv_tcp_t tcp;
     nghttp2_session* session = nullptr;
-    std::vector<int32_t> held;  // streams whose response waits for release_held()
-    std::string path;           // of the header block being received
+    std::vector<int32_t> held;       // streams whose response waits for release_held()
+    std::string path;                // of the header block being received
+    std::vector<std::string> paths;  // of every request, in order
     bool closed = false;
     bool reading = false;
   };
@@ -157,8 +158,10 @@ class H2Server {
                        size_t namelen, const uint8_t* value, size_t valuelen, uint8_t, void* user) {
     auto* c = static_cast<Conn*>(user);
     if (f->hd.type == NGHTTP2_HEADERS &&
-        std::string_view(reinterpret_cast<const char*>(name), namelen) == ":path")
+        std::string_view(reinterpret_cast<const char*>(name), namelen) == ":path") {
       c->path.assign(reinterpret_cast<const char*>(value), valuelen);
+      c->paths.push_back(c->path);
+    }
     return 0;
   }
 
@@ -513,6 +516,28 @@ TEST_F(Http2UpstreamPoolTest, FinishedStreamsServeLaterRequestsAsNew) {
   ASSERT_TRUE(run_until([&] { return d.completed == 1; }));
   EXPECT_EQ(d.status, 200);
   EXPECT_EQ(a.errors.size() + b.errors.size() + d.errors.size(), 0u);
+}
+
+// Requests submitted in the same loop turn leave in one send pass: each HEADERS frame carries its
+// own request's fields (nghttp2 does not copy them; each stream keeps its own).
+TEST_F(Http2UpstreamPoolTest, RequestsSubmittedTogetherKeepTheirOwnFields) {
+  start(100);
+  Client& a = client("/first");
+  a.acquire();
+  ASSERT_TRUE(run_until([&] { return a.completed == 1; }));
+  std::vector<Client*> cs;
+  for (const char* p : {"/a", "/bb", "/ccc", "/dddd"}) {
+    cs.push_back(&client(p));
+    EXPECT_EQ(cs.back()->acquire(), UpstreamSource::Acquire::kReady);
+  }
+  ASSERT_TRUE(run_until([&] {
+    for (Client* c : cs)
+      if (c->completed != 1) return false;
+    return true;
+  }));
+  ASSERT_EQ(server_->conns.size(), 1u);
+  EXPECT_EQ(server_->conns[0]->paths,
+            (std::vector<std::string>{"/first", "/a", "/bb", "/ccc", "/dddd"}));
 }
 
 }  // namespace
