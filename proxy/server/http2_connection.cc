@@ -44,17 +44,6 @@ bool peer_caused(uint32_t code) {
   }
 }
 
-// Frames are copied out of nghttp2's buffer into pool blocks of this size, written a batch at a
-// time so the socket's watermark sees them while the send pass is still producing.
-constexpr size_t kWriteBatch = 64 * 1024;
-
-struct CallbacksDeleter {
-  void operator()(nghttp2_session_callbacks* c) const { nghttp2_session_callbacks_del(c); }
-};
-struct OptionDeleter {
-  void operator()(nghttp2_option* o) const { nghttp2_option_del(o); }
-};
-
 }  // namespace
 
 Http2Connection::Http2Connection(Http2Transport& transport, Http2Settings settings)
@@ -62,65 +51,51 @@ Http2Connection::Http2Connection(Http2Transport& transport, Http2Settings settin
       settings_(settings),
       guard_({settings.max_concurrent_streams, settings.max_stream_errors, kMaxEmptyFrames,
               kMaxControlFrames},
-             transport.loop_context().now_ms()) {}
+             transport.loop_context().now_ms()),
+      h2_(transport.loop_context(), transport) {}
 
 Http2Connection::~Http2Connection() {
   close();
-  if (session_) nghttp2_session_del(session_);  // before the streams its user data points to
-  session_ = nullptr;
+  h2_.destroy();  // before the streams its user data points to
   streams_.clear();
 }
 
-bool Http2Connection::start(uint64_t max_header_bytes) {
-  nghttp2_session_callbacks* raw_cb = nullptr;
-  if (nghttp2_session_callbacks_new(&raw_cb) != 0) return false;
-  std::unique_ptr<nghttp2_session_callbacks, CallbacksDeleter> cb(raw_cb);
-  nghttp2_session_callbacks_set_on_begin_headers_callback(cb.get(), &on_begin_headers);
-  nghttp2_session_callbacks_set_on_header_callback(cb.get(), &on_header);
-  nghttp2_session_callbacks_set_on_frame_recv_callback(cb.get(), &on_frame_recv);
-  nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb.get(), &on_data_chunk);
-  nghttp2_session_callbacks_set_on_frame_send_callback(cb.get(), &on_frame_send);
-  nghttp2_session_callbacks_set_on_stream_close_callback(cb.get(), &on_stream_close);
-  nghttp2_session_callbacks_set_on_begin_frame_callback(cb.get(), &on_begin_frame);
-
-  nghttp2_option* raw_opt = nullptr;
-  if (nghttp2_option_new(&raw_opt) != 0) return false;
-  std::unique_ptr<nghttp2_option, OptionDeleter> opt(raw_opt);
-  // Windows are credited by hand (nghttp2_session_consume_*): flow control is backpressure.
-  nghttp2_option_set_no_auto_window_update(opt.get(), 1);
+void Http2Connection::configure(nghttp2_session_callbacks* cb, nghttp2_option* opt) {
+  nghttp2_session_callbacks_set_on_begin_headers_callback(cb, &on_begin_headers);
+  nghttp2_session_callbacks_set_on_header_callback(cb, &on_header);
+  nghttp2_session_callbacks_set_on_frame_recv_callback(cb, &on_frame_recv);
+  nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, &on_data_chunk);
+  nghttp2_session_callbacks_set_on_frame_send_callback(cb, &on_frame_send);
+  nghttp2_session_callbacks_set_on_stream_close_callback(cb, &on_stream_close);
+  nghttp2_session_callbacks_set_on_begin_frame_callback(cb, &on_begin_frame);
   // The attack limits (README, "HTTP/2 from clients").
-  nghttp2_option_set_max_outbound_ack(opt.get(), kMaxOutboundAck);
-  nghttp2_option_set_max_settings(opt.get(), kMaxSettings);
+  nghttp2_option_set_max_outbound_ack(opt, kMaxOutboundAck);
+  nghttp2_option_set_max_settings(opt, kMaxSettings);
 #ifdef SLUICE_HAVE_NGHTTP2_RESET_RATE_LIMIT
-  nghttp2_option_set_stream_reset_rate_limit(opt.get(), kResetBurst, kResetRate);
+  nghttp2_option_set_stream_reset_rate_limit(opt, kResetBurst, kResetRate);
 #else
   (void)kResetBurst;
   (void)kResetRate;
 #endif
 #ifdef SLUICE_HAVE_NGHTTP2_MAX_CONTINUATIONS
-  nghttp2_option_set_max_continuations(opt.get(), kMaxContinuations);
+  nghttp2_option_set_max_continuations(opt, kMaxContinuations);
 #else
   (void)kMaxContinuations;
 #endif
+}
 
-  if (nghttp2_session_server_new2(&session_, cb.get(), this, opt.get()) != 0) {
-    session_ = nullptr;
-    return false;
-  }
+bool Http2Connection::start(uint64_t max_header_bytes) {
   // Explicit SETTINGS: without a stream limit nghttp2 allows any number. ENABLE_CONNECT_PROTOCOL
   // is not sent: WebSockets stay on HTTP/1.1 (RFC 8441 is not offered).
   const uint32_t header_list =
       static_cast<uint32_t>(std::min<uint64_t>(max_header_bytes, 1u << 30));
-  nghttp2_settings_entry iv[] = {
+  const nghttp2_settings_entry iv[] = {
       {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, settings_.max_concurrent_streams},
       {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, settings_.initial_window},
       {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, header_list},
   };
-  if (nghttp2_submit_settings(session_, NGHTTP2_FLAG_NONE, iv, sizeof iv / sizeof iv[0]) != 0)
-    return false;
-  // The connection window: a WINDOW_UPDATE on stream 0 up to this size.
-  if (nghttp2_session_set_local_window_size(session_, NGHTTP2_FLAG_NONE, 0,
-                                            static_cast<int32_t>(settings_.connection_window)) != 0)
+  if (!h2_.start(Http2Session::Role::kServer, this, &Http2Connection::configure, iv,
+                 sizeof iv / sizeof iv[0], static_cast<int32_t>(settings_.connection_window)))
     return false;
   idle_since_ms_ = ctx().now_ms();
   stats_ = transport_.fresh_request_context().listener_stats;
@@ -128,16 +103,12 @@ bool Http2Connection::start(uint64_t max_header_bytes) {
 }
 
 Http2Stream* Http2Connection::stream(int32_t id) {
-  return static_cast<Http2Stream*>(nghttp2_session_get_stream_user_data(session_, id));
+  return static_cast<Http2Stream*>(nghttp2_session_get_stream_user_data(h2_.get(), id));
 }
 
 void Http2Connection::on_input(const Slice& data) {
-  if (closed_ || !session_) return;
-  in_recv_ = true;
-  input_ = &data;
-  h2::ssize n = h2::mem_recv(session_, reinterpret_cast<const uint8_t*>(data.data), data.len);
-  input_ = nullptr;
-  in_recv_ = false;
+  if (closed_ || !h2_.get()) return;
+  h2::ssize n = h2_.receive(data);
   if (closed_) return;
   if (n < 0) {
     LOG_INFO("http2 client: %s", nghttp2_strerror(static_cast<int>(n)));
@@ -163,7 +134,7 @@ void Http2Connection::on_input(const Slice& data) {
     }
     if (flood_counted_ && goaway_reason_ < 0) {
       goaway_reason_ = static_cast<int8_t>(Http2Goaway::kFlood);
-      nghttp2_session_terminate_session(session_, NGHTTP2_ENHANCE_YOUR_CALM);
+      nghttp2_session_terminate_session(h2_.get(), NGHTTP2_ENHANCE_YOUR_CALM);
     }
     send();
     finish();
@@ -174,15 +145,12 @@ void Http2Connection::on_input(const Slice& data) {
 
 void Http2Connection::on_transport_drained() {
   if (closed_) return;
-  if (input_paused_) {
-    input_paused_ = false;
-    transport_.resume_input();
-  }
+  h2_.resume_input();
   send();
 }
 
 void Http2Connection::schedule_send() {
-  if (closed_ || in_recv_ || send_scheduled_) return;  // after mem_recv, send() runs anyway
+  if (closed_ || h2_.in_recv() || send_scheduled_) return;  // after mem_recv, send() runs anyway
   send_scheduled_ = true;
   ctx().defer(&Http2Connection::send_task, this);
 }
@@ -194,55 +162,12 @@ void Http2Connection::send_task(void* p) {
 }
 
 void Http2Connection::send() {
-  if (closed_ || in_send_ || in_recv_) return;
-  in_send_ = true;
-  std::vector<Slice> batch;
-  size_t batch_bytes = 0;
-  BlockRef block;
-  size_t used = 0;
-  bool failed = false;
-  auto write_batch = [&]() {
-    if (used > 0) {
-      batch.push_back(Slice{block, block->data() + block->used, used - block->used});
-      block->used = static_cast<uint32_t>(used);
-    }
-    if (!batch.empty() && transport_.send_bytes(batch.data(), batch.size()) != 0) failed = true;
-    batch.clear();
-    batch_bytes = 0;
-  };
-  while (!failed && !transport_.send_congested()) {
-    const uint8_t* p = nullptr;
-    h2::ssize n = h2::mem_send(session_, &p);
-    if (n < 0) {
-      LOG_INFO("http2: %s", nghttp2_strerror(static_cast<int>(n)));
-      failed = true;
-      break;
-    }
-    if (n == 0) break;
-    size_t left = static_cast<size_t>(n);
-    while (left > 0) {
-      if (!block || used == block->capacity) {
-        if (block && used > block->used) {
-          batch.push_back(Slice{block, block->data() + block->used, used - block->used});
-          block->used = static_cast<uint32_t>(used);
-        }
-        block = ctx().blocks.get();
-        block->used = 0;
-        used = 0;
-      }
-      size_t k = std::min<size_t>(left, block->capacity - used);
-      std::memcpy(block->data() + used, p, k);
-      used += k;
-      p += k;
-      left -= k;
-      batch_bytes += k;
-    }
-    if (batch_bytes >= kWriteBatch) write_batch();
-  }
-  if (!failed) write_batch();
-  in_send_ = false;
   if (closed_) return;
-  if (failed) {
+  const Http2Session::Sent sent = h2_.send();
+  if (sent == Http2Session::Sent::kSkipped || closed_) return;
+  if (sent == Http2Session::Sent::kSessionError)
+    LOG_INFO("http2: %s", nghttp2_strerror(h2_.error()));
+  if (sent != Http2Session::Sent::kDone) {
     finish();
     return;
   }
@@ -251,18 +176,14 @@ void Http2Connection::send() {
     finish();
     return;
   }
-  if (transport_.send_congested() && !input_paused_) {
-    // A client that does not read what it asks for is not read either (PING/SETTINGS floods).
-    input_paused_ = true;
-    transport_.pause_input();
-  }
+  // A client that does not read what it asks for is not read either (PING/SETTINGS floods).
+  h2_.pause_input_if_congested();
   if (!drained_.empty()) {
     std::vector<Http2Stream*> drained;
     drained.swap(drained_);
     for (Http2Stream* s : drained) s->notify_drained();  // freed only by a deferred sweep
   }
-  if (nghttp2_session_want_read(session_) == 0 && nghttp2_session_want_write(session_) == 0)
-    finish();
+  if (h2_.over()) finish();
 }
 
 void Http2Connection::reset_stalled_streams(uint64_t timeout_ms) {
@@ -284,13 +205,13 @@ void Http2Connection::reset_stalled_streams(uint64_t timeout_ms) {
 }
 
 void Http2Connection::shutdown() {
-  if (closed_ || !session_ || goaway_ != 0) return;
+  if (closed_ || !h2_.get() || goaway_ != 0) return;
   goaway_ = 1;
   if (goaway_reason_ < 0)
     goaway_reason_ = static_cast<int8_t>(draining() ? Http2Goaway::kDrain : Http2Goaway::kIdle);
   for (auto& s : streams_) s->drain_event_stream();
-  if (nghttp2_submit_shutdown_notice(session_) != 0 ||
-      nghttp2_submit_ping(session_, NGHTTP2_FLAG_NONE, kGoawayPing) != 0) {
+  if (nghttp2_submit_shutdown_notice(h2_.get()) != 0 ||
+      nghttp2_submit_ping(h2_.get(), NGHTTP2_FLAG_NONE, kGoawayPing) != 0) {
     final_goaway();
   } else {
     goaway_timer_.start(ctx().loop, this, &Http2Connection::on_goaway_timer, kGoawayWaitMs);
@@ -314,8 +235,8 @@ void Http2Connection::final_goaway() {
     finish();
     return;
   }
-  if (nghttp2_submit_goaway(session_, NGHTTP2_FLAG_NONE,
-                            nghttp2_session_get_last_proc_stream_id(session_), NGHTTP2_NO_ERROR,
+  if (nghttp2_submit_goaway(h2_.get(), NGHTTP2_FLAG_NONE,
+                            nghttp2_session_get_last_proc_stream_id(h2_.get()), NGHTTP2_NO_ERROR,
                             nullptr, 0) != 0) {
     finish();
     return;
@@ -376,7 +297,7 @@ void Http2Connection::calm(Http2Flood kind, const char* why) {
   count_flood(kind);
   if (goaway_reason_ < 0) goaway_reason_ = static_cast<int8_t>(Http2Goaway::kEnhanceYourCalm);
   // The GOAWAY names the last stream taken; the session ends once it is sent.
-  if (nghttp2_session_terminate_session(session_, NGHTTP2_ENHANCE_YOUR_CALM) != 0) {
+  if (nghttp2_session_terminate_session(h2_.get(), NGHTTP2_ENHANCE_YOUR_CALM) != 0) {
     finish();
     return;
   }
@@ -418,7 +339,7 @@ void Http2Connection::on_header_timer(uv_timer_t* t) {
           std::string(self->transport_.fresh_request_context().client_ip).c_str(), s->id());
       if (self->goaway_reason_ < 0)
         self->goaway_reason_ = static_cast<int8_t>(Http2Goaway::kHeaderTimeout);
-      if (nghttp2_session_terminate_session(self->session_, NGHTTP2_ENHANCE_YOUR_CALM) != 0) {
+      if (nghttp2_session_terminate_session(self->h2_.get(), NGHTTP2_ENHANCE_YOUR_CALM) != 0) {
         self->finish();
         return;
       }
@@ -554,17 +475,7 @@ int Http2Connection::on_data_chunk(nghttp2_session* session, uint8_t, int32_t st
   if (nghttp2_session_consume_connection(session, len) != 0) return NGHTTP2_ERR_CALLBACK_FAILURE;
   Http2Stream* s = self->stream(stream_id);
   if (!s || s->refused()) return 0;
-  const char* p = reinterpret_cast<const char*>(data);
-  Slice piece;
-  const Slice* in = self->input_;
-  if (in && p >= in->data && p + len <= in->data + in->len) {
-    piece = in->sub(static_cast<size_t>(p - in->data), len);  // no copy: the read block
-  } else {
-    BlockWriter w(self->ctx().blocks, len);
-    w.append(std::string_view(p, len));
-    piece = w.finish();
-  }
-  size_t credit = s->on_data(piece);
+  size_t credit = s->on_data(self->h2_.data_slice(data, len));
   if (credit > 0 && nghttp2_session_consume_stream(session, stream_id, credit) != 0)
     return NGHTTP2_ERR_CALLBACK_FAILURE;
   return 0;

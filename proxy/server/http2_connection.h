@@ -22,6 +22,7 @@
 #include "core/on_demand_timer.h"
 #include "core/stats.h"
 #include "exchange/request_context.h"
+#include "http/http2_session.h"
 #include "http/message.h"
 #include "server/http2_guard.h"
 
@@ -54,18 +55,14 @@ struct Http2RequestBlock {
   }
 };
 
-// What an HTTP/2 session needs of the connection under it.
-class Http2Transport {
+// What an HTTP/2 session needs of the connection under it: the socket (Http2Sink: writes,
+// congestion, pausing its input), and more.
+class Http2Transport : public Http2Sink {
  public:
   virtual LoopContext& loop_context() = 0;
   // The context for a new stream: the worker's current configuration snapshot, access log,
   // listener and client address.
   virtual const RequestContext& fresh_request_context() = 0;
-  // Writes (or queues) bytes; non-zero: the socket is gone (the transport closes).
-  virtual int send_bytes(const Slice* slices, size_t count) = 0;
-  virtual bool send_congested() const = 0;  // queued bytes over the high watermark
-  virtual void pause_input() = 0;
-  virtual void resume_input() = 0;
   // The session is over: close once the queued bytes are written. Called at most once.
   virtual void session_over() = 0;
   virtual bool drain_asked() const = 0;
@@ -122,7 +119,7 @@ class Http2Connection {
   uint64_t idle_since_ms() const { return idle_since_ms_; }
 
   // For the streams.
-  nghttp2_session* session() { return session_; }
+  nghttp2_session* session() { return h2_.get(); }
   // The header block of the stream whose HEADERS are being received (Http2Stream).
   Http2RequestBlock& request_block() { return request_block_; }
   Http2Guard& guard() { return guard_; }
@@ -150,6 +147,7 @@ class Http2Connection {
   static int on_frame_send(nghttp2_session*, const nghttp2_frame* frame, void* user);
   static int on_stream_close(nghttp2_session*, int32_t stream_id, uint32_t error_code, void* user);
   static int on_begin_frame(nghttp2_session*, const nghttp2_frame_hd* hd, void* user);
+  static void configure(nghttp2_session_callbacks* cb, nghttp2_option* opt);
   static void send_task(void* self);
   static void on_header_timer(uv_timer_t* t);
   void arm_header_timer();
@@ -172,18 +170,14 @@ class Http2Connection {
   Http2Settings settings_;
   Http2Guard guard_;
   ListenerStats* stats_ = nullptr;  // the listener's shard (null in some tests)
-  nghttp2_session* session_ = nullptr;
+  Http2Session h2_;                 // the nghttp2 session, its send loop and the input pause
   std::vector<std::unique_ptr<Http2Stream>> streams_;
   Http2RequestBlock request_block_;
   std::vector<Http2Stream*> drained_;
   size_t retired_ = 0;
-  const Slice* input_ = nullptr;  // the slice mem_recv is reading, for zero-copy DATA
   uint64_t idle_since_ms_ = 0;
-  bool in_recv_ = false;
-  bool in_send_ = false;
   bool send_scheduled_ = false;
   bool sweep_scheduled_ = false;
-  bool input_paused_ = false;
   bool closed_ = false;
   bool over_ = false;   // session_over() was called
   uint8_t goaway_ = 0;  // 0: none sent; 1: the notice and its PING; 2: the final GOAWAY

@@ -32,15 +32,21 @@ bool dropped(std::string_view n) {
 
 }  // namespace
 
-void Http2RequestFields::add(const char* name, size_t namelen, const char* value, size_t valuelen) {
+void Http2RequestFields::add(const char* name, size_t namelen, const char* value, size_t valuelen,
+                             uint8_t flags) {
   nv_.push_back(nghttp2_nv{reinterpret_cast<uint8_t*>(const_cast<char*>(name)),
                            reinterpret_cast<uint8_t*>(const_cast<char*>(value)), namelen, valuelen,
-                           NGHTTP2_NV_FLAG_NONE});
+                           static_cast<uint8_t>(flags | flags_)});
 }
 
 Http2RequestFields::Result Http2RequestFields::build(std::string_view head, bool https,
                                                      std::string_view default_authority) {
+  // The default authority is copied after the head, so that every entry points into buf_ (or a
+  // literal); buf_ does not grow after this.
+  buf_.reserve(head.size() + default_authority.size());
   buf_.assign(head);
+  buf_.append(default_authority);
+  default_authority = std::string_view(buf_).substr(head.size());
   nv_.clear();
   has_host_ = upgrade_ = grpc_ = te_trailers_ = false;
   // Request line: METHOD SP target SP HTTP/1.1 CRLF.
@@ -64,6 +70,14 @@ Http2RequestFields::Result Http2RequestFields::build(std::string_view head, bool
   // drops TE as hop-by-hop, so it is put back for gRPC requests.
   if (grpc_ && !te_trailers_) add("te", 2, "trailers", 8);
   return Result::kOk;
+}
+
+void Http2RequestFields::release_memory() {
+  constexpr size_t kKeptBytes = 4096;
+  nv_.clear();
+  buf_.clear();
+  if (buf_.capacity() > kKeptBytes) std::string().swap(buf_);
+  if (nv_.capacity() * sizeof(nghttp2_nv) > kKeptBytes) std::vector<nghttp2_nv>().swap(nv_);
 }
 
 bool Http2RequestFields::build_trailers(std::string_view last_chunk) {
@@ -128,7 +142,11 @@ bool Http2RequestFields::fields(size_t pos, bool trailers) {
     }
     if (n == "content-type" && valuelen >= 16 && iequals(val.substr(0, 16), "application/grpc"))
       grpc_ = true;
-    add(name, namelen, value, valuelen);
+    // A value new with every request is sent literally, not added to the HPACK table: there it
+    // would only push out the fields that repeat (every header of every request on the
+    // connection, re-sent in full each time they fall out).
+    add(name, namelen, value, valuelen,
+        n == "x-request-id" ? NGHTTP2_NV_FLAG_NO_INDEX : NGHTTP2_NV_FLAG_NONE);
   }
 }
 

@@ -9,6 +9,10 @@
 // buffer until the next build() (nghttp2 copies them when the request is submitted).
 //
 // Also used for trailer sections: a chunked body's last chunk ("0\r\n" field lines "\r\n").
+//
+// `referenced`: the entries tell nghttp2 not to copy names and values (NO_COPY_NAME,
+// NO_COPY_VALUE): the object, unchanged, must then outlive the frame they are sent in. Every
+// byte an entry points to is then in the object's buffer or a string literal.
 #include <nghttp2/nghttp2.h>
 
 #include <string>
@@ -19,6 +23,9 @@ namespace sluice {
 
 class Http2RequestFields {
  public:
+  explicit Http2RequestFields(bool referenced = false)
+      : flags_(referenced ? NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_COPY_VALUE
+                          : NGHTTP2_NV_FLAG_NONE) {}
   enum class Result : uint8_t {
     kOk,
     kUpgrade,    // the request asks to switch protocols: HTTP/2 has no Upgrade
@@ -40,14 +47,19 @@ class Http2RequestFields {
     return {reinterpret_cast<const char*>(nv_[i].value), nv_[i].valuelen};
   }
   bool grpc() const { return grpc_; }
+  // Drops buffers that grew large (a big head): kept ones serve the next build without
+  // allocating.
+  void release_memory();
 
  private:
-  void add(const char* name, size_t namelen, const char* value, size_t valuelen);
+  void add(const char* name, size_t namelen, const char* value, size_t valuelen,
+           uint8_t flags = NGHTTP2_NV_FLAG_NONE);
   // Parses the field lines from `pos` to the blank line; false when malformed.
   bool fields(size_t pos, bool trailers);
 
   std::string buf_;  // the head, names lower-cased in place
   std::vector<nghttp2_nv> nv_;
+  uint8_t flags_;         // on every entry
   size_t authority_ = 0;  // index of the :authority entry
   bool has_host_ = false;
   bool upgrade_ = false;

@@ -23,15 +23,6 @@ constexpr uint64_t kPingIdleMs = 10000;
 constexpr uint64_t kPingTimeoutMs = 5000;
 constexpr uint8_t kPingData[8] = {'s', 'l', 'u', 'i', 'c', 'e', 'u', 'p'};
 constexpr char kAlpnH2[] = "\x02h2";
-// Frames are copied out of nghttp2's buffer into pool blocks, written a batch at a time.
-constexpr size_t kWriteBatch = 64 * 1024;
-
-struct CallbacksDeleter {
-  void operator()(nghttp2_session_callbacks* c) const { nghttp2_session_callbacks_del(c); }
-};
-struct OptionDeleter {
-  void operator()(nghttp2_option* o) const { nghttp2_option_del(o); }
-};
 
 h2::ssize read_callback(nghttp2_session*, int32_t, uint8_t* buf, size_t length, uint32_t* flags,
                         nghttp2_data_source* source, void*) {
@@ -45,6 +36,25 @@ h2::ssize read_callback(nghttp2_session*, int32_t, uint8_t* buf, size_t length, 
 Http2UpstreamStream::Http2UpstreamStream(Http2UpstreamConnection& conn, bool reused)
     : conn_(conn), reused_(reused) {}
 
+void Http2UpstreamStream::recycle(bool reused) {
+  // done(): unbound, nghttp2 is done with it and no task of it is queued.
+  handler_ = nullptr;
+  id_ = -1;
+  head_.release_memory();
+  trailers_.release_memory();
+  out_.clear();
+  out_bytes_ = 0;
+  unconsumed_ = 0;
+  timer_.stop();
+  fields_.release_memory();
+  trailer_fields_.reset();
+  pending_error_ = UpstreamError::kReset;
+  reused_ = reused;
+  final_head_ = in_trailers_ = response_started_ = awaiting_head_ = false;
+  body_end_ = deferred_ = above_high_ = paused_ = complete_ = h2_closed_ = false;
+  error_scheduled_ = false;
+}
+
 // A HEAD response has no DATA in HTTP/2 (the server ends the stream with its HEADERS).
 void Http2UpstreamStream::bind(UpstreamHandler* handler, bool) {
   handler_ = handler;
@@ -52,7 +62,7 @@ void Http2UpstreamStream::bind(UpstreamHandler* handler, bool) {
 
 int Http2UpstreamStream::send_head(const Slice& head, Framing framing) {
   if (!handler_ || conn_.state() == Http2UpstreamConnection::State::kClosed) return UV_ECONNRESET;
-  Http2RequestFields& f = conn_.fields();
+  Http2RequestFields& f = fields_;
   switch (f.build(head.view(), conn_.https(), conn_.authority())) {
     case Http2RequestFields::Result::kOk:
       break;
@@ -181,7 +191,7 @@ void Http2UpstreamStream::release(bool request_sent) {
   }
   if (!handler_) return;
   handler_ = nullptr;
-  timer_.release();
+  timer_.stop();
   conn_.stream_finished(this);
 }
 
@@ -194,7 +204,7 @@ void Http2UpstreamStream::reset() {
   out_bytes_ = 0;
   if (!handler_) return;
   handler_ = nullptr;
-  timer_.release();
+  timer_.stop();
   conn_.stream_finished(this);
 }
 
@@ -203,7 +213,7 @@ void Http2UpstreamStream::fail(UpstreamError e) {
   if (!h) return;
   const bool started = response_started_;
   handler_ = nullptr;
-  timer_.release();
+  timer_.stop();
   out_.clear();
   out_bytes_ = 0;
   conn_.stream_finished(this);
@@ -248,7 +258,7 @@ void Http2UpstreamStream::on_headers_end(bool end_stream) {
     if (head_.status >= 200) {
       final_head_ = true;
       awaiting_head_ = false;
-      timer_.release();
+      timer_.stop();
       size_t cl = head_.find("content-length");
       if (cl != std::string_view::npos) {
         uint64_t n = 0;
@@ -328,11 +338,11 @@ Http2UpstreamConnection::Http2UpstreamConnection(LoopContext& ctx, Http2Upstream
                                                  bool https)
     : pool_(pool),
       stream_(std::make_unique<TcpStream>(ctx, static_cast<StreamHandler*>(this), /*cork=*/true)),
+      h2_(ctx, *static_cast<Http2Sink*>(this)),
       https_(https) {}
 
 Http2UpstreamConnection::~Http2UpstreamConnection() {
-  if (session_) nghttp2_session_del(session_);
-  session_ = nullptr;
+  h2_.destroy();  // before the streams its user data points to
   streams_.clear();
 }
 
@@ -359,33 +369,22 @@ int Http2UpstreamConnection::connect(const sockaddr* addr, uint64_t timeout_ms) 
   return 0;
 }
 
+void Http2UpstreamConnection::configure(nghttp2_session_callbacks* cb, nghttp2_option*) {
+  nghttp2_session_callbacks_set_on_header_callback(cb, &on_header);
+  nghttp2_session_callbacks_set_on_frame_recv_callback(cb, &on_frame_recv);
+  nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, &on_data_chunk);
+  nghttp2_session_callbacks_set_on_stream_close_callback(cb, &on_stream_close);
+  nghttp2_session_callbacks_set_on_frame_not_send_callback(cb, &on_frame_not_send);
+}
+
 bool Http2UpstreamConnection::start_session() {
-  nghttp2_session_callbacks* raw_cb = nullptr;
-  if (nghttp2_session_callbacks_new(&raw_cb) != 0) return false;
-  std::unique_ptr<nghttp2_session_callbacks, CallbacksDeleter> cb(raw_cb);
-  nghttp2_session_callbacks_set_on_header_callback(cb.get(), &on_header);
-  nghttp2_session_callbacks_set_on_frame_recv_callback(cb.get(), &on_frame_recv);
-  nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb.get(), &on_data_chunk);
-  nghttp2_session_callbacks_set_on_stream_close_callback(cb.get(), &on_stream_close);
-  nghttp2_session_callbacks_set_on_frame_not_send_callback(cb.get(), &on_frame_not_send);
-  nghttp2_option* raw_opt = nullptr;
-  if (nghttp2_option_new(&raw_opt) != 0) return false;
-  std::unique_ptr<nghttp2_option, OptionDeleter> opt(raw_opt);
-  nghttp2_option_set_no_auto_window_update(opt.get(), 1);
-  if (nghttp2_session_client_new2(&session_, cb.get(), this, opt.get()) != 0) {
-    session_ = nullptr;
-    return false;
-  }
-  nghttp2_settings_entry iv[] = {
+  const nghttp2_settings_entry iv[] = {
       {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
       {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, kStreamWindow},
       {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, kMaxHeaderList},
   };
-  if (nghttp2_submit_settings(session_, NGHTTP2_FLAG_NONE, iv, sizeof iv / sizeof iv[0]) != 0)
-    return false;
-  if (nghttp2_session_set_local_window_size(session_, NGHTTP2_FLAG_NONE, 0, kConnectionWindow) != 0)
-    return false;
-  return true;
+  return h2_.start(Http2Session::Role::kClient, this, &Http2UpstreamConnection::configure, iv,
+                   sizeof iv / sizeof iv[0], kConnectionWindow);
 }
 
 void Http2UpstreamConnection::on_stream_connected(int status) {
@@ -440,22 +439,29 @@ void Http2UpstreamConnection::fail_connect(UpstreamError e) {
 }
 
 uint32_t Http2UpstreamConnection::server_max_streams() const {
-  return session_ ? nghttp2_session_get_remote_settings(session_,
-                                                        NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS)
-                  : 100;
+  return h2_.get() ? nghttp2_session_get_remote_settings(h2_.get(),
+                                                         NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS)
+                   : 100;
 }
 
 bool Http2UpstreamConnection::has_room() const {
-  if (state_ != State::kReady || !session_) return false;
+  if (state_ != State::kReady || !h2_.get()) return false;
   uint32_t max =
-      nghttp2_session_get_remote_settings(session_, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS);
+      nghttp2_session_get_remote_settings(h2_.get(), NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS);
   // Stream ids run out at 2^31: a connection near the end takes no more.
-  if (nghttp2_session_get_next_stream_id(session_) > (1u << 31) - 1000) return false;
+  if (nghttp2_session_get_next_stream_id(h2_.get()) > (1u << 31) - 1000) return false;
   return active_ < max;
 }
 
 Http2UpstreamStream* Http2UpstreamConnection::open_stream() {
-  auto s = std::make_unique<Http2UpstreamStream>(*this, opened_ > 0);
+  std::unique_ptr<Http2UpstreamStream> s;
+  if (spare_.empty()) {
+    s = std::make_unique<Http2UpstreamStream>(*this, opened_ > 0);
+  } else {
+    s = std::move(spare_.back());
+    spare_.pop_back();
+    s->recycle(opened_ > 0);
+  }
   Http2UpstreamStream* p = s.get();
   streams_.push_back(std::move(s));
   ++active_;
@@ -463,7 +469,7 @@ Http2UpstreamStream* Http2UpstreamConnection::open_stream() {
   if (pool_) pool_->stream_opened();
   // A stream after a quiet period: a PING soon tells whether the connection still lives.
   if (ctx().now_ms() - last_frame_ms_ >= kPingIdleMs && !ping_outstanding_ &&
-      nghttp2_submit_ping(session_, NGHTTP2_FLAG_NONE, kPingData) == 0) {
+      nghttp2_submit_ping(h2_.get(), NGHTTP2_FLAG_NONE, kPingData) == 0) {
     ping_outstanding_ = true;
     timer_.start(ctx().loop, this, &Http2UpstreamConnection::on_timer, kPingTimeoutMs);
   }
@@ -527,7 +533,7 @@ void Http2UpstreamConnection::on_timer(uv_timer_t* t) {
   }
   if (now - self->last_frame_ms_ >= kPingIdleMs && (self->active_ > 0 || !self->idle_timeout_ms_)) {
     // Streams wait on a server that has been quiet (or a kept connection idles): is it there?
-    if (nghttp2_submit_ping(self->session_, NGHTTP2_FLAG_NONE, kPingData) == 0) {
+    if (nghttp2_submit_ping(self->h2_.get(), NGHTTP2_FLAG_NONE, kPingData) == 0) {
       self->ping_outstanding_ = true;
       self->send();
       if (self->state_ == State::kClosed) return;
@@ -546,18 +552,14 @@ void Http2UpstreamConnection::on_timer(uv_timer_t* t) {
 }
 
 Http2UpstreamStream* Http2UpstreamConnection::stream(int32_t id) {
-  if (!session_) return nullptr;
-  return static_cast<Http2UpstreamStream*>(nghttp2_session_get_stream_user_data(session_, id));
+  if (!h2_.get()) return nullptr;
+  return static_cast<Http2UpstreamStream*>(nghttp2_session_get_stream_user_data(h2_.get(), id));
 }
 
 void Http2UpstreamConnection::on_stream_read(const Slice& data) {
-  if (state_ == State::kClosed || !session_) return;
+  if (state_ == State::kClosed || !h2_.get()) return;
   last_frame_ms_ = ctx().now_ms();
-  in_recv_ = true;
-  input_ = &data;
-  h2::ssize n = h2::mem_recv(session_, reinterpret_cast<const uint8_t*>(data.data), data.len);
-  input_ = nullptr;
-  in_recv_ = false;
+  h2::ssize n = h2_.receive(data);
   if (state_ == State::kClosed) return;
   if (n < 0) {
     LOG_WARN("upstream %s: HTTP/2: %s", authority().c_str(), nghttp2_strerror(static_cast<int>(n)));
@@ -589,15 +591,12 @@ void Http2UpstreamConnection::on_stream_error(int status) {
 
 void Http2UpstreamConnection::on_stream_drained() {
   if (state_ == State::kClosed) return;
-  if (input_paused_) {
-    input_paused_ = false;
-    stream_->read_start();
-  }
+  h2_.resume_input();
   send();
 }
 
 void Http2UpstreamConnection::schedule_send() {
-  if (state_ == State::kClosed || in_recv_ || send_scheduled_) return;
+  if (state_ == State::kClosed || h2_.in_recv() || send_scheduled_) return;
   send_scheduled_ = true;
   ctx().defer(&Http2UpstreamConnection::send_task, this);
 }
@@ -610,68 +609,26 @@ void Http2UpstreamConnection::send_task(void* p) {
 }
 
 void Http2UpstreamConnection::send() {
-  if (state_ == State::kClosed || !session_started_ || in_send_ || in_recv_ || !session_) return;
-  in_send_ = true;
-  std::vector<Slice> batch;
-  size_t batch_bytes = 0;
-  BlockRef block;
-  size_t used = 0;
-  bool failed = false;
-  auto write_batch = [&]() {
-    if (block && used > block->used) {
-      batch.push_back(Slice{block, block->data() + block->used, used - block->used});
-      block->used = static_cast<uint32_t>(used);
-    }
-    if (!batch.empty() && stream_->write(batch.data(), batch.size()) != 0) failed = true;
-    batch.clear();
-    batch_bytes = 0;
-  };
-  while (!failed && !stream_->above_high_watermark()) {
-    const uint8_t* p = nullptr;
-    h2::ssize n = h2::mem_send(session_, &p);
-    if (n < 0) {
-      LOG_WARN("upstream %s: HTTP/2: %s", authority().c_str(),
-               nghttp2_strerror(static_cast<int>(n)));
-      failed = true;
-      break;
-    }
-    if (n == 0) break;
-    size_t left = static_cast<size_t>(n);
-    while (left > 0) {
-      if (!block || used == block->capacity) {
-        if (block && used > block->used) {
-          batch.push_back(Slice{block, block->data() + block->used, used - block->used});
-          block->used = static_cast<uint32_t>(used);
-        }
-        block = ctx().blocks.get();
-        block->used = 0;
-        used = 0;
-      }
-      size_t k = std::min<size_t>(left, block->capacity - used);
-      std::memcpy(block->data() + used, p, k);
-      used += k;
-      p += k;
-      left -= k;
-      batch_bytes += k;
-    }
-    if (batch_bytes >= kWriteBatch) write_batch();
-  }
-  if (!failed) write_batch();
-  in_send_ = false;
-  if (state_ == State::kClosed) return;
-  if (failed) {
+  if (state_ == State::kClosed || !session_started_) return;
+  const Http2Session::Sent sent = h2_.send();
+  if (sent == Http2Session::Sent::kSkipped || state_ == State::kClosed) return;
+  if (sent == Http2Session::Sent::kSessionError)
+    LOG_WARN("upstream %s: HTTP/2: %s", authority().c_str(), nghttp2_strerror(h2_.error()));
+  if (sent != Http2Session::Sent::kDone) {
     close_with(UpstreamError::kReset);
     return;
   }
+  // A server that does not read what it is sent is not read either, as a client is not
+  // (Http2Connection): what it sends waits in the socket until the queue drains. One that
+  // reads nothing for the PING deadline is taken for dead, as one that sends nothing is.
+  h2_.pause_input_if_congested();
   if (!drained_.empty()) {
     std::vector<Http2UpstreamStream*> drained;
     drained.swap(drained_);
     for (Http2UpstreamStream* s : drained) s->notify_drained();  // freed only by a sweep
     if (state_ == State::kClosed) return;
   }
-  if (nghttp2_session_want_read(session_) == 0 && nghttp2_session_want_write(session_) == 0) {
-    close_with(UpstreamError::kClosed);
-  }
+  if (h2_.over()) close_with(UpstreamError::kClosed);
 }
 
 void Http2UpstreamConnection::on_goaway(int32_t last_stream_id, uint32_t error_code) {
@@ -743,8 +700,9 @@ void Http2UpstreamConnection::sweep() {
   for (size_t i = 0; i < streams_.size();) {
     Http2UpstreamStream* s = streams_[i].get();
     if (s->done()) {
-      if (session_ && s->id() >= 0 && nghttp2_session_find_stream(session_, s->id()))
-        nghttp2_session_set_stream_user_data(session_, s->id(), nullptr);
+      if (h2_.get() && s->id() >= 0 && nghttp2_session_find_stream(h2_.get(), s->id()))
+        nghttp2_session_set_stream_user_data(h2_.get(), s->id(), nullptr);
+      if (spare_.size() < kSpareStreams) spare_.push_back(std::move(streams_[i]));
       streams_[i] = std::move(streams_.back());
       streams_.pop_back();
     } else {
@@ -804,15 +762,7 @@ int Http2UpstreamConnection::on_data_chunk(nghttp2_session* session, uint8_t, in
     nghttp2_session_consume_stream(session, stream_id, len);
     return 0;
   }
-  const char* p = reinterpret_cast<const char*>(data);
-  const Slice* in = self->input_;
-  if (in && p >= in->data && p + len <= in->data + in->len) {
-    s->on_data(in->sub(static_cast<size_t>(p - in->data), len));  // no copy: a view of the read
-  } else {
-    BlockRef b = self->ctx().blocks.get(len);
-    std::memcpy(b->data(), data, len);
-    s->on_data(Slice{b, b->data(), len});
-  }
+  s->on_data(self->h2_.data_slice(data, len));
   return 0;
 }
 

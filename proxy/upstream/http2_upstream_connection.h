@@ -9,7 +9,8 @@
 // Flow control is backpressure both ways: no automatic WINDOW_UPDATE; the connection window is
 // credited as DATA is handed to a stream, a stream's window only for the bytes its exchange took
 // while not paused. Request bodies leave through a deferred data provider; frames are produced
-// only while the socket's queue is under its high watermark.
+// only while the socket's queue is under its high watermark, and the socket is not read while it
+// is above it (a server that does not read what it is sent is not read either).
 //
 // Liveness: after kPingIdleMs without a frame from the server a PING goes out; no ACK (nor any
 // other frame) within kPingTimeoutMs closes the connection and fails its streams.
@@ -24,6 +25,7 @@
 #include "core/intrusive_list.h"
 #include "core/loop_context.h"
 #include "core/on_demand_timer.h"
+#include "http/http2_session.h"
 #include "http/http2_shim.h"
 #include "http/message.h"
 #include "net/tcp_stream.h"
@@ -38,7 +40,8 @@ class TlsLayer;
 class TlsSessionSlot;
 
 // One request/response on a multiplexed connection: the exchange's UpstreamSide. Owned by its
-// connection (swept once both nghttp2 and the exchange are done with it).
+// connection (swept once both nghttp2 and the exchange are done with it, then kept for a later
+// request: its head buffers, body queue and timer keep what they allocated).
 class Http2UpstreamStream final : public UpstreamSide {
  public:
   Http2UpstreamStream(Http2UpstreamConnection& conn, bool reused);
@@ -57,10 +60,14 @@ class Http2UpstreamStream final : public UpstreamSide {
   void reset() override;
   std::unique_ptr<TcpStream> take_socket() override { return nullptr; }  // never upgraded
 
+  Http2UpstreamConnection& connection() const { return conn_; }
+
   // Connection → stream.
   int32_t id() const { return id_; }
-  // Neither nghttp2 nor the exchange nor a deferred task needs it: the sweep frees it.
+  // Neither nghttp2 nor the exchange nor a deferred task needs it: the sweep takes it.
   bool done() const { return !handler_ && h2_closed_ && !error_scheduled_; }
+  // A done stream made new for another request; what it allocated stays (bounded).
+  void recycle(bool reused);
   bool bound() const { return handler_ != nullptr; }
   void on_header(std::string_view name, std::string_view value);
   void on_headers_end(bool end_stream);
@@ -82,6 +89,7 @@ class Http2UpstreamStream final : public UpstreamSide {
   static void fail_task(void* self);
   bool submit_trailers();
 
+  // Every field below is the request's: recycle() sets each back to what it is here.
   Http2UpstreamConnection& conn_;
   UpstreamHandler* handler_ = nullptr;
   int32_t id_ = -1;
@@ -91,6 +99,8 @@ class Http2UpstreamStream final : public UpstreamSide {
   size_t out_bytes_ = 0;
   size_t unconsumed_ = 0;  // DATA delivered while paused: credited on resume
   OnDemandTimer timer_;    // response-head timeout
+  // The request's HTTP/2 fields, which nghttp2 does not copy: kept until the stream is done.
+  Http2RequestFields fields_{/*referenced=*/true};
   std::unique_ptr<Http2RequestFields> trailer_fields_;
   UpstreamError pending_error_ = UpstreamError::kReset;
   bool reused_;
@@ -107,7 +117,7 @@ class Http2UpstreamStream final : public UpstreamSide {
   bool error_scheduled_ = false;
 };
 
-class Http2UpstreamConnection final : public ListNode, private StreamHandler {
+class Http2UpstreamConnection final : public ListNode, private StreamHandler, private Http2Sink {
  public:
   enum class State : uint8_t { kConnecting, kReady, kGoingAway, kClosed };
 
@@ -130,10 +140,12 @@ class Http2UpstreamConnection final : public ListNode, private StreamHandler {
   void close();
   void close_with(UpstreamError e);
   void start_idle_timer(uint64_t ms);
+  // Reading stopped: the socket's queue is above its high watermark.
+  bool input_paused() const { return h2_.input_paused(); }
 
   // Stream → connection.
   LoopContext& ctx() const { return stream_->context(); }
-  nghttp2_session* session() { return session_; }
+  nghttp2_session* session() { return h2_.get(); }
   bool https() const { return https_; }
   const std::string& authority() const;
   void schedule_send();
@@ -141,7 +153,6 @@ class Http2UpstreamConnection final : public ListNode, private StreamHandler {
   // The stream ended for its exchange: it no longer counts (a slot is free for a waiter).
   void stream_finished(Http2UpstreamStream* s);
   void schedule_sweep();
-  Http2RequestFields& fields() { return fields_; }
 
  private:
   friend class Http2UpstreamPool;
@@ -151,6 +162,14 @@ class Http2UpstreamConnection final : public ListNode, private StreamHandler {
   void on_stream_error(int status) override;
   void on_stream_drained() override;
   void on_stream_closed() override;
+  // Http2Sink: the socket.
+  int send_bytes(const Slice* slices, size_t count) override {
+    return stream_->write(slices, count);
+  }
+  bool send_congested() const override { return stream_->above_high_watermark(); }
+  void pause_input() override { stream_->read_stop(); }
+  void resume_input() override { stream_->read_start(); }
+  static void configure(nghttp2_session_callbacks* cb, nghttp2_option* opt);
   bool start_session();
   void send();
   static void send_task(void* self);
@@ -175,12 +194,14 @@ class Http2UpstreamConnection final : public ListNode, private StreamHandler {
   Http2UpstreamPool* pool_;
   std::unique_ptr<TcpStream> stream_;
   TlsLayer* tls_ = nullptr;
-  nghttp2_session* session_ = nullptr;
+  Http2Session h2_;  // the nghttp2 session, its send loop and the input pause
   std::vector<std::unique_ptr<Http2UpstreamStream>> streams_;
+  // Done streams kept for the next requests (an allocation, a timer and the head buffers' growth
+  // saved on each); at most kSpareStreams.
+  std::vector<std::unique_ptr<Http2UpstreamStream>> spare_;
+  static constexpr size_t kSpareStreams = 16;
   std::vector<Http2UpstreamStream*> drained_;
-  Http2RequestFields fields_;     // scratch for the request heads submitted on this connection
-  OnDemandTimer timer_;           // connect timeout, then PING / idle
-  const Slice* input_ = nullptr;  // the slice mem_recv is reading, for zero-copy DATA
+  OnDemandTimer timer_;  // connect timeout, then PING / idle
   State state_ = State::kConnecting;
   size_t active_ = 0;
   uint64_t opened_ = 0;
@@ -189,12 +210,9 @@ class Http2UpstreamConnection final : public ListNode, private StreamHandler {
   uint64_t idle_since_ms_ = 0;
   uint32_t connect_round_ = 0;
   bool https_;
-  bool in_recv_ = false;
-  bool in_send_ = false;
   bool send_scheduled_ = false;
   bool sweep_scheduled_ = false;
   bool ping_outstanding_ = false;
-  bool input_paused_ = false;
   bool settings_seen_ = false;    // the server's SETTINGS arrived
   bool session_started_ = false;  // connected (and TLS done): frames flow
   bool closing_quietly_ = false;  // close() by the pool: no connect failure is reported

@@ -9,18 +9,10 @@ namespace sluice {
 
 Http2UpstreamPool::Http2UpstreamPool(LoopContext& ctx, UpstreamPool& owner,
                                      const ClusterConfig& config, ClusterStats& stats)
-    : ctx_(ctx), owner_(owner), config_(config), stats_(stats) {
-  queue_timer_ = new uv_timer_t;
-  uv_timer_init(ctx.loop, queue_timer_);
-  queue_timer_->data = this;
-  retry_timer_ = new uv_timer_t;
-  uv_timer_init(ctx.loop, retry_timer_);
-  retry_timer_->data = this;
-}
+    : ctx_(ctx), owner_(owner), config_(config), stats_(stats), waiters_(ctx, config.pool) {}
 
 Http2UpstreamPool::~Http2UpstreamPool() {
-  while (waiters_.pop_front()) {
-  }
+  waiters_.drop_all();
   shutdown();
 }
 
@@ -58,7 +50,6 @@ UpstreamSource::Acquire Http2UpstreamPool::acquire(PoolClient* client, UpstreamS
     *failure = PoolFailure::kQueueFull;
     return UpstreamSource::Acquire::kFailed;
   }
-  client->queued_at_ms_ = ctx_.now_ms();
   waiters_.push_back(client);
   connect_for_waiters();
   if (open_count() == 0 && retry_at_ms_ == 0) {
@@ -67,13 +58,12 @@ UpstreamSource::Acquire Http2UpstreamPool::acquire(PoolClient* client, UpstreamS
     *failure = PoolFailure::kConnectRefused;
     return UpstreamSource::Acquire::kFailed;
   }
-  arm_queue_timer();
+  waiters_.arm_timer();
   return UpstreamSource::Acquire::kQueued;
 }
 
 void Http2UpstreamPool::cancel(PoolClient* client) {
   waiters_.remove(client);
-  if (waiters_.empty()) uv_timer_stop(queue_timer_);
 }
 
 // One new connection per server stream limit's worth of waiters beyond what is connecting (the
@@ -143,7 +133,7 @@ void Http2UpstreamPool::on_connect_failed(Http2UpstreamConnection*, UpstreamErro
     ++failed_rounds_;
     backoff += ctx_.random() % (backoff / 2 + 1);
     retry_at_ms_ = ctx_.now_ms() + backoff;
-    uv_timer_start(retry_timer_, &Http2UpstreamPool::on_retry_timer, backoff, 0);
+    retry_timer_.start(ctx_.loop, this, &Http2UpstreamPool::on_retry_timer, backoff);
     stats_.connect_retries.add();
     return;
   }
@@ -161,16 +151,14 @@ void Http2UpstreamPool::on_retry_timer(uv_timer_t* t) {
 }
 
 void Http2UpstreamPool::fail_waiters(PoolFailure f) {
-  uv_timer_stop(queue_timer_);
   // Each failure may start a retry elsewhere (another address): taken off the list first.
-  while (PoolClient* w = waiters_.pop_front()) w->on_pool_failure(f);
+  waiters_.fail_all(f);
 }
 
 void Http2UpstreamPool::serve_waiters(Http2UpstreamConnection* c) {
   while (!waiters_.empty() && c->state() == Http2UpstreamConnection::State::kReady &&
          c->has_room()) {
     PoolClient* w = waiters_.pop_front();
-    if (waiters_.empty()) uv_timer_stop(queue_timer_);
     w->on_pool_ready(c->open_stream());
   }
 }
@@ -234,14 +222,12 @@ void Http2UpstreamPool::retire() {
 void Http2UpstreamPool::shutdown() {
   if (shut_down_) return;
   shut_down_ = true;
-  while (PoolClient* w = waiters_.pop_front()) w->on_pool_failure(PoolFailure::kConnectRefused);
+  waiters_.fail_all(PoolFailure::kConnectRefused);
   for (auto* list : {&connecting_, &ready_, &going_away_}) {
     while (Http2UpstreamConnection* c = list->front()) c->close();
   }
-  uv_close(reinterpret_cast<uv_handle_t*>(queue_timer_),
-           [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
-  uv_close(reinterpret_cast<uv_handle_t*>(retry_timer_),
-           [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
+  waiters_.close();
+  retry_timer_.release();
   sync_gauges();
 }
 
@@ -249,38 +235,8 @@ void Http2UpstreamPool::sync_gauges() {
   size_t idle = 0, busy = 0;
   for (auto* list : {&ready_, &going_away_})
     list->for_each([&](Http2UpstreamConnection* c) { (c->active_streams() ? busy : idle)++; });
-  auto sync = [](Counter& gauge, size_t now, size_t& reported) {
-    if (now > reported) {
-      gauge.add(now - reported);
-    } else if (now < reported) {
-      gauge.sub(reported - now);
-    }
-    reported = now;
-  };
-  sync(stats_.idle_connections, idle, reported_idle_);
-  sync(stats_.active_connections, busy, reported_busy_);
-}
-
-void Http2UpstreamPool::arm_queue_timer() {
-  PoolClient* oldest = waiters_.front();
-  if (!oldest) return;
-  uint64_t deadline =
-      oldest->queued_at_ms_ + static_cast<uint64_t>(config_.pool.queue_timeout.count());
-  uint64_t now = ctx_.now_ms();
-  uv_timer_start(queue_timer_, &Http2UpstreamPool::on_queue_timer,
-                 deadline > now ? deadline - now : 0, 0);
-}
-
-void Http2UpstreamPool::on_queue_timer(uv_timer_t* t) {
-  auto* self = static_cast<Http2UpstreamPool*>(t->data);
-  uint64_t now = self->ctx_.now_ms();
-  uint64_t timeout = static_cast<uint64_t>(self->config_.pool.queue_timeout.count());
-  while (PoolClient* w = self->waiters_.front()) {
-    if (w->queued_at_ms_ + timeout > now) break;
-    self->waiters_.pop_front();
-    w->on_pool_failure(PoolFailure::kQueueTimeout);
-  }
-  self->arm_queue_timer();
+  idle_share_.set(stats_.idle_connections, idle);
+  busy_share_.set(stats_.active_connections, busy);
 }
 
 }  // namespace sluice

@@ -17,9 +17,12 @@
 #include <string>
 
 #include "core/config.h"
+#include "core/gauge_share.h"
 #include "core/intrusive_list.h"
 #include "core/loop_context.h"
+#include "core/on_demand_timer.h"
 #include "upstream/http2_upstream_connection.h"
+#include "upstream/wait_queue.h"
 
 namespace sluice {
 
@@ -72,8 +75,6 @@ class Http2UpstreamPool {
   void serve_waiters(Http2UpstreamConnection* c);
   void fail_waiters(PoolFailure f);
   static void on_retry_timer(uv_timer_t* t);
-  void arm_queue_timer();
-  static void on_queue_timer(uv_timer_t* t);
   Http2UpstreamConnection* pick();
 
   LoopContext& ctx_;
@@ -81,15 +82,14 @@ class Http2UpstreamPool {
   const ClusterConfig& config_;
   ClusterStats& stats_;
   IntrusiveList<Http2UpstreamConnection> connecting_, ready_, going_away_;
-  IntrusiveList<PoolClient> waiters_;
-  uv_timer_t* queue_timer_;   // heap-allocated: freed in its close callback
-  uv_timer_t* retry_timer_;   // ditto: a connect again after a backoff (sole address)
-  uint64_t retry_at_ms_ = 0;  // a backoff runs until then (0: none)
+  WaitQueue waiters_;          // with the queue timeout's timer
+  OnDemandTimer retry_timer_;  // a connect again after a backoff (sole address)
+  uint64_t retry_at_ms_ = 0;   // a backoff runs until then (0: none)
   uint32_t failed_rounds_ = 0;
   size_t expected_streams_ = 100;  // per new connection: the server's last SETTINGS limit
   static constexpr uint32_t kConnectRetries = 3;
   size_t streams_ = 0;
-  size_t reported_idle_ = 0, reported_busy_ = 0;
+  GaugeShare idle_share_, busy_share_;  // this address's part of the cluster's gauges
   bool shut_down_ = false;
   bool retired_ = false;
 };

@@ -31,7 +31,8 @@ UpstreamPool::UpstreamPool(LoopContext& ctx, const sockaddr_storage& address, st
       name_(std::move(name)),
       config_(config),
       stats_(stats),
-      tls_(tls) {
+      tls_(tls),
+      waiters_(ctx, config.pool) {
   // A Unix socket has no authority to put in a Host header: "localhost" says the app is on this
   // machine (what curl --unix-socket sends too, for http://localhost/). The endpoint text stays
   // in name_, for logs and the access log.
@@ -54,12 +55,6 @@ UpstreamPool::UpstreamPool(LoopContext& ctx, const sockaddr_storage& address, st
       tls_name_ = std::string(h);
     }
   }
-  queue_timer_ = new uv_timer_t;
-  uv_timer_init(ctx.loop, queue_timer_);
-  queue_timer_->data = this;
-  retry_timer_ = new uv_timer_t;
-  uv_timer_init(ctx.loop, retry_timer_);
-  retry_timer_->data = this;
   if (config_.protocol != UpstreamProtocol::kHttp1)
     h2_ = std::make_unique<Http2UpstreamPool>(ctx, *this, config_, stats_);
 }
@@ -70,8 +65,7 @@ UpstreamPool::~UpstreamPool() {
   // a destructor: it is dropped, and said.
   if (!waiters_.empty()) {
     LOG_ERROR("upstream %s: deleted with %zu requests waiting", name_.c_str(), waiters_.size());
-    while (waiters_.pop_front()) {
-    }
+    waiters_.drop_all();
   }
   shutdown();
 }
@@ -100,17 +94,15 @@ UpstreamPool::Acquire UpstreamPool::acquire(PoolClient* client, bool fresh,
     *failure = PoolFailure::kQueueFull;
     return Acquire::kFailed;
   }
-  client->queued_at_ms_ = ctx_.now_ms();
   client->wants_fresh_ = fresh;
   waiters_.push_back(client);
   // One connection attempt per waiter, within max_connecting and max_connections.
   if (!connect_for_waiters() && waiters_.size() > connecting_.size()) {
     waiters_.remove(client);
-    if (waiters_.empty()) uv_timer_stop(queue_timer_);
     *failure = PoolFailure::kConnectRefused;
     return Acquire::kFailed;
   }
-  arm_queue_timer();
+  waiters_.arm_timer();
   return Acquire::kQueued;
 }
 
@@ -121,7 +113,6 @@ void UpstreamPool::cancel(PoolClient* client) {
   }
   GaugeSync sync{*this};
   waiters_.remove(client);
-  if (waiters_.empty()) uv_timer_stop(queue_timer_);
 }
 
 bool UpstreamPool::connect_for_waiters() {
@@ -141,8 +132,7 @@ bool UpstreamPool::connect_for_waiters() {
 void UpstreamPool::arm_retry_timer() {
   const uint64_t now = ctx_.now_ms();
   const uint64_t wait = connect_backoff_until_ms_ > now ? connect_backoff_until_ms_ - now : 0;
-  int r = uv_timer_start(retry_timer_, &UpstreamPool::on_retry_timer, wait, 0);
-  if (r != 0) LOG_ERROR("upstream %s: retry timer: %s", name_.c_str(), uv_strerror(r));
+  retry_timer_.start(ctx_.loop, this, &UpstreamPool::on_retry_timer, wait);
 }
 
 void UpstreamPool::on_retry_timer(uv_timer_t* t) {
@@ -158,9 +148,7 @@ void UpstreamPool::on_retry_timer(uv_timer_t* t) {
   // A connect could not even start: the oldest waiter without one learns it now (the others
   // get their own attempt as connects finish, or their queue timeout).
   if (self->waiters_.size() > self->connecting_.size()) {
-    PoolClient* w = self->waiters_.pop_front();
-    if (self->waiters_.empty()) uv_timer_stop(self->queue_timer_);
-    w->on_pool_failure(PoolFailure::kConnectRefused);
+    self->waiters_.pop_front()->on_pool_failure(PoolFailure::kConnectRefused);
   }
 }
 
@@ -199,7 +187,6 @@ PoolClient* UpstreamPool::first_waiter(bool fresh_connection) {
 
 void UpstreamPool::give(UpstreamConnection* conn, PoolClient* client) {
   waiters_.remove(client);
-  if (waiters_.empty()) uv_timer_stop(queue_timer_);
   conn->state_ = UpstreamConnection::State::kBusy;
   busy_.push_back(conn);
   client->on_pool_ready(conn);
@@ -219,14 +206,12 @@ void UpstreamPool::on_connected(UpstreamConnection* conn) {
   ejected_until_ms_ = 0;
   failed_rounds_ = 0;
   connect_backoff_until_ms_ = 0;  // the address accepts again
-  uv_timer_stop(retry_timer_);
+  retry_timer_.stop();
   if (PoolClient* w = first_waiter(true)) {
     give(conn, w);
     // A connect slot is free: the next waiter without a connection gets one.
     if (!connect_for_waiters() && waiters_.size() > connecting_.size()) {
-      PoolClient* unserved = waiters_.pop_front();
-      if (waiters_.empty()) uv_timer_stop(queue_timer_);
-      unserved->on_pool_failure(PoolFailure::kConnectRefused);
+      waiters_.pop_front()->on_pool_failure(PoolFailure::kConnectRefused);
     }
     return;
   }
@@ -290,7 +275,6 @@ void UpstreamPool::on_connect_failed(UpstreamError e, uint32_t round, int status
   // Each waiter beyond the remaining attempts has lost its connection: fail the oldest.
   if (waiters_.size() > connecting_.size()) {
     PoolClient* w = waiters_.pop_front();
-    if (waiters_.empty()) uv_timer_stop(queue_timer_);
     w->on_pool_failure(e == UpstreamError::kConnectTimeout ? PoolFailure::kConnectTimeout
                        : e == UpstreamError::kTlsHandshake ? PoolFailure::kTlsHandshake
                                                            : PoolFailure::kConnectRefused);
@@ -400,38 +384,8 @@ void UpstreamPool::detach(UpstreamConnection* conn) {
 }
 
 void UpstreamPool::sync_gauges() {
-  auto sync = [](Counter& gauge, size_t now, size_t& reported) {
-    if (now > reported) {
-      gauge.add(now - reported);
-    } else if (now < reported) {
-      gauge.sub(reported - now);
-    }
-    reported = now;
-  };
-  sync(stats_.idle_connections, idle_.size(), reported_idle_);
-  sync(stats_.active_connections, busy_.size(), reported_busy_);
-}
-
-void UpstreamPool::arm_queue_timer() {
-  PoolClient* oldest = waiters_.front();
-  if (!oldest) return;
-  uint64_t deadline =
-      oldest->queued_at_ms_ + static_cast<uint64_t>(config_.pool.queue_timeout.count());
-  uint64_t now = ctx_.now_ms();
-  uv_timer_start(queue_timer_, &UpstreamPool::on_queue_timer, deadline > now ? deadline - now : 0,
-                 0);
-}
-
-void UpstreamPool::on_queue_timer(uv_timer_t* t) {
-  auto* self = static_cast<UpstreamPool*>(t->data);
-  uint64_t now = self->ctx_.now_ms();
-  uint64_t timeout = static_cast<uint64_t>(self->config_.pool.queue_timeout.count());
-  while (PoolClient* w = self->waiters_.front()) {
-    if (w->queued_at_ms_ + timeout > now) break;
-    self->waiters_.pop_front();
-    w->on_pool_failure(PoolFailure::kQueueTimeout);
-  }
-  self->arm_queue_timer();
+  idle_share_.set(stats_.idle_connections, idle_.size());
+  busy_share_.set(stats_.active_connections, busy_.size());
 }
 
 void UpstreamPool::shutdown() {
@@ -439,14 +393,12 @@ void UpstreamPool::shutdown() {
   if (shut_down_) return;
   shut_down_ = true;
   if (h2_) h2_->shutdown();
-  while (PoolClient* w = waiters_.pop_front()) w->on_pool_failure(PoolFailure::kConnectRefused);
+  waiters_.fail_all(PoolFailure::kConnectRefused);
   for (auto* list : {&connecting_, &idle_, &busy_}) {
     while (UpstreamConnection* c = list->front()) c->close();
   }
-  uv_close(reinterpret_cast<uv_handle_t*>(queue_timer_),
-           [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
-  uv_close(reinterpret_cast<uv_handle_t*>(retry_timer_),
-           [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
+  waiters_.close();
+  retry_timer_.release();
 }
 
 }  // namespace sluice

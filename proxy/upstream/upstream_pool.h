@@ -17,12 +17,15 @@
 #include <string>
 
 #include "core/config.h"
+#include "core/gauge_share.h"
 #include "core/intrusive_list.h"
 #include "core/loop_context.h"
+#include "core/on_demand_timer.h"
 #include "tls/tls_context.h"
 #include "tls/tls_layer.h"
 #include "upstream/http2_upstream_pool.h"
 #include "upstream/upstream_connection.h"
+#include "upstream/wait_queue.h"
 
 namespace sluice {
 
@@ -127,14 +130,12 @@ class UpstreamPool final : public UpstreamSource {
   void detach(UpstreamConnection* conn);
   void give(UpstreamConnection* conn, PoolClient* client);
   PoolClient* first_waiter(bool fresh_connection);
-  void arm_queue_timer();
   // Brings the cluster's idle/active gauges up to date with this pool's lists (by delta).
   void sync_gauges();
   struct GaugeSync {
     UpstreamPool& pool;
     ~GaugeSync() { pool.sync_gauges(); }
   };
-  static void on_queue_timer(uv_timer_t* t);
 
   LoopContext& ctx_;
   sockaddr_storage address_;
@@ -144,12 +145,11 @@ class UpstreamPool final : public UpstreamSource {
   ClusterStats& stats_;
   const ClientTls* tls_;  // owned by the cluster, which outlives its pools; null: plain TCP
   std::string tls_name_;  // SNI and the name verified: `sni`, or the endpoint's host (not Unix)
-  TlsSessionSlot tls_session_;  // resumed by the next connection to this address
-  size_t reported_idle_ = 0, reported_busy_ = 0;
+  TlsSessionSlot tls_session_;          // resumed by the next connection to this address
+  GaugeShare idle_share_, busy_share_;  // this address's part of the cluster's gauges
   IntrusiveList<UpstreamConnection> connecting_, idle_, busy_;
-  IntrusiveList<PoolClient> waiters_;
-  uv_timer_t* queue_timer_;  // heap-allocated: freed in its close callback, may outlive the pool
-  uv_timer_t* retry_timer_;  // ditto: connects again when a backoff ends
+  WaitQueue waiters_;          // with the queue timeout's timer
+  OnDemandTimer retry_timer_;  // connects again when a backoff ends
   const PoolSiblings* siblings_ = nullptr;
   // A connect failure is counted once per round: connects started before the last counted
   // failure (the rest of a burst that timed out together) do not count again.

@@ -115,7 +115,7 @@ class PoolClient : public ListNode {
 
  private:
   friend class UpstreamPool;
-  friend class Http2UpstreamPool;
+  friend class WaitQueue;
   uint64_t queued_at_ms_ = 0;
   bool wants_fresh_ = false;
 };

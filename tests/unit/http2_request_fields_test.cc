@@ -117,5 +117,24 @@ TEST(Http2RequestFields, ReuseLeavesNothingBehind) {
       (Fields{{":method", "GET"}, {":scheme", "http"}, {":authority", "two"}, {":path", "/b"}}));
 }
 
+// X-Request-Id is new with every request: sent without indexing, so that it does not push the
+// fields that repeat out of the connection's HPACK table. Everything else may be indexed.
+TEST(Http2RequestFields, RequestIdIsNotIndexed) {
+  Http2RequestFields f;
+  const std::string head =
+      "GET / HTTP/1.1\r\n"
+      "Host: a\r\n"
+      "X-Forwarded-For: 10.0.0.1\r\n"
+      "X-Request-Id: 0123456789abcdef0123456789abcdef\r\n"
+      "User-Agent: t\r\n"
+      "\r\n";
+  ASSERT_EQ(f.build(head, false, "a"), Http2RequestFields::Result::kOk);
+  ASSERT_EQ(f.size(), 7u);
+  for (size_t i = 0; i < f.size(); ++i)
+    EXPECT_EQ(f.data()[i].flags,
+              f.name(i) == "x-request-id" ? NGHTTP2_NV_FLAG_NO_INDEX : NGHTTP2_NV_FLAG_NONE)
+        << f.name(i);
+}
+
 }  // namespace
 }  // namespace sluice

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <nghttp2/nghttp2.h>
 
+#include <algorithm>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -30,12 +31,17 @@ class H2Server {
     H2Server* server;
     uv_tcp_t tcp;
     nghttp2_session* session = nullptr;
-    std::vector<int32_t> held;  // streams whose response waits for release_held()
-    std::string path;           // of the header block being received
+    std::vector<int32_t> held;       // streams whose response waits for release_held()
+    std::string path;                // of the header block being received
+    std::vector<std::string> paths;  // of every request, in order
     bool closed = false;
+    bool reading = false;
   };
 
-  H2Server(uv_loop_t* loop, uint32_t max_streams) : loop_(loop), max_streams_(max_streams) {
+  // `window`: the stream and connection windows the server grants (0: nghttp2's 64 KiB);
+  // `read`: whether it reads what its clients send (resume_reading() starts it later).
+  H2Server(uv_loop_t* loop, uint32_t max_streams, int32_t window = 0, bool read = true)
+      : loop_(loop), max_streams_(max_streams), window_(window), read_(read) {
     uv_tcp_init(loop, &listener_);
     listener_.data = this;
     sockaddr_in a{};
@@ -102,8 +108,20 @@ class H2Server {
     nghttp2_session_callbacks_set_on_frame_recv_callback(cb, &H2Server::on_frame_recv);
     nghttp2_session_server_new(&c->session, cb, c.get());
     nghttp2_session_callbacks_del(cb);
-    nghttp2_settings_entry iv[] = {{NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, self->max_streams_}};
-    nghttp2_submit_settings(c->session, NGHTTP2_FLAG_NONE, iv, 1);
+    nghttp2_settings_entry iv[] = {
+        {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, self->max_streams_},
+        {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE,
+         static_cast<uint32_t>(self->window_ ? self->window_ : NGHTTP2_INITIAL_WINDOW_SIZE)}};
+    nghttp2_submit_settings(c->session, NGHTTP2_FLAG_NONE, iv, 2);
+    if (self->window_)
+      nghttp2_session_set_local_window_size(c->session, NGHTTP2_FLAG_NONE, 0, self->window_);
+    if (self->read_) start_reading(c.get());
+    self->flush(c.get());
+    self->conns.push_back(std::move(c));
+  }
+
+  static void start_reading(Conn* c) {
+    c->reading = true;
     uv_read_start(
         reinterpret_cast<uv_stream_t*>(&c->tcp),
         [](uv_handle_t*, size_t, uv_buf_t* b) {
@@ -111,10 +129,16 @@ class H2Server {
           *b = uv_buf_init(buf, sizeof buf);
         },
         &H2Server::on_read);
-    self->flush(c.get());
-    self->conns.push_back(std::move(c));
   }
 
+ public:
+  // Starts reading on the connections that do not read yet.
+  void resume_reading() {
+    for (auto& c : conns)
+      if (!c->closed && !c->reading) start_reading(c.get());
+  }
+
+ private:
   static void on_read(uv_stream_t* s, ssize_t n, const uv_buf_t* buf) {
     auto* c = static_cast<Conn*>(s->data);
     if (n < 0) {
@@ -134,8 +158,10 @@ class H2Server {
                        size_t namelen, const uint8_t* value, size_t valuelen, uint8_t, void* user) {
     auto* c = static_cast<Conn*>(user);
     if (f->hd.type == NGHTTP2_HEADERS &&
-        std::string_view(reinterpret_cast<const char*>(name), namelen) == ":path")
+        std::string_view(reinterpret_cast<const char*>(name), namelen) == ":path") {
       c->path.assign(reinterpret_cast<const char*>(value), valuelen);
+      c->paths.push_back(c->path);
+    }
     return 0;
   }
 
@@ -191,6 +217,8 @@ class H2Server {
   uv_loop_t* loop_;
   uv_tcp_t listener_;
   uint32_t max_streams_;
+  int32_t window_;
+  bool read_;
   bool closed_ = false;
 };
 
@@ -224,7 +252,15 @@ class Client final : public PoolClient, public UpstreamHandler {
   void on_upstream_drained() override {}
   void on_upstream_upgraded(const Slice&) override { ADD_FAILURE() << "upgrade"; }
 
+  // A request body of pieces of this size (0: no body; send_end is the test's).
+  int push_body() {
+    static const std::string piece(1024 * 1024, 'b');
+    return side->send_body(Slice{BlockRef(), piece.data(), std::min(body_bytes, piece.size())});
+  }
+
   UpstreamSide* side = nullptr;
+  size_t body_bytes = 0;
+  uint64_t response_timeout_ms = 10000;
   int status = 0;
   int completed = 0;
   std::vector<UpstreamError> errors;
@@ -233,11 +269,16 @@ class Client final : public PoolClient, public UpstreamHandler {
  private:
   void send(UpstreamSide* s) {
     side = s;
-    head_ = "GET " + path_ + " HTTP/1.1\r\nHost: t\r\n\r\n";
     s->bind(this, false);
+    if (body_bytes) {
+      head_ = "POST " + path_ + " HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n";
+      EXPECT_EQ(s->send_head(Slice{BlockRef(), head_.data(), head_.size()}, Framing::kChunked), 0);
+      return;
+    }
+    head_ = "GET " + path_ + " HTTP/1.1\r\nHost: t\r\n\r\n";
     EXPECT_EQ(s->send_head(Slice{BlockRef(), head_.data(), head_.size()}, Framing::kNone), 0);
     EXPECT_EQ(s->send_end(Slice()), 0);
-    s->expect_response(10000);
+    s->expect_response(response_timeout_ms);
   }
   UpstreamPool& pool_;
   std::string path_, head_;
@@ -265,8 +306,9 @@ class Http2UpstreamPoolTest : public ::testing::Test {
     EXPECT_EQ(ctx_.blocks.outstanding(), 0u);
     EXPECT_EQ(stats_.upstream_streams_active.get(), 0u);
   }
-  void start(uint32_t max_streams, PoolSettings settings = PoolSettings()) {
-    server_ = std::make_unique<H2Server>(&loop_, max_streams);
+  void start(uint32_t max_streams, PoolSettings settings = PoolSettings(), int32_t window = 0,
+             bool read = true) {
+    server_ = std::make_unique<H2Server>(&loop_, max_streams, window, read);
     sockaddr_storage a{};
     uv_ip4_addr("127.0.0.1", server_->port, reinterpret_cast<sockaddr_in*>(&a));
     config_.protocol = UpstreamProtocol::kH2c;
@@ -395,6 +437,107 @@ TEST_F(Http2UpstreamPoolTest, RefusedConnectsFailTheWaitersAfterTheRetries) {
   ASSERT_TRUE(run_until([&] { return !a.failures.empty(); }));
   EXPECT_EQ(a.failures[0], PoolFailure::kConnectRefused);
   EXPECT_EQ(stats_.connect_retries.get(), 3u);
+}
+
+// The upstream connection stops reading its socket while its own write queue is above the high
+// watermark (a server that does not read what it is sent is not read either, as a client is
+// not), and reads again once the queue drains.
+TEST_F(Http2UpstreamPoolTest, StopsReadingWhileItsWriteQueueIsAboveTheHighWatermark) {
+  // Windows so large that only the socket holds the body back; a server that reads nothing.
+  start(100, PoolSettings(), (1 << 30), /*read=*/false);
+  Client& c = client("/upload");
+  c.body_bytes = 1024 * 1024;
+  c.acquire();
+  ASSERT_TRUE(run_until([&] { return c.side != nullptr; }));
+  auto* stream = static_cast<Http2UpstreamStream*>(c.side);
+  Http2UpstreamConnection& conn = stream->connection();
+  // Body in 1 MiB pieces (as an exchange sends it: while the stream's queue is under the
+  // watermark) until nothing moves: the kernel's buffers are full, then the connection's queue.
+  size_t pushed = 0;
+  bool stuck = false;
+  // Within the PING deadline (10 s of silence, then 5 s): a server that reads nothing for
+  // longer is taken for dead.
+  for (int round = 0; round < 40 && !stuck; ++round) {
+    ASSERT_NE(c.side, nullptr);
+    while (stream->queued() < TcpStream::kHighWatermark && pushed < (256u << 20)) {
+      ASSERT_EQ(c.push_body(), 0);
+      pushed += c.body_bytes;
+    }
+    const size_t queued = stream->queued();
+    const bool paused = conn.input_paused();
+    run_until([] { return false; }, 200);
+    stuck = paused && conn.input_paused() && stream->queued() == queued;
+  }
+  ASSERT_TRUE(stuck);
+  EXPECT_EQ(c.side->send_end(Slice()), 0);
+  run_until([] { return false; }, 100);
+  EXPECT_TRUE(conn.input_paused());
+  EXPECT_EQ(c.completed, 0);
+  // The server reads: the queue drains, reading resumes and the response arrives.
+  server_->resume_reading();
+  ASSERT_TRUE(run_until([&] { return c.completed == 1; }, 20000));
+  EXPECT_EQ(c.status, 200);
+  EXPECT_TRUE(c.errors.empty());
+  ASSERT_TRUE(run_until([&] { return pool_->http2()->active_streams() == 0; }));
+  ASSERT_EQ(pool_->http2()->open_count(), 1u);
+  EXPECT_FALSE(conn.input_paused());
+}
+
+// A stream whose exchange is done is kept by its connection and serves a later request as new:
+// its response, its completion and its response timeout are that request's own.
+TEST_F(Http2UpstreamPoolTest, FinishedStreamsServeLaterRequestsAsNew) {
+  start(100);
+  Client& a = client("/x");
+  a.acquire();
+  ASSERT_TRUE(run_until([&] { return a.completed == 1; }));
+  const UpstreamSide* first = nullptr;
+  Client& b = client("/x");
+  // Once the sweep has run (a later loop turn), the next request gets a kept stream.
+  run_until([] { return false; }, 50);
+  EXPECT_EQ(b.acquire(), UpstreamSource::Acquire::kReady);
+  first = b.side;
+  EXPECT_TRUE(b.side->reused());
+  ASSERT_TRUE(run_until([&] { return b.completed == 1; }));
+  EXPECT_EQ(b.status, 200);
+  run_until([] { return false; }, 50);
+  // The same object again, now for a response that does not come in time.
+  Client& c = client("/hold");
+  c.response_timeout_ms = 100;
+  EXPECT_EQ(c.acquire(), UpstreamSource::Acquire::kReady);
+  EXPECT_EQ(c.side, first);
+  ASSERT_TRUE(run_until([&] { return !c.errors.empty(); }));
+  EXPECT_EQ(c.errors[0], UpstreamError::kResponseTimeout);
+  EXPECT_EQ(c.completed, 0);
+  EXPECT_EQ(c.status, 0);
+  // And again, answered.
+  run_until([] { return false; }, 50);
+  Client& d = client("/x");
+  EXPECT_EQ(d.acquire(), UpstreamSource::Acquire::kReady);
+  ASSERT_TRUE(run_until([&] { return d.completed == 1; }));
+  EXPECT_EQ(d.status, 200);
+  EXPECT_EQ(a.errors.size() + b.errors.size() + d.errors.size(), 0u);
+}
+
+// Requests submitted in the same loop turn leave in one send pass: each HEADERS frame carries its
+// own request's fields (nghttp2 does not copy them; each stream keeps its own).
+TEST_F(Http2UpstreamPoolTest, RequestsSubmittedTogetherKeepTheirOwnFields) {
+  start(100);
+  Client& a = client("/first");
+  a.acquire();
+  ASSERT_TRUE(run_until([&] { return a.completed == 1; }));
+  std::vector<Client*> cs;
+  for (const char* p : {"/a", "/bb", "/ccc", "/dddd"}) {
+    cs.push_back(&client(p));
+    EXPECT_EQ(cs.back()->acquire(), UpstreamSource::Acquire::kReady);
+  }
+  ASSERT_TRUE(run_until([&] {
+    for (Client* c : cs)
+      if (c->completed != 1) return false;
+    return true;
+  }));
+  ASSERT_EQ(server_->conns.size(), 1u);
+  EXPECT_EQ(server_->conns[0]->paths,
+            (std::vector<std::string>{"/first", "/a", "/bb", "/ccc", "/dddd"}));
 }
 
 }  // namespace
