@@ -18,6 +18,11 @@ const char* drain_phase_name(DrainPhase p);
 
 struct DrainState {
   std::atomic<DrainPhase> phase{DrainPhase::kServing};
+  // Set before the phase moves to kForced (the budget ran out), cleared by a resume. A worker
+  // that sees the phase only once it is kDone (it was busy while the drain ended by itself)
+  // learns from it whether there was a kForced to apply: closing what is left must not happen
+  // to a drain that finished. Read after an acquire load of `phase`.
+  std::atomic<bool> forced{false};
   DrainPhase get() const { return phase.load(std::memory_order_relaxed); }
   bool draining() const { return get() != DrainPhase::kServing; }
 };

@@ -22,7 +22,7 @@ uv_timer_t* DrainCoordinator::make_timer() {
 }
 
 void DrainCoordinator::set_phase(DrainPhase p) {
-  state_->phase.store(p, std::memory_order_relaxed);
+  state_->phase.store(p, std::memory_order_release);  // publishes `forced` with it
   hooks_.notify_workers();
 }
 
@@ -58,8 +58,7 @@ void DrainCoordinator::enter_draining() {
       static_cast<unsigned long long>(c.http2_connections),
       static_cast<unsigned long long>(c.in_flight),
       static_cast<unsigned long long>(c.http2_streams),
-      static_cast<unsigned long long>(c.websockets),
-      static_cast<unsigned long long>(c.grpc_calls));
+      static_cast<unsigned long long>(c.websockets), static_cast<unsigned long long>(c.grpc_calls));
   set_phase(DrainPhase::kDraining);
 }
 
@@ -74,6 +73,7 @@ void DrainCoordinator::force() {
       static_cast<unsigned long long>(c.websockets),
       static_cast<unsigned long long>(c.http2_connections),
       static_cast<unsigned long long>(c.http2_streams));
+  state_->forced.store(true, std::memory_order_relaxed);
   set_phase(DrainPhase::kForced);
 }
 
@@ -83,7 +83,7 @@ void DrainCoordinator::check_done() {
   if (c.connections != 0) return;
   final_ = c;
   finished_ms_ = uv_now(loop_);
-  state_->phase.store(DrainPhase::kDone, std::memory_order_relaxed);
+  state_->phase.store(DrainPhase::kDone, std::memory_order_release);
   LOG_INFO("drain done in %.3f s; %llu connections force-closed (%llu HTTP/2 streams reset)",
            static_cast<double>(finished_ms_ - started_ms_) / 1000.0,
            static_cast<unsigned long long>(c.forced),
@@ -122,7 +122,8 @@ bool DrainCoordinator::resume() {
   started_ms_ = finished_ms_ = 0;
   final_ = DrainCounts{};
   // Not through set_phase: the server wakes the workers with their new listeners.
-  state_->phase.store(DrainPhase::kServing, std::memory_order_relaxed);
+  state_->forced.store(false, std::memory_order_relaxed);
+  state_->phase.store(DrainPhase::kServing, std::memory_order_release);
   return true;
 }
 

@@ -247,9 +247,14 @@ void Worker::on_mailbox(uv_async_t* a) {
     tasks.swap(self->tasks_);
   }
   for (auto& task : tasks) task(*self);
-  DrainPhase p = self->setup_.drain->get();
+  const DrainState& drain = *self->setup_.drain;
+  const DrainPhase p = drain.phase.load(std::memory_order_acquire);
   while (!self->stopping_ && self->seen_phase_ < p && self->seen_phase_ < DrainPhase::kDone) {
     self->seen_phase_ = static_cast<DrainPhase>(static_cast<uint8_t>(self->seen_phase_) + 1);
+    // Phases missed while busy are applied in order, but kForced only if the budget ran out:
+    // a drain that ended by itself has none (the phase went from kDraining to kDone).
+    if (self->seen_phase_ == DrainPhase::kForced && !drain.forced.load(std::memory_order_relaxed))
+      continue;
     self->apply_drain_phase(self->seen_phase_);
   }
 }
@@ -288,13 +293,15 @@ void Worker::apply_drain_phase(DrainPhase p) {
     start_close_spread();
   } else if (p == DrainPhase::kForced) {
     if (spread_timer_) uv_timer_stop(spread_timer_);
-    for (auto* list : {&tunnels_, &draining_tunnels_, &exempt_tunnels_}) {
+    // `drain: false` listeners' connections and sessions stay through all of it.
+    for (auto* list : {&tunnels_, &draining_tunnels_}) {
       while (Tunnel* t = list->front()) {
         ctx_->stats.drain_forced_closes.add();
         t->force_close(TunnelEnd::kDrainForced);
       }
     }
     connections_.for_each([this](DownstreamConnection* c) {
+      if (c->drain_exempt()) return;
       ctx_->stats.drain_forced_closes.add();
       if (Http2Connection* h2 = c->http2())
         ctx_->stats.drain_forced_http2_streams.add(h2->open_streams());

@@ -227,6 +227,33 @@ class LifecycleTest(E2ETestCase):
         self.assertLess(took, 8.0, "sluice took %.2f s to stop after the app had gone" % took)
         s.wait_line("the app has gone: stopping", timeout=10)  # stderr is read by a thread
 
+    def test_a_forced_drain_leaves_the_egress_connections_alone(self):
+        # The budget runs out with an ingress request still in flight: what is left on the
+        # ingress side is closed, but `drain: false` listeners stay through all of it, their
+        # kept-alive connections included.
+        app = self.start_aiohttp(name="app")
+        s = self.start(app.port, egress=True, budget="1s")
+        kept = RawClient(s.egress_port)
+        kept.send(request_bytes("GET", "/"))
+        self.assertEqual(kept.read_response().status, 200)
+        slow = RawClient(s.port)
+        slow.send(request_bytes("GET", "/sleep/20000"))
+        wait_until(lambda: self.admin(s, "GET", "/drain").json()["in_flight"] == 1, 5,
+                   "the slow request in flight")
+        self.assertEqual(self.admin(s, "POST", "/drain").status, 202)
+        wait_until(lambda: self.phase(s) == "done", 10, "the drain done")
+        self.assertEqual(self.admin(s, "GET", "/drain").json()["forced"], 1)
+        with self.assertRaises(Exception):  # the ingress request was cut: no response
+            slow.read_response()
+        for _ in range(3):
+            kept.send(request_bytes("GET", "/"))
+            self.assertEqual(kept.read_response().status, 200)
+        self.assertEqual(http(s.egress_port, "GET", "/").status, 200)
+        # Its SIGTERM ends it at once, with the drain's status: 2, something was forced.
+        s.proc.send_signal(signal.SIGTERM)
+        self.assertEqual(s.proc.wait(timeout=15), 2, s.log())
+        self.procs.remove(s)
+
     def test_plain_mode_second_signal_stops_at_once(self):
         app = self.start_aiohttp(name="app")
         s = self.start(app.port, egress=True, wait_for_app=True)
