@@ -74,7 +74,7 @@ Slice Http2Session::data_slice(const uint8_t* data, size_t len) {
 Http2Session::Sent Http2Session::send() {
   if (in_send_ || in_recv_ || !session_) return Sent::kSkipped;
   in_send_ = true;
-  std::vector<Slice> batch;
+  std::vector<Slice>& batch = batch_;  // empty between passes; its capacity stays
   size_t batch_bytes = 0;
   BlockRef block;
   size_t used = 0;
@@ -120,6 +120,7 @@ Http2Session::Sent Http2Session::send() {
     if (batch_bytes >= kWriteBatch) write_batch();
   }
   if (result == Sent::kDone) write_batch();
+  batch.clear();  // after a failure, what was not written goes
   in_send_ = false;
   return result;
 }

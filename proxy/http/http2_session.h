@@ -13,6 +13,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <vector>
 
 #include "core/block.h"
 #include "core/loop_context.h"
@@ -82,6 +83,7 @@ class Http2Session {
   Http2Sink& sink_;
   nghttp2_session* session_ = nullptr;
   const Slice* input_ = nullptr;  // the slice mem_recv is reading, for zero-copy DATA
+  std::vector<Slice> batch_;      // send(): the frames of one write, reused pass after pass
   int error_ = 0;
   bool in_recv_ = false;
   bool in_send_ = false;
