@@ -430,6 +430,9 @@ class RoutingTest(E2ETestCase):
         os.utime(cfg)
         self.write_config(self.two_cluster_config(a, b, "b"), cfg)
         self.wait_for_line(s, n, "no longer watching")
+        # That reload logs "applied" after "no longer watching": counted from after it, or the
+        # stderr reader may hand it over late and it would look like a reload of the next save.
+        self.wait_for_line(s, n, "reload: applied")
         n = len(stderr_lines(s))
         self.write_config(self.two_cluster_config(a, b, "a"), cfg)
         time.sleep(1.0)
